@@ -1,0 +1,3 @@
+"""Sans-IO Kafka wire-protocol codec: primitives, message schemas, framing.
+
+Knows nothing of sockets or storage."""
