@@ -43,8 +43,10 @@ def cli() -> None:
 
 def _register_commands() -> None:
     from .dump import dump
+    from .serve import serve
 
     cli.add_command(dump)
+    cli.add_command(serve)
 
 
 _register_commands()

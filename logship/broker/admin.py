@@ -1,0 +1,17 @@
+"""ApiVersions and InitProducerId."""
+
+from __future__ import annotations
+
+from .broker import Broker, Reply
+
+
+def api_versions(broker: Broker, version: int, body: dict) -> Reply:
+    keys = [{"api_key": key, "min_version": low, "max_version": high}
+            for key, (low, high) in sorted(broker.advertised.items())]
+    return Reply({"error_code": 0, "api_keys": keys, "throttle_time_ms": 0})
+
+
+def init_producer_id(broker: Broker, version: int, body: dict) -> Reply:
+    """Hands out a fresh producer id; batches are stored as sent (no sequence de-duplication yet)."""
+    return Reply({"throttle_time_ms": 0, "error_code": 0,
+                  "producer_id": broker.next_producer_id(), "producer_epoch": 0})

@@ -1,0 +1,91 @@
+"""Fetch: plan byte ranges of segment files for each requested partition.
+
+A plan lists every requested partition (clients discard a full fetch response that leaves
+one out), each with its watermarks and a `FileSlice` of at most one segment, or empty
+records. The response is sent with the slices spliced in by sendfile; cutting the last
+batch at the byte budget is allowed, as in Kafka. Fetch sessions (KIP-227) are declined
+with session_id 0, so every request is a full fetch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import LogshipError
+from .broker import Broker, Reply, error_code
+
+
+@dataclass
+class FetchPlan:
+    """One planned response: its body (slices inside), the record bytes it carries, and
+    whether a partition answered with an error (errors are answered at once)."""
+
+    body: dict
+    size: int = 0
+    failed: bool = False
+    slices: list = field(default_factory=list)
+
+    def close(self) -> None:
+        """Release the file descriptors held by the slices of this plan."""
+        for piece in self.slices:
+            piece.close()
+        self.slices.clear()
+
+
+class FetchWait:
+    """A fetch request that the server may hold until `min_bytes` arrive or `max_wait_ms` passes.
+
+    `partitions` are the (topic, partition) pairs whose appends should wake it.
+    """
+
+    def __init__(self, broker: Broker, body: dict):
+        self.broker = broker
+        self.body = body
+        self.min_bytes = body.get("min_bytes", 1)
+        self.max_wait_ms = body.get("max_wait_ms", 0)
+        self.partitions = [(t["topic"], p["partition"]) for t in body["topics"] for p in t["partitions"]]
+
+    def ready(self, plan: FetchPlan) -> bool:
+        return plan.failed or plan.size >= self.min_bytes or self.max_wait_ms <= 0
+
+    def plan(self) -> FetchPlan:
+        remaining = self.body.get("max_bytes", 0x7FFFFFFF)
+        plan = FetchPlan({"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": []})
+        for topic in self.body["topics"]:
+            entries = []
+            for request in topic["partitions"]:
+                entry = _partition_entry(request["partition"])
+                entries.append(entry)
+                try:
+                    remaining -= self._read_into(plan, entry, topic["topic"], request, remaining)
+                except LogshipError as exc:
+                    entry["error_code"] = error_code(exc)
+                    plan.failed = True
+            plan.body["responses"].append({"topic": topic["topic"], "partitions": entries})
+        return plan
+
+    def _read_into(self, plan: FetchPlan, entry: dict, topic: str, request: dict, remaining: int) -> int:
+        partition = self.broker.store.partition(topic, request["partition"])
+        high_watermark = partition.high_watermark
+        entry.update(high_watermark=high_watermark, last_stable_offset=high_watermark,
+                     log_start_offset=partition.log_start_offset)
+        if remaining <= 0 and plan.size:
+            return 0
+        budget = min(request["partition_max_bytes"], max(remaining, 0)) or request["partition_max_bytes"]
+        piece = partition.read(request["fetch_offset"], budget, max_offset=high_watermark)
+        if piece is None or piece.length == 0:
+            return 0
+        entry["records"] = piece
+        plan.slices.append(piece)
+        plan.size += piece.length
+        return piece.length
+
+
+def _partition_entry(index: int) -> dict:
+    return {"partition_index": index, "error_code": 0, "high_watermark": -1, "last_stable_offset": -1,
+            "log_start_offset": -1, "aborted_transactions": None, "preferred_read_replica": -1,
+            "records": b""}
+
+
+def fetch(broker: Broker, version: int, body: dict) -> Reply:
+    return Reply(None, fetch=FetchWait(broker, body))

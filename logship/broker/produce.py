@@ -1,0 +1,60 @@
+"""Produce: check each partition's batches (header, CRC) and append them as they came.
+
+Records are never decoded here. Each partition succeeds or fails as a whole: the store
+validates every batch of a partition before writing any. With acks=all (-1) the reply
+waits for the server to make the appended bytes durable; with acks=0 nothing is sent.
+"""
+
+from __future__ import annotations
+
+from .. import records
+from ..compression import ZSTD
+from ..errors import InvalidRecordError, LogshipError, UnknownTopicError, UnsupportedCompression
+from .broker import Broker, DurableWrite, Reply, error_code
+from .topics import ensure_topic
+
+ACKS_ALL = -1
+ACKS_NONE = 0
+_ZSTD_SINCE = 7
+
+
+def _check_codec(version: int, data) -> None:
+    """Kafka refuses zstd batches in Produce requests older than v7."""
+    if version < _ZSTD_SINCE and len(data) >= records.HEADER_SIZE:
+        if records.parse_header(data).compression == ZSTD:
+            raise UnsupportedCompression("zstd needs Produce v7 or later")
+
+
+def produce(broker: Broker, version: int, body: dict) -> Reply:
+    acks = body["acks"]
+    durable: list[DurableWrite] = []
+    responses = []
+    for topic in body["topic_data"]:
+        name = topic["name"]
+        partitions = []
+        for data in topic["partition_data"]:
+            index = data["index"]
+            entry = {"index": index, "error_code": 0, "base_offset": -1,
+                     "log_append_time_ms": -1, "log_start_offset": -1}
+            partitions.append(entry)
+            try:
+                if not 0 <= index < ensure_topic(broker, name):
+                    raise UnknownTopicError(f"topic {name!r} has no partition {index}")
+                if data["records"] is None:
+                    raise InvalidRecordError("a produce request carried no records")
+                _check_codec(version, data["records"])
+                partition = broker.store.partition(name, index)
+                result = partition.append_batches(data["records"])
+            except LogshipError as exc:
+                entry["error_code"] = error_code(exc)
+                continue
+            entry["base_offset"] = result.base_offset
+            entry["log_start_offset"] = partition.log_start_offset
+            broker.on_append(name, index)
+            if acks == ACKS_ALL:
+                durable.append(DurableWrite(partition, result.last_offset + 1, entry))
+        responses.append({"name": name, "partition_responses": partitions})
+    if acks == ACKS_NONE:
+        return Reply(None, sync=durable)
+    return Reply({"responses": responses, "throttle_time_ms": 0}, sync=durable)
+

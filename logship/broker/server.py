@@ -1,0 +1,248 @@
+"""The asyncio shell around `Broker`: frames in, responses out, in request order.
+
+Each connection has a reader loop and a writer task joined by a bounded queue, so requests
+are pipelined (a produce waiting for its fdatasync does not stop the next one from being
+read and appended) while responses leave in the order their requests came. A queue entry
+is either the parts of a ready response or a task that will produce them (a long-polling
+fetch, a produce waiting for durability). Parts are bytes or `FileSlice`s of segment files;
+large slices go out with sendfile. A malformed frame closes its own connection, never the
+broker; a frame larger than the limit is refused on its length prefix, before allocation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from ..errors import LogshipError, ProtocolError, UnsupportedVersionError
+from ..protocol import ApiKey, framing
+from .broker import Broker, Reply
+from .fetch import FetchPlan, FetchWait
+
+log = logging.getLogger("logship.broker")
+
+MAX_IN_FLIGHT = 64  # per connection: decoded requests waiting for their response to be written
+SENDFILE_MIN_BYTES = 256 << 10  # smaller slices are cheaper as pread + write
+
+
+class _SpliceFile:
+    """The file object `loop.sendfile` wants, for a descriptor whose offset must not move.
+
+    asyncio seeks the file after sending; segment descriptors are shared, so seeking is a no-op.
+    """
+
+    mode = "rb"
+
+    def __init__(self, fd: int):
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def seek(self, *args) -> int:
+        return 0
+
+
+class Server:
+    """Serves one `Broker` on a TCP listener until `close()`."""
+
+    def __init__(self, broker: Broker):
+        self.broker = broker
+        self._server: asyncio.AbstractServer | None = None
+        self._waiters: dict[tuple[str, int], set[asyncio.Future]] = {}
+        self._connections: set[asyncio.Task] = set()
+        broker.on_append = self._wake_fetches
+
+    async def start(self) -> tuple[str, int]:
+        """Bind and listen; returns the bound (host, port)."""
+        config = self.broker.config
+        self._server = await asyncio.start_server(self._connection, config.listen_host, config.listen_port,
+                                                  reuse_address=True, limit=1 << 20)
+        host, port = self._server.sockets[0].getsockname()[:2]
+        config.listen_port = port
+        return host, port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=5)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def _wake_fetches(self, topic: str, partition: int) -> None:
+        for future in self._waiters.pop((topic, partition), ()):
+            if not future.done():
+                future.set_result(None)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._connections.add(task)
+        peer = writer.get_extra_info("peername")
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        queue: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
+        sender = asyncio.create_task(self._send_responses(queue, writer))
+        try:
+            while not sender.done():
+                frame = await self._read_frame(reader)
+                if frame is None:
+                    break
+                response = self._respond(frame)
+                if response is not None:
+                    await queue.put(response)
+        except ProtocolError as exc:
+            log.warning("closing connection from %s: %s", peer, exc)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            sender.cancel()
+            raise
+        except Exception:
+            log.exception("closing connection from %s after an internal error", peer)
+        finally:
+            self._connections.discard(task)
+            if not sender.done():
+                await queue.put(None)
+            try:
+                await sender
+            except (asyncio.CancelledError, ConnectionError):
+                pass
+            writer.close()
+
+    async def _read_frame(self, reader: asyncio.StreamReader) -> bytes | None:
+        try:
+            prefix = await reader.readexactly(framing.LENGTH_PREFIX_BYTES)
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                raise ProtocolError("connection closed inside a length prefix") from None
+            return None
+        size = framing.frame_size(prefix, self.broker.config.max_frame_bytes)
+        return await reader.readexactly(size)
+
+    def _respond(self, frame: bytes):
+        """What to queue for one request: response parts, a task giving them, or None."""
+        header = framing.decode_request_header(frame)
+        if header.api_key == ApiKey.API_VERSIONS and header.api_version > self.broker.advertised[ApiKey.API_VERSIONS][1]:
+            return [framing.encode_unsupported_api_versions(header.correlation_id, self.broker.advertised)]
+        request = framing.decode_request(frame)
+        try:
+            reply = self.broker.handle(request.api_key, request.api_version, request.body)
+        except UnsupportedVersionError as exc:
+            raise ProtocolError(str(exc)) from None
+        respond = _Responder(request.api_key, request.api_version, request.correlation_id)
+        if reply.fetch is not None:
+            return asyncio.create_task(self._long_poll(reply.fetch, respond))
+        if reply.sync:
+            return asyncio.create_task(self._make_durable(reply, respond))
+        if reply.body is None:
+            return None
+        return respond.parts(reply.body)
+
+    async def _make_durable(self, reply: Reply, respond: "_Responder") -> list | None:
+        loop = asyncio.get_running_loop()
+        for write in reply.sync:
+            try:
+                await loop.run_in_executor(None, write.partition.sync_to, write.offset)
+            except LogshipError as exc:
+                log.error("sync of %s-%d failed: %s", write.partition.topic, write.partition.index, exc)
+                write.response["error_code"] = exc.code if exc.code is not None else -1
+        return None if reply.body is None else respond.parts(reply.body)
+
+    async def _long_poll(self, wait: FetchWait, respond: "_Responder") -> tuple[list, FetchPlan]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait.max_wait_ms / 1000
+        while True:
+            plan = wait.plan()
+            remaining = deadline - loop.time()
+            if wait.ready(plan) or remaining <= 0:
+                return respond.parts(plan.body), plan
+            plan.close()
+            woken = loop.create_future()
+            for key in wait.partitions:
+                self._waiters.setdefault(key, set()).add(woken)
+            try:
+                await asyncio.wait_for(woken, remaining)
+            except TimeoutError:
+                pass
+            finally:
+                for key in wait.partitions:
+                    self._waiters.get(key, set()).discard(woken)
+
+    async def _send_responses(self, queue: asyncio.Queue, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            plan = None
+            if isinstance(item, asyncio.Task):
+                item = await item
+                if isinstance(item, tuple):
+                    item, plan = item
+            try:
+                if item is not None:
+                    await _write_parts(loop, writer, item)
+            finally:
+                if plan is not None:
+                    plan.close()
+            if queue.empty():
+                await writer.drain()
+
+
+class _Responder:
+    """Encodes the response to one request, once its body is known."""
+
+    def __init__(self, api_key: int, api_version: int, correlation_id: int):
+        self.api_key, self.api_version, self.correlation_id = api_key, api_version, correlation_id
+
+    def parts(self, body: dict) -> list:
+        return framing.encode_response_parts(self.api_key, self.api_version, self.correlation_id, body)
+
+
+async def _write_parts(loop: asyncio.AbstractEventLoop, writer: asyncio.StreamWriter, parts: list) -> None:
+    for part in parts:
+        if isinstance(part, (bytes, bytearray, memoryview)):
+            writer.write(part)
+        elif part.length < SENDFILE_MIN_BYTES:
+            writer.write(part.read_bytes())
+        else:
+            await writer.drain()
+            await loop.sendfile(writer.transport, _SpliceFile(part.fd), part.position, part.length)
+
+
+async def run(broker: Broker, on_listening) -> None:
+    """Serve until cancelled; `on_listening(host, port)` is called once the socket listens."""
+    server = Server(broker)
+    host, port = await server.start()
+    if broker.config.advertised_host is None and host not in ("0.0.0.0", "::"):
+        broker.config.advertised_host = host
+    on_listening(host, port)
+    maintenance = asyncio.create_task(_maintain(broker))
+    try:
+        await asyncio.Event().wait()
+    finally:
+        maintenance.cancel()
+        await server.close()
+
+
+async def _maintain(broker: Broker) -> None:
+    """Retention on its interval, and recovery-point checkpoints on theirs."""
+    loop = asyncio.get_running_loop()
+    next_retention = loop.time()
+    next_checkpoint = loop.time() + broker.config.checkpoint_interval_s
+    while True:
+        now = loop.time()
+        if now >= next_retention:
+            deleted = broker.store.enforce_retention()
+            if deleted:
+                log.info("retention deleted %d segment(s)", deleted)
+            next_retention = now + broker.config.retention_check_interval_s
+        if now >= next_checkpoint:
+            await loop.run_in_executor(None, broker.store.checkpoint)
+            next_checkpoint = now + broker.config.checkpoint_interval_s
+        await asyncio.sleep(max(0.0, min(next_retention, next_checkpoint) - loop.time()))

@@ -1,0 +1,96 @@
+"""Metadata, CreateTopics and DeleteTopics: what topics exist, and who leads them (this node)."""
+
+from __future__ import annotations
+
+from ..errors import (InvalidPartitionsError, InvalidReplicationFactorError, LogshipError,
+                      TopicAlreadyExistsError, UnknownTopicError)
+from ..storage import validate_topic_name
+from .broker import Broker, Reply, error_code
+
+
+def _ensure_topic(broker: Broker, name: str, allow_create: bool) -> int:
+    """Partition count of `name`, creating it when allowed; raises UnknownTopicError otherwise."""
+    validate_topic_name(name)
+    count = broker.store.topics().get(name)
+    if count is not None:
+        return count
+    if not (allow_create and broker.config.auto_create_topics):
+        raise UnknownTopicError(f"unknown topic {name!r}")
+    broker.store.create_topic(name, broker.config.default_partitions)
+    return broker.config.default_partitions
+
+
+def ensure_topic(broker: Broker, name: str) -> int:
+    """Partition count of `name`, auto-creating it if the broker allows (first produce)."""
+    return _ensure_topic(broker, name, allow_create=True)
+
+
+def _topic_entry(broker: Broker, name: str, partitions: int) -> dict:
+    node = broker.config.node_id
+    return {"error_code": 0, "name": name, "is_internal": name.startswith("__"),
+            "partitions": [{"error_code": 0, "partition_index": p, "leader_id": node,
+                            "leader_epoch": 0, "replica_nodes": [node], "isr_nodes": [node],
+                            "offline_replicas": []} for p in range(partitions)]}
+
+
+def metadata(broker: Broker, version: int, body: dict) -> Reply:
+    requested = body.get("topics")
+    allow_create = body.get("allow_auto_topic_creation", True)
+    if requested is None:
+        topics = [_topic_entry(broker, name, count) for name, count in sorted(broker.store.topics().items())]
+    else:
+        topics = []
+        for entry in requested:
+            name = entry["name"]
+            try:
+                topics.append(_topic_entry(broker, name, _ensure_topic(broker, name, allow_create)))
+            except LogshipError as exc:
+                topics.append({"error_code": error_code(exc), "name": name, "is_internal": False,
+                               "partitions": []})
+    host, port = broker.address()
+    node = broker.config.node_id
+    return Reply({"throttle_time_ms": 0,
+                  "brokers": [{"node_id": node, "host": host, "port": port, "rack": None}],
+                  "cluster_id": broker.config.cluster_id, "controller_id": node, "topics": topics})
+
+
+def _create_one(broker: Broker, topic: dict, validate_only: bool) -> None:
+    name = topic["name"]
+    validate_topic_name(name)
+    partitions = topic.get("num_partitions", -1)
+    if partitions == -1:
+        partitions = broker.config.default_partitions
+    if topic.get("assignments"):
+        partitions = len(topic["assignments"])
+    if partitions < 1:
+        raise InvalidPartitionsError(f"a topic needs at least one partition, not {partitions}")
+    if topic.get("replication_factor", -1) not in (-1, 1):
+        raise InvalidReplicationFactorError(
+            f"replication factor {topic['replication_factor']} is larger than the 1 available broker")
+    if validate_only:
+        if name in broker.store.topics():
+            raise TopicAlreadyExistsError(f"topic {name!r} already exists")
+    else:
+        broker.store.create_topic(name, partitions)
+
+
+def create_topics(broker: Broker, version: int, body: dict) -> Reply:
+    results = []
+    for topic in body["topics"]:
+        try:
+            _create_one(broker, topic, body.get("validate_only", False))
+            results.append({"name": topic["name"], "error_code": 0, "error_message": None})
+        except LogshipError as exc:
+            results.append({"name": topic["name"], "error_code": error_code(exc), "error_message": str(exc)})
+    return Reply({"throttle_time_ms": 0, "topics": results})
+
+
+def delete_topics(broker: Broker, version: int, body: dict) -> Reply:
+    results = []
+    for name in body["topic_names"]:
+        try:
+            broker.store.delete_topic(name)
+            results.append({"name": name, "error_code": 0})
+        except LogshipError as exc:
+            results.append({"name": name, "error_code": error_code(exc)})
+    return Reply({"throttle_time_ms": 0, "responses": results})
