@@ -1,3 +1,17 @@
 """Storage: segments, indexes, partitions and the store of topics on disk.
 
-Knows nothing of the network."""
+Knows nothing of the network. Layers, bottom up: index.py (OffsetIndex, TimeIndex),
+segment.py (Segment), recovery.py (loading and crash recovery), partition.py (Partition,
+the log of one partition), store.py (Store: topics, retention, checkpoints). Small helpers:
+config.py (LogConfig), names.py, checkpoint.py, dirlock.py, epochs.py, groupcommit.py,
+fileslice.py, retention.py, validate.py; dump.py reads segment files for `logship dump`.
+"""
+
+from .config import LogConfig
+from .fileslice import FileSlice
+from .groupcommit import GroupCommit
+from .names import validate_topic_name
+from .partition import AppendResult, Partition
+from .store import Store
+
+__all__ = ["AppendResult", "FileSlice", "GroupCommit", "LogConfig", "Partition", "Store", "validate_topic_name"]

@@ -1,0 +1,61 @@
+"""`LogConfig`: how a partition's log is rolled, retained, indexed and flushed.
+
+Names and defaults follow Apache Kafka's topic configs (segment.bytes, segment.ms,
+retention.ms, retention.bytes, index.interval.bytes, segment.index.bytes,
+max.message.bytes, flush.messages, flush.ms).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+DAY_MS = 24 * 60 * 60 * 1000
+INT32_MAX = 0x7FFF_FFFF
+
+
+@dataclass
+class LogConfig:
+    """Settings shared by every partition of a Store.
+
+    segment_bytes:        roll to a new segment before an append would push the active one past this.
+    segment_ms:           roll when the active segment's first append is older than this.
+    retention_ms:         delete segments whose largest timestamp is older than this; -1 = forever.
+    retention_bytes:      delete the oldest segments while the partition stays at least this big
+                          without them; -1 = unlimited.
+    index_interval_bytes: bytes of batches between two sparse index entries.
+    max_index_bytes:      an .index file never grows past this; the segment rolls instead.
+    max_batch_bytes:      largest record batch accepted (Kafka's message.max.bytes, 1 MiB + 12).
+    flush_messages:       fdatasync after this many appended records; None = leave it to the OS
+                          (and to explicit flush()/sync_to() calls, e.g. for acks=all).
+    flush_ms:             fdatasync on append when the last sync is older than this; None = never.
+    """
+
+    segment_bytes: int = 1 << 30
+    segment_ms: int = 7 * DAY_MS
+    retention_ms: int = 7 * DAY_MS
+    retention_bytes: int = -1
+    index_interval_bytes: int = 4096
+    max_index_bytes: int = 10 << 20
+    max_batch_bytes: int = (1 << 20) + 12
+    flush_messages: int | None = None
+    flush_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 14 <= self.segment_bytes <= INT32_MAX:
+            raise ConfigError(f"segment_bytes must be in 14..{INT32_MAX}, not {self.segment_bytes}")
+        if self.segment_ms < 1:
+            raise ConfigError(f"segment_ms must be positive, not {self.segment_ms}")
+        if self.retention_ms < -1 or self.retention_bytes < -1:
+            raise ConfigError("retention_ms and retention_bytes must be >= 0, or -1 for unlimited")
+        if self.index_interval_bytes < 0:
+            raise ConfigError("index_interval_bytes must be >= 0")
+        if self.max_index_bytes < 12:
+            raise ConfigError("max_index_bytes must hold at least one entry")
+        if self.max_batch_bytes < 61:
+            raise ConfigError("max_batch_bytes must be at least a batch header (61 bytes)")
+        for name in ("flush_messages", "flush_ms"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be positive or None")

@@ -1,0 +1,418 @@
+"""`Partition`: the log of one topic partition, a directory of segments.
+
+`<data_dir>/<topic>-<partition>/` holds segments (see segment.py), the newest of which is
+active (appended to), and `leader-epoch-checkpoint`. State and invariants, all guarded by
+one lock:
+
+* log_start_offset <= high_watermark <= log_end_offset; offsets below log_start_offset are
+  gone, log_end_offset is the next offset to assign; offsets never repeat or skip, across
+  restarts and retention too (an emptied log keeps an empty segment named by its end);
+* segments are sorted, contiguous (each starts where the previous ends) and only the last
+  is ever written; there is always at least one;
+* reads never return bytes at or beyond the high watermark's batch;
+* recovery_point: everything below it has been fdatasynced (the segment files, and the
+  directory when files were created or deleted). It only advances after a sync.
+
+Nothing per record or per batch is kept in memory: per segment a few integers, and the
+sparse index files on disk.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import records
+from ..errors import KafkaStorageError, OffsetOutOfRangeError
+from . import retention
+from .checkpoint import fsync_dir
+from .config import INT32_MAX, LogConfig
+from .epochs import LeaderEpochCache
+from .fileslice import FileSlice
+from .groupcommit import GroupCommit
+from .recovery import load_segments
+from .segment import BatchInfo, Segment
+from .validate import validate_batches
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an append_batches call put its batches."""
+
+    base_offset: int          # offset of the first record appended
+    last_offset: int          # offset of the last record appended
+    max_timestamp: int        # largest batch maxTimestamp appended
+    log_end_offset: int       # last_offset + 1
+    segment_base_offset: int  # the segment written
+    position: int             # byte position of the first batch in that segment
+    size: int                 # bytes appended
+    record_count: int
+
+
+class Partition:
+    """One partition's log. Thread-safe; see the module docstring.
+
+    `clock()` returns seconds (time.time), `fdatasync(fd)` is called for every segment sync
+    (tests count it). `on_log_start_change(partition)` runs when log_start_offset advances.
+    """
+
+    def __init__(self, topic: str, index: int, directory: str | os.PathLike, config: LogConfig | None = None,
+                 *, clock: Callable[[], float] = time.time, fdatasync: Callable[[int], None] = os.fdatasync,
+                 log_start_offset: int = 0, recovery_point: int = 0, clean: bool = True,
+                 on_log_start_change: Callable[["Partition"], None] | None = None):
+        self._topic, self._index = topic, index
+        self.directory = Path(directory)
+        self.config = config or LogConfig()
+        self._clock, self._fdatasync = clock, fdatasync
+        self._on_log_start_change = on_log_start_change or (lambda partition: None)
+        self._lock = threading.RLock()
+        self.hw_follows_log_end = True  # replication will turn this off and call set_high_watermark
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.load_report = load_segments(self.directory, self.config.index_interval_bytes,
+                                         recovery_point=recovery_point, clean=clean, fdatasync=fdatasync)
+        segments = self.load_report.segments
+        if not segments or segments[-1].next_offset < log_start_offset:
+            # a new partition, or one whose data below a checkpointed log start is gone
+            start = max(log_start_offset, segments[-1].next_offset if segments else 0)
+            for segment in segments:
+                segment.delete()
+            segments[:] = [Segment(self.directory, start, self.config.index_interval_bytes, create=True)]
+            fsync_dir(self.directory)
+        self._segments = segments
+        self._bases = [segment.base_offset for segment in segments]
+        active, now_ms = segments[-1], self._now_ms()
+        first = active.first_batch()
+        if first is not None:
+            active.roll_base_ms = min(first.max_timestamp, now_ms) if first.max_timestamp >= 0 else now_ms
+        self._leo = active.next_offset
+        self._log_start = max(log_start_offset, segments[0].base_offset)
+        self._epochs = LeaderEpochCache(self.directory)
+        self._epochs.truncate_from_end(self._leo)
+        for epoch, start in self.load_report.epochs:
+            self._epochs.assign(epoch, start)
+        self._epochs.truncate_from_start(self._log_start)
+        self._hw, self._hw_position = self._leo, (active.base_offset, active.size)
+        self._unsynced: list[Segment] = []
+        self._dir_dirty = False
+        self._unflushed_records, self._last_flush_ms = 0, now_ms
+        self._commit = GroupCommit(self._sync_once, durable_offset=self._leo)  # loading left it all durable
+
+    # ------------------------------------------------------------------ state
+
+    topic = property(lambda self: self._topic)
+    index = property(lambda self: self._index)
+    log_start_offset = property(lambda self: self._log_start)
+    log_end_offset = property(lambda self: self._leo)
+    high_watermark = property(lambda self: self._hw)
+    recovery_point = property(lambda self: self._commit.durable_offset, doc="Everything below is fdatasynced.")
+    leader_epoch = property(lambda self: self._epochs.latest_epoch, doc="Latest leader epoch, -1 if none.")
+    epochs = property(lambda self: self._epochs)
+    offline = property(lambda self: self._commit.failure is not None)
+
+    @property
+    def size_bytes(self) -> int:
+        with self._lock:
+            return sum(segment.size for segment in self._segments)
+
+    @property
+    def segments(self) -> list[Segment]:
+        """A copy of the segment list, oldest first (for inspection; do not write to them)."""
+        with self._lock:
+            return list(self._segments)
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def __repr__(self) -> str:
+        return f"Partition({self._topic}-{self._index}, [{self._log_start}, {self._leo}), hw={self._hw})"
+
+    # ------------------------------------------------------------------ append
+
+    def append_batches(self, data: bytes | bytearray | memoryview, leader_epoch: int | None = None) -> AppendResult:
+        """Validate, assign offsets to and append one or more whole record batches.
+
+        Everything is checked before anything is written (CorruptRecordError,
+        InvalidRecordError, MessageTooLargeError). A bytearray is modified in place (its
+        baseOffset and, with `leader_epoch`, partitionLeaderEpoch fields); anything else is
+        copied once. Records are never re-encoded. A failed write raises KafkaStorageError
+        and leaves the log as it was.
+        """
+        buf = data if isinstance(data, bytearray) else bytearray(data)
+        checked = validate_batches(buf, self.config.max_batch_bytes)
+        record_count = sum(header.last_offset_delta + 1 for _, header in checked)
+        with self._lock:
+            if self.offline:
+                self._commit.sync_to(0)  # raises KafkaStorageError naming the failure
+            now_ms = self._now_ms()
+            segment = self._maybe_roll(len(buf), record_count, len(checked), now_ms)
+            offset, batches = self._leo, []
+            for pos, header in checked:
+                records.set_base_offset(buf, pos, offset)
+                epoch = header.partition_leader_epoch
+                if leader_epoch is not None:
+                    records.set_leader_epoch(buf, pos, leader_epoch)
+                    epoch = leader_epoch
+                batches.append(BatchInfo(pos, offset, offset + header.last_offset_delta,
+                                         header.max_timestamp, header.size, epoch))
+                offset += header.last_offset_delta + 1
+            self._note_epochs(batches)
+            position = segment.append(buf, batches, now_ms)
+            if not self._unsynced or self._unsynced[-1] is not segment:
+                self._unsynced.append(segment)
+            self._leo = offset
+            if self.hw_follows_log_end:
+                self._hw, self._hw_position = offset, (segment.base_offset, segment.size)
+            self._unflushed_records += record_count
+            flush_due = self._flush_due(now_ms)
+        if flush_due:
+            self.flush()
+        return AppendResult(batches[0].base_offset, offset - 1, max(b.max_timestamp for b in batches), offset,
+                            segment.base_offset, position, len(buf), record_count)
+
+    def _note_epochs(self, batches: list[BatchInfo]) -> None:
+        latest = self._epochs.latest_epoch
+        for batch in batches:
+            if batch.leader_epoch > latest:
+                try:
+                    self._epochs.assign(batch.leader_epoch, batch.base_offset)
+                except OSError as exc:
+                    raise KafkaStorageError(f"cannot write {self._epochs.path}: {exc.strerror or exc}") from exc
+                latest = batch.leader_epoch
+
+    def _flush_due(self, now_ms: int) -> bool:
+        cfg = self.config
+        return bool((cfg.flush_messages and self._unflushed_records >= cfg.flush_messages)
+                    or (cfg.flush_ms and now_ms - self._last_flush_ms >= cfg.flush_ms))
+
+    def _maybe_roll(self, nbytes: int, nrecords: int, nbatches: int, now_ms: int) -> Segment:
+        segment, cfg = self._segments[-1], self.config
+        if segment.size == 0:
+            return segment
+        if (segment.size + nbytes > cfg.segment_bytes
+                or segment.size + nbytes > INT32_MAX
+                or (segment.roll_base_ms is not None and now_ms - segment.roll_base_ms >= cfg.segment_ms)
+                or self._leo + nrecords - 1 - segment.base_offset > INT32_MAX
+                or (segment.offset_index.entries + nbatches) * 8 > cfg.max_index_bytes
+                or (segment.time_index.entries + nbatches + 1) * 12 > cfg.max_index_bytes):
+            return self._roll()
+        return segment
+
+    def _roll(self) -> Segment:
+        """Seal the active segment and start an empty one at the log end."""
+        self._segments[-1].seal()
+        try:
+            segment = Segment(self.directory, self._leo, self.config.index_interval_bytes, create=True)
+        except OSError as exc:
+            raise KafkaStorageError(f"cannot create a segment in {self.directory}: {exc.strerror or exc}") from exc
+        self._segments.append(segment)
+        self._bases.append(segment.base_offset)
+        self._dir_dirty = True
+        return segment
+
+    # ------------------------------------------------------------------ durability
+
+    def flush(self, up_to_offset: int | None = None) -> None:
+        """Make everything appended so far (or below `up_to_offset`) durable."""
+        self.sync_to(self._leo if up_to_offset is None else up_to_offset)
+
+    def sync_to(self, offset: int) -> None:
+        """Block until every offset below `offset` is on stable storage (group commit).
+
+        Concurrent callers share fdatasyncs; raises KafkaStorageError if a sync failed.
+        """
+        self._commit.sync_to(min(offset, self._leo))
+
+    def _sync_once(self) -> int:
+        with self._lock:
+            target = self._leo
+            fds = [os.dup(segment.fd) for segment in self._unsynced]
+            self._unsynced = []
+            dir_dirty, self._dir_dirty = self._dir_dirty, False
+            self._unflushed_records, self._last_flush_ms = 0, self._now_ms()
+        try:
+            for fd in fds:
+                self._fdatasync(fd)
+            if dir_dirty:
+                fsync_dir(self.directory)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return target
+
+    # ------------------------------------------------------------------ reads
+
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> FileSlice | None:
+        """A slice of one segment file starting at the batch that contains `offset`.
+
+        It ends at min(max_bytes, the committed bytes of that segment), committed meaning
+        below `max_offset` (default: the high watermark; a batch containing it is excluded).
+        The last batch may be cut at max_bytes, but a first batch larger than max_bytes is
+        returned whole (KIP-74). None when nothing is there yet (offset at the end or at the
+        bound). OffsetOutOfRangeError below log_start_offset or above log_end_offset.
+        """
+        with self._lock:
+            if not self._log_start <= offset <= self._leo:
+                raise OffsetOutOfRangeError(f"offset {offset} is outside {self._topic}-{self._index}'s "
+                                            f"range [{self._log_start}, {self._leo}]")
+            if max_offset is None or max_offset == self._hw:
+                bound, (bound_base, bound_pos) = self._hw, self._hw_position
+            else:
+                bound = min(max_offset, self._leo)
+                bound_base, bound_pos = self._position_of(bound)
+            if offset >= bound:
+                return None
+            for segment in self._segments[self._segment_at(offset):]:
+                if segment.base_offset > bound_base:
+                    break
+                end = bound_pos if segment.base_offset == bound_base else segment.size
+                batch = segment.find_batch(offset, end)
+                if batch is None:
+                    continue
+                length = end - batch.position
+                if length > max_bytes:
+                    length = max(max_bytes, batch.size)  # cut mid-batch, but never the first one
+                return FileSlice(os.dup(segment.fd), batch.position, length)
+            return None
+
+    def _segment_at(self, offset: int) -> int:
+        return max(0, bisect.bisect_right(self._bases, offset) - 1)
+
+    def _position_of(self, offset: int) -> tuple[int, int]:
+        """(segment base offset, byte position) where the batch containing `offset` starts."""
+        if offset >= self._leo:
+            active = self._segments[-1]
+            return active.base_offset, active.size
+        segment = self._segments[self._segment_at(offset)]
+        batch = segment.find_batch(offset)
+        return segment.base_offset, segment.size if batch is None else batch.position
+
+    def set_high_watermark(self, offset: int) -> None:
+        """Set the high watermark (clamped to [0, log_end_offset]); reads stop below it."""
+        with self._lock:
+            self._hw = max(0, min(offset, self._leo))
+            self._hw_position = self._position_of(self._hw)
+
+    def offset_for_timestamp(self, timestamp: int, max_offset: int | None = None) -> int | None:
+        """Base offset of the first batch whose max timestamp >= `timestamp`, or None.
+
+        Only batches below `max_offset` (default: the high watermark) count; the result is
+        never below log_start_offset. Uses the time index, then scans batch headers.
+        """
+        with self._lock:
+            bound = self._hw if max_offset is None else min(max_offset, self._leo)
+            for segment in self._segments:
+                if segment.base_offset >= bound:
+                    return None
+                if segment.max_timestamp < timestamp:
+                    continue
+                below = segment.time_index.last_below(timestamp)
+                start = max(below[1] + 1 if below else segment.base_offset, self._log_start)
+                _, position = segment.offset_index.lookup(start)
+                for batch in segment.scan(position):
+                    if batch.base_offset >= bound:
+                        return None
+                    if batch.last_offset >= self._log_start and batch.max_timestamp >= timestamp:
+                        return max(batch.base_offset, self._log_start)
+            return None
+
+    # ------------------------------------------------------------------ removal
+
+    def truncate_to(self, offset: int) -> None:
+        """Drop everything at and after `offset` (the tail), durably.
+
+        The cut falls at the start of the batch containing `offset`, so a cut inside a batch
+        drops the whole batch. Below log_start_offset the log is emptied and restarts at
+        `offset`.
+        """
+        with self._lock:
+            if offset >= self._leo:
+                return
+            if offset < self._log_start:
+                for segment in self._segments:
+                    segment.delete()
+                self._segments = [Segment(self.directory, offset, self.config.index_interval_bytes, create=True)]
+                self._log_start = self._leo = offset
+                self._on_log_start_change(self)
+            else:
+                i = self._segment_at(offset)
+                for segment in self._segments[i + 1:]:
+                    segment.delete()
+                del self._segments[i + 1:]
+                active = self._segments[-1]
+                self._leo = active.truncate_to(offset)
+                if active.size == 0:
+                    active.roll_base_ms = None
+            self._bases = [segment.base_offset for segment in self._segments]
+            self._unsynced = []
+            self._hw = min(self._hw, self._leo)
+            self._hw_position = self._position_of(self._hw)
+            self._epochs.truncate_from_end(self._leo)
+            self._commit.lower_to(self._leo)
+            try:
+                self._fdatasync(self._segments[-1].fd)
+                fsync_dir(self.directory)
+            except OSError as exc:
+                raise KafkaStorageError(f"cannot sync {self.directory} after truncation: {exc}") from exc
+
+    def delete_before(self, offset: int) -> int:
+        """Advance log_start_offset to `offset`; delete segments entirely below it.
+
+        Returns the number of segments deleted. OffsetOutOfRangeError above the high watermark.
+        """
+        with self._lock:
+            if offset > self._hw:
+                raise OffsetOutOfRangeError(f"cannot delete {self._topic}-{self._index} before {offset}: "
+                                            f"the high watermark is {self._hw}")
+            if offset <= self._log_start:
+                return 0
+            self._log_start = offset
+            deleted = self._delete_leading(retention.below_offset(self._segments, offset))
+            self._epochs.truncate_from_start(offset)
+            self._on_log_start_change(self)
+            return deleted
+
+    def enforce_retention(self, now_ms: int | None = None) -> int:
+        """Delete segments past retention_ms or beyond retention_bytes; see retention.py."""
+        with self._lock:
+            now_ms = self._now_ms() if now_ms is None else now_ms
+            cfg = self.config
+            deleted = self._delete_leading(retention.expired_by_time(self._segments, cfg.retention_ms, now_ms, self._hw))
+            deleted += self._delete_leading(retention.excess_by_size(self._segments, cfg.retention_bytes, self._hw))
+            return deleted
+
+    def _delete_leading(self, count: int) -> int:
+        if count <= 0:
+            return 0
+        if count >= len(self._segments):
+            try:
+                self._roll()  # keep an (empty) active segment at the log end
+            except KafkaStorageError:
+                count = len(self._segments) - 1  # disk full: free what we can without rolling
+                if count <= 0:
+                    return 0
+        doomed = self._segments[:count]
+        del self._segments[:count]
+        del self._bases[:count]
+        for segment in doomed:
+            segment.delete()
+        self._unsynced = [segment for segment in self._unsynced if segment not in doomed]
+        self._dir_dirty = True
+        if self._segments[0].base_offset > self._log_start:
+            self._log_start = self._segments[0].base_offset
+            self._epochs.truncate_from_start(self._log_start)
+            self._on_log_start_change(self)
+        return count
+
+    def close(self) -> None:
+        """Seal the active segment and close every file (flush first to make it durable)."""
+        with self._lock:
+            try:
+                self._segments[-1].seal()
+            finally:
+                for segment in self._segments:
+                    segment.close()

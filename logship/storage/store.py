@@ -1,0 +1,236 @@
+"""`Store`: every partition of every topic under one data directory.
+
+    <data_dir>/
+        .lock                               flock'ed while a Store has the directory open
+        .logship-clean-shutdown             present only between a clean close and the next open
+        recovery-point-offset-checkpoint    topic partition offset: fdatasynced below offset
+        log-start-offset-checkpoint         topic partition offset: the log start offset
+        <topic>-<partition>/                one Partition each (segments, leader-epoch-checkpoint)
+
+There is no other metadata: a topic's partition count is read from the directories (a
+partition directory missing below the highest one is recreated empty on open). Opening
+takes the lock, loads every partition and, when the clean-shutdown marker is absent,
+recovers each from its recovery point; then it removes the marker for as long as it runs.
+close() flushes, writes both checkpoints, writes the marker and releases the lock. Topic
+deletion renames each partition directory `<topic>-<p>.<uuid>-delete`, fsyncs the data
+directory, then removes it (leftovers of a crash are removed on the next open).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import InvalidPartitionsError, KafkaStorageError, TopicAlreadyExistsError, UnknownTopicError
+from . import dirlock
+from .checkpoint import MalformedCheckpoint, fsync_dir, read_offsets, write_offsets
+from .config import LogConfig
+from .names import DELETE_SUFFIX, parse_partition_dir, partition_dir_name, validate_topic_name
+from .partition import Partition
+
+CLEAN_SHUTDOWN_FILE = ".logship-clean-shutdown"
+RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
+LOG_START_FILE = "log-start-offset-checkpoint"
+log = logging.getLogger("logship.storage")
+
+
+class Store:
+    """Topics and partitions on disk. Thread-safe; a context manager that closes itself."""
+
+    def __init__(self, data_dir: str | os.PathLike, config: LogConfig | None = None,
+                 clock: Callable[[], float] = time.time, *, fdatasync: Callable[[int], None] = os.fdatasync):
+        self.data_dir = Path(data_dir)
+        self.config = config or LogConfig()
+        self._clock, self._fdatasync = clock, fdatasync
+        self._lock = threading.RLock()
+        self._partitions: dict[tuple[str, int], Partition] = {}
+        self._closed = False
+        self._holding_log_starts = False
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = dirlock.acquire(self.data_dir)
+        try:
+            self._open()
+        except BaseException:
+            for partition in self._partitions.values():
+                partition.close()
+            dirlock.release(self._lock_fd)
+            raise
+
+    def _open(self) -> None:
+        marker = self.data_dir / CLEAN_SHUTDOWN_FILE
+        self.recovered = not marker.exists()  # True: the last stop was not a clean close
+        recovery_points = self._read_checkpoint(RECOVERY_POINT_FILE)
+        log_starts = self._read_checkpoint(LOG_START_FILE)
+        found: dict[str, int] = {}
+        for path in sorted(self.data_dir.iterdir()):
+            if not path.is_dir():
+                continue
+            if path.name.endswith(DELETE_SUFFIX):
+                log.info("removing %s, left by an interrupted topic deletion", path)
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            parsed = parse_partition_dir(path.name)
+            if parsed is None:
+                log.warning("ignoring %s: not a partition directory", path)
+                continue
+            found[parsed[0]] = max(found.get(parsed[0], 0), parsed[1] + 1)
+        for topic, count in found.items():
+            for index in range(count):
+                key = (topic, index)
+                self._partitions[key] = self._partition(topic, index, recovery_points.get(key, 0),
+                                                        log_starts.get(key, 0), clean=not self.recovered)
+        if self.recovered:
+            self._write_checkpoints()  # recovery left every partition durable
+        marker.unlink(missing_ok=True)
+        fsync_dir(self.data_dir)
+
+    def _partition(self, topic: str, index: int, recovery_point: int, log_start: int, clean: bool) -> Partition:
+        return Partition(topic, index, self.data_dir / partition_dir_name(topic, index), self.config,
+                         clock=self._clock, fdatasync=self._fdatasync, log_start_offset=log_start,
+                         recovery_point=recovery_point, clean=clean, on_log_start_change=self._log_start_changed)
+
+    def _read_checkpoint(self, name: str) -> dict[tuple[str, int], int]:
+        try:
+            return read_offsets(self.data_dir / name)
+        except (MalformedCheckpoint, OSError) as exc:
+            log.warning("ignoring unreadable %s (%s)", name, exc)  # recovery points 0: recover everything
+            return {}
+
+    # ------------------------------------------------------------------ topics
+
+    def topics(self) -> dict[str, int]:
+        """{topic name: partition count}."""
+        with self._lock:
+            counts: dict[str, int] = {}
+            for topic, index in self._partitions:
+                counts[topic] = max(counts.get(topic, 0), index + 1)
+            return counts
+
+    def create_topic(self, name: str, partitions: int) -> None:
+        """Create `name` with `partitions` empty partitions (durably)."""
+        validate_topic_name(name)
+        if not isinstance(partitions, int) or partitions < 1:
+            raise InvalidPartitionsError(f"a topic needs at least one partition, not {partitions}")
+        with self._lock:
+            self._check_open()
+            if name in self.topics():
+                raise TopicAlreadyExistsError(f"topic {name!r} already exists")
+            try:
+                for index in range(partitions):
+                    self._partitions[(name, index)] = self._partition(name, index, 0, 0, clean=True)
+                fsync_dir(self.data_dir)
+                self._write_checkpoints()
+            except OSError as exc:
+                raise KafkaStorageError(f"cannot create topic {name!r} in {self.data_dir}: {exc}") from exc
+
+    def delete_topic(self, name: str) -> None:
+        """Remove the topic and its data."""
+        with self._lock:
+            self._check_open()
+            doomed = [key for key in self._partitions if key[0] == name]
+            if not doomed:
+                raise UnknownTopicError(f"unknown topic {name!r}")
+            moved = []
+            for key in doomed:
+                partition = self._partitions.pop(key)
+                partition.close()
+                target = partition.directory.with_name(f"{partition.directory.name}.{uuid.uuid4().hex}{DELETE_SUFFIX}")
+                os.rename(partition.directory, target)
+                moved.append(target)
+            fsync_dir(self.data_dir)
+            self._write_checkpoints()
+        for path in moved:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def partition(self, topic: str, index: int) -> Partition:
+        with self._lock:
+            try:
+                return self._partitions[(topic, index)]
+            except KeyError:
+                raise UnknownTopicError(f"unknown topic or partition {topic}-{index}") from None
+
+    def partitions(self) -> list[Partition]:
+        with self._lock:
+            return list(self._partitions.values())
+
+    # ------------------------------------------------------------------ maintenance
+
+    def enforce_retention(self, now_ms: int | None = None) -> int:
+        """Apply retention to every partition; returns the number of segments deleted."""
+        deleted = 0
+        with self._lock:
+            self._holding_log_starts = True
+            try:
+                for partition in self._partitions.values():
+                    try:
+                        deleted += partition.enforce_retention(now_ms)
+                    except (KafkaStorageError, OSError) as exc:
+                        log.error("retention of %s-%d failed: %s", partition.topic, partition.index, exc)
+            finally:
+                self._holding_log_starts = False
+            if deleted:
+                self._write_checkpoints()
+        return deleted
+
+    def checkpoint(self) -> None:
+        """Flush every partition, then write the recovery points and log start offsets."""
+        with self._lock:
+            partitions = list(self._partitions.values())
+        for partition in partitions:
+            if partition.offline:
+                continue
+            try:
+                partition.flush()
+            except KafkaStorageError as exc:
+                log.error("flush of %s-%d failed: %s", partition.topic, partition.index, exc)
+        with self._lock:
+            self._write_checkpoints()
+
+    def _log_start_changed(self, partition: Partition) -> None:
+        if not self._holding_log_starts:
+            with self._lock:
+                self._write_checkpoints()
+
+    def _write_checkpoints(self) -> None:
+        write_offsets(self.data_dir / RECOVERY_POINT_FILE,
+                      {key: p.recovery_point for key, p in self._partitions.items()})
+        write_offsets(self.data_dir / LOG_START_FILE,
+                      {key: p.log_start_offset for key, p in self._partitions.items()})
+
+    # ------------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        """Flush, checkpoint, mark the shutdown clean (unless a sync failed) and unlock."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self.checkpoint()
+                healthy = not any(p.offline for p in self._partitions.values())
+                for partition in self._partitions.values():
+                    partition.close()
+                if healthy:
+                    (self.data_dir / CLEAN_SHUTDOWN_FILE).touch()
+                    fsync_dir(self.data_dir)
+            finally:
+                self._closed = True
+                dirlock.release(self._lock_fd)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise KafkaStorageError(f"the store of {self.data_dir} is closed")
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.data_dir)!r}, {len(self._partitions)} partitions)"
