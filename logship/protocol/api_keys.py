@@ -1,0 +1,62 @@
+"""API keys and the version tables logship advertises."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from types import MappingProxyType
+
+__all__ = ["ApiKey", "ADVERTISED", "SUPPORTED_VERSIONS", "api_versions_entries"]
+
+
+class ApiKey(IntEnum):
+    PRODUCE = 0
+    FETCH = 1
+    LIST_OFFSETS = 2
+    METADATA = 3
+    OFFSET_COMMIT = 8
+    OFFSET_FETCH = 9
+    FIND_COORDINATOR = 10
+    JOIN_GROUP = 11
+    HEARTBEAT = 12
+    LEAVE_GROUP = 13
+    SYNC_GROUP = 14
+    DESCRIBE_GROUPS = 15
+    LIST_GROUPS = 16
+    API_VERSIONS = 18
+    CREATE_TOPICS = 19
+    DELETE_TOPICS = 20
+    INIT_PRODUCER_ID = 22
+
+
+#: Set "N" of reference/kafka-protocol.md §2.4 plus the optional tooling keys: what the broker
+#: puts in its ApiVersions response. All non-flexible. Produce 0-2 are advertised (librdkafka
+#: < 2.11.1 needs them to enable compression) but not implemented: decoding them raises
+#: UnsupportedRequestError, which the broker answers like Kafka 4.x does.
+ADVERTISED = MappingProxyType({
+    ApiKey.PRODUCE: (0, 7),
+    ApiKey.FETCH: (4, 10),
+    ApiKey.LIST_OFFSETS: (1, 2),
+    ApiKey.METADATA: (1, 4),
+    ApiKey.OFFSET_COMMIT: (2, 3),
+    ApiKey.OFFSET_FETCH: (1, 3),
+    ApiKey.FIND_COORDINATOR: (0, 1),
+    ApiKey.JOIN_GROUP: (0, 2),
+    ApiKey.HEARTBEAT: (0, 1),
+    ApiKey.LEAVE_GROUP: (0, 1),
+    ApiKey.SYNC_GROUP: (0, 1),
+    ApiKey.DESCRIBE_GROUPS: (0, 4),
+    ApiKey.LIST_GROUPS: (0, 2),
+    ApiKey.API_VERSIONS: (0, 2),
+    ApiKey.CREATE_TOPICS: (2, 3),
+    ApiKey.DELETE_TOPICS: (1, 3),
+    ApiKey.INIT_PRODUCER_ID: (0, 0),
+})
+
+#: The same table under the name the broker's ApiVersions handler may prefer.
+SUPPORTED_VERSIONS = ADVERTISED
+
+
+def api_versions_entries(table=ADVERTISED) -> list[dict]:
+    """`table` as the `api_keys` array of an ApiVersions response, sorted by key."""
+    return [{"api_key": int(key), "min_version": low, "max_version": high}
+            for key, (low, high) in sorted(table.items())]

@@ -1,0 +1,17 @@
+"""The per-API schema tables and the registry the codec looks them up in."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from ..schema import Api
+from . import cluster, groups, produce_fetch
+
+#: api key -> Api (its schema and the versions the codec implements)
+APIS: MappingProxyType[int, Api] = MappingProxyType(
+    {api.key: api for api in (*produce_fetch.APIS, *cluster.APIS, *groups.APIS)})
+
+#: api key -> (lowest, highest) version the codec encodes and decodes
+CODEC_VERSIONS = MappingProxyType({key: api.versions for key, api in sorted(APIS.items())})
+
+__all__ = ["APIS", "CODEC_VERSIONS"]
