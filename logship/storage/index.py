@@ -34,8 +34,9 @@ class _Index:
         self._fd = -1
         try:
             size = path.stat().st_size
+            self.existed = True
         except FileNotFoundError:
-            size = 0
+            size, self.existed = 0, False
         self.file_size = size
         self.entries = size // self.ENTRY.size
         self._last = None
@@ -86,6 +87,7 @@ class _Index:
 
     def reset(self) -> None:
         self.truncate_entries(0)
+        self.existed = True
 
     def all_raw(self) -> list[tuple]:
         """Every entry, for sanity checks; reads the whole file."""

@@ -230,6 +230,8 @@ class Segment:
 
     def index_problem(self, full: bool) -> str | None:
         """Check the indexes against the log (call load_state first); None when sane."""
+        if self.size and not (self.offset_index.existed and self.time_index.existed):
+            return "index file missing"
         problem = self.offset_index.problem(self.size, full)
         if problem is None and self.offset_index.last_entry is not None:
             offset, position = self.offset_index.last_entry
