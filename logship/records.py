@@ -19,16 +19,29 @@ Batch layout (big-endian), 61-byte header then records:
 
 Because the CRC starts at byte 21, a broker assigns offsets and leader epochs by
 overwriting bytes 0-7 and 12-15 in place, without re-encoding anything.
+
+The records themselves, and the Record type, are in logship.record_codec.
+
+A fresh batch has offset deltas 0..n-1, baseTimestamp = the first record's timestamp,
+maxTimestamp = the largest one, and lastOffsetDelta = n - 1. With a codec set, all the
+records are compressed together as one stream (logship.compression) and batchLength
+and the CRC cover the compressed bytes; recordsCount stays in the clear.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import crc32c as _crc32c
 
-from .errors import CorruptRecordError
+from . import compression as _compression
+from .errors import CorruptRecordError, InvalidRecordError
+from .record_codec import Headers as Headers
+from .record_codec import Record as Record
+from .record_codec import RecordInput as RecordInput
+from .record_codec import decode_records_section, encode_record, encode_values
 
 HEADER_SIZE = 61
 LOG_OVERHEAD = 12  # baseOffset + batchLength: the bytes not counted by batchLength
@@ -152,3 +165,213 @@ def set_base_offset(buf: bytearray, pos: int, base_offset: int) -> None:
 def set_leader_epoch(buf: bytearray, pos: int, epoch: int) -> None:
     """Overwrite a batch's partitionLeaderEpoch in place (bytes 12-15; outside the CRC)."""
     _INT32.pack_into(buf, pos + 12, epoch)
+
+
+ATTR_CODEC_MASK = 0x07
+ATTR_LOG_APPEND_TIME = 0x08
+ATTR_TRANSACTIONAL = 0x10
+ATTR_CONTROL = 0x20
+
+DEFAULT_MAX_UNCOMPRESSED = 64 * 1024 * 1024
+"""Default bound on the decompressed records section of one batch."""
+
+_HEAD_BEFORE_CRC = struct.Struct(">qiib")  # baseOffset, batchLength, partitionLeaderEpoch, magic
+_HEAD_AFTER_CRC = struct.Struct(">hiqqqhii")  # attributes .. recordsCount
+_UINT32 = struct.Struct(">I")
+
+
+def _seal(
+    body: bytes,
+    count: int,
+    base_timestamp: int,
+    max_timestamp: int,
+    *,
+    base_offset: int,
+    compression: int,
+    producer_id: int,
+    producer_epoch: int,
+    base_sequence: int,
+    partition_leader_epoch: int,
+    attributes: int,
+) -> bytes:
+    """Compress the records section if asked, then prepend the header with its CRC."""
+    if compression:
+        body = _compression.compress(compression, body)
+    after_crc = _HEAD_AFTER_CRC.pack(
+        attributes | compression,
+        count - 1,
+        base_timestamp,
+        max_timestamp,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        count,
+    )
+    crc = _crc32c.crc32c(body, _crc32c.crc32c(after_crc))
+    before_crc = _HEAD_BEFORE_CRC.pack(
+        base_offset, HEADER_SIZE - LOG_OVERHEAD + len(body), partition_leader_epoch, MAGIC
+    )
+    return b"".join((before_crc, _UINT32.pack(crc), after_crc, body))
+
+
+def _attributes(timestamp_type_log_append: bool, transactional: bool, control: bool) -> int:
+    return (
+        (ATTR_LOG_APPEND_TIME if timestamp_type_log_append else 0)
+        | (ATTR_TRANSACTIONAL if transactional else 0)
+        | (ATTR_CONTROL if control else 0)
+    )
+
+
+def build_batch(
+    records: Iterable[Record | tuple],
+    *,
+    base_offset: int = 0,
+    compression: int = 0,
+    base_timestamp: int | None = None,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    partition_leader_epoch: int = -1,
+    timestamp_type_log_append: bool = False,
+    transactional: bool = False,
+    control: bool = False,
+) -> bytes:
+    """Encode records as one batch (magic 2) and return its bytes.
+
+    Each item of `records` is a (timestamp, key, value, headers) tuple (RecordInput) or a
+    Record, whose offset is ignored: offset deltas are the positions 0..n-1. Keys and
+    values are bytes-like or None; headers are (str, bytes-like or None) pairs.
+    Timestamp deltas are relative to `base_timestamp`, by default the first record's
+    timestamp, as Kafka's producer does. Raises InvalidRecordError for no records and
+    UnsupportedCompression for a codec that is unknown or not installed.
+    """
+    parts: list = []
+    count = 0
+    first = max_timestamp = None
+    for item in records:
+        if isinstance(item, Record):
+            timestamp, key, value, headers = item.timestamp, item.key, item.value, item.headers
+        else:
+            timestamp, key, value, headers = item
+        if first is None:
+            first = timestamp if base_timestamp is None else base_timestamp
+            max_timestamp = timestamp
+        elif timestamp > max_timestamp:
+            max_timestamp = timestamp
+        if headers and not isinstance(headers, (tuple, list)):
+            headers = tuple(headers)
+        encode_record(parts, count, timestamp - first, key, value, headers)
+        count += 1
+    if not count:
+        raise InvalidRecordError("a record batch needs at least one record")
+    return _seal(
+        b"".join(parts),
+        count,
+        first,
+        max_timestamp,
+        base_offset=base_offset,
+        compression=compression,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        partition_leader_epoch=partition_leader_epoch,
+        attributes=_attributes(timestamp_type_log_append, transactional, control),
+    )
+
+
+def build_batch_values(
+    values: list,
+    timestamp_ms: int,
+    compression: int = 0,
+    *,
+    base_offset: int = 0,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    partition_leader_epoch: int = -1,
+    transactional: bool = False,
+) -> bytes:
+    """build_batch for keyless, headerless records sharing one timestamp, only faster.
+
+    `values` is a list of bytes-like objects (None is not allowed here; use build_batch).
+    The result is byte for byte what build_batch gives for [(timestamp_ms, None, v, ())
+    for v in values] with the same options.
+    """
+    if not values:
+        raise InvalidRecordError("a record batch needs at least one record")
+    return _seal(
+        encode_values(values),
+        len(values),
+        timestamp_ms,
+        timestamp_ms,
+        base_offset=base_offset,
+        compression=compression,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        partition_leader_epoch=partition_leader_epoch,
+        attributes=_attributes(False, transactional, False),
+    )
+
+
+def decode_records(
+    batch,
+    max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED,
+    *,
+    validate_crc: bool = True,
+) -> list[Record]:
+    """The records of one whole batch: `batch` holds exactly its bytes, from baseOffset on.
+
+    Decompresses with a bound of `max_uncompressed` bytes (DecompressionLimitError past
+    it). Raises CorruptRecordError for any inconsistency: a bad header or CRC, a record
+    count that does not match the records present, a length running past its record,
+    negative lengths other than -1, bytes left after the last record; and
+    UnsupportedCompression for a codec it cannot decode. Control batches are decoded
+    like the others; iter_records skips them. Keys and values are copies (bytes), so
+    the records outlive `batch` (which may be a view of an mmap).
+    """
+    header = parse_header(batch)
+    if len(batch) != header.size:
+        raise CorruptRecordError(f"batch declares {header.size} bytes, buffer holds {len(batch)}")
+    if validate_crc and not crc_is_valid(batch, 0, header.size):
+        raise CorruptRecordError("CRC mismatch")
+    view = memoryview(batch)[HEADER_SIZE:]
+    if header.compression:
+        data = _compression.decompress(header.compression, view, max_uncompressed)
+    else:
+        data = bytes(view)
+    return decode_records_section(
+        data,
+        header.records_count,
+        header.base_offset,
+        header.base_timestamp,
+        header.max_timestamp if header.log_append_time else None,
+    )
+
+
+def iter_records(
+    buf,
+    *,
+    validate_crc: bool = True,
+    max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED,
+    allow_truncated_tail: bool = True,
+) -> Iterator[Record]:
+    """The data records of consecutive batches in `buf`, skipping control batches.
+
+    A Fetch response may end with a batch cut at the byte limit; with
+    `allow_truncated_tail` such a last, incomplete batch is ignored, as Kafka's clients
+    do. Anything else wrong raises CorruptRecordError.
+    """
+    view = memoryview(buf)
+    pos, end = 0, len(view)
+    while pos < end:
+        if allow_truncated_tail and (
+            end - pos < HEADER_SIZE or pos + peek_offset_and_size(view, pos)[1] > end
+        ):
+            return
+        header = parse_header(view, pos)
+        if pos + header.size > end:
+            raise CorruptRecordError(f"batch at byte {pos} needs {header.size} bytes, {end - pos} present")
+        if not header.is_control:
+            yield from decode_records(view[pos : pos + header.size], max_uncompressed, validate_crc=validate_crc)
+        pos += header.size
