@@ -20,7 +20,8 @@ class LogConfig:
     """Settings shared by every partition of a Store.
 
     segment_bytes:        roll to a new segment before an append would push the active one past this.
-    segment_ms:           roll when the active segment's first append is older than this.
+    segment_ms:           roll when the active segment's first append (or, for a segment found on
+                          open, the open) is older than this.
     retention_ms:         delete segments whose largest timestamp is older than this; -1 = forever.
     retention_bytes:      delete the oldest segments while the partition stays at least this big
                           without them; -1 = unlimited.

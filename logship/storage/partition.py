@@ -62,19 +62,19 @@ class Partition:
     """
 
     def __init__(self, topic: str, index: int, directory: str | os.PathLike, config: LogConfig | None = None,
-                 *, clock: Callable[[], float] = time.time, fdatasync: Callable[[int], None] = os.fdatasync,
+                 *, clock: Callable[[], float] = time.time, fdatasync: Callable[[int], None] | None = None,
                  log_start_offset: int = 0, recovery_point: int = 0, clean: bool = True,
                  on_log_start_change: Callable[["Partition"], None] | None = None):
         self._topic, self._index = topic, index
         self.directory = Path(directory)
         self.config = config or LogConfig()
-        self._clock, self._fdatasync = clock, fdatasync
+        self._clock, self._fdatasync = clock, fdatasync or os.fdatasync
         self._on_log_start_change = on_log_start_change or (lambda partition: None)
         self._lock = threading.RLock()
         self.hw_follows_log_end = True  # replication will turn this off and call set_high_watermark
         self.directory.mkdir(parents=True, exist_ok=True)
         self.load_report = load_segments(self.directory, self.config.index_interval_bytes,
-                                         recovery_point=recovery_point, clean=clean, fdatasync=fdatasync)
+                                         recovery_point=recovery_point, clean=clean, fdatasync=self._fdatasync)
         segments = self.load_report.segments
         if not segments or segments[-1].next_offset < log_start_offset:
             # a new partition, or one whose data below a checkpointed log start is gone
@@ -86,9 +86,10 @@ class Partition:
         self._segments = segments
         self._bases = [segment.base_offset for segment in segments]
         active, now_ms = segments[-1], self._now_ms()
-        first = active.first_batch()
-        if first is not None:
-            active.roll_base_ms = min(first.max_timestamp, now_ms) if first.max_timestamp >= 0 else now_ms
+        if active.size:
+            # segment_ms counts from the open, not from record timestamps: replayed old logs
+            # would otherwise roll a segment per append (the price: a restart delays a roll)
+            active.roll_base_ms = now_ms
         self._leo = active.next_offset
         self._log_start = max(log_start_offset, segments[0].base_offset)
         self._epochs = LeaderEpochCache(self.directory)

@@ -59,9 +59,10 @@ class SegmentRecovery:
 
 
 def load_segments(directory: Path, index_interval_bytes: int, *, recovery_point: int, clean: bool,
-                  fdatasync: Callable[[int], None] = os.fdatasync) -> LoadedLog:
+                  fdatasync: Callable[[int], None] | None = None) -> LoadedLog:
     """Open every segment of `directory`, checking or recovering each; see the module docstring."""
     directory = Path(directory)
+    fdatasync = fdatasync or os.fdatasync
     _remove_leftovers(directory)
     bases = sorted(int(p.stem) for p in directory.glob("*" + LOG_SUFFIX) if _is_segment_stem(p.stem))
     segments = [Segment(directory, base, index_interval_bytes) for base in bases]

@@ -44,7 +44,7 @@ class Store:
     """Topics and partitions on disk. Thread-safe; a context manager that closes itself."""
 
     def __init__(self, data_dir: str | os.PathLike, config: LogConfig | None = None,
-                 clock: Callable[[], float] = time.time, *, fdatasync: Callable[[int], None] = os.fdatasync):
+                 clock: Callable[[], float] = time.time, *, fdatasync: Callable[[int], None] | None = None):
         self.data_dir = Path(data_dir)
         self.config = config or LogConfig()
         self._clock, self._fdatasync = clock, fdatasync
