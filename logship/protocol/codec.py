@@ -1,9 +1,11 @@
 """The one generic encoder/decoder: compiles a schema, per version, into bound field codecs.
 
-``compile_struct(fields, version, flexible)`` walks the schema once and returns a
-:class:`StructCodec` whose ``decode(buf, pos) -> (dict, pos)`` and ``encode(out, dict)`` run a flat
-list of small closures, one per field (consecutive fixed-width fields are fused into a single
-``struct`` call). No schema tree is interpreted per value.
+``compile_struct(fields, version, flexible)`` walks the schema once and binds one codec per field
+(consecutive fixed-width fields fused into a single ``struct.Struct``; arrays, strings, records and
+nested structs as reader/writer functions). It then emits a straight-line ``decode(buf, pos) ->
+(dict, pos)`` and ``encode(out, dict)`` that call those bound codecs in wire order, so nothing
+interprets the schema per value. Encoding errors are located on a separate slow path
+(``_diagnose``) and reported with the field's path.
 
 Decoded structs are plain dicts holding exactly the fields of that version (tagged fields of the
 version always present, with their default when absent on the wire; unknown tags kept as bytes
@@ -135,42 +137,9 @@ def _leaf_codec(field: Field, version: int, flexible: bool):
     return read, write, size, (None if field.default is None else [])
 
 
-# --- field steps ---------------------------------------------------------------------------------
+# --- struct codecs -------------------------------------------------------------------------------
 
-def _fixed_group_steps(group: list[tuple[str, str, object]]):
-    names = tuple(name for name, _, _ in group)
-    defaults = tuple(default for _, _, default in group)
-    s = struct.Struct(">" + "".join(fmt for _, fmt, _ in group))
-    unpack, pack, size = s.unpack_from, s.pack, s.size
-    if len(names) == 1:
-        name, default = names[0], defaults[0]
-
-        def dec(buf, pos, d):
-            d[name] = unpack(buf, pos)[0]
-            return pos + size
-
-        def enc(out, d):
-            out += pack(d.get(name, default))
-    else:
-        def dec(buf, pos, d):
-            d.update(zip(names, unpack(buf, pos)))
-            return pos + size
-
-        def enc(out, d):
-            out += pack(*map(d.get, names, defaults))
-
-    return ", ".join(names), dec, enc, size
-
-
-def _variable_steps(name: str, read, write, encode_default):
-    def dec(buf, pos, d):
-        d[name], pos = read(buf, pos)
-        return pos
-
-    def enc(out, d):
-        write(out, d.get(name, encode_default))
-
-    return dec, enc
+_ENCODE_ERRORS = (EncodeError, struct.error, TypeError, ValueError, AttributeError, OverflowError)
 
 
 def _tags_codec(tagged: list, flexible: bool):
@@ -234,9 +203,77 @@ def _tags_codec(tagged: list, flexible: bool):
     return read_tags, write_tags
 
 
+def _diagnose(steps, exc, out, d) -> EncodeError:
+    """Error path only: find which field of `d` failed and return an EncodeError naming it."""
+    if not isinstance(d, dict):
+        return EncodeError(f"expected a dict, got {type(d).__name__}")
+    scratch = Writer(splices=None if out.splices is None else [])
+    for step in steps:
+        label = ", ".join(step[1]) if step[0] == "fixed" else step[1]
+        try:
+            if step[0] == "fixed":
+                scratch += step[4].pack(*map(d.get, step[1], step[2]))
+            else:
+                step[3](scratch, d.get(step[1], step[4]))
+        except _ENCODE_ERRORS as inner:
+            exc = inner
+            if step[0] == "fixed":  # which of the fused fields?
+                for name, default, char in zip(step[1], step[2], step[3][1:]):
+                    try:
+                        struct.pack(">" + char, d.get(name, default))
+                    except _ENCODE_ERRORS:
+                        label = name
+                        break
+            break
+    else:
+        label = "tagged fields"
+    if isinstance(exc, EncodeError):
+        exc.field_path = f"{label}.{exc.field_path}" if exc.field_path else label
+        return exc
+    error = EncodeError(str(exc))
+    error.field_path = label
+    return error
+
+
+def _generate(steps, read_tags, write_tags):
+    """Straight-line decode/encode functions calling the bound field codecs in order."""
+    ns = {"read_tags": read_tags, "write_tags": write_tags, "ERRORS": _ENCODE_ERRORS,
+          "diagnose": lambda exc, out, d: _diagnose(steps, exc, out, d)}
+    dec = ["def decode(buf, pos):", "    d = {}"]
+    enc = ["def encode(out, d):", "    try:", "        get = d.get"]
+    for i, step in enumerate(steps):
+        if step[0] == "fixed":
+            _, names, defaults, fmt, s = step
+            ns[f"u{i}"], ns[f"p{i}"] = s.unpack_from, s.pack
+            targets = ", ".join(f"d[{name!r}]" for name in names)
+            dec.append(f"    {targets}, = u{i}(buf, pos)")
+            dec.append(f"    pos += {s.size}")
+            args = []
+            for j, (name, default) in enumerate(zip(names, defaults)):
+                ns[f"d{i}_{j}"] = default
+                args.append(f"get({name!r}, d{i}_{j})")
+            enc.append(f"        out += p{i}({', '.join(args)})")
+        else:
+            _, name, read, write, default = step
+            ns[f"r{i}"], ns[f"w{i}"], ns[f"d{i}"] = read, write, default
+            dec.append(f"    d[{name!r}], pos = r{i}(buf, pos)")
+            enc.append(f"        w{i}(out, get({name!r}, d{i}))")
+    if read_tags is not None:
+        dec.append("    pos = read_tags(buf, pos, d)")
+        enc.append("        write_tags(out, d)")
+    dec.append("    return d, pos")
+    enc += ["    except ERRORS as exc:", "        raise diagnose(exc, out, d) from None"]
+    exec(compile("\n".join(dec + enc), "<logship.protocol.codec>", "exec"), ns)
+    return ns["decode"], ns["encode"]
+
+
 def compile_struct(fields: tuple[Field, ...], version: int, flexible: bool) -> StructCodec:
-    """Compile `fields` at `version` into a StructCodec."""
-    steps = []  # (label, dec, enc)
+    """Compile `fields` at `version` into a StructCodec.
+
+    Steps are ("fixed", names, defaults, format, Struct) for a run of fixed-width fields, or
+    ("var", name, reader, writer, default) for one other field; they become straight-line
+    functions (see _generate) that call these bound codecs in wire order."""
+    steps = []
     tagged = []  # (tag, name, read, write, default)
     defaults = {}
     min_size = 1 if flexible else 0
@@ -245,9 +282,10 @@ def compile_struct(fields: tuple[Field, ...], version: int, flexible: bool) -> S
     def flush():
         nonlocal min_size
         if group:
-            label, dec, enc, size = _fixed_group_steps(group)
-            steps.append((label, dec, enc))
-            min_size += size
+            fmt = ">" + "".join(f for _, f, _ in group)
+            s = struct.Struct(fmt)
+            steps.append(("fixed", tuple(n for n, _, _ in group), tuple(d for _, _, d in group), fmt, s))
+            min_size += s.size
             group.clear()
 
     for field in fields:
@@ -262,40 +300,10 @@ def compile_struct(fields: tuple[Field, ...], version: int, flexible: bool) -> S
             group.append((field.name, p.FIXED[field.type], default))
             continue
         flush()
-        encode_default = () if isinstance(default, list) else default
-        dec, enc = _variable_steps(field.name, read, write, encode_default)
-        steps.append((field.name, dec, enc))
+        steps.append(("var", field.name, read, write, () if isinstance(default, list) else default))
         min_size += size
     flush()
 
-    decoders = tuple(dec for _, dec, _ in steps)
-    encoders = tuple((label, enc) for label, _, enc in steps)
     read_tags, write_tags = _tags_codec(tagged, flexible) if flexible else (None, None)
-
-    def decode(buf, pos):
-        d = {}
-        for dec in decoders:
-            pos = dec(buf, pos, d)
-        if read_tags is not None:
-            pos = read_tags(buf, pos, d)
-        return d, pos
-
-    def encode(out, d):
-        label = "tagged fields"
-        try:
-            for label, enc in encoders:
-                enc(out, d)
-            if write_tags is not None:
-                label = "tagged fields"
-                write_tags(out, d)
-        except EncodeError as exc:
-            exc.field_path = f"{label}.{exc.field_path}" if exc.field_path else label
-            raise
-        except (struct.error, TypeError, ValueError, AttributeError, OverflowError) as exc:
-            if not isinstance(d, dict):
-                raise EncodeError(f"expected a dict, got {type(d).__name__}") from None
-            error = EncodeError(str(exc))
-            error.field_path = label
-            raise error from None
-
+    decode, encode = _generate(steps, read_tags, write_tags)
     return StructCodec(decode, encode, min_size, defaults)
