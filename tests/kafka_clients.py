@@ -174,8 +174,8 @@ def _consume_aiokafka(address, topic, count, timeout):
             deadline = time.monotonic() + timeout
             partitions = None
             while not partitions and time.monotonic() < deadline:
-                await consumer.topics()
-                partitions = consumer.partitions_for_topic(topic)
+                cluster = await consumer._client.fetch_all_metadata()  # no public call refreshes one topic
+                partitions = cluster.partitions_for_topic(topic)
                 if not partitions:
                     await asyncio.sleep(0.1)
             consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import socket
 
-from ..errors import LogshipError, ProtocolError, UnsupportedVersionError
+from ..errors import LogshipError, ProtocolError
 from ..protocol import ApiKey, framing
 from .broker import Broker, Reply
 from .fetch import FetchPlan, FetchWait
@@ -116,12 +116,12 @@ class Server:
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> bytes | None:
         try:
-            prefix = await reader.readexactly(framing.LENGTH_PREFIX_BYTES)
+            prefix = await reader.readexactly(4)
         except asyncio.IncompleteReadError as exc:
             if exc.partial:
                 raise ProtocolError("connection closed inside a length prefix") from None
             return None
-        size = framing.frame_size(prefix, self.broker.config.max_frame_bytes)
+        size = framing.read_frame_length(prefix, self.broker.config.max_frame_bytes)
         return await reader.readexactly(size)
 
     def _respond(self, frame: bytes):
@@ -129,11 +129,8 @@ class Server:
         header = framing.decode_request_header(frame)
         if header.api_key == ApiKey.API_VERSIONS and header.api_version > self.broker.advertised[ApiKey.API_VERSIONS][1]:
             return [framing.encode_unsupported_api_versions(header.correlation_id, self.broker.advertised)]
-        request = framing.decode_request(frame)
-        try:
-            reply = self.broker.handle(request.api_key, request.api_version, request.body)
-        except UnsupportedVersionError as exc:
-            raise ProtocolError(str(exc)) from None
+        request = framing.decode_request(frame, self.broker.advertised)
+        reply = self.broker.handle(request.api_key, request.api_version, request.body)
         respond = _Responder(request.api_key, request.api_version, request.correlation_id)
         if reply.fetch is not None:
             return asyncio.create_task(self._long_poll(reply.fetch, respond))

@@ -43,18 +43,16 @@ class TailReport:
 
 @contextmanager
 def mapped(path: str | os.PathLike) -> Iterator[memoryview]:
-    """The file's bytes as a read-only memoryview (empty for an empty file)."""
+    """The file's bytes as a read-only memoryview (empty for an empty file).
+
+    The mapping is left to the garbage collector rather than closed on exit, because
+    reports handed out meanwhile may still hold slices of it.
+    """
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
+        if os.fstat(f.fileno()).st_size == 0:
             yield memoryview(b"")
             return
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            view = memoryview(mm)
-            try:
-                yield view
-            finally:
-                view.release()
+        yield memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
 
 
 def scan_segment(buf) -> Iterator[BatchReport | TailReport]:

@@ -1,0 +1,99 @@
+"""Broker throughput, side by side in one run: kcat into `logship serve` vs librdkafka's mock.
+
+    python bench/broker.py [--records 1000000] [--size 200]
+
+Prints records/s and MB/s for kcat producing a file of lines into librdkafka's in-process
+mock cluster (the ceiling for that client) and into a real `logship serve` (acks=1 and
+acks=all), kcat consuming everything back, and bytes on disk per record for batches of
+100 records uncompressed and with zstd. The lines look like web server logs, so zstd
+figures mean something.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import BrokerProcess  # noqa: E402
+
+
+def log_lines(count: int, size: int) -> bytes:
+    """`count` access-log-like lines, each exactly `size` bytes before its newline."""
+    rng = random.Random(1)
+    paths = ["/", "/api/orders", "/api/users/%d", "/static/app.js", "/login", "/search?q=%d"]
+    agents = ["curl/8.5.0", "Mozilla/5.0 (X11; Linux x86_64)", "kafka-bench/1.0"]
+    out = []
+    for i in range(count):
+        path = rng.choice(paths)
+        if "%d" in path:
+            path %= rng.randrange(100000)
+        line = (f'10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)} - - '
+                f'[24/Nov/2026:10:{i // 60000 % 60:02d}:{i // 1000 % 60:02d} +0000] "GET {path} HTTP/1.1" '
+                f'{rng.choice((200, 200, 200, 304, 404, 500))} {rng.randrange(100000)} "{rng.choice(agents)}" ')
+        out.append(line.ljust(size, "x")[:size])
+    return ("\n".join(out) + "\n").encode()
+
+
+def timed(cmd: list[str], **kwargs) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, **kwargs)
+    return time.perf_counter() - start
+
+
+def rate(label: str, records: int, size: int, seconds: float, ceiling: float | None = None) -> float:
+    per_second = records / seconds
+    ratio = f"  ratio {per_second / ceiling:.2f}" if ceiling else ""
+    print(f"{label:<44} {per_second:>12,.0f} records/s {per_second * size / 1e6:>8.1f} MB/s{ratio}")
+    return per_second
+
+
+def disk_bytes(data_dir: Path, topic: str) -> int:
+    return sum(p.stat().st_size for p in (data_dir / f"{topic}-0").glob("*.log"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--size", type=int, default=200)
+    args = parser.parse_args()
+    n, size = args.records, args.size
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        lines = tmp / "lines.txt"
+        lines.write_bytes(log_lines(n, size))
+        produce = ["kcat", "-P", "-l", str(lines), "-X", "linger.ms=5", "-X", "queue.buffering.max.messages=1000000"]
+
+        mock = timed([*produce, "-b", "127.0.0.1:1", "-t", "bench", "-X", "test.mock.num.brokers=1", "-X", "acks=1"])
+        broker = BrokerProcess(tmp / "data").start()
+        try:
+            print(f"{n:,} records of {size} bytes; kcat {subprocess.run(['kcat', '-V'], capture_output=True, text=True).stdout.split()[1]}")
+            ceiling = rate("kcat -> librdkafka mock cluster (acks=1)", n, size, mock)
+            b = ["-b", broker.address]
+            rate("kcat -> logship serve, acks=1", n, size, timed([*produce, *b, "-t", "acks1", "-X", "acks=1"]), ceiling)
+            rate("kcat -> logship serve, acks=all", n, size, timed([*produce, *b, "-t", "acksall", "-X", "acks=all"]), ceiling)
+            consume = timed(["kcat", "-C", *b, "-t", "acks1", "-o", "beginning", "-e", "-q"], stdout=subprocess.DEVNULL)
+            rate("kcat <- logship serve, consume from beginning", n, size, consume)
+
+            batches = ["-X", "batch.num.messages=100", "-X", "linger.ms=50"]
+            subprocess.run([*produce, *b, "-t", "plain100", *batches], check=True)
+            subprocess.run([*produce, *b, "-t", "zstd100", "-z", "zstd", *batches], check=True)
+            plain, packed = disk_bytes(broker.data_dir, "plain100"), disk_bytes(broker.data_dir, "zstd100")
+            print(f"bytes on disk per record, batches of 100, uncompressed: {plain / n - size:.2f} overhead "
+                  f"({plain / n:.1f} total per {size}-byte record)")
+            print(f"bytes on disk, batches of 100, zstd: {packed / (n * size):.3f} of the raw bytes")
+        finally:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
