@@ -38,6 +38,14 @@ def dataset(tag: str, count: int) -> list[Message]:
             for i in range(count)]
 
 
+def create_topic(address: str, name: str, partitions: int) -> None:
+    """Create a topic through confluent-kafka's admin client (CreateTopics, as tools do)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": address})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=20)
+
+
 def produce(client: str, address: str, topic: str, messages: list[Message], compression: str = "none") -> None:
     """Produce `messages` with `client`, waiting until every one is acknowledged."""
     {"kcat": _produce_kcat, "confluent": _produce_confluent, "kafka-python": _produce_kafka_python,

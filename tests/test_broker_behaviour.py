@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import wait_until
-from kafka_clients import consume
+from kafka_clients import consume, create_topic
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +57,7 @@ def test_waiting_consumer_gets_a_new_record_within_100ms(broker):
 
 
 def test_idle_consumer_sends_only_a_few_fetches_per_second(broker):
+    create_topic(broker.address, "idle", 1)
     stats = []
     received, stop = [], threading.Event()
     config = {"statistics.interval.ms": 1000, "stats_cb": stats.append}

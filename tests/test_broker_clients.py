@@ -11,7 +11,7 @@ from collections import defaultdict
 import pytest
 
 from conftest import ROOT, BrokerProcess
-from kafka_clients import CLIENTS, Consumed, Message, consume, dataset, produce
+from kafka_clients import CLIENTS, Consumed, Message, consume, create_topic, dataset, produce
 
 pytestmark = pytest.mark.integration
 
@@ -81,10 +81,7 @@ def test_client_reads_every_clients_records(shared_broker, produced, consumer):
 
 
 def test_three_partition_topic_created_by_admin_client(shared_broker):
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": shared_broker.address})
-    admin.create_topics([NewTopic("three", 3, 1)])["three"].result(timeout=20)
+    create_topic(shared_broker.address, "three", 3)
     messages = dataset("three", 3000)
     produce("confluent", shared_broker.address, "three", messages, "zstd")
     for consumer in CLIENTS:
