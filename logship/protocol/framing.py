@@ -324,25 +324,25 @@ def encode_unsupported_api_versions(correlation_id: int,
 def decode_response(api_key: int, version: int, frame) -> tuple[int, dict]:
     """Decode one response frame (without its size prefix) -> (correlation_id, body).
 
-    An ApiVersions response carrying UNSUPPORTED_VERSION, or one that does not parse at
-    `version`, is decoded as v0, as Kafka's clients do (its body then has v0 fields only)."""
+    An ApiVersions response carrying UNSUPPORTED_VERSION, or another error and a body that does
+    not parse at `version`, is decoded as v0, as Kafka's clients do (its body then has v0 fields
+    only)."""
     buf = _view(frame)
     try:
         codec, flexible = _CODECS.get((api_key, version, True)) or _compile(api_key, version, True)
         correlation_id = _SIZE.unpack_from(buf, 0)[0]
         pos = 4
-        if api_key == ApiKey.API_VERSIONS:
-            if version > 0 and _INT16.unpack_from(buf, pos)[0] == _UNSUPPORTED_VERSION:
+        error_code = _INT16.unpack_from(buf, pos)[0] if api_key == ApiKey.API_VERSIONS else 0
+        if error_code and version > 0:
+            if error_code == _UNSUPPORTED_VERSION:
                 codec = message_codec(api_key, 0, True)
             try:
                 body, end = codec.decode(buf, pos)
                 _check_end(buf, end, "response")
             except (errors.ProtocolError, *DECODE_ERRORS):
-                if version == 0:
-                    raise
                 body, end = message_codec(api_key, 0, True).decode(buf, pos)
         else:
-            if flexible:
+            if flexible and api_key != ApiKey.API_VERSIONS:  # KIP-511: that header is always v0
                 pos = _TAGS_ONLY.decode(buf, pos)[1]
             body, end = codec.decode(buf, pos)
         _check_end(buf, end, "response")

@@ -1,10 +1,11 @@
-"""Kafka wire primitives: fixed-width integers, varints, strings, bytes and their compact forms.
+"""Kafka wire primitives: fixed-width integers, strings, bytes, records, uuids, array lengths and
+their compact forms (varints live in varints.py and are re-exported here).
 
 Readers have the shape ``read(buf, pos) -> (value, new_pos)`` where ``buf`` is a memoryview whose
 length is the hard end of the data (a frame, or a tagged field inside one). Every length read from
 the wire is checked against the bytes left in ``buf`` before anything is allocated; a short read of a
-fixed-width value surfaces as ``struct.error``/``IndexError``, which the public entry points turn into
-:class:`logship.errors.ProtocolError` (see :func:`guard`).
+fixed-width value surfaces as ``struct.error``/``IndexError`` (see DECODE_ERRORS), which the public
+entry points in framing.py turn into :class:`logship.errors.ProtocolError`.
 
 Writers have the shape ``write(out, value)`` and append to ``out``, a :class:`Writer` (a bytearray
 that may also collect spliced parts, see :func:`write_records`).
@@ -19,6 +20,10 @@ import struct
 import uuid
 
 from logship.errors import ProtocolError
+
+from .varints import (  # noqa: F401  (re-exported: primitives is the one place to import from)
+    read_uvarint, read_varint, read_varlong, write_uvarint, write_varint, write_varlong,
+)
 
 __all__ = [
     "EncodeError", "Writer", "DECODE_ERRORS",
@@ -89,83 +94,6 @@ _MAX32 = 0x7FFFFFFF
 
 def _too_long(what: str, n: int, buf, pos: int) -> ProtocolError:
     return ProtocolError(f"{what} length {n} exceeds the {len(buf) - pos} bytes left in the frame")
-
-
-# --- varints -------------------------------------------------------------------------------------
-
-def read_uvarint(buf, pos: int) -> tuple[int, int]:
-    """Unsigned LEB128 varint of at most 5 bytes (32 bits)."""
-    b = buf[pos]
-    if b < 0x80:
-        return b, pos + 1
-    value = b & 0x7F
-    shift = 7
-    while True:
-        pos += 1
-        b = buf[pos]
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            if value > 0xFFFFFFFF:
-                raise ProtocolError("unsigned varint exceeds 32 bits")
-            return value, pos + 1
-        shift += 7
-        if shift > 28:
-            raise ProtocolError("unsigned varint longer than 5 bytes")
-
-
-def _read_uvarlong(buf, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise ProtocolError("varlong longer than 10 bytes")
-
-
-def write_uvarint(out, value: int) -> None:
-    if 0 <= value < 0x80:
-        out.append(value)
-        return
-    if value < 0 or value > 0xFFFFFFFF:
-        raise EncodeError(f"unsigned varint out of range: {value}")
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-
-
-def read_varint(buf, pos: int) -> tuple[int, int]:
-    """Zig-zag signed varint (32 bits)."""
-    raw, pos = read_uvarint(buf, pos)
-    return (raw >> 1) ^ -(raw & 1), pos
-
-
-def write_varint(out, value: int) -> None:
-    if not -0x80000000 <= value <= 0x7FFFFFFF:
-        raise EncodeError(f"varint out of range: {value}")
-    write_uvarint(out, ((value << 1) ^ (value >> 31)) & 0xFFFFFFFF)
-
-
-def read_varlong(buf, pos: int) -> tuple[int, int]:
-    """Zig-zag signed varlong (64 bits)."""
-    raw, pos = _read_uvarlong(buf, pos)
-    if raw > 0xFFFFFFFFFFFFFFFF:
-        raise ProtocolError("varlong exceeds 64 bits")
-    return (raw >> 1) ^ -(raw & 1), pos
-
-
-def write_varlong(out, value: int) -> None:
-    if not -0x8000000000000000 <= value <= 0x7FFFFFFFFFFFFFFF:
-        raise EncodeError(f"varlong out of range: {value}")
-    raw = ((value << 1) ^ (value >> 63)) & 0xFFFFFFFFFFFFFFFF
-    while raw >= 0x80:
-        out.append((raw & 0x7F) | 0x80)
-        raw >>= 7
-    out.append(raw)
 
 
 # --- strings -------------------------------------------------------------------------------------
