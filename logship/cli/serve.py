@@ -55,6 +55,9 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
                           advertised_port=advertise[1] if advertise else None,
                           default_partitions=partitions, auto_create_topics=not no_auto_create, log=log_config)
     with Store(os.path.abspath(data_dir), log_config) as store:
+        if store.recovered and store.partitions():
+            logging.getLogger("logship.storage").warning(
+                "%s was not closed cleanly: recovered every partition from its recovery point", data_dir)
         asyncio.run(_serve_until_signalled(Broker(store, config)))
 
 
