@@ -142,7 +142,7 @@ def _leaf_codec(field: Field, version: int, flexible: bool):
 _ENCODE_ERRORS = (EncodeError, struct.error, TypeError, ValueError, AttributeError, OverflowError)
 
 
-def _tags_codec(tagged: list, flexible: bool):
+def _tags_codec(tagged: list):
     """Reader/writer of the tagged-field section that ends every flexible struct."""
     by_tag = {tag: (name, read, default) for tag, name, read, _, default in tagged}
     names = [(name, default) for _, name, _, _, default in tagged]
@@ -304,6 +304,6 @@ def compile_struct(fields: tuple[Field, ...], version: int, flexible: bool) -> S
         min_size += size
     flush()
 
-    read_tags, write_tags = _tags_codec(tagged, flexible) if flexible else (None, None)
+    read_tags, write_tags = _tags_codec(tagged) if flexible else (None, None)
     decode, encode = _generate(steps, read_tags, write_tags)
     return StructCodec(decode, encode, min_size, defaults)
