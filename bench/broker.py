@@ -76,12 +76,14 @@ def main() -> None:
         mock = timed([*produce, "-b", "127.0.0.1:1", "-t", "bench", "-X", "test.mock.num.brokers=1", "-X", "acks=1"])
         broker = BrokerProcess(tmp / "data").start()
         try:
-            print(f"{n:,} records of {size} bytes; kcat {subprocess.run(['kcat', '-V'], capture_output=True, text=True).stdout.split()[1]}")
+            print(f"{n:,} records of {size} bytes")
             ceiling = rate("kcat -> librdkafka mock cluster (acks=1)", n, size, mock)
             b = ["-b", broker.address]
             rate("kcat -> logship serve, acks=1", n, size, timed([*produce, *b, "-t", "acks1", "-X", "acks=1"]), ceiling)
             rate("kcat -> logship serve, acks=all", n, size, timed([*produce, *b, "-t", "acksall", "-X", "acks=all"]), ceiling)
-            consume = timed(["kcat", "-C", *b, "-t", "acks1", "-o", "beginning", "-e", "-q"], stdout=subprocess.DEVNULL)
+            # -c rather than -e: -e waits out one empty long-poll (fetch.wait.max.ms) at the end
+            consume = timed(["kcat", "-C", *b, "-t", "acks1", "-o", "beginning", "-c", str(n), "-q"],
+                            stdout=subprocess.DEVNULL)
             rate("kcat <- logship serve, consume from beginning", n, size, consume)
 
             batches = ["-X", "batch.num.messages=100", "-X", "linger.ms=50"]

@@ -216,8 +216,8 @@ async def run(broker: Broker, on_listening) -> None:
     """Serve until cancelled; `on_listening(host, port)` is called once the socket listens."""
     server = Server(broker)
     host, port = await server.start()
-    if broker.config.advertised_host is None and host not in ("0.0.0.0", "::"):
-        broker.config.advertised_host = host
+    if broker.config.advertised_host is None:
+        broker.config.advertised_host = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
     on_listening(host, port)
     maintenance = asyncio.create_task(_maintain(broker))
     try:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from ..errors import (InvalidPartitionsError, InvalidReplicationFactorError, LogshipError,
                       TopicAlreadyExistsError, UnknownTopicError)
 from ..storage import validate_topic_name
 from .broker import Broker, Reply, error_code
+
+log = logging.getLogger("logship.broker")
 
 
 def _ensure_topic(broker: Broker, name: str, allow_create: bool) -> int:
@@ -17,6 +21,7 @@ def _ensure_topic(broker: Broker, name: str, allow_create: bool) -> int:
     if not (allow_create and broker.config.auto_create_topics):
         raise UnknownTopicError(f"unknown topic {name!r}")
     broker.store.create_topic(name, broker.config.default_partitions)
+    log.info("created topic %s with %d partition(s) on first use", name, broker.config.default_partitions)
     return broker.config.default_partitions
 
 
@@ -72,6 +77,7 @@ def _create_one(broker: Broker, topic: dict, validate_only: bool) -> None:
             raise TopicAlreadyExistsError(f"topic {name!r} already exists")
     else:
         broker.store.create_topic(name, partitions)
+        log.info("created topic %s with %d partition(s)", name, partitions)
 
 
 def create_topics(broker: Broker, version: int, body: dict) -> Reply:
@@ -90,6 +96,7 @@ def delete_topics(broker: Broker, version: int, body: dict) -> Reply:
     for name in body["topic_names"]:
         try:
             broker.store.delete_topic(name)
+            log.info("deleted topic %s", name)
             results.append({"name": name, "error_code": 0})
         except LogshipError as exc:
             results.append({"name": name, "error_code": error_code(exc)})
