@@ -227,6 +227,8 @@ def test_slices_survive_deletion_of_their_segment(open_partition):
 def test_index_entries_are_written_every_interval_and_used(open_partition, monkeypatch):
     p = open_partition(index_interval_bytes=1_000)
     batches = fill(p, [3] * 60)
+    p.segments[0].offset_index.flush()  # entries are buffered in memory a while
+    p.segments[0].time_index.flush()
     raw = (p.directory / "00000000000000000000.index").read_bytes()
     entries = list(struct.iter_unpack(">ii", raw))
     positions, pos = {}, 0

@@ -10,23 +10,34 @@ Timestamps strictly increase and offsets never decrease from one entry to the ne
 
 Entries are appended by the segment every `index_interval_bytes` of batches, so the files
 stay ~1/500 of the log's size. Nothing of them is kept in memory but the entry count and the
-last entry: lookups binary-search the file with os.pread. The files are plain appended
-files (no preallocation), always exactly `entries * entry size` bytes long, so nothing needs
-trimming on roll or close. They are never fsynced: recovery rebuilds them from the log.
+last entry, and up to 256 entries not yet written: lookups binary-search the file with
+os.pread. The files are plain appended files (no preallocation), exactly `entries * entry
+size` bytes long once flushed, so nothing needs trimming on roll or close. They are never
+fsynced: recovery rebuilds them from the log, and entries lost in a crash only make the
+index sparser, which is still correct.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+log = logging.getLogger("logship.storage")
+
 
 class _Index:
-    """A file of fixed-size entries, appended with os.pwrite, searched with os.pread."""
+    """A file of fixed-size entries, searched with os.pread; appends are buffered.
+
+    Up to FLUSH_ENTRIES new entries wait in memory (lookups see them) and go to the file
+    in one write, or on flush()/close(). If that write fails they are dropped: a sparser
+    index is still a correct one, and recovery would rebuild it anyway.
+    """
 
     ENTRY: struct.Struct
+    FLUSH_ENTRIES = 256
 
     def __init__(self, path: Path, base_offset: int):
         self.path = path
@@ -38,7 +49,8 @@ class _Index:
         except FileNotFoundError:
             size, self.existed = 0, False
         self.file_size = size
-        self.entries = size // self.ENTRY.size
+        self._disk_entries = self.entries = size // self.ENTRY.size
+        self._pending: list[tuple] = []
         self._last = None
         if self.entries:  # read the last entry without keeping a descriptor open
             with open(path, "rb") as f:
@@ -52,6 +64,8 @@ class _Index:
         return self._fd
 
     def _read(self, i: int) -> tuple:
+        if i >= self._disk_entries:
+            return self._pending[i - self._disk_entries]
         raw = os.pread(self.fd, self.ENTRY.size, i * self.ENTRY.size)
         return self.ENTRY.unpack(raw)
 
@@ -67,22 +81,45 @@ class _Index:
         return lo
 
     def _append_raw(self, raws: Sequence[tuple]) -> None:
-        if not raws:
+        if raws:
+            self._pending.extend(raws)
+            self.entries += len(raws)
+            self._last = raws[-1]
+            if len(self._pending) >= self.FLUSH_ENTRIES:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered entries (dropping them if the write fails)."""
+        if not self._pending:
             return
-        data = b"".join(self.ENTRY.pack(*raw) for raw in raws)
-        view, pos = memoryview(data), self.entries * self.ENTRY.size
-        while view:
-            n = os.pwrite(self.fd, view, pos)
-            view, pos = view[n:], pos + n
-        self.entries += len(raws)
+        data = b"".join(self.ENTRY.pack(*raw) for raw in self._pending)
+        view, pos = memoryview(data), self._disk_entries * self.ENTRY.size
+        try:
+            while view:
+                n = os.pwrite(self.fd, view, pos)
+                view, pos = view[n:], pos + n
+        except OSError as exc:
+            log.warning("%s: dropping %d index entries (%s)", self.path, len(self._pending), exc)
+            self._pending.clear()
+            try:
+                self.truncate_entries(self._disk_entries)
+            except OSError:
+                pass
+            return
+        self._pending.clear()
+        self._disk_entries = self.entries
         self.file_size = self.entries * self.ENTRY.size
-        self._last = raws[-1]
 
     def truncate_entries(self, count: int) -> None:
         """Keep the first `count` entries."""
-        os.ftruncate(self.fd, count * self.ENTRY.size)
+        if count >= self._disk_entries:
+            del self._pending[count - self._disk_entries:]
+        else:
+            self._pending.clear()
+            os.ftruncate(self.fd, count * self.ENTRY.size)
+            self._disk_entries = count
+            self.file_size = count * self.ENTRY.size
         self.entries = count
-        self.file_size = count * self.ENTRY.size
         self._last = self._read(count - 1) if count else None
 
     def reset(self) -> None:
@@ -91,16 +128,18 @@ class _Index:
 
     def all_raw(self) -> list[tuple]:
         """Every entry, for sanity checks; reads the whole file."""
-        data = os.pread(self.fd, self.file_size, 0) if self.file_size else b""
-        whole = len(data) - len(data) % self.ENTRY.size
-        return list(self.ENTRY.iter_unpack(data[:whole]))
+        size = self._disk_entries * self.ENTRY.size
+        data = os.pread(self.fd, size, 0) if size else b""
+        return list(self.ENTRY.iter_unpack(data)) + list(self._pending)
 
     def close(self) -> None:
+        self.flush()
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
 
     def delete(self) -> None:
+        self._pending.clear()
         self.close()
         try:
             self.path.unlink()

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import bisect
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from .. import records
 from ..errors import KafkaStorageError, OffsetOutOfRangeError
 from . import retention
 from .checkpoint import fsync_dir
@@ -39,9 +39,11 @@ from .recovery import load_segments
 from .segment import BatchInfo, Segment
 from .validate import validate_batches
 
+_pack_offset = struct.Struct(">q").pack_into  # baseOffset, bytes 0-7 (as records.set_base_offset)
+_pack_epoch = struct.Struct(">i").pack_into   # partitionLeaderEpoch, bytes 12-15
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
+
+class AppendResult(NamedTuple):
     """Where an append_batches call put its batches."""
 
     base_offset: int          # offset of the first record appended
@@ -145,23 +147,22 @@ class Partition:
         """
         buf = data if isinstance(data, bytearray) else bytearray(data)
         checked = validate_batches(buf, self.config.max_batch_bytes)
-        record_count = sum(header.last_offset_delta + 1 for _, header in checked)
+        record_count = len(checked) + sum(batch[2] for batch in checked)
         with self._lock:
-            if self.offline:
+            if self._commit.failure is not None:
                 self._commit.sync_to(0)  # raises KafkaStorageError naming the failure
             now_ms = self._now_ms()
             segment = self._maybe_roll(len(buf), record_count, len(checked), now_ms)
             offset, batches = self._leo, []
-            for pos, header in checked:
-                records.set_base_offset(buf, pos, offset)
-                epoch = header.partition_leader_epoch
+            for pos, size, delta, max_ts, epoch in checked:
+                _pack_offset(buf, pos, offset)
                 if leader_epoch is not None:
-                    records.set_leader_epoch(buf, pos, leader_epoch)
+                    _pack_epoch(buf, pos + 12, leader_epoch)
                     epoch = leader_epoch
-                batches.append(BatchInfo(pos, offset, offset + header.last_offset_delta,
-                                         header.max_timestamp, header.size, epoch))
-                offset += header.last_offset_delta + 1
-            self._note_epochs(batches)
+                batches.append(BatchInfo(pos, offset, offset + delta, max_ts, size, epoch))
+                offset += delta + 1
+            if epoch > self._epochs.latest_epoch or len(batches) > 1:
+                self._note_epochs(batches)
             position = segment.append(buf, batches, now_ms)
             if not self._unsynced or self._unsynced[-1] is not segment:
                 self._unsynced.append(segment)
@@ -172,8 +173,9 @@ class Partition:
             flush_due = self._flush_due(now_ms)
         if flush_due:
             self.flush()
-        return AppendResult(batches[0].base_offset, offset - 1, max(b.max_timestamp for b in batches), offset,
-                            segment.base_offset, position, len(buf), record_count)
+        max_timestamp = max(batch.max_timestamp for batch in batches) if len(batches) > 1 else batches[0].max_timestamp
+        return AppendResult(batches[0].base_offset, offset - 1, max_timestamp, offset, segment.base_offset,
+                            position, len(buf), record_count)
 
     def _note_epochs(self, batches: list[BatchInfo]) -> None:
         latest = self._epochs.latest_epoch
@@ -187,6 +189,8 @@ class Partition:
 
     def _flush_due(self, now_ms: int) -> bool:
         cfg = self.config
+        if cfg.flush_messages is None and cfg.flush_ms is None:
+            return False
         return bool((cfg.flush_messages and self._unflushed_records >= cfg.flush_messages)
                     or (cfg.flush_ms and now_ms - self._last_flush_ms >= cfg.flush_ms))
 

@@ -50,7 +50,10 @@ class BatchInfo(NamedTuple):
 
 def write_all(fd: int, data, position: int) -> None:
     """os.pwrite until every byte is written (a short write is retried, an error raised)."""
-    view = memoryview(data)
+    n = os.pwrite(fd, data, position)
+    if n == len(data):
+        return
+    view, position = memoryview(data)[n:], position + n
     while view:
         n = os.pwrite(fd, view, position)
         if n <= 0:
@@ -142,33 +145,28 @@ class Segment:
     def append(self, buf, batches: Sequence[BatchInfo], now_ms: int) -> int:
         """Write `buf` (whole batches described by `batches`) at the end; returns its position.
 
-        One pwrite for the log, one per index. If anything fails the files are cut back to
-        what they were and KafkaStorageError is raised: a full disk corrupts nothing.
+        One pwrite for the log; index entries are buffered (see index.py). If the write
+        fails the file is cut back to its old size and KafkaStorageError is raised: a full
+        disk corrupts nothing.
         """
         start = self.size
-        offsets, times, since, max_ts, max_off = self._plan_index(batches, start)
-        old_entries = (self.offset_index.entries, self.time_index.entries)
         try:
             write_all(self.fd, buf, start)
-            self.offset_index.append_many(offsets)
-            self.time_index.append_many(times)
         except OSError as exc:
-            self._undo(start, old_entries)
+            try:
+                os.ftruncate(self.fd, start)
+            except OSError:
+                pass  # shrinking needs no space; if even this fails, recovery cuts the tail
             raise KafkaStorageError(f"cannot append to {self.path}: {exc.strerror or exc}") from exc
-        if self.size == 0:
+        offsets, times, since, max_ts, max_off = self._plan_index(batches, start)
+        self.offset_index.append_many(offsets)
+        self.time_index.append_many(times)
+        if start == 0:
             self.roll_base_ms = now_ms
         self.size = start + len(buf)
         self.next_offset = batches[-1].last_offset + 1
         self._bytes_since_index, self.max_timestamp, self.offset_of_max_timestamp = since, max_ts, max_off
         return start
-
-    def _undo(self, size: int, entries: tuple[int, int]) -> None:
-        try:
-            os.ftruncate(self.fd, size)
-            self.offset_index.truncate_entries(entries[0])
-            self.time_index.truncate_entries(entries[1])
-        except OSError:
-            pass  # ftruncate to a smaller size needs no space; if even that fails, recovery will cut the tail
 
     def add_to_indexes(self, batches: Sequence[BatchInfo]) -> None:
         """Index batches already in the file (positions absolute), e.g. while recovering."""
@@ -180,12 +178,15 @@ class Segment:
             self.next_offset = batches[-1].last_offset + 1
 
     def seal(self) -> None:
-        """Record the largest timestamp in the time index (done when the segment stops being active)."""
+        """Record the largest timestamp in the time index and write out both indexes.
+
+        Done when the segment stops being active (roll, close). Never fails: index entries
+        that cannot be written are dropped (index.py).
+        """
         if self.max_timestamp > self.time_index.last_timestamp:
-            try:
-                self.time_index.append_many([(self.max_timestamp, self.offset_of_max_timestamp)])
-            except OSError as exc:
-                raise KafkaStorageError(f"cannot write {self.time_index.path}: {exc.strerror or exc}") from exc
+            self.time_index.append_many([(self.max_timestamp, self.offset_of_max_timestamp)])
+        self.offset_index.flush()
+        self.time_index.flush()
 
     def truncate_file(self, size: int) -> None:
         """Cut the .log file to `size` bytes (a batch boundary); indexes are the caller's business."""
