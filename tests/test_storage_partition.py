@@ -405,3 +405,19 @@ def test_memory_does_not_grow_with_messages(open_partition):
         tracemalloc.stop()
     assert len(p.segments) > 50
     assert grown < 3_000 * 100  # a few integers per segment, nothing per batch or record
+
+
+def test_replica_batches_keep_their_offsets_and_epochs(open_partition, tmp_path):
+    leader = open_partition()
+    leader.append_batches(make_batch(2), leader_epoch=1)
+    leader.append_batches(make_batch(3), leader_epoch=2)
+    data = read_all(leader)
+    follower = open_partition(directory=tmp_path / "f-0")
+    with pytest.raises(InvalidRecordError):
+        follower.append_replica_batch(with_offset(make_batch(2), 5))  # would leave a gap
+    result = follower.append_replica_batch(data)
+    assert (result.base_offset, result.last_offset, follower.leader_epoch) == (0, 4, 2)
+    assert read_all(follower) == data
+    with pytest.raises(InvalidRecordError):
+        follower.append_replica_batch(data)  # offsets already there
+    assert follower.log_end_offset == 5 and follower.epochs.entries == [(1, 0), (2, 2)]

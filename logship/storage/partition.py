@@ -19,7 +19,6 @@ sparse index files on disk.
 
 from __future__ import annotations
 
-import bisect
 import os
 import struct
 import threading
@@ -28,8 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import KafkaStorageError, OffsetOutOfRangeError
-from . import retention
+from ..errors import InvalidRecordError, KafkaStorageError, OffsetOutOfRangeError
+from . import reader, retention
 from .checkpoint import fsync_dir
 from .config import INT32_MAX, LogConfig
 from .epochs import LeaderEpochCache
@@ -145,17 +144,32 @@ class Partition:
         copied once. Records are never re-encoded. A failed write raises KafkaStorageError
         and leaves the log as it was.
         """
+        return self._append(data, leader_epoch, assign_offsets=True)
+
+    def append_replica_batch(self, data: bytes | bytearray | memoryview) -> AppendResult:
+        """Append batches copied from a leader as they are: offsets and leader epochs kept.
+
+        Checked like append_batches; also the first batch must start at log_end_offset and
+        each next one where the previous ended (InvalidRecordError otherwise, nothing
+        written), so a follower's log is the leader's byte for byte, without gaps.
+        """
+        return self._append(data, None, assign_offsets=False)
+
+    def _append(self, data, leader_epoch: int | None, assign_offsets: bool) -> AppendResult:
         buf = data if isinstance(data, bytearray) else bytearray(data)
         checked = validate_batches(buf, self.config.max_batch_bytes)
         record_count = len(checked) + sum(batch[2] for batch in checked)
         with self._lock:
             if self._commit.failure is not None:
                 self._commit.sync_to(0)  # raises KafkaStorageError naming the failure
+            if not assign_offsets:
+                self._check_replica_offsets(checked)
             now_ms = self._now_ms()
             segment = self._maybe_roll(len(buf), record_count, len(checked), now_ms)
             offset, batches = self._leo, []
-            for pos, size, delta, max_ts, epoch in checked:
-                _pack_offset(buf, pos, offset)
+            for pos, size, delta, max_ts, epoch, _ in checked:
+                if assign_offsets:
+                    _pack_offset(buf, pos, offset)
                 if leader_epoch is not None:
                     _pack_epoch(buf, pos + 12, leader_epoch)
                     epoch = leader_epoch
@@ -176,6 +190,14 @@ class Partition:
         max_timestamp = max(batch.max_timestamp for batch in batches) if len(batches) > 1 else batches[0].max_timestamp
         return AppendResult(batches[0].base_offset, offset - 1, max_timestamp, offset, segment.base_offset,
                             position, len(buf), record_count)
+
+    def _check_replica_offsets(self, checked: list[tuple]) -> None:
+        offset = self._leo
+        for pos, _, delta, _, _, base in checked:
+            if base != offset:
+                raise InvalidRecordError(f"replica batch at byte {pos} starts at offset {base}; "
+                                         f"{self._topic}-{self._index} continues at {offset}")
+            offset += delta + 1
 
     def _note_epochs(self, batches: list[BatchInfo]) -> None:
         latest = self._epochs.latest_epoch
@@ -265,42 +287,19 @@ class Partition:
                 raise OffsetOutOfRangeError(f"offset {offset} is outside {self._topic}-{self._index}'s "
                                             f"range [{self._log_start}, {self._leo}]")
             if max_offset is None or max_offset == self._hw:
-                bound, (bound_base, bound_pos) = self._hw, self._hw_position
+                bound, position = self._hw, self._hw_position
             else:
                 bound = min(max_offset, self._leo)
-                bound_base, bound_pos = self._position_of(bound)
+                position = reader.position_of(self._segments, self._bases, bound)
             if offset >= bound:
                 return None
-            for segment in self._segments[self._segment_at(offset):]:
-                if segment.base_offset > bound_base:
-                    break
-                end = bound_pos if segment.base_offset == bound_base else segment.size
-                batch = segment.find_batch(offset, end)
-                if batch is None:
-                    continue
-                length = end - batch.position
-                if length > max_bytes:
-                    length = max(max_bytes, batch.size)  # cut mid-batch, but never the first one
-                return FileSlice(os.dup(segment.fd), batch.position, length)
-            return None
-
-    def _segment_at(self, offset: int) -> int:
-        return max(0, bisect.bisect_right(self._bases, offset) - 1)
-
-    def _position_of(self, offset: int) -> tuple[int, int]:
-        """(segment base offset, byte position) where the batch containing `offset` starts."""
-        if offset >= self._leo:
-            active = self._segments[-1]
-            return active.base_offset, active.size
-        segment = self._segments[self._segment_at(offset)]
-        batch = segment.find_batch(offset)
-        return segment.base_offset, segment.size if batch is None else batch.position
+            return reader.read_slice(self._segments, self._bases, offset, max_bytes, position)
 
     def set_high_watermark(self, offset: int) -> None:
         """Set the high watermark (clamped to [0, log_end_offset]); reads stop below it."""
         with self._lock:
             self._hw = max(0, min(offset, self._leo))
-            self._hw_position = self._position_of(self._hw)
+            self._hw_position = reader.position_of(self._segments, self._bases, self._hw)
 
     def offset_for_timestamp(self, timestamp: int, max_offset: int | None = None) -> int | None:
         """Base offset of the first batch whose max timestamp >= `timestamp`, or None.
@@ -310,20 +309,7 @@ class Partition:
         """
         with self._lock:
             bound = self._hw if max_offset is None else min(max_offset, self._leo)
-            for segment in self._segments:
-                if segment.base_offset >= bound:
-                    return None
-                if segment.max_timestamp < timestamp:
-                    continue
-                below = segment.time_index.last_below(timestamp)
-                start = max(below[1] + 1 if below else segment.base_offset, self._log_start)
-                _, position = segment.offset_index.lookup(start)
-                for batch in segment.scan(position):
-                    if batch.base_offset >= bound:
-                        return None
-                    if batch.last_offset >= self._log_start and batch.max_timestamp >= timestamp:
-                        return max(batch.base_offset, self._log_start)
-            return None
+            return reader.offset_for_timestamp(self._segments, timestamp, bound, self._log_start)
 
     # ------------------------------------------------------------------ removal
 
@@ -344,7 +330,7 @@ class Partition:
                 self._log_start = self._leo = offset
                 self._on_log_start_change(self)
             else:
-                i = self._segment_at(offset)
+                i = reader.segment_at(self._bases, offset)
                 for segment in self._segments[i + 1:]:
                     segment.delete()
                 del self._segments[i + 1:]
@@ -355,7 +341,7 @@ class Partition:
             self._bases = [segment.base_offset for segment in self._segments]
             self._unsynced = []
             self._hw = min(self._hw, self._leo)
-            self._hw_position = self._position_of(self._hw)
+            self._hw_position = reader.position_of(self._segments, self._bases, self._hw)
             self._epochs.truncate_from_end(self._leo)
             self._commit.lower_to(self._leo)
             try:

@@ -3,7 +3,7 @@
 `validate_batches(buf, max_batch_bytes)` walks one or more batches laid back to back (a
 Produce request's records field) and returns one tuple per batch:
 
-    (position, size, last_offset_delta, max_timestamp, partition_leader_epoch)
+    (position, size, last_offset_delta, max_timestamp, partition_leader_epoch, base_offset)
 
 It raises, before any write happens:
 
@@ -28,7 +28,7 @@ _HEADER = struct.Struct(">qiibIhiqqqhii")
 _MIN_LENGTH = records.HEADER_SIZE - records.LOG_OVERHEAD
 
 
-def validate_batches(buf, max_batch_bytes: int) -> list[tuple[int, int, int, int, int]]:
+def validate_batches(buf, max_batch_bytes: int) -> list[tuple[int, int, int, int, int, int]]:
     end = len(buf)
     if end == 0:
         raise CorruptRecordError("no record batches")
@@ -38,7 +38,7 @@ def validate_batches(buf, max_batch_bytes: int) -> list[tuple[int, int, int, int
         if end - pos < records.HEADER_SIZE:
             raise CorruptRecordError(f"batch header at byte {pos} needs {records.HEADER_SIZE} bytes, "
                                      f"{end - pos} present")
-        (_, length, epoch, magic, crc, _, delta, _, max_ts, _, _, _, count) = _HEADER.unpack_from(buf, pos)
+        (base, length, epoch, magic, crc, _, delta, _, max_ts, _, _, _, count) = _HEADER.unpack_from(buf, pos)
         size = length + records.LOG_OVERHEAD
         if magic != records.MAGIC:
             raise CorruptRecordError(f"unsupported record batch magic {magic} at byte {pos}")
@@ -54,6 +54,6 @@ def validate_batches(buf, max_batch_bytes: int) -> list[tuple[int, int, int, int
             raise InvalidRecordError(f"batch at byte {pos} holds no records")
         if delta != count - 1:
             raise InvalidRecordError(f"batch at byte {pos}: lastOffsetDelta {delta} with {count} records")
-        found.append((pos, size, delta, max_ts, epoch))
+        found.append((pos, size, delta, max_ts, epoch, base))
         pos += size
     return found

@@ -1,0 +1,76 @@
+"""Finding bytes and offsets in a partition's segments. Pure functions; the Partition locks.
+
+A read is bounded by a committed position (bound_base, bound_pos): the segment holding the
+bound, and the byte where the batch containing the bound offset starts there. Segments
+before it are readable to their end, segments after it not at all.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Sequence
+
+from .fileslice import FileSlice
+from .segment import Segment
+
+
+def segment_at(bases: Sequence[int], offset: int) -> int:
+    """Index of the segment that would hold `offset` (the last one starting at or before it)."""
+    return max(0, bisect.bisect_right(bases, offset) - 1)
+
+
+def position_of(segments: Sequence[Segment], bases: Sequence[int], offset: int) -> tuple[int, int]:
+    """(segment base offset, byte position) where the batch containing `offset` starts.
+
+    At or past the log end: the end of the active segment.
+    """
+    active = segments[-1]
+    if offset >= active.next_offset:
+        return active.base_offset, active.size
+    segment = segments[segment_at(bases, offset)]
+    batch = segment.find_batch(offset)
+    return segment.base_offset, segment.size if batch is None else batch.position
+
+
+def read_slice(segments: Sequence[Segment], bases: Sequence[int], offset: int, max_bytes: int,
+               bound: tuple[int, int]) -> FileSlice | None:
+    """A FileSlice of one segment from the batch containing `offset` up to `bound` and
+    max_bytes (the last batch may be cut; a first batch bigger than max_bytes comes whole,
+    KIP-74), or None when no committed batch holds `offset`. Moves on to later segments
+    when one holds nothing at or after `offset`.
+    """
+    bound_base, bound_pos = bound
+    for segment in segments[segment_at(bases, offset):]:
+        if segment.base_offset > bound_base:
+            break
+        end = bound_pos if segment.base_offset == bound_base else segment.size
+        batch = segment.find_batch(offset, end)
+        if batch is None:
+            continue
+        length = end - batch.position
+        if length > max_bytes:
+            length = max(max_bytes, batch.size)
+        return FileSlice(os.dup(segment.fd), batch.position, length)
+    return None
+
+
+def offset_for_timestamp(segments: Sequence[Segment], timestamp: int, bound: int, log_start: int) -> int | None:
+    """Base offset (at least log_start) of the first batch below `bound` whose max timestamp
+    is >= `timestamp`, or None. Skips segments whose largest timestamp is too small, then
+    uses the time index and the offset index to start the header scan close to the answer.
+    """
+    for segment in segments:
+        if segment.base_offset >= bound:
+            return None
+        if segment.max_timestamp < timestamp:
+            continue
+        below = segment.time_index.last_below(timestamp)
+        start = max(below[1] + 1 if below else segment.base_offset, log_start)
+        _, position = segment.offset_index.lookup(start)
+        for batch in segment.scan(position):
+            if batch.base_offset >= bound:
+                return None
+            if batch.last_offset >= log_start and batch.max_timestamp >= timestamp:
+                return max(batch.base_offset, log_start)
+    return None
