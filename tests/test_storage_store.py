@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+from logship import records
 from logship.errors import (InvalidPartitionsError, InvalidTopicError, StoreLockedError, TopicAlreadyExistsError,
                             UnknownTopicError)
 from logship.storage import LogConfig, Store, validate_topic_name
@@ -218,3 +220,54 @@ def test_retention_never_deletes_above_the_high_watermark(tmp_path):
         p.set_high_watermark(5)
         store.enforce_retention()
         assert p.log_start_offset <= 5 and p.segments[0].base_offset <= 4
+
+
+def test_an_unreadable_recovery_checkpoint_means_recovering_everything(tmp_path):
+    with Store(tmp_path, LogConfig(segment_bytes=600)) as store:
+        store.create_topic("t", 1)
+        for _ in range(6):
+            store.partition("t", 0).append_batches(make_batch(2, value_size=100))
+    (tmp_path / ".logship-clean-shutdown").unlink()
+    (tmp_path / "recovery-point-offset-checkpoint").write_text("garbage\n")
+    with Store(tmp_path, LogConfig(segment_bytes=600)) as store:
+        p = store.partition("t", 0)
+        assert p.load_report.recovered_segments == len(p.segments) > 1
+        assert p.log_end_offset == 12
+    assert (tmp_path / "recovery-point-offset-checkpoint").read_text() == "0\n1\nt 0 12\n"
+
+
+def test_reads_while_another_thread_appends(tmp_path):
+    with Store(tmp_path, LogConfig(segment_bytes=2_000)) as store:
+        store.create_topic("t", 1)
+        p = store.partition("t", 0)
+        done, seen, errors = threading.Event(), [], []
+
+        def consume():
+            offset = 0
+            try:
+                while not done.is_set() or offset < p.high_watermark:
+                    piece = p.read(offset, 700)
+                    if piece is None:
+                        continue
+                    with piece:
+                        data = piece.read_bytes()
+                    pos = 0
+                    while pos + 61 <= len(data):
+                        header = records.parse_header(data, pos)
+                        if pos + header.size > len(data):
+                            break  # cut by max_bytes: read it again from its start
+                        assert records.crc_is_valid(data, pos, header.size)
+                        if header.base_offset >= offset:
+                            seen.append(header.base_offset)
+                            offset = header.next_offset
+                        pos += header.size
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        reader = threading.Thread(target=consume)
+        reader.start()
+        for _ in range(300):
+            p.append_batches(make_batch(2, value_size=60))
+        done.set()
+        reader.join(30)
+        assert not errors and seen == list(range(0, 600, 2))
