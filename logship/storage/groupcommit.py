@@ -27,6 +27,7 @@ class GroupCommit:
         self._cond = threading.Condition()
         self._durable = durable_offset
         self._running = False
+        self._cut_during_sync: int | None = None
         self.failure: BaseException | None = None
         self.syncs = 0
 
@@ -50,6 +51,7 @@ class GroupCommit:
                     break
                 self._cond.wait()
             self._running = True
+            self._cut_during_sync = None
         covered, failure = None, None
         try:
             covered = self._sync()
@@ -61,6 +63,8 @@ class GroupCommit:
             if failure is not None:
                 self.failure = failure
             else:
+                if self._cut_during_sync is not None:  # what it covered above the cut is gone
+                    covered = min(covered, self._cut_during_sync)
                 self._durable = max(self._durable, covered)
             self._cond.notify_all()
         self._check()
@@ -69,6 +73,15 @@ class GroupCommit:
         """The log was truncated to `offset`: nothing at or after it is durable any more."""
         with self._cond:
             self._durable = min(self._durable, offset)
+            if self._running:
+                cut = self._cut_during_sync
+                self._cut_during_sync = offset if cut is None else min(cut, offset)
+
+    def fail(self, exc: BaseException) -> None:
+        """A sync done outside this object failed: turn failed for good, wake every waiter."""
+        with self._cond:
+            self.failure = self.failure or exc
+            self._cond.notify_all()
 
     def _check(self) -> None:
         if self.failure is not None:

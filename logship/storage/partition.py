@@ -100,7 +100,7 @@ class Partition:
         self._epochs.truncate_from_start(self._log_start)
         self._hw, self._hw_position = self._leo, (active.base_offset, active.size)
         self._unsynced: list[Segment] = []
-        self._dir_dirty = False
+        self._dir_dirty = self._log_start_moved = False
         self._unflushed_records, self._last_flush_ms = 0, now_ms
         self._commit = GroupCommit(self._sync_once, durable_offset=self._leo)  # loading left it all durable
 
@@ -328,7 +328,7 @@ class Partition:
                     segment.delete()
                 self._segments = [Segment(self.directory, offset, self.config.index_interval_bytes, create=True)]
                 self._log_start = self._leo = offset
-                self._on_log_start_change(self)
+                self._log_start_moved = True
             else:
                 i = reader.segment_at(self._bases, offset)
                 for segment in self._segments[i + 1:]:
@@ -339,16 +339,24 @@ class Partition:
                 if active.size == 0:
                     active.roll_base_ms = None
             self._bases = [segment.base_offset for segment in self._segments]
-            self._unsynced = []
             self._hw = min(self._hw, self._leo)
             self._hw_position = reader.position_of(self._segments, self._bases, self._hw)
             self._epochs.truncate_from_end(self._leo)
             self._commit.lower_to(self._leo)
+            # make the cut durable now (and whatever earlier segments still wait for a sync)
+            pending = [s for s in self._unsynced if s in self._segments]
+            if self._segments[-1] not in pending:
+                pending.append(self._segments[-1])
             try:
-                self._fdatasync(self._segments[-1].fd)
+                for segment in pending:
+                    self._fdatasync(segment.fd)
                 fsync_dir(self.directory)
             except OSError as exc:
+                self._commit.fail(exc)  # never retried: the partition goes offline
                 raise KafkaStorageError(f"cannot sync {self.directory} after truncation: {exc}") from exc
+            finally:
+                self._unsynced, self._dir_dirty = [], False
+        self._announce_log_start()
 
     def delete_before(self, offset: int) -> int:
         """Advance log_start_offset to `offset`; delete segments entirely below it.
@@ -361,11 +369,11 @@ class Partition:
                                             f"the high watermark is {self._hw}")
             if offset <= self._log_start:
                 return 0
-            self._log_start = offset
+            self._log_start, self._log_start_moved = offset, True
             deleted = self._delete_leading(retention.below_offset(self._segments, offset))
             self._epochs.truncate_from_start(offset)
-            self._on_log_start_change(self)
-            return deleted
+        self._announce_log_start()
+        return deleted
 
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """Delete segments past retention_ms or beyond retention_bytes; see retention.py."""
@@ -374,7 +382,8 @@ class Partition:
             cfg = self.config
             deleted = self._delete_leading(retention.expired_by_time(self._segments, cfg.retention_ms, now_ms, self._hw))
             deleted += self._delete_leading(retention.excess_by_size(self._segments, cfg.retention_bytes, self._hw))
-            return deleted
+        self._announce_log_start()
+        return deleted
 
     def _delete_leading(self, count: int) -> int:
         if count <= 0:
@@ -394,10 +403,16 @@ class Partition:
         self._unsynced = [segment for segment in self._unsynced if segment not in doomed]
         self._dir_dirty = True
         if self._segments[0].base_offset > self._log_start:
-            self._log_start = self._segments[0].base_offset
+            self._log_start, self._log_start_moved = self._segments[0].base_offset, True
             self._epochs.truncate_from_start(self._log_start)
-            self._on_log_start_change(self)
         return count
+
+    def _announce_log_start(self) -> None:
+        """Run on_log_start_change outside the lock (it may take the Store's lock)."""
+        with self._lock:
+            moved, self._log_start_moved = self._log_start_moved, False
+        if moved:
+            self._on_log_start_change(self)
 
     def close(self) -> None:
         """Seal the active segment and close every file (flush first to make it durable)."""

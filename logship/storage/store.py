@@ -51,7 +51,7 @@ class Store:
         self._lock = threading.RLock()
         self._partitions: dict[tuple[str, int], Partition] = {}
         self._closed = False
-        self._holding_log_starts = False
+        self._retention_thread: int | None = None  # log-start checkpoint waits for its end
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = dirlock.acquire(self.data_dir)
         try:
@@ -165,7 +165,7 @@ class Store:
         """Apply retention to every partition; returns the number of segments deleted."""
         deleted = 0
         with self._lock:
-            self._holding_log_starts = True
+            self._retention_thread = threading.get_ident()
             try:
                 for partition in self._partitions.values():
                     try:
@@ -173,7 +173,7 @@ class Store:
                     except (KafkaStorageError, OSError) as exc:
                         log.error("retention of %s-%d failed: %s", partition.topic, partition.index, exc)
             finally:
-                self._holding_log_starts = False
+                self._retention_thread: int | None = None  # log-start checkpoint waits for its end
             if deleted:
                 self._write_checkpoints()
         return deleted
@@ -193,9 +193,11 @@ class Store:
             self._write_checkpoints()
 
     def _log_start_changed(self, partition: Partition) -> None:
-        if not self._holding_log_starts:
+        """Persist a moved log start at once (retention writes once, at its end)."""
+        if self._retention_thread != threading.get_ident():
             with self._lock:
-                self._write_checkpoints()
+                if not self._closed:
+                    self._write_checkpoints()
 
     def _write_checkpoints(self) -> None:
         write_offsets(self.data_dir / RECOVERY_POINT_FILE,
