@@ -143,3 +143,47 @@ def test_group_commit_returns_at_once_when_already_durable():
     assert calls == [1] and commit.durable_offset == 10
     commit.lower_to(4)
     assert commit.durable_offset == 4
+
+
+def test_a_truncation_during_a_sync_caps_what_it_covered():
+    gate, started = threading.Event(), threading.Event()
+
+    def sync():
+        started.set()
+        gate.wait(5)
+        return 10
+
+    commit = GroupCommit(sync, durable_offset=0)
+    worker = threading.Thread(target=commit.sync_to, args=(10,))
+    worker.start()
+    assert started.wait(5)
+    commit.lower_to(4)  # the log was cut to 4 while the sync ran
+    gate.set()
+    worker.join(5)
+    assert commit.durable_offset == 4
+
+
+def test_retention_and_delete_before_from_two_threads_do_not_deadlock(tmp_path):
+    with Store(tmp_path, LogConfig(segment_bytes=400, retention_bytes=0, retention_ms=-1)) as store:
+        store.create_topic("t", 1)
+        p = store.partition("t", 0)
+        stop, errors = threading.Event(), []
+
+        def retention():
+            while not stop.is_set():
+                store.enforce_retention()
+
+        worker = threading.Thread(target=retention)
+        worker.start()
+        try:
+            for _ in range(150):
+                p.append_batches(make_batch(2, value_size=60))
+                p.delete_before(max(p.log_start_offset, p.high_watermark - 3))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            stop.set()
+            worker.join(10)
+        assert not worker.is_alive() and not errors
+        assert p.log_end_offset == 300
+    assert (tmp_path / "log-start-offset-checkpoint").read_text().endswith(f"t 0 {p.log_start_offset}\n")
