@@ -59,7 +59,10 @@ class Partition:
     """One partition's log. Thread-safe; see the module docstring.
 
     `clock()` returns seconds (time.time), `fdatasync(fd)` is called for every segment sync
-    (tests count it). `on_log_start_change(partition)` runs when log_start_offset advances.
+    (tests count it). `on_log_start_change(partition)` runs when log_start_offset advances,
+    outside the partition's lock. `clean` says the directory was last closed cleanly (all
+    flushed); with clean=False segments from `recovery_point` on are recovered (recovery.py).
+    `log_start_offset` and `recovery_point` come from the Store's checkpoints.
     """
 
     def __init__(self, topic: str, index: int, directory: str | os.PathLike, config: LogConfig | None = None,
