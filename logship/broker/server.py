@@ -18,6 +18,7 @@ import socket
 from ..errors import LogshipError, ProtocolError
 from ..protocol import ApiKey, framing
 from .broker import Broker, Reply
+from .durability import DurableWaits
 from .fetch import FetchPlan, FetchWait
 
 log = logging.getLogger("logship.broker")
@@ -52,6 +53,7 @@ class Server:
         self._server: asyncio.AbstractServer | None = None
         self._waiters: dict[tuple[str, int], set[asyncio.Future]] = {}
         self._connections: set[asyncio.Task] = set()
+        self._durable = DurableWaits()
         broker.on_append = self._wake_fetches
 
     async def start(self) -> tuple[str, int]:
@@ -141,13 +143,14 @@ class Server:
         return respond.parts(reply.body)
 
     async def _make_durable(self, reply: Reply, respond: "_Responder") -> list | None:
-        loop = asyncio.get_running_loop()
-        for write in reply.sync:
-            try:
-                await loop.run_in_executor(None, write.partition.sync_to, write.offset)
-            except LogshipError as exc:
-                log.error("sync of %s-%d failed: %s", write.partition.topic, write.partition.index, exc)
-                write.response["error_code"] = exc.code if exc.code is not None else -1
+        outcomes = await asyncio.gather(*(self._durable.wait(w.partition, w.offset) for w in reply.sync),
+                                        return_exceptions=True)
+        for write, outcome in zip(reply.sync, outcomes):
+            if isinstance(outcome, LogshipError):
+                log.error("sync of %s-%d failed: %s", write.partition.topic, write.partition.index, outcome)
+                write.response["error_code"] = outcome.code if outcome.code is not None else -1
+            elif isinstance(outcome, BaseException):
+                raise outcome
         return None if reply.body is None else respond.parts(reply.body)
 
     async def _long_poll(self, wait: FetchWait, respond: "_Responder") -> tuple[list, FetchPlan]:
