@@ -80,3 +80,36 @@ def record_as_json(record: Record, topic: str | None = None, partition: int | No
 def echo_json(obj: object) -> None:
     """Write one compact JSON line to stdout."""
     click.echo(json.dumps(obj, **_COMPACT))
+
+
+def _from_json_text(value: object, encoding: str | None) -> bytes | None:
+    if value is None:
+        return None
+    if encoding == "base64":
+        return base64.b64decode(value, validate=True)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value, **_COMPACT).encode("utf-8")
+
+
+def record_from_json(obj: dict) -> dict:
+    """The inverse of `record_as_json`: {key, value, headers, timestamp, partition} as bytes.
+
+    Accepts exactly what `record_as_json` writes (embedded JSON values come back as the same
+    compact bytes, base64 fields are decoded); `timestamp` and `partition` are None when absent.
+    Raises ValueError for anything else.
+    """
+    if not isinstance(obj, dict) or "value" not in obj:
+        raise ValueError('a JSON record is an object with at least a "value"')
+    headers = []
+    for entry in obj.get("headers") or []:
+        if not isinstance(entry, list) or len(entry) not in (2, 3) or not isinstance(entry[0], str):
+            raise ValueError(f"a header is [name, value] or [name, value, \"base64\"], not {entry!r}")
+        headers.append((entry[0], _from_json_text(entry[1], entry[2] if len(entry) == 3 else None)))
+    timestamp, partition = obj.get("timestamp"), obj.get("partition")
+    for name, number in (("timestamp", timestamp), ("partition", partition)):
+        if number is not None and (not isinstance(number, int) or isinstance(number, bool)):
+            raise ValueError(f'"{name}" must be an integer, not {number!r}')
+    return {"key": _from_json_text(obj.get("key"), obj.get("key_encoding")),
+            "value": _from_json_text(obj["value"], obj.get("value_encoding")),
+            "headers": tuple(headers), "timestamp": timestamp, "partition": partition}

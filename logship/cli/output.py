@@ -1,0 +1,81 @@
+"""Turning consumed records into output bytes: kcat-style `-f` formats, JSON lines, `--grep`.
+
+Format tokens (as kcat's `-f`): `%v` value (`%s` is an alias), `%k` key, `%t` topic,
+`%p` partition, `%o` offset, `%T` timestamp (ms), `%h` headers as `k=v,k2=v2`, `%%` a
+percent sign; the escapes `\\n`, `\\t`, `\\r`, `\\0` and `\\\\` are understood. A null key or
+value prints as nothing. Output is bytes: values are written exactly as stored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+
+from .render import record_as_json
+
+DEFAULT_FORMAT = "%v\\n"
+
+_ESCAPES = {"n": b"\n", "t": b"\t", "r": b"\r", "0": b"\0", "\\": b"\\"}
+_TOKEN = re.compile(r"%[vsktpoTh%]|\\[ntr0\\]")
+
+
+def _headers(record) -> bytes:
+    return b",".join(name.encode() + b"=" + (value or b"") for name, value in record.headers)
+
+
+_FIELDS: dict[str, Callable[[object], bytes]] = {
+    "%v": lambda r: r.value or b"",
+    "%s": lambda r: r.value or b"",
+    "%k": lambda r: r.key or b"",
+    "%t": lambda r: r.topic.encode(),
+    "%p": lambda r: b"%d" % r.partition,
+    "%o": lambda r: b"%d" % r.offset,
+    "%T": lambda r: b"%d" % r.timestamp,
+    "%h": _headers,
+}
+
+
+def compile_format(fmt: str) -> Callable[[Iterable], bytes]:
+    """A function rendering a list of records into one chunk of bytes, per `fmt`."""
+    pieces: list[bytes | Callable] = []
+    pos = 0
+    for match in _TOKEN.finditer(fmt):
+        if match.start() > pos:
+            pieces.append(fmt[pos:match.start()].encode())
+        token = match.group()
+        if token == "%%":
+            pieces.append(b"%")
+        elif token.startswith("\\"):
+            pieces.append(_ESCAPES[token[1]])
+        else:
+            pieces.append(_FIELDS[token])
+        pos = match.end()
+    if pos < len(fmt):
+        pieces.append(fmt[pos:].encode())
+    if len(pieces) == 2 and pieces[0] in (_FIELDS["%v"], _FIELDS["%s"]) and isinstance(pieces[1], bytes):
+        separator = pieces[1]
+        return lambda records: b"".join([(r.value or b"") + separator for r in records])
+
+    def render(records: Iterable) -> bytes:
+        return b"".join([b"".join([p if isinstance(p, bytes) else p(r) for p in pieces]) for r in records])
+
+    return render
+
+
+def render_json(records: Iterable) -> bytes:
+    """One compact JSON object per record and line (the format of cli/render.py)."""
+    return b"".join([json.dumps(record_as_json(r, r.topic, r.partition), separators=(",", ":"),
+                                ensure_ascii=False).encode() + b"\n" for r in records])
+
+
+def value_filter(pattern: str | None) -> Callable[[list], list]:
+    """Keep the records whose value matches `pattern` (a regular expression; bytes-wise)."""
+    if pattern is None:
+        return lambda records: records
+    try:
+        regex = re.compile(pattern.encode())
+    except re.error as exc:
+        raise ValueError(f"--grep {pattern!r}: {exc}") from None
+    search = regex.search
+    return lambda records: [r for r in records if r.value is not None and search(r.value)]
