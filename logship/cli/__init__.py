@@ -43,9 +43,11 @@ def cli() -> None:
 
 def _register_commands() -> None:
     from .dump import dump
+    from .produce import produce
     from .serve import serve
 
     cli.add_command(dump)
+    cli.add_command(produce)
     cli.add_command(serve)
 
 

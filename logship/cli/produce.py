@@ -1,0 +1,129 @@
+"""`logship produce TOPIC [FILE...]`: one record per line (or NUL-separated record) of input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+
+import click
+
+from ..errors import DeliveryError
+from .options import brokers_option, cluster_for
+from .progress import Progress
+from .render import record_from_json
+from .units import SIZE
+
+CHUNK_BYTES = 1 << 20
+
+
+def split_records(stream, separator: bytes) -> Iterator[list[bytes]]:
+    """Lists of records read from a binary stream, split at `separator` (not kept).
+
+    Reads big chunks and splits them at once; a record cut by a chunk boundary is carried
+    into the next chunk. A last record without a separator is still a record.
+    """
+    carry = b""
+    while True:
+        chunk = stream.read(CHUNK_BYTES)
+        if not chunk:
+            break
+        pieces = (carry + chunk if carry else chunk).split(separator)
+        carry = pieces.pop()
+        if pieces:
+            yield pieces
+    if carry:
+        yield [carry]
+
+
+def _parse_header(text: str) -> tuple[str, bytes]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise click.BadParameter(f"{text!r} is not K=V", param_hint="-H/--header")
+    return name, value.encode()
+
+
+def _open_inputs(files: tuple[str, ...]):
+    if not files:
+        yield sys.stdin.buffer
+        return
+    for name in files:
+        if name == "-":
+            yield sys.stdin.buffer
+        else:
+            with open(name, "rb") as stream:
+                yield stream
+
+
+@click.command()
+@click.argument("topic")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
+@brokers_option
+@click.option("-k", "--key-delimiter", metavar="SEP", help="Split a key from the value at the first SEP.")
+@click.option("-0", "--null", "nul", is_flag=True, help="Records are separated by NUL bytes, not newlines.")
+@click.option("-H", "--header", "headers", multiple=True, metavar="K=V", help="Add a header to every record (repeatable).")
+@click.option("-p", "--partition", type=click.IntRange(min=0), default=None, help="Produce to this partition only.")
+@click.option("--acks", type=click.Choice(["0", "1", "all"]), default="all", show_default=True,
+              help="Acknowledgement to wait for: none, the leader's write, or durable on every in-sync replica.")
+@click.option("-z", "--compression", type=click.Choice(["zstd", "gzip", "lz4", "snappy", "none"]),
+              default="zstd", show_default=True, help="Compression codec of each batch.")
+@click.option("--linger-ms", type=click.FloatRange(min=0), default=5, show_default=True,
+              help="Wait this long for more records before sending a batch.")
+@click.option("--batch-size", type=SIZE, default="1M", show_default=True, help="Largest batch, in bytes.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Each line is a JSON record as `logship consume --json` writes it (key, headers, timestamp, partition kept).")
+def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks, compression, linger_ms,
+            batch_size, as_json) -> None:
+    """Send lines of standard input (or FILEs) to TOPIC, one record each.
+
+    Exits 0 only when every record was acknowledged; otherwise it says how many were not
+    and exits 1. Topics are created on first use when the broker allows it.
+
+    \b
+    Examples:
+      app | logship produce web-logs
+      logship produce web-logs access.log --acks 1 -z gzip
+      printf 'host-1:boot ok\\n' | logship produce events -k : -H source=init
+      logship consume a --json | jq -c 'select(.value.level == "error")' | logship produce b --json
+    """
+    from ..client.producer import Producer
+
+    header_pairs = tuple(_parse_header(h) for h in headers)
+    separator = b"\0" if nul else b"\n"
+    key_sep = key_delimiter.encode() if key_delimiter else None
+    progress = Progress("produced")
+    producer = Producer(cluster_for(brokers), acks=acks, compression=compression, linger_ms=linger_ms,
+                        batch_size=batch_size)
+    sent = 0
+    try:
+        for stream in _open_inputs(files):
+            for lines in split_records(stream, separator):
+                if as_json:
+                    _send_json(producer, topic, lines, partition, header_pairs)
+                elif key_sep is None and not header_pairs:
+                    producer.send_values(topic, lines, partition)
+                else:
+                    for line in lines:
+                        key, found, value = line.partition(key_sep) if key_sep else (None, b"", line)
+                        producer.send(topic, value if found or key_sep is None else line,
+                                      key if found else None, header_pairs, partition)
+                sent += len(lines)
+                progress.add(len(lines), sum(map(len, lines)))
+        producer.close()
+    except DeliveryError as exc:
+        click.echo(f"logship: {exc.failed} of {sent} records were not delivered: {exc.first_error}", err=True)
+        raise click.exceptions.Exit(1) from None
+    finally:
+        progress.done()
+
+
+def _send_json(producer, topic: str, lines: list[bytes], partition: int | None, headers: tuple) -> None:
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = record_from_json(json.loads(line))
+        except ValueError as exc:
+            raise click.UsageError(f"input is not a JSON record ({exc}): {line[:80]!r}") from None
+        producer.send(topic, record["value"], record["key"], record["headers"] + headers,
+                      partition if partition is not None else record["partition"], record["timestamp"])
