@@ -7,11 +7,16 @@ waits for the server to make the appended bytes durable; with acks=0 nothing is 
 
 from __future__ import annotations
 
+import logging
+
 from .. import records
 from ..compression import ZSTD
-from ..errors import InvalidRecordError, LogshipError, UnknownTopicError, UnsupportedCompression
+from ..errors import (InvalidRecordError, KafkaStorageError, LogshipError, UnknownTopicError,
+                      UnsupportedCompression)
 from .broker import Broker, DurableWrite, Reply, error_code
 from .topics import ensure_topic
+
+log = logging.getLogger("logship.broker")
 
 ACKS_ALL = -1
 ACKS_NONE = 0
@@ -46,6 +51,8 @@ def produce(broker: Broker, version: int, body: dict) -> Reply:
                 partition = broker.store.partition(name, index)
                 result = partition.append_batches(data["records"])
             except LogshipError as exc:
+                if isinstance(exc, KafkaStorageError):
+                    log.error("produce to %s-%d failed: %s", name, index, exc)
                 entry["error_code"] = error_code(exc)
                 continue
             entry["base_offset"] = result.base_offset
