@@ -154,6 +154,22 @@ class BrokerUnavailableError(LogshipError):
     retriable = True
 
 
+class DeliveryError(LogshipError):
+    """Some records given to a producer were not acknowledged (client side only).
+
+    `failed` counts the records that could not be delivered since the previous flush;
+    `first_error` is the first exception that caused a failure (a LogshipError).
+    """
+
+    code = None
+
+    def __init__(self, failed: int, first_error: BaseException | None = None):
+        reason = f": {first_error}" if first_error is not None else ""
+        super().__init__(f"{failed} record{'s' if failed != 1 else ''} could not be delivered{reason}")
+        self.failed = failed
+        self.first_error = first_error
+
+
 _BY_CODE: dict[int, type[LogshipError]] = {}
 
 

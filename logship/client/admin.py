@@ -1,0 +1,181 @@
+"""Topic administration and offset lookups.
+
+    admin = Admin(Cluster("127.0.0.1:9092"))
+    admin.create_topic("logs", partitions=3)
+    admin.list_topics()                  # {"logs": 3}
+    admin.describe_topic("logs")         # [PartitionInfo(partition=0, leader=0, log_start_offset=0, ...)]
+    admin.list_offsets("logs", {0: "-10", 1: "@-1h"})
+
+`list_offsets` (the module function) and `resolve_offsets` are shared with the consumer:
+ListOffsets goes to each partition's leader, earliest (-2), latest (-1) or by timestamp,
+and the offset grammar of offsets.py is resolved on top of it. Every call raises typed
+errors: UnknownTopicError, TopicAlreadyExistsError, BrokerUnavailableError...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UnknownTopicError, error_for_code
+from ..protocol import ApiKey
+from .cluster import Cluster
+from .offsets import OffsetSpec, parse_offset
+
+__all__ = ["Admin", "PartitionInfo", "list_offsets", "resolve_offsets", "EARLIEST", "LATEST"]
+
+EARLIEST = -2
+LATEST = -1
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    partition: int
+    leader: int
+    log_start_offset: int
+    log_end_offset: int
+
+    @property
+    def records(self) -> int:
+        """Offsets between start and end (records, plus any control markers)."""
+        return self.log_end_offset - self.log_start_offset
+
+
+def list_offsets(cluster: Cluster, topic: str, timestamps: dict[int, int],
+                 isolation_level: int = 0) -> dict[int, tuple[int, int]]:
+    """partition -> (offset, timestamp) for each partition -> timestamp in `timestamps`
+    (EARLIEST, LATEST or epoch ms). A time after the last record gives offset -1, as Kafka."""
+    meta = cluster.topic(topic)
+    by_leader: dict[int, list[int]] = {}
+    for partition in timestamps:
+        info = meta.partitions.get(partition)
+        if info is None:
+            raise UnknownTopicError(f"topic {topic!r} has no partition {partition}")
+        by_leader.setdefault(info.leader, []).append(partition)
+    result: dict[int, tuple[int, int]] = {}
+    for leader, partitions in by_leader.items():
+        body = {"replica_id": -1, "isolation_level": isolation_level, "topics": [
+            {"name": topic, "partitions": [{"partition_index": p, "timestamp": timestamps[p]}
+                                           for p in partitions]}]}
+        response = cluster.request(ApiKey.LIST_OFFSETS, body, node_id=leader)
+        for entry in response["topics"]:
+            for part in entry["partitions"]:
+                code = part["error_code"]
+                if code:
+                    if code in (3, 6):
+                        cluster.invalidate(topic)
+                    raise error_for_code(code, f"listing offsets of {topic}-{part['partition_index']}: "
+                                               f"Kafka error code {code}")
+                result[part["partition_index"]] = (part["offset"], part["timestamp"])
+    return result
+
+
+def resolve_offsets(cluster: Cluster, topic: str, specs: dict[int, OffsetSpec | str | int],
+                    isolation_level: int = 0) -> dict[int, int]:
+    """partition -> offset for each partition -> offset spec (the DESIGN.md grammar).
+
+    beginning/end are the log start/end; N is N as given (not checked against the log);
+    -N is N before the end but never before the start; @time is the first record at or after
+    it, or the end if there is none. `stored` needs a consumer group: ValueError.
+    """
+    parsed = {p: parse_offset(s) for p, s in specs.items()}
+    wanted: dict[int, int] = {}
+    needs_start = set()
+    for partition, spec in parsed.items():
+        if spec.kind == "stored":
+            raise ValueError("offset 'stored' needs a consumer group, which this command does not use yet; "
+                             "use beginning, end, N, -N or @TIME")
+        if spec.kind == "beginning":
+            wanted[partition] = EARLIEST
+        elif spec.kind in ("end", "from_end"):
+            wanted[partition] = LATEST
+            if spec.kind == "from_end":
+                needs_start.add(partition)
+        elif spec.kind == "timestamp":
+            wanted[partition] = spec.value
+    found = list_offsets(cluster, topic, wanted, isolation_level) if wanted else {}
+    starts = list_offsets(cluster, topic, {p: EARLIEST for p in needs_start}, isolation_level) if needs_start else {}
+    ends: dict[int, tuple[int, int]] = {}
+    result = {}
+    for partition, spec in parsed.items():
+        if spec.kind == "offset":
+            result[partition] = spec.value
+        elif spec.kind == "from_end":
+            result[partition] = max(found[partition][0] - spec.value, starts[partition][0])
+        elif spec.kind == "timestamp" and found[partition][0] < 0:
+            if not ends:
+                ends = list_offsets(cluster, topic, {p: LATEST for p in parsed}, isolation_level)
+            result[partition] = ends[partition][0]
+        else:
+            result[partition] = found[partition][0]
+    return result
+
+
+class Admin:
+    """Topic administration over a Cluster; see the module docstring."""
+
+    def __init__(self, cluster: Cluster | str | None = None, timeout_ms: int = 30_000):
+        self.cluster = cluster if isinstance(cluster, Cluster) else Cluster(cluster)
+        self._own_cluster = not isinstance(cluster, Cluster)
+        self.timeout_ms = timeout_ms
+
+    def list_topics(self, internal: bool = False) -> dict[str, int]:
+        """name -> partition count, sorted by name; internal topics (`__*`) only if asked."""
+        topics = self.cluster.refresh(None)
+        return {name: len(meta.partitions) for name, meta in sorted(topics.items())
+                if meta.error_code == 0 and (internal or not (meta.internal or name.startswith("__")))}
+
+    def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
+                     configs: dict[str, str] | None = None) -> None:
+        """Create a topic; TopicAlreadyExistsError, InvalidPartitionsError... on refusal."""
+        body = {"topics": [{"name": name, "num_partitions": partitions, "replication_factor": replication_factor,
+                            "assignments": [], "configs": [{"name": k, "value": v} for k, v in (configs or {}).items()]}],
+                "timeout_ms": self.timeout_ms, "validate_only": False}
+        response = self.cluster.request(ApiKey.CREATE_TOPICS, body, node_id=self._controller())
+        self._check(response["topics"], name, "creating")
+        self.cluster.invalidate(name)
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic; UnknownTopicError if there is none."""
+        body = {"topic_names": [name], "timeout_ms": self.timeout_ms}
+        response = self.cluster.request(ApiKey.DELETE_TOPICS, body, node_id=self._controller())
+        self._check(response["responses"], name, "deleting")
+        self.cluster.invalidate(name)
+
+    def describe_topic(self, name: str) -> list[PartitionInfo]:
+        """Each partition's leader and log start and end offsets (UnknownTopicError if none)."""
+        meta = self.cluster.topic(name, refresh=True)
+        partitions = sorted(meta.partitions)
+        starts = list_offsets(self.cluster, name, {p: EARLIEST for p in partitions})
+        ends = list_offsets(self.cluster, name, {p: LATEST for p in partitions})
+        return [PartitionInfo(p, meta.partitions[p].leader, starts[p][0], ends[p][0]) for p in partitions]
+
+    def list_offsets(self, topic: str, specs: dict[int, OffsetSpec | str | int] | OffsetSpec | str | int
+                     ) -> dict[int, int]:
+        """partition -> offset for a spec per partition, or one spec for every partition."""
+        if not isinstance(specs, dict):
+            specs = {p: specs for p in self.cluster.topic(topic).partitions}
+        return resolve_offsets(self.cluster, topic, specs)
+
+    def close(self) -> None:
+        """Close the cluster's connections if this Admin made the cluster."""
+        if self._own_cluster:
+            self.cluster.close()
+
+    def __enter__(self) -> "Admin":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _controller(self) -> int | None:
+        if self.cluster.controller_id < 0:
+            self.cluster.refresh()
+        return self.cluster.controller_id if self.cluster.controller_id >= 0 else None
+
+    @staticmethod
+    def _check(results: list[dict], name: str, doing: str) -> None:
+        for result in results:
+            code = result.get("error_code", 0)
+            if result.get("name") == name and code:
+                message = result.get("error_message") or f"Kafka error code {code}"
+                raise error_for_code(code, f"{doing} topic {name!r}: {message}")

@@ -1,0 +1,131 @@
+"""The producer's record accumulator: open batches per partition and the queues behind them.
+
+A `ProducerBatch` collects records for one partition until it is full (`batch_size`
+estimated uncompressed bytes) or lingered; it is built (encoded, compressed) once, by
+the sender thread, and the same bytes are sent again on a retry. `seq` numbers the
+batches of a partition in the order their records were given, which is the order they
+must reach the log.
+
+A `PartitionQueue` holds, in order: `ready` (closed batches, retries first), then `open`
+(the batch still being filled). `in_flight` counts batches sent and not answered; `held`
+keeps batches that failed retriably while later batches of the partition were still in
+flight (see sender.py for why). Nothing here locks: the producer's lock guards it all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from ..record_codec import encode_record, encode_values
+from ..records import _seal  # the batch header and CRC of records.build_batch, for a ready body
+
+__all__ = ["ProducerBatch", "PartitionQueue", "RECORD_OVERHEAD"]
+
+#: Estimated bytes a record adds to a batch besides its key, value and headers.
+RECORD_OVERHEAD = 12
+
+
+class ProducerBatch:
+    """Records bound for one partition, built into one record batch when sent.
+
+    A fast batch holds `values` (keyless, headerless, one timestamp: build_batch_values'
+    layout); a general one holds `parts`, its records already encoded as they were added
+    (timestamp deltas from the first record's timestamp, as Kafka's producer does). `data`
+    is the sealed batch, built by the sender thread.
+    """
+
+    __slots__ = ("topic", "partition", "seq", "fast", "values", "parts", "size", "count",
+                 "created", "timestamp_ms", "max_timestamp", "deadline", "data", "attempts", "last_error")
+
+    def __init__(self, topic: str, partition: int, seq: int, fast: bool, delivery_timeout: float):
+        self.topic = topic
+        self.partition = partition
+        self.seq = seq
+        self.fast = fast
+        self.values: list | None = [] if fast else None
+        self.parts: list | None = None if fast else []
+        self.size = 0
+        self.count = 0
+        self.created = time.monotonic()
+        self.timestamp_ms = self.max_timestamp = int(time.time() * 1000)
+        self.deadline = self.created + delivery_timeout
+        self.data: bytes | None = None
+        self.attempts = 0
+        self.last_error: BaseException | None = None
+
+    def add_record(self, timestamp: int, key, value, headers) -> None:
+        """Encode one record into a general batch (the caller counts it)."""
+        if not self.count:
+            self.timestamp_ms = self.max_timestamp = timestamp
+        elif timestamp > self.max_timestamp:
+            self.max_timestamp = timestamp
+        encode_record(self.parts, self.count, timestamp - self.timestamp_ms, key, value, headers)
+
+    def build(self, compression: int) -> bytes:
+        """The batch's bytes, built on the first call; the records are then released."""
+        if self.data is None:
+            body = encode_values(self.values) if self.fast else b"".join(self.parts)
+            self.data = _seal(body, self.count, self.timestamp_ms, self.max_timestamp, compression=compression,
+                              base_offset=0, producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                              partition_leader_epoch=-1, attributes=0)
+            self.values = self.parts = None
+        return self.data
+
+    def __repr__(self) -> str:
+        return f"<ProducerBatch {self.topic}-{self.partition} #{self.seq} {self.count} records>"
+
+
+class PartitionQueue:
+    """Batches of one partition, oldest first; see the module docstring."""
+
+    __slots__ = ("topic", "partition", "open", "ready", "in_flight", "held", "retrying",
+                 "not_before", "backoff", "next_seq", "acked_seq")
+
+    def __init__(self, topic: str, partition: int):
+        self.topic = topic
+        self.partition = partition
+        self.open: ProducerBatch | None = None
+        self.ready: deque[ProducerBatch] = deque()
+        self.in_flight = 0
+        self.held: list[ProducerBatch] = []
+        self.retrying = False  # after a retriable error: one batch in flight until a success
+        self.not_before = 0.0  # retry backoff: nothing is sent before this monotonic time
+        self.backoff = 0.0
+        self.next_seq = 0
+        self.acked_seq = -1  # highest seq written to the log: nothing older may be retried
+
+    def open_batch(self, fast: bool, delivery_timeout: float) -> ProducerBatch:
+        """The batch to append to, closing the open one if it is of the other kind."""
+        batch = self.open
+        if batch is not None and batch.fast is not fast:
+            self.close_open()
+            batch = None
+        if batch is None:
+            batch = self.open = ProducerBatch(self.topic, self.partition, self.next_seq, fast, delivery_timeout)
+            self.next_seq += 1
+        return batch
+
+    def close_open(self) -> ProducerBatch | None:
+        batch, self.open = self.open, None
+        if batch is not None and batch.count:
+            self.ready.append(batch)
+            return batch
+        return None
+
+    def requeue_held(self) -> list[ProducerBatch]:
+        """Once nothing is in flight: put held batches back in front, in their original order."""
+        held = sorted(self.held, key=lambda b: b.seq)
+        self.held = []
+        self.ready.extendleft(reversed(held))
+        return held
+
+    def has_work(self) -> bool:
+        return bool(self.ready or self.in_flight or self.held or (self.open is not None and self.open.count))
+
+    def batches(self):
+        """Every batch not in flight: held, ready, open."""
+        yield from self.held
+        yield from self.ready
+        if self.open is not None and self.open.count:
+            yield self.open

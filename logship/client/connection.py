@@ -1,0 +1,240 @@
+"""One blocking TCP connection to one broker, with version negotiation and pipelining.
+
+`Connection(host, port)` connects (TCP_NODELAY), then asks ApiVersions which versions the
+broker speaks and picks, per API, the highest version in the intersection of the broker's
+range, the codec's range and CLIENT_MAX_VERSIONS (set N of reference/kafka-protocol.md, so
+logship talks to Apache Kafka 3.x/4.x the way it talks to `logship serve`).
+
+Requests are pipelined: `send()` writes a request and returns its correlation id;
+`receive()` returns the responses in the order the requests were sent (Kafka guarantees
+that order on one connection). Produce with acks=0 has no response and is never waited
+for. `request()` is send + receive for callers that pipeline nothing.
+
+Invariants: a connection is used by one thread at a time (callers lock if they share
+one). Any I/O failure (refused, reset, timeout, EOF) closes the connection and raises
+BrokerUnavailableError naming the address; a malformed or oversized frame closes it and
+raises ProtocolError (FrameTooLargeError before anything is allocated for the frame).
+A closed connection stays closed: make a new one.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections import deque
+
+from ..errors import BrokerUnavailableError, LogshipError, ProtocolError, UnsupportedVersionError
+from ..protocol import CODEC_VERSIONS, ApiKey, decode_response, encode_request, read_frame_length
+
+__all__ = ["Connection", "CLIENT_MAX_VERSIONS", "DEFAULT_MAX_FRAME_BYTES"]
+
+#: The highest version logship's client sends per API: set N (non-flexible everywhere).
+CLIENT_MAX_VERSIONS = {
+    ApiKey.PRODUCE: 7, ApiKey.FETCH: 10, ApiKey.LIST_OFFSETS: 2, ApiKey.METADATA: 4,
+    ApiKey.OFFSET_COMMIT: 3, ApiKey.OFFSET_FETCH: 3, ApiKey.FIND_COORDINATOR: 1,
+    ApiKey.JOIN_GROUP: 2, ApiKey.HEARTBEAT: 1, ApiKey.LEAVE_GROUP: 1, ApiKey.SYNC_GROUP: 1,
+    ApiKey.DESCRIBE_GROUPS: 4, ApiKey.LIST_GROUPS: 2, ApiKey.API_VERSIONS: 2,
+    ApiKey.CREATE_TOPICS: 3, ApiKey.DELETE_TOPICS: 3, ApiKey.INIT_PRODUCER_ID: 0,
+}
+
+#: Largest response frame accepted; a bigger length prefix is refused before allocation.
+DEFAULT_MAX_FRAME_BYTES = 128 * 1024 * 1024
+
+_CORRELATION = struct.Struct(">i")
+_UNSUPPORTED_VERSION = UnsupportedVersionError.code
+
+
+class Connection:
+    """A blocking, pipelining connection; see the module docstring.
+
+    `versions` maps each API key both sides speak to the version this connection uses.
+    """
+
+    def __init__(self, host: str, port: int, client_id: str | None = "logship", timeout: float = 30.0,
+                 *, connect_timeout: float | None = None, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES):
+        self.host, self.port = host, int(port)
+        self.client_id = client_id
+        self.timeout = timeout
+        self.max_frame_bytes = max_frame_bytes
+        self.versions: dict[int, int] = {}
+        self.broker_versions: dict[int, tuple[int, int]] = {}
+        self._in_flight: deque[tuple[int, int, int]] = deque()  # (correlation id, api key, version)
+        self._next_id = 1
+        self._prefix = bytearray(4)
+        self._sock: socket.socket | None = None
+        try:
+            sock = socket.create_connection((host, self.port), timeout=connect_timeout or min(timeout, 10.0))
+        except OSError as exc:
+            raise BrokerUnavailableError(f"cannot connect to broker {self.address}: {_reason(exc)}") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(timeout)
+        self._sock = sock
+        try:
+            self._negotiate()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- public --------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent whose responses have not been received yet."""
+        return len(self._in_flight)
+
+    def fileno(self) -> int:
+        return self._sock.fileno() if self._sock is not None else -1
+
+    def version(self, api_key: int) -> int:
+        """The version used for `api_key`; UnsupportedVersionError if the two sides share none."""
+        version = self.versions.get(api_key)
+        if version is None:
+            raise UnsupportedVersionError(
+                f"broker {self.address} and logship share no version of API {_name(api_key)}")
+        return version
+
+    def send(self, api_key: int, body: dict, version: int | None = None) -> int:
+        """Write one request; returns its correlation id. Does not wait for the response."""
+        if self._sock is None:
+            raise BrokerUnavailableError(f"connection to broker {self.address} is closed")
+        if version is None:
+            version = self.version(api_key)
+        correlation_id = self._next_id
+        self._next_id = correlation_id + 1 if correlation_id < 0x7FFFFFFF else 1
+        frame = encode_request(api_key, version, correlation_id, self.client_id, body)
+        try:
+            self._sock.sendall(frame)
+        except OSError as exc:
+            self._fail(f"lost connection to broker {self.address} while sending: {_reason(exc)}")
+        if not (api_key == ApiKey.PRODUCE and body.get("acks") == 0):
+            self._in_flight.append((correlation_id, api_key, version))
+        return correlation_id
+
+    def receive(self, timeout: float | None = None) -> tuple[int, dict]:
+        """The response to the oldest request in flight: (correlation id, body).
+
+        Waits at most `timeout` seconds (default: the connection's timeout) for it to start
+        and the same again between its pieces.
+        """
+        if not self._in_flight:
+            raise ProtocolError(f"no request in flight on the connection to {self.address}")
+        sock = self._sock
+        if sock is None:
+            raise BrokerUnavailableError(f"connection to broker {self.address} is closed")
+        if timeout is not None:
+            sock.settimeout(timeout)
+        try:
+            self._recv_into(memoryview(self._prefix))
+            try:
+                size = read_frame_length(self._prefix, self.max_frame_bytes)
+            except ProtocolError as exc:
+                self.close()
+                raise type(exc)(f"broker {self.address}: {exc}") from None
+            frame = bytearray(size)
+            self._recv_into(memoryview(frame))
+        finally:
+            if timeout is not None and self._sock is not None:
+                self._sock.settimeout(self.timeout)
+        expected_id, api_key, version = self._in_flight.popleft()
+        if size < 4 or _CORRELATION.unpack_from(frame)[0] != expected_id:
+            self.close()
+            raise ProtocolError(f"broker {self.address} answered out of order "
+                                f"(expected correlation id {expected_id})")
+        try:
+            return decode_response(api_key, version, frame)
+        except LogshipError:
+            self.close()
+            raise
+
+    def request(self, api_key: int, body: dict, version: int | None = None,
+                timeout: float | None = None) -> dict:
+        """Send one request and return its response body (nothing else may be in flight)."""
+        if self._in_flight:
+            raise ProtocolError("request() needs a connection with nothing in flight")
+        self.send(api_key, body, version)
+        return self.receive(timeout)[1]
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        self._in_flight.clear()
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.address}{' closed' if self.closed else ''}>"
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _recv_into(self, view: memoryview) -> None:
+        sock, got, want = self._sock, 0, len(view)
+        try:
+            while got < want:
+                n = sock.recv_into(view[got:], want - got)
+                if n == 0:
+                    self._fail(f"broker {self.address} closed the connection")
+                got += n
+        except socket.timeout:
+            self._fail(f"broker {self.address} did not answer within {sock.gettimeout():g} s")
+        except OSError as exc:
+            self._fail(f"lost connection to broker {self.address}: {_reason(exc)}")
+
+    def _fail(self, message: str):
+        self.close()
+        raise BrokerUnavailableError(message)
+
+    def _negotiate(self) -> None:
+        """ApiVersions v2 (or lower after an UNSUPPORTED_VERSION answer), then intersect."""
+        version = min(CLIENT_MAX_VERSIONS[ApiKey.API_VERSIONS], CODEC_VERSIONS[ApiKey.API_VERSIONS][1])
+        for _ in range(3):
+            body = self.request(ApiKey.API_VERSIONS, {}, version)
+            ranges = {entry["api_key"]: (entry["min_version"], entry["max_version"])
+                      for entry in body.get("api_keys") or ()}
+            if body["error_code"] != _UNSUPPORTED_VERSION:
+                break
+            broker_max = ranges.get(ApiKey.API_VERSIONS, (0, 0))[1]
+            retry = min(version - 1, broker_max) if version > 0 else -1
+            if retry < 0:
+                break
+            version = retry
+        if body["error_code"]:
+            raise ProtocolError(f"broker {self.address} refused ApiVersions "
+                                f"(Kafka error code {body['error_code']})")
+        self.broker_versions = ranges
+        for key, (low, high) in ranges.items():
+            codec = CODEC_VERSIONS.get(key)
+            cap = CLIENT_MAX_VERSIONS.get(key)
+            if codec is None or cap is None:
+                continue
+            top = min(high, codec[1], cap)
+            if top >= max(low, codec[0]):
+                self.versions[key] = top
+
+
+def _name(api_key: int) -> str:
+    try:
+        return ApiKey(api_key).name
+    except ValueError:
+        return str(api_key)
+
+
+def _reason(exc: OSError) -> str:
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    return exc.strerror or str(exc) or type(exc).__name__

@@ -1,0 +1,310 @@
+"""The producer: batching, linger, partitioning, compression, acks, retries.
+
+    producer = Producer(Cluster("127.0.0.1:9092"), acks="all", compression="zstd")
+    producer.send("logs", b"a line", key=b"host-1", headers=[("source", b"nginx")])
+    producer.send_values("logs", [b"line 1", b"line 2"])      # fast path for keyless lines
+    producer.flush()                                          # raises DeliveryError if any failed
+    producer.close()
+
+Threads: `send`/`send_values` run on the caller's thread and only append records to the
+open batch of their partition (blocking while more than `buffer_memory` bytes are
+buffered). One background sender thread (sender.py) builds and compresses batches and
+owns every connection: it pipelines Produce requests (at most `max_in_flight` per
+connection and per partition) and handles responses and retries. A batch is sent once it
+holds `batch_size` bytes (estimated, uncompressed) or is `linger_ms` old, or at flush.
+`send*`, `flush` and `close` may be called from any thread.
+
+Delivery: with acks=all (-1) or 1 a record counts as `acknowledged` when the broker says so;
+with acks=0 when its request was written to the socket. A record that cannot be delivered
+within `delivery_timeout_ms`, after `retries` retries, or because the broker refused it
+for good, counts as `failed`, and the next `flush()` raises DeliveryError(failed,
+first_error). Records are never dropped silently and never reordered within a partition:
+see sender.py for the retry rules (at-least-once: a retry after a lost connection may
+write a batch twice; no idempotence yet).
+
+Partitioning: an explicit `partition`, else Kafka's murmur2 of the key, else sticky
+(partitioner.py). `partitioner(key, partitions) -> int` replaces the keyed rule.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from bisect import bisect_right
+from itertools import accumulate
+from typing import Callable, Iterable
+
+from ..compression import CODEC_NAMES, codec_by_name
+from ..errors import DeliveryError, InvalidRecordError, UnknownTopicError
+from .batches import RECORD_OVERHEAD, PartitionQueue, ProducerBatch
+from .cluster import Cluster
+from .partitioner import StickyPartitioner, partition_for_key
+from .sender import Sender
+
+__all__ = ["Producer", "parse_acks"]
+
+_ACKS = {"all": -1, "-1": -1, "1": 1, "0": 0, "leader": 1, "none": 0}
+
+
+def parse_acks(acks: int | str) -> int:
+    """-1/"all", 1 or 0 as the Produce request's int16; ValueError otherwise."""
+    value = _ACKS.get(str(acks).strip().lower())
+    if value is None:
+        raise ValueError(f"invalid acks {acks!r}; use 0, 1 or all")
+    return value
+
+
+class Producer:
+    """Sends records to a cluster; see the module docstring. Use as a context manager or
+    call close() (which flushes): records still buffered when the process exits are lost."""
+
+    def __init__(self, cluster: Cluster | str | None = None, *, acks: int | str = -1,
+                 compression: str | int = "zstd", linger_ms: float = 5, batch_size: int = 1 << 20,
+                 max_in_flight: int = 5, retries: int = 2**31 - 1, retry_backoff_ms: float = 100,
+                 delivery_timeout_ms: float = 120_000, request_timeout_ms: float = 30_000,
+                 buffer_memory: int = 64 << 20,
+                 partitioner: Callable[[bytes, int], int] | None = None):
+        self.cluster = cluster if isinstance(cluster, Cluster) else Cluster(cluster)
+        self._own_cluster = not isinstance(cluster, Cluster)
+        self.acks = parse_acks(acks)
+        self.compression = compression if isinstance(compression, int) else codec_by_name(compression)
+        if self.compression not in CODEC_NAMES:
+            raise ValueError(f"unknown compression codec {compression!r}")
+        if batch_size < 1 or max_in_flight < 1 or buffer_memory < 1 or retries < 0:
+            raise ValueError("batch_size, max_in_flight and buffer_memory must be positive, retries >= 0")
+        self.linger = linger_ms / 1000
+        self.batch_size = batch_size
+        self.max_in_flight = max_in_flight
+        self.retries = retries
+        self.retry_backoff = retry_backoff_ms / 1000
+        self.delivery_timeout = delivery_timeout_ms / 1000
+        self.request_timeout = request_timeout_ms / 1000
+        self.buffer_memory = buffer_memory
+        self.partitioner = partitioner or partition_for_key
+        self.acknowledged = 0
+        self.failed = 0
+        # Everything below is guarded by _cond (the sender thread shares it).
+        self._cond = threading.Condition(threading.Lock())
+        self._queues: dict[tuple[str, int], PartitionQueue] = {}
+        self._counts: dict[str, int] = {}
+        self._sticky = StickyPartitioner()
+        self._buffered = 0
+        self._pending = 0
+        self._unflushed_failed = 0
+        self._first_error: BaseException | None = None
+        self._flushing = 0
+        self._closing = False
+        self._closed = False
+        self._fatal: BaseException | None = None
+        self._sender_idle = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sender = Sender(self)
+        self._sender.start()
+
+    # --- sending -------------------------------------------------------------------------------
+
+    def partitions(self, topic: str) -> int:
+        """The partition count of `topic` (auto-created if the broker allows); cached."""
+        count = self._counts.get(topic)
+        if count is None:
+            count = self._counts[topic] = self.cluster.partitions(topic, allow_create=True)
+        return count
+
+    def send(self, topic: str, value: bytes | None, key: bytes | None = None,
+             headers: Iterable[tuple[str, bytes | None]] = (), partition: int | None = None,
+             timestamp_ms: int | None = None) -> None:
+        """Queue one record. Returns at once unless the buffer is full; errors of delivery
+        surface at flush(). Raises UnknownTopicError for a topic or partition that does not
+        exist, InvalidRecordError for a malformed header."""
+        count = self.partitions(topic)
+        if partition is None:
+            if key is not None:
+                partition = self.partitioner(key, count)
+        elif not 0 <= partition < count:
+            raise UnknownTopicError(f"topic {topic!r} has no partition {partition} (it has {count})")
+        size = RECORD_OVERHEAD + (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
+        if headers:
+            headers = tuple(headers)
+            for name, data in headers:
+                if not isinstance(name, (str, bytes)):
+                    raise InvalidRecordError(f"a header key must be str or bytes, not {name!r}")
+                size += len(name) + (len(data) if data is not None else 0) + 2
+        if timestamp_ms is None:
+            timestamp_ms = int(time.time() * 1000)
+        with self._cond:
+            self._wait_for_room(size)
+            if partition is None:
+                partition = self._sticky.partition(topic, count)
+            queue = self._queue(topic, partition)
+            batch = queue.open_batch(False, self.delivery_timeout)
+            if batch.count and batch.size + size > self.batch_size:
+                self._close_batch(queue)
+                batch = queue.open_batch(False, self.delivery_timeout)
+            batch.add_record(timestamp_ms, key, value, headers)
+            self._added(queue, batch, 1, size)
+
+    def send_values(self, topic: str, values: list[bytes], partition: int | None = None) -> None:
+        """Queue keyless, headerless records (bytes each) in order: the fast path for lines.
+        They share the timestamp of the batch they land in (taken when it was opened)."""
+        if not values:
+            return
+        count = self.partitions(topic)
+        if partition is not None and not 0 <= partition < count:
+            raise UnknownTopicError(f"topic {topic!r} has no partition {partition} (it has {count})")
+        ends = list(accumulate(map(RECORD_OVERHEAD.__add__, map(len, values))))
+        start, total = 0, len(values)
+        with self._cond:
+            while start < total:
+                base = ends[start - 1] if start else 0
+                self._wait_for_room(min(ends[-1] - base, self.batch_size))
+                target = self._sticky.partition(topic, count) if partition is None else partition
+                queue = self._queue(topic, target)
+                batch = queue.open_batch(True, self.delivery_timeout)
+                stop = bisect_right(ends, base + self.batch_size - batch.size, start)
+                if stop == start:
+                    if batch.count:
+                        self._close_batch(queue)
+                        continue
+                    stop = start + 1  # a value larger than batch_size gets a batch of its own
+                batch.values += values[start:stop]
+                self._added(queue, batch, stop - start, ends[stop - 1] - base)
+                start = stop
+
+    def _queue(self, topic: str, partition: int) -> PartitionQueue:
+        queue = self._queues.get((topic, partition))
+        if queue is None:
+            queue = self._queues[(topic, partition)] = PartitionQueue(topic, partition)
+        return queue
+
+    def _added(self, queue: PartitionQueue, batch: ProducerBatch, count: int, size: int) -> None:
+        """Account for records just added to `batch`; close it once full."""
+        batch.count += count
+        batch.size += size
+        self._buffered += size
+        self._pending += count
+        if batch.size >= self.batch_size:
+            self._close_batch(queue)
+        elif batch.count == count:
+            self._wake_sender()  # a new batch: the sender must time its linger
+
+    def _close_batch(self, queue: PartitionQueue) -> None:
+        """Close the open batch of `queue` (it becomes sendable); keyless records move on."""
+        if queue.close_open() is not None:
+            count = self._counts.get(queue.topic)
+            if count:
+                self._sticky.next_batch(queue.topic, count, queue.partition)
+            self._wake_sender()
+
+    def _wait_for_room(self, size: int) -> None:
+        while True:
+            if self._fatal is not None or self._closing or self._closed:
+                raise DeliveryError(self._unflushed_failed, self._fatal or
+                                    InvalidRecordError("the producer is closed"))
+            if self._buffered == 0 or self._buffered + size <= self.buffer_memory:
+                return
+            self._flushing += 1  # send what is there rather than wait for linger
+            self._wake_sender()
+            self._cond.wait(1.0)
+            self._flushing -= 1
+
+    def _wake_sender(self) -> None:
+        if self._sender_idle:
+            self._sender_idle = False
+            try:
+                self._wake_w.send(b"\0")
+            except (BlockingIOError, OSError):
+                pass
+
+    # --- completion (called by the sender thread with _cond held) ---------------------------
+
+    def _complete(self, batch: ProducerBatch, error: BaseException | None) -> None:
+        self._buffered -= batch.size
+        self._pending -= batch.count
+        if error is None:
+            self.acknowledged += batch.count
+        else:
+            self.failed += batch.count
+            self._unflushed_failed += batch.count
+            if self._first_error is None:
+                self._first_error = error
+        self._cond.notify_all()
+
+    def _sender_died(self, error: BaseException) -> None:
+        with self._cond:
+            self._fatal = error
+            for queue in self._queues.values():
+                for batch in list(queue.batches()):
+                    self._complete(batch, error)
+                queue.held, queue.open = [], None
+                queue.ready.clear()
+            if self._pending:  # batches that were in flight
+                self.failed += self._pending
+                self._unflushed_failed += self._pending
+                self._pending = 0
+            self._cond.notify_all()
+
+    # --- flush and close -----------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send everything queued and wait until each record is acknowledged or failed.
+        Raises DeliveryError (with how many failed since the previous flush) if any failed,
+        or if `timeout` seconds pass first (then `failed` counts the records still pending)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._flushing += 1
+            self._wake_sender()
+            try:
+                while self._pending and self._fatal is None:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        from ..errors import RequestTimedOutError
+                        raise DeliveryError(self._pending, RequestTimedOutError(
+                            f"{self._pending} records still unacknowledged after {timeout:g} s"))
+                    self._cond.wait(min(left, 1.0) if left is not None else 1.0)
+            finally:
+                self._flushing -= 1
+            failed, error = self._unflushed_failed, self._first_error or self._fatal
+            self._unflushed_failed, self._first_error = 0, None
+        if failed or self._fatal is not None:
+            raise DeliveryError(failed, error)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, stop the sender thread and close connections (and the cluster, if the
+        producer made it). Raises DeliveryError like flush(); closing twice does nothing."""
+        if self._closed:
+            return
+        try:
+            if self._fatal is None:
+                self.flush(timeout)
+        finally:
+            with self._cond:
+                self._closing = True
+                self._sender_idle = True
+                self._wake_sender()
+                self._cond.notify_all()
+            self._sender.join(10)
+            self._closed = True
+            self._wake_r.close()
+            self._wake_w.close()
+            if self._own_cluster:
+                self.cluster.close()
+
+    def __enter__(self) -> "Producer":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # do not mask the exception that is propagating
+            try:
+                self.close()
+            except DeliveryError:
+                pass
+
+    @property
+    def pending(self) -> int:
+        """Records queued or in flight, neither acknowledged nor failed yet."""
+        return self._pending

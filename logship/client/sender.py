@@ -1,0 +1,308 @@
+"""The producer's sender thread: builds batches, pipelines Produce requests, retries.
+
+The thread owns one private connection per leader node. Each turn of its loop it
+(1) fails batches past their delivery timeout, (2) picks, per partition, the next batch
+that may go (full, lingered, or flushing; within the in-flight limits; leader known),
+(3) builds and compresses them outside the lock and sends one Produce request per node
+holding at most one batch per partition (Kafka's rule for Produce v3+), and (4) waits
+with select() for responses, a wake-up from a caller, or the next timer.
+
+Ordering and retries. Batches of a partition are numbered (`seq`) in the order their
+records were given and sent in that order; a connection returns responses in request
+order. Retriable failures (a lost connection, a timeout, NOT_LEADER_OR_FOLLOWER, a
+storage error...) are retried, up to `retries` times within `delivery_timeout_ms`, under
+two rules that make reordering impossible:
+- a failed batch is *held* until no batch of its partition is in flight, then all held
+  batches go back to the front of the queue in seq order, and the partition sends one
+  batch at a time until one succeeds;
+- a batch is never retried once a later batch of its partition has been written (that
+  retry would land after it): it fails instead, and flush() reports it.
+So every record is either in the log in the order given, or counted as failed. A retry
+after a lost connection may duplicate a batch that had in fact been written
+(at-least-once); idempotent producing (InitProducerId + sequence numbers) would remove
+those duplicates on brokers that de-duplicate, and is left for later.
+"""
+
+from __future__ import annotations
+
+import select
+import threading
+import time
+from collections import deque
+
+from ..errors import BrokerUnavailableError, LogshipError, ProtocolError, RequestTimedOutError, \
+    UnknownTopicError, error_for_code
+from ..protocol import ApiKey
+from .cluster import METADATA_CODES, RETRIABLE_CODES
+
+__all__ = ["Sender"]
+
+
+class _Request:
+    __slots__ = ("batches", "sent")
+
+    def __init__(self, batches: list, sent: float):
+        self.batches = batches
+        self.sent = sent
+
+
+class Sender(threading.Thread):
+    """The background half of a Producer (which it reads and updates under its lock)."""
+
+    def __init__(self, producer):
+        super().__init__(name="logship-producer", daemon=True)
+        self.p = producer
+        self.conns: dict = {}  # node id -> Connection
+        self.requests: dict[int, deque[_Request]] = {}
+        self.stale: dict[str, float] = {}  # topics whose metadata must be refreshed -> not before
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # never leave flush() waiting for a dead thread
+            self.p._sender_died(exc)
+        finally:
+            for conn in self.conns.values():
+                conn.close()
+
+    def _loop(self) -> None:
+        p = self.p
+        while True:
+            with p._cond:
+                now = time.monotonic()
+                if p._closing:
+                    self._abandon()
+                    return
+                self._expire(now)
+                plan = self._collect(now)
+                timeout = 0.0 if plan else self._next_wakeup(now)
+                p._sender_idle = not plan
+            if self.stale:
+                self._refresh(time.monotonic())
+            for node, batches in plan.items():
+                self._send(node, batches)
+            self._poll(timeout)
+
+    # --- choosing what to send (under the lock) --------------------------------------------------
+
+    def _collect(self, now: float) -> dict[int, list]:
+        p = self.p
+        plan: dict[int, list] = {}
+        linger_over = p._flushing or p._closing
+        for queue in p._queues.values():
+            if queue.retrying and queue.in_flight:
+                continue
+            if queue.in_flight >= (1 if queue.retrying else p.max_in_flight) or now < queue.not_before:
+                continue
+            if not queue.ready:
+                batch = queue.open
+                if batch is None or not batch.count or not (
+                        linger_over or now - batch.created >= p.linger or batch.size >= p.batch_size):
+                    continue
+            leader = p.cluster.leader(queue.topic, queue.partition)
+            if leader is None:
+                self.stale.setdefault(queue.topic, 0.0)
+                continue
+            if leader not in plan and len(self.requests.get(leader, ())) >= p.max_in_flight:
+                continue
+            if not queue.ready:
+                p._close_batch(queue)
+            batch = queue.ready.popleft()
+            batch.attempts += 1
+            queue.in_flight += 1
+            plan.setdefault(leader, []).append(batch)
+        return plan
+
+    def _expire(self, now: float) -> None:
+        p = self.p
+        for queue in p._queues.values():
+            while queue.ready and queue.ready[0].deadline <= now:
+                self._fail(queue.ready.popleft())
+            if queue.open is not None and queue.open.count and queue.open.deadline <= now:
+                self._fail(queue.open)
+                queue.open = None
+
+    def _fail(self, batch, error: BaseException | None = None) -> None:
+        if error is None:
+            error = batch.last_error or RequestTimedOutError(
+                f"records for {batch.topic}-{batch.partition} not delivered within "
+                f"{self.p.delivery_timeout * 1000:g} ms")
+        self.p._complete(batch, error)
+
+    def _abandon(self) -> None:
+        """The producer is closing with records still pending (its flush timed out)."""
+        error = RequestTimedOutError("the producer was closed before these records were delivered")
+        for queue in self.p._queues.values():
+            for batch in list(queue.batches()):
+                self._fail(batch, error)
+            queue.held, queue.open = [], None
+            queue.ready.clear()
+        for requests in self.requests.values():
+            for request in requests:
+                for batch in request.batches:
+                    self._fail(batch, error)
+        self.requests.clear()
+
+    def _next_wakeup(self, now: float) -> float:
+        p = self.p
+        when = now + 1.0
+        for queue in p._queues.values():
+            if queue.open is not None and queue.open.count:
+                when = min(when, queue.open.created + p.linger, queue.open.deadline)
+            if queue.ready:
+                when = min(when, max(queue.not_before, now), queue.ready[0].deadline)
+        for requests in self.requests.values():
+            if requests:
+                when = min(when, requests[0].sent + p.request_timeout)
+        if self.stale:
+            when = min(when, min(self.stale.values()))
+        return max(when - now, 0.0)
+
+    # --- I/O (without the lock) ------------------------------------------------------------------
+
+    def _send(self, node: int, batches: list) -> None:
+        p = self.p
+        topics: dict[str, list] = {}
+        built = []
+        for batch in batches:
+            try:
+                data = batch.build(p.compression)
+            except LogshipError as exc:  # cannot happen twice: fail it for good
+                with p._cond:
+                    self._outcome(batch, exc, retriable=False)
+                continue
+            topics.setdefault(batch.topic, []).append({"index": batch.partition, "records": data})
+            built.append(batch)
+        if not built:
+            return
+        body = {"transactional_id": None, "acks": p.acks, "timeout_ms": int(p.request_timeout * 1000),
+                "topic_data": [{"name": name, "partition_data": parts} for name, parts in topics.items()]}
+        try:
+            conn = self.conns.get(node)
+            if conn is None or conn.closed:
+                conn = self.conns[node] = p.cluster.open_connection(node, timeout=p.request_timeout)
+            conn.send(ApiKey.PRODUCE, body)
+        except (BrokerUnavailableError, ProtocolError) as exc:
+            self._lost(node, exc, built)
+            return
+        if p.acks == 0:
+            with p._cond:
+                for batch in built:
+                    self._outcome(batch, None)
+        else:
+            self.requests.setdefault(node, deque()).append(_Request(built, time.monotonic()))
+
+    def _poll(self, timeout: float) -> None:
+        """Wait up to `timeout` for a response or a wake-up, and handle what arrived."""
+        waiting = {conn.fileno(): node for node, conn in self.conns.items()
+                   if self.requests.get(node) and not conn.closed}
+        try:
+            readable = select.select([self.p._wake_r, *waiting], [], [], timeout)[0]
+        except (OSError, ValueError):
+            readable = []
+        self.p._sender_idle = False
+        for item in readable:
+            if item is self.p._wake_r:
+                try:
+                    while self.p._wake_r.recv(4096):
+                        pass
+                except (BlockingIOError, OSError):
+                    pass
+            else:
+                self._receive(waiting[item])
+        now = time.monotonic()
+        for node, requests in list(self.requests.items()):
+            if requests and now - requests[0].sent > self.p.request_timeout:
+                self._lost(node, RequestTimedOutError(
+                    f"broker node {node} did not answer a produce request within "
+                    f"{self.p.request_timeout:g} s"))
+
+    def _receive(self, node: int) -> None:
+        conn = self.conns[node]
+        try:
+            _, body = conn.receive()
+        except (BrokerUnavailableError, ProtocolError) as exc:
+            self._lost(node, exc)
+            return
+        request = self.requests[node].popleft()
+        codes = {(topic["name"], part["index"]): part["error_code"]
+                 for topic in body["responses"] for part in topic["partition_responses"]}
+        with self.p._cond:
+            for batch in request.batches:
+                code = codes.get((batch.topic, batch.partition))
+                if code == 0:
+                    self._outcome(batch, None)
+                elif code is None:
+                    self._outcome(batch, ProtocolError(
+                        f"broker {conn.address} did not answer for {batch.topic}-{batch.partition}"), False)
+                else:
+                    error = error_for_code(code, f"broker {conn.address} refused {batch.count} records "
+                                                 f"for {batch.topic}-{batch.partition} (Kafka error code {code})")
+                    if code in METADATA_CODES:
+                        self._mark_stale(batch.topic)
+                    self._outcome(batch, error, code in RETRIABLE_CODES)
+
+    def _lost(self, node: int, error: BaseException, unsent: list = ()) -> None:
+        """The connection to `node` failed: everything on it failed retriably, in order."""
+        conn = self.conns.pop(node, None)
+        if conn is not None:
+            conn.close()
+        requests = self.requests.pop(node, deque())
+        with self.p._cond:
+            for batch in [b for request in requests for b in request.batches] + list(unsent):
+                self._mark_stale(batch.topic)
+                self._outcome(batch, error, retriable=True)
+
+    def _mark_stale(self, topic: str) -> None:
+        self.p.cluster.invalidate(topic)
+        self.stale.setdefault(topic, 0.0)
+
+    def _refresh(self, now: float) -> None:
+        p = self.p
+        for topic, not_before in list(self.stale.items()):
+            if now < not_before:
+                continue
+            try:
+                p.cluster.topic(topic, allow_create=True, refresh=True)
+                del self.stale[topic]
+            except UnknownTopicError as exc:
+                del self.stale[topic]
+                with p._cond:
+                    for queue in p._queues.values():
+                        if queue.topic == topic:
+                            for batch in list(queue.batches()):
+                                self._fail(batch, exc)
+                            queue.held, queue.open = [], None
+                            queue.ready.clear()
+            except LogshipError:
+                self.stale[topic] = time.monotonic() + max(p.retry_backoff, 0.05)
+
+    # --- outcomes (under the lock) ---------------------------------------------------------------
+
+    def _outcome(self, batch, error: BaseException | None, retriable: bool = False) -> None:
+        p = self.p
+        queue = p._queues[(batch.topic, batch.partition)]
+        queue.in_flight -= 1
+        now = time.monotonic()
+        if error is None:
+            queue.acked_seq = max(queue.acked_seq, batch.seq)
+            queue.backoff = 0.0
+            p._complete(batch, None)
+        elif (retriable and batch.attempts <= p.retries and now < batch.deadline
+              and batch.seq > queue.acked_seq):
+            batch.last_error = error
+            queue.held.append(batch)
+            queue.retrying = True
+        else:
+            self._fail(batch, error)
+        # Held batches older than a written one can no longer be retried in order: they fail
+        # with the error that stopped them.
+        for held in [b for b in queue.held if b.seq < queue.acked_seq]:
+            queue.held.remove(held)
+            self._fail(held)
+        if error is None:
+            queue.retrying = bool(queue.held)
+        if not queue.in_flight and queue.held:
+            queue.backoff = min(max(queue.backoff * 2, p.retry_backoff), 1.0)
+            queue.not_before = now + queue.backoff
+            queue.requeue_held()
