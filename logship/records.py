@@ -193,13 +193,17 @@ def _seal(
     base_sequence: int,
     partition_leader_epoch: int,
     attributes: int,
+    last_offset_delta: int | None = None,
 ) -> bytes:
-    """Compress the records section if asked, then prepend the header with its CRC."""
+    """Compress the records section if asked, then prepend the header with its CRC.
+
+    lastOffsetDelta is `count - 1` unless given (a compacted batch keeps its original one).
+    """
     if compression:
         body = _compression.compress(compression, body)
     after_crc = _HEAD_AFTER_CRC.pack(
         attributes | compression,
-        count - 1,
+        count - 1 if last_offset_delta is None else last_offset_delta,
         base_timestamp,
         max_timestamp,
         producer_id,
@@ -311,6 +315,38 @@ def build_batch_values(
         base_sequence=base_sequence,
         partition_leader_epoch=partition_leader_epoch,
         attributes=_attributes(False, transactional, False),
+    )
+
+
+def rebuild_batch(header: BatchHeader, kept: Iterable[Record]) -> bytes:
+    """The batch `header` describes, holding only `kept`: what log compaction writes.
+
+    `kept` is a subset of the batch's own records, in order. As in Kafka's log cleaner, the
+    batch keeps its baseOffset, lastOffsetDelta (so it still spans the same offsets),
+    baseTimestamp, maxTimestamp, codec, attributes, producer fields and leader epoch, and
+    every record keeps its offset and timestamp, so offsets inside the batch may have gaps.
+    With nothing kept the result is an empty batch (recordsCount 0), which Kafka's format
+    allows: it only marks the offsets it spans as used.
+    """
+    parts: list = []
+    count = 0
+    for record in kept:
+        encode_record(parts, record.offset - header.base_offset, record.timestamp - header.base_timestamp,
+                      record.key, record.value, record.headers)
+        count += 1
+    return _seal(
+        b"".join(parts),
+        count,
+        header.base_timestamp,
+        header.max_timestamp,
+        base_offset=header.base_offset,
+        compression=header.compression if count else 0,
+        producer_id=header.producer_id,
+        producer_epoch=header.producer_epoch,
+        base_sequence=header.base_sequence,
+        partition_leader_epoch=header.partition_leader_epoch,
+        attributes=header.attributes & ~ATTR_CODEC_MASK,
+        last_offset_delta=header.last_offset_delta,
     )
 
 

@@ -4,7 +4,8 @@ Knows nothing of the network. Layers, bottom up: index.py (OffsetIndex, TimeInde
 segment.py (Segment), recovery.py (loading and crash recovery), partition.py (Partition,
 the log of one partition), store.py (Store: topics, retention, checkpoints). Small helpers:
 config.py (LogConfig), names.py, checkpoint.py, dirlock.py, epochs.py, groupcommit.py,
-fileslice.py, reader.py, retention.py, validate.py; dump.py reads segment files for `logship dump`.
+fileslice.py, reader.py, retention.py, validate.py; compaction.py keeps the latest record per key
+of compacted topics; dump.py reads segment files for `logship dump`.
 """
 
 from .config import LogConfig

@@ -2,7 +2,8 @@
 
 Names and defaults follow Apache Kafka's topic configs (segment.bytes, segment.ms,
 retention.ms, retention.bytes, index.interval.bytes, segment.index.bytes,
-max.message.bytes, flush.messages, flush.ms).
+max.message.bytes, flush.messages, flush.ms, cleanup.policy, min.cleanable.dirty.ratio,
+delete.retention.ms).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ INT32_MAX = 0x7FFF_FFFF
 
 @dataclass
 class LogConfig:
-    """Settings shared by every partition of a Store.
+    """How one partition's log behaves: the Store's default or a per-topic override
+    (Store.set_topic_config).
 
     segment_bytes:        roll to a new segment before an append would push the active one past this.
     segment_ms:           roll when the active segment's first append (or, for a segment found on
@@ -31,6 +33,11 @@ class LogConfig:
     flush_messages:       fdatasync after this many appended records; None = leave it to the OS
                           (and to explicit flush()/sync_to() calls, e.g. for acks=all).
     flush_ms:             fdatasync on append when the last sync is older than this; None = never.
+    cleanup_policy:       "delete" (retention drops old segments) or "compact" (compaction.py keeps
+                          the latest record per key; give such a topic retention -1 to keep it whole).
+    min_cleanable_dirty_ratio: compact once the sealed bytes not yet compacted reach this share
+                          of all sealed bytes.
+    delete_retention_ms:  compaction drops a tombstone (null value) whose timestamp is older than this.
     """
 
     segment_bytes: int = 1 << 30
@@ -42,8 +49,17 @@ class LogConfig:
     max_batch_bytes: int = (1 << 20) + 12
     flush_messages: int | None = None
     flush_ms: int | None = None
+    cleanup_policy: str = "delete"
+    min_cleanable_dirty_ratio: float = 0.5
+    delete_retention_ms: int = DAY_MS
 
     def __post_init__(self) -> None:
+        if self.cleanup_policy not in ("delete", "compact"):
+            raise ConfigError(f"cleanup_policy must be 'delete' or 'compact', not {self.cleanup_policy!r}")
+        if not 0.0 <= self.min_cleanable_dirty_ratio <= 1.0:
+            raise ConfigError("min_cleanable_dirty_ratio must be within 0..1")
+        if self.delete_retention_ms < 0:
+            raise ConfigError("delete_retention_ms must be >= 0")
         if not 14 <= self.segment_bytes <= INT32_MAX:
             raise ConfigError(f"segment_bytes must be in 14..{INT32_MAX}, not {self.segment_bytes}")
         if self.segment_ms < 1:

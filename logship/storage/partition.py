@@ -10,6 +10,8 @@ one lock:
 * segments are sorted, contiguous (each starts where the previous ends) and only the last
   is ever written; there is always at least one;
 * reads never return bytes at or beyond the high watermark's batch;
+* a compacted log (compaction.py, via replace_segments) keeps every offset where it was, but
+  its sealed segments may skip offsets inside (records removed, batches emptied or dropped);
 * recovery_point: everything below it has been fdatasynced (the segment files, and the
   directory when files were created or deleted). It only advances after a sync.
 
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import InvalidRecordError, KafkaStorageError, OffsetOutOfRangeError
+from ..errors import CorruptRecordError, InvalidRecordError, KafkaStorageError, OffsetOutOfRangeError
 from . import reader, retention
 from .checkpoint import fsync_dir
 from .config import INT32_MAX, LogConfig
@@ -35,7 +37,7 @@ from .epochs import LeaderEpochCache
 from .fileslice import FileSlice
 from .groupcommit import GroupCommit
 from .recovery import load_segments
-from .segment import BatchInfo, Segment
+from .segment import LOG_SUFFIX, BatchInfo, Segment, segment_name
 from .validate import validate_batches
 
 _pack_offset = struct.Struct(">q").pack_into  # baseOffset, bytes 0-7 (as records.set_base_offset)
@@ -129,6 +131,15 @@ class Partition:
         """A copy of the segment list, oldest first (for inspection; do not write to them)."""
         with self._lock:
             return list(self._segments)
+
+    def sealed_files(self) -> list[tuple[Segment, int]]:
+        """(segment, duplicated descriptor) of every sealed segment, oldest first.
+
+        For readers that work without the lock (compaction.py): sealed segments never change,
+        and the descriptors stay valid whatever happens to the segments; close them when done.
+        """
+        with self._lock:
+            return [(segment, os.dup(segment.fd)) for segment in self._segments[:-1] if segment.fd >= 0]
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -409,6 +420,45 @@ class Partition:
             self._log_start, self._log_start_moved = self._segments[0].base_offset, True
             self._epochs.truncate_from_start(self._log_start)
         return count
+
+    def replace_segments(self, old: list[Segment], cleaned: Path) -> Segment | None:
+        """Swap the consecutive sealed segments `old` for one file `cleaned` (log compaction).
+
+        `cleaned` (`<base>.log.cleaned` in this directory, fdatasynced by the caller) holds
+        batches spanning exactly old[0].base_offset to old[-1].next_offset with offsets kept
+        (gaps allowed inside). The swap is crash-safe: rename to `<base>.log.swap` and fsync
+        the directory (the commit point: recovery.py finishes an interrupted swap by deleting
+        the segments it covers), delete the old files, rename to `<base>.log`, rebuild the
+        indexes. Returns the new segment, or None (and `cleaned` is removed) when `old` is no
+        longer a run of sealed segments of this log, e.g. retention or truncation got there first.
+        """
+        with self._lock:
+            try:
+                i = next(k for k, segment in enumerate(self._segments) if segment is old[0])
+            except StopIteration:
+                i = -1
+            if (i < 0 or self._segments[i:i + len(old)] != old or i + len(old) >= len(self._segments)
+                    or any(segment.fd < 0 for segment in old)):
+                cleaned.unlink(missing_ok=True)
+                return None
+            base = old[0].base_offset
+            swap = self.directory / f"{segment_name(base)}{LOG_SUFFIX}.swap"
+            try:
+                os.rename(cleaned, swap)
+                fsync_dir(self.directory)
+                for segment in old:
+                    segment.delete()
+                os.rename(swap, self.directory / f"{segment_name(base)}{LOG_SUFFIX}")
+                segment = Segment.adopt(self.directory, base, self.config.index_interval_bytes)
+                fsync_dir(self.directory)
+            except (OSError, CorruptRecordError) as exc:
+                self._commit.fail(exc)  # the directory is no longer what memory says: reopen to recover
+                raise KafkaStorageError(f"cannot swap compacted segments into {self.directory}: {exc}") from exc
+            self._segments[i:i + len(old)] = [segment]
+            self._bases = [s.base_offset for s in self._segments]
+            self._unsynced = [s for s in self._unsynced if s not in old]
+            self._hw_position = reader.position_of(self._segments, self._bases, self._hw)
+            return segment
 
     def _announce_log_start(self) -> None:
         """Run on_log_start_change outside the lock (it may take the Store's lock)."""

@@ -2,8 +2,10 @@
 
 `load_segments` follows Kafka's LogLoader:
 
-1. Remove leftovers of interrupted work (`*.tmp`, `*.deleted`, `*.cleaned`, `*.swap`) and
-   index files without a `.log`.
+1. Finish interrupted compaction swaps: a `<base>.log.swap` file is a whole, fdatasynced
+   compacted segment (Partition.replace_segments); the segments it covers are deleted and it
+   is renamed to `<base>.log`. Then remove leftovers of interrupted work (`*.tmp`,
+   `*.deleted`, `*.cleaned`) and index files without a `.log`.
 2. Trusted segments — all of them after a clean shutdown, else those wholly below the
    recovery point (data fdatasynced before the last checkpoint) — are only checked: their
    indexes must be sane (sizes a multiple of the entry size, last entries inside the log and
@@ -38,7 +40,8 @@ from .config import INT32_MAX
 from .segment import INDEX_SUFFIX, LOG_SUFFIX, TIMEINDEX_SUFFIX, BatchInfo, Segment
 
 log = logging.getLogger("logship.storage")
-LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
+SWAP_SUFFIX = ".swap"
+LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned", SWAP_SUFFIX)
 
 
 @dataclass
@@ -63,6 +66,7 @@ def load_segments(directory: Path, index_interval_bytes: int, *, recovery_point:
     """Open every segment of `directory`, checking or recovering each; see the module docstring."""
     directory = Path(directory)
     fdatasync = fdatasync or os.fdatasync
+    _finish_swaps(directory)
     _remove_leftovers(directory)
     bases = sorted(int(p.stem) for p in directory.glob("*" + LOG_SUFFIX) if _is_segment_stem(p.stem))
     segments = [Segment(directory, base, index_interval_bytes) for base in bases]
@@ -179,6 +183,40 @@ def _load_trusted(segment: Segment, full: bool) -> bool:
 
 def _is_segment_stem(stem: str) -> bool:
     return len(stem) == 20 and stem.isdigit()
+
+
+def _finish_swaps(directory: Path) -> None:
+    """Complete every compaction swap that a crash interrupted; see the module docstring."""
+    swaps = sorted(p for p in directory.glob("*" + LOG_SUFFIX + SWAP_SUFFIX) if _is_segment_stem(p.stem[:-4]))
+    for swap in swaps:
+        base = int(swap.stem[:-4])
+        end = _end_offset(swap)
+        if end is None:
+            log.error("%s: not whole batches; leaving the segments it would replace", swap)
+            continue
+        for path in directory.glob("*" + LOG_SUFFIX):
+            if _is_segment_stem(path.stem) and base <= int(path.stem) < end:
+                for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+                    path.with_suffix(suffix).unlink(missing_ok=True)
+        os.rename(swap, directory / swap.stem)
+        log.info("finished swapping in compacted segment %s", swap.stem)
+    if swaps:
+        fsync_dir(directory)
+
+
+def _end_offset(path: Path) -> int | None:
+    """Next offset after the last batch of a segment file, or None unless it is whole batches."""
+    data = path.read_bytes()
+    pos, end = 0, None
+    while pos < len(data):
+        try:
+            header = records.parse_header(data, pos)
+        except CorruptRecordError:
+            return None
+        if pos + header.size > len(data):
+            return None
+        pos, end = pos + header.size, header.next_offset
+    return end
 
 
 def _remove_leftovers(directory: Path) -> None:

@@ -84,6 +84,23 @@ class Segment:
         self.roll_base_ms: int | None = None  # wall clock of the first append (for segment_ms)
         self._bytes_since_index = 0
 
+    @classmethod
+    def adopt(cls, directory: Path, base_offset: int, index_interval_bytes: int) -> "Segment":
+        """Open a whole `.log` file just moved into place (a compacted segment), with new
+        indexes built from its batch headers. Raises CorruptRecordError if it is not whole batches."""
+        stem = Path(directory) / segment_name(base_offset)
+        for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+            os.close(os.open(stem.with_suffix(suffix), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+        segment = cls(directory, base_offset, index_interval_bytes)
+        try:
+            segment.rebuild_indexes()
+            segment.load_state()
+            segment.seal()
+        except BaseException:
+            segment.close()
+            raise
+        return segment
+
     # ----------------------------------------------------------------- reading
 
     def scan(self, start: int = 0, end: int | None = None) -> Iterator[BatchInfo]:

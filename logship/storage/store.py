@@ -7,6 +7,11 @@
         log-start-offset-checkpoint         topic partition offset: the log start offset
         <topic>-<partition>/                one Partition each (segments, leader-epoch-checkpoint)
 
+Per-topic settings are not stored either: `set_topic_config(topic, LogConfig)` overrides the
+Store's default for one topic (its partitions loaded already and those created later), and
+whoever owns the topic calls it after every open (the broker does for `__consumer_offsets`).
+`compact()` runs log compaction (compaction.py) on topics whose cleanup_policy is "compact".
+
 There is no other metadata: a topic's partition count is read from the directories (a
 partition directory missing below the highest one is recreated empty on open). Opening
 takes the lock, loads every partition and, when the clean-shutdown marker is absent,
@@ -27,9 +32,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import InvalidPartitionsError, KafkaStorageError, TopicAlreadyExistsError, UnknownTopicError
-from . import dirlock
+from ..errors import (CorruptRecordError, InvalidPartitionsError, KafkaStorageError, TopicAlreadyExistsError,
+                      UnknownTopicError)
+from . import compaction, dirlock
 from .checkpoint import MalformedCheckpoint, fsync_dir, read_offsets, write_offsets
+from .compaction import CompactionResult
 from .config import LogConfig
 from .names import DELETE_SUFFIX, parse_partition_dir, partition_dir_name, validate_topic_name
 from .partition import Partition
@@ -50,6 +57,9 @@ class Store:
         self._clock, self._fdatasync = clock, fdatasync
         self._lock = threading.RLock()
         self._partitions: dict[tuple[str, int], Partition] = {}
+        self._topic_configs: dict[str, LogConfig] = {}
+        self._compaction_lock = threading.Lock()  # one pass at a time; close() waits for it
+        self._cleaned_to: dict[tuple[str, int], int] = {}  # where the last compaction pass got to
         self._closed = False
         self._retention_thread: int | None = None  # log-start checkpoint waits for its end
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +101,7 @@ class Store:
         fsync_dir(self.data_dir)
 
     def _partition(self, topic: str, index: int, recovery_point: int, log_start: int, clean: bool) -> Partition:
-        return Partition(topic, index, self.data_dir / partition_dir_name(topic, index), self.config,
+        return Partition(topic, index, self.data_dir / partition_dir_name(topic, index), self.topic_config(topic),
                          clock=self._clock, fdatasync=self._fdatasync, log_start_offset=log_start,
                          recovery_point=recovery_point, clean=clean, on_log_start_change=self._log_start_changed)
 
@@ -148,6 +158,22 @@ class Store:
         for path in moved:
             shutil.rmtree(path, ignore_errors=True)
 
+    def topic_config(self, topic: str) -> LogConfig:
+        """The LogConfig of `topic`: its override, else the Store's default."""
+        return self._topic_configs.get(topic, self.config)
+
+    def set_topic_config(self, topic: str, config: LogConfig) -> None:
+        """Override the LogConfig of `topic`, for its partitions open now and created later.
+
+        Not persisted: call it again after every open. Existing segments keep their index
+        interval; rolling, retention, flushing and compaction follow the new settings at once.
+        """
+        with self._lock:
+            self._topic_configs[topic] = config
+            for (name, _), partition in self._partitions.items():
+                if name == topic:
+                    partition.config = config
+
     def partition(self, topic: str, index: int) -> Partition:
         with self._lock:
             try:
@@ -177,6 +203,30 @@ class Store:
             if deleted:
                 self._write_checkpoints()
         return deleted
+
+    def compact(self, now_ms: int | None = None, force: bool = False) -> list[CompactionResult]:
+        """One compaction pass over each "compact" partition that needs one (or every one with
+        `force`); returns what each pass did. Runs without the Store's lock, so call it from a
+        worker thread: it reads and rewrites sealed segments while appends go on."""
+        results = []
+        with self._compaction_lock:
+            if self._closed:
+                return results
+            with self._lock:
+                partitions = [p for p in self._partitions.values() if p.config.cleanup_policy == "compact"]
+            for partition in partitions:
+                key = (partition.topic, partition.index)
+                if partition.offline or not (force or compaction.needs_compaction(
+                        partition, self._cleaned_to.get(key, partition.log_start_offset))):
+                    continue
+                try:
+                    result = compaction.compact(partition, now_ms)
+                except (KafkaStorageError, CorruptRecordError, OSError) as exc:
+                    log.error("compaction of %s-%d failed: %s", partition.topic, partition.index, exc)
+                    continue
+                self._cleaned_to[key] = result.cleaned_to
+                results.append(result)
+        return results
 
     def checkpoint(self) -> None:
         """Flush every partition, then write the recovery points and log start offsets."""
@@ -208,8 +258,10 @@ class Store:
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Flush, checkpoint, mark the shutdown clean (unless a sync failed) and unlock."""
-        with self._lock:
+        """Flush, checkpoint, mark the shutdown clean (unless a sync failed) and unlock.
+
+        Waits for a compaction pass that is running to finish."""
+        with self._compaction_lock, self._lock:
             if self._closed:
                 return
             try:
