@@ -133,6 +133,76 @@ class KafkaStorageError(LogshipError):
     retriable = True
 
 
+class OffsetMetadataTooLargeError(LogshipError):
+    """An offset commit's metadata string is longer than the broker keeps (OFFSET_METADATA_TOO_LARGE)."""
+
+    code = 12
+
+
+class CoordinatorLoadInProgressError(LogshipError):
+    """The group coordinator is still loading committed offsets; retry (COORDINATOR_LOAD_IN_PROGRESS)."""
+
+    code = 14
+    retriable = True
+
+
+class CoordinatorNotAvailableError(LogshipError):
+    """No group coordinator can answer for the group now (COORDINATOR_NOT_AVAILABLE)."""
+
+    code = 15
+    retriable = True
+
+
+class NotCoordinatorError(LogshipError):
+    """The broker asked is not the group's coordinator (NOT_COORDINATOR)."""
+
+    code = 16
+    retriable = True
+
+
+class IllegalGenerationError(LogshipError):
+    """The member's generation is not the group's current one (ILLEGAL_GENERATION)."""
+
+    code = 22
+
+
+class InconsistentGroupProtocolError(LogshipError):
+    """The member's protocol type or protocols do not match the group's (INCONSISTENT_GROUP_PROTOCOL)."""
+
+    code = 23
+
+
+class InvalidGroupIdError(LogshipError):
+    """The group id is empty or otherwise not acceptable (INVALID_GROUP_ID)."""
+
+    code = 24
+    exit_status = 2
+
+
+class UnknownMemberIdError(LogshipError):
+    """The member id is not a member of the group (UNKNOWN_MEMBER_ID)."""
+
+    code = 25
+
+
+class InvalidSessionTimeoutError(LogshipError):
+    """The session timeout is outside the broker's allowed range (INVALID_SESSION_TIMEOUT)."""
+
+    code = 26
+
+
+class RebalanceInProgressError(LogshipError):
+    """The group is rebalancing; the member must rejoin (REBALANCE_IN_PROGRESS)."""
+
+    code = 27
+
+
+class MemberIdRequiredError(LogshipError):
+    """JoinGroup v4+ without a member id: rejoin with the id the broker returned (MEMBER_ID_REQUIRED)."""
+
+    code = 79
+
+
 class StoreLockedError(LogshipError):
     """Another process holds the data directory."""
 

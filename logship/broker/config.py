@@ -1,8 +1,8 @@
-"""Broker settings: identity, advertised address, topic defaults and request limits."""
+"""Broker settings: identity, advertised address, topic defaults, request limits, groups."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..storage import LogConfig
 
@@ -15,6 +15,15 @@ class BrokerConfig:
 
     `advertised_host`/`advertised_port` are what Metadata and FindCoordinator tell clients to
     connect to; they default to the bound address once it is known (port 0 picks one).
+
+    Group coordinator settings, named after Kafka's broker configs:
+    group_initial_rebalance_delay_ms (group.initial.rebalance.delay.ms) — how long a new,
+    empty group waits for more members before its first rebalance completes;
+    group_min/max_session_timeout_ms (group.min/max.session.timeout.ms) — the session
+    timeouts a JoinGroup may ask for; offset_metadata_max_bytes (offset.metadata.max.bytes);
+    offsets_segment_bytes (offsets.topic.segment.bytes, smaller than Kafka's 100 MiB so that
+    compaction has sealed segments to work on); compaction_check_interval_s
+    (log.cleaner.backoff.ms).
     """
 
     node_id: int = 0
@@ -29,3 +38,15 @@ class BrokerConfig:
     retention_check_interval_s: float = 60.0
     checkpoint_interval_s: float = 30.0
     log: LogConfig = field(default_factory=LogConfig)
+    group_initial_rebalance_delay_ms: int = 3000
+    group_min_session_timeout_ms: int = 6000
+    group_max_session_timeout_ms: int = 30 * 60 * 1000
+    offset_metadata_max_bytes: int = 4096
+    offsets_segment_bytes: int = 1 << 20
+    compaction_check_interval_s: float = 15.0
+
+    def offsets_log_config(self) -> LogConfig:
+        """The log settings of `__consumer_offsets`: compacted, never deleted by retention,
+        small segments; flushing as the other topics."""
+        return replace(self.log, segment_bytes=self.offsets_segment_bytes, retention_ms=-1, retention_bytes=-1,
+                       cleanup_policy="compact")

@@ -14,7 +14,7 @@ from ..compression import ZSTD
 from ..errors import (InvalidRecordError, KafkaStorageError, LogshipError, UnknownTopicError,
                       UnsupportedCompression)
 from .broker import Broker, DurableWrite, Reply, error_code
-from .topics import ensure_topic
+from .topics import ensure_topic, refuse_internal
 
 log = logging.getLogger("logship.broker")
 
@@ -43,6 +43,7 @@ def produce(broker: Broker, version: int, body: dict) -> Reply:
                      "log_append_time_ms": -1, "log_start_offset": -1}
             partitions.append(entry)
             try:
+                refuse_internal(name)
                 if not 0 <= index < ensure_topic(broker, name):
                     raise UnknownTopicError(f"topic {name!r} has no partition {index}")
                 if data["records"] is None:

@@ -4,9 +4,12 @@ Each connection has a reader loop and a writer task joined by a bounded queue, s
 are pipelined (a produce waiting for its fdatasync does not stop the next one from being
 read and appended) while responses leave in the order their requests came. A queue entry
 is either the parts of a ready response or a task that will produce them (a long-polling
-fetch, a produce waiting for durability). Parts are bytes or `FileSlice`s of segment files;
+fetch, a produce or offset commit waiting for durability, a JoinGroup or SyncGroup held by
+the group coordinator until its phase ends). Parts are bytes or `FileSlice`s of segment files;
 large slices go out with sendfile. A malformed frame closes its own connection, never the
 broker; a frame larger than the limit is refused on its length prefix, before allocation.
+The group coordinator's deadlines (join and sync phases, sessions) run on one loop timer,
+re-armed whenever the coordinator asks for an earlier wake-up.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import socket
 
 from ..errors import LogshipError, ProtocolError
 from ..protocol import ApiKey, framing
-from .broker import Broker, Reply
+from .broker import Broker, ClientInfo, Deferred, Reply
 from .durability import DurableWaits
 from .fetch import FetchPlan, FetchWait
 
@@ -54,7 +57,10 @@ class Server:
         self._waiters: dict[tuple[str, int], set[asyncio.Future]] = {}
         self._connections: set[asyncio.Task] = set()
         self._durable = DurableWaits()
+        self._group_timer: asyncio.TimerHandle | None = None
+        self._group_timer_at = 0.0
         broker.on_append = self._wake_fetches
+        broker.groups.on_wakeup = self._wake_groups_by
 
     async def start(self) -> tuple[str, int]:
         """Bind and listen; returns the bound (host, port)."""
@@ -66,6 +72,8 @@ class Server:
         return host, port
 
     async def close(self) -> None:
+        if self._group_timer is not None:
+            self._group_timer.cancel()
         if self._server is not None:
             self._server.close()
         for task in list(self._connections):
@@ -80,10 +88,30 @@ class Server:
             if not future.done():
                 future.set_result(None)
 
+    def _wake_groups_by(self, deadline: float) -> None:
+        """Make sure the coordinator ticks by `deadline` (its clock: time.monotonic, as the loop's)."""
+        if self._group_timer is not None:
+            if self._group_timer_at <= deadline:
+                return
+            self._group_timer.cancel()
+        groups = self.broker.groups
+        self._group_timer_at = deadline
+        self._group_timer = asyncio.get_running_loop().call_later(max(0.0, deadline - groups.clock()),
+                                                                  self._tick_groups)
+
+    def _tick_groups(self) -> None:
+        self._group_timer = None
+        groups = self.broker.groups
+        groups.tick()
+        deadline = groups.next_deadline()
+        if deadline is not None:
+            self._wake_groups_by(deadline)
+
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
+        host = peer[0] if isinstance(peer, tuple) else ""
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -94,7 +122,7 @@ class Server:
                 frame = await self._read_frame(reader)
                 if frame is None:
                     break
-                response = self._respond(frame)
+                response = self._respond(frame, host)
                 if response is not None:
                     await queue.put(response)
         except ProtocolError as exc:
@@ -126,16 +154,21 @@ class Server:
         size = framing.read_frame_length(prefix, self.broker.config.max_frame_bytes)
         return await reader.readexactly(size)
 
-    def _respond(self, frame: bytes):
+    def _respond(self, frame: bytes, host: str):
         """What to queue for one request: response parts, a task giving them, or None."""
         header = framing.decode_request_header(frame)
         if header.api_key == ApiKey.API_VERSIONS and header.api_version > self.broker.advertised[ApiKey.API_VERSIONS][1]:
             return [framing.encode_unsupported_api_versions(header.correlation_id, self.broker.advertised)]
         request = framing.decode_request(frame, self.broker.advertised)
-        reply = self.broker.handle(request.api_key, request.api_version, request.body)
+        reply = self.broker.handle(request.api_key, request.api_version, request.body,
+                                   ClientInfo(request.client_id or "", host))
         respond = _Responder(request.api_key, request.api_version, request.correlation_id)
         if reply.fetch is not None:
             return asyncio.create_task(self._long_poll(reply.fetch, respond))
+        if reply.deferred is not None:
+            if reply.deferred.done:
+                return respond.parts(reply.deferred.body)
+            return asyncio.create_task(self._await_deferred(reply.deferred, respond))
         if reply.sync:
             return asyncio.create_task(self._make_durable(reply, respond))
         if reply.body is None:
@@ -148,10 +181,16 @@ class Server:
         for write, outcome in zip(reply.sync, outcomes):
             if isinstance(outcome, LogshipError):
                 log.error("sync of %s-%d failed: %s", write.partition.topic, write.partition.index, outcome)
-                write.response["error_code"] = outcome.code if outcome.code is not None else -1
+                write.fail(outcome.code if outcome.code is not None else -1)
             elif isinstance(outcome, BaseException):
                 raise outcome
         return None if reply.body is None else respond.parts(reply.body)
+
+    async def _await_deferred(self, deferred: Deferred, respond: "_Responder") -> list:
+        """Wait for a body the group coordinator decides later (it resolves every one by a deadline)."""
+        future = asyncio.get_running_loop().create_future()
+        deferred.add_done_callback(lambda body: future.done() or future.set_result(body))
+        return respond.parts(await future)
 
     async def _long_poll(self, wait: FetchWait, respond: "_Responder") -> tuple[list, FetchPlan]:
         loop = asyncio.get_running_loop()
@@ -231,10 +270,13 @@ async def run(broker: Broker, on_listening) -> None:
 
 
 async def _maintain(broker: Broker) -> None:
-    """Retention on its interval, and recovery-point checkpoints on theirs."""
+    """Retention, recovery-point checkpoints and log compaction, each on its interval.
+
+    Compaction runs in a worker thread; it holds a partition's lock only to swap segments."""
     loop = asyncio.get_running_loop()
     next_retention = loop.time()
     next_checkpoint = loop.time() + broker.config.checkpoint_interval_s
+    next_compaction = loop.time() + broker.config.compaction_check_interval_s
     while True:
         now = loop.time()
         if now >= next_retention:
@@ -245,4 +287,9 @@ async def _maintain(broker: Broker) -> None:
         if now >= next_checkpoint:
             await loop.run_in_executor(None, broker.store.checkpoint)
             next_checkpoint = now + broker.config.checkpoint_interval_s
-        await asyncio.sleep(max(0.0, min(next_retention, next_checkpoint) - loop.time()))
+        if now >= next_compaction:
+            for result in await loop.run_in_executor(None, broker.store.compact):
+                log.info("compacted %d segment(s) of %d bytes into %d of %d bytes", result.segments_before,
+                         result.bytes_before, result.segments_after, result.bytes_after)
+            next_compaction = loop.time() + broker.config.compaction_check_interval_s
+        await asyncio.sleep(max(0.0, min(next_retention, next_checkpoint, next_compaction) - loop.time()))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from ..errors import (InvalidPartitionsError, InvalidReplicationFactorError, LogshipError,
+from ..errors import (InvalidPartitionsError, InvalidReplicationFactorError, InvalidTopicError, LogshipError,
                       TopicAlreadyExistsError, UnknownTopicError)
 from ..storage import validate_topic_name
 from .broker import Broker, Reply, error_code
+from .groups.offsets import OFFSETS_TOPIC
 
 log = logging.getLogger("logship.broker")
 
@@ -23,6 +24,12 @@ def _ensure_topic(broker: Broker, name: str, allow_create: bool) -> int:
     broker.store.create_topic(name, broker.config.default_partitions)
     log.info("created topic %s with %d partition(s) on first use", name, broker.config.default_partitions)
     return broker.config.default_partitions
+
+
+def refuse_internal(name: str) -> None:
+    """Clients may read `__consumer_offsets` but never produce to or delete it (as Kafka)."""
+    if name == OFFSETS_TOPIC:
+        raise InvalidTopicError(f"{OFFSETS_TOPIC} is an internal topic")
 
 
 def ensure_topic(broker: Broker, name: str) -> int:
@@ -95,6 +102,7 @@ def delete_topics(broker: Broker, version: int, body: dict) -> Reply:
     results = []
     for name in body["topic_names"]:
         try:
+            refuse_internal(name)
             broker.store.delete_topic(name)
             log.info("deleted topic %s", name)
             results.append({"name": name, "error_code": 0})

@@ -29,10 +29,18 @@ DEFAULT_DATA_DIR = "./logship-data"
               help="Per partition, delete the oldest segments beyond this size (-1: no limit).")
 @click.option("--segment-bytes", type=SIZE, default="1G", show_default=True, help="Roll segments at this size.")
 @click.option("--no-auto-create", is_flag=True, help="Refuse to create topics on first produce or metadata request.")
+@click.option("--group-initial-rebalance-delay", "rebalance_delay", type=DURATION, default="3s", show_default=True,
+              envvar="LOGSHIP_GROUP_INITIAL_REBALANCE_DELAY",
+              help="How long a new consumer group waits for more members before its first assignment "
+                   "(Kafka's group.initial.rebalance.delay.ms; $LOGSHIP_GROUP_INITIAL_REBALANCE_DELAY).")
+@click.option("--group-min-session-timeout", "min_session_timeout", type=DURATION, default="6s", show_default=True,
+              envvar="LOGSHIP_GROUP_MIN_SESSION_TIMEOUT",
+              help="Shortest session timeout a group member may ask for (Kafka's group.min.session.timeout.ms; "
+                   "$LOGSHIP_GROUP_MIN_SESSION_TIMEOUT).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Least severe event to log on stderr.")
 def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, segment_bytes,
-          no_auto_create, log_level) -> None:
+          no_auto_create, rebalance_delay, min_session_timeout, log_level) -> None:
     """Run the broker: Kafka clients (kcat, librdkafka, kafka-python) produce and consume here.
 
     Prints one line, `logship: listening on HOST:PORT`, to stderr once it accepts
@@ -53,7 +61,9 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
     config = BrokerConfig(listen_host=listen[0], listen_port=listen[1],
                           advertised_host=advertise[0] if advertise else None,
                           advertised_port=advertise[1] if advertise else None,
-                          default_partitions=partitions, auto_create_topics=not no_auto_create, log=log_config)
+                          default_partitions=partitions, auto_create_topics=not no_auto_create, log=log_config,
+                          group_initial_rebalance_delay_ms=max(rebalance_delay, 0),
+                          group_min_session_timeout_ms=max(min_session_timeout, 0))
     with Store(os.path.abspath(data_dir), log_config) as store:
         if store.recovered and store.partitions():
             logging.getLogger("logship.storage").warning(

@@ -1,0 +1,55 @@
+"""`Member`: one consumer in a group, as the coordinator knows it (never persisted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..broker import Deferred
+
+
+@dataclass(eq=False)
+class Member:
+    """A member of a classic group.
+
+    `protocols` are (name, opaque metadata) pairs in the member's order of preference; the
+    broker never looks inside metadata or `assignment` (the leader member computes the
+    assignment). `last_seen` (coordinator clock, seconds) moves on every JoinGroup,
+    SyncGroup, Heartbeat and OffsetCommit; the session expires `session_timeout_ms` after it.
+    `joining`/`syncing` hold the member's parked JoinGroup/SyncGroup response, if any.
+    `is_new` until its first join phase completes.
+    """
+
+    member_id: str
+    client_id: str
+    client_host: str
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    protocol_type: str
+    protocols: list[tuple[str, bytes]]
+    last_seen: float
+    assignment: bytes = b""
+    joining: Deferred | None = None
+    syncing: Deferred | None = None
+    is_new: bool = True
+    group_instance_id: str | None = field(default=None)
+
+    @property
+    def protocol_names(self) -> list[str]:
+        return [name for name, _ in self.protocols]
+
+    @property
+    def session_deadline(self) -> float:
+        return self.last_seen + self.session_timeout_ms / 1000
+
+    def metadata(self, protocol: str) -> bytes:
+        for name, metadata in self.protocols:
+            if name == protocol:
+                return metadata
+        raise KeyError(protocol)
+
+    def vote(self, candidates: set[str]) -> str:
+        """The member's most preferred protocol among `candidates`."""
+        return next(name for name in self.protocol_names if name in candidates)
+
+    def matches(self, protocols: list[tuple[str, bytes]]) -> bool:
+        return self.protocols == protocols
