@@ -53,11 +53,11 @@ def murmur2(data: bytes) -> int:
 
 def partition_for_key(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner gives `key` in a topic of `partitions`."""
+    if type(key) is not bytes:
+        key = bytes(key)
     cache_key = (key, partitions)
     partition = _cache.get(cache_key)
     if partition is None:
-        if type(key) is not bytes:
-            key = bytes(key)
         partition = (murmur2(key) & 0x7FFFFFFF) % partitions
         if len(_cache) >= _CACHE_LIMIT:
             _cache.clear()

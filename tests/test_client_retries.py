@@ -1,0 +1,168 @@
+"""The producer's retry rules against a scripted fake broker: retriable errors are retried
+in order, a batch is never retried past a later batch that was written, and nothing is
+dropped without DeliveryError saying so."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+
+import pytest
+
+from logship import records
+from logship.client import Cluster, Producer
+from logship.errors import DeliveryError, NotLeaderError
+from logship.protocol import ADVERTISED, ApiKey, api_versions_entries, decode_request, encode_response
+
+
+class ScriptedBroker:
+    """Answers ApiVersions and Metadata (one topic "t", one partition, led by itself) and
+    Produce requests as `script(n)` says for the n-th one: an error code, and whether to
+    hold the answer until the next request arrived (so two requests are in flight)."""
+
+    def __init__(self, script):
+        self.script = script
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.produced: list[list[bytes]] = []  # values of each Produce request, in arrival order
+        self.unanswered: list[int] = []  # Produce requests in flight when each one arrived
+        self.answered = 0
+        self.metadata_requests = 0
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        held = []
+        with conn:
+            while True:
+                try:
+                    size = struct.unpack(">i", _recv(conn, 4))[0]
+                    request = decode_request(_recv(conn, size))
+                except (EOFError, OSError):
+                    return
+                reply = self._answer(request)
+                if request.api_key != ApiKey.PRODUCE:
+                    conn.sendall(reply)
+                    continue
+                if request.body["acks"] == 0:
+                    continue  # Kafka never answers acks=0
+                code, hold = self.script(len(self.produced) - 1)
+                held.append(reply(code))
+                if not hold:
+                    for frame in held:
+                        conn.sendall(frame)
+                    self.answered += len(held)
+                    held = []
+
+    def _answer(self, request):
+        cid, version = request.correlation_id, request.api_version
+        if request.api_key == ApiKey.API_VERSIONS:
+            return encode_response(ApiKey.API_VERSIONS, version, cid, {
+                "error_code": 0, "api_keys": api_versions_entries(ADVERTISED), "throttle_time_ms": 0})
+        if request.api_key == ApiKey.METADATA:
+            self.metadata_requests += 1
+            return encode_response(ApiKey.METADATA, version, cid, {
+                "brokers": [{"node_id": 1, "host": "127.0.0.1", "port": self.port, "rack": None}],
+                "cluster_id": "fake", "controller_id": 1,
+                "topics": [{"error_code": 0, "name": "t", "is_internal": False, "partitions": [
+                    {"error_code": 0, "partition_index": 0, "leader_id": 1, "replica_nodes": [1],
+                     "isr_nodes": [1], "offline_replicas": []}]}]})
+        assert request.api_key == ApiKey.PRODUCE
+        data = request.body["topic_data"][0]["partition_data"][0]["records"]
+        self.unanswered.append(len(self.produced) - self.answered)
+        self.produced.append([r.value for r in records.iter_records(bytes(data))])
+        return lambda code: encode_response(ApiKey.PRODUCE, version, cid, {"responses": [
+            {"name": "t", "partition_responses": [{"index": 0, "error_code": code, "base_offset": -1}]}],
+            "throttle_time_ms": 0})
+
+    def close(self):
+        self.sock.close()
+
+
+def _recv(conn, n):
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def _produce_two_batches(broker, **options):
+    """Two batches of 100 values each for partition 0, sent back to back."""
+    values = [b"%03d" % i for i in range(200)]
+    cluster = Cluster(f"127.0.0.1:{broker.port}")
+    producer = Producer(cluster, batch_size=100 * 15, linger_ms=1000, retry_backoff_ms=10, **options)
+    producer.send_values("t", values[:100])
+    producer.send_values("t", values[100:])
+    error = None
+    try:
+        producer.flush(timeout=20)
+    except DeliveryError as exc:
+        error = exc
+    producer.close(timeout=5) if error is None else None
+    cluster.close()
+    return producer, error, values
+
+
+def test_retriable_errors_are_retried_in_order_one_at_a_time():
+    # Both in-flight batches fail with NOT_LEADER_OR_FOLLOWER; then everything succeeds.
+    broker = ScriptedBroker(lambda n: (6, n == 0) if n < 2 else (0, False))
+    producer, error, values = _produce_two_batches(broker)
+    assert error is None and producer.acknowledged == 200 and producer.failed == 0
+    assert broker.produced == [values[:100], values[100:], values[:100], values[100:]]
+    assert broker.unanswered == [0, 1, 0, 0]  # pipelined at first, one at a time after the error
+    assert broker.metadata_requests >= 2  # the leader was looked up again
+    broker.close()
+
+
+def test_a_batch_is_not_retried_once_a_later_one_was_written():
+    # The first batch fails retriably while the second, already in flight, is written:
+    # retrying the first would put it after the second, so it fails instead.
+    broker = ScriptedBroker(lambda n: (6, True) if n == 0 else (0, False))
+    producer, error, values = _produce_two_batches(broker)
+    assert isinstance(error, DeliveryError) and error.failed == 100
+    assert isinstance(error.first_error, NotLeaderError)
+    assert producer.acknowledged == 100 and producer.failed == 100
+    assert broker.produced == [values[:100], values[100:]]
+    broker.close()
+
+
+def test_non_retriable_errors_fail_at_once_and_retries_are_bounded():
+    broker = ScriptedBroker(lambda n: (87, False))  # INVALID_RECORD
+    producer, error, _ = _produce_two_batches(broker)
+    assert error.failed == 200 and producer.acknowledged == 0
+    assert len(broker.produced) == 2
+    broker.close()
+
+    broker = ScriptedBroker(lambda n: (56, False))  # KAFKA_STORAGE_ERROR, forever
+    producer, error, _ = _produce_two_batches(broker, retries=3)
+    assert error.failed == 200 and "error code 56" in str(error.first_error)
+    assert len(broker.produced) == 2 * 4  # first attempts and three retries each
+    broker.close()
+
+
+def test_delivery_timeout_bounds_retries():
+    broker = ScriptedBroker(lambda n: (7, False))  # REQUEST_TIMED_OUT, forever
+    producer, error, _ = _produce_two_batches(broker, delivery_timeout_ms=300)
+    assert error.failed == 200 and producer.pending == 0
+    broker.close()
+
+
+@pytest.mark.parametrize("acks", [0, 1])
+def test_flush_is_not_fooled_by_acks(acks):
+    broker = ScriptedBroker(lambda n: (0, False))
+    producer, error, values = _produce_two_batches(broker, acks=acks)
+    assert error is None and producer.acknowledged == 200
+    assert broker.produced == [values[:100], values[100:]]
+    broker.close()
