@@ -288,8 +288,11 @@ async def _maintain(broker: Broker) -> None:
             await loop.run_in_executor(None, broker.store.checkpoint)
             next_checkpoint = now + broker.config.checkpoint_interval_s
         if now >= next_compaction:
-            for result in await loop.run_in_executor(None, broker.store.compact):
-                log.info("compacted %d segment(s) of %d bytes into %d of %d bytes", result.segments_before,
-                         result.bytes_before, result.segments_after, result.bytes_after)
+            try:
+                for result in await loop.run_in_executor(None, broker.store.compact):
+                    log.info("compacted %d segment(s) of %d bytes into %d of %d bytes", result.segments_before,
+                             result.bytes_before, result.segments_after, result.bytes_after)
+            except Exception:  # a bug there must not stop retention and checkpoints
+                log.exception("log compaction failed")
             next_compaction = loop.time() + broker.config.compaction_check_interval_s
         await asyncio.sleep(max(0.0, min(next_retention, next_checkpoint, next_compaction) - loop.time()))
