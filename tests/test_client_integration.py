@@ -347,3 +347,24 @@ def test_broker_killed_mid_produce_and_restarted(start_broker, tmp_path):
     assert len(firsts) >= total - failed
     if not failed:
         assert firsts == list(range(total))
+
+
+def test_a_following_consumer_reconnects_after_a_broker_restart(start_broker, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    listen = ("--listen", f"127.0.0.1:{port}")
+    broker = start_broker(*listen, data_dir=tmp_path / "kept")
+    with Cluster(broker.address) as cluster:
+        with Producer(cluster) as producer:
+            producer.send_values("follow", [b"a", b"b"])
+        with Consumer(cluster, "follow", max_wait_ms=100) as consumer:
+            assert [r.value for r in consumer.poll(5)] == [b"a", b"b"]
+            broker.proc.kill()
+            broker.proc.wait()
+            assert consumer.poll(0.3) == []
+            start_broker(*listen, data_dir=tmp_path / "kept")
+            with Producer(cluster) as producer:
+                producer.send_values("follow", [b"c"])
+            got = consumer.poll(10)
+            assert [(r.offset, r.value) for r in got] == [(2, b"c")]

@@ -9,6 +9,7 @@ import struct
 import threading
 
 import pytest
+from conftest import wait_until
 
 from logship import records
 from logship.client import Cluster, Producer
@@ -102,7 +103,7 @@ def _produce_two_batches(broker, **options):
     """Two batches of 100 values each for partition 0, sent back to back."""
     values = [b"%03d" % i for i in range(200)]
     cluster = Cluster(f"127.0.0.1:{broker.port}")
-    producer = Producer(cluster, batch_size=100 * 15, linger_ms=1000, retry_backoff_ms=10, **options)
+    producer = Producer(cluster, batch_size=100 * 15 + 128, linger_ms=1000, retry_backoff_ms=10, **options)
     producer.send_values("t", values[:100])
     producer.send_values("t", values[100:])
     error = None
@@ -164,5 +165,6 @@ def test_flush_is_not_fooled_by_acks(acks):
     broker = ScriptedBroker(lambda n: (0, False))
     producer, error, values = _produce_two_batches(broker, acks=acks)
     assert error is None and producer.acknowledged == 200
+    assert wait_until(lambda: len(broker.produced) == 2)  # acks=0: flush returns once written
     assert broker.produced == [values[:100], values[100:]]
     broker.close()

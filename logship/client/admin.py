@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UnknownTopicError, error_for_code
+from ..errors import UnknownTopicError, UnsupportedVersionError, error_for_code
 from ..protocol import ApiKey
 from .cluster import Cluster
 from .offsets import OffsetSpec, parse_offset
@@ -33,6 +33,7 @@ class PartitionInfo:
     leader: int
     log_start_offset: int
     log_end_offset: int
+    size_bytes: int | None = None  # None when the broker does not answer DescribeLogDirs
 
     @property
     def records(self) -> int:
@@ -147,7 +148,27 @@ class Admin:
         partitions = sorted(meta.partitions)
         starts = list_offsets(self.cluster, name, {p: EARLIEST for p in partitions})
         ends = list_offsets(self.cluster, name, {p: LATEST for p in partitions})
-        return [PartitionInfo(p, meta.partitions[p].leader, starts[p][0], ends[p][0]) for p in partitions]
+        sizes = self._sizes(name, {p: meta.partitions[p].leader for p in partitions})
+        return [PartitionInfo(p, meta.partitions[p].leader, starts[p][0], ends[p][0], sizes.get(p))
+                for p in partitions]
+
+    def _sizes(self, topic: str, leaders: dict[int, int]) -> dict[int, int]:
+        """partition -> bytes on disk, asked of each leader with DescribeLogDirs; partitions
+        whose leader does not support that API are left out."""
+        sizes: dict[int, int] = {}
+        for node in set(leaders.values()):
+            body = {"topics": [{"topic": topic, "partitions": [p for p, n in leaders.items() if n == node]}]}
+            try:
+                response = self.cluster.request(ApiKey.DESCRIBE_LOG_DIRS, body, node_id=node)
+            except UnsupportedVersionError:
+                continue
+            for result in response["results"]:
+                for entry in result["topics"]:
+                    if entry["name"] == topic:
+                        for p in entry["partitions"]:
+                            if not p["is_future_key"]:
+                                sizes[p["partition_index"]] = sizes.get(p["partition_index"], 0) + p["partition_size"]
+        return sizes
 
     def list_offsets(self, topic: str, specs: dict[int, OffsetSpec | str | int] | OffsetSpec | str | int
                      ) -> dict[int, int]:

@@ -34,7 +34,7 @@ CLIENT_MAX_VERSIONS = {
     ApiKey.OFFSET_COMMIT: 3, ApiKey.OFFSET_FETCH: 3, ApiKey.FIND_COORDINATOR: 1,
     ApiKey.JOIN_GROUP: 2, ApiKey.HEARTBEAT: 1, ApiKey.LEAVE_GROUP: 1, ApiKey.SYNC_GROUP: 1,
     ApiKey.DESCRIBE_GROUPS: 4, ApiKey.LIST_GROUPS: 2, ApiKey.API_VERSIONS: 2,
-    ApiKey.CREATE_TOPICS: 3, ApiKey.DELETE_TOPICS: 3, ApiKey.INIT_PRODUCER_ID: 0,
+    ApiKey.CREATE_TOPICS: 3, ApiKey.DELETE_TOPICS: 3, ApiKey.INIT_PRODUCER_ID: 0, ApiKey.DESCRIBE_LOG_DIRS: 1,
 }
 
 #: Largest response frame accepted; a bigger length prefix is refused before allocation.

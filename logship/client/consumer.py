@@ -148,10 +148,10 @@ class Consumer:
             self._refresh_leaders(now)
             for node in {s.leader for s in self._partitions.values() if s.leader is not None} - set(self._in_flight):
                 self._fetch(node, now)
-            left = None if deadline is None else deadline - now
-            if left is not None and left <= 0:
-                break
+            left = None if deadline is None else max(deadline - now, 0.0)
             self._wait(left)
+            if left == 0.0:
+                break
         return self._take()
 
     def __iter__(self):

@@ -11,7 +11,9 @@ open batch of their partition (blocking while more than `buffer_memory` bytes ar
 buffered). One background sender thread (sender.py) builds and compresses batches and
 owns every connection: it pipelines Produce requests (at most `max_in_flight` per
 connection and per partition) and handles responses and retries. A batch is sent once it
-holds `batch_size` bytes (estimated, uncompressed) or is `linger_ms` old, or at flush.
+holds `batch_size` bytes (estimated, uncompressed, header included, so an uncompressed
+batch of the default 1 MiB passes Kafka's default message.max.bytes) or is `linger_ms` old,
+or at flush.
 `send*`, `flush` and `close` may be called from any thread.
 
 Delivery: with acks=all (-1) or 1 a record counts as `acknowledged` when the broker says so;
@@ -44,6 +46,9 @@ from .sender import Sender
 
 __all__ = ["Producer", "parse_acks"]
 
+#: Bytes of batch_size kept for the batch header (61) and estimate error.
+BATCH_HEADER_ALLOWANCE = 128
+
 _ACKS = {"all": -1, "-1": -1, "1": 1, "0": 0, "leader": 1, "none": 0}
 
 
@@ -75,6 +80,7 @@ class Producer:
             raise ValueError("batch_size, max_in_flight and buffer_memory must be positive, retries >= 0")
         self.linger = linger_ms / 1000
         self.batch_size = batch_size
+        self._batch_limit = max(batch_size - BATCH_HEADER_ALLOWANCE, 1)  # room for the header
         self.max_in_flight = max_in_flight
         self.retries = retries
         self.retry_backoff = retry_backoff_ms / 1000
@@ -140,7 +146,7 @@ class Producer:
                 partition = self._sticky.partition(topic, count)
             queue = self._queue(topic, partition)
             batch = queue.open_batch(False, self.delivery_timeout)
-            if batch.count and batch.size + size > self.batch_size:
+            if batch.count and batch.size + size > self._batch_limit:
                 self._close_batch(queue)
                 batch = queue.open_batch(False, self.delivery_timeout)
             batch.add_record(timestamp_ms, key, value, headers)
@@ -159,11 +165,11 @@ class Producer:
         with self._cond:
             while start < total:
                 base = ends[start - 1] if start else 0
-                self._wait_for_room(min(ends[-1] - base, self.batch_size))
+                self._wait_for_room(min(ends[-1] - base, self._batch_limit))
                 target = self._sticky.partition(topic, count) if partition is None else partition
                 queue = self._queue(topic, target)
                 batch = queue.open_batch(True, self.delivery_timeout)
-                stop = bisect_right(ends, base + self.batch_size - batch.size, start)
+                stop = bisect_right(ends, base + self._batch_limit - batch.size, start)
                 if stop == start:
                     if batch.count:
                         self._close_batch(queue)
@@ -185,7 +191,7 @@ class Producer:
         batch.size += size
         self._buffered += size
         self._pending += count
-        if batch.size >= self.batch_size:
+        if batch.size >= self._batch_limit:
             self._close_batch(queue)
         elif batch.count == count:
             self._wake_sender()  # a new batch: the sender must time its linger

@@ -97,7 +97,7 @@ class Sender(threading.Thread):
             if not queue.ready:
                 batch = queue.open
                 if batch is None or not batch.count or not (
-                        linger_over or now - batch.created >= p.linger or batch.size >= p.batch_size):
+                        linger_over or now - batch.created >= p.linger or batch.size >= p._batch_limit):
                     continue
             leader = p.cluster.leader(queue.topic, queue.partition)
             if leader is None:
