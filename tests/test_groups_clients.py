@@ -44,6 +44,17 @@ def committed_confluent(address: str, group: str, topic: str, partitions: int) -
         consumer.close()
 
 
+def describe_confluent(address: str, group: str) -> dict:
+    """What confluent-kafka's admin client says of `group` (ListGroups and DescribeGroups)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": address})
+    listed = [g.group_id for g in admin.list_consumer_groups().result(20).valid]
+    description = admin.describe_consumer_groups([group])[group].result(20)
+    return {"listed": group in listed, "state": description.state.name,
+            "members": [[tp.partition for tp in m.assignment.topic_partitions] for m in description.members]}
+
+
 class ConfluentMember(threading.Thread):
     """A confluent-kafka group member polling in its own thread; `assignment` is current."""
 
@@ -102,6 +113,9 @@ def test_two_confluent_consumers_split_a_topic_and_read_every_record(start_broke
                           and len(offsets_seen(*members)) == 400, timeout=30), \
             ([m.assignment for m in members], len(offsets_seen(*members)))
         assert sorted(members[0].assignment + members[1].assignment) == [0, 1, 2, 3]
+        described = describe_confluent(broker.address, "splitters")  # ListGroups, DescribeGroups
+        assert described["state"] == "STABLE" and described["listed"]
+        assert sorted(p for m in described["members"] for p in m) == [0, 1, 2, 3]
         produce(broker.address, "split", 40, 4, tag="late")
         assert wait_until(lambda: len(offsets_seen(*members)) == 440, timeout=20)
         for member in members:  # after the split, each reads only what it owns

@@ -236,6 +236,8 @@ def test_join_errors(env):
     assert env.join(session=5999).body["error_code"] == INVALID_SESSION_TIMEOUT
     assert env.join(session=30 * 60 * 1000 + 1).body["error_code"] == INVALID_SESSION_TIMEOUT
     assert env.join("nobody").body["error_code"] == UNKNOWN_MEMBER
+    assert env.join(protocols=[]).body["error_code"] == INCONSISTENT_PROTOCOL
+    assert env.c.list_groups() == []  # failed joins leave no group behind
     env.form(1)
     assert env.join(protocols=[("roundrobin", b"")]).body["error_code"] == INCONSISTENT_PROTOCOL
     other = env.c.join("g", "", ClientInfo("x", ""), SESSION_MS, REBALANCE_MS, "connect", RANGE)

@@ -51,16 +51,10 @@ EMPTY, PREPARING, COMPLETING, STABLE = (GroupState.EMPTY, GroupState.PREPARING_R
 NO_ERROR = 0
 
 
-def join_response(code: int, member_id: str = "", group: Group | None = None, leader: bool = False) -> dict:
-    """A JoinGroup response body; with `group`, the outcome of its completed join phase."""
-    if group is None:
-        return {"throttle_time_ms": 0, "error_code": code, "generation_id": -1, "protocol_name": "",
-                "leader": "", "member_id": member_id, "members": []}
-    members = [{"member_id": m.member_id, "group_instance_id": m.group_instance_id,
-                "metadata": m.metadata(group.protocol_name)} for m in group.members.values()] if leader else []
-    return {"throttle_time_ms": 0, "error_code": code, "generation_id": group.generation,
-            "protocol_name": group.protocol_name, "leader": group.leader_id, "member_id": member_id,
-            "members": members}
+def join_response(code: int, member_id: str = "") -> dict:
+    """A failed JoinGroup's response body (Group.join_result gives the successful ones)."""
+    return {"throttle_time_ms": 0, "error_code": code, "generation_id": -1, "protocol_name": "",
+            "leader": "", "member_id": member_id, "members": []}
 
 
 def sync_response(code: int, assignment: bytes = b"") -> dict:
@@ -119,12 +113,12 @@ class GroupCoordinator:
         if rebalance_timeout_ms < 0:
             rebalance_timeout_ms = session_timeout_ms
         group = self._groups.get(group_id)
-        if group is None:
-            if member_id:
-                return Deferred(join_response(UnknownMemberIdError.code, member_id))
-            group = self._groups[group_id] = Group(group_id)
-        if not group.supports(protocol_type, protocols, ignoring=member_id):
+        if group is None and member_id:
+            return Deferred(join_response(UnknownMemberIdError.code, member_id))
+        if not (group or Group(group_id)).supports(protocol_type, protocols, ignoring=member_id):
             return Deferred(join_response(InconsistentGroupProtocolError.code, member_id))
+        if group is None:
+            group = self._groups[group_id] = Group(group_id)
         now = self.clock()
         if not member_id or member_id in group.pending_members:
             if not member_id and require_known_member_id:
@@ -149,7 +143,7 @@ class GroupCoordinator:
         member.rebalance_timeout_ms = rebalance_timeout_ms
         if group.is_(COMPLETING) and unchanged or group.is_(STABLE) and unchanged and member_id != group.leader_id:
             # it lost our answer, or merely resent: the current generation stands
-            return Deferred(join_response(NO_ERROR, member_id, group, leader=member_id == group.leader_id))
+            return Deferred(group.join_result(member_id))
         return self._park_join(group, member, now)
 
     def _park_join(self, group: Group, member: Member, now: float) -> Deferred:
@@ -215,9 +209,9 @@ class GroupCoordinator:
         group.sync_deadline = now + group.max_rebalance_timeout_ms() / 1000
         self._at(group.sync_deadline, "sync", group, group.generation)
         for member in group.members.values():
-            member.is_new, member.last_seen, member.assignment = False, now, b""
+            member.last_seen, member.assignment = now, b""
             parked, member.joining = member.joining, None
-            parked.resolve(join_response(NO_ERROR, member.member_id, group, leader=member.member_id == group.leader_id))
+            parked.resolve(group.join_result(member.member_id))
 
     # ------------------------------------------------------------------ SyncGroup, Heartbeat, LeaveGroup
 
@@ -371,16 +365,5 @@ class GroupCoordinator:
         return sorted(self._groups.values(), key=lambda group: group.group_id)
 
     def describe(self, group_id: str) -> dict:
-        """A DescribeGroups entry; metadata and assignments only when Stable (as Kafka)."""
-        group = self._groups.get(group_id)
-        if group is None:
-            return {"error_code": NO_ERROR, "group_id": group_id, "group_state": GroupState.DEAD.value,
-                    "protocol_type": "", "protocol_data": "", "members": []}
-        stable = group.is_(STABLE)
-        members = [{"member_id": m.member_id, "group_instance_id": m.group_instance_id, "client_id": m.client_id,
-                    "client_host": m.client_host,
-                    "member_metadata": m.metadata(group.protocol_name) if stable else b"",
-                    "member_assignment": m.assignment if stable else b""} for m in group.members.values()]
-        return {"error_code": NO_ERROR, "group_id": group_id, "group_state": group.state.value,
-                "protocol_type": group.protocol_type or "", "protocol_data": group.protocol_name if stable else "",
-                "members": members}
+        """A DescribeGroups entry; an unknown group is Dead (as Kafka answers)."""
+        return (self._groups.get(group_id) or Group(group_id, GroupState.DEAD)).describe()

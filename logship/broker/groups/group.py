@@ -47,9 +47,9 @@ class Group:
     `initial_remaining_ms` of the rebalance timeout left to extend that wait.
     """
 
-    def __init__(self, group_id: str):
+    def __init__(self, group_id: str, state: GroupState = GroupState.EMPTY):
         self.group_id = group_id
-        self.state = GroupState.EMPTY
+        self.state = state
         self.generation = 0
         self.protocol_type: str | None = None
         self.protocol_name: str | None = None
@@ -126,6 +126,28 @@ class Group:
         for member in others:
             common &= set(member.protocol_names)
         return bool(common)
+
+    def join_result(self, member_id: str) -> dict:
+        """The JoinGroup response body of a member once the join phase completed: the leader's
+        lists every member with its metadata for the chosen protocol, the others' none."""
+        members = [{"member_id": m.member_id, "group_instance_id": m.group_instance_id,
+                    "metadata": m.metadata(self.protocol_name)} for m in self.members.values()
+                   ] if member_id == self.leader_id else []
+        return {"throttle_time_ms": 0, "error_code": 0, "generation_id": self.generation,
+                "protocol_name": self.protocol_name, "leader": self.leader_id, "member_id": member_id,
+                "members": members}
+
+    def describe(self) -> dict:
+        """The group's DescribeGroups entry: member metadata and assignments only when Stable,
+        as Kafka does."""
+        stable = self.state is GroupState.STABLE
+        members = [{"member_id": m.member_id, "group_instance_id": m.group_instance_id, "client_id": m.client_id,
+                    "client_host": m.client_host,
+                    "member_metadata": m.metadata(self.protocol_name) if stable else b"",
+                    "member_assignment": m.assignment if stable else b""} for m in self.members.values()]
+        return {"error_code": 0, "group_id": self.group_id, "group_state": self.state.value,
+                "protocol_type": self.protocol_type or "", "protocol_data": self.protocol_name if stable else "",
+                "members": members}
 
     def select_protocol(self) -> str:
         """Kafka's vote: each member votes for its first preference among the protocols all

@@ -8,8 +8,7 @@ only once that append is on stable storage (Reply.sync).
 
 from __future__ import annotations
 
-from ...errors import (CoordinatorNotAvailableError, InvalidRequestError, InvalidTopicError, LogshipError,
-                       UnknownTopicError)
+from ...errors import CoordinatorNotAvailableError, InvalidRequestError, LogshipError, UnknownTopicError
 from ...protocol import ApiKey
 from ..broker import Broker, ClientInfo, DurableWrite, Reply, error_code
 from .offsets import OFFSETS_TOPIC, CommittedOffset

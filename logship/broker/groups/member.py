@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..broker import Deferred
 
@@ -16,7 +16,6 @@ class Member:
     assignment). `last_seen` (coordinator clock, seconds) moves on every JoinGroup,
     SyncGroup, Heartbeat and OffsetCommit; the session expires `session_timeout_ms` after it.
     `joining`/`syncing` hold the member's parked JoinGroup/SyncGroup response, if any.
-    `is_new` until its first join phase completes.
     """
 
     member_id: str
@@ -30,8 +29,7 @@ class Member:
     assignment: bytes = b""
     joining: Deferred | None = None
     syncing: Deferred | None = None
-    is_new: bool = True
-    group_instance_id: str | None = field(default=None)
+    group_instance_id: str | None = None  # static membership (KIP-345) is not supported
 
     @property
     def protocol_names(self) -> list[str]:
