@@ -42,10 +42,12 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
+    from .agent import agent
     from .dump import dump
     from .produce import produce
     from .serve import serve
 
+    cli.add_command(agent)
     cli.add_command(dump)
     cli.add_command(produce)
     cli.add_command(serve)

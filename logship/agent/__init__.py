@@ -1,0 +1,16 @@
+"""`logship agent`: ship log files to a topic without losing a line.
+
+The agent finds files by glob (discovery.py), follows each one by its identity rather
+than its name (identity.py, tailer.py), cuts lines (lines.py, multiline.py), builds
+record batches (linerecords.py, batches.py), delivers them with acks=all (shipper.py) and
+moves each file's checkpoint only once the broker acknowledged its lines (checkpoint.py).
+agent.py ties these together; status.py reads a state directory for `--status`.
+"""
+
+from .agent import Agent
+from .config import AgentConfig, InputConfig, MultilineConfig, default_state_dir, load_config
+from .counters import Counters
+from .status import file_status
+
+__all__ = ["Agent", "AgentConfig", "Counters", "InputConfig", "MultilineConfig", "default_state_dir",
+           "file_status", "load_config"]
