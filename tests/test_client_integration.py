@@ -211,6 +211,8 @@ def test_start_and_end_positions(cluster):
         Consumer(cluster, "positions", start="51")
     with Consumer(cluster, "positions", start="51", offset_reset="latest") as c:
         assert c.positions() == {0: 50, 1: 50}
+    with Consumer(cluster, "positions", start="51", offset_reset="clamp") as c:
+        assert c.positions() == {0: 50, 1: 50}
     with pytest.raises(UnknownTopicError, match="partition 2"):
         Consumer(cluster, "positions", partitions=[2])
 

@@ -168,3 +168,17 @@ def test_flush_is_not_fooled_by_acks(acks):
     assert wait_until(lambda: len(broker.produced) == 2)  # acks=0: flush returns once written
     assert broker.produced == [values[:100], values[100:]]
     broker.close()
+
+
+def test_a_batch_that_cannot_be_built_fails_alone():
+    broker = ScriptedBroker(lambda n: (0, False))
+    cluster = Cluster(f"127.0.0.1:{broker.port}")
+    producer = Producer(cluster)
+    producer.send_values("t", ["not bytes"])
+    with pytest.raises(DeliveryError, match="1 record could not be delivered: cannot build"):
+        producer.flush(timeout=10)
+    producer.send_values("t", [b"fine"])
+    producer.close(timeout=10)
+    assert producer.acknowledged == 1 and producer.failed == 1
+    cluster.close()
+    broker.close()

@@ -36,7 +36,8 @@ class ProducerBatch:
     """
 
     __slots__ = ("topic", "partition", "seq", "fast", "values", "parts", "size", "count",
-                 "created", "timestamp_ms", "max_timestamp", "deadline", "data", "attempts", "last_error")
+                 "created", "timestamp_ms", "max_timestamp", "deadline", "data", "attempts", "last_error",
+                 "claimed")
 
     def __init__(self, topic: str, partition: int, seq: int, fast: bool, delivery_timeout: float):
         self.topic = topic
@@ -53,6 +54,7 @@ class ProducerBatch:
         self.data: bytes | None = None
         self.attempts = 0
         self.last_error: BaseException | None = None
+        self.claimed = False  # a builder thread or the sender builds it (set under the producer's lock)
 
     def add_record(self, timestamp: int, key, value, headers) -> None:
         """Encode one record into a general batch (the caller counts it)."""

@@ -21,8 +21,9 @@ Errors: a missing topic or partition raises UnknownTopicError at construction (t
 never auto-created by consuming). NOT_LEADER / UNKNOWN_TOPIC / LEADER_NOT_AVAILABLE and
 lost connections lead to a metadata refresh and a retry with backoff; a broker that stays
 unreachable for retry_timeout_ms raises BrokerUnavailableError. OFFSET_OUT_OF_RANGE follows
-`offset_reset`: "error" (default; OffsetOutOfRangeError naming the range), "earliest" or
-"latest". Corrupt data raises CorruptRecordError.
+`offset_reset`: "error" (default; OffsetOutOfRangeError naming the range), "earliest",
+"latest" or "clamp" (the nearest end of the log: what a command wants for `-o N` on every
+partition of a topic whose partitions hold different ranges). Corrupt data raises CorruptRecordError.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from .offsets import OffsetSpec, parse_offset
 __all__ = ["Consumer", "ConsumedRecord", "PartitionRecords"]
 
 _ISOLATION = {"read_uncommitted": 0, "read_committed": 1, 0: 0, 1: 1}
-_RESETS = ("error", "earliest", "latest")
+_RESETS = ("error", "earliest", "latest", "clamp")
 _BACKOFF = 0.1
 
 
@@ -292,9 +293,9 @@ class Consumer:
         last = list_offsets(self.cluster, self.topic, {partition: LATEST}, self.isolation_level)[partition][0]
         if first <= offset <= last:
             return offset
-        if self.offset_reset == "earliest":
+        if self.offset_reset == "earliest" or (self.offset_reset == "clamp" and offset < first):
             return first
-        if self.offset_reset == "latest":
+        if self.offset_reset in ("latest", "clamp"):
             return last
         raise OffsetOutOfRangeError(f"offset {offset} is out of range for {self.topic}-{partition}: "
                                     f"the log holds offsets {first} to {last}")

@@ -8,9 +8,11 @@
 
 Threads: `send`/`send_values` run on the caller's thread and only append records to the
 open batch of their partition (blocking while more than `buffer_memory` bytes are
-buffered). One background sender thread (sender.py) builds and compresses batches and
-owns every connection: it pipelines Produce requests (at most `max_in_flight` per
-connection and per partition) and handles responses and retries. A batch is sent once it
+buffered). `build_threads` builder threads encode and compress closed batches (codecs
+release the GIL, so they compress in parallel); one sender thread (sender.py) owns every
+connection: it pipelines Produce requests (at most `max_in_flight` per connection and per
+partition), handles responses and retries, and builds a batch itself when no builder has
+taken it yet (so build_threads=0 works too). A batch is sent once it
 holds `batch_size` bytes (estimated, uncompressed, header included, so an uncompressed
 batch of the default 1 MiB passes Kafka's default message.max.bytes) or is `linger_ms` old,
 or at flush.
@@ -34,6 +36,7 @@ import socket
 import threading
 import time
 from bisect import bisect_right
+from collections import deque
 from itertools import accumulate
 from typing import Callable, Iterable
 
@@ -69,7 +72,7 @@ class Producer:
                  max_in_flight: int = 5, retries: int = 2**31 - 1, retry_backoff_ms: float = 100,
                  delivery_timeout_ms: float = 120_000, request_timeout_ms: float = 30_000,
                  buffer_memory: int = 64 << 20,
-                 partitioner: Callable[[bytes, int], int] | None = None):
+                 partitioner: Callable[[bytes, int], int] | None = None, build_threads: int = 2):
         self.cluster = cluster if isinstance(cluster, Cluster) else Cluster(cluster)
         self._own_cluster = not isinstance(cluster, Cluster)
         self.acks = parse_acks(acks)
@@ -91,7 +94,10 @@ class Producer:
         self.acknowledged = 0
         self.failed = 0
         # Everything below is guarded by _cond (the sender thread shares it).
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._builds = threading.Condition(self._lock)
+        self._build_queue: deque[ProducerBatch] = deque()
         self._queues: dict[tuple[str, int], PartitionQueue] = {}
         self._counts: dict[str, int] = {}
         self._sticky = StickyPartitioner()
@@ -109,6 +115,10 @@ class Producer:
         self._wake_w.setblocking(False)
         self._sender = Sender(self)
         self._sender.start()
+        self._builders = [threading.Thread(target=self._build_loop, name="logship-builder", daemon=True)
+                          for _ in range(build_threads)]
+        for builder in self._builders:
+            builder.start()
 
     # --- sending -------------------------------------------------------------------------------
 
@@ -198,11 +208,37 @@ class Producer:
 
     def _close_batch(self, queue: PartitionQueue) -> None:
         """Close the open batch of `queue` (it becomes sendable); keyless records move on."""
-        if queue.close_open() is not None:
+        batch = queue.close_open()
+        if batch is not None:
             count = self._counts.get(queue.topic)
             if count:
                 self._sticky.next_batch(queue.topic, count, queue.partition)
+            if self._builders:
+                self._build_queue.append(batch)
+                self._builds.notify()
             self._wake_sender()
+
+    def _build_loop(self) -> None:
+        """A builder thread: build (encode, compress) closed batches before the sender needs
+        them. zstd and the other codecs release the GIL, so builders compress in parallel
+        with each other, with the sender's I/O and with the caller."""
+        while True:
+            with self._builds:
+                while not self._build_queue and not self._closing:
+                    self._builds.wait()
+                if not self._build_queue:
+                    return
+                batch = self._build_queue.popleft()
+                if batch.claimed:
+                    continue  # the sender took it first
+                batch.claimed = True
+            try:
+                batch.build(self.compression)
+            except Exception:  # the sender builds it again and fails it with the error
+                with self._cond:
+                    batch.claimed = False
+            with self._cond:
+                self._wake_sender()
 
     def _wait_for_room(self, size: int) -> None:
         while True:
@@ -291,7 +327,10 @@ class Producer:
                 self._sender_idle = True
                 self._wake_sender()
                 self._cond.notify_all()
+                self._builds.notify_all()
             self._sender.join(10)
+            for builder in self._builders:
+                builder.join(10)
             self._closed = True
             self._wake_r.close()
             self._wake_w.close()

@@ -30,7 +30,7 @@ import threading
 import time
 from collections import deque
 
-from ..errors import BrokerUnavailableError, LogshipError, ProtocolError, RequestTimedOutError, \
+from ..errors import BrokerUnavailableError, InvalidRecordError, LogshipError, ProtocolError, RequestTimedOutError, \
     UnknownTopicError, error_for_code
 from ..protocol import ApiKey
 from .cluster import METADATA_CODES, RETRIABLE_CODES
@@ -94,6 +94,8 @@ class Sender(threading.Thread):
                 continue
             if queue.in_flight >= (1 if queue.retrying else p.max_in_flight) or now < queue.not_before:
                 continue
+            if queue.ready and queue.ready[0].claimed and queue.ready[0].data is None:
+                continue  # a builder thread is on it and wakes us when done
             if not queue.ready:
                 batch = queue.open
                 if batch is None or not batch.count or not (
@@ -108,6 +110,7 @@ class Sender(threading.Thread):
             if not queue.ready:
                 p._close_batch(queue)
             batch = queue.ready.popleft()
+            batch.claimed = True
             batch.attempts += 1
             queue.in_flight += 1
             plan.setdefault(leader, []).append(batch)
@@ -147,10 +150,13 @@ class Sender(threading.Thread):
         p = self.p
         when = now + 1.0
         for queue in p._queues.values():
+            # Timers only: a batch held back by the in-flight limits waits for a response
+            # (select watches the sockets), never by spinning.
             if queue.open is not None and queue.open.count:
-                when = min(when, queue.open.created + p.linger, queue.open.deadline)
+                lingered = queue.open.created + p.linger
+                when = min(when, lingered if lingered > now else when, queue.open.deadline)
             if queue.ready:
-                when = min(when, max(queue.not_before, now), queue.ready[0].deadline)
+                when = min(when, queue.not_before if queue.not_before > now else when, queue.ready[0].deadline)
         for requests in self.requests.values():
             if requests:
                 when = min(when, requests[0].sent + p.request_timeout)
@@ -167,7 +173,9 @@ class Sender(threading.Thread):
         for batch in batches:
             try:
                 data = batch.build(p.compression)
-            except LogshipError as exc:  # cannot happen twice: fail it for good
+            except Exception as exc:  # it would fail again: fail it for good
+                if not isinstance(exc, LogshipError):
+                    exc = InvalidRecordError(f"cannot build a batch for {batch.topic}-{batch.partition}: {exc!r}")
                 with p._cond:
                     self._outcome(batch, exc, retriable=False)
                 continue
