@@ -165,6 +165,14 @@ def test_decode_matches_iter_records(codec):
     assert scan(buf, 0) == (133, len(buf))
 
 
+@pytest.mark.parametrize("sizes", [[0, 1, 31, 32, 63, 64, 65, 8190, 8191, 8192] * 8, [5] * 9000, [100] * 64, [7] * 65])
+def test_decode_at_varint_size_boundaries(sizes):
+    values = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    buf = records.build_batch_values(values, NOW, ZSTD, base_offset=10)
+    assert [(r.offset, r.value) for r in decode(buf, "t", 0, 0, None)] == list(enumerate(values, 10))
+    assert [r.value for r in decode(buf, "t", 0, 70, 75)] == values[60:65]
+
+
 @pytest.mark.parametrize("start, stop", [(0, None), (50, None), (99, 101), (115, 131), (131, 132), (133, None), (0, 0)])
 def test_decode_skips_records_outside_start_and_stop(start, stop):
     buf = _mixed_batches(ZSTD)

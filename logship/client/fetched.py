@@ -185,13 +185,41 @@ _ZIGZAG = [(b >> 1) ^ -(b & 1) for b in range(128)]
 
 def _simple(data: bytes, count: int):
     """(values, zig-zag timestamp deltas) if every record is the common shape: null key, no
-    headers, offset delta = its index, one-byte timestamp delta, value under 8 KiB; else None.
-    This loop does only what that shape needs; the records are then made in C (map/zip)."""
+    headers, offset delta = its index, one-byte timestamp delta, value under 8 KiB, at most
+    8192 records; else None. The records are later made in C (map/zip); this loop only
+    checks the shape and slices values. Two copies of it, for one- and two-byte offset
+    deltas, so that neither branches on the varint's size."""
+    if count > 8192:
+        return None
     values: list = []
     deltas: list = []
     add_value, add_delta = values.append, deltas.append
     pos = 0
-    for i in range(count):
+    for i in range(min(count, 64)):
+        byte = data[pos]
+        if byte < 0x80:
+            length, pos = byte >> 1, pos + 1
+        elif data[pos + 1] < 0x80:
+            length, pos = ((byte & 0x7F) | (data[pos + 1] << 7)) >> 1, pos + 2
+        else:
+            return None
+        end = pos + length
+        byte = data[pos + 1]  # data[pos]: record attributes; then the timestamp delta
+        if byte >= 0x80 or data[pos + 2] != i << 1 or data[pos + 3] != 1:  # offset delta, null key
+            return None
+        add_delta(byte)
+        byte = data[pos + 4]
+        if byte < 0x80:
+            start, size = pos + 5, byte >> 1
+        elif data[pos + 5] < 0x80:
+            start, size = pos + 6, ((byte & 0x7F) | (data[pos + 5] << 7)) >> 1
+        else:
+            return None
+        if byte & 1 or start + size + 1 != end or data[end - 1]:  # no headers
+            return None
+        add_value(data[start:end - 1])
+        pos = end
+    for i in range(64, count):
         byte = data[pos]
         if byte < 0x80:
             length, pos = byte >> 1, pos + 1
@@ -201,32 +229,19 @@ def _simple(data: bytes, count: int):
             return None
         end = pos + length
         byte = data[pos + 1]
-        if byte >= 0x80:
+        if byte >= 0x80 or data[pos + 2] != (i << 1 & 0x7F) | 0x80 or data[pos + 3] != i >> 6 or data[pos + 4] != 1:
             return None
         add_delta(byte)
-        byte = data[pos + 2]
+        byte = data[pos + 5]
         if byte < 0x80:
-            if byte != i << 1:
-                return None
-            p = pos + 3
-        elif data[pos + 3] < 0x80 and (byte & 0x7F) | (data[pos + 3] << 7) == i << 1:
-            p = pos + 4
+            start, size = pos + 6, byte >> 1
+        elif data[pos + 6] < 0x80:
+            start, size = pos + 7, ((byte & 0x7F) | (data[pos + 6] << 7)) >> 1
         else:
             return None
-        if data[p] != 1:
+        if byte & 1 or start + size + 1 != end or data[end - 1]:
             return None
-        byte = data[p + 1]
-        if byte < 0x80 and not byte & 1:
-            p += 2
-            size = byte >> 1
-        elif not byte & 1 and data[p + 2] < 0x80:
-            size = ((byte & 0x7F) | (data[p + 2] << 7)) >> 1
-            p += 3
-        else:
-            return None
-        if p + size + 1 != end or data[p + size] != 0:
-            return None
-        add_value(data[p:p + size])
+        add_value(data[start:end - 1])
         pos = end
     return (values, deltas) if pos == len(data) else None
 
