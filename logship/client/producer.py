@@ -12,10 +12,9 @@ buffered). `build_threads` builder threads encode and compress closed batches (c
 release the GIL, so they compress in parallel); one sender thread (sender.py) owns every
 connection: it pipelines Produce requests (at most `max_in_flight` per connection and per
 partition), handles responses and retries, and builds a batch itself when no builder has
-taken it yet (so build_threads=0 works too). A batch is sent once it
-holds `batch_size` bytes (estimated, uncompressed, header included, so an uncompressed
-batch of the default 1 MiB passes Kafka's default message.max.bytes) or is `linger_ms` old,
-or at flush.
+taken it yet (so build_threads=0 works too). A batch is sent once it holds `batch_size`
+bytes (estimated, uncompressed, header included, so an uncompressed batch of the default
+1 MiB passes Kafka's default message.max.bytes) or is `linger_ms` old, or at flush.
 `send*`, `flush` and `close` may be called from any thread.
 
 Delivery: with acks=all (-1) or 1 a record counts as `acknowledged` when the broker says so;
@@ -110,6 +109,7 @@ class Producer:
         self._closed = False
         self._fatal: BaseException | None = None
         self._sender_idle = False
+        self._builders: list[threading.Thread] = []
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
