@@ -58,7 +58,6 @@ class OffsetOutOfRangeError(LogshipError):
     """The requested offset is below the log start or above the log end."""
 
     code = 1
-    exit_status = 4
 
 
 class UnknownTopicError(LogshipError):

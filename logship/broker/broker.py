@@ -111,6 +111,7 @@ class Broker:
             ApiKey.METADATA: topics.metadata,
             ApiKey.CREATE_TOPICS: topics.create_topics,
             ApiKey.DELETE_TOPICS: topics.delete_topics,
+            ApiKey.DESCRIBE_LOG_DIRS: topics.describe_log_dirs,
             ApiKey.INIT_PRODUCER_ID: admin.init_producer_id,
             ApiKey.PRODUCE: produce.produce,
             ApiKey.FETCH: fetch.fetch,

@@ -1,4 +1,5 @@
-"""Metadata, CreateTopics and DeleteTopics: what topics exist, and who leads them (this node)."""
+"""Metadata, CreateTopics, DeleteTopics and DescribeLogDirs: what topics exist, who leads them
+(this node) and how many bytes they hold."""
 
 from __future__ import annotations
 
@@ -109,3 +110,24 @@ def delete_topics(broker: Broker, version: int, body: dict) -> Reply:
         except LogshipError as exc:
             results.append({"name": name, "error_code": error_code(exc)})
     return Reply({"throttle_time_ms": 0, "responses": results})
+
+
+def describe_log_dirs(broker: Broker, version: int, body: dict) -> Reply:
+    """The size on disk of each requested partition (all when `topics` is null), in one log dir."""
+    present = broker.store.topics()
+    if body.get("topics") is None:
+        wanted = {name: range(count) for name, count in present.items()}
+    else:
+        wanted = {t["topic"]: [p for p in t["partitions"] if p < present.get(t["topic"], 0)] for t in body["topics"]}
+    topics = []
+    for name, indexes in sorted(wanted.items()):
+        partitions = []
+        for index in indexes:
+            partition = broker.store.partition(name, index)
+            partitions.append({"partition_index": index, "partition_size": partition.size_bytes,
+                               "offset_lag": partition.log_end_offset - partition.high_watermark,
+                               "is_future_key": False})
+        if partitions:
+            topics.append({"name": name, "partitions": partitions})
+    return Reply({"throttle_time_ms": 0, "results": [{"error_code": 0, "log_dir": str(broker.store.data_dir),
+                                                      "topics": topics}]})

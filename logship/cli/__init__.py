@@ -43,14 +43,16 @@ def cli() -> None:
 
 def _register_commands() -> None:
     from .agent import agent
+    from .consume import consume
     from .dump import dump
     from .produce import produce
+    from .replay import replay
     from .serve import serve
+    from .tail import tail
+    from .topics import topics
 
-    cli.add_command(agent)
-    cli.add_command(dump)
-    cli.add_command(produce)
-    cli.add_command(serve)
+    for command in (agent, consume, dump, produce, replay, serve, tail, topics):
+        cli.add_command(command)
 
 
 _register_commands()

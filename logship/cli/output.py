@@ -79,3 +79,40 @@ def value_filter(pattern: str | None) -> Callable[[list], list]:
         raise ValueError(f"--grep {pattern!r}: {exc}") from None
     search = regex.search
     return lambda records: [r for r in records if r.value is not None and search(r.value)]
+
+
+class RecordSink:
+    """Writes records to a binary stream in one of the output formats, at most `limit` of them.
+
+    `write` takes a list of records and returns False once the limit is reached. The stream
+    is flushed after every call, so followers see records as they come.
+    """
+
+    def __init__(self, stream, fmt: str = DEFAULT_FORMAT, as_json: bool = False, grep: str | None = None,
+                 limit: int | None = None):
+        self.stream = stream
+        self.render = render_json if as_json else compile_format(fmt)
+        self.keep = value_filter(grep)
+        self.remaining = limit
+        self.written = 0
+        self._plain = not as_json and grep is None and fmt in ("%v\\n", "%s\\n")
+
+    def write(self, records: list) -> bool:
+        records = self.keep(records)
+        if self.remaining is not None:
+            records = records[: self.remaining]
+            self.remaining -= len(records)
+        if records:
+            self.stream.write(self.render(records))
+            self.stream.flush()
+            self.written += len(records)
+        return self.remaining is None or self.remaining > 0
+
+    def write_chunk(self, chunk) -> bool:
+        """Write a client PartitionRecords; the default format skips making record objects."""
+        if self._plain and self.remaining is None and None not in chunk.values:
+            self.stream.write(b"\n".join(chunk.values) + b"\n")
+            self.stream.flush()
+            self.written += len(chunk.values)
+            return True
+        return self.write(list(chunk))

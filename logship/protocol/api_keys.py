@@ -26,6 +26,7 @@ class ApiKey(IntEnum):
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
     INIT_PRODUCER_ID = 22
+    DESCRIBE_LOG_DIRS = 35
 
 
 #: Set "N" of reference/kafka-protocol.md §2.4 plus the optional tooling keys: what the broker
@@ -50,6 +51,7 @@ ADVERTISED = MappingProxyType({
     ApiKey.CREATE_TOPICS: (2, 3),
     ApiKey.DELETE_TOPICS: (1, 3),
     ApiKey.INIT_PRODUCER_ID: (0, 0),
+    ApiKey.DESCRIBE_LOG_DIRS: (1, 1),
 })
 
 #: The same table under the name the broker's ApiVersions handler may prefer.

@@ -1,5 +1,5 @@
 """Metadata (3), FindCoordinator (10), ApiVersions (18), CreateTopics (19), DeleteTopics (20),
-InitProducerId (22): from Kafka's message JSON schemas of the same names.
+InitProducerId (22), DescribeLogDirs (35): from Kafka's message JSON schemas of the same names.
 
 Only fields that exist in the implemented versions are listed; version strings are Kafka's.
 """
@@ -139,4 +139,27 @@ INIT_PRODUCER_ID = Api(ApiKey.INIT_PRODUCER_ID, "InitProducerId", (0, 2), 2, req
     F("producer_epoch", "int16"),
 ))
 
-APIS = (METADATA, FIND_COORDINATOR, API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS, INIT_PRODUCER_ID)
+DESCRIBE_LOG_DIRS = Api(ApiKey.DESCRIBE_LOG_DIRS, "DescribeLogDirs", (1, 2), 2, request=(
+    F("topics", "[]DescribableLogDirTopic", nullable="0+", fields=(
+        F("topic", "string"),
+        F("partitions", "[]int32"),
+    )),
+), response=(
+    F("throttle_time_ms", "int32"),
+    F("results", "[]DescribeLogDirsResult", fields=(
+        F("error_code", "int16"),
+        F("log_dir", "string"),
+        F("topics", "[]DescribeLogDirsTopic", fields=(
+            F("name", "string"),
+            F("partitions", "[]DescribeLogDirsPartition", fields=(
+                F("partition_index", "int32"),
+                F("partition_size", "int64"),
+                F("offset_lag", "int64"),
+                F("is_future_key", "bool"),
+            )),
+        )),
+    )),
+))
+
+APIS = (METADATA, FIND_COORDINATOR, API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS, INIT_PRODUCER_ID,
+        DESCRIBE_LOG_DIRS)

@@ -1,0 +1,70 @@
+"""`logship consume TOPIC`: print records from an offset or time, like `kcat -C`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .options import brokers_option, cluster_for
+from .output import DEFAULT_FORMAT, RecordSink
+
+
+def offset_spec(text: str, option: str):
+    """The client OffsetSpec for a command-line value; a usage error when it does not parse."""
+    from ..client.offsets import parse_offset
+
+    try:
+        return parse_offset(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def output_options(command):
+    """-f/--format, --json and --grep, shared by the commands that print records."""
+    command = click.option("--grep", metavar="REGEX", help="Print only records whose value matches REGEX.")(command)
+    command = click.option("--json", "as_json", is_flag=True,
+                           help="One JSON object per record: topic, partition, offset, timestamp, key, value, headers.")(command)
+    return command
+
+
+@click.command()
+@click.argument("topic")
+@brokers_option
+@click.option("-o", "--offset", default="beginning", show_default=True, metavar="SPEC",
+              help="Where to start: beginning, end, N, -N (N before the end), @TIME (@2026-11-24T10:00Z, @-1h).")
+@click.option("-p", "--partition", "partitions", type=click.IntRange(min=0), multiple=True,
+              help="Read only this partition (repeatable); default all.")
+@click.option("-c", "--count", type=click.IntRange(min=1), default=None, help="Exit after N records.")
+@click.option("-e", "--exit-at-end", is_flag=True,
+              help="Exit at the end offsets noted when consumption starts (finishes even on a busy topic).")
+@click.option("-f", "--format", "fmt", default=DEFAULT_FORMAT, show_default=True,
+              help="Output format: %v value (%s too), %k key, %t topic, %p partition, %o offset, %T timestamp, %h headers.")
+@output_options
+def consume(topic, brokers, offset, partitions, count, exit_at_end, fmt, as_json, grep) -> None:
+    """Print the records of TOPIC to standard output, one per line by default.
+
+    Without -e or -c it keeps waiting for new records until interrupted. A topic that
+    does not exist exits with status 4.
+
+    \b
+    Examples:
+      logship consume web-logs -e | wc -l
+      logship consume web-logs -o -100 -f '%p:%o %k %v\\n'
+      logship consume web-logs -o @-1h --json | jq .value
+      logship consume web-logs --grep ' 5[0-9][0-9] ' -o end
+    """
+    from ..client.consumer import Consumer
+
+    start = offset_spec(offset, "-o/--offset")
+    try:
+        sink = RecordSink(sys.stdout.buffer, fmt, as_json, grep, count)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--grep") from None
+    with Consumer(cluster_for(brokers), topic, list(partitions) or None,
+                  offset_reset="error" if partitions else "clamp", start=start,
+                  stop_at_end=exit_at_end) as consumer:
+        while not consumer.finished:
+            for chunk in consumer.poll_chunks():
+                if not sink.write_chunk(chunk):
+                    return
