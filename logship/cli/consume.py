@@ -9,6 +9,8 @@ import click
 from .options import brokers_option, cluster_for
 from .output import DEFAULT_FORMAT, RecordSink
 
+IDLE_CHECK_S = 0.5  # while no records come, how often to check that stdout still has a reader
+
 
 def offset_spec(text: str, option: str):
     """The client OffsetSpec for a command-line value; a usage error when it does not parse."""
@@ -65,6 +67,9 @@ def consume(topic, brokers, offset, partitions, count, exit_at_end, fmt, as_json
                   offset_reset="error" if partitions else "clamp", start=start,
                   stop_at_end=exit_at_end) as consumer:
         while not consumer.finished:
-            for chunk in consumer.poll_chunks():
+            chunks = consumer.poll_chunks(IDLE_CHECK_S)
+            if not chunks:
+                sink.check_reader()
+            for chunk in chunks:
                 if not sink.write_chunk(chunk):
                     return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 from collections.abc import Callable, Iterable
 
 from .render import record_as_json
@@ -107,6 +108,18 @@ class RecordSink:
             self.stream.flush()
             self.written += len(records)
         return self.remaining is None or self.remaining > 0
+
+    def check_reader(self) -> None:
+        """Raise BrokenPipeError if whoever reads the stream has gone (`| head` exited), so an
+        idle follower notices without waiting for its next record."""
+        try:
+            fd = self.stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0)):
+            raise BrokenPipeError("the reader of standard output has gone")
 
     def write_chunk(self, chunk) -> bool:
         """Write a client PartitionRecords; the default format skips making record objects."""

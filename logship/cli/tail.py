@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .consume import output_options
+from .consume import IDLE_CHECK_S, output_options
 from .options import brokers_option, cluster_for
 from .output import DEFAULT_FORMAT, RecordSink
 
@@ -54,4 +54,7 @@ def tail(topic, brokers, count, follow, partitions, fmt, as_json, grep) -> None:
         recent.sort(key=_order)
         sink.write(recent[len(recent) - count:] if count else [])
         while follow:
-            sink.write(consumer.poll())
+            records = consumer.poll(IDLE_CHECK_S)
+            if not records:
+                sink.check_reader()
+            sink.write(records)
