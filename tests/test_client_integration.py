@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import threading
@@ -15,7 +16,7 @@ from kafka_clients import dataset, produce
 
 from logship.client import Admin, Cluster, Consumer, Producer, parse_offset, partition_for_key
 from logship.errors import (BrokerUnavailableError, DeliveryError, OffsetOutOfRangeError, TopicAlreadyExistsError,
-                            UnknownTopicError)
+                            UnknownTopicError, UnsupportedVersionError)
 
 pytestmark = pytest.mark.integration
 
@@ -369,3 +370,45 @@ def test_a_following_consumer_reconnects_after_a_broker_restart(start_broker, tm
                 producer.send_values("follow", [b"c"])
             got = consumer.poll(10)
             assert [(r.offset, r.value) for r in got] == [(2, b"c")]
+
+
+@pytest.fixture
+def mock_cluster_3():
+    """The bootstrap list of a 3-broker librdkafka mock cluster (partition leaders spread
+    over nodes 1..3), hosted by a long-running kcat."""
+    host = subprocess.Popen(["kcat", "-C", "-b", "127.0.0.1:1", "-t", "keepalive", "-o", "end", "-q",
+                             "-X", "test.mock.num.brokers=3"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    found, address = threading.Event(), []
+
+    def watch():
+        for line in host.stderr:
+            match = re.search(r"replaced with (\S+)", line)
+            if match and not address:
+                address.append(match.group(1))
+                found.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        assert found.wait(20), "kcat did not start a mock cluster"
+        yield address[0]
+    finally:
+        host.kill()
+        host.wait(10)
+
+
+def test_leaders_on_several_nodes_of_another_implementation(mock_cluster_3):
+    """Produce and fetch go to each partition's leader; admin calls it lacks fail cleanly."""
+    with Cluster(mock_cluster_3.split(",")[0]) as cluster:
+        with Producer(cluster) as producer:
+            for i in range(2000):
+                producer.send("spread", b"v%d" % i, key=b"k%d" % i)
+        leaders = {p.partition: p.leader for p in Admin(cluster).describe_topic("spread")}
+        assert len(set(leaders.values())) > 1
+        got = consume_all(cluster, "spread")
+        assert sorted(r.value for r in got) == sorted(b"v%d" % i for i in range(2000))
+        assert all(r.partition == partition_for_key(r.key, len(leaders)) for r in got)
+        with pytest.raises(UnsupportedVersionError, match="CREATE_TOPICS"):
+            Admin(cluster).create_topic("x", 1)
+    confluent = confluent_read(mock_cluster_3, "spread", 2000)
+    assert sorted((key, value) for _, _, _, key, value, _ in confluent) == sorted((r.key, r.value) for r in got)

@@ -189,9 +189,9 @@ class Admin:
         self.close()
 
     def _controller(self) -> int | None:
-        if self.cluster.controller_id < 0:
-            self.cluster.refresh()
-        return self.cluster.controller_id if self.cluster.controller_id >= 0 else None
+        """The controller's node id, or None (any broker) when the metadata names no known
+        node as controller (librdkafka's mock cluster answers 0 with nodes 1..3)."""
+        return self.cluster.controller()
 
     @staticmethod
     def _check(results: list[dict], name: str, doing: str) -> None:

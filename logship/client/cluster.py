@@ -259,6 +259,13 @@ class Cluster:
         part = meta.partitions.get(partition) if meta is not None else None
         return part.leader if part is not None and part.leader >= 0 else None
 
+    def controller(self) -> int | None:
+        """The controller's node id per the metadata, or None if it names no known node."""
+        with self._lock:
+            if self.controller_id not in self._nodes:
+                self.refresh()
+            return self.controller_id if self.controller_id in self._nodes else None
+
     def invalidate(self, topic: str | None = None) -> None:
         """Forget cached metadata of `topic` (of every topic if None), so the next lookup asks."""
         with self._lock:
