@@ -1,5 +1,20 @@
 """logship's client library: connections, producer, consumer and admin over the shared codec.
 
+    from logship.client import Admin, Cluster, Consumer, Producer
+
+    cluster = Cluster()                        # --brokers / $LOGSHIP_BROKERS / 127.0.0.1:9092
+    with Producer(cluster) as producer:        # acks=all, zstd, linger 5 ms, batches of 1 MiB
+        producer.send_values("logs", [b"line 1", b"line 2"])
+    with Consumer(cluster, "logs", start="-10", stop_at_end=True) as consumer:
+        for record in consumer:                # ConsumedRecord(topic, partition, offset, ...)
+            print(record.offset, record.value)
+
+Modules: connection (one socket, version negotiation, pipelining), cluster (bootstrap,
+metadata, leaders, shared and private connections), producer + batches + sender
+(accumulator, builder and sender threads, retries), partitioner (murmur2, sticky),
+consumer + fetched (pipelined fetches, lean decoding), offsets (the offset/time grammar),
+admin (topics, offsets lookups).
+
 The library never prints and never exits: failures are typed exceptions of logship.errors
 (BrokerUnavailableError when no broker answers, UnknownTopicError, DeliveryError ...).
 """
@@ -13,7 +28,8 @@ from .partitioner import murmur2, partition_for_key
 from .producer import Producer, parse_acks
 
 __all__ = [
-    "Admin", "ConsumedRecord", "Consumer", "PartitionRecords", "PartitionInfo", "Cluster", "Connection", "DEFAULT_BROKERS", "OffsetSpec", "PartitionMetadata", "Producer",
-    "TopicMetadata", "default_brokers", "murmur2", "parse_acks", "parse_brokers", "parse_offset",
-    "parse_time", "partition_for_key",
+    "Admin", "Cluster", "ConsumedRecord", "Consumer", "Connection", "DEFAULT_BROKERS", "OffsetSpec",
+    "PartitionInfo", "PartitionMetadata", "PartitionRecords", "Producer", "TopicMetadata",
+    "default_brokers", "murmur2", "parse_acks", "parse_brokers", "parse_offset", "parse_time",
+    "partition_for_key",
 ]
