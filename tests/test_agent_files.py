@@ -569,3 +569,58 @@ def test_status_shows_shipped_offset_against_size(tmp_path, logs):
     size = os.path.getsize(logs / "app.log")
     assert row["path"] == str(logs / "app.log")
     assert (row["shipped"], row["size"], row["behind"], row["status"]) == (size - 5, size, 5, "behind")
+
+
+# --- more of reference/agents.md's scenarios -----------------------------------------------------
+
+
+def test_rotated_while_stopped_the_unread_tail_and_the_new_file_are_shipped_once(tmp_path, logs):
+    """Scenario 8: the agent is stopped, app.log is rotated (renamed to app.log.1) with lines
+    the agent never read, and a new app.log begins."""
+    path = logs / "app.log"
+    append(path, *numbered("a", 0, 20))
+    run = Run(config(tmp_path, pattern="logs/app.log*"))
+    run.drive(until=lambda: len(run.shipper.records) == 20)
+    run.stop()
+    append(path, *numbered("a", 20, 30))
+    os.rename(path, logs / "app.log.1")
+    append(path, *numbered("b", 0, 5))
+    run = Run(config(tmp_path, pattern="logs/app.log*"))
+    run.drive(until=lambda: len(run.shipper.records) == 15)
+    run.drive(0.1)
+    run.stop()
+    assert sorted(run.values()) == sorted(numbered("a", 20, 30) + numbered("b", 0, 5))
+
+
+def test_a_deleted_file_is_let_go_after_close_removed_after_while_reading_is_paused(tmp_path, logs):
+    """Scenario 12: the broker is down (no room to read), a file is deleted with unread
+    data: its descriptor is closed after close_removed_after, so the disk space is freed,
+    and the unread bytes are counted."""
+    path = logs / "app.log"
+    append(path, *numbered("a", 0, 5))
+    run = Run(config(tmp_path, close_removed_after=0.3))
+    run.drive(until=lambda: len(run.shipper.records) == 5)
+    run.shipper.room = lambda: False
+    append(path, *numbered("a", 5, 105))
+    unread = os.path.getsize(path) - run.agent.tailers[next(iter(run.agent.tailers))].position
+    path.unlink()
+    run.drive(until=lambda: not run.agent.tailers)
+    assert not open_fds_on(path)
+    assert run.agent.counters.bytes_skipped == unread == sum(len(line) + 1 for line in numbered("a", 5, 105))
+    run.stop()
+
+
+def test_a_symlink_moved_to_a_new_target_is_followed(tmp_path, logs):
+    """Scenario 23: Kubernetes-style `current -> app-1.log`, then `current -> app-2.log`."""
+    append(logs / "app-1.log", *numbered("a", 0, 5))
+    os.symlink("app-1.log", logs / "current")
+    run = Run(config(tmp_path, pattern="logs/current"))
+    run.drive(until=lambda: len(run.shipper.records) == 5)
+    append(logs / "app-2.log", *numbered("b", 0, 5))
+    append(logs / "app-1.log", *numbered("a", 5, 7))  # the old target's last lines
+    os.symlink("app-2.log", logs / "current.new")
+    os.rename(logs / "current.new", logs / "current")
+    run.drive(until=lambda: len(run.shipper.records) == 12)
+    run.drive(until=lambda: len(run.agent.tailers) == 1)  # the old target is let go
+    run.stop()
+    assert sorted(run.values()) == sorted(numbered("a", 0, 7) + numbered("b", 0, 5))

@@ -374,6 +374,31 @@ def test_sigkill_mid_batch_then_restart_loses_nothing_and_repeats_only_the_unack
     print(f"\nkilled with {checkpointed} bytes checkpointed; {len(seen) - total} lines shipped twice")
 
 
+def test_sigterm_with_batches_in_flight_then_restart_ships_nothing_twice(tmp_path, start_broker):
+    """Scenario 24: a graceful stop drains what was read, writes the checkpoints, and the
+    next start goes on from there: no line lost, none twice."""
+    broker = start_broker()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    path = logs / "app.log"
+    total = 100_000
+    cfg = write_config(tmp_path, broker, [str(path)])
+    writer = Writer(path, "a", total, rate=25_000)
+    agent = AgentProcess(cfg)
+    assert agent.wait_for("started")
+    writer.start()
+    time.sleep(1.5)
+    assert agent.stop() == 0  # lines are being written and shipped right now
+    assert "unacknowledged" not in agent.log()
+    agent = AgentProcess(cfg)
+    writer.join(30)
+    assert wait_until(lambda: _shipped(tmp_path) == path.stat().st_size, timeout=60), agent.log()
+    records = consume(broker.address, "logs", total, timeout=60)
+    assert agent.stop() == 0
+    assert_once_each(records, b"a", total)
+    assert len(records) == total
+
+
 def test_broker_down_for_seconds_while_lines_are_written_then_all_delivered(tmp_path, start_broker):
     """Scenario 11 with a 6 s outage (30-60 s in the reference; shortened to keep the suite
     fast, the mechanism does not depend on the length): reading pauses once queue_bytes

@@ -436,6 +436,7 @@ class Agent:
             if tailer.position >= st.st_size:
                 tailer.at_eof = True
                 continue
+            tailer.at_eof = False
             if route.partition is None:
                 count = shipper.partitions(route.topic)
                 if count is None:

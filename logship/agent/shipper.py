@@ -15,10 +15,14 @@ headers runs at about 18 MB/s here, while `linerecords.encode` builds whole chun
 over 200 MB/s. So the agent builds its own batches and this module sends them, over the
 client library's connections and metadata.
 
-Failures. Any failure on a connection (refused, reset, timeout, a retriable Kafka error
-such as NOT_LEADER_OR_FOLLOWER or KAFKA_STORAGE_ERROR) closes it and puts every batch that
-was in flight on it back in the queue, in order, to be sent again after a backoff that
-doubles from 100 ms to `backoff_max` (each resend counts as a retry). Batches stay in
+Failures. A failed connection (refused, reset, timed out) is closed and every batch that
+was in flight on it goes back in the queue, in order, to be sent again after a backoff
+that doubles from 100 ms to `backoff_max` (each resend counts as a retry). A batch the
+broker answers with a retriable error (NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR...)
+goes back alone, after the same backoff, while the batches behind it on the connection
+are answered as usual: none is written twice, but a batch retried that way may land after
+the ones that followed it (ordering within a partition holds except across such a retry,
+as with any Kafka producer that pipelines without idempotence). Batches stay in
 memory until acknowledged, which is what bounds memory: the agent stops reading files once
 `queue_bytes` are waiting (`room()` is False), so while the broker is down the log files
 themselves are the buffer. A resend after a lost connection may duplicate a batch the
@@ -292,13 +296,13 @@ class Shipper(threading.Thread):
         else:
             error = error_for_code(code, f"broker {conn.address} refused {batch.count} records for "
                                          f"{batch.topic}-{batch.partition} (Kafka error code {code})")
+        # The connection is fine: the batches behind this one on it are answered as usual
+        # (closing it would send again those the broker wrote). This one goes again later.
+        batch.sent = False
         if code in _TOO_LARGE:
-            inflight.appendleft((batch, 0.0))  # so _failed puts it back with the others
-            self._failed(node, error, quiet=True)
             self._split(batch, error)
         elif code in RETRIABLE_CODES or batch.attempts < _MAX_ATTEMPTS_NON_RETRIABLE:
-            inflight.appendleft((batch, 0.0))
-            self._failed(node, error)
+            self._failed(None, error)
         else:
             self._finished(batch, error)
 
