@@ -360,17 +360,16 @@ class Agent:
             state.path = where.path
             state.dirty = True
             if d.reader is not None:  # a retired generation: go on with its reader
-                tailer = self._start_tailer(fd, fid, where, state, st.st_size, now, d.reader, d.tail, d.route)
+                self._start_tailer(fd, fid, where, state, st.st_size, now, d.reader, d.tail, d.route)
                 lost = max(0, d.seen_size - max(st.st_size, d.resume))
                 self.counters.bytes_skipped += lost
                 log.info("%s is a copy of truncated %s: continuing at offset %d%s", where.path,
                          d.route.path if d.route else "?", d.resume,
                          f" ({lost} bytes written before the truncate were not copied: skipped)" if lost else "")
             else:
-                tailer = self._start_tailer(fd, fid, where, state, st.st_size, now)
+                self._start_tailer(fd, fid, where, state, st.st_size, now)
                 log.info("%s has the content of checkpointed %s: resuming at offset %d", where.path,
                          d.route.path if d.route else state.path, state.offset)
-            del tailer
             return True
         return False
 

@@ -15,6 +15,31 @@ quick form of the command line, both turned into one `AgentConfig`.
     partial_line_timeout = "5s"
     multiline = { start_pattern = '^\\d{4}-', timeout = "2s", max_lines = 500 }
 
+Top-level options and their defaults (every one optional):
+
+    host = <hostname>            the `host` header
+    compression = "zstd"         none, gzip, snappy, lz4, zstd
+    scan_interval = "1s"         rescan the globs (watchdog events trigger one sooner)
+    poll_interval = "250ms"      look at idle files (fstat) at least this often
+    watch = true                 use watchdog as a cue (false: scans and polls only)
+    read_bytes = "256K"          read at most this much of one file per turn
+    batch_bytes = 1047552        records section of a batch (under Kafka's 1 MiB default)
+    linger = "100ms"             send a batch that is not full after this long
+    max_in_flight = 4            Produce requests awaiting an answer per connection
+    queue_bytes = "16M"          stop reading while this much awaits acknowledgement
+    request_timeout = "30s"      a Produce not answered by then: the connection is dropped
+    retry_backoff_max = "2s"     retry backoff doubles from 100 ms up to this
+    checkpoint_interval = "1s"   write checkpoints at most this often (0: after every ack)
+    shutdown_timeout = "10s"     on SIGTERM, wait this long for acknowledgements
+    close_renamed_after = "30s"  let go of a file no glob matches once idle this long
+    close_removed_after = "5m"   let go of a deleted file after this even if unread
+    copytruncate_wait = "5s"     how long a truncated file's old content waits for its copy
+    forget_after = "1h"          drop the checkpoint of a file not seen for this long
+
+Memory is bounded by about queue_bytes + read_bytes (plus the headers of the records
+built from one read) + one open batch per partition: the agent does not read while the
+broker is behind, so the files are the buffer.
+
 Every key is checked: a misspelt option is an error (ConfigError), never silently ignored.
 Durations are seconds (a number) or a string with a unit ("250ms", "5s", "2m", "1h");
 sizes are bytes or a string with a binary suffix ("64K", "1M").

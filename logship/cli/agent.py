@@ -44,7 +44,8 @@ def agent(paths, config_path, topic, brokers, state_dir, key, fields, exclude, s
     acks=all). Files are followed through rename and copytruncate rotation, truncation and
     deletion; a file's checkpoint moves only once the broker acknowledged its lines, so a
     crash or a broker outage loses nothing (files are the buffer). One agent per state
-    directory. SIGUSR1 logs the counters; SIGTERM or Ctrl-C stops cleanly.
+    directory. SIGUSR1 logs the counters; SIGTERM, SIGHUP or Ctrl-C stops cleanly (to
+    apply a changed config, restart: nothing is lost or sent twice).
 
     \b
     Examples:
@@ -93,8 +94,8 @@ def agent(paths, config_path, topic, brokers, state_dir, key, fields, exclude, s
         interrupted.append(signum)
         runner.stop()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # no live reload: restart instead
+        signal.signal(signum, stop)
     signal.signal(signal.SIGUSR1, lambda signum, frame: runner.request_report())
     runner.run()
     return ExitStatus.INTERRUPTED if signal.SIGINT in interrupted else ExitStatus.OK
