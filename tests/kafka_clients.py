@@ -7,7 +7,10 @@ compare what every client wrote with what every other client read, byte for byte
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import subprocess
+import threading
 import time
 from typing import NamedTuple
 
@@ -36,6 +39,31 @@ def dataset(tag: str, count: int) -> list[Message]:
     pad = b"x" * 40
     return [Message(b"k%d" % (i % 7) if i % 2 == 0 else None, b"%s-%06d-%s" % (tag.encode(), i, pad), HEADERS)
             for i in range(count)]
+
+
+@contextlib.contextmanager
+def mock_cluster(brokers: int = 1):
+    """The bootstrap list of a librdkafka mock cluster: another implementation of the broker
+    side of the protocol, hosted on loopback by a long-running kcat for as long as the block."""
+    host = subprocess.Popen(["kcat", "-C", "-b", "127.0.0.1:1", "-t", "keepalive", "-o", "end", "-q",
+                             "-X", f"test.mock.num.brokers={brokers}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    found, address = threading.Event(), []
+
+    def watch():
+        for line in host.stderr:
+            match = re.search(r"replaced with (\S+)", line)
+            if match and not address:
+                address.append(match.group(1))
+                found.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        assert found.wait(20), "kcat did not start a mock cluster"
+        yield address[0]
+    finally:
+        host.kill()
+        host.wait(10)
 
 
 def create_topic(address: str, name: str, partitions: int) -> None:

@@ -8,12 +8,10 @@ must work against it exactly as against `logship serve`.
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import threading
 
 import pytest
 
+import kafka_clients
 from kafka_clients import consume, dataset, produce
 from test_cli_produce import logship
 
@@ -22,27 +20,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def mock_cluster():
-    """HOST:PORT of a librdkafka mock cluster that lives as long as the test."""
-    host = subprocess.Popen(["kcat", "-C", "-b", "127.0.0.1:1", "-t", "keepalive", "-o", "end", "-q",
-                             "-X", "test.mock.num.brokers=1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    found = threading.Event()
-    address = []
-
-    def watch():
-        for line in host.stderr:
-            match = re.search(r"replaced with (\S+:\d+)", line)
-            if match and not address:
-                address.append(match.group(1))
-                found.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    try:
-        assert found.wait(20), "kcat did not start a mock cluster"
-        yield address[0]
-    finally:
-        host.kill()
-        host.wait(10)
+    """HOST:PORT of a one-broker librdkafka mock cluster that lives as long as the test."""
+    with kafka_clients.mock_cluster(1) as address:
+        yield address
 
 
 def test_produce_consume_tail_replay_topics_against_librdkafka_mock(mock_cluster):

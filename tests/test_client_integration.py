@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import socket
 import subprocess
 import threading
@@ -12,6 +11,7 @@ from collections import defaultdict
 import pytest
 
 from conftest import BrokerProcess, wait_until
+import kafka_clients
 from kafka_clients import dataset, produce
 
 from logship.client import Admin, Cluster, Consumer, Producer, parse_offset, partition_for_key
@@ -375,26 +375,9 @@ def test_a_following_consumer_reconnects_after_a_broker_restart(start_broker, tm
 @pytest.fixture
 def mock_cluster_3():
     """The bootstrap list of a 3-broker librdkafka mock cluster (partition leaders spread
-    over nodes 1..3), hosted by a long-running kcat."""
-    host = subprocess.Popen(["kcat", "-C", "-b", "127.0.0.1:1", "-t", "keepalive", "-o", "end", "-q",
-                             "-X", "test.mock.num.brokers=3"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    found, address = threading.Event(), []
-
-    def watch():
-        for line in host.stderr:
-            match = re.search(r"replaced with (\S+)", line)
-            if match and not address:
-                address.append(match.group(1))
-                found.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    try:
-        assert found.wait(20), "kcat did not start a mock cluster"
-        yield address[0]
-    finally:
-        host.kill()
-        host.wait(10)
+    over nodes 1..3)."""
+    with kafka_clients.mock_cluster(3) as address:
+        yield address
 
 
 def test_leaders_on_several_nodes_of_another_implementation(mock_cluster_3):
