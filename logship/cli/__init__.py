@@ -45,13 +45,15 @@ def _register_commands() -> None:
     from .agent import agent
     from .consume import consume
     from .dump import dump
+    from .groups import groups
     from .produce import produce
     from .replay import replay
+    from .seek import seek
     from .serve import serve
     from .tail import tail
     from .topics import topics
 
-    for command in (agent, consume, dump, produce, replay, serve, tail, topics):
+    for command in (agent, consume, dump, groups, produce, replay, seek, serve, tail, topics):
         cli.add_command(command)
 
 

@@ -8,6 +8,7 @@ import click
 
 from .options import brokers_option, cluster_for
 from .output import DEFAULT_FORMAT, RecordSink
+from .units import DURATION
 
 IDLE_CHECK_S = 0.5  # while no records come, how often to check that stdout still has a reader
 
@@ -42,12 +43,28 @@ def output_options(command):
               help="Exit at the end offsets noted when consumption starts (finishes even on a busy topic).")
 @click.option("-f", "--format", "fmt", default=DEFAULT_FORMAT, show_default=True,
               help="Output format: %v value (%s too), %k key, %t topic, %p partition, %o offset, %T timestamp, %h headers.")
+@click.option("-g", "--group", metavar="GROUP",
+              help="Consume as a member of consumer group GROUP: share the partitions with its other members, "
+                   "start at its committed offsets, commit what was written.")
+@click.option("--session-timeout", type=DURATION, default="10s", show_default=True,
+              help="With -g: how long the group waits for a silent member before giving its partitions to others.")
 @output_options
-def consume(topic, brokers, offset, partitions, count, exit_at_end, fmt, as_json, grep) -> None:
+def consume(topic, brokers, offset, partitions, count, exit_at_end, fmt, group, session_timeout, as_json,
+            grep) -> None:
     """Print the records of TOPIC to standard output, one per line by default.
 
     Without -e or -c it keeps waiting for new records until interrupted. A topic that
     does not exist exits with status 4.
+
+    With -g GROUP it joins the consumer group GROUP (Kafka's protocol, so kcat -G and Kafka
+    clients can be members too) and reads only the partitions the group assigns it, each
+    from the group's committed offset, else from -o (default beginning). It commits what it
+    has written to standard output every second and when it ends (-c reached, -e, SIGTERM,
+    Ctrl-C, a closed pipe), so a restarted consumer continues exactly where the last one
+    stopped; a killed one (SIGKILL) repeats at most its last second. With -g, -e stops once
+    the partitions assigned to this member reach the end offsets noted when it started
+    (a member assigned nothing stops at once). -g cannot be combined with -p. Group
+    assignments are reported on standard error.
 
     \b
     Examples:
@@ -55,6 +72,7 @@ def consume(topic, brokers, offset, partitions, count, exit_at_end, fmt, as_json
       logship consume web-logs -o -100 -f '%p:%o %k %v\\n'
       logship consume web-logs -o @-1h --json | jq .value
       logship consume web-logs --grep ' 5[0-9][0-9] ' -o end
+      logship consume web-logs -g indexer >> /var/log/web.log
     """
     from ..client.consumer import Consumer
 
@@ -63,6 +81,16 @@ def consume(topic, brokers, offset, partitions, count, exit_at_end, fmt, as_json
         sink = RecordSink(sys.stdout.buffer, fmt, as_json, grep, count)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--grep") from None
+    if group is not None:
+        if partitions:
+            raise click.UsageError("-g/--group cannot be combined with -p/--partition: the group assigns the "
+                                   "partitions")
+        from .consume_group import consume_group
+
+        return consume_group(cluster_for(brokers), topic, group, start, exit_at_end, session_timeout, sink)
+    if start.kind == "stored":
+        raise click.BadParameter("'stored' is the committed offset of a consumer group: use it with -g",
+                                 param_hint="-o/--offset")
     with Consumer(cluster_for(brokers), topic, list(partitions) or None,
                   offset_reset="error" if partitions else "clamp", start=start,
                   stop_at_end=exit_at_end) as consumer:

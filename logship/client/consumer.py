@@ -5,7 +5,8 @@
             ...
 
 Start and end positions use the offset grammar (offsets.py), resolved once, at
-construction, with ListOffsets on each partition's leader. `end` is exclusive (the first
+construction, with ListOffsets on each partition's leader; either may also be a dict
+{partition: spec} (a group consumer starts each partition at its committed offset). `end` is exclusive (the first
 offset *not* returned; for a time, the first record at or after it). `stop_at_end=True`
 notes each partition's end offset at construction and stops there, so it finishes even while
 producers keep writing (kcat's -e does not). Without either, the consumer follows the topic.
@@ -67,7 +68,8 @@ class Consumer:
     """Reads assigned partitions of one topic; see the module docstring."""
 
     def __init__(self, cluster: Cluster | str | None, topic: str, partitions: list[int] | None = None,
-                 start: OffsetSpec | str | int = "beginning", end: OffsetSpec | str | int | None = None, *,
+                 start: OffsetSpec | str | int | dict = "beginning", end: OffsetSpec | str | int | dict | None = None,
+                 *,
                  stop_at_end: bool = False, isolation: str | int = "read_uncommitted",
                  max_wait_ms: int = 500, min_bytes: int = 1, max_bytes: int = 16 << 20,
                  partition_max_bytes: int = 1 << 20, check_crcs: bool = True, offset_reset: str = "error",
@@ -94,17 +96,20 @@ class Consumer:
         if missing:
             raise UnknownTopicError(f"topic {topic!r} has no partition {missing[0]} "
                                     f"(it has {len(meta.partitions)})")
-        self.start = parse_offset(start)
-        offsets = resolve_offsets(self.cluster, topic, {p: self.start for p in chosen}, self.isolation_level)
-        if self.start.kind == "offset":
-            offsets = {p: self._check_range(p, o) for p, o in offsets.items()}
+        self.start = {p: parse_offset(s) for p, s in start.items()} if isinstance(start, dict) else parse_offset(start)
+        starts = {p: self.start[p] if isinstance(start, dict) else self.start for p in chosen}
+        offsets = resolve_offsets(self.cluster, topic, starts, self.isolation_level)
+        offsets = {p: self._check_range(p, o) if starts[p].kind == "offset" else o for p, o in offsets.items()}
         stops: dict[int, int | None] = {p: None for p in chosen}
         if stop_at_end:
             stops = {p: o for p, (o, _) in list_offsets(self.cluster, topic, {p: LATEST for p in chosen},
                                                          self.isolation_level).items()}
-        if end is not None:
-            ends = resolve_offsets(self.cluster, topic, {p: end for p in chosen}, self.isolation_level)
-            stops = {p: ends[p] if stops[p] is None else min(stops[p], ends[p]) for p in chosen}
+        ends_wanted = {p: end[p] for p in chosen if end.get(p) is not None} if isinstance(end, dict) \
+            else {p: end for p in chosen} if end is not None else {}
+        if ends_wanted:
+            ends = resolve_offsets(self.cluster, topic, ends_wanted, self.isolation_level)
+            stops = {p: stops[p] if p not in ends else ends[p] if stops[p] is None else min(stops[p], ends[p])
+                     for p in chosen}
         self._partitions = {p: _Partition(p, offsets[p], stops[p], meta.partitions[p].leader, partition_max_bytes)
                             for p in chosen}
 
@@ -131,6 +136,11 @@ class Consumer:
         """partition -> the current log end offset (a fresh ListOffsets)."""
         found = list_offsets(self.cluster, self.topic, {p: LATEST for p in self._partitions}, self.isolation_level)
         return {p: o for p, (o, _) in found.items()}
+
+    def waiting_fds(self) -> list[int]:
+        """File descriptors of the connections with a fetch in flight: a caller reading several
+        consumers select()s on these (then calls poll_chunks(0)) to wait for any of them."""
+        return [self._conns[node].fileno() for node in self._in_flight if node in self._conns]
 
     def poll(self, timeout: float | None = None) -> list[ConsumedRecord]:
         """Records fetched so far, waiting up to `timeout` seconds (None: until there are
