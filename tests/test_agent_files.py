@@ -624,3 +624,19 @@ def test_a_symlink_moved_to_a_new_target_is_followed(tmp_path, logs):
     run.drive(until=lambda: len(run.agent.tailers) == 1)  # the old target is let go
     run.stop()
     assert sorted(run.values()) == sorted(numbered("a", 0, 7) + numbered("b", 0, 5))
+
+
+def test_an_idle_file_is_closed_and_reopened_when_it_grows(tmp_path, logs):
+    """Scenario 20's descriptor budget: idle files do not keep a descriptor each."""
+    path = logs / "app.log"
+    append(path, *numbered("a", 0, 5))
+    run = Run(config(tmp_path, close_inactive=0.2))
+    run.drive(until=lambda: len(run.shipper.records) == 5)
+    run.drive(until=lambda: not run.agent.tailers)
+    assert not open_fds_on(path)
+    run.drive(0.2)  # scans see the same size: it stays closed
+    assert not run.agent.tailers
+    append(path, *numbered("a", 5, 8))
+    run.drive(until=lambda: len(run.shipper.records) == 8)
+    run.stop()
+    assert run.values() == numbered("a", 0, 8)

@@ -90,6 +90,7 @@ class Detached:
     route: Route | None = None
     seen_size: int = 0
     tail: bytes = b""
+    idle: bool = False              # closed while inactive: reopened when its size changes
 
 
 class Agent:
@@ -104,6 +105,7 @@ class Agent:
         self.states: list[FileState] = []
         self.detached: list[Detached] = []
         self.held: dict[tuple[int, int], float] = {}  # possible copies waiting for a truncate
+        self._idle: dict[tuple[int, int], Detached] = {}  # files closed while inactive
         self.batches = OpenBatches(config.batch_bytes, config.linger)
         self._closed: list = []
         self._warned: set = set()
@@ -261,6 +263,12 @@ class Agent:
                     tailer.path = tailer.state.path = where.path
                     tailer.state.dirty = True
                 continue
+            idle = self._idle.get(key)
+            if idle is not None:
+                if idle.resume == where.size and idle in self.detached:
+                    idle.since = now  # still there, still nothing new: no need to open it
+                    continue
+                self._idle.pop(key, None)
             new.append((key, where))
         for key in list(self.held):
             if key not in found:
@@ -525,7 +533,7 @@ class Agent:
                  "truncated" if status == TRUNCATED else "rewritten in place", st.st_size, position)
         self._next_scan = 0.0  # look for the copy now
 
-    def _let_go(self, tailer: Tailer, now: float, flush: bool, forget: bool = False) -> None:
+    def _let_go(self, tailer: Tailer, now: float, flush: bool, forget: bool = False, idle: bool = False) -> None:
         """Close a file: ship what it held back (`flush`), and keep its checkpoint as a
         detached stream unless it is gone for good (`forget`)."""
         if flush and tailer.route.partition is not None:
@@ -540,7 +548,10 @@ class Agent:
             state = tailer.state
             marker = digest(tailer.tail) if tailer.tail else None
             state.marker, state.marker_at = marker, tailer.position
-            self.detached.append(Detached(state, tailer.position, marker, now, route=tailer.route))
+            detached = Detached(state, tailer.position, marker, now, route=tailer.route, idle=idle)
+            self.detached.append(detached)
+            if idle:
+                self._idle[tailer.id.inode] = detached
 
     def _timers(self, now: float) -> None:
         cfg = self.config
@@ -559,6 +570,11 @@ class Agent:
                     self._let_go(tailer, now, flush=True, forget=True)
                     log.warning("%s: closed the deleted file after %g s with %d bytes unread (skipped) "
                                 "to free its disk space", tailer.path, cfg.close_removed_after, lost)
+            elif tailer.at_eof and not reader.holding and not tailer.state.in_flight \
+                    and now - tailer.grew_at >= cfg.close_inactive and tailer.seen_at >= self._last_scan:
+                self._let_go(tailer, now, flush=False, idle=True)
+                log.info("%s: idle for %g s; closed it at offset %d until it changes", tailer.path,
+                         cfg.close_inactive, tailer.position)
             elif tailer.seen_at < self._last_scan and tailer.at_eof \
                     and now - tailer.grew_at >= cfg.close_renamed_after:
                 self._let_go(tailer, now, flush=True)

@@ -33,6 +33,9 @@ Top-level options and their defaults (every one optional):
     shutdown_timeout = "10s"     on SIGTERM, wait this long for acknowledgements
     close_renamed_after = "30s"  let go of a file no glob matches once idle this long
     close_removed_after = "5m"   let go of a deleted file after this even if unread
+    close_inactive = "5m"        close a file read to its end and idle this long (it is
+                                 reopened when a scan sees its size change): bounds the
+                                 open descriptors when many files sit idle
     copytruncate_wait = "5s"     how long a truncated file's old content waits for its copy
     forget_after = "1h"          drop the checkpoint of a file not seen for this long
 
@@ -161,6 +164,7 @@ class AgentConfig:
     read_bytes: int = 256 * 1024
     close_renamed_after: float = 30.0
     close_removed_after: float = 300.0
+    close_inactive: float = 300.0
     copytruncate_wait: float = 5.0
     forget_after: float = 3600.0
     watch: bool = True
@@ -201,7 +205,7 @@ class AgentConfig:
 
 
 _AGENT_KEYS = {f.name for f in fields(AgentConfig)} - {"inputs"}
-_DURATIONS = {"scan_interval", "poll_interval", "close_renamed_after", "close_removed_after",
+_DURATIONS = {"scan_interval", "poll_interval", "close_renamed_after", "close_removed_after", "close_inactive",
               "copytruncate_wait", "forget_after", "linger", "request_timeout", "retry_backoff_max",
               "checkpoint_interval", "shutdown_timeout", "partial_line_timeout", "timeout"}
 _SIZES = {"read_bytes", "batch_bytes", "queue_bytes", "max_line_bytes"}
