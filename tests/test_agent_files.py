@@ -640,3 +640,27 @@ def test_an_idle_file_is_closed_and_reopened_when_it_grows(tmp_path, logs):
     run.drive(until=lambda: len(run.shipper.records) == 8)
     run.stop()
     assert run.values() == numbered("a", 0, 8)
+
+
+def test_watchdog_events_and_queue_overflows_only_ask_for_a_rescan(tmp_path, logs):
+    import logging
+    import threading
+
+    from logship.agent.discovery import Watcher, watch_dirs
+
+    inputs = (make_input({"paths": [str(logs / "*.log"), str(tmp_path / "deep" / "**" / "*.log")], "topic": "t"}),)
+    assert watch_dirs(inputs) == {str(logs): False, str(tmp_path / "deep"): True}
+    wake = threading.Event()
+    watcher = Watcher(inputs, wake)
+    watcher.start()
+    try:
+        append(logs / "new.log", "x")
+        deadline = time.monotonic() + 5
+        while not watcher.rescan and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert watcher.rescan and wake.is_set()
+        watcher.rescan = False
+        logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; events were lost")
+        assert watcher.rescan
+    finally:
+        watcher.stop()

@@ -61,7 +61,9 @@ _RECORD_SLACK = 32  # bytes a record may take besides its value and the file's f
 
 
 class Route:
-    """Where the lines of one file go, and the bytes every record of it shares."""
+    """Where the lines of one file go, and the bytes every record of it shares. The `path`
+    header is the path the file had when the agent opened it: a file renamed by rotation
+    keeps it, so its last lines still say where they were written."""
 
     __slots__ = ("input", "topic", "path", "key", "template", "partition")
 

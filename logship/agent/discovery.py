@@ -10,7 +10,8 @@ The agent rescans every `scan_interval` (1 s by default). A `Watcher` (watchdog)
 directories of the globs makes it rescan or poll at once when something happens there,
 but events are only a cue: the kernel and watchdog coalesce them, a rename out of the
 directory looks like a delete, copytruncate gives no truncate event at all, and the queue
-can overflow (reference/agents.md §3). Nothing is decided from an event. If watchdog
+can overflow (reference/agents.md §3; an overflow, which watchdog only logs, triggers a
+rescan). Nothing is decided from an event. If watchdog
 cannot start (inotify watch or instance limits), the agent logs it once and carries on
 with scans alone, which miss nothing, only react up to a scan interval later.
 """
@@ -98,6 +99,7 @@ class Watcher:
         self.rescan = False
         self.observer = None
         self.watched: set[str] = set()
+        self._overflow: logging.Handler | None = None
 
     def start(self) -> None:
         try:
@@ -117,6 +119,14 @@ class Watcher:
                 elif kind in ("modified", "closed") and not event.is_directory:
                     watcher.wake.set()
 
+        class Overflow(logging.Handler):  # watchdog sends no event for a lost queue: rescan
+            def emit(self, record):
+                if "overflow" in record.getMessage().lower():
+                    watcher.rescan = True
+                    watcher.wake.set()
+
+        self._overflow = Overflow()
+        logging.getLogger("watchdog.observers.inotify_c").addHandler(self._overflow)
         try:
             self.observer = Observer()
             handler = Handler()
@@ -130,6 +140,9 @@ class Watcher:
             self.stop()
 
     def stop(self) -> None:
+        if self._overflow is not None:
+            logging.getLogger("watchdog.observers.inotify_c").removeHandler(self._overflow)
+            self._overflow = None
         observer, self.observer = self.observer, None
         if observer is not None:
             try:
