@@ -7,6 +7,7 @@ translated to a message and an exit status in one place, `main`.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import sys
 from enum import IntEnum
@@ -28,7 +29,33 @@ class ExitStatus(IntEnum):
     INTERRUPTED = 130
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when that subcommand is used.
+
+    `lazy` maps command names to module names under logship.cli; the module defines the
+    command under the same name. Pipelines start commands often, so startup time matters.
+    """
+
+    def __init__(self, *args, lazy: dict[str, str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            module = importlib.import_module(f"{__name__}.{self.lazy[name]}")
+            self.add_command(getattr(module, name), name)
+        return super().get_command(ctx, name)
+
+
+COMMANDS = {name: name for name in
+            ("agent", "consume", "dump", "groups", "produce", "replay", "seek", "serve", "tail", "topics")}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="logship")
 def cli() -> None:
     """A small log streaming system: a Kafka-compatible broker and Unix-style commands.
@@ -39,25 +66,6 @@ def cli() -> None:
       app | logship produce web-logs
       logship consume web-logs -o @-1h --json | jq .value
     """
-
-
-def _register_commands() -> None:
-    from .agent import agent
-    from .consume import consume
-    from .dump import dump
-    from .groups import groups
-    from .produce import produce
-    from .replay import replay
-    from .seek import seek
-    from .serve import serve
-    from .tail import tail
-    from .topics import topics
-
-    for command in (agent, consume, dump, groups, produce, replay, seek, serve, tail, topics):
-        cli.add_command(command)
-
-
-_register_commands()
 
 
 def _quiet_broken_pipe() -> None:
