@@ -12,7 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from ..errors import StoreLockedError
+from ..errors import ConfigError, StoreLockedError
 
 __all__ = ["LOCK_FILE", "acquire", "release", "holder"]
 
@@ -22,9 +22,13 @@ LOCK_FILE = "lock"
 def acquire(state_dir: Path) -> int:
     """Create `state_dir` if needed and lock it; returns the lock's fd.
     Raises StoreLockedError naming the pid of the agent that holds it."""
-    state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"cannot use {state_dir} as the agent's state directory: "
+                          f"{exc.strerror or exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
