@@ -36,14 +36,14 @@ from .assignors import ASSIGNORS, PROTOCOL_TYPE, decode_assignment, decode_subsc
     encode_subscription
 from .cluster import Cluster
 from .connection import Connection
+from .coordinator import COORDINATOR_CODES, ILLEGAL_GENERATION, MEMBER_ID_REQUIRED, REBALANCE_IN_PROGRESS, \
+    UNKNOWN_MEMBER_ID, find_coordinator
+from .heartbeat import Heartbeat
 
-__all__ = ["GroupMember", "CommitFailedError", "find_coordinator", "COORDINATOR_CODES"]
+__all__ = ["GroupMember", "CommitFailedError"]
 
 log = logging.getLogger(__name__)
 
-#: Kafka error codes after which the coordinator must be looked up again.
-COORDINATOR_CODES = frozenset({14, 15, 16})
-REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, MEMBER_ID_REQUIRED = 27, 22, 25, 79
 _BACKOFF = 0.2
 _JOIN_ERRORS = {
     23: "its members use another protocol type or no assignor in common with logship's (range, roundrobin) ",
@@ -57,21 +57,6 @@ class CommitFailedError(LogshipError):
     (its partitions may belong to another member now)."""
 
     code = None
-
-
-def find_coordinator(cluster: Cluster, group_id: str, timeout: float = 30.0) -> tuple[int, str, int]:
-    """(node id, host, port) of `group_id`'s coordinator: FindCoordinator (key type 0),
-    retried while the broker says COORDINATOR_NOT_AVAILABLE."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = cluster.request(ApiKey.FIND_COORDINATOR, {"key": group_id, "key_type": 0})
-        code = response["error_code"]
-        if not code:
-            return response["node_id"], response["host"], response["port"]
-        if code not in COORDINATOR_CODES or time.monotonic() > deadline:
-            raise error_for_code(code, f"finding the coordinator of group {group_id!r}: "
-                                       f"{response.get('error_message') or f'Kafka error code {code}'}")
-        time.sleep(_BACKOFF)
 
 
 class GroupMember:
@@ -108,7 +93,7 @@ class GroupMember:
         self._last_touch = time.monotonic()
         self._conn: Connection | None = None
         self._coordinator: int | None = None
-        self._heartbeat: threading.Thread | None = None
+        self._heartbeat: Heartbeat | None = None
         self.wakeup_fd, self._wakeup_w = os.pipe()
         os.set_blocking(self.wakeup_fd, False)
         os.set_blocking(self._wakeup_w, False)
@@ -118,6 +103,11 @@ class GroupMember:
     def needs_rejoin(self) -> bool:
         with self._lock:
             return self._rejoin or not self._stable
+
+    def heartbeat_state(self) -> tuple[bool, int, str, float]:
+        """(in a stable generation, generation, member id, seconds since the owner's last touch)."""
+        with self._lock:
+            return self._stable, self.generation, self.member_id, time.monotonic() - self._last_touch
 
     def touch(self) -> None:
         """The owner is alive and polling (see the module docstring)."""
@@ -130,8 +120,9 @@ class GroupMember:
         except (BlockingIOError, OSError):
             pass
 
-    def _ask_rejoin(self, generation: int | None, reset: bool = False, why: str = "") -> None:
-        """Mark the member for a rejoin, unless `generation` is stale (None: always)."""
+    def ask_rejoin(self, generation: int | None, reset: bool = False, why: str = "") -> None:
+        """Mark the member for a rejoin (`reset`: as a new member), unless `generation` is stale
+        (None: always), and wake the owner. Called by the heartbeat thread too."""
         with self._lock:
             if generation is not None and (generation != self.generation or not self._stable):
                 return
@@ -203,7 +194,8 @@ class GroupMember:
                 self._last_touch = time.monotonic()
             log.info("group %s: generation %d, member %s%s, assignment %s", self.group_id, self.generation,
                      self.member_id, " (leader)" if self.leader_id == self.member_id else "", self.assignment)
-            self._start_heartbeat()
+            if self._heartbeat is None:
+                self._heartbeat = Heartbeat(self)
             return dict(self.assignment)
 
     def _assign(self, members: list[dict]) -> dict[str, bytes]:
@@ -250,7 +242,7 @@ class GroupMember:
                 continue
             code = codes.pop()
             if code in (REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID):
-                self._ask_rejoin(None, reset=code == UNKNOWN_MEMBER_ID)
+                self.ask_rejoin(None, reset=code == UNKNOWN_MEMBER_ID)
                 raise CommitFailedError(f"group {self.group_id!r} rebalanced before the offsets of generation "
                                         f"{generation} could be committed (Kafka error code {code})")
             raise error_for_code(code, f"committing offsets of group {self.group_id!r}: Kafka error code {code}")
@@ -285,7 +277,7 @@ class GroupMember:
             return
         self._closed.set()
         if self._heartbeat is not None:
-            self._heartbeat.join(self.session_timeout_ms / 1000)
+            self._heartbeat.stop(self.session_timeout_ms / 1000)
         if leave and self.member_id:
             try:
                 conn = self._connection()
@@ -337,54 +329,3 @@ class GroupMember:
             self._lost_coordinator()
             return None
         return response
-
-    # --- heartbeats -----------------------------------------------------------------------------
-
-    def _start_heartbeat(self) -> None:
-        if self._heartbeat is None:
-            self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{self.group_id}", daemon=True)
-            self._heartbeat.start()
-
-    def _beat(self) -> None:
-        conn: Connection | None = None
-        while not self._closed.wait(self.heartbeat_interval):
-            with self._lock:
-                stable, generation, member_id = self._stable and not self._rejoin, self.generation, self.member_id
-            if not stable:
-                continue
-            if time.monotonic() - self._last_touch > self.rebalance_timeout_ms / 1000:
-                self._leave_idle(conn, generation, member_id)
-                continue
-            try:
-                if conn is None or conn.closed:
-                    _, host, port = find_coordinator(self.cluster, self.group_id, self.heartbeat_interval)
-                    conn = Connection(host, port, self.cluster.client_id, self.session_timeout_ms / 1000,
-                                      connect_timeout=self.cluster.connect_timeout)
-                code = conn.request(ApiKey.HEARTBEAT, {"group_id": self.group_id, "generation_id": generation,
-                                                       "member_id": member_id})["error_code"]
-            except LogshipError as exc:
-                log.info("group %s: heartbeat failed (%s); retrying", self.group_id, exc)
-                if conn is not None:
-                    conn.close()
-                continue
-            if code in COORDINATOR_CODES:
-                conn.close()
-            elif code == REBALANCE_IN_PROGRESS:
-                self._ask_rejoin(generation, why="the group is rebalancing")
-            elif code in (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID):
-                self._ask_rejoin(generation, reset=code == UNKNOWN_MEMBER_ID,
-                                 why=f"heartbeat answered Kafka error code {code}")
-            elif code:
-                log.warning("group %s: heartbeat answered Kafka error code %d", self.group_id, code)
-        if conn is not None:
-            conn.close()
-
-    def _leave_idle(self, conn: Connection | None, generation: int, member_id: str) -> None:
-        log.warning("group %s: not polled for %d ms (the rebalance timeout); leaving the group",
-                    self.group_id, self.rebalance_timeout_ms)
-        try:
-            if conn is not None and not conn.closed:
-                conn.request(ApiKey.LEAVE_GROUP, {"group_id": self.group_id, "member_id": member_id}, timeout=5.0)
-        except LogshipError:
-            pass
-        self._ask_rejoin(generation, reset=True)

@@ -25,7 +25,7 @@ from .admin import EARLIEST, LATEST, list_offsets, resolve_offsets
 from .assignors import PROTOCOL_TYPE, decode_assignment
 from .cluster import Cluster
 from .consumer import Consumer
-from .group import COORDINATOR_CODES, UNKNOWN_MEMBER_ID, find_coordinator
+from .coordinator import COORDINATOR_CODES, UNKNOWN_MEMBER_ID, find_coordinator
 from .offsets import parse_offset
 
 __all__ = ["GroupDescription", "MemberDescription", "PartitionLag", "SeekMove", "GroupNotFoundError",
