@@ -20,10 +20,13 @@ def run_example(name: str, *args: str) -> list[str]:
 
 
 TESTED = {"with-broker.sh", "kcat-roundtrip.sh", "nginx-access-log.sh", "errors-with-jq.sh", "library.py", "data"}
+TESTED_WITH_THE_AGENT = {"agent-nginx.toml", "agent-java.toml", "logship-agent.service"}  # test_agent_config.py
 
 
 def test_every_example_has_a_test():
-    assert {p.name for p in EXAMPLES.iterdir()} == TESTED
+    assert {p.name for p in EXAMPLES.iterdir()} == TESTED | TESTED_WITH_THE_AGENT
+    agent_tests = (ROOT / "tests" / "test_agent_config.py").read_text()
+    assert all(f'"{name}"' in agent_tests for name in TESTED_WITH_THE_AGENT)
 
 
 def test_kcat_roundtrip():
