@@ -17,6 +17,7 @@ FORBIDDEN = {
     "records": {"storage", "protocol", "client", "broker", "agent", "cli"},
     "compression": {"storage", "protocol", "client", "broker", "agent", "cli", "records"},
     "errors": {"storage", "protocol", "client", "broker", "agent", "cli", "records"},
+    "lockfile": {"storage", "protocol", "client", "broker", "agent", "cli", "records"},
 }
 
 
