@@ -180,7 +180,7 @@ _HEAD_AFTER_CRC = struct.Struct(">hiqqqhii")  # attributes .. recordsCount
 _UINT32 = struct.Struct(">I")
 
 
-def _seal(
+def seal_batch(
     body: bytes,
     count: int,
     base_timestamp: int,
@@ -195,7 +195,8 @@ def _seal(
     attributes: int,
     last_offset_delta: int | None = None,
 ) -> bytes:
-    """Compress the records section if asked, then prepend the header with its CRC.
+    """A whole batch around an encoded records section (record_codec's encoding of `count`
+    records): compress the section if asked, then prepend the header with its CRC.
 
     lastOffsetDelta is `count - 1` unless given (a compacted batch keeps its original one).
     """
@@ -268,7 +269,7 @@ def build_batch(
         count += 1
     if not count:
         raise InvalidRecordError("a record batch needs at least one record")
-    return _seal(
+    return seal_batch(
         b"".join(parts),
         count,
         first,
@@ -303,7 +304,7 @@ def build_batch_values(
     """
     if not values:
         raise InvalidRecordError("a record batch needs at least one record")
-    return _seal(
+    return seal_batch(
         encode_values(values),
         len(values),
         timestamp_ms,
@@ -334,7 +335,7 @@ def rebuild_batch(header: BatchHeader, kept: Iterable[Record]) -> bytes:
         encode_record(parts, record.offset - header.base_offset, record.timestamp - header.base_timestamp,
                       record.key, record.value, record.headers)
         count += 1
-    return _seal(
+    return seal_batch(
         b"".join(parts),
         count,
         header.base_timestamp,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from ..records import _seal  # the batch header and CRC around a ready records section
+from ..records import seal_batch
 
 __all__ = ["OutgoingBatch", "OpenBatches"]
 
@@ -46,7 +46,7 @@ class OutgoingBatch:
         if self.data is None:
             body = b"".join(self.pieces)
             self.pieces = []
-            self.data = _seal(body, self.count, self.timestamp_ms, self.timestamp_ms, compression=compression,
+            self.data = seal_batch(body, self.count, self.timestamp_ms, self.timestamp_ms, compression=compression,
                               base_offset=0, producer_id=-1, producer_epoch=-1, base_sequence=-1,
                               partition_leader_epoch=-1, attributes=0)
         return self.data

@@ -18,7 +18,7 @@ import time
 from collections import deque
 
 from ..record_codec import encode_record, encode_values
-from ..records import _seal  # the batch header and CRC of records.build_batch, for a ready body
+from ..records import seal_batch
 
 __all__ = ["ProducerBatch", "PartitionQueue", "RECORD_OVERHEAD"]
 
@@ -68,7 +68,7 @@ class ProducerBatch:
         """The batch's bytes, built on the first call; the records are then released."""
         if self.data is None:
             body = encode_values(self.values) if self.fast else b"".join(self.parts)
-            self.data = _seal(body, self.count, self.timestamp_ms, self.max_timestamp, compression=compression,
+            self.data = seal_batch(body, self.count, self.timestamp_ms, self.max_timestamp, compression=compression,
                               base_offset=0, producer_id=-1, producer_epoch=-1, base_sequence=-1,
                               partition_leader_epoch=-1, attributes=0)
             self.values = self.parts = None

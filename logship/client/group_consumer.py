@@ -140,13 +140,20 @@ class GroupConsumer:
         """Commit (topic, partition) -> next offset to read; default: positions(). Only
         partitions owned now, at offsets this ownership has read, and changed since the last
         commit are sent. False if the group rebalanced first (nothing was committed; the
-        revoked positions were committed by the rebalance itself if they were returned)."""
+        revoked positions were committed by the rebalance itself if they were returned).
+
+        A member the group dropped (its session expired, or the coordinator restarted and
+        forgot its members) commits as a tool does (generation -1), which the broker accepts
+        only while the group has no members, and only for partitions whose committed offset
+        is still the one this member last knew: nobody else has read them since."""
         if not self._joined:
             return True
         read = self.positions()
         wanted = read if positions is None else positions
         valid = {tp: offset for tp, offset in wanted.items()
                  if tp in read and self._began[tp] <= offset <= read[tp] and self._committed.get(tp) != offset}
+        if valid and self.member.generation < 0:
+            valid = self._unclaimed(valid)
         if not valid:
             return True
         try:
@@ -156,6 +163,13 @@ class GroupConsumer:
             return False
         self._committed.update(valid)
         return True
+
+    def _unclaimed(self, positions: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        try:
+            current = self.member.committed(list(positions))
+        except LogshipError:
+            return {}
+        return {tp: offset for tp, offset in positions.items() if current[tp] == self._committed.get(tp)}
 
     def close(self, leave: bool = True) -> None:
         """Stop fetching and leave the group (others take the partitions at once). Does not
