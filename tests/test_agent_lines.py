@@ -10,7 +10,7 @@ from logship.agent.lines import LineSplitter
 from logship.agent.linerecords import RecordTemplate, encode
 from logship.agent.multiline import MultilineJoiner
 from logship.record_codec import encode_record
-from logship.records import _seal, decode_records
+from logship.records import seal_batch, decode_records
 
 
 def feed_all(splitter, data: bytes, chunk: int):
@@ -162,7 +162,7 @@ def test_encoded_records_are_byte_for_byte_what_the_general_encoder_writes(lengt
 def test_encoded_records_decode_as_lines_with_their_headers():
     values = [b"first", b"\xff\xfe invalid utf-8", b""]
     body = encode(values, [0, 6, 30], [], 0, RecordTemplate(None, [("host", b"h")]))
-    records = decode_records(_seal(body, 3, 1, 1, compression=4, base_offset=0, producer_id=-1, producer_epoch=-1,
+    records = decode_records(seal_batch(body, 3, 1, 1, compression=4, base_offset=0, producer_id=-1, producer_epoch=-1,
                                    base_sequence=-1, partition_leader_epoch=-1, attributes=0))
     assert [r.value for r in records] == values
     assert [dict(r.headers)["offset"] for r in records] == [b"0", b"6", b"30"]
