@@ -9,6 +9,7 @@ SyncGroup). A reply whose `body` is None, without `fetch` or `deferred`, sends n
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Callable
@@ -120,9 +121,9 @@ class Broker:
         self._handlers.update(group_handlers.HANDLERS)
         self._client_handlers: dict[int, ClientHandler] = dict(group_handlers.CLIENT_HANDLERS)
 
-    @property
+    @functools.cached_property
     def advertised(self) -> dict[int, tuple[int, int]]:
-        """API key -> (min, max) version of every API this broker answers."""
+        """API key -> (min, max) version of every API this broker answers (fixed once built)."""
         return {key: ADVERTISED[key] for key in (*self._handlers, *self._client_handlers)}
 
     def handle(self, api_key: int, api_version: int, body: dict, client: ClientInfo | None = None) -> Reply:
