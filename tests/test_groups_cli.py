@@ -313,3 +313,50 @@ def test_a_member_that_leaves_hands_its_partitions_over_without_a_duplicate(grou
             member.stop()
     records = leaving.records() + staying.records()
     assert len(records) == len(set(records)) == 40_000
+
+
+def test_a_member_carries_on_across_broker_restarts_graceful_and_sigkill(start_broker, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = (*BROKER_ARGS, "--listen", f"127.0.0.1:{port}")
+    broker = start_broker(*args, data_dir=tmp_path / "kept")
+    address = broker.address
+    assert logship("topics", "create", "lasting", "-p", "3", "-b", address).returncode == 0
+    member = Member(tmp_path, address, "lasting", "lg", name="lasting")
+    try:
+        for round_, stop in enumerate(("stop", "kill")):
+            produce(address, "lasting", keyed_lines(2000, f"round{round_}"))
+            assert wait_until(lambda: len({v for _, _, v in member.records()}) == 2000 * (round_ + 1), timeout=60)
+            assert wait_until(lambda: sum(committed(address, "lg").values()) == 2000 * (round_ + 1), timeout=10)
+            if stop == "stop":
+                broker.stop()
+            else:
+                broker.proc.kill()
+                broker.proc.wait(10)
+            broker = start_broker(*args, data_dir=tmp_path / "kept")
+        produce(address, "lasting", keyed_lines(2000, "after"))
+        assert wait_until(lambda: len({v for _, _, v in member.records()}) == 6000, timeout=60), member.stderr()
+    finally:
+        assert member.stop() == 0, member.stderr()
+    records = member.records()
+    assert {v for _, _, v in records} == {b"%s-%d" % (tag, i) for tag in (b"round0", b"round1", b"after")
+                                          for i in range(2000)}
+    # everything written before each restart had been committed (and kept, even through the
+    # SIGKILL): the member, back as a new member of the group, read none of it twice
+    assert len(records) == len(set(records)) == 6000
+    assert committed(address, "lg") == {p: n for p, n in Counter(p for p, _, _ in records).items()}
+
+
+def test_members_with_exit_at_end_share_the_partitions_and_all_finish(group_broker, tmp_path):
+    address = group_broker.address
+    assert logship("topics", "create", "ending", "-p", "4", "-b", address).returncode == 0
+    produce(address, "ending", keyed_lines(20_000))
+    members = [Member(tmp_path, address, "ending", "eg", "-e", name=f"e{i}") for i in range(3)]
+    for member in members:
+        assert member.proc.wait(60) == 0, member.stderr()
+    records = [r for member in members for r in member.records()]
+    assert len(records) == len(set(records)) == 20_000
+    assert sum(committed(address, "eg").values()) == 20_000
