@@ -92,7 +92,6 @@ class GroupMember:
         self._closed = threading.Event()
         self._last_touch = time.monotonic()
         self._conn: Connection | None = None
-        self._coordinator: int | None = None
         self._heartbeat: Heartbeat | None = None
         self.wakeup_fd, self._wakeup_w = os.pipe()
         os.set_blocking(self.wakeup_fd, False)
@@ -237,7 +236,7 @@ class GroupMember:
             codes = {p["error_code"] for t in response["topics"] for p in t["partitions"]} - {0}
             if not codes:
                 return
-            if codes & COORDINATOR_CODES:
+            if codes & COORDINATOR_CODES and time.monotonic() - started <= self.retry_timeout:
                 self._lost_coordinator()
                 continue
             code = codes.pop()
@@ -259,7 +258,7 @@ class GroupMember:
             if response is None:
                 continue
             codes = {response.get("error_code", 0)} | {p["error_code"] for t in response["topics"] for p in t["partitions"]}
-            if codes & COORDINATOR_CODES:
+            if codes & COORDINATOR_CODES and time.monotonic() - started <= self.retry_timeout:
                 self._lost_coordinator()
                 continue
             if codes - {0}:
@@ -300,8 +299,7 @@ class GroupMember:
         if self._conn is not None and self._conn.in_flight:  # a request was interrupted (a signal)
             self._conn.close()
         if self._conn is None or self._conn.closed:
-            node, host, port = find_coordinator(self.cluster, self.group_id, self.retry_timeout)
-            self._coordinator = node
+            _, host, port = find_coordinator(self.cluster, self.group_id, self.retry_timeout)
             self._conn = Connection(host, port, self.cluster.client_id, self.cluster.timeout,
                                     connect_timeout=self.cluster.connect_timeout)
         return self._conn
