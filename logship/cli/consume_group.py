@@ -6,6 +6,9 @@ when the command ends for any reason (end of -e, -c reached, SIGTERM, Ctrl-C, a 
 pipe). A rebalance inside poll commits the revoked partitions' positions itself (what poll
 returned, all of which was written before the next poll), so partitions move to another
 member exactly where this one stopped writing.
+
+Into a pipe, "written" means accepted by the pipe: records a reader such as `head` never
+read from the pipe's buffer count as consumed (as with kcat -G).
 """
 
 from __future__ import annotations
