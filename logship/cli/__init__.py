@@ -54,8 +54,10 @@ COMMANDS = {name: name for name in
             ("agent", "consume", "dump", "groups", "produce", "replay", "seek", "serve", "tail", "topics")}
 
 
-@click.group(cls=LazyGroup, lazy=COMMANDS,
-             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="logship")
 def cli() -> None:
     """A small log streaming system: a Kafka-compatible broker and Unix-style commands.

@@ -65,10 +65,13 @@ def _command_section(command: click.Command, ctx: click.Context, heading: str) -
 
 def render(command: click.Command, path: list[str]) -> str:
     """The roff text of the page for `command`, whose full name is `path` (e.g. ["logship", "dump"])."""
+    from . import CONTEXT_SETTINGS
+
     parent = None
     for name in path[:-1]:
-        parent = click.Context(click.Group(name), info_name=name, parent=parent)
-    ctx = click.Context(command, info_name=path[-1], parent=parent)
+        parent = click.Context(click.Group(name), info_name=name, parent=parent,
+                               **({} if parent else CONTEXT_SETTINGS))
+    ctx = click.Context(command, info_name=path[-1], parent=parent, **({} if parent else CONTEXT_SETTINGS))
     page_name = "-".join(path)
     summary, description, examples = _split_help(command.help or "")
     out = [HEADER.rstrip("\n"), f'.TH {page_name.upper()} 1 "" "logship {__version__}" "logship manual"']
