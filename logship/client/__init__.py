@@ -23,6 +23,7 @@ from .admin import Admin, PartitionInfo
 from .cluster import DEFAULT_BROKERS, Cluster, PartitionMetadata, TopicMetadata, default_brokers, parse_brokers
 from .connection import Connection
 from .consumer import ConsumedRecord, Consumer, PartitionRecords
+from .group_consumer import GroupConsumer
 from .offsets import OffsetSpec, parse_offset, parse_time
 from .partitioner import murmur2, partition_for_key
 from .producer import Producer, parse_acks
