@@ -3,12 +3,10 @@ error (retry, split, drop and count), in order, with acks=all."""
 
 from __future__ import annotations
 
-import socket
-import struct
-import threading
 import time
 
 import pytest
+from fake_broker import ScriptedServer
 
 from logship import records
 from logship.agent.batches import OutgoingBatch
@@ -17,52 +15,21 @@ from logship.agent.identity import FileId, Fingerprint
 from logship.agent.linerecords import RecordTemplate, encode
 from logship.agent.shipper import Shipper
 from logship.client import Cluster
-from logship.protocol import ADVERTISED, ApiKey, api_versions_entries, decode_request, encode_response
+from logship.protocol import ApiKey, encode_response
 
 
-class ScriptedBroker:
+class ScriptedBroker(ScriptedServer):
     """One node leading topic "t" (one partition); the n-th Produce request is answered
     with the error code `script(n, values)` returns. Records produced (and answered 0) are
     kept in `log`."""
 
     def __init__(self, script):
+        super().__init__({"t": 1})
         self.script = script
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.requests: list[list[bytes]] = []
         self.log: list[bytes] = []
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        with conn:
-            while True:
-                try:
-                    size = struct.unpack(">i", _recv(conn, 4))[0]
-                    request = decode_request(_recv(conn, size))
-                except (EOFError, OSError):
-                    return
-                conn.sendall(self._answer(request))
-
-    def _answer(self, request):
-        cid, version = request.correlation_id, request.api_version
-        if request.api_key == ApiKey.API_VERSIONS:
-            return encode_response(ApiKey.API_VERSIONS, version, cid, {
-                "error_code": 0, "api_keys": api_versions_entries(ADVERTISED), "throttle_time_ms": 0})
-        if request.api_key == ApiKey.METADATA:
-            return encode_response(ApiKey.METADATA, version, cid, {
-                "brokers": [{"node_id": 1, "host": "127.0.0.1", "port": self.port, "rack": None}],
-                "cluster_id": "fake", "controller_id": 1,
-                "topics": [{"error_code": 0, "name": "t", "is_internal": False, "partitions": [
-                    {"error_code": 0, "partition_index": 0, "leader_id": 1, "replica_nodes": [1],
-                     "isr_nodes": [1], "offline_replicas": []}]}]})
+    def answer_other(self, request):
         assert request.api_key == ApiKey.PRODUCE and request.body["acks"] == -1
         data = bytes(request.body["topic_data"][0]["partition_data"][0]["records"])
         values = [r.value for r in records.iter_records(data)]
@@ -70,22 +37,9 @@ class ScriptedBroker:
         code = self.script(len(self.requests) - 1, values)
         if code == 0:
             self.log += values
-        return encode_response(ApiKey.PRODUCE, version, cid, {"responses": [
+        return encode_response(ApiKey.PRODUCE, request.api_version, request.correlation_id, {"responses": [
             {"name": "t", "partition_responses": [{"index": 0, "error_code": code, "base_offset": -1}]}],
             "throttle_time_ms": 0})
-
-    def close(self):
-        self.sock.close()
-
-
-def _recv(conn, n):
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
 
 
 STATE = FileState(FileId(1, 1), Fingerprint(0, ""), 0, "/x")

@@ -4,99 +4,55 @@ dropped without DeliveryError saying so."""
 
 from __future__ import annotations
 
-import socket
-import struct
-import threading
 
 import pytest
 from conftest import wait_until
+from fake_broker import ScriptedServer
 
 from logship import records
 from logship.client import Cluster, Producer
 from logship.errors import DeliveryError, NotLeaderError
-from logship.protocol import ADVERTISED, ApiKey, api_versions_entries, decode_request, encode_response
+from logship.protocol import ApiKey, encode_response
 
 
-class ScriptedBroker:
+class ScriptedBroker(ScriptedServer):
     """Answers ApiVersions and Metadata (one topic "t", one partition, led by itself) and
     Produce requests as `script(n)` says for the n-th one: an error code, and whether to
     hold the answer until the next request arrived (so two requests are in flight)."""
 
     def __init__(self, script):
+        super().__init__({"t": 1})
         self.script = script
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.produced: list[list[bytes]] = []  # values of each Produce request, in arrival order
         self.unanswered: list[int] = []  # Produce requests in flight when each one arrived
         self.answered = 0
-        self.metadata_requests = 0
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
 
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
+    def serve(self, conn):
         held = []
-        with conn:
-            while True:
-                try:
-                    size = struct.unpack(">i", _recv(conn, 4))[0]
-                    request = decode_request(_recv(conn, size))
-                except (EOFError, OSError):
-                    return
-                reply = self._answer(request)
-                if request.api_key != ApiKey.PRODUCE:
-                    conn.sendall(reply)
-                    continue
-                if request.body["acks"] == 0:
-                    continue  # Kafka never answers acks=0
-                code, hold = self.script(len(self.produced) - 1)
-                held.append(reply(code))
-                if not hold:
-                    for frame in held:
-                        conn.sendall(frame)
-                    self.answered += len(held)
-                    held = []
+        for request in self.incoming(conn):
+            reply = self.answer(request)
+            if request.api_key != ApiKey.PRODUCE:
+                conn.sendall(reply)
+                continue
+            if request.body["acks"] == 0:
+                continue  # Kafka never answers acks=0
+            code, hold = self.script(len(self.produced) - 1)
+            held.append(reply(code))
+            if not hold:
+                for frame in held:
+                    conn.sendall(frame)
+                self.answered += len(held)
+                held = []
 
-    def _answer(self, request):
-        cid, version = request.correlation_id, request.api_version
-        if request.api_key == ApiKey.API_VERSIONS:
-            return encode_response(ApiKey.API_VERSIONS, version, cid, {
-                "error_code": 0, "api_keys": api_versions_entries(ADVERTISED), "throttle_time_ms": 0})
-        if request.api_key == ApiKey.METADATA:
-            self.metadata_requests += 1
-            return encode_response(ApiKey.METADATA, version, cid, {
-                "brokers": [{"node_id": 1, "host": "127.0.0.1", "port": self.port, "rack": None}],
-                "cluster_id": "fake", "controller_id": 1,
-                "topics": [{"error_code": 0, "name": "t", "is_internal": False, "partitions": [
-                    {"error_code": 0, "partition_index": 0, "leader_id": 1, "replica_nodes": [1],
-                     "isr_nodes": [1], "offline_replicas": []}]}]})
+    def answer_other(self, request):
         assert request.api_key == ApiKey.PRODUCE
+        cid, version = request.correlation_id, request.api_version
         data = request.body["topic_data"][0]["partition_data"][0]["records"]
         self.unanswered.append(len(self.produced) - self.answered)
         self.produced.append([r.value for r in records.iter_records(bytes(data))])
         return lambda code: encode_response(ApiKey.PRODUCE, version, cid, {"responses": [
             {"name": "t", "partition_responses": [{"index": 0, "error_code": code, "base_offset": -1}]}],
             "throttle_time_ms": 0})
-
-    def close(self):
-        self.sock.close()
-
-
-def _recv(conn, n):
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
 
 
 def _produce_two_batches(broker, **options):

@@ -11,6 +11,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+from fake_broker import recv_exactly
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
 from logship import records
@@ -271,24 +272,14 @@ class FakeBroker:
             serve(self, conn)
 
     def read_request(self, conn) -> tuple[int, int, int]:
-        size = struct.unpack(">i", _recv(conn, 4))[0]
-        frame = _recv(conn, size)
+        size = struct.unpack(">i", recv_exactly(conn, 4))[0]
+        frame = recv_exactly(conn, size)
         api_key, version, correlation_id = struct.unpack_from(">hhi", frame)
         self.requests.append((api_key, version))
         return api_key, version, correlation_id
 
     def close(self):
         self.sock.close()
-
-
-def _recv(conn, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
 
 
 def _api_versions(correlation_id: int, version: int = 2, ranges=None, error: int = 0) -> bytes:

@@ -4,81 +4,35 @@ leader's assignment, heartbeats that ask for a rejoin, commits refused by the ge
 
 from __future__ import annotations
 
-import socket
-import struct
-import threading
 from collections import defaultdict
 
 import pytest
 from conftest import wait_until
+from fake_broker import ScriptedServer
 
 from logship.client.assignors import decode_assignment, decode_subscription, encode_assignment, encode_subscription
 from logship.client.cluster import Cluster
 from logship.client.group import CommitFailedError, GroupMember
 from logship.errors import InconsistentGroupProtocolError
-from logship.protocol import ADVERTISED, ApiKey, api_versions_entries, decode_request, encode_response
+from logship.protocol import ApiKey, encode_response
 
 
-class FakeCoordinator:
+class FakeCoordinator(ScriptedServer):
     """A broker that answers ApiVersions and Metadata itself and every group API with the
     next answer scripted for it (`script[api_key]`: a list of functions body -> response body;
     the last one repeats). Every request body is kept in `seen[api_key]`."""
 
     def __init__(self, script):
+        super().__init__({"logs": 4, "other": 2})
         self.script = script
         self.seen = defaultdict(list)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.address = f"127.0.0.1:{self.port}"
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        with conn:
-            while True:
-                try:
-                    size = struct.unpack(">i", _recv(conn, 4))[0]
-                    request = decode_request(_recv(conn, size))
-                except (EOFError, OSError):
-                    return
-                conn.sendall(encode_response(request.api_key, request.api_version, request.correlation_id,
-                                             self._answer(request.api_key, request.body)))
-
-    def _answer(self, api_key, body):
-        if api_key == ApiKey.API_VERSIONS:
-            return {"error_code": 0, "api_keys": api_versions_entries(ADVERTISED), "throttle_time_ms": 0}
-        if api_key == ApiKey.METADATA:
-            return {"brokers": [{"node_id": 1, "host": "127.0.0.1", "port": self.port, "rack": None}],
-                    "cluster_id": "fake", "controller_id": 1, "topics": [
-                        {"error_code": 0, "name": name, "is_internal": False, "partitions": [
-                            {"error_code": 0, "partition_index": p, "leader_id": 1, "replica_nodes": [1],
-                             "isr_nodes": [1], "offline_replicas": []} for p in range(count)]}
-                        for name, count in (("logs", 4), ("other", 2))
-                        if body["topics"] is None or name in [t["name"] for t in body["topics"]]]}
-        self.seen[api_key].append(body)
-        answers = self.script[api_key]
+    def answer_other(self, request):
+        self.seen[request.api_key].append(request.body)
+        answers = self.script[request.api_key]
         answer = answers.pop(0) if len(answers) > 1 else answers[0]
-        return {"throttle_time_ms": 0, **answer(body)}
-
-    def close(self):
-        self.sock.close()
-
-
-def _recv(conn, n):
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
+        return encode_response(request.api_key, request.api_version, request.correlation_id,
+                               {"throttle_time_ms": 0, **answer(request.body)})
 
 
 def coordinator(port, code=0):
