@@ -83,3 +83,30 @@ def test_undeliverable_records_are_counted_and_exit_1(broker):
                      input=b"small\n" + big)
     assert result.returncode == 1
     assert b"were not delivered" in result.stderr and b"of 2 records" in result.stderr, result.stderr
+
+
+def test_progress_is_shown_when_stderr_is_a_terminal(broker):
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "logship", "produce", "tty", "-b", broker.address],
+                              input=b"x\n" * 100_000, stdout=subprocess.PIPE, stderr=slave, timeout=60,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        os.close(slave)
+        slave = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0
+    assert b"produced 100,000 records" in shown and b"records/s" in shown, shown
