@@ -240,3 +240,18 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
         assert chunk, "connection closed"
         data += chunk
     return data
+
+
+def test_requests_sent_before_a_half_close_are_still_answered(broker):
+    from logship.protocol import ApiKey, framing
+
+    requests = b"".join(framing.encode_request(ApiKey.API_VERSIONS, 0, cid, "half", {}) for cid in (1, 2, 3))
+    with socket.create_connection((broker.host, broker.port), timeout=10) as sock:
+        sock.sendall(requests)
+        sock.shutdown(socket.SHUT_WR)
+        answered = []
+        for _ in range(3):
+            size = struct.unpack(">i", _recv_exactly(sock, 4))[0]
+            answered.append(framing.decode_response(ApiKey.API_VERSIONS, 0, _recv_exactly(sock, size))[0])
+        assert answered == [1, 2, 3]
+        assert sock.recv(1) == b""  # then the broker closes

@@ -21,6 +21,7 @@ import socket
 from ..errors import LogshipError, ProtocolError
 from ..protocol import ApiKey, framing
 from .broker import Broker, ClientInfo, Deferred, Reply
+from .connection import Connection
 from .durability import DurableWaits
 from .fetch import FetchPlan, FetchWait
 
@@ -65,8 +66,9 @@ class Server:
     async def start(self) -> tuple[str, int]:
         """Bind and listen; returns the bound (host, port)."""
         config = self.broker.config
-        self._server = await asyncio.start_server(self._connection, config.listen_host, config.listen_port,
-                                                  reuse_address=True, limit=1 << 20)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: Connection(config.max_frame_bytes, self._connected),
+                                                config.listen_host, config.listen_port, reuse_address=True)
         host, port = self._server.sockets[0].getsockname()[:2]
         config.listen_port = port
         return host, port
@@ -107,19 +109,19 @@ class Server:
         if deadline is not None:
             self._wake_groups_by(deadline)
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
+    def _connected(self, conn: Connection) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(conn))
         self._connections.add(task)
-        peer = writer.get_extra_info("peername")
+        task.add_done_callback(self._connections.discard)
+
+    async def _serve(self, conn: Connection) -> None:
+        peer = conn.transport.get_extra_info("peername")
         host = peer[0] if isinstance(peer, tuple) else ""
-        sock = writer.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         queue: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
-        sender = asyncio.create_task(self._send_responses(queue, writer))
+        sender = asyncio.create_task(self._send_responses(queue, conn))
         try:
             while not sender.done():
-                frame = await self._read_frame(reader)
+                frame = await conn.next_frame()
                 if frame is None:
                     break
                 response = self._respond(frame, host)
@@ -127,7 +129,7 @@ class Server:
                     await queue.put(response)
         except ProtocolError as exc:
             log.warning("closing connection from %s: %s", peer, exc)
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except ConnectionError:
             pass
         except asyncio.CancelledError:
             sender.cancel()
@@ -135,26 +137,15 @@ class Server:
         except Exception:
             log.exception("closing connection from %s after an internal error", peer)
         finally:
-            self._connections.discard(task)
             if not sender.done():
                 await queue.put(None)
             try:
                 await sender
             except (asyncio.CancelledError, ConnectionError):
                 pass
-            writer.close()
+            conn.transport.close()
 
-    async def _read_frame(self, reader: asyncio.StreamReader) -> bytes | None:
-        try:
-            prefix = await reader.readexactly(4)
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial:
-                raise ProtocolError("connection closed inside a length prefix") from None
-            return None
-        size = framing.read_frame_length(prefix, self.broker.config.max_frame_bytes)
-        return await reader.readexactly(size)
-
-    def _respond(self, frame: bytes, host: str):
+    def _respond(self, frame: bytearray, host: str):
         """What to queue for one request: response parts, a task giving them, or None."""
         header = framing.decode_request_header(frame)
         if header.api_key == ApiKey.API_VERSIONS and header.api_version > self.broker.advertised[ApiKey.API_VERSIONS][1]:
@@ -212,7 +203,7 @@ class Server:
                 for key in wait.partitions:
                     self._waiters.get(key, set()).discard(woken)
 
-    async def _send_responses(self, queue: asyncio.Queue, writer: asyncio.StreamWriter) -> None:
+    async def _send_responses(self, queue: asyncio.Queue, conn: Connection) -> None:
         loop = asyncio.get_running_loop()
         while True:
             item = await queue.get()
@@ -225,12 +216,12 @@ class Server:
                     item, plan = item
             try:
                 if item is not None:
-                    await _write_parts(loop, writer, item)
+                    await _write_parts(loop, conn, item)
             finally:
                 if plan is not None:
                     plan.close()
             if queue.empty():
-                await writer.drain()
+                await conn.drain()
 
 
 class _Responder:
@@ -243,15 +234,15 @@ class _Responder:
         return framing.encode_response_parts(self.api_key, self.api_version, self.correlation_id, body)
 
 
-async def _write_parts(loop: asyncio.AbstractEventLoop, writer: asyncio.StreamWriter, parts: list) -> None:
+async def _write_parts(loop: asyncio.AbstractEventLoop, conn: Connection, parts: list) -> None:
     for part in parts:
         if isinstance(part, (bytes, bytearray, memoryview)):
-            writer.write(part)
+            conn.transport.write(part)
         elif part.length < SENDFILE_MIN_BYTES:
-            writer.write(part.read_bytes())
+            conn.transport.write(part.read_bytes())
         else:
-            await writer.drain()
-            await loop.sendfile(writer.transport, _SpliceFile(part.fd), part.position, part.length)
+            await conn.drain()
+            await loop.sendfile(conn.transport, _SpliceFile(part.fd), part.position, part.length)
 
 
 async def run(broker: Broker, on_listening) -> None:

@@ -44,6 +44,10 @@ _pack_offset = struct.Struct(">q").pack_into  # baseOffset, bytes 0-7 (as record
 _pack_epoch = struct.Struct(">i").pack_into   # partitionLeaderEpoch, bytes 12-15
 
 
+def _writable(data) -> bool:
+    return isinstance(data, bytearray) or (isinstance(data, memoryview) and not data.readonly)
+
+
 class AppendResult(NamedTuple):
     """Where an append_batches call put its batches."""
 
@@ -153,7 +157,7 @@ class Partition:
         """Validate, assign offsets to and append one or more whole record batches.
 
         Everything is checked before anything is written (CorruptRecordError,
-        InvalidRecordError, MessageTooLargeError). A bytearray is modified in place (its
+        InvalidRecordError, MessageTooLargeError). A bytearray or a writable memoryview is modified in place (its
         baseOffset and, with `leader_epoch`, partitionLeaderEpoch fields); anything else is
         copied once. Records are never re-encoded. A failed write raises KafkaStorageError
         and leaves the log as it was.
@@ -170,7 +174,7 @@ class Partition:
         return self._append(data, None, assign_offsets=False)
 
     def _append(self, data, leader_epoch: int | None, assign_offsets: bool) -> AppendResult:
-        buf = data if isinstance(data, bytearray) else bytearray(data)
+        buf = data if _writable(data) else bytearray(data)
         checked = validate_batches(buf, self.config.max_batch_bytes)
         record_count = len(checked) + sum(batch[2] for batch in checked)
         with self._lock:
