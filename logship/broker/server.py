@@ -6,8 +6,9 @@ read and appended) while responses leave in the order their requests came. A que
 is either the parts of a ready response or a task that will produce them (a long-polling
 fetch, a produce or offset commit waiting for durability, a JoinGroup or SyncGroup held by
 the group coordinator until its phase ends). Parts are bytes or `FileSlice`s of segment files;
-large slices go out with sendfile. A malformed frame closes its own connection, never the
-broker; a frame larger than the limit is refused on its length prefix, before allocation.
+large slices go out with sendfile. Frames are received by connection.py, each into its own
+bytearray. A malformed frame closes its own connection, never the broker; a frame larger than
+the limit is refused on its length prefix, before allocation.
 The group coordinator's deadlines (join and sync phases, sessions) run on one loop timer,
 re-armed whenever the coordinator asks for an earlier wake-up.
 """
