@@ -40,14 +40,13 @@ off) is retried, with an error logged every 30 s, since creating it fixes it.
 from __future__ import annotations
 
 import logging
-import select
-import socket
 import threading
 import time
 from collections import deque
 
 from ..client import Cluster
 from ..client.cluster import RETRIABLE_CODES
+from ..client.wakeup import Wakeup
 from ..errors import BrokerUnavailableError, LogshipError, ProtocolError, UnknownTopicError, error_for_code
 from ..protocol import ApiKey
 from ..records import build_batch, decode_records
@@ -92,9 +91,7 @@ class Shipper(threading.Thread):
         self._backoff_until = 0.0
         self._down_since: float | None = None
         self._topic_errors: dict[str, float] = {}
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._wakeup = Wakeup()
 
     # --- the agent's side ----------------------------------------------------------------------
 
@@ -153,15 +150,11 @@ class Shipper(threading.Thread):
             self.join(max(self.request_timeout, 5.0))
         for conn in self._conns.values():
             conn.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._wakeup.close()
         return not self._unacked
 
     def _wake(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass
+        self._wakeup.wake()
 
     # --- the shipper's thread ------------------------------------------------------------------
 
@@ -252,19 +245,8 @@ class Shipper(threading.Thread):
             timeout = min(timeout, self._backoff_until - now)
         waiting = {conn.fileno(): node for node, conn in self._conns.items()
                    if self._inflight.get(node) and not conn.closed}
-        try:
-            readable = select.select([self._wake_r, *waiting], [], [], max(timeout, 0.0))[0]
-        except (OSError, ValueError):
-            readable = []
-        for item in readable:
-            if item is self._wake_r:
-                try:
-                    while self._wake_r.recv(4096):
-                        pass
-                except (BlockingIOError, OSError):
-                    pass
-            else:
-                self._receive(waiting[item])
+        for node in self._wakeup.wait(waiting, timeout):
+            self._receive(node)
         now = time.monotonic()
         for node, inflight in list(self._inflight.items()):
             if inflight and now - inflight[0][1] > self.request_timeout:

@@ -31,7 +31,6 @@ Partitioning: an explicit `partition`, else Kafka's murmur2 of the key, else sti
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from bisect import bisect_right
@@ -45,6 +44,7 @@ from .batches import RECORD_OVERHEAD, PartitionQueue, ProducerBatch
 from .cluster import Cluster
 from .partitioner import StickyPartitioner, partition_for_key
 from .sender import Sender
+from .wakeup import Wakeup
 
 __all__ = ["Producer", "parse_acks"]
 
@@ -110,9 +110,7 @@ class Producer:
         self._fatal: BaseException | None = None
         self._sender_idle = False
         self._builders: list[threading.Thread] = []
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self.wakeup = Wakeup()
         self._sender = Sender(self)
         self._sender.start()
         self._builders = [threading.Thread(target=self._build_loop, name="logship-builder", daemon=True)
@@ -255,10 +253,7 @@ class Producer:
     def _wake_sender(self) -> None:
         if self._sender_idle:
             self._sender_idle = False
-            try:
-                self._wake_w.send(b"\0")
-            except (BlockingIOError, OSError):
-                pass
+            self.wakeup.wake()
 
     # --- completion (called by the sender thread with _cond held) ---------------------------
 
@@ -332,8 +327,7 @@ class Producer:
             for builder in self._builders:
                 builder.join(10)
             self._closed = True
-            self._wake_r.close()
-            self._wake_w.close()
+            self.wakeup.close()
             if self._own_cluster:
                 self.cluster.close()
 

@@ -25,7 +25,6 @@ those duplicates on brokers that de-duplicate, and is left for later.
 
 from __future__ import annotations
 
-import select
 import threading
 import time
 from collections import deque
@@ -204,20 +203,10 @@ class Sender(threading.Thread):
         """Wait up to `timeout` for a response or a wake-up, and handle what arrived."""
         waiting = {conn.fileno(): node for node, conn in self.conns.items()
                    if self.requests.get(node) and not conn.closed}
-        try:
-            readable = select.select([self.p._wake_r, *waiting], [], [], timeout)[0]
-        except (OSError, ValueError):
-            readable = []
+        ready = self.p.wakeup.wait(waiting, timeout)
         self.p._sender_idle = False
-        for item in readable:
-            if item is self.p._wake_r:
-                try:
-                    while self.p._wake_r.recv(4096):
-                        pass
-                except (BlockingIOError, OSError):
-                    pass
-            else:
-                self._receive(waiting[item])
+        for node in ready:
+            self._receive(node)
         now = time.monotonic()
         for node, requests in list(self.requests.items()):
             if requests and now - requests[0].sent > self.p.request_timeout:
