@@ -11,10 +11,10 @@ import logging
 
 from .. import records
 from ..compression import ZSTD
-from ..errors import (InvalidRecordError, KafkaStorageError, LogshipError, UnknownTopicError,
+from ..errors import (InvalidRecordError, KafkaStorageError, LogshipError,
                       UnsupportedCompression)
 from .broker import Broker, DurableWrite, Reply, error_code
-from .topics import ensure_topic, refuse_internal
+from .topics import produce_partition, refuse_internal
 
 log = logging.getLogger("logship.broker")
 
@@ -44,12 +44,10 @@ def produce(broker: Broker, version: int, body: dict) -> Reply:
             partitions.append(entry)
             try:
                 refuse_internal(name)
-                if not 0 <= index < ensure_topic(broker, name):
-                    raise UnknownTopicError(f"topic {name!r} has no partition {index}")
+                partition = produce_partition(broker, name, index)
                 if data["records"] is None:
                     raise InvalidRecordError("a produce request carried no records")
                 _check_codec(version, data["records"])
-                partition = broker.store.partition(name, index)
                 result = partition.append_batches(data["records"])
             except LogshipError as exc:
                 if isinstance(exc, KafkaStorageError):

@@ -7,7 +7,7 @@ import logging
 
 from ..errors import (InvalidPartitionsError, InvalidReplicationFactorError, InvalidTopicError, LogshipError,
                       TopicAlreadyExistsError, UnknownTopicError)
-from ..storage import validate_topic_name
+from ..storage import Partition, validate_topic_name
 from .broker import Broker, Reply, error_code
 from .groups.offsets import OFFSETS_TOPIC
 
@@ -33,9 +33,15 @@ def refuse_internal(name: str) -> None:
         raise InvalidTopicError(f"{OFFSETS_TOPIC} is an internal topic")
 
 
-def ensure_topic(broker: Broker, name: str) -> int:
-    """Partition count of `name`, auto-creating it if the broker allows (first produce)."""
-    return _ensure_topic(broker, name, allow_create=True)
+def produce_partition(broker: Broker, name: str, index: int) -> Partition:
+    """The partition a produce request writes to; its topic is created on first use when the
+    broker allows it. Looked up directly, so producing to an existing topic costs no scan."""
+    try:
+        return broker.store.partition(name, index)
+    except UnknownTopicError:
+        if not 0 <= index < _ensure_topic(broker, name, allow_create=True):
+            raise UnknownTopicError(f"topic {name!r} has no partition {index}") from None
+        return broker.store.partition(name, index)
 
 
 def _topic_entry(broker: Broker, name: str, partitions: int) -> dict:
