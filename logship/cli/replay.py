@@ -10,7 +10,7 @@ import click
 
 from .consume import offset_spec, output_options
 from .options import brokers_option, cluster_for
-from .output import DEFAULT_FORMAT, RecordSink, value_filter
+from .output import DEFAULT_FORMAT, RecordSink
 from .progress import Progress
 
 
@@ -75,7 +75,6 @@ def replay(topic, brokers, start, end, into, speed, partitions, fmt, as_json, gr
     pacer = Pacer(parse_speed(speed))
     first, last = offset_spec(start, "--from"), offset_spec(end, "--to") if end else None
     try:
-        keep = value_filter(grep)
         sink = RecordSink(sys.stdout.buffer, fmt, as_json, grep)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--grep") from None
@@ -84,7 +83,7 @@ def replay(topic, brokers, start, end, into, speed, partitions, fmt, as_json, gr
                   offset_reset="error" if partitions else "clamp", start=first, end=last,
                   stop_at_end=True) as consumer:
         if into:
-            _replay_into(consumer, cluster, into, keep, pacer)
+            _replay_into(consumer, cluster, into, sink.keep, pacer)
             return
         while not consumer.finished:
             records = consumer.poll()
