@@ -33,7 +33,7 @@ class AgentProcess:
     """`python -m logship agent --config FILE`, its stderr collected line by line."""
 
     def __init__(self, config: Path, *args: str):
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONFAULTHANDLER="1")
         self.proc = subprocess.Popen([sys.executable, "-m", "logship", "agent", "--config", str(config), *args],
                                      stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True)
         self.lines: list[str] = []
@@ -53,7 +53,13 @@ class AgentProcess:
     def stop(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            self.proc.wait(10)
+            self._pump.join(5)
+            pytest.fail(f"the agent did not stop within {timeout} s of SIGTERM:\n{self.log()}")
         self._pump.join(5)
         return code
 

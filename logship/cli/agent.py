@@ -11,6 +11,7 @@ import click
 
 from . import ExitStatus
 from .options import brokers_option
+from .signals import handle_on_thread
 from .units import SIZE
 
 
@@ -87,17 +88,19 @@ def agent(paths, config_path, topic, brokers, state_dir, key, fields, exclude, s
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = Agent(config)
-    runner.start()
     interrupted = []
 
-    def stop(signum, frame):
+    def stop(signum):
         interrupted.append(signum)
         runner.stop()
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # no live reload: restart instead
-        signal.signal(signum, stop)
-    signal.signal(signal.SIGUSR1, lambda signum, frame: runner.request_report())
-    runner.run()
+    restore = handle_on_thread({signal.SIGTERM: stop, signal.SIGINT: stop,
+                                signal.SIGHUP: stop,  # no live reload: restart instead
+                                signal.SIGUSR1: lambda signum: runner.request_report()})
+    try:
+        runner.run()
+    finally:
+        restore()
     return ExitStatus.INTERRUPTED if signal.SIGINT in interrupted else ExitStatus.OK
 
 

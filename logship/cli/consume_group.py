@@ -15,23 +15,16 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import click
 
 from . import ExitStatus
+from .signals import handle_on_thread
 
 COMMIT_INTERVAL_S = 1.0
 IDLE_CHECK_S = 0.5
-
-
-class Terminated(Exception):
-    """SIGTERM arrived: stop, commit, leave the group, exit 0."""
-
-
-def _on_sigterm(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough; the cleanup must not be interrupted again
-    raise Terminated()
 
 
 def _report(group: str):
@@ -53,14 +46,15 @@ def consume_group(cluster, topic: str, group: str, start, exit_at_end: bool, ses
     from ..client.group_consumer import GroupConsumer
 
     cluster.client_id = f"logship-consume-{os.getpid()}"  # tells members apart in `groups describe`
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    terminated = threading.Event()  # SIGTERM: stop at the next poll, commit, leave the group, exit 0
+    restore = handle_on_thread({signal.SIGTERM: lambda signum: terminated.set()})
     consumer = None
     written: dict[tuple[str, int], int] = {}
     try:
         consumer = GroupConsumer(cluster, group, topic, start=start, stop_at_end=exit_at_end,
                                  session_timeout_ms=session_timeout_ms, on_assign=_report(group))
         last_commit = time.monotonic()
-        while not consumer.finished:
+        while not consumer.finished and not terminated.is_set():
             chunks = consumer.poll_chunks(IDLE_CHECK_S)
             if not chunks:
                 sink.check_reader()
@@ -76,8 +70,6 @@ def consume_group(cluster, topic: str, group: str, start, exit_at_end: bool, ses
                 consumer.commit(written)
                 last_commit = time.monotonic()
         return ExitStatus.OK
-    except Terminated:
-        return ExitStatus.OK
     finally:
         try:
             if consumer is not None:
@@ -86,7 +78,5 @@ def consume_group(cluster, topic: str, group: str, start, exit_at_end: bool, ses
                 except Exception as exc:  # noqa: BLE001 - report, then still leave the group
                     click.echo(f"logship: group {group}: the last offsets were not committed: {exc}", err=True)
                 consumer.close()
-        except Terminated:
-            pass
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            restore()
