@@ -37,7 +37,10 @@ def _zigzag_bytes(value: int) -> bytes:
     return unsigned_varint((value << 1) ^ (value >> 63))
 
 
-SMALL: tuple[bytes, ...] = tuple(_zigzag_bytes(v) for v in range(SMALL_LIMIT))
+SMALL: tuple[bytes, ...] = tuple(  # by encoded size: a third of the time of _zigzag_bytes each
+    [bytes((z,)) for z in range(0, 0x80, 2)]
+    + [bytes((z & 0x7F | 0x80, z >> 7)) for z in range(0x80, 0x4000, 2)]
+    + [bytes((z & 0x7F | 0x80, z >> 7 & 0x7F | 0x80, z >> 14)) for z in range(0x4000, 2 * SMALL_LIMIT, 2)])
 """SMALL[v] is the zig-zag varint of v, for 0 <= v < SMALL_LIMIT."""
 
 

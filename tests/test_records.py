@@ -648,3 +648,9 @@ def test_iter_records_stops_at_a_corrupt_batch():
         for record in iter_records(bytes(log)):
             found.append(record.value)
     assert found == [b"ok"]
+
+
+def test_the_small_varint_table_matches_the_encoder():
+    from logship.varint import SMALL, SMALL_LIMIT, _zigzag_bytes
+
+    assert SMALL == tuple(_zigzag_bytes(v) for v in range(SMALL_LIMIT))
