@@ -7,10 +7,9 @@ import sys
 import click
 
 from .options import brokers_option, cluster_for
-from .output import DEFAULT_FORMAT, RecordSink
+from .output import DEFAULT_FORMAT, IDLE_CHECK_S, RecordSink
+from .render_workers import write_all
 from .units import DURATION
-
-IDLE_CHECK_S = 0.5  # while no records come, how often to check that stdout still has a reader
 
 
 def offset_spec(text: str, option: str):
@@ -66,6 +65,9 @@ def consume(topic, brokers, offset, partitions, count, exit_at_end, fmt, group, 
     (a member assigned nothing stops at once). -g cannot be combined with -p. Group
     assignments are reported on standard error.
 
+    Without -c, large reads are decoded and formatted by worker processes, one per CPU
+    (up to 4), and printed in order; LOGSHIP_DECODE_WORKERS=N sets how many (0: none).
+
     \b
     Examples:
       logship consume web-logs -e | wc -l
@@ -94,6 +96,9 @@ def consume(topic, brokers, offset, partitions, count, exit_at_end, fmt, group, 
     with Consumer(cluster_for(brokers), topic, list(partitions) or None,
                   offset_reset="error" if partitions else "clamp", start=start,
                   stop_at_end=exit_at_end) as consumer:
+        if count is None:
+            write_all(consumer, sink)
+            return
         while not consumer.finished:
             chunks = consumer.poll_chunks(IDLE_CHECK_S)
             if not chunks:
@@ -101,3 +106,4 @@ def consume(topic, brokers, offset, partitions, count, exit_at_end, fmt, group, 
             for chunk in chunks:
                 if not sink.write_chunk(chunk):
                     return
+

@@ -21,10 +21,10 @@ import time
 import click
 
 from . import ExitStatus
+from .output import IDLE_CHECK_S
 from .signals import handle_on_thread
 
 COMMIT_INTERVAL_S = 1.0
-IDLE_CHECK_S = 0.5
 
 
 def _report(group: str):

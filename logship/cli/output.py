@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from .render import record_as_json
 
 DEFAULT_FORMAT = "%v\\n"
+IDLE_CHECK_S = 0.5  # while no records come, how often to check that stdout still has a reader
 
 _ESCAPES = {"n": b"\n", "t": b"\t", "r": b"\r", "0": b"\0", "\\": b"\\"}
 _TOKEN = re.compile(r"%[vsktpoTh%]|\\[ntr0\\]")
@@ -121,11 +122,29 @@ class RecordSink:
         if any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0)):
             raise BrokenPipeError("the reader of standard output has gone")
 
-    def write_chunk(self, chunk) -> bool:
-        """Write a client PartitionRecords; the default format skips making record objects."""
-        if self._plain and self.remaining is None and None not in chunk.values:
-            self.stream.write(b"\n".join(chunk.values) + b"\n")
+    def render_chunk(self, chunk) -> tuple[bytes, int]:
+        """(output, number of records in it) for a client PartitionRecords, with --grep applied
+        and the limit not: the default format makes no record objects."""
+        values = chunk.values
+        if self._plain and None not in values:
+            count = len(values)
+            values.append(b"")  # the last newline, without copying the joined output again
+            output = b"\n".join(values) if count else b""
+            values.pop()
+            return output, count
+        records = self.keep(list(chunk))
+        return self.render(records), len(records)
+
+    def write_rendered(self, output: bytes, count: int) -> None:
+        """Write what render_chunk() gave (no limit may be set)."""
+        if count:
+            self.stream.write(output)
             self.stream.flush()
-            self.written += len(chunk.values)
+            self.written += count
+
+    def write_chunk(self, chunk) -> bool:
+        """Write a client PartitionRecords."""
+        if self.remaining is None:
+            self.write_rendered(*self.render_chunk(chunk))
             return True
         return self.write(list(chunk))

@@ -12,6 +12,7 @@ from .consume import offset_spec, output_options
 from .options import brokers_option, cluster_for
 from .output import DEFAULT_FORMAT, RecordSink
 from .progress import Progress
+from .render_workers import write_all
 
 
 def parse_speed(text: str) -> float | None:
@@ -85,12 +86,11 @@ def replay(topic, brokers, start, end, into, speed, partitions, fmt, as_json, gr
         if into:
             _replay_into(consumer, cluster, into, sink.keep, pacer)
             return
+        if pacer.speed is None:
+            write_all(consumer, sink)
+            return
         while not consumer.finished:
-            records = consumer.poll()
-            if pacer.speed is None:
-                sink.write(records)
-                continue
-            for record in records:
+            for record in consumer.poll():
                 pacer.wait_for(record.timestamp)
                 sink.write([record])
 

@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from .consume import IDLE_CHECK_S, output_options
+from .consume import output_options
 from .options import brokers_option, cluster_for
-from .output import DEFAULT_FORMAT, RecordSink
+from .output import DEFAULT_FORMAT, IDLE_CHECK_S, RecordSink
 
 
 def _order(record) -> tuple[int, int, int]:

@@ -37,10 +37,11 @@ from ..errors import BrokerUnavailableError, MessageTooLargeError, OffsetOutOfRa
 from ..protocol import ApiKey
 from .admin import EARLIEST, LATEST, list_offsets, resolve_offsets
 from .cluster import METADATA_CODES, RETRIABLE_CODES, Cluster
-from .fetched import ConsumedRecord, PartitionRecords, decode, scan
+from .fetched import ConsumedRecord, PartitionRecords, scan
 from .offsets import OffsetSpec, parse_offset
+from .undecoded import Undecoded
 
-__all__ = ["Consumer", "ConsumedRecord", "PartitionRecords"]
+__all__ = ["Consumer", "ConsumedRecord", "PartitionRecords", "Undecoded"]
 
 _ISOLATION = {"read_uncommitted": 0, "read_committed": 1, 0: 0, 1: 1}
 _RESETS = ("error", "earliest", "latest", "clamp")
@@ -152,7 +153,22 @@ class Consumer:
 
     def poll_chunks(self, timeout: float | None = None) -> list[PartitionRecords]:
         """Like poll(), as PartitionRecords (columns; one per partition fetched): the fast
-        path, e.g. `b"\\n".join(chunk.values)` makes no per-record object."""
+        path, e.g. `b"\\n".join(chunk.values)` makes no per-record object. Positions move
+        only once everything fetched decoded (a CorruptRecordError leaves them)."""
+        self._await(timeout)
+        decoded = [chunk.decode() for _, chunk in self._ready]
+        self._take()
+        return [chunk for chunk in decoded if chunk.values]
+
+    def poll_undecoded(self, timeout: float | None = None) -> list[Undecoded]:
+        """Like poll_chunks(), before decoding: the caller decodes each (perhaps elsewhere),
+        in order per partition. Positions move as if they were decoded; a chunk may decode
+        to no records (only control batches, say)."""
+        self._await(timeout)
+        return self._take()
+
+    def _await(self, timeout: float | None) -> None:
+        """Fetch until something is ready, the consumer is finished, or `timeout` passes."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._ready and not self.finished:
             now = time.monotonic()
@@ -163,7 +179,6 @@ class Consumer:
             self._wait(left)
             if left == 0.0:
                 break
-        return self._take()
 
     def __iter__(self):
         """Every record until the consumer is finished (forever when following). Records
@@ -270,17 +285,17 @@ class Consumer:
                 state.fetch_offset = next_offset
         self._fetch(node, now)  # the broker works on the next fetch while this thread decodes
         for state, records, offset, aborted in chunks:
-            decoded = decode(records, self.topic, state.partition, offset, state.stop, check_crcs=self.check_crcs,
-                             aborted=[(a["producer_id"], a["first_offset"]) for a in aborted]
-                             if self.isolation_level and aborted else None)
-            decoded.next_offset = state.fetch_offset if state.stop is None else min(state.fetch_offset, state.stop)
-            self._ready.append((state, decoded))
+            self._ready.append((state, Undecoded(
+                self.topic, state.partition, records, offset, state.stop,
+                state.fetch_offset if state.stop is None else min(state.fetch_offset, state.stop),
+                self.check_crcs, [(a["producer_id"], a["first_offset"]) for a in aborted]
+                if self.isolation_level and aborted else None)))
 
-    def _take(self) -> list[PartitionRecords]:
+    def _take(self) -> list[Undecoded]:
         ready, self._ready = self._ready, []
         for state, chunk in ready:
             state.position = chunk.next_offset
-        return [chunk for _, chunk in ready if chunk.values]
+        return [chunk for _, chunk in ready]
 
     # --- trouble --------------------------------------------------------------------------------
 
