@@ -28,11 +28,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
 
-from broker import log_lines  # noqa: E402
-from conftest import BrokerProcess  # noqa: E402
+from logship.cli.bench import log_lines  # noqa: E402
+from logship.cli.broker_process import BrokerProcess  # noqa: E402
 
 from logship.client import Admin  # noqa: E402
 from logship.errors import LogshipError  # noqa: E402

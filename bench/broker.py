@@ -12,8 +12,6 @@ figures mean something.
 from __future__ import annotations
 
 import argparse
-import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -21,26 +19,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from conftest import BrokerProcess  # noqa: E402
-
-
-def log_lines(count: int, size: int) -> bytes:
-    """`count` access-log-like lines, each exactly `size` bytes before its newline."""
-    rng = random.Random(1)
-    paths = ["/", "/api/orders", "/api/users/%d", "/static/app.js", "/login", "/search?q=%d"]
-    agents = ["curl/8.5.0", "Mozilla/5.0 (X11; Linux x86_64)", "kafka-bench/1.0"]
-    out = []
-    for i in range(count):
-        path = rng.choice(paths)
-        if "%d" in path:
-            path %= rng.randrange(100000)
-        line = (f'10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)} - - '
-                f'[24/Nov/2026:10:{i // 60000 % 60:02d}:{i // 1000 % 60:02d} +0000] "GET {path} HTTP/1.1" '
-                f'{rng.choice((200, 200, 200, 304, 404, 500))} {rng.randrange(100000)} "{rng.choice(agents)}" ')
-        out.append(line.ljust(size, "x")[:size])
-    return ("\n".join(out) + "\n").encode()
+from logship.cli.bench import log_lines  # noqa: E402
+from logship.cli.broker_process import BrokerProcess  # noqa: E402
 
 
 def timed(cmd: list[str], **kwargs) -> float:

@@ -51,7 +51,8 @@ class LazyGroup(click.Group):
 
 
 COMMANDS = {name: name for name in
-            ("agent", "consume", "dump", "groups", "produce", "replay", "seek", "serve", "tail", "topics")}
+            ("agent", "bench", "consume", "dump", "groups", "produce", "replay", "seek", "serve", "tail",
+             "topics")}
 
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

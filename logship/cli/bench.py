@@ -1,0 +1,160 @@
+"""`logship bench`: produce and consume throughput on this machine, side by side with kcat.
+
+Both sides run as the commands a user runs (`logship produce FILE`, `kcat -P -l FILE`;
+`logship consume -e`, `kcat -C -e`, output to /dev/null), alternately, against one broker,
+so a shared, noisy machine slows both alike; the figures that mean something are the
+ratios. Wall times include process start-up, as a user sees them.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from . import ExitStatus
+from .broker_process import BrokerProcess, child_env
+from .options import cluster_for
+
+__all__ = ["bench", "log_lines"]
+
+
+def log_lines(count: int, size: int, seed: int = 1) -> bytes:
+    """`count` access-log-like lines, each exactly `size` bytes before its newline, the same
+    for the same arguments (so compression ratios are comparable between runs)."""
+    rng = random.Random(seed)
+    paths = ["/", "/api/orders", "/api/users/%d", "/static/app.js", "/login", "/search?q=%d"]
+    agents = ["curl/8.5.0", "Mozilla/5.0 (X11; Linux x86_64)", "kafka-bench/1.0"]
+    out = []
+    for i in range(count):
+        path = rng.choice(paths)
+        if "%d" in path:
+            path %= rng.randrange(100000)
+        line = (f'10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)} - - '
+                f'[24/Nov/2026:10:{i // 60000 % 60:02d}:{i // 1000 % 60:02d} +0000] "GET {path} HTTP/1.1" '
+                f'{rng.choice((200, 200, 200, 304, 404, 500))} {rng.randrange(100000)} "{rng.choice(agents)}" ')
+        out.append(line.ljust(size, "x")[:size])
+    return ("\n".join(out) + "\n").encode()
+
+
+@click.command()
+@click.option("--brokers", "-b", metavar="HOST:PORT[,...]",
+              help="Measure against these brokers (Kafka or logship); default: a temporary `logship serve`.")
+@click.option("-n", "--records", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+              help="Lines in the file produced.")
+@click.option("-s", "--size", type=click.IntRange(min=80), default=200, show_default=True,
+              help="Bytes per line (without its newline).")
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Runs of each command; the median and the best are shown.")
+@click.option("--acks", type=click.Choice(["0", "1", "all"]), default="all", show_default=True)
+@click.option("-z", "--compression", type=click.Choice(["zstd", "gzip", "lz4", "snappy", "none"]),
+              default="zstd", show_default=True)
+@click.option("--kcat/--no-kcat", "with_kcat", default=True, show_default=True,
+              help="Run kcat side by side (if it is on PATH) and show logship's ratio to it.")
+def bench(brokers, records, size, rounds, acks, compression, with_kcat) -> int:
+    """Measure `logship produce` and `logship consume` throughput, side by side with kcat.
+
+    Writes RECORDS log-like lines of SIZE bytes to a temporary file; runs `logship produce
+    FILE` and `kcat -P -l FILE` into the same broker with the same acks and compression,
+    then `logship consume -e` and `kcat -C -e` of what logship produced, to /dev/null;
+    each ROUNDS times, alternately. Prints the median and best records/s and MB/s of each,
+    and logship's ratio to kcat (above 1: logship is faster), median to median and best to
+    best. Every topic written is checked to hold RECORDS records.
+
+    Without -b it starts a temporary `logship serve` on a free loopback port, its data in
+    a temporary directory that is deleted afterwards. Topics are named bench-TIME-*.
+
+    \b
+    Examples:
+      logship bench
+      logship bench -n 200000 --rounds 5 --acks 1
+      logship bench -b kafka1:9092 --no-kcat
+    """
+    kcat = shutil.which("kcat") if with_kcat else None
+    if with_kcat and kcat is None:
+        click.echo("logship: kcat is not on PATH; measuring logship alone", err=True)
+    with tempfile.TemporaryDirectory(prefix="logship-bench-") as tmp:
+        lines = Path(tmp) / "lines.txt"
+        lines.write_bytes(log_lines(records, size))
+        broker = None if brokers else BrokerProcess(Path(tmp) / "data").start()
+        try:
+            runs = _run(brokers or broker.address, lines, records, rounds, acks, compression, kcat)
+        finally:
+            if broker is not None:
+                broker.stop()
+    click.echo(f"{records:,} records of {size} bytes, acks={acks}, {compression}, {rounds} rounds, "
+               f"wall time per command including start-up")
+    click.echo(_table(runs, records, size))
+    return ExitStatus.OK
+
+
+def _run(address: str, lines: Path, records: int, rounds: int, acks: str, compression: str,
+         kcat: str | None) -> dict[str, list[float]]:
+    """Seconds per run of each command, by label."""
+    logship = [sys.executable, "-m", "logship"]
+    tag = f"bench-{time.time():.0f}-"
+    kcat_codec = [] if compression == "none" else ["-z", compression]
+    runs: dict[str, list[float]] = {}
+    for r in range(rounds):
+        if kcat:
+            runs.setdefault("kcat -P", []).append(_timed(
+                [kcat, "-P", "-b", address, "-t", f"{tag}kcat{r}", *kcat_codec, "-X", f"acks={acks}",
+                 "-X", "linger.ms=5", "-X", "queue.buffering.max.messages=1000000", "-l", str(lines)]))
+        runs.setdefault("logship produce", []).append(_timed(
+            [*logship, "produce", f"{tag}logship{r}", "-b", address, "--acks", acks, "-z", compression,
+             str(lines)]))
+    for r in range(rounds):
+        if kcat:
+            runs.setdefault("kcat -C -e", []).append(_timed(
+                [kcat, "-C", "-b", address, "-t", f"{tag}logship0", "-o", "beginning", "-e", "-q"]))
+        runs.setdefault("logship consume -e", []).append(_timed(
+            [*logship, "consume", f"{tag}logship0", "-b", address, "-e"]))
+    _check_counts(address, [f"{tag}{who}{r}" for who in (("kcat", "logship") if kcat else ("logship",))
+                            for r in range(rounds)], records)
+    return runs
+
+
+def _timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env())
+    elapsed = time.perf_counter() - start
+    if done.returncode:
+        raise click.ClickException(f"{' '.join(cmd[:4])} ... failed (exit {done.returncode}): "
+                                   f"{done.stderr.decode(errors='replace').strip()}")
+    return elapsed
+
+
+def _check_counts(address: str, topics: list[str], records: int) -> None:
+    from ..client.admin import Admin
+
+    with Admin(cluster_for(address)) as admin:
+        for topic in topics:
+            held = sum(p.records for p in admin.describe_topic(topic))
+            if held != records:
+                raise click.ClickException(f"topic {topic} holds {held:,} records, not {records:,}: "
+                                           "the figures do not count")
+
+
+def _table(runs: dict[str, list[float]], records: int, size: int) -> str:
+    from tabulate import tabulate
+
+    reference = {"logship produce": "kcat -P", "logship consume -e": "kcat -C -e"}
+    rows = []
+    for label, seconds in runs.items():
+        median, best = statistics.median(seconds), min(seconds)
+        row = [label, f"{records / median:,.0f}", f"{records / best:,.0f}", f"{records * size / best / 1e6:,.0f}"]
+        theirs = runs.get(reference.get(label, ""))
+        if theirs:
+            row += [f"{statistics.median(theirs) / median:.2f}", f"{min(theirs) / best:.2f}"]
+        rows.append(row)
+    headers = ["command", "records/s (median)", "records/s (best)", "MB/s (best)"]
+    if any(len(row) > 4 for row in rows):
+        headers += ["ratio to kcat (median)", "ratio (best)"]
+    return tabulate(rows, headers=headers, colalign=("left",) + ("right",) * (len(headers) - 1))

@@ -1,0 +1,64 @@
+"""`logship bench`: runs the real commands side by side with kcat and prints their figures."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from logship.cli.bench import log_lines
+from logship.cli.broker_process import child_env
+
+pytestmark = pytest.mark.integration
+
+
+def bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "logship", "bench", *args], capture_output=True, text=True,
+                          timeout=300, env=child_env(), cwd=ROOT)
+
+
+def rows(output: str) -> dict[str, list[str]]:
+    table = {}
+    for line in output.splitlines():
+        match = re.match(r"(kcat -P|kcat -C -e|logship produce|logship consume -e)\s+(.*)", line)
+        if match:
+            table[match.group(1)] = match.group(2).split()
+    return table
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")
+def test_bench_starts_its_own_broker_and_compares_with_kcat():
+    done = bench("-n", "3000", "--rounds", "2")
+    assert done.returncode == 0, done.stderr
+    assert "3,000 records of 200 bytes, acks=all, zstd, 2 rounds" in done.stdout
+    table = rows(done.stdout)
+    assert set(table) == {"kcat -P", "kcat -C -e", "logship produce", "logship consume -e"}
+    for label in ("logship produce", "logship consume -e"):
+        median, best, mbs, ratio_median, ratio_best = (float(v.replace(",", "")) for v in table[label])
+        assert 0 < median <= best and mbs > 0 and ratio_median > 0 and ratio_best > 0
+    assert len(table["kcat -P"]) == 3  # kcat's rows carry no ratio
+
+
+def test_bench_against_a_given_broker_without_kcat(broker):
+    done = bench("-b", broker.address, "-n", "2000", "--rounds", "1", "--no-kcat", "--acks", "1", "-z", "none")
+    assert done.returncode == 0, done.stderr
+    assert set(rows(done.stdout)) == {"logship produce", "logship consume -e"}
+    assert "ratio" not in done.stdout
+
+
+def test_bench_reports_a_broker_it_cannot_reach():
+    done = bench("-b", "127.0.0.1:1", "-n", "100", "--rounds", "1", "--no-kcat")
+    assert done.returncode != 0
+    assert "logship produce" in done.stderr and "failed" in done.stderr
+
+
+def test_log_lines_are_sized_and_repeatable():
+    text = log_lines(500, 120)
+    lines = text.split(b"\n")
+    assert lines.pop() == b"" and len(lines) == 500
+    assert {len(line) for line in lines} == {120}
+    assert text == log_lines(500, 120) != log_lines(500, 120, seed=2)
