@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import signal
 import socket
 import struct
@@ -66,7 +67,7 @@ def write_all(consumer, sink) -> None:
                 pool.put(chunk)
             if not chunks:
                 if pool.pending:
-                    pool.write_oldest()
+                    pool.write_oldest_or_wait(consumer.waiting_fds())
                 else:
                     sink.check_reader()
         pool.drain()
@@ -119,6 +120,16 @@ class RenderWorkers:
             self.sink.write_chunk(chunk.decode())  # raises what the serial path raises
         else:
             self.sink.write_rendered(output, count)
+
+    def write_oldest_or_wait(self, fds: list[int], timeout: float = IDLE_CHECK_S) -> None:
+        """Write the oldest result if it comes before any of `fds` (fetch responses, say) is
+        readable or `timeout` passes; otherwise leave it, so an idle worker can be fed first."""
+        index = self._pending[0][0]
+        if index < len(self._workers):
+            sock = self._workers[index][1]
+            if sock not in select.select([sock, *fds], [], [], timeout)[0]:
+                return
+        self.write_oldest()
 
     def drain(self) -> None:
         while self._pending:
