@@ -7,8 +7,9 @@ without one object per record: records become ConsumedRecord tuples only when so
 iterates, one at a time (so they die young and the cyclic GC never has to look at them;
 a list of a million namedtuples costs the GC far more than decoding them), and a caller
 that wants only values (`%v`) takes `.values` and makes no per-record object at all.
-Common records (null key, no headers, small varints) take a loop that slices values and
-nothing else. It follows records.iter_records in what it accepts:
+Common records (null key, no headers, small varints) take a loop that only slices values
+and reads timestamp deltas, and are checked all at once: their encoding, made from tables, must
+be the data (_simple). It follows records.iter_records in what it accepts:
 - batches start where the broker's byte range starts, so records below the requested
   offset (inside the first batch) are skipped, and so are those at or past `stop`;
 - a truncated last batch (cut at the byte limit) is ignored: the next fetch starts at the
@@ -22,13 +23,14 @@ Anything malformed raises CorruptRecordError; a compressed batch is inflated wit
 from __future__ import annotations
 
 import struct
+from functools import cache
 from itertools import repeat
 from typing import NamedTuple
 
 from ..compression import decompress
 from ..errors import CorruptRecordError
 from ..records import DEFAULT_MAX_UNCOMPRESSED, HEADER_SIZE, crc32c
-from ..varint import read_varint, read_varlong
+from ..varint import SMALL, read_varint, read_varlong
 
 __all__ = ["ConsumedRecord", "PartitionRecords", "scan", "decode"]
 
@@ -183,67 +185,90 @@ def _records(out: PartitionRecords, data: bytes, count: int, topic: str, partiti
 _ZIGZAG = [(b >> 1) ^ -(b & 1) for b in range(128)]
 
 
+# _simple, for records of the common shape. Record i (offset delta i) of a batch, with timestamp
+# delta t and value v, has it when its bytes are
+#     varint(L) 0x00 varint(t) varint(i) 0x01 varint(len(v)) v 0x00
+# (length, attributes, timestamp and offset deltas, null key, value, no headers), every varint
+# minimal, varint(t) one byte and varint(i) and varint(L) at most two: i and L below 8192.
+# L counts the bytes after varint(L). The fields before the value length take 4 bytes, or 5 from
+# record 64 on (two-byte offset deltas).
+_SIMPLE_MAX = 8192
+# A record length from its varint's byte, or two bytes (low and high parts): list lookups, which
+# CPython runs faster than these shifts and masks.
+_LENGTH_1 = [b >> 1 for b in range(0x80)]
+_LENGTH_2_LOW = [(b & 0x7F) >> 1 for b in range(0x100)]  # for b >= 0x80
+_LENGTH_2_HIGH = [b << 6 for b in range(0x100)]
+_STAMPS = [bytes((t,)) for t in range(0x80)]  # one-byte timestamp deltas; IndexError past them
+
+
+def _value_layout(prefix: int) -> tuple[list, list]:
+    """For each record length L: where the value starts (counted from the attributes byte) and
+    varint(value length), in the record of the common shape of length L whose fields before the
+    value length take `prefix` bytes; None for lengths no such record has: shorter than its fixed
+    fields, or prefix + 66, which only a 63-byte value with a non-minimal two-byte varint fits."""
+    none = [None] * (prefix + 2)
+    starts = none + [prefix + 1] * 64 + [None] + [prefix + 2] * (_SIMPLE_MAX - prefix - 67)
+    varints = none + [*SMALL[:64], None, *SMALL[64:_SIMPLE_MAX - prefix - 3]]
+    return starts, varints
+
+
+@cache
+def _simple_tables() -> tuple[list, list, tuple]:
+    """(separators, offset deltas and keys, value layouts for records 0..63 and 64..): the pieces of
+    the common shape that _simple makes from record lengths and indexes. Made on first use: they take
+    milliseconds, which every command's start-up would pay otherwise."""
+    # the previous record's header count, varint(L), attributes
+    separators = [b"\x00" + varint + b"\x00" for varint in SMALL[:_SIMPLE_MAX]]
+    offsets_keys = [varint + b"\x01" for varint in SMALL[:_SIMPLE_MAX]]
+    return separators, offsets_keys, (_value_layout(4), _value_layout(5))
+
+
 def _simple(data: bytes, count: int):
-    """(values, zig-zag timestamp deltas) if every record is the common shape: null key, no
-    headers, offset delta = its index, one-byte timestamp delta, value under 8 KiB, at most
-    8192 records; else None. The records are later made in C (map/zip); this loop only
-    checks the shape and slices values. Two copies of it, for one- and two-byte offset
-    deltas, so that neither branches on the varint's size."""
-    if count > 8192:
+    """(values, timestamp deltas) if the `count` records filling `data` all have the common shape
+    (above), else None, and _general decodes them. The deltas are a bytes object: one zig-zag
+    varint byte per record.
+
+    One Python loop follows the record lengths, slicing each value and reading its timestamp delta;
+    the other fields of each record are not read but made, as the common shape has them, from its
+    index and length. The records are accepted only if the encoding made so is `data`, byte for byte.
+    Keys, headers, attributes, offset deltas other than the index, negative or non-minimal varints,
+    a value length other than the one the record length implies, or bytes missing or left over all
+    make it differ. A timestamp delta of two bytes or a record length that the common shape does not
+    have (see _value_layout) stop the loop with IndexError or TypeError, as reading past `data` does.
+    """
+    if not 0 < count <= _SIMPLE_MAX:
         return None
-    values: list = []
-    deltas: list = []
-    add_value, add_delta = values.append, deltas.append
-    pos = 0
-    for i in range(min(count, 64)):
+    separators, offsets_keys, layouts = _simple_tables()
+    parts: list = []
+    try:
+        pos = _walk(data, 0, offsets_keys[:min(count, 64)], layouts[0], separators, parts)
+        if count > 64:
+            _walk(data, pos, offsets_keys[64:count], layouts[1], separators, parts)
+    except (IndexError, TypeError):
+        return None
+    parts[0] = parts[0][1:]  # no header count before the first record
+    parts.append(b"\x00")  # the last record's
+    if b"".join(parts) != data:
+        return None
+    return parts[4::5], b"".join(parts[1::5])
+
+
+def _walk(data: bytes, pos: int, offsets_keys: list, layout: tuple[list, list], separators: list,
+          parts: list) -> int:
+    """Add to `parts` the pieces of the records from `pos` on, one per item of `offsets_keys`, as the
+    common shape (with `layout`) has them; return where the last one ends."""
+    value_starts, varints = layout
+    length_1, length_2_low, length_2_high, stamps = _LENGTH_1, _LENGTH_2_LOW, _LENGTH_2_HIGH, _STAMPS
+    for offset_key in offsets_keys:
         byte = data[pos]
         if byte < 0x80:
-            length, pos = byte >> 1, pos + 1
-        elif data[pos + 1] < 0x80:
-            length, pos = ((byte & 0x7F) | (data[pos + 1] << 7)) >> 1, pos + 2
+            start, length = pos + 1, length_1[byte]
         else:
-            return None
-        end = pos + length
-        byte = data[pos + 1]  # data[pos]: record attributes; then the timestamp delta
-        if byte >= 0x80 or data[pos + 2] != i << 1 or data[pos + 3] != 1:  # offset delta, null key
-            return None
-        add_delta(byte)
-        byte = data[pos + 4]
-        if byte < 0x80:
-            start, size = pos + 5, byte >> 1
-        elif data[pos + 5] < 0x80:
-            start, size = pos + 6, ((byte & 0x7F) | (data[pos + 5] << 7)) >> 1
-        else:
-            return None
-        if byte & 1 or start + size + 1 != end or data[end - 1]:  # no headers
-            return None
-        add_value(data[start:end - 1])
-        pos = end
-    for i in range(64, count):
-        byte = data[pos]
-        if byte < 0x80:
-            length, pos = byte >> 1, pos + 1
-        elif data[pos + 1] < 0x80:
-            length, pos = ((byte & 0x7F) | (data[pos + 1] << 7)) >> 1, pos + 2
-        else:
-            return None
-        end = pos + length
-        byte = data[pos + 1]
-        if byte >= 0x80 or data[pos + 2] != (i << 1 & 0x7F) | 0x80 or data[pos + 3] != i >> 6 or data[pos + 4] != 1:
-            return None
-        add_delta(byte)
-        byte = data[pos + 5]
-        if byte < 0x80:
-            start, size = pos + 6, byte >> 1
-        elif data[pos + 6] < 0x80:
-            start, size = pos + 7, ((byte & 0x7F) | (data[pos + 6] << 7)) >> 1
-        else:
-            return None
-        if byte & 1 or start + size + 1 != end or data[end - 1]:
-            return None
-        add_value(data[start:end - 1])
-        pos = end
-    return (values, deltas) if pos == len(data) else None
+            start, length = pos + 2, length_2_low[byte] + length_2_high[data[pos + 1]]
+        pos = start + length
+        parts += (separators[length], stamps[data[start + 1]], offset_key, varints[length],
+                  data[start + value_starts[length]:pos - 1])
+    return pos
 
 
 def _general(out: PartitionRecords, data: bytes, count: int, topic: str, partition: int, base_offset: int,
