@@ -177,7 +177,7 @@ def _records(out: PartitionRecords, data: bytes, count: int, topic: str, partiti
     out.offsets += range(base_offset + first, base_offset + last)
     if append_time is not None:
         out.timestamps += repeat(append_time, n)
-    elif not deltas.strip(b"\0"):  # one timestamp for the batch (as build_batch_values writes it)
+    elif not any(deltas):  # one timestamp for the batch (as build_batch_values writes it)
         out.timestamps += repeat(base_ts, n)
     else:
         out.timestamps += map(base_ts.__add__, map(_ZIGZAG.__getitem__, deltas))
