@@ -23,6 +23,7 @@ def test_the_nginx_example_parses_with_the_options_it_documents():
     assert access.paths == ("/var/log/nginx/access.log*",) and access.exclude == ("*.gz",)
     assert dict(access.fields) == {"service": "nginx", "log": "access"}
     assert access.render_key("web-1", "/var/log/nginx/access.log") == b"web-1"
+    assert access.encoding == "utf-8" and access.line_terminator == "auto"
     assert config.state_dir == Path("/var/lib/logship/agent")
 
 
@@ -67,6 +68,7 @@ def test_defaults_and_units(tmp_path, monkeypatch):
     assert config.linger == 0.25 and config.queue_bytes == 32 << 20
     assert config.inputs[0].paths == ("/var/log/*.log",) and config.inputs[0].partial_line_timeout == 1.5
     assert config.inputs[0].start_position == "beginning" and config.inputs[0].max_line_bytes == 512 << 10
+    assert config.inputs[0].encoding == "utf-8" and config.inputs[0].line_terminator == "auto"
     assert parse_duration("2m") == 120 and parse_size("1M") == 1 << 20
 
 
@@ -82,6 +84,12 @@ def test_defaults_and_units(tmp_path, monkeypatch):
     (MINIMAL + 'multiline = { timeout = 1 }\n', "start_pattern is required"),
     (MINIMAL + 'fields = { offset = "x" }\n', "header the agent sets itself"),
     (MINIMAL + 'max_line_bytes = "2M"\n', "max_line_bytes"),
+    (MINIMAL + 'encoding = "latin-1"\n', r"inputs\[0\]\.encoding: 'latin-1' is not a supported encoding; "
+                                         r"expected one of utf-8, utf-16le, utf-16be, utf-16"),
+    (MINIMAL + 'encoding = 16\n', "encoding: 16 is not a supported encoding"),
+    (MINIMAL + 'line_terminator = "crlf"\n', r"inputs\[0\]\.line_terminator: expected \"auto\" .* or \"lf\""),
+    (MINIMAL + 'line_terminator = true\n', "line_terminator: expected"),
+    (MINIMAL + 'line_terminators = "lf"\n', "unknown option line_terminators"),
     ('linger = "soon"\n' + MINIMAL, "not a duration"),
     ('brokers = "a:b:c"\n' + MINIMAL, "brokers"),
     ('compression = "brotli"\n' + MINIMAL, "compression"),
@@ -90,6 +98,13 @@ def test_defaults_and_units(tmp_path, monkeypatch):
 def test_mistakes_are_reported_with_where_and_what(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("written,encoding", [("UTF-16LE", "utf-16le"), ("utf_16_be", "utf-16be"), ("utf16", "utf-16"),
+                                              ("utf-16le-bom", "utf-16le"), ("plain", "utf-8"), ("UTF8", "utf-8")])
+def test_encoding_names_are_read_as_people_write_them(tmp_path, written, encoding):
+    config = load_config(write(tmp_path, MINIMAL + f'encoding = "{written}"\nline_terminator = "line_feed"\n'))
+    assert config.inputs[0].encoding == encoding and config.inputs[0].line_terminator == "lf"
 
 
 def test_a_missing_config_file_is_a_config_error(tmp_path):

@@ -20,7 +20,7 @@ from logship.agent.config import AgentConfig, make_input
 from logship.agent.identity import FINGERPRINT_BYTES, FileId, Fingerprint, file_id, generation, read_fingerprint
 from logship.agent.tailer import OK, REWRITTEN, TRUNCATED, LineReader, Tailer
 from logship.errors import StoreLockedError
-from logship.records import decode_records
+from logship.record_codec import decode_records_section
 
 
 class StandInShipper:
@@ -38,7 +38,8 @@ class StandInShipper:
 
     def submit(self, batches):
         for batch in batches:
-            self.records += [(r.value, dict(r.headers)) for r in decode_records(batch.build(4))]
+            self.records += [(r.value, dict(r.headers)) for r in
+                             decode_records_section(b"".join(batch.pieces), batch.count, 0, batch.timestamp_ms, None)]
             (self.held if self.hold else self.done).append((batch, None))
 
     def release(self):
@@ -207,6 +208,29 @@ def test_lines_are_shipped_with_host_path_and_offset_headers(tmp_path, logs):
         (b"\xff\xfe not utf-8", {"host": b"web-1", "path": path.encode(), "env": b"prod", "offset": b"8"}),
     ]
     assert checkpoints(tmp_path)[path]["offset"] == os.path.getsize(logs / "app.log")
+
+
+@pytest.mark.parametrize("codec,bom", [("utf-16-be", b"\xfe\xff"), ("utf-16-le", b"\xff\xfe")])
+def test_a_utf16_file_resumed_past_its_byte_order_mark_is_decoded_with_it(tmp_path, logs, codec, bom):
+    """encoding = "utf-16": the mark decides the byte order; a restart resumes mid-file (past
+    the mark) at a checkpoint in file bytes, reads the mark again and decodes the rest."""
+    path = logs / "app.log"
+    path.write_bytes(bom + "".join(f"première {i}\r\n" for i in range(3)).encode(codec))
+    cfg = config(tmp_path, input={"encoding": "utf-16"})
+    run = Run(cfg)
+    run.drive(until=lambda: len(run.shipper.records) == 3)
+    run.stop()
+    size = path.stat().st_size
+    assert checkpoints(tmp_path)[str(path)]["offset"] == size
+    assert [h["offset"] for _, h in run.shipper.records] == [b"2", b"%d" % (2 + (size - 2) // 3),
+                                                             b"%d" % (2 + 2 * (size - 2) // 3)]
+    with open(path, "ab") as f:
+        f.write("après 😀\r\n".encode(codec))
+    run = Run(cfg)
+    run.drive(until=lambda: len(run.shipper.records) == 1)
+    run.drive(0.1)
+    run.stop()
+    assert run.values() == ["après 😀".encode()] and run.shipper.records[0][1]["offset"] == b"%d" % size
 
 
 def test_checkpoints_move_only_when_the_broker_acknowledged(tmp_path, logs):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from logship.agent.lines import LineSplitter
+from logship.agent.lines import LineSplitter, new_splitter
 from logship.agent.linerecords import RecordTemplate, encode
 from logship.agent.multiline import MultilineJoiner
 from logship.record_codec import encode_record
@@ -167,3 +167,228 @@ def test_encoded_records_decode_as_lines_with_their_headers():
     assert [r.value for r in records] == values
     assert [dict(r.headers)["offset"] for r in records] == [b"0", b"6", b"30"]
     assert all(r.key is None for r in records)
+
+
+# --- line endings ------------------------------------------------------------------------------
+
+
+CRLF = b"one\r\ntwo\r\n\r\nmid\rdle\r\nlf only\ndouble\r\r\n"
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4096])
+def test_auto_strips_one_cr_before_each_newline_and_offsets_stay_in_file_bytes(chunk):
+    values, starts, flags, end = feed_all(LineSplitter(0, 100), CRLF, chunk)
+    assert values == [b"one", b"two", b"", b"mid\rdle", b"lf only", b"double\r"]
+    assert starts == [0, 5, 10, 12, 21, 29]
+    assert not any(flags) and end == len(CRLF)
+
+
+@pytest.mark.parametrize("chunk", [1, 4096])
+def test_lf_keeps_the_cr(chunk):
+    values, starts, _, end = feed_all(LineSplitter(0, 100, "lf"), CRLF, chunk)
+    assert values == CRLF.split(b"\n")[:-1]
+    assert starts == [0, 5, 10, 12, 21, 29] and end == len(CRLF)
+
+
+def test_a_line_at_the_limit_ending_in_crlf_is_not_truncated_even_when_a_read_ends_after_its_cr():
+    data = b"12345678\r\n1234567\r\n123456789\r\nnext\r\n"
+    for cut in range(len(data) + 1):
+        s = LineSplitter(0, 8)
+        a, b = s.feed(data[:cut]), s.feed(data[cut:])
+        assert a.values + b.values == [b"12345678", b"1234567", b"12345678", b"next"], cut
+        assert a.truncated + [i + len(a.values) for i in b.truncated] == [2], cut
+    s = LineSplitter(0, 8, "lf")  # with "lf" the "\r" counts
+    assert s.feed(b"12345678\r\n").values == [b"12345678"] and s.skipping is False
+
+
+def test_a_flushed_partial_line_loses_a_final_cr_only_with_auto():
+    s = LineSplitter(0, 100)
+    s.feed(b"abc\r")
+    assert s.flush_partial().values == [b"abc"] and s.position == 4
+    s = LineSplitter(0, 100, "lf")
+    s.feed(b"abc\r")
+    assert s.flush_partial().values == [b"abc\r"]
+
+
+def test_line_terminator_is_checked():
+    with pytest.raises(ValueError, match="line_terminator"):
+        LineSplitter(0, 100, "crlf")
+
+
+# --- UTF-16 --------------------------------------------------------------------------------------
+
+# Lines that trip a careless splitter: surrogate pairs, "\n\0" / "\0\n" at odd positions
+# (U+0A00 before U+0100 in LE, U+0100 before U+0A05 in BE), CR in the middle, empty lines.
+TEXT_LINES = ["plain ascii", "héllo wörld", "emoji 😀 and 𝄞 (surrogate pairs)", "", "\u0a00\u0100 odd LE newline",
+              "\u0100\u0a05 odd BE newline", "mid\rline", "日本語のログ", "x" * 50]
+
+
+def encoded(lines: list[str], codec: str, newline: str = "\n", bom: bytes = b"") -> bytes:
+    return bom + "".join(line + newline for line in lines).encode(codec)
+
+
+def source_starts(lines: list[str], codec: str, newline: str, first: int) -> list[int]:
+    starts, pos = [], first
+    for line in lines:
+        starts.append(pos)
+        pos += len((line + newline).encode(codec))
+    return starts
+
+
+@pytest.mark.parametrize("encoding,codec,bom", [("utf-16le", "utf-16-le", b""), ("utf-16be", "utf-16-be", b""),
+                                                ("utf-16le", "utf-16-le", b"\xff\xfe"),
+                                                ("utf-16be", "utf-16-be", b"\xfe\xff"),
+                                                ("utf-16", "utf-16-le", b"\xff\xfe"),
+                                                ("utf-16", "utf-16-be", b"\xfe\xff"),
+                                                ("utf-16", "utf-16-le", b"")])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 4096])
+def test_utf16_lines_are_decoded_whatever_the_chunking(encoding, codec, bom, newline, chunk):
+    data = encoded(TEXT_LINES, codec, newline, bom)
+    values, starts, flags, end = feed_all(new_splitter(0, 1000, encoding), data, chunk)
+    assert values == [line.encode("utf-8") for line in TEXT_LINES]
+    assert starts == source_starts(TEXT_LINES, codec, newline, len(bom))
+    assert not any(flags) and end == len(data)
+    if newline == "\r\n":  # "lf" keeps the "\r", decoded
+        values, *_ = feed_all(new_splitter(0, 1000, encoding, "lf"), data, chunk)
+        assert values == [(line + "\r").encode("utf-8") for line in TEXT_LINES]
+
+
+def test_the_byte_order_mark_is_skipped_even_when_it_arrives_a_byte_at_a_time():
+    s = new_splitter(0, 100, "utf-16")
+    assert s.feed(b"\xfe").values == [] and s.position == 1 and s.resume == 0
+    assert s.feed(b"\xff").values == [] and s.resume == 2
+    out = s.feed("hi\n".encode("utf-16-be"))
+    assert out.values == [b"hi"] and out.starts == [2] and out.end == 8
+    # U+FEFF later in the file is text, not a mark
+    assert new_splitter(0, 100, "utf-16le").feed(b"a\x00\xff\xfe\n\x00").values == ["a\ufeff".encode()]
+
+
+def test_utf16_without_a_mark_is_little_endian():
+    out = new_splitter(0, 100, "utf-16").feed("no mark\n".encode("utf-16-le"))
+    assert out.values == [b"no mark"] and out.starts == [0]
+
+
+@pytest.mark.parametrize("encoding,codec,bom", [("utf-16", "utf-16-be", b"\xfe\xff"),
+                                                ("utf-16", "utf-16-le", b"\xff\xfe"),
+                                                ("utf-16le", "utf-16-le", b"\xff\xfe")])
+def test_resuming_at_any_checkpoint_decodes_the_rest_correctly(encoding, codec, bom):
+    """Every `end` a splitter reports is a place to start again from (a restart after a
+    checkpoint): with the file's first two bytes as `head`, a new splitter there ships
+    exactly the lines not yet shipped, decoded with the byte order of the mark."""
+    data = encoded(TEXT_LINES * 3, codec, "\r\n", bom)
+    expected = [line.encode() for line in TEXT_LINES * 3]
+    s = new_splitter(0, 1000, encoding)
+    shipped, ends = [], set()
+    for i in range(0, len(data), 5):
+        out = s.feed(data[i:i + 5])
+        shipped += out.values
+        ends.add((out.end, len(shipped)))
+    assert shipped == expected and len(ends) > 20
+    for end, count in sorted(ends):
+        assert end % 2 == 0
+        again = new_splitter(end, 1000, encoding, head=data[:2])
+        rest, *_ = feed_all(again, data[end:], 7)
+        assert expected[:count] + rest == expected, end
+    if encoding == "utf-16":  # without the head, the mark cannot be known: little-endian
+        mid = source_starts(TEXT_LINES, codec, "\r\n", len(bom))[2]
+        out = new_splitter(mid, 1000, "utf-16").feed(data[mid:])
+        assert (out.values[0] == expected[2]) == (codec == "utf-16-le")
+
+
+def test_a_code_unit_or_surrogate_pair_cut_by_a_read_is_held_back():
+    data = "a😀\n".encode("utf-16-le")  # 61 00 | 3d d8 00 de | 0a 00
+    s = new_splitter(0, 100, "utf-16le")
+    assert s.feed(data[:3]).values == [] and s.position == 3 and s.partial == data[:3]
+    assert s.flush_partial().values == [b"a"]  # the odd byte stays for the rest of its unit
+    assert s.position == 3 and s.resume == 2
+    s.feed(data[3:5])  # the high surrogate arrived: a partial flush keeps it for its pair
+    assert s.flush_partial().values == [] and s.partial == data[2:4] + data[4:5]
+    out = s.feed(data[5:])
+    assert out.values == ["😀".encode()] and out.starts == [2] and out.end == len(data)
+
+
+def test_a_final_flush_ships_even_a_dangling_half_unit_as_replacement():
+    s = new_splitter(0, 100, "utf-16le")
+    s.feed("ab".encode("utf-16-le") + b"\x3d\xd8" + b"c")
+    out = s.flush_partial(final=True)
+    assert out.values == ["ab\ufffd".encode()] and out.end == 7  # one U+FFFD for the truncated pair
+
+
+def test_malformed_utf16_becomes_replacement_characters_not_errors():
+    lone_high, lone_low = b"\x3d\xd8", b"\x00\xde"
+    data = b"a\x00" + lone_high + b"\n\x00" + lone_low + b"b\x00\n\x00" + lone_low + lone_high + b"\n\x00"
+    out = new_splitter(0, 100, "utf-16le").feed(data)
+    assert out.values == ["a\ufffd".encode(), "\ufffdb".encode(), "\ufffd\ufffd".encode()]
+    assert out.starts == [0, 6, 12]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_bytes_as_utf16_never_crash_and_keep_offsets_whole_units(seed):
+    rng = random.Random(seed)
+    data = bytes(rng.choice(b"\n\x00\r\xd8\xdc\xff\xfea") for _ in range(3000))
+    encoding = ("utf-16le", "utf-16be", "utf-16")[seed % 3]
+    s = new_splitter(0, 64, encoding)
+    values, starts, end = [], [], 0
+    for i in range(0, len(data), rng.randrange(1, 50)):
+        out = s.feed(data[i:i + 50])
+        values += out.values
+        starts += out.starts
+        end = out.end
+    values += s.flush_partial(final=True).values
+    for value in values:
+        value.decode("utf-8")  # valid UTF-8, always
+        assert len(value) <= 64
+    assert all(start % 2 == 0 for start in starts) and starts == sorted(starts) and end % 2 == 0
+
+
+def test_utf16_max_line_bytes_counts_shipped_utf8_bytes_and_cuts_on_a_character():
+    ascii_line = "a" * 8  # 16 source bytes, 8 shipped: not too long
+    wide = "é" * 5        # 10 source bytes, 10 shipped: cut to 4 é (8 bytes)
+    out = new_splitter(0, 9, "utf-16le").feed(encoded([ascii_line, wide, "ok"], "utf-16-le"))
+    assert out.values == [b"a" * 8, "é".encode() * 4, b"ok"] and out.truncated == [1]
+    assert out.starts == [0, 18, 30]
+
+
+@pytest.mark.parametrize("chunk", [3, 100, 1 << 20])
+def test_a_long_utf16_line_is_truncated_with_bounded_memory_and_the_next_line_is_intact(chunk):
+    data = encoded(["before", "日" * 50_000, "after"], "utf-16-le", "\r\n", b"\xff\xfe")
+    s = new_splitter(0, 64, "utf-16")
+    values, flags, starts, biggest = [], [], [], 0
+    for i in range(0, len(data), chunk):
+        out = s.feed(data[i:i + chunk])
+        flags += [j in out.truncated for j in range(len(out.values))]
+        values += out.values
+        starts += out.starts
+        biggest = max(biggest, len(s.partial))
+    assert values == [b"before", "日".encode() * 21, b"after"] and flags == [False, True, False]
+    assert starts == [2, 18, 18 + 100_004] and s.resume == len(data)
+    assert biggest <= max(2 * 64 + 4, chunk + 1)
+
+
+def test_a_long_utf16_line_keeps_the_checkpoint_at_its_start_while_it_is_skipped():
+    s = new_splitter(0, 16, "utf-16le")
+    out = s.feed(b"y\x00" * 1000 + b"z")
+    assert out.values == [b"y" * 16] and out.truncated == [0] and out.end == 0
+    assert s.feed(b"\x00" + b"y\x00" * 10).end == 0 and len(s.partial) <= 1
+    out = s.feed(b"\n\x00" + "next\n".encode("utf-16-le"))
+    assert out.values == [b"next"] and out.starts == [2024] and out.end == 2034
+
+
+def test_a_utf16_reader_started_at_an_odd_offset_drops_one_byte_to_realign():
+    data = "one\ntwo\n".encode("utf-16-le")
+    s = new_splitter(7, 100, "utf-16le")  # a UTF-8 checkpoint lands after "\n", before "\0"
+    assert s.position == 7
+    out = s.feed(data[7:])
+    assert out.values == [b"two"] and out.starts == [8] and out.end == len(data)
+
+
+def test_multiline_events_from_utf16_are_joined_and_cut_on_a_character():
+    data = encoded(["2026-01-01 ERROR ünïcödé", "\tat frame", "2026-01-01 INFO next"], "utf-16-be", "\r\n")
+    s = new_splitter(0, 1 << 20, "utf-16be")
+    j = joiner()
+    out = j.feed(s.feed(data), now=0.0)
+    assert out.values == ["2026-01-01 ERROR ünïcödé\n\tat frame".encode()] and out.starts == [0]
+    j = MultilineJoiner(re.compile(rb"\d{4}-"), 1.0, 500, 18, text=True)  # "ü" would end at byte 19
+    out = j.feed(new_splitter(0, 1 << 20, "utf-16be").feed(data), now=0.0)
+    assert out.values == [b"2026-01-01 ERROR "] and out.truncated == [0]

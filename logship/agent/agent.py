@@ -322,7 +322,9 @@ class Agent:
                       reader: LineReader | None = None, tail: bytes = b"", route: Route | None = None) -> Tailer:
         route = route or self._route(where)
         if reader is None:
-            reader = LineReader(state.offset, route.input)
+            # resuming a UTF-16 file past its byte-order mark: the mark still decides the byte order
+            head = os.pread(fd, 2, 0) if state.offset and route.input.encoding == "utf-16" else b""
+            reader = LineReader(state.offset, route.input, head)
             if state.offset:
                 start = max(0, state.offset - 32)
                 tail = os.pread(fd, state.offset - start, start)

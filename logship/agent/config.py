@@ -11,9 +11,18 @@ quick form of the command line, both turned into one `AgentConfig`.
     key = "{host}"                            # key template: {host} {path} {filename} {<field>}
     fields = { service = "nginx" }            # extra headers on every record
     start_position = "beginning"              # or "end": files found at the very first start
-    max_line_bytes = "512K"
+    max_line_bytes = "512K"                   # of the shipped (UTF-8) line
     partial_line_timeout = "5s"
     multiline = { start_pattern = '^\\d{4}-', timeout = "2s", max_lines = 500 }
+    encoding = "utf-8"                        # or "utf-16le", "utf-16be", "utf-16" (BOM decides)
+    line_terminator = "auto"                  # "\\n" or "\\r\\n" end a line; "lf": only "\\n" ends one
+
+Input encodings: "utf-8" (the default) ships the bytes exactly as read, not validated
+(anything ASCII-compatible works); "utf-16le", "utf-16be" and "utf-16" (byte-order mark
+FF FE little-endian, FE FF big-endian, none little-endian) are decoded and shipped as
+UTF-8, malformed data as U+FFFD; the mark itself is never shipped. Offsets (checkpoints,
+the `offset` header) are always byte offsets in the file as stored. `max_line_bytes`
+counts the bytes shipped (UTF-8), whatever the file's encoding. See lines.py.
 
 Top-level options and their defaults (every one optional):
 
@@ -60,6 +69,7 @@ from pathlib import Path
 from ..client import default_brokers, parse_brokers
 from ..compression import CODEC_NAMES, codec_by_name
 from ..errors import ConfigError
+from .lines import ENCODINGS, LINE_TERMINATORS
 
 __all__ = ["AgentConfig", "InputConfig", "MultilineConfig", "load_config", "default_state_dir",
            "parse_duration", "parse_size", "KEY_VARIABLES"]
@@ -139,6 +149,8 @@ class InputConfig:
     max_line_bytes: int = 512 * 1024
     partial_line_timeout: float = 5.0
     multiline: MultilineConfig | None = None
+    encoding: str = "utf-8"
+    line_terminator: str = "auto"
 
     def render_key(self, host: str, path: str) -> bytes | None:
         """The record key of every line of the file at `path` (None without a template)."""
@@ -258,6 +270,10 @@ def make_input(table: dict, where: str = "inputs") -> InputConfig:
     if kwargs.get("start_position", "beginning") not in ("beginning", "end"):
         raise ConfigError(f"{where}.start_position: expected \"beginning\" or \"end\", "
                           f"not {kwargs['start_position']!r}")
+    if "encoding" in table:
+        kwargs["encoding"] = _encoding(table["encoding"], f"{where}.encoding")
+    if "line_terminator" in table:
+        kwargs["line_terminator"] = _line_terminator(table["line_terminator"], f"{where}.line_terminator")
     if "multiline" in table:
         kwargs["multiline"] = _multiline(table["multiline"], f"{where}.multiline")
     if not isinstance(kwargs.get("key", ""), str):
@@ -272,6 +288,32 @@ def make_input(table: dict, where: str = "inputs") -> InputConfig:
         raise ConfigError(f"{where}.key: {inp.key!r} is not a valid template ({exc}); "
                           f"variables: {variables}") from None
     return inp
+
+
+# Other spellings of the encodings: any case, "_" for "-", the "-" left out, Filebeat's
+# "plain" (bytes as they are) and "-bom" names (the byte-order mark is skipped anyway).
+_ENCODING_NAMES = {name.replace("-", ""): name for name in ENCODINGS}
+_ENCODING_NAMES.update({"plain": "utf-8", "utf16bom": "utf-16", "utf16lebom": "utf-16le", "utf16bebom": "utf-16be"})
+_TERMINATOR_NAMES = {"auto": "auto", "lf": "lf", "line_feed": "lf"}  # line_feed: Filebeat's name for lf
+
+
+def _encoding(value, where: str) -> str:
+    if isinstance(value, str):
+        name = _ENCODING_NAMES.get(value.strip().lower().replace("_", "").replace("-", ""))
+        if name is not None:
+            return name
+    raise ConfigError(f"{where}: {value!r} is not a supported encoding; expected one of {', '.join(ENCODINGS)} "
+                      f"(\"utf-16\": the byte-order mark decides, little-endian without one)")
+
+
+def _line_terminator(value, where: str) -> str:
+    if isinstance(value, str):
+        name = _TERMINATOR_NAMES.get(value.strip().lower())
+        if name is not None:
+            return name
+    raise ConfigError(f"{where}: expected \"auto\" (a line ends at \"\\n\" or \"\\r\\n\", the \"\\r\" "
+                      f"stripped) or \"lf\" (only \"\\n\" ends a line, a \"\\r\" before it is kept), "
+                      f"not {value!r}")
 
 
 def _multiline(table, where: str) -> MultilineConfig | None:

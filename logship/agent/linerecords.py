@@ -3,7 +3,8 @@
 Every record of a file has the same key and the same headers but one:
 
     key        the input's key template rendered for the file, or null
-    value      the line, as bytes (not decoded)
+    value      the line without its line ending: the bytes as read (encoding "utf-8",
+               not decoded), or the line decoded from UTF-16 and encoded as UTF-8
     headers    host, path, the input's fields..., [truncated=true], offset
 
 where `offset` is the decimal byte offset of the line in the file. So a `RecordTemplate`

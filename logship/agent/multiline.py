@@ -9,7 +9,8 @@ file is let go.
 
 Limits: an event longer than `max_bytes` is cut there and flagged truncated, as is one
 with more than `max_lines` lines; the dropped lines are still consumed (their offsets are
-covered by the event), so memory stays bounded by `max_bytes`.
+covered by the event), so memory stays bounded by `max_bytes`. With `text` (lines decoded
+to UTF-8 from another encoding), the cut falls on a character boundary.
 
 Checkpoints land on event boundaries: `end` of the output is the start of the event still
 being collected, so a restart reads that event again from its first line instead of
@@ -20,16 +21,16 @@ from __future__ import annotations
 
 import re
 
-from .lines import Lines
+from .lines import Lines, cut_utf8
 
 __all__ = ["MultilineJoiner"]
 
 
 class MultilineJoiner:
     __slots__ = ("pattern", "timeout", "max_lines", "max_bytes", "parts", "size", "lines", "start",
-                 "truncated", "last_time", "upstream_end")
+                 "truncated", "last_time", "upstream_end", "text")
 
-    def __init__(self, pattern: re.Pattern, timeout: float, max_lines: int, max_bytes: int):
+    def __init__(self, pattern: re.Pattern, timeout: float, max_lines: int, max_bytes: int, text: bool = False):
         self.pattern = pattern
         self.timeout = timeout
         self.max_lines = max_lines
@@ -41,6 +42,7 @@ class MultilineJoiner:
         self.truncated = False
         self.last_time = 0.0
         self.upstream_end = 0
+        self.text = text
 
     @property
     def pending(self) -> bool:
@@ -77,7 +79,7 @@ class MultilineJoiner:
             self.truncated = True
             if room <= 0:
                 return
-            value = value[:room]
+            value = cut_utf8(value, room) if self.text else value[:room]
         if self.parts:
             self.size += 1
         self.parts.append(value)

@@ -18,7 +18,8 @@ Whether the path still leads to this inode (rename rotation, symlink moved) is t
 periodic scan's business (discovery.py); a file no scan finds any more is read to its
 end and let go once it has not grown for `close_renamed_after`.
 
-A `LineReader` turns the bytes into lines (lines.py) and, if configured, multi-line
+A `LineReader` turns the bytes into lines (lines.py: UTF-8 as read, or UTF-16 decoded to
+UTF-8, line endings as the input's `line_terminator` says) and, if configured, multi-line
 events (multiline.py). It is separate from the Tailer because it belongs to the content,
 not to the descriptor: when a copytruncate copy is recognised, the retired generation's
 reader (with its held-back partial line) carries on reading from the copy.
@@ -30,7 +31,7 @@ import os
 
 from .config import InputConfig
 from .identity import FINGERPRINT_BYTES, FileId, Fingerprint, MARKER_BYTES, digest
-from .lines import Lines, LineSplitter
+from .lines import Lines, new_splitter
 from .multiline import MultilineJoiner
 
 __all__ = ["LineReader", "Tailer", "OK", "TRUNCATED", "REWRITTEN"]
@@ -39,15 +40,18 @@ OK, TRUNCATED, REWRITTEN = "ok", "truncated", "rewritten"
 
 
 class LineReader:
-    """Bytes of one content stream -> lines or events, starting at `offset`."""
+    """Bytes of one content stream -> lines or events, starting at `offset`. `head` is the
+    first two bytes of the file: with encoding "utf-16", its byte-order mark decides the
+    byte order when reading starts past it (resuming from a checkpoint)."""
 
     __slots__ = ("splitter", "joiner", "partial_timeout")
 
-    def __init__(self, offset: int, config: InputConfig):
-        self.splitter = LineSplitter(offset, config.max_line_bytes)
+    def __init__(self, offset: int, config: InputConfig, head: bytes = b""):
+        self.splitter = new_splitter(offset, config.max_line_bytes, config.encoding, config.line_terminator, head)
         self.partial_timeout = config.partial_line_timeout
         ml = config.multiline
-        self.joiner = MultilineJoiner(ml.compile(), ml.timeout, ml.max_lines, config.max_line_bytes) if ml else None
+        self.joiner = MultilineJoiner(ml.compile(), ml.timeout, ml.max_lines, config.max_line_bytes,
+                                      text=config.encoding != "utf-8") if ml else None
         if self.joiner is not None:
             self.joiner.upstream_end = offset
 
@@ -94,7 +98,7 @@ class LineReader:
 
     def flush_all(self) -> Lines:
         """The file is let go: ship everything held back."""
-        lines = self.splitter.flush_partial()
+        lines = self.splitter.flush_partial(final=True)
         if self.joiner is not None:
             lines = self.joiner.feed(lines, 0.0)
             flushed = self.joiner.flush()
