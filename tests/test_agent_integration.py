@@ -7,7 +7,6 @@ Loads are bounded: each test writes at most 1,000,000 lines and stops within a d
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 import re
@@ -21,125 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from agent_processes import AgentProcess, acknowledged_bytes, consume, write_config
 from conftest import ROOT, wait_until
 
 pytestmark = pytest.mark.integration
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-class AgentProcess:
-    """`python -m logship agent --config FILE`, its stderr collected line by line."""
-
-    def __init__(self, config: Path, *args: str):
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONFAULTHANDLER="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "logship", "agent", "--config", str(config), *args],
-                                     stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True)
-        self.lines: list[str] = []
-        self._pump = threading.Thread(target=self._read, daemon=True)
-        self._pump.start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, pattern: str, timeout: float = 20) -> bool:
-        return wait_until(lambda: re.search(pattern, self.log()), timeout)
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
-            self.proc.wait(10)
-            self._pump.join(5)
-            pytest.fail(f"the agent did not stop within {timeout} s of SIGTERM:\n{self.log()}")
-        self._pump.join(5)
-        return code
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-        self._pump.join(5)
-
-    def counters(self) -> dict[str, int]:
-        found = re.findall(r"(?:stopped|counters): (.*)", self.log())
-        assert found, self.log()
-        return {k: int(v) for k, v in (item.split("=") for item in found[-1].split())}
-
-    def rss_kib(self) -> int:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-
-    def open_deleted_files(self) -> list[str]:
-        out = []
-        for fd in os.listdir(f"/proc/{self.proc.pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{self.proc.pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.endswith(" (deleted)"):
-                out.append(target)
-        return out
-
-
-def toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml(v) for v in value) + "]"
-    return json.dumps(str(value))
-
-
-def write_config(tmp_path: Path, broker, paths: list[str], topic: str = "logs", **options) -> Path:
-    inputs = options.pop("input", {})
-    settings = {"scan_interval": "200ms", "poll_interval": "50ms", "linger": "50ms", "close_renamed_after": "1s",
-                "copytruncate_wait": "3s", "checkpoint_interval": "200ms", "shutdown_timeout": "20s", **options}
-    text = [f"brokers = {toml(broker.address)}", f"state_dir = {toml(tmp_path / 'state')}"]
-    text += [f"{key} = {toml(value)}" for key, value in settings.items()]
-    text += ["[[inputs]]", f"paths = {toml([str(p) for p in paths])}", f"topic = {toml(topic)}"]
-    text += [f"{key} = {toml(value)}" for key, value in inputs.items()]
-    path = tmp_path / "agent.toml"
-    path.write_text("\n".join(text) + "\n")
-    return path
-
-
-def consume(address: str, topic: str, count: int, timeout: float = 60, idle: float = 3.0):
-    """(value, headers dict) of every record of `topic`, stopping at `count` records, or
-    when nothing came for `idle` seconds after `count` (to see duplicates), or at `timeout`."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": address, "group.id": "agent-tests", "enable.auto.commit": False,
-                         "enable.partition.eof": False, "fetch.max.bytes": 64 << 20})
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            topics = consumer.list_topics(topic, timeout=10).topics
-            if topics[topic].partitions or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(topics[topic].partitions)])
-        result, last = [], time.monotonic()
-        while time.monotonic() < deadline:
-            batch = consumer.consume(10000, 0.2)
-            for msg in batch:
-                assert msg.error() is None, msg.error()
-                result.append((msg.value(), dict(msg.headers() or ())))
-            if batch:
-                last = time.monotonic()
-            elif len(result) >= count and time.monotonic() - last >= idle:
-                break
-        return result
-    finally:
-        consumer.close()
 
 
 LINE = b"%s %08d " + b"p" * 60  # fixed length per writer, so offsets are easy to predict
@@ -232,7 +119,7 @@ def test_a_million_lines_appended_at_full_speed_arrive_once_in_order(tmp_path, s
     for w in writers:
         w.join(60)
     size = sum((logs / f"w{i}.log").stat().st_size for i in range(files))
-    assert wait_until(lambda: _shipped(tmp_path) >= size, timeout=60), agent.log()
+    assert wait_until(lambda: acknowledged_bytes(tmp_path) >= size, timeout=60), agent.log()
     elapsed = time.monotonic() - started
     assert agent.stop() == 0
     print(f"\n1,000,000 lines ({size / 1e6:.0f} MB) written and acknowledged in {elapsed:.1f} s")
@@ -261,15 +148,6 @@ def test_a_million_lines_appended_at_full_speed_arrive_once_in_order(tmp_path, s
     finally:
         consumer.close()
     assert seen == files * per_file and all(n == per_file for n in expected.values())
-
-
-def _shipped(tmp_path: Path) -> int:
-    """Sum of the checkpointed offsets (acknowledged bytes) in the agent's state directory."""
-    try:
-        doc = json.loads((tmp_path / "state" / "checkpoints.json").read_text())
-    except (OSError, ValueError):
-        return 0
-    return sum(entry["offset"] for entry in doc["files"])
 
 
 # --- rotation under load -----------------------------------------------------------------------
@@ -319,7 +197,7 @@ def test_copytruncate_while_the_broker_is_down_counts_what_was_lost(tmp_path, st
                                       input={"max_line_bytes": "1K"}))
     with open(path, "ab") as f:
         f.write(LINE % (b"a", 0) + b"\n")
-    assert wait_until(lambda: _shipped(tmp_path) == line_length, timeout=20), agent.log()
+    assert wait_until(lambda: acknowledged_bytes(tmp_path) == line_length, timeout=20), agent.log()
     broker.stop()
     with open(path, "ab") as f:
         f.write(b"".join(LINE % (b"a", i) + b"\n" for i in range(1, 2000)))
@@ -330,7 +208,7 @@ def test_copytruncate_while_the_broker_is_down_counts_what_was_lost(tmp_path, st
         f.write(LINE % (b"b", 0) + b"\n")
     time.sleep(1.5)  # copytruncate_wait passes: no copy of the old content appeared
     broker = start_broker("--listen", f"127.0.0.1:{port}", data_dir=data_dir)
-    assert wait_until(lambda: _shipped(tmp_path) == line_length, timeout=30), agent.log()
+    assert wait_until(lambda: acknowledged_bytes(tmp_path) == line_length, timeout=30), agent.log()
     records = consume(broker.address, "logs", 1, timeout=30, idle=2.0)
     assert agent.stop() == 0
     a_lines = [value for value, _ in records if value.startswith(b"a ")]
@@ -360,13 +238,13 @@ def test_sigkill_mid_batch_then_restart_loses_nothing_and_repeats_only_the_unack
     line_length = len(LINE % (b"a", 0)) + 1
     cfg = write_config(tmp_path, broker, [str(path)], checkpoint_interval=0, queue_bytes="4M")
     agent = AgentProcess(cfg)
-    assert wait_until(lambda: _shipped(tmp_path) > 0, timeout=30), agent.log()
+    assert wait_until(lambda: acknowledged_bytes(tmp_path) > 0, timeout=30), agent.log()
     agent.kill()  # mid-stream: batches in flight, more batches queued
-    checkpointed = _shipped(tmp_path)
+    checkpointed = acknowledged_bytes(tmp_path)
     assert 0 < checkpointed < total * line_length, "the agent finished before it was killed; use more lines"
     agent = AgentProcess(cfg)
     assert agent.wait_for(rf"resuming at offset {checkpointed} ")
-    assert wait_until(lambda: _shipped(tmp_path) == total * line_length, timeout=60), agent.log()
+    assert wait_until(lambda: acknowledged_bytes(tmp_path) == total * line_length, timeout=60), agent.log()
     records = consume(broker.address, "logs", total, timeout=60)
     assert agent.stop() == 0
     seen = numbers(records, b"a")
@@ -398,7 +276,7 @@ def test_sigterm_with_batches_in_flight_then_restart_ships_nothing_twice(tmp_pat
     assert "unacknowledged" not in agent.log()
     agent = AgentProcess(cfg)
     writer.join(30)
-    assert wait_until(lambda: _shipped(tmp_path) == path.stat().st_size, timeout=60), agent.log()
+    assert wait_until(lambda: acknowledged_bytes(tmp_path) == path.stat().st_size, timeout=60), agent.log()
     records = consume(broker.address, "logs", total, timeout=60)
     assert agent.stop() == 0
     assert_once_each(records, b"a", total)
@@ -430,7 +308,7 @@ def test_broker_down_for_seconds_while_lines_are_written_then_all_delivered(tmp_
     broker = start_broker("--listen", f"127.0.0.1:{port}", data_dir=data_dir)
     writer.join(60)
     size = path.stat().st_size
-    assert wait_until(lambda: _shipped(tmp_path) == size, timeout=60), agent.log()
+    assert wait_until(lambda: acknowledged_bytes(tmp_path) == size, timeout=60), agent.log()
     records = consume(broker.address, "logs", total, timeout=60)
     assert agent.stop() == 0
     assert set(numbers(records, b"a")) == set(range(total))
@@ -509,7 +387,7 @@ def test_status_and_sigusr1_counters(tmp_path, start_broker):
     logs.mkdir()
     (logs / "a.log").write_bytes(b"one\ntwo\n")
     agent = AgentProcess(write_config(tmp_path, broker, [str(logs / "*.log")]))
-    assert wait_until(lambda: _shipped(tmp_path) == 8, timeout=20), agent.log()
+    assert wait_until(lambda: acknowledged_bytes(tmp_path) == 8, timeout=20), agent.log()
     agent.proc.send_signal(signal.SIGUSR1)
     assert agent.wait_for(r"counters: lines=2 bytes=6 batches=1"), agent.log()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
