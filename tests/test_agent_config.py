@@ -124,7 +124,8 @@ def test_cli_usage_errors_exit_2(tmp_path):
     assert "give PATH_GLOB" in str(result.exception)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for args, message in ((["agent", "/x/*.log"], "--topic"),
-                          (["agent", "--config", str(write(tmp_path, "bogus = 1\n" + MINIMAL))], "unknown option bogus")):
+                          (["agent", "--config", str(write(tmp_path, "bogus = 1\n" + MINIMAL))], "unknown option bogus"),
+                          (["agent", "/x/*.log", "-t", "t", "--encoding", "latin-9"], "encoding")):
         out = subprocess.run([sys.executable, "-m", "logship", *args], capture_output=True, text=True, env=env,
                              timeout=30)
         assert out.returncode == 2 and message in out.stderr, out.stderr

@@ -33,12 +33,17 @@ from .units import SIZE
               help="Join lines into events: a line matching REGEX starts one (e.g. a timestamp).")
 @click.option("--max-line-bytes", type=SIZE, default=None,
               help="Longer lines are truncated and flagged with a `truncated` header [default: 512K].")
+@click.option("--encoding", default=None, metavar="NAME",
+              help="Files' encoding: utf-8 (shipped as read), utf-16le, utf-16be, utf-16 (byte-order mark "
+                   "decides); other than utf-8, lines are shipped as UTF-8 [default: utf-8].")
+@click.option("--line-terminator", type=click.Choice(["auto", "lf"]), default=None,
+              help="auto: a \\r before \\n is stripped; lf: kept [default: auto].")
 @click.option("--status", is_flag=True, help="Show, per checkpointed file, shipped offset vs size, and exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --status: JSON lines.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Least severe event to log on stderr.")
 def agent(paths, config_path, topic, brokers, state_dir, key, fields, exclude, start_position,
-          multiline_start, max_line_bytes, status, as_json, log_level) -> int:
+          multiline_start, max_line_bytes, encoding, line_terminator, status, as_json, log_level) -> int:
     """Tail log files and ship every line to a topic, without losing one.
 
     Lines become records (value: the line; headers: host, path, offset; zstd-compressed,
@@ -83,6 +88,10 @@ def agent(paths, config_path, topic, brokers, state_dir, key, fields, exclude, s
             table["multiline"] = {"start_pattern": multiline_start}
         if max_line_bytes is not None:
             table["max_line_bytes"] = max_line_bytes
+        if encoding is not None:
+            table["encoding"] = encoding
+        if line_terminator is not None:
+            table["line_terminator"] = line_terminator
         config = AgentConfig(inputs=(make_input(table, "command line"),),
                              **{k: v for k, v in overrides.items() if v is not None})
 
