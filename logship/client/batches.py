@@ -1,10 +1,12 @@
 """The producer's record accumulator: open batches per partition and the queues behind them.
 
 A `ProducerBatch` collects records for one partition until it is full (`batch_size`
-estimated uncompressed bytes) or lingered; it is built (encoded, compressed) once, by
-the sender thread, and the same bytes are sent again on a retry. `seq` numbers the
-batches of a partition in the order their records were given, which is the order they
-must reach the log.
+estimated uncompressed bytes) or lingered, or arrives whole with its records already
+encoded (Producer.send_encoded); it is built (encoded, compressed) once, by a builder or
+the sender thread, and the same bytes are sent again on a retry. `seq` is the position
+of the batch's first record among the records given for its partition (Kafka's base
+sequence), so batches sort in the order they must reach the log, and the two halves of a
+batch split as too large (`split`) sort where it stood.
 
 A `PartitionQueue` holds, in order: `ready` (closed batches, retries first), then `open`
 (the batch still being filled). `in_flight` counts batches sent and not answered; `held`
@@ -17,10 +19,11 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from ..errors import DeliveryError
 from ..record_codec import encode_record, encode_values
-from ..records import seal_batch
+from ..records import build_batch, decode_records, seal_batch
 
-__all__ = ["ProducerBatch", "PartitionQueue", "RECORD_OVERHEAD"]
+__all__ = ["ProducerBatch", "PartitionQueue", "SplitDelivery", "RECORD_OVERHEAD"]
 
 #: Estimated bytes a record adds to a batch besides its key, value and headers.
 RECORD_OVERHEAD = 12
@@ -31,13 +34,14 @@ class ProducerBatch:
 
     A fast batch holds `values` (keyless, headerless, one timestamp: build_batch_values'
     layout); a general one holds `parts`, its records already encoded as they were added
-    (timestamp deltas from the first record's timestamp, as Kafka's producer does). `data`
-    is the sealed batch, built by the sender thread.
+    (timestamp deltas from the first record's timestamp, as Kafka's producer does), or as
+    the caller of send_encoded gave them. `data` is the sealed batch, built once.
+    `on_delivery(error)` is called once the batch is acknowledged (None) or failed.
     """
 
     __slots__ = ("topic", "partition", "seq", "fast", "values", "parts", "size", "count",
                  "created", "timestamp_ms", "max_timestamp", "deadline", "data", "attempts", "last_error",
-                 "claimed")
+                 "claimed", "on_delivery")
 
     def __init__(self, topic: str, partition: int, seq: int, fast: bool, delivery_timeout: float):
         self.topic = topic
@@ -55,6 +59,7 @@ class ProducerBatch:
         self.attempts = 0
         self.last_error: BaseException | None = None
         self.claimed = False  # a builder thread or the sender builds it (set under the producer's lock)
+        self.on_delivery = None
 
     def add_record(self, timestamp: int, key, value, headers) -> None:
         """Encode one record into a general batch (the caller counts it)."""
@@ -73,6 +78,30 @@ class ProducerBatch:
                               partition_leader_epoch=-1, attributes=0)
             self.values = self.parts = None
         return self.data
+
+    def split(self, compression: int) -> list[ProducerBatch]:
+        """The first and second half of this built batch's records as two built batches,
+        in its place (seq), with its deadline, sharing its delivery callback (SplitDelivery)."""
+        records = decode_records(self.data)
+        half = len(records) // 2
+        callback = self.on_delivery
+        if callback is not None:
+            if not isinstance(callback, SplitDelivery):
+                callback = SplitDelivery(callback, self.count)
+            callback.pieces += 1
+        pieces = []
+        for start, part in ((0, records[:half]), (half, records[half:])):
+            piece = ProducerBatch(self.topic, self.partition, self.seq + start, False, 0.0)
+            piece.data = build_batch(part, compression=compression)
+            piece.parts = None
+            piece.count = len(part)
+            piece.size = self.size * len(part) // self.count
+            piece.deadline = self.deadline
+            piece.claimed = True
+            piece.on_delivery = callback
+            pieces.append(piece)
+        pieces[1].size = self.size - pieces[0].size
+        return pieces
 
     def __repr__(self) -> str:
         return f"<ProducerBatch {self.topic}-{self.partition} #{self.seq} {self.count} records>"
@@ -94,7 +123,7 @@ class PartitionQueue:
         self.retrying = False  # after a retriable error: one batch in flight until a success
         self.not_before = 0.0  # retry backoff: nothing is sent before this monotonic time
         self.backoff = 0.0
-        self.next_seq = 0
+        self.next_seq = 0  # records given for the partition before the open batch
         self.acked_seq = -1  # highest seq written to the log: nothing older may be retried
 
     def open_batch(self, fast: bool, delivery_timeout: float) -> ProducerBatch:
@@ -105,15 +134,28 @@ class PartitionQueue:
             batch = None
         if batch is None:
             batch = self.open = ProducerBatch(self.topic, self.partition, self.next_seq, fast, delivery_timeout)
-            self.next_seq += 1
         return batch
 
     def close_open(self) -> ProducerBatch | None:
         batch, self.open = self.open, None
         if batch is not None and batch.count:
+            self.next_seq = batch.seq + batch.count
             self.ready.append(batch)
             return batch
         return None
+
+    def append_encoded(self, parts: list, count: int, timestamp_ms: int, max_timestamp: int,
+                       delivery_timeout: float) -> ProducerBatch:
+        """A closed batch of `count` records already encoded in `parts`, after the others
+        (close the open batch first)."""
+        batch = ProducerBatch(self.topic, self.partition, self.next_seq, False, delivery_timeout)
+        batch.parts = parts
+        batch.count = count
+        batch.size = sum(map(len, parts))
+        batch.timestamp_ms, batch.max_timestamp = timestamp_ms, max_timestamp
+        self.next_seq += count
+        self.ready.append(batch)
+        return batch
 
     def requeue_held(self) -> list[ProducerBatch]:
         """Once nothing is in flight: put held batches back in front, in their original order."""
@@ -131,3 +173,31 @@ class PartitionQueue:
         yield from self.ready
         if self.open is not None and self.open.count:
             yield self.open
+
+
+class SplitDelivery:
+    """The delivery callback of a batch split into pieces (ProducerBatch.split; pieces may
+    split again): it runs once, when the last piece is done, with None if every piece was
+    acknowledged, the error if every record failed, else DeliveryError(records failed,
+    first error)."""
+
+    __slots__ = ("on_delivery", "count", "pieces", "failed", "error")
+
+    def __init__(self, on_delivery, count: int):
+        self.on_delivery = on_delivery
+        self.count = count  # records of the batch as it was given
+        self.pieces = 1  # pieces not done yet
+        self.failed = 0
+        self.error: BaseException | None = None
+
+    def piece_done(self, count: int, error: BaseException | None):
+        """(callback, error) once the last piece is done, else None."""
+        self.pieces -= 1
+        if error is not None:
+            self.failed += count
+            self.error = self.error or error
+        if self.pieces:
+            return None
+        if self.failed and self.failed < self.count:
+            return self.on_delivery, DeliveryError(self.failed, self.error)
+        return self.on_delivery, self.error

@@ -3,6 +3,8 @@
     producer = Producer(Cluster("127.0.0.1:9092"), acks="all", compression="zstd")
     producer.send("logs", b"a line", key=b"host-1", headers=[("source", b"nginx")])
     producer.send_values("logs", [b"line 1", b"line 2"])      # fast path for keyless lines
+    producer.send_encoded("logs", 0, section, 2, timestamp_ms=now_ms,
+                          on_delivery=report)                 # a batch encoded by the caller
     producer.flush()                                          # raises DeliveryError if any failed
     producer.close()
 
@@ -15,15 +17,30 @@ partition), handles responses and retries, and builds a batch itself when no bui
 taken it yet (so build_threads=0 works too). A batch is sent once it holds `batch_size`
 bytes (estimated, uncompressed, header included, so an uncompressed batch of the default
 1 MiB passes Kafka's default message.max.bytes) or is `linger_ms` old, or at flush.
-`send*`, `flush` and `close` may be called from any thread.
+`send_encoded` hands over a whole batch whose records section the caller encoded
+(record_codec's layout); it goes out as given, after what was sent before to its
+partition, and says how it ended through its own `on_delivery(error)`.
+`send*`, `partitions`, `flush` and `close` may be called from any thread.
 
 Delivery: with acks=all (-1) or 1 a record counts as `acknowledged` when the broker says so;
 with acks=0 when its request was written to the socket. A record that cannot be delivered
-within `delivery_timeout_ms`, after `retries` retries, or because the broker refused it
-for good, counts as `failed`, and the next `flush()` raises DeliveryError(failed,
-first_error). Records are never dropped silently and never reordered within a partition:
-see sender.py for the retry rules (at-least-once: a retry after a lost connection may
-write a batch twice; no idempotence yet).
+within `delivery_timeout_ms` (None: no limit), after `retries` retries, or because the
+broker refused it for good (`refused_attempts` times), counts as `failed`, and the next
+`flush()` raises DeliveryError(failed, first_error). Records are never dropped silently and,
+with `strict_order` (the default), never reordered within a partition: see sender.py for
+the retry rules (at-least-once: a retry after a lost connection may write a batch twice;
+no idempotence yet). `resent` counts batches sent again.
+
+Callbacks run on the sender thread, outside the producer's lock, and must not block:
+`on_delivery(error)` of a send_encoded batch once, with None or the error that failed
+it (flush() returns only after the callbacks of what it waited for have run);
+`on_retry(error)` with each error after which records wait to be sent again, or a
+metadata lookup they need failed (a lost connection, a retriable error code, a missing
+topic with `wait_for_topics`...). Options for a log shipper that must never give up
+(logship agent): delivery_timeout_ms=None, strict_order=False (a retried batch may land
+after later ones instead of failing), refused_attempts=3, split_too_large=True (a batch
+refused as too large goes again in two halves, down to one record), wait_for_topics=True
+(records for a missing topic wait for it instead of failing).
 
 Partitioning: an explicit `partition`, else Kafka's murmur2 of the key, else sticky
 (partitioner.py). `partitioner(key, partitions) -> int` replaces the keyed rule.
@@ -31,6 +48,8 @@ Partitioning: an explicit `partition`, else Kafka's murmur2 of the key, else sti
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
 from bisect import bisect_right
@@ -40,13 +59,15 @@ from typing import Callable, Iterable
 
 from ..compression import CODEC_NAMES, codec_by_name
 from ..errors import DeliveryError, InvalidRecordError, UnknownTopicError
-from .batches import RECORD_OVERHEAD, PartitionQueue, ProducerBatch
+from .batches import RECORD_OVERHEAD, PartitionQueue, ProducerBatch, SplitDelivery
 from .cluster import Cluster
 from .partitioner import StickyPartitioner, partition_for_key
 from .sender import Sender
 from .wakeup import Wakeup
 
 __all__ = ["Producer", "parse_acks"]
+
+log = logging.getLogger(__name__)
 
 #: Bytes of batch_size kept for the batch header (61) and estimate error.
 BATCH_HEADER_ALLOWANCE = 128
@@ -69,29 +90,39 @@ class Producer:
     def __init__(self, cluster: Cluster | str | None = None, *, acks: int | str = -1,
                  compression: str | int = "zstd", linger_ms: float = 5, batch_size: int = 1 << 20,
                  max_in_flight: int = 5, retries: int = 2**31 - 1, retry_backoff_ms: float = 100,
-                 delivery_timeout_ms: float = 120_000, request_timeout_ms: float = 30_000,
-                 buffer_memory: int = 64 << 20,
-                 partitioner: Callable[[bytes, int], int] | None = None, build_threads: int = 2):
+                 retry_backoff_max_ms: float = 1000, delivery_timeout_ms: float | None = 120_000,
+                 request_timeout_ms: float = 30_000, buffer_memory: int = 64 << 20,
+                 partitioner: Callable[[bytes, int], int] | None = None, build_threads: int = 2,
+                 strict_order: bool = True, refused_attempts: int = 1, split_too_large: bool = False,
+                 wait_for_topics: bool = False, on_retry: Callable[[BaseException], None] | None = None):
         self.cluster = cluster if isinstance(cluster, Cluster) else Cluster(cluster)
         self._own_cluster = not isinstance(cluster, Cluster)
         self.acks = parse_acks(acks)
         self.compression = compression if isinstance(compression, int) else codec_by_name(compression)
         if self.compression not in CODEC_NAMES:
             raise ValueError(f"unknown compression codec {compression!r}")
-        if batch_size < 1 or max_in_flight < 1 or buffer_memory < 1 or retries < 0:
-            raise ValueError("batch_size, max_in_flight and buffer_memory must be positive, retries >= 0")
+        if batch_size < 1 or max_in_flight < 1 or buffer_memory < 1 or refused_attempts < 1 or retries < 0:
+            raise ValueError("batch_size, max_in_flight, buffer_memory and refused_attempts must be positive, "
+                             "retries >= 0")
         self.linger = linger_ms / 1000
         self.batch_size = batch_size
         self._batch_limit = max(batch_size - BATCH_HEADER_ALLOWANCE, 1)  # room for the header
         self.max_in_flight = max_in_flight
         self.retries = retries
         self.retry_backoff = retry_backoff_ms / 1000
-        self.delivery_timeout = delivery_timeout_ms / 1000
+        self.retry_backoff_max = retry_backoff_max_ms / 1000
+        self.delivery_timeout = math.inf if delivery_timeout_ms is None else delivery_timeout_ms / 1000
         self.request_timeout = request_timeout_ms / 1000
         self.buffer_memory = buffer_memory
         self.partitioner = partitioner or partition_for_key
+        self.strict_order = strict_order
+        self.refused_attempts = refused_attempts
+        self.split_too_large = split_too_large
+        self.wait_for_topics = wait_for_topics
+        self.on_retry = on_retry
         self.acknowledged = 0
         self.failed = 0
+        self.resent = 0
         # Everything below is guarded by _cond (the sender thread shares it).
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -99,6 +130,9 @@ class Producer:
         self._build_queue: deque[ProducerBatch] = deque()
         self._queues: dict[tuple[str, int], PartitionQueue] = {}
         self._counts: dict[str, int] = {}
+        self._wanted: set[str] = set()  # topics partitions(wait=False) asks the sender to look up
+        self._reports: list = []  # (callback, argument) for the sender to call outside the lock
+        self._unreported = 0  # callbacks queued or running: flush() waits for them
         self._sticky = StickyPartitioner()
         self._buffered = 0
         self._pending = 0
@@ -120,10 +154,17 @@ class Producer:
 
     # --- sending -------------------------------------------------------------------------------
 
-    def partitions(self, topic: str) -> int:
-        """The partition count of `topic` (auto-created if the broker allows); cached."""
+    def partitions(self, topic: str, wait: bool = True) -> int | None:
+        """The partition count of `topic` (auto-created if the broker allows); cached.
+        With wait=False: the cached count, or None after asking the sender thread to look
+        it up (again after a backoff while that fails; failures go to on_retry)."""
         count = self._counts.get(topic)
         if count is None:
+            if not wait:
+                with self._cond:
+                    self._wanted.add(topic)
+                    self._wake_sender()
+                return None
             count = self._counts[topic] = self.cluster.partitions(topic, allow_create=True)
         return count
 
@@ -186,6 +227,36 @@ class Producer:
                 batch.values += values[start:stop]
                 self._added(queue, batch, stop - start, ends[stop - 1] - base)
                 start = stop
+
+    def send_encoded(self, topic: str, partition: int, records: bytes | list[bytes], count: int, *,
+                     timestamp_ms: int, max_timestamp: int | None = None,
+                     on_delivery: Callable[[BaseException | None], None] | None = None) -> None:
+        """Queue one batch of `count` records that the caller encoded: `records` is its
+        records section (uncompressed; offset deltas 0..count-1, timestamp deltas from
+        `timestamp_ms`; max_timestamp defaults to it), whole or in pieces to be joined. It
+        is compressed, sent after what was given before for the partition, and retried
+        like any batch (split in halves if refused as too large, with split_too_large);
+        `on_delivery(error)` is called once, on the sender thread, with None when every
+        record was acknowledged, else the error that failed them. Never waits for buffer
+        room (it counts towards buffer_memory): the caller bounds what it queues. The
+        partition is not checked here: one the topic lacks fails at sending (or waits,
+        with wait_for_topics)."""
+        parts = [records] if isinstance(records, (bytes, bytearray, memoryview)) else list(records)
+        with self._cond:
+            if self._fatal is not None or self._closing or self._closed:
+                raise DeliveryError(count, self._fatal or InvalidRecordError("the producer is closed"))
+            queue = self._queue(topic, partition)
+            self._close_batch(queue)  # records sent before go first
+            batch = queue.append_encoded(parts, count, timestamp_ms,
+                                         timestamp_ms if max_timestamp is None else max_timestamp,
+                                         self.delivery_timeout)
+            batch.on_delivery = on_delivery
+            self._buffered += batch.size
+            self._pending += count
+            if self._builders:
+                self._build_queue.append(batch)
+                self._builds.notify()
+            self._wake_sender()
 
     def _queue(self, topic: str, partition: int) -> PartitionQueue:
         queue = self._queues.get((topic, partition))
@@ -267,9 +338,38 @@ class Producer:
             self._unflushed_failed += batch.count
             if self._first_error is None:
                 self._first_error = error
+        callback = batch.on_delivery
+        if isinstance(callback, SplitDelivery):
+            callback, error = callback.piece_done(batch.count, error) or (None, None)
+        if callback is not None:
+            self._reports.append((callback, error))
+            self._unreported += 1
         self._cond.notify_all()
 
-    def _sender_died(self, error: BaseException) -> None:
+    def _retrying(self, error: BaseException) -> None:
+        """Records wait to be sent again because of `error`: tell on_retry."""
+        if self.on_retry is not None:
+            self._reports.append((self.on_retry, error))
+            self._unreported += 1
+
+    def _report(self) -> None:
+        """Run the queued callbacks (the sender thread, without the lock)."""
+        if not self._reports:
+            return
+        with self._cond:
+            reports, self._reports = self._reports, []
+        try:
+            for callback, argument in reports:
+                try:
+                    callback(argument)
+                except Exception:  # the caller's bug must not stop delivery
+                    log.exception("a producer callback failed")
+        finally:
+            with self._cond:
+                self._unreported -= len(reports)
+                self._cond.notify_all()
+
+    def _sender_died(self, error: BaseException, in_flight: list) -> None:
         with self._cond:
             self._fatal = error
             for queue in self._queues.values():
@@ -277,7 +377,9 @@ class Producer:
                     self._complete(batch, error)
                 queue.held, queue.open = [], None
                 queue.ready.clear()
-            if self._pending:  # batches that were in flight
+            for batch in in_flight:
+                self._complete(batch, error)
+            if self._pending:  # batches it was sending when it failed
                 self.failed += self._pending
                 self._unflushed_failed += self._pending
                 self._pending = 0
@@ -294,7 +396,7 @@ class Producer:
             self._flushing += 1
             self._wake_sender()
             try:
-                while self._pending and self._fatal is None:
+                while (self._pending or self._unreported) and self._fatal is None:
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         from ..errors import RequestTimedOutError
@@ -347,3 +449,8 @@ class Producer:
     def pending(self) -> int:
         """Records queued or in flight, neither acknowledged nor failed yet."""
         return self._pending
+
+    @property
+    def fatal_error(self) -> BaseException | None:
+        """What stopped the sender thread (a bug; every pending record failed with it), or None."""
+        return self._fatal

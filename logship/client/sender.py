@@ -1,30 +1,39 @@
 """The producer's sender thread: builds batches, pipelines Produce requests, retries.
 
 The thread owns one private connection per leader node. Each turn of its loop it
-(1) fails batches past their delivery timeout, (2) picks, per partition, the next batch
-that may go (full, lingered, or flushing; within the in-flight limits; leader known),
-(3) builds and compresses them outside the lock and sends one Produce request per node
-holding at most one batch per partition (Kafka's rule for Produce v3+), and (4) waits
-with select() for responses, a wake-up from a caller, or the next timer.
+(1) runs the callbacks completed batches left, (2) fails batches past their delivery
+timeout, (3) picks, per partition, the next batch that may go (full, lingered, or
+flushing; within the in-flight limits; leader known), (4) refreshes the metadata of
+topics that need it, (5) builds and compresses the picked batches outside the lock and
+sends one Produce request per node holding at most one batch per partition (Kafka's rule
+for Produce v3+), and (6) waits with select() for responses, a wake-up from a caller, or
+the next timer.
 
 Ordering and retries. Batches of a partition are numbered (`seq`) in the order their
 records were given and sent in that order; a connection returns responses in request
 order. Retriable failures (a lost connection, a timeout, NOT_LEADER_OR_FOLLOWER, a
-storage error...) are retried, up to `retries` times within `delivery_timeout_ms`, under
-two rules that make reordering impossible:
+storage error...) are retried, up to `retries` times within `delivery_timeout_ms`, after a
+backoff per partition that doubles from `retry_backoff_ms` to `retry_backoff_max_ms`:
 - a failed batch is *held* until no batch of its partition is in flight, then all held
   batches go back to the front of the queue in seq order, and the partition sends one
   batch at a time until one succeeds;
-- a batch is never retried once a later batch of its partition has been written (that
-  retry would land after it): it fails instead, and flush() reports it.
-So every record is either in the log in the order given, or counted as failed. A retry
-after a lost connection may duplicate a batch that had in fact been written
-(at-least-once); idempotent producing (InitProducerId + sequence numbers) would remove
-those duplicates on brokers that de-duplicate, and is left for later.
+- with `strict_order`, a batch is never retried once a later batch of its partition has
+  been written (that retry would land after it): it fails instead, and flush() reports it.
+  So every record is either in the log in the order given, or counted as failed. Without
+  it such a batch is retried anyway and lands after the later one.
+A batch refused with a non-retriable code is sent up to `refused_attempts` times in all,
+except one refused as too large (MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE), which fails at
+once or, with `split_too_large` and several records, is replaced by its two halves,
+retried the same way (and split again if need be). A topic that does not exist fails its batches, or with
+`wait_for_topics` holds them and is asked for again every `retry_backoff_max_ms`; a
+partition it lacks likewise. A retry after a lost connection may duplicate a batch that had
+in fact been written (at-least-once); idempotent producing (InitProducerId + sequence
+numbers) would remove those duplicates on brokers that de-duplicate, and is left for later.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -35,6 +44,10 @@ from ..protocol import ApiKey
 from .cluster import METADATA_CODES, RETRIABLE_CODES
 
 __all__ = ["Sender"]
+
+log = logging.getLogger(__name__)
+
+TOO_LARGE_CODES = frozenset({10, 18})  # MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE
 
 
 class _Request:
@@ -58,15 +71,18 @@ class Sender(threading.Thread):
     def run(self) -> None:
         try:
             self._loop()
-        except BaseException as exc:  # never leave flush() waiting for a dead thread
-            self.p._sender_died(exc)
+        except BaseException as exc:  # a bug: never leave flush() waiting for a dead thread
+            log.exception("the producer's sender thread failed; what it held fails with the error")
+            self.p._sender_died(exc, [b for requests in self.requests.values() for r in requests for b in r.batches])
         finally:
+            self.p._report()
             for conn in self.conns.values():
                 conn.close()
 
     def _loop(self) -> None:
         p = self.p
         while True:
+            p._report()
             with p._cond:
                 now = time.monotonic()
                 if p._closing:
@@ -80,6 +96,7 @@ class Sender(threading.Thread):
                 self._refresh(time.monotonic())
             for node, batches in plan.items():
                 self._send(node, batches)
+            p._report()
             self._poll(timeout)
 
     # --- choosing what to send (under the lock) --------------------------------------------------
@@ -88,6 +105,9 @@ class Sender(threading.Thread):
         p = self.p
         plan: dict[int, list] = {}
         linger_over = p._flushing or p._closing
+        for topic in p._wanted:
+            self.stale.setdefault(topic, 0.0)
+        p._wanted.clear()
         for queue in p._queues.values():
             if queue.retrying and queue.in_flight:
                 continue
@@ -111,6 +131,8 @@ class Sender(threading.Thread):
             batch = queue.ready.popleft()
             batch.claimed = True
             batch.attempts += 1
+            if batch.attempts > 1:
+                p.resent += 1
             queue.in_flight += 1
             plan.setdefault(leader, []).append(batch)
         return plan
@@ -231,13 +253,19 @@ class Sender(threading.Thread):
                     self._outcome(batch, None)
                 elif code is None:
                     self._outcome(batch, ProtocolError(
-                        f"broker {conn.address} did not answer for {batch.topic}-{batch.partition}"), False)
+                        f"broker {conn.address} did not answer for {batch.topic}-{batch.partition}"),
+                        batch.attempts < self.p.refused_attempts)
                 else:
                     error = error_for_code(code, f"broker {conn.address} refused {batch.count} records "
                                                  f"for {batch.topic}-{batch.partition} (Kafka error code {code})")
                     if code in METADATA_CODES:
                         self._mark_stale(batch.topic)
-                    self._outcome(batch, error, code in RETRIABLE_CODES)
+                    if code in TOO_LARGE_CODES:  # the same bytes would be refused again
+                        split = self.p.split_too_large and batch.count > 1
+                        self._outcome(batch, error, split, split)
+                    else:
+                        self._outcome(batch, error, code in RETRIABLE_CODES
+                                      or batch.attempts < self.p.refused_attempts)
 
     def _lost(self, node: int, error: BaseException, unsent: list = ()) -> None:
         """The connection to `node` failed: everything on it failed retriably, in order."""
@@ -260,23 +288,46 @@ class Sender(threading.Thread):
             if now < not_before:
                 continue
             try:
-                p.cluster.topic(topic, allow_create=True, refresh=True)
-                del self.stale[topic]
+                meta = p.cluster.topic(topic, allow_create=True, refresh=True)
             except UnknownTopicError as exc:
-                del self.stale[topic]
-                with p._cond:
-                    for queue in p._queues.values():
-                        if queue.topic == topic:
-                            for batch in list(queue.batches()):
-                                self._fail(batch, exc)
-                            queue.held, queue.open = [], None
-                            queue.ready.clear()
-            except LogshipError:
+                self._missing(topic, None, exc)
+                continue
+            except LogshipError as exc:
                 self.stale[topic] = time.monotonic() + max(p.retry_backoff, 0.05)
+                with p._cond:
+                    p._retrying(exc)
+                continue
+            del self.stale[topic]
+            with p._cond:
+                p._counts.setdefault(topic, len(meta.partitions))
+                lacking = {q.partition for q in p._queues.values()
+                           if q.topic == topic and q.partition not in meta.partitions and q.has_work()}
+            if lacking:
+                self._missing(topic, lacking, UnknownTopicError(
+                    f"topic {topic!r} has no partition {min(lacking)} (it has {len(meta.partitions)})"))
+
+    def _missing(self, topic: str, partitions: set | None, error: LogshipError) -> None:
+        """`topic` does not exist (or lacks `partitions`): its records wait for it
+        (wait_for_topics) or fail."""
+        p = self.p
+        with p._cond:
+            if p.wait_for_topics:
+                self.stale[topic] = time.monotonic() + p.retry_backoff_max
+                p._retrying(error)
+                return
+            self.stale.pop(topic, None)
+            for queue in p._queues.values():
+                if queue.topic == topic and (partitions is None or queue.partition in partitions):
+                    for batch in list(queue.batches()):
+                        self._fail(batch, error)
+                    queue.held, queue.open = [], None
+                    queue.ready.clear()
 
     # --- outcomes (under the lock) ---------------------------------------------------------------
 
-    def _outcome(self, batch, error: BaseException | None, retriable: bool = False) -> None:
+    def _outcome(self, batch, error: BaseException | None, retriable: bool = False, split: bool = False) -> None:
+        """`batch` was acknowledged (error None) or failed: complete it, or hold it (its
+        halves, if `split`) for a retry."""
         p = self.p
         queue = p._queues[(batch.topic, batch.partition)]
         queue.in_flight -= 1
@@ -286,20 +337,30 @@ class Sender(threading.Thread):
             queue.backoff = 0.0
             p._complete(batch, None)
         elif (retriable and batch.attempts <= p.retries and now < batch.deadline
-              and batch.seq > queue.acked_seq):
-            batch.last_error = error
-            queue.held.append(batch)
+              and (batch.seq > queue.acked_seq or not p.strict_order)):
+            if split:
+                log.warning("broker refused a batch of %d records for %s-%d as too large; sending it in two "
+                            "halves", batch.count, batch.topic, batch.partition)
+                pieces = batch.split(p.compression)
+            else:
+                pieces = [batch]
+                p._retrying(error)
+            for piece in pieces:
+                piece.last_error = error
+            queue.held += pieces
             queue.retrying = True
         else:
             self._fail(batch, error)
-        # Held batches older than a written one can no longer be retried in order: they fail
-        # with the error that stopped them.
-        for held in [b for b in queue.held if b.seq < queue.acked_seq]:
-            queue.held.remove(held)
-            self._fail(held)
+        if p.strict_order:
+            # Held batches older than a written one can no longer be retried in order: they
+            # fail with the error that stopped them.
+            for held in [b for b in queue.held if b.seq < queue.acked_seq]:
+                queue.held.remove(held)
+                self._fail(held)
         if error is None:
             queue.retrying = bool(queue.held)
         if not queue.in_flight and queue.held:
-            queue.backoff = min(max(queue.backoff * 2, p.retry_backoff), 1.0)
-            queue.not_before = now + queue.backoff
+            if not split:  # halves go at once: they are not the same bytes again
+                queue.backoff = min(max(queue.backoff * 2, p.retry_backoff), p.retry_backoff_max)
+                queue.not_before = now + queue.backoff
             queue.requeue_held()
