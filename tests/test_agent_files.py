@@ -427,6 +427,41 @@ def test_copytruncate_ships_unread_lines_from_the_copy_once(tmp_path, logs, seen
     assert run.agent.counters.bytes_skipped == 0
 
 
+def test_a_copy_finished_and_truncated_while_the_agent_compares_it_is_held_not_shipped_again(
+        tmp_path, logs, monkeypatch):
+    """The agent opens the copy while logrotate is still writing it; before the agent
+    compares it with the original, the copy is finished and the original truncated. The
+    copy is held, then continues the original's stream: nothing is shipped twice."""
+    path, copy = logs / "app.log", logs / "app.log.1"
+    append(path, *numbered("a", 0, 100))
+    run = Run(config(tmp_path, pattern="logs/app.log*"))
+    run.drive(until=lambda: len(run.shipper.records) == 100)
+    append(path, *numbered("a", 100, 150))
+    whole = path.read_bytes()
+    copy.write_bytes(whole[:len(whole) // 3])  # shorter than what the agent read of the original
+    hold = Agent._hold
+    raced = []
+
+    def finish_the_rotation_first(self, *args):
+        if not raced:
+            raced.append(True)
+            copy.write_bytes(whole)
+            os.truncate(path, 0)
+        return hold(self, *args)
+
+    monkeypatch.setattr(Agent, "_hold", finish_the_rotation_first)
+    run.agent.scan()
+    assert raced and len(run.agent.held) == 1
+    append(path, *numbered("b", 0, 10))
+    run.drive(until=lambda: len(run.shipper.records) == 160)
+    run.drive(0.6)
+    run.stop()
+    values = run.values()
+    assert sorted(v for v in values if v.startswith(b"a")) == numbered("a", 0, 150)
+    assert [v for v in values if v.startswith(b"b")] == numbered("b", 0, 10)
+    assert len(values) == 160
+
+
 def test_copytruncate_with_the_copy_outside_the_glob_counts_what_was_lost(tmp_path, logs):
     path = logs / "app.log"
     append(path, *numbered("a", 0, 10))

@@ -95,11 +95,14 @@ def numbers(records, tag: bytes) -> list[int]:
     return [int(value.split(b" ")[1]) for value, _ in records if value.startswith(tag + b" ")]
 
 
-def assert_once_each(records, tag: bytes, total: int) -> None:
+def assert_once_each(records, tag: bytes, total: int, log: str = "") -> None:
+    """Every numbered line of `tag` in `records` once; else say which, with `log` (the agent's)."""
     seen = numbers(records, tag)
     missing = sorted(set(range(total)) - set(seen))
-    dups = len(seen) - len(set(seen))
-    assert not missing and not dups, f"{tag!r}: {len(missing)} missing (first {missing[:5]}), {dups} duplicated"
+    counts = Counter(seen)
+    twice = sorted(n for n, k in counts.items() if k > 1)
+    assert not missing and not twice, (f"{tag!r}: {len(missing)} missing (first {missing[:5]}), "
+                                       f"{len(seen) - len(counts)} duplicated ({twice[:1]}..{twice[-1:]})\n{log}")
 
 
 # --- steady append -------------------------------------------------------------------------------
@@ -174,7 +177,7 @@ def test_rotation_under_load_loses_nothing_and_ships_nothing_twice(tmp_path, sta
     assert rotations >= 5
     records = consume(broker.address, "logs", total, timeout=60)
     assert agent.stop() == 0
-    assert_once_each(records, b"a", total)
+    assert_once_each(records, b"a", total, agent.log())
     counters = agent.counters()
     assert counters["bytes_skipped"] == 0 and counters["lines"] == total, agent.log()
     assert "Traceback" not in agent.log()

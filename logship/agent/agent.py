@@ -400,7 +400,10 @@ class Agent:
                     continue
             else:  # a copy still being written, or an older one: compare with the original
                 start = max(0, st.st_size - 32)
-                if os.pread(fd, st.st_size - start, start) != os.pread(tailer.fd, st.st_size - start, start):
+                original = os.pread(tailer.fd, st.st_size - start, start)
+                # An original shorter than the copy was truncated since this scan looked at
+                # it: the copy was just finished. Hold it; the next scan sees the truncation.
+                if len(original) == st.st_size - start and os.pread(fd, st.st_size - start, start) != original:
                     continue
             first = self.held.setdefault(fid.inode, now)
             if now - first >= self.config.copytruncate_wait:
