@@ -2,8 +2,9 @@
 
 The agent finds files by glob (discovery.py), follows each one by its identity rather
 than its name (identity.py, tailer.py), cuts lines (lines.py, multiline.py), builds
-record batches (linerecords.py, batches.py), delivers them with acks=all (shipper.py) and
-moves each file's checkpoint only once the broker acknowledged its lines (checkpoint.py).
+record batches (linerecords.py, batches.py), delivers them with acks=all through the
+client's Producer (shipper.py) and moves each file's checkpoint only once the broker
+acknowledged its lines (checkpoint.py).
 agent.py ties these together; status.py reads a state directory for `--status`.
 """
 

@@ -1,24 +1,24 @@
 """Record batches on their way to the broker, and the open batch of each partition.
 
 An `OutgoingBatch` collects the encoded records of one partition (from one or several
-files) and the checkpoint steps (checkpoint.Progress) those records complete; when the
-broker acknowledges the batch, the steps are marked acked and the files' checkpoints
-move. `OpenBatches` keeps one batch being filled per (topic, partition) and closes it
-when it is full (`batch_bytes` of encoded records) or `linger` seconds old.
+files: `pieces` that together are the batch's records section, offset deltas 0..count-1,
+all with timestamp delta 0 from `timestamp_ms`) and the checkpoint steps
+(checkpoint.Progress) those records complete; when the broker acknowledges the batch,
+the steps are marked acked and the files' checkpoints move. `OpenBatches` keeps one
+batch being filled per (topic, partition) and closes it when it is full (`batch_bytes`
+of encoded records) or `linger` seconds old.
 """
 
 from __future__ import annotations
 
 import time
 
-from ..records import seal_batch
-
 __all__ = ["OutgoingBatch", "OpenBatches"]
 
 
 class OutgoingBatch:
     __slots__ = ("topic", "partition", "pieces", "count", "size", "value_bytes", "created", "timestamp_ms",
-                 "steps", "data", "attempts", "sent", "node")
+                 "steps")
 
     def __init__(self, topic: str, partition: int):
         self.topic = topic
@@ -30,31 +30,12 @@ class OutgoingBatch:
         self.created = time.monotonic()
         self.timestamp_ms = int(time.time() * 1000)
         self.steps: list = []
-        self.data: bytes | None = None
-        self.attempts = 0
-        self.sent = False
-        self.node: int | None = None
 
     def add(self, body: bytes, count: int, value_bytes: int) -> None:
         self.pieces.append(body)
         self.count += count
         self.size += len(body)
         self.value_bytes += value_bytes
-
-    def build(self, compression: int) -> bytes:
-        """The batch's bytes (compressed), built once; the same bytes go out on a retry."""
-        if self.data is None:
-            body = b"".join(self.pieces)
-            self.pieces = []
-            self.data = seal_batch(body, self.count, self.timestamp_ms, self.timestamp_ms, compression=compression,
-                              base_offset=0, producer_id=-1, producer_epoch=-1, base_sequence=-1,
-                              partition_leader_epoch=-1, attributes=0)
-        return self.data
-
-    @property
-    def memory(self) -> int:
-        """Bytes this batch holds (records before building, the built batch after)."""
-        return len(self.data) if self.data is not None else self.size
 
     def __repr__(self) -> str:
         return f"<OutgoingBatch {self.topic}-{self.partition} {self.count} records {self.size} bytes>"
