@@ -462,6 +462,39 @@ def test_a_copy_finished_and_truncated_while_the_agent_compares_it_is_held_not_s
     assert len(values) == 160
 
 
+@pytest.mark.parametrize("begun", [b"", b"a 000000"])
+def test_a_copy_seen_before_its_first_kilobyte_is_held_not_shipped_again(tmp_path, logs, begun):
+    """logrotate has created the copy and written nothing, or a few bytes: too little to
+    fingerprint, but it begins the tailed file, so it is held until it can be told apart."""
+    path, copy = logs / "app.log", logs / "app.log.1"
+    append(path, *numbered("a", 0, 100))
+    run = Run(config(tmp_path, pattern="logs/app.log*"))
+    run.drive(until=lambda: len(run.shipper.records) == 100)
+    append(path, *numbered("a", 100, 150))
+    copy.write_bytes(begun)
+    run.agent.scan()
+    assert len(run.agent.held) == 1
+    shutil.copyfile(path, copy)
+    os.truncate(path, 0)
+    append(path, *numbered("b", 0, 10))
+    run.drive(until=lambda: len(run.shipper.records) == 160)
+    run.drive(0.6)
+    run.stop()
+    values = run.values()
+    assert sorted(v for v in values if v.startswith(b"a")) == numbered("a", 0, 150)
+    assert len(values) == 160
+
+
+def test_a_small_new_file_unlike_the_tailed_ones_is_not_held(tmp_path, logs):
+    append(logs / "app.log", *numbered("a", 0, 100))
+    run = Run(config(tmp_path, pattern="logs/*.log"))
+    run.drive(until=lambda: len(run.shipper.records) == 100)
+    append(logs / "other.log", "a different first line")
+    run.drive(until=lambda: len(run.shipper.records) == 101)
+    assert not run.agent.held
+    run.stop()
+
+
 def test_copytruncate_with_the_copy_outside_the_glob_counts_what_was_lost(tmp_path, logs):
     path = logs / "app.log"
     append(path, *numbered("a", 0, 10))

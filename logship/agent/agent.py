@@ -23,7 +23,9 @@ fingerprint matches, and whose 32 bytes before the retired read position match t
 that stream, so reading continues in the copy exactly where it stopped in the original:
 the lines written between the agent's last read and the truncate are shipped from the
 copy and nothing is shipped twice. A copy seen before the truncate (its head and content
-match a file being tailed) is held back until the truncate happens or the wait ends. With
+match a file being tailed) is held back until the truncate happens or the wait ends; so is
+a new file too short to fingerprint (logrotate may have only begun to copy) whose bytes
+begin a tailed file, or that appears while a truncated stream waits for its copy. With
 no copy, what the original held beyond the last read is counted in `bytes_skipped`. The
 same matching recognises, at startup, a checkpointed file that was copied or moved while
 the agent was stopped.
@@ -293,7 +295,7 @@ class Agent:
                 opened.append((fd, fid, st, fp, where))
         for fd, fid, st, fp, where in opened:  # then by content, then as new files
             if not self._adopt_by_content(fd, fid, st, fp, where, now) and \
-                    not self._hold(fd, fid, st, fp, where, now):
+                    not self._hold(fd, fid, st, fp, where, now, initial):
                 self._new_file(fd, fid, st, fp, where, now, initial)
 
     def _open(self, where: Found):
@@ -385,11 +387,23 @@ class Agent:
             return True
         return False
 
-    def _hold(self, fd, fid: FileId, st, fp: Fingerprint, where: Found, now: float) -> bool:
-        """A file whose content is a prefix of a file being tailed is probably the copy
-        half of a copytruncate: wait (up to copytruncate_wait) for the truncate."""
-        if not fp.complete:
+    def _hold(self, fd, fid: FileId, st, fp: Fingerprint, where: Found, now: float, initial: bool) -> bool:
+        """A file that is probably the copy half of a copytruncate: wait (up to
+        copytruncate_wait) for the truncate, or for the copy to be written."""
+        source = self._copy_of(fd, st, fp) if fp.complete else None if initial else self._copy_begun(fd, fp)
+        if source is None:
             return False
+        first = self.held.setdefault(fid.inode, now)
+        if now - first >= self.config.copytruncate_wait:
+            return False
+        if first == now:
+            log.info("%s looks like a copy of %s: waiting up to %g s for the original to be truncated",
+                     where.path, source, self.config.copytruncate_wait)
+        os.close(fd)
+        return True
+
+    def _copy_of(self, fd, st, fp: Fingerprint) -> str | None:
+        """The path of the tailed file whose content this file's is a prefix of, if any."""
         for tailer in self.tailers.values():
             if tailer.state.fingerprint != fp:
                 continue
@@ -405,15 +419,20 @@ class Agent:
                 # it: the copy was just finished. Hold it; the next scan sees the truncation.
                 if len(original) == st.st_size - start and os.pread(fd, st.st_size - start, start) != original:
                     continue
-            first = self.held.setdefault(fid.inode, now)
-            if now - first >= self.config.copytruncate_wait:
-                return False
-            if first == now:
-                log.info("%s looks like a copy of %s: waiting up to %g s for the original to be truncated",
-                         where.path, tailer.path, self.config.copytruncate_wait)
-            os.close(fd)
-            return True
-        return False
+            return tailer.path
+        return None
+
+    def _copy_begun(self, fd, fp: Fingerprint) -> str | None:
+        """For a file too short to fingerprint (under 1 KiB: logrotate may have only begun
+        to copy): a tailed file it is the beginning of, or a truncated stream still
+        waiting for its copy."""
+        for tailer in self.tailers.values():
+            if digest(os.pread(tailer.fd, fp.length, 0)) == fp.digest:
+                return tailer.path
+        for d in self.detached:
+            if d.reader is not None and d.route is not None:
+                return d.route.path
+        return None
 
     def _new_file(self, fd, fid: FileId, st, fp: Fingerprint, where: Found, now: float, initial: bool) -> None:
         inp = self.config.inputs[where.input_index]
