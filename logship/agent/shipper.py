@@ -4,8 +4,10 @@ The `Shipper` hands the agent's batches to a client.Producer and tells the agent
 of them are done. The agent's loop `submit()`s closed OutgoingBatches; each goes to the
 producer whole, its records already encoded (`Producer.send_encoded`: linerecords.encode
 builds whole chunks of lines far faster than records one by one), and the producer's
-builder threads compress it (zstd by default: off the tailing thread, and zstandard
-releases the GIL, so that work runs on another core). Its sender thread sends it with
+builder thread compresses it (zstd by default: off the tailing thread, and zstandard
+releases the GIL, so that work runs on another core; one builder, as a second one
+competed with the tailing thread and the broker for two cores and cost a third of
+bench/agent.py's throughput there). Its sender thread sends it with
 acks=-1, up to `max_in_flight` requests per connection, and calls back for that batch;
 the batch is then handed back through `take_done()`, and only then does the agent move
 the checkpoints of exactly the lines it holds.
@@ -85,7 +87,7 @@ class Shipper:
             self.cluster, acks=-1, compression=self.compression, max_in_flight=self.max_in_flight,
             request_timeout_ms=self.request_timeout * 1000, retry_backoff_max_ms=self.backoff_max * 1000,
             delivery_timeout_ms=None, strict_order=False, refused_attempts=3, split_too_large=True,
-            wait_for_topics=True, on_retry=self._retrying)
+            wait_for_topics=True, on_retry=self._retrying, build_threads=1)
 
     # --- the agent's side ----------------------------------------------------------------------
 
