@@ -73,7 +73,3 @@ class OpenBatches:
         """When the oldest open batch lingers out (monotonic time), or None."""
         times = [b.created for b in self.open.values() if b.count]
         return min(times) + self.linger if times else None
-
-    @property
-    def memory(self) -> int:
-        return sum(batch.size for batch in self.open.values())
