@@ -403,20 +403,18 @@ def test_a_numbered_rotation_chain_inside_the_glob_is_not_shipped_again(tmp_path
     assert run.values() == expected
 
 
-@pytest.mark.parametrize("seen_before_truncate", [False, True])
-def test_copytruncate_ships_unread_lines_from_the_copy_once(tmp_path, logs, seen_before_truncate):
-    path = logs / "app.log"
-    append(path, *numbered("a", 0, 100))
+def read_100_lines_then_write_50_more(tmp_path, logs) -> Run:
+    """app.log: 100 "a" lines the agent has shipped, then 50 it has not read yet."""
+    append(logs / "app.log", *numbered("a", 0, 100))
     run = Run(config(tmp_path, pattern="logs/app.log*"))
     run.drive(until=lambda: len(run.shipper.records) == 100)
-    append(path, *numbered("a", 100, 150))  # written after the agent's last read
-    shutil.copyfile(path, logs / "app.log.1")
-    if seen_before_truncate:  # the copy is found while the original is still whole
-        run.agent.scan()
-        assert len(run.agent.held) == 1
-    with open(path, "r+b") as f:
-        f.truncate(0)
-    append(path, *numbered("b", 0, 10))
+    append(logs / "app.log", *numbered("a", 100, 150))
+    return run
+
+
+def assert_the_150_and_10_new_lines_shipped_once(run: Run, logs) -> None:
+    """After the rotation: 10 "b" lines in the new app.log, then everything, once."""
+    append(logs / "app.log", *numbered("b", 0, 10))
     run.drive(until=lambda: len(run.shipper.records) == 160)
     run.drive(0.6)
     run.stop()
@@ -424,6 +422,18 @@ def test_copytruncate_ships_unread_lines_from_the_copy_once(tmp_path, logs, seen
     assert sorted(v for v in values if v.startswith(b"a")) == numbered("a", 0, 150)
     assert [v for v in values if v.startswith(b"b")] == numbered("b", 0, 10)
     assert len(values) == 160
+
+
+@pytest.mark.parametrize("seen_before_truncate", [False, True])
+def test_copytruncate_ships_unread_lines_from_the_copy_once(tmp_path, logs, seen_before_truncate):
+    path = logs / "app.log"
+    run = read_100_lines_then_write_50_more(tmp_path, logs)
+    shutil.copyfile(path, logs / "app.log.1")
+    if seen_before_truncate:  # the copy is found while the original is still whole
+        run.agent.scan()
+        assert len(run.agent.held) == 1
+    os.truncate(path, 0)
+    assert_the_150_and_10_new_lines_shipped_once(run, logs)
     assert run.agent.counters.bytes_skipped == 0
 
 
@@ -433,10 +443,7 @@ def test_a_copy_finished_and_truncated_while_the_agent_compares_it_is_held_not_s
     compares it with the original, the copy is finished and the original truncated. The
     copy is held, then continues the original's stream: nothing is shipped twice."""
     path, copy = logs / "app.log", logs / "app.log.1"
-    append(path, *numbered("a", 0, 100))
-    run = Run(config(tmp_path, pattern="logs/app.log*"))
-    run.drive(until=lambda: len(run.shipper.records) == 100)
-    append(path, *numbered("a", 100, 150))
+    run = read_100_lines_then_write_50_more(tmp_path, logs)
     whole = path.read_bytes()
     copy.write_bytes(whole[:len(whole) // 3])  # shorter than what the agent read of the original
     hold = Agent._hold
@@ -452,14 +459,7 @@ def test_a_copy_finished_and_truncated_while_the_agent_compares_it_is_held_not_s
     monkeypatch.setattr(Agent, "_hold", finish_the_rotation_first)
     run.agent.scan()
     assert raced and len(run.agent.held) == 1
-    append(path, *numbered("b", 0, 10))
-    run.drive(until=lambda: len(run.shipper.records) == 160)
-    run.drive(0.6)
-    run.stop()
-    values = run.values()
-    assert sorted(v for v in values if v.startswith(b"a")) == numbered("a", 0, 150)
-    assert [v for v in values if v.startswith(b"b")] == numbered("b", 0, 10)
-    assert len(values) == 160
+    assert_the_150_and_10_new_lines_shipped_once(run, logs)
 
 
 @pytest.mark.parametrize("begun", [b"", b"a 000000"])
@@ -467,22 +467,13 @@ def test_a_copy_seen_before_its_first_kilobyte_is_held_not_shipped_again(tmp_pat
     """logrotate has created the copy and written nothing, or a few bytes: too little to
     fingerprint, but it begins the tailed file, so it is held until it can be told apart."""
     path, copy = logs / "app.log", logs / "app.log.1"
-    append(path, *numbered("a", 0, 100))
-    run = Run(config(tmp_path, pattern="logs/app.log*"))
-    run.drive(until=lambda: len(run.shipper.records) == 100)
-    append(path, *numbered("a", 100, 150))
+    run = read_100_lines_then_write_50_more(tmp_path, logs)
     copy.write_bytes(begun)
     run.agent.scan()
     assert len(run.agent.held) == 1
     shutil.copyfile(path, copy)
     os.truncate(path, 0)
-    append(path, *numbered("b", 0, 10))
-    run.drive(until=lambda: len(run.shipper.records) == 160)
-    run.drive(0.6)
-    run.stop()
-    values = run.values()
-    assert sorted(v for v in values if v.startswith(b"a")) == numbered("a", 0, 150)
-    assert len(values) == 160
+    assert_the_150_and_10_new_lines_shipped_once(run, logs)
 
 
 def test_a_small_new_file_unlike_the_tailed_ones_is_not_held(tmp_path, logs):
