@@ -119,6 +119,20 @@ def new_splitter(offset: int, max_line_bytes: int, encoding: str = "utf-8", line
     return Utf16LineSplitter(offset, max_line_bytes, encoding, line_terminator, head)
 
 
+def _ship_head_and_skip(splitter, values: list, starts: list, truncated: list, head: bytes, consumed: int,
+                        kept: bytes) -> None:
+    """A line too long to hold: ship `head` (truncated, flagged) and skip the rest of the
+    line; `consumed` bytes from the splitter's offset are used up, `kept` stays partial."""
+    values.append(head)
+    starts.append(splitter.offset)
+    truncated.append(len(values) - 1)
+    splitter.skipping = True
+    splitter.line_start = splitter.offset
+    splitter.offset += consumed
+    splitter.partial = kept
+    splitter.partial_since = None
+
+
 class LineSplitter:
     """Splits one file's bytes (UTF-8, not decoded) into lines; see the module docstring."""
 
@@ -188,13 +202,7 @@ class LineSplitter:
             # a long line: ship its head now, drop the rest (but a line of exactly the
             # limit whose "\r" has come and whose "\n" has not is not long)
             if len(rest) > self.max_line_bytes + (self.strip_cr and rest[-1] == 13):
-                values.append(rest[:self.max_line_bytes])
-                starts.append(self.offset)
-                truncated.append(len(values) - 1)
-                self.skipping = True
-                self.line_start = self.offset
-                self.offset += len(rest)
-                self.partial_since = None
+                _ship_head_and_skip(self, values, starts, truncated, rest[:self.max_line_bytes], len(rest), b"")
             else:
                 self.partial = rest
                 self.partial_since = now
@@ -358,15 +366,8 @@ class Utf16LineSplitter:
             limit = self.max_line_bytes
             if len(rest) > 2 * limit + 4:
                 head = rest[:2 * limit + 2].decode(self.codec, "replace").encode()
-                values.append(cut_utf8(head, limit))
-                truncated.append(len(values) - 1)
-                starts.append(self.offset)
-                self.skipping = True
-                self.line_start = self.offset
                 whole = len(rest) & ~1
-                self.offset += whole
-                self.partial = rest[whole:]
-                self.partial_since = None
+                _ship_head_and_skip(self, values, starts, truncated, cut_utf8(head, limit), whole, rest[whole:])
             else:
                 self.partial = rest
                 self.partial_since = now
