@@ -30,6 +30,8 @@ import struct
 import sys
 from collections import deque
 
+import click
+
 from .output import IDLE_CHECK_S
 
 __all__ = ["RenderWorkers", "default_workers", "write_all"]
@@ -54,8 +56,6 @@ def default_workers() -> int:
 def write_all(consumer, sink) -> None:
     """Write everything `consumer` returns through `sink` (which has no limit), using
     default_workers() workers for large chunks; ends when the consumer is finished."""
-    import click
-
     try:
         workers = default_workers()
     except ValueError as exc:
@@ -82,8 +82,7 @@ class RenderWorkers:
         self.direct_below = direct_below
         self._workers: list[tuple[int, socket.socket]] = []  # (pid, our end of its socket pair)
         self._buffer = bytearray(1 << 20)  # answers are read into this, grown as needed
-        self._pending: deque = deque()  # (worker index, Undecoded), oldest first
-        self._busy: set[int] = set()
+        self._pending: deque = deque()  # (worker index, Undecoded), oldest first: one per busy worker
         self._next = 0
 
     @property
@@ -95,7 +94,7 @@ class RenderWorkers:
             if not self._workers:
                 self._start()
             if self._workers:
-                while self._next in self._busy:
+                while any(index == self._next for index, _ in self._pending):
                     self.write_oldest()
                 if self._workers and self._submit(self._next, chunk):
                     return
@@ -105,7 +104,6 @@ class RenderWorkers:
     def write_oldest(self) -> None:
         """Wait for the oldest outstanding chunk's result and write it."""
         index, chunk = self._pending.popleft()
-        self._busy.discard(index)
         try:
             sock = self._workers[index][1]
             count, size = _ANSWER.unpack(_receive(sock, bytearray(_ANSWER.size)))
@@ -157,7 +155,6 @@ class RenderWorkers:
             self._stop_workers()
             return False
         self._pending.append((index, chunk))
-        self._busy.add(index)
         self._next = (index + 1) % len(self._workers)
         return True
 
@@ -188,7 +185,6 @@ class RenderWorkers:
     def _stop_workers(self) -> None:
         workers, self._workers = self._workers, []
         self.wanted = 0
-        self._busy.clear()
         for _, conn in workers:
             conn.close()  # the worker sees the end of its requests and exits
         for pid, _ in workers:
