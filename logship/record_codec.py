@@ -20,7 +20,7 @@ so a record takes at least MIN_RECORD_SIZE bytes, length prefix included.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import add
+from operator import itemgetter
 from typing import Iterable, NamedTuple, Union
 
 from .errors import CorruptRecordError, InvalidRecordError
@@ -100,7 +100,11 @@ def encode_record(parts: list, offset_delta: int, timestamp_delta: int, key, val
 
 _FAST_TABLE_LIMIT = 1 << 16
 _fast_prefixes: list[bytes] = []
-_fast_tables: tuple[list[int], list[bytes]] | None = None
+#: encode_values' fast path: values shorter than this, record i's offsetDelta varint(i) is
+#: 1, 2 or 3 bytes for i below these bounds (zig-zag doubles i).
+_FAST_VALUE_LIMIT = SMALL_LIMIT - 16
+_WIDTH_BOUNDS = (1 << 6, 1 << 13, 1 << 20)
+_separators_by_width: dict[int, list[bytes]] = {}
 
 
 def _offset_prefixes(count: int) -> list[bytes]:
@@ -117,14 +121,25 @@ def _offset_prefixes(count: int) -> list[bytes]:
     return table[:count]
 
 
-def _value_tables() -> tuple[list[int], list[bytes]]:
-    """(sizes, separators) indexed by n < SMALL_LIMIT: sizes[n] = len(varint(n)) + n + 1 (the
-    record bytes from valueLength to the header count), separators[n] = 0x00 + varint(n)
-    (the previous record's header count, then a record length)."""
-    global _fast_tables
-    if _fast_tables is None:
-        _fast_tables = [len(SMALL[n]) + n + 1 for n in range(SMALL_LIMIT)], [b"\x00" + v for v in SMALL]
-    return _fast_tables
+def look_up(table, keys: list) -> tuple | list:
+    """[table[k] for k in keys], in one C call (operator.itemgetter: faster than a map over
+    table.__getitem__, which calls through Python's calling convention for each key)."""
+    if len(keys) > 1:
+        return itemgetter(*keys)(table)
+    return [table[key] for key in keys]  # itemgetter of one key returns the item itself
+
+
+def _separators(width: int) -> list[bytes]:
+    """Indexed by a value's length n < _FAST_VALUE_LIMIT: the bytes between the previous
+    record's value and the offset prefix of a record whose offsetDelta varint is `width`
+    bytes long: 0x00 (the previous record's header count), varint(record length), where
+    the record length is 3 + width (attributes, timestampDelta, offsetDelta, null key) +
+    len(varint(n)) + n + 1 (header count)."""
+    table = _separators_by_width.get(width)
+    if table is None:
+        table = _separators_by_width[width] = [
+            b"\x00" + SMALL[4 + width + len(SMALL[n]) + n] for n in range(_FAST_VALUE_LIMIT)]
+    return table
 
 
 def encode_values(values: list) -> bytes:
@@ -132,20 +147,24 @@ def encode_values(values: list) -> bytes:
 
     Byte for byte what encode_record gives for (i, 0, None, value, ()). Record i is:
     varint(length), 0x00 attributes, 0x00 timestampDelta, varint(i), 0x01 null key,
-    varint(len(value)), value, 0x00 header count. Varints come from tables and the
-    pieces are interleaved by slice assignment, so no Python code runs per record.
+    varint(len(value)), value, 0x00 header count. Varints come from tables (the length's
+    by value length and offsetDelta width) and the pieces are interleaved by slice
+    assignment, so no Python code runs per record.
     """
     count = len(values)
     lengths = list(map(len, values))
-    if count and max(lengths) < SMALL_LIMIT - 16:
-        value_sizes, separators = _value_tables()
-        prefixes = _offset_prefixes(count)
-        record_sizes = map(add, map(len, prefixes), map(value_sizes.__getitem__, lengths))
+    if count and count <= _WIDTH_BOUNDS[-1] and max(lengths) < _FAST_VALUE_LIMIT:
         parts = [b"\x00"] * (4 * count + 1)
-        parts[0 : 4 * count : 4] = map(separators.__getitem__, record_sizes)
+        start = 0
+        for width, bound in enumerate(_WIDTH_BOUNDS, 1):
+            stop = min(bound, count)
+            parts[4 * start : 4 * stop : 4] = look_up(_separators(width), lengths[start:stop])
+            if stop == count:
+                break
+            start = stop
         parts[0] = parts[0][1:]
-        parts[1::4] = prefixes
-        parts[2::4] = map(SMALL.__getitem__, lengths)
+        parts[1::4] = _offset_prefixes(count)
+        parts[2::4] = look_up(SMALL, lengths)
         parts[3::4] = values
         return b"".join(parts)
     parts = []
