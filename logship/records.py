@@ -34,9 +34,8 @@ import struct
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-import crc32c as _crc32c
-
 from . import compression as _compression
+from .crc import crc32c
 from .errors import CorruptRecordError, InvalidRecordError
 from .record_codec import Headers as Headers
 from .record_codec import Record as Record
@@ -52,11 +51,6 @@ _HEADER = struct.Struct(">qiibIhiqqqhii")
 _OFFSET_AND_LENGTH = struct.Struct(">qi")
 _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
-
-
-def crc32c(data) -> int:
-    """CRC-32C (Castagnoli) of a bytes-like object."""
-    return _crc32c.crc32c(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +206,7 @@ def seal_batch(
         base_sequence,
         count,
     )
-    crc = _crc32c.crc32c(body, _crc32c.crc32c(after_crc))
+    crc = crc32c(body, crc32c(after_crc))
     before_crc = _HEAD_BEFORE_CRC.pack(
         base_offset, HEADER_SIZE - LOG_OVERHEAD + len(body), partition_leader_epoch, MAGIC
     )

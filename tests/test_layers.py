@@ -1,6 +1,9 @@
-"""The import rules of DESIGN.md: layers import downwards only."""
+"""The import rules of DESIGN.md: layers import downwards only; and what start-up loads."""
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ FORBIDDEN = {
     "agent": {"broker", "storage", "cli"},
     "records": {"storage", "protocol", "client", "broker", "agent", "cli"},
     "compression": {"storage", "protocol", "client", "broker", "agent", "cli", "records"},
+    "crc": {"storage", "protocol", "client", "broker", "agent", "cli", "records", "compression"},
     "errors": {"storage", "protocol", "client", "broker", "agent", "cli", "records"},
     "lockfile": {"storage", "protocol", "client", "broker", "agent", "cli", "records"},
 }
@@ -60,3 +64,21 @@ def test_layer_imports_point_down(path):
 def test_paramiko_is_imported_in_one_module_only():
     users = [p for p in PACKAGE.rglob("*.py") if "import paramiko" in p.read_text()]
     assert len(users) <= 1, users
+
+
+def test_start_up_stays_lean():
+    """Loading the producer (what `logship produce` needs) loads neither the consumer side of
+    the client nor importlib.metadata (which the crc32c package's __init__ would)."""
+    code = ("import sys, logship.client.producer, logship.records; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith(('logship.client.', 'importlib.metadata')))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env=dict(os.environ, PYTHONPATH=str(PACKAGE.parent))).stdout.split()
+    assert "importlib.metadata" not in loaded
+    assert not {"logship.client.consumer", "logship.client.admin", "logship.client.group_consumer"} & set(loaded)
+    from crc32c import crc32c as package_crc32c
+
+    from logship.crc import crc32c
+
+    for data in (b"", b"123456789", os.urandom(10_000)):
+        assert crc32c(data) == package_crc32c(data)
+    assert crc32c(b"56789", crc32c(b"1234")) == crc32c(b"123456789") == 0xE3069283

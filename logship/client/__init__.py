@@ -19,18 +19,35 @@ The library never prints and never exits: failures are typed exceptions of logsh
 (BrokerUnavailableError when no broker answers, UnknownTopicError, DeliveryError ...).
 """
 
-from .admin import Admin, PartitionInfo
-from .cluster import DEFAULT_BROKERS, Cluster, PartitionMetadata, TopicMetadata, default_brokers, parse_brokers
-from .connection import Connection
-from .consumer import ConsumedRecord, Consumer, PartitionRecords
-from .group_consumer import GroupConsumer
-from .offsets import OffsetSpec, parse_offset, parse_time
-from .partitioner import murmur2, partition_for_key
-from .producer import Producer, parse_acks
+from __future__ import annotations
 
-__all__ = [
-    "Admin", "Cluster", "ConsumedRecord", "Consumer", "Connection", "DEFAULT_BROKERS", "OffsetSpec",
-    "PartitionInfo", "PartitionMetadata", "PartitionRecords", "Producer", "TopicMetadata",
-    "default_brokers", "murmur2", "parse_acks", "parse_brokers", "parse_offset", "parse_time",
-    "partition_for_key",
-]
+import importlib
+
+#: Each public name and the module that defines it; imported at first use (PEP 562), so
+#: that `import logship.client.producer` does not load the consumer, groups and admin too.
+_EXPORTS = {
+    "Admin": "admin", "PartitionInfo": "admin",
+    "DEFAULT_BROKERS": "cluster", "Cluster": "cluster", "PartitionMetadata": "cluster",
+    "TopicMetadata": "cluster", "default_brokers": "cluster", "parse_brokers": "cluster",
+    "Connection": "connection",
+    "ConsumedRecord": "consumer", "Consumer": "consumer", "PartitionRecords": "consumer",
+    "GroupConsumer": "group_consumer",
+    "OffsetSpec": "offsets", "parse_offset": "offsets", "parse_time": "offsets",
+    "murmur2": "partitioner", "partition_for_key": "partitioner",
+    "Producer": "producer", "parse_acks": "producer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
