@@ -55,7 +55,7 @@ def test_workers_write_what_the_serial_path_writes_in_the_same_order(fmt, grep):
     with RenderWorkers(sink, 2, direct_below=0) as pool:
         for chunk in pieces:
             pool.put(chunk)
-        assert len(pool._workers) == 2
+        assert len(pool.workers.pids) == 2
         pool.drain()
     assert stream.getvalue() == serial_output(pieces, fmt, grep)
     assert sink.written == serial_output(pieces, fmt, grep).count(b"\n")
@@ -92,12 +92,12 @@ def test_a_killed_worker_leaves_the_rest_to_this_process_and_nothing_is_lost():
     stream = io.BytesIO()
     with RenderWorkers(RecordSink(stream), 2, direct_below=0) as pool:
         pool.put(pieces[0])
-        pids = [pid for pid, _ in pool._workers]
+        pids = pool.workers.pids
         os.kill(pids[1], signal.SIGKILL)
         for chunk in pieces[1:]:
             pool.put(chunk)
         pool.drain()
-        assert not pool._workers
+        assert not pool.workers.pids
     assert stream.getvalue() == serial_output(pieces)
     for pid in pids:
         with pytest.raises(ChildProcessError):
@@ -107,7 +107,7 @@ def test_a_killed_worker_leaves_the_rest_to_this_process_and_nothing_is_lost():
 def test_closing_stops_and_reaps_the_workers():
     pool = RenderWorkers(RecordSink(io.BytesIO()), 3, direct_below=0)
     pool.put(chunks(count=1)[0])
-    pids = [pid for pid, _ in pool._workers]
+    pids = pool.workers.pids
     assert len(pids) == 3
     pool.close()
     for pid in pids:
