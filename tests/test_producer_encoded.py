@@ -1,7 +1,8 @@
 """Producer.send_encoded against a scripted fake broker: batches encoded by the caller, each
 reported once to its on_delivery callback (None or the error), in order, through the same
 retries as every batch; and the options a log shipper sets (strict_order=False,
-refused_attempts, split_too_large, wait_for_topics, on_retry)."""
+refused_attempts, split_too_large, wait_for_topics, on_retry). Also Producer.send_batch:
+whole batches built by the caller, sent as given, in order."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from logship.client import Cluster, Producer
 from logship.errors import (CorruptRecordError, DeliveryError, InvalidRecordError, MessageTooLargeError,
                             NotLeaderError, RequestTimedOutError, UnknownTopicError)
 from logship.protocol import ApiKey, encode_response
+from logship.compression import ZSTD
 from logship.record_codec import encode_values
 
 T0 = 1_700_000_000_000
@@ -31,6 +33,7 @@ class ScriptedBroker(ScriptedServer):
         super().__init__(topics or {"t": 1})
         self.script = script
         self.requests: list[list[bytes]] = []
+        self.partitions: list[int] = []  # each Produce request's partition
         self.log: list[tuple[bytes, int]] = []
 
     def serve(self, conn):
@@ -43,6 +46,7 @@ class ScriptedBroker(ScriptedServer):
             batch = list(records.iter_records(bytes(part["records"])))
             values = [r.value for r in batch]
             self.requests.append(values)
+            self.partitions.append(part["index"])
             code, hold = self.script(len(self.requests) - 1, values)
             if code == 0:
                 self.log += [(r.value, r.timestamp) for r in batch]
@@ -123,6 +127,29 @@ def test_an_encoded_batch_goes_after_records_sent_before_to_its_partition(make):
     producer.flush(timeout=10)
     assert broker.values == [b"a", b"b", b"c", b"d"]
     assert reports.calls == [("c", None)]
+
+
+def test_a_built_batch_goes_as_given_after_records_sent_before_to_its_partition(make):
+    broker, producer = make(linger_ms=60_000)
+    producer.send_values("t", [b"a", b"b"], partition=0)
+    producer.send_batch("t", records.build_batch_values([b"c", b"d"], T0 + 5, ZSTD), 2, partition=0)
+    producer.send_values("t", [b"e"], partition=0)
+    producer.flush(timeout=10)
+    assert broker.values == [b"a", b"b", b"c", b"d", b"e"]
+    assert broker.log[2:4] == [(b"c", T0 + 5), (b"d", T0 + 5)]  # its own timestamp, as built
+    assert broker.requests[1] == [b"c", b"d"] and producer.acknowledged == 5
+
+
+def test_built_batches_without_a_partition_take_the_sticky_one_which_moves_on_each_batch(make):
+    broker, producer = make(topics={"t": 3})
+    for i in range(6):
+        producer.send_batch("t", records.build_batch_values([b"%d" % i], T0), 1)
+        producer.flush(timeout=10)  # one partition a request: all this fake broker answers
+    assert broker.values == [b"%d" % i for i in range(6)]
+    first = broker.partitions[0]
+    assert broker.partitions == [(first + i) % 3 for i in range(6)]
+    with pytest.raises(UnknownTopicError, match="no partition 3"):
+        producer.send_batch("t", records.build_batch_values([b"x"], T0), 1, partition=3)
 
 
 def test_a_refused_batch_is_reported_with_its_error_and_the_next_goes_on(make):

@@ -17,16 +17,32 @@ flight (see sender.py for why). Nothing here locks: the producer's lock guards i
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from collections import deque
+from itertools import accumulate
 
 from ..errors import DeliveryError
 from ..record_codec import encode_record, encode_values
 from ..records import build_batch, decode_records, seal_batch
 
-__all__ = ["ProducerBatch", "PartitionQueue", "SplitDelivery", "RECORD_OVERHEAD"]
+__all__ = ["ProducerBatch", "PartitionQueue", "SplitDelivery", "RECORD_OVERHEAD", "runs_that_fit"]
 
 #: Estimated bytes a record adds to a batch besides its key, value and headers.
 RECORD_OVERHEAD = 12
+
+
+def runs_that_fit(values: list, limit: int) -> list[list]:
+    """`values` cut, in order, into runs of at most `limit` estimated bytes each (a value's
+    length + RECORD_OVERHEAD); a value that alone is larger gets a run of its own."""
+    if sum(map(len, values)) + RECORD_OVERHEAD * len(values) <= limit:
+        return [values] if values else []
+    ends = list(accumulate(map(RECORD_OVERHEAD.__add__, map(len, values))))
+    runs, start = [], 0
+    while start < len(values):
+        stop = max(bisect_right(ends, (ends[start - 1] if start else 0) + limit, start), start + 1)
+        runs.append(values[start:stop])
+        start = stop
+    return runs
 
 
 class ProducerBatch:
@@ -148,11 +164,23 @@ class PartitionQueue:
                        delivery_timeout: float) -> ProducerBatch:
         """A closed batch of `count` records already encoded in `parts`, after the others
         (close the open batch first)."""
-        batch = ProducerBatch(self.topic, self.partition, self.next_seq, False, delivery_timeout)
+        batch = self._append_closed(count, sum(map(len, parts)), delivery_timeout)
         batch.parts = parts
-        batch.count = count
-        batch.size = sum(map(len, parts))
         batch.timestamp_ms, batch.max_timestamp = timestamp_ms, max_timestamp
+        return batch
+
+    def append_built(self, data: bytes, count: int, delivery_timeout: float) -> ProducerBatch:
+        """A closed batch whose bytes (`count` records) the caller built, after the others
+        (close the open batch first)."""
+        batch = self._append_closed(count, len(data), delivery_timeout)
+        batch.parts = None
+        batch.data = data
+        return batch
+
+    def _append_closed(self, count: int, size: int, delivery_timeout: float) -> ProducerBatch:
+        batch = ProducerBatch(self.topic, self.partition, self.next_seq, False, delivery_timeout)
+        batch.count = count
+        batch.size = size
         self.next_seq += count
         self.ready.append(batch)
         return batch

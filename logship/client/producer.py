@@ -3,6 +3,7 @@
     producer = Producer(Cluster("127.0.0.1:9092"), acks="all", compression="zstd")
     producer.send("logs", b"a line", key=b"host-1", headers=[("source", b"nginx")])
     producer.send_values("logs", [b"line 1", b"line 2"])      # fast path for keyless lines
+    producer.send_batch("logs", build_batch_values(lines, now_ms, ZSTD), len(lines))  # built here
     producer.send_encoded("logs", 0, section, 2, timestamp_ms=now_ms,
                           on_delivery=report)                 # a batch encoded by the caller
     producer.flush()                                          # raises DeliveryError if any failed
@@ -65,12 +66,18 @@ from .partitioner import StickyPartitioner, partition_for_key
 from .sender import Sender
 from .wakeup import Wakeup
 
-__all__ = ["Producer", "parse_acks"]
+__all__ = ["Producer", "batch_limit", "parse_acks"]
 
 log = logging.getLogger(__name__)
 
 #: Bytes of batch_size kept for the batch header (61) and estimate error.
 BATCH_HEADER_ALLOWANCE = 128
+
+def batch_limit(batch_size: int) -> int:
+    """The estimated record bytes (value, key, headers, RECORD_OVERHEAD each) that a batch of
+    `batch_size` bytes holds: the rest is kept for its header."""
+    return max(batch_size - BATCH_HEADER_ALLOWANCE, 1)
+
 
 _ACKS = {"all": -1, "-1": -1, "1": 1, "0": 0, "leader": 1, "none": 0}
 
@@ -106,7 +113,7 @@ class Producer:
                              "retries >= 0")
         self.linger = linger_ms / 1000
         self.batch_size = batch_size
-        self._batch_limit = max(batch_size - BATCH_HEADER_ALLOWANCE, 1)  # room for the header
+        self._batch_limit = batch_limit(batch_size)
         self.max_in_flight = max_in_flight
         self.retries = retries
         self.retry_backoff = retry_backoff_ms / 1000
@@ -256,6 +263,27 @@ class Producer:
             if self._builders:
                 self._build_queue.append(batch)
                 self._builds.notify()
+            self._wake_sender()
+
+    def send_batch(self, topic: str, data: bytes, count: int, partition: int | None = None) -> None:
+        """Queue a whole record batch of `count` records that the caller built and sealed
+        (records.build_batch_values or build_batch, compressed as the caller chose; its
+        offsets and producer fields are the broker's to set). It goes out as given, after
+        the records sent before to its partition: `partition`, or the keyless records'
+        sticky one, which then moves on. Waits for buffer room like send(); delivery
+        errors surface at flush()."""
+        partitions = self.partitions(topic)
+        if partition is not None and not 0 <= partition < partitions:
+            raise UnknownTopicError(f"topic {topic!r} has no partition {partition} (it has {partitions})")
+        with self._cond:
+            self._wait_for_room(len(data))
+            target = self._sticky.partition(topic, partitions) if partition is None else partition
+            queue = self._queue(topic, target)
+            self._close_batch(queue)  # records sent before go first
+            queue.append_built(data, count, self.delivery_timeout)
+            self._sticky.next_batch(topic, partitions, target)
+            self._buffered += len(data)
+            self._pending += count
             self._wake_sender()
 
     def _queue(self, topic: str, partition: int) -> PartitionQueue:
