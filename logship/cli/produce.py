@@ -13,6 +13,7 @@ from .options import brokers_option, cluster_for
 from .progress import Progress
 from .render import record_from_json
 from .units import SIZE
+from .worker_pool import workers_from_env
 
 CHUNK_BYTES = 1 << 20
 
@@ -79,6 +80,11 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
     Exits 0 only when every record was acknowledged; otherwise it says how many were not
     and exits 1. Topics are created on first use when the broker allows it.
 
+    Plain records (no -k, -H or --json) of a regular file of 4 MiB or more (a FILE, or
+    standard input redirected from one) are split, encoded and compressed by worker
+    processes, one per CPU (up to 4), and sent in file order; LOGSHIP_ENCODE_WORKERS=N sets
+    how many (0: none). A file that grows meanwhile is read to its end.
+
     \b
     Examples:
       app | logship produce web-logs
@@ -86,21 +92,37 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
       printf 'host-1:boot ok\\n' | logship produce events -k : -H source=init
       logship consume a --json | jq -c 'select(.value.level == "error")' | logship produce b --json
     """
-    from ..client.producer import Producer
+    from ..client.producer import Producer, batch_limit
+    from ..compression import codec_by_name
+    from .produce_files import FileProducer, worth_workers
 
     header_pairs = tuple(_parse_header(h) for h in headers)
     separator = b"\0" if nul else b"\n"
     key_sep = key_delimiter.encode() if key_delimiter else None
+    plain = not as_json and key_sep is None and not header_pairs
+    sources = [0 if name == "-" else name for name in files] or [0]
+    files_by_workers = None
+    if plain and any(map(worth_workers, sources)):
+        try:
+            workers = workers_from_env("LOGSHIP_ENCODE_WORKERS")
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        if workers:  # forks, so before the producer starts its threads
+            files_by_workers = FileProducer(sources, separator, codec_by_name(compression),
+                                            batch_limit(batch_size), workers)
     progress = Progress("produced")
-    producer = Producer(cluster_for(brokers), acks=acks, compression=compression, linger_ms=linger_ms,
-                        batch_size=batch_size)
     sent = 0
     try:
-        for stream in _open_inputs(files):
+        producer = Producer(cluster_for(brokers), acks=acks, compression=compression, linger_ms=linger_ms,
+                            batch_size=batch_size)
+        for index, stream in enumerate(_open_inputs(files)):
+            if files_by_workers is not None and worth_workers(stream.fileno()):
+                sent += files_by_workers.produce(producer, topic, partition, index, stream.fileno(), progress)
+                continue
             for lines in split_records(stream, separator):
                 if as_json:
                     _send_json(producer, topic, lines, partition, header_pairs)
-                elif key_sep is None and not header_pairs:
+                elif plain:
                     producer.send_values(topic, lines, partition)
                 else:
                     for line in lines:
@@ -115,6 +137,8 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
         raise click.exceptions.Exit(1) from None
     finally:
         progress.done()
+        if files_by_workers is not None:
+            files_by_workers.close()
 
 
 def _send_json(producer, topic: str, lines: list[bytes], partition: int | None, headers: tuple) -> None:
