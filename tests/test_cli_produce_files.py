@@ -47,10 +47,12 @@ def test_ranges_cut_anywhere_hold_every_record_once_in_order(tmp_path, seed):
     cuts = sorted({0, len(data), *(rng.randrange(len(data) + 1) for _ in range(rng.choice((1, 5, 40, 300))))})
     fd = os.open(path, os.O_RDONLY)
     try:
-        got = [record for start, end in zip(cuts, cuts[1:]) for record in lines_starting_in(fd, start, end, separator)]
+        pieces = [lines_starting_in(fd, start, end, separator) for start, end in zip(cuts, cuts[1:])]
     finally:
         os.close(fd)
-    assert got == records_of(data, separator)
+    assert [record for values, _ in pieces for record in values] == records_of(data, separator)
+    for values, value_bytes in pieces:
+        assert value_bytes == sum(map(len, values))
 
 
 def test_a_range_inside_one_long_record_holds_nothing_and_its_first_range_reads_past_the_end(tmp_path):
@@ -58,11 +60,11 @@ def test_a_range_inside_one_long_record_holds_nothing_and_its_first_range_reads_
     path.write_bytes(b"short\n" + b"L" * 200_000 + b"\nafter")
     fd = os.open(path, os.O_RDONLY)
     try:
-        assert lines_starting_in(fd, 0, 10, b"\n") == [b"short", b"L" * 200_000]
-        assert lines_starting_in(fd, 10, 100_000, b"\n") == []
-        assert lines_starting_in(fd, 100_000, 200_010, b"\n") == [b"after"]
-        assert lines_starting_in(fd, 6, 7, b"\n") == [b"L" * 200_000]  # starts exactly at the range's start
-        assert lines_starting_in(fd, 300_000, 400_000, b"\n") == []  # past the end: the file shrank
+        assert lines_starting_in(fd, 0, 10, b"\n") == ([b"short", b"L" * 200_000], 200_005)
+        assert lines_starting_in(fd, 10, 100_000, b"\n") == ([], 0)
+        assert lines_starting_in(fd, 100_000, 200_010, b"\n") == ([b"after"], 5)
+        assert lines_starting_in(fd, 6, 7, b"\n") == ([b"L" * 200_000], 200_000)  # starts at the range's start
+        assert lines_starting_in(fd, 300_000, 400_000, b"\n") == ([], 0)  # past the end: the file shrank
     finally:
         os.close(fd)
 
@@ -75,6 +77,7 @@ def test_runs_fit_the_limit_keep_order_and_give_an_oversized_value_its_own_run()
     for run in runs:
         estimate = sum(map(len, run)) + RECORD_OVERHEAD * len(run)
         assert estimate <= 4096 or len(run) == 1
+    assert runs_that_fit(values, 4096, sum(map(len, values))) == runs
     assert runs_that_fit(values[:5], 1 << 20) == [values[:5]]
     assert runs_that_fit([], 100) == []
 
@@ -112,23 +115,21 @@ class Counting:
 def produce_file(path, workers: int, producer=None, compression=ZSTD, limit=64 << 10, separator=b"\n"):
     producer = producer or CollectingProducer()
     files = FileProducer([str(path)], separator, compression, limit, workers)
-    fd = os.open(path, os.O_RDONLY)
     try:
         progress = Counting()
-        sent = files.produce(producer, "t", None, 0, fd, progress)
-        return producer, sent, progress, os.lseek(fd, 0, os.SEEK_CUR)
+        sent = files.produce(producer, "t", None, 0, progress)
+        return producer, sent, progress
     finally:
-        os.close(fd)
         files.close()
 
 
 @pytest.mark.parametrize("workers", [0, 1, 3])
 def test_every_record_is_sent_once_in_order_in_batches_that_fit(tmp_path, workers):
     path, data = random_file(tmp_path, random.Random(workers), count=3000)
-    producer, sent, progress, position = produce_file(path, workers)
+    producer, sent, progress = produce_file(path, workers)
     assert producer.values() == records_of(data, b"\n")
     assert sent == progress.records == len(records_of(data, b"\n"))
-    assert progress.bytes == len(data) and position == len(data)
+    assert progress.bytes == len(data)
     assert len(producer.batches) > 10
     for _, batch, _, partition in producer.batches:
         assert partition is None
@@ -146,11 +147,9 @@ def test_a_killed_worker_leaves_its_ranges_and_the_rest_to_this_process(tmp_path
 
     producer = CollectingProducer(kill_a_worker)
     pids = files.pool.pids
-    fd = os.open(path, os.O_RDONLY)
     try:
-        files.produce(producer, "t", None, 0, fd, Counting())
+        files.produce(producer, "t", None, 0, Counting())
     finally:
-        os.close(fd)
         files.close()
     assert producer.values() == records_of(data, b"\n")
     assert not files.pool.usable
@@ -170,20 +169,31 @@ def test_a_file_that_grows_while_it_is_produced_is_read_to_its_end(tmp_path):
             with open(path, "ab") as stream:
                 stream.write(later)
 
-    producer, sent, _, position = produce_file(path, 2, CollectingProducer(append_once))
+    producer, sent, _ = produce_file(path, 2, CollectingProducer(append_once))
     assert producer.values() == records_of(first + later, b"\n")
-    assert position == len(first + later)
 
 
-def test_a_range_that_cannot_be_read_raises_here_as_the_serial_path_would(tmp_path):
-    path, _ = random_file(tmp_path, random.Random(2), count=2000)
-    files = FileProducer([str(path), str(tmp_path / "gone.log")], b"\n", NONE, 32 << 10, 2)
-    fd = os.open(path, os.O_RDONLY)
+def test_ranges_the_workers_fail_are_done_here_and_a_source_that_cannot_be_read_raises(tmp_path, monkeypatch):
+    from logship.cli import produce_files
+
+    path, data = random_file(tmp_path, random.Random(2), count=2000)
+    here, read = os.getpid(), produce_files.lines_starting_in
+
+    def fails_in_workers(*args):
+        if os.getpid() != here:
+            raise OSError("a worker cannot read")
+        return read(*args)
+
+    monkeypatch.setattr(produce_files, "lines_starting_in", fails_in_workers)
+    files = FileProducer([str(path), str(tmp_path / "missing.log")], b"\n", NONE, 32 << 10, 2)
     try:
+        producer = CollectingProducer()
+        assert files.produce(producer, "t", None, 0, Counting()) == 2000
+        assert producer.values() == records_of(data, b"\n") and len(producer.batches) > 5
+        assert files.pool.usable  # the workers answered -1, and are still there
         with pytest.raises(FileNotFoundError):
-            files.produce(CollectingProducer(), "t", None, 1, fd, Counting())  # its workers fail to open it
+            files.produce(CollectingProducer(), "t", None, 1, Counting())
     finally:
-        os.close(fd)
         files.close()
 
 

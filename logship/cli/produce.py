@@ -92,7 +92,7 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
       printf 'host-1:boot ok\\n' | logship produce events -k : -H source=init
       logship consume a --json | jq -c 'select(.value.level == "error")' | logship produce b --json
     """
-    from ..client.producer import Producer, batch_limit
+    from ..client.batches import batch_limit
     from ..compression import codec_by_name
     from .produce_files import FileProducer, worth_workers
 
@@ -110,14 +110,18 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
         if workers:  # forks, so before the producer starts its threads
             files_by_workers = FileProducer(sources, separator, codec_by_name(compression),
                                             batch_limit(batch_size), workers)
+            if worth_workers(sources[0]):
+                files_by_workers.begin(0)  # the workers start while the producer connects
+    from ..client.producer import Producer
+
     progress = Progress("produced")
     sent = 0
     try:
         producer = Producer(cluster_for(brokers), acks=acks, compression=compression, linger_ms=linger_ms,
                             batch_size=batch_size)
         for index, stream in enumerate(_open_inputs(files)):
-            if files_by_workers is not None and worth_workers(stream.fileno()):
-                sent += files_by_workers.produce(producer, topic, partition, index, stream.fileno(), progress)
+            if files_by_workers is not None and (files_by_workers.begun(index) or worth_workers(stream.fileno())):
+                sent += files_by_workers.produce(producer, topic, partition, index, progress)
                 continue
             for lines in split_records(stream, separator):
                 if as_json:

@@ -39,10 +39,11 @@ _READ_AHEAD = 4096  # bytes read past a range's end to find its last record's se
 _REQUEST = struct.Struct(">qqq")  # source index, start, end
 
 
-def lines_starting_in(fd: int, start: int, end: int, separator: bytes) -> list[bytes]:
+def lines_starting_in(fd: int, start: int, end: int, separator: bytes) -> tuple[list[bytes], int]:
     """The records (without their separator) whose first byte lies in [start, end) of the
     file open as `fd`: one at `start` if it is 0 or follows a separator, one after each
-    separator before `end - 1`, each ending at its separator or at the end of the file."""
+    separator before `end - 1`, each ending at its separator or at the end of the file;
+    and the sum of their lengths."""
     lead = 1 if start else 0  # read the byte before start, to see whether a record starts there
     base = start - lead
     stop = end - base  # the range's end, relative to base
@@ -52,9 +53,9 @@ def lines_starting_in(fd: int, start: int, end: int, separator: bytes) -> list[b
     if lead:
         first = data.find(separator, 0, stop) + 1
         if first == 0 or first >= stop:
-            return []  # no record starts in the range
+            return [], 0  # no record starts in the range
     if first >= len(data):
-        return []  # the file is shorter now than when the range was planned
+        return [], 0  # the file is shorter now than when the range was planned
     last = data.find(separator, stop - 1)
     while last < 0 and len(data) == want:  # the last record runs on: read until its separator
         searched = len(data)
@@ -64,7 +65,9 @@ def lines_starting_in(fd: int, start: int, end: int, separator: bytes) -> list[b
         last = data.find(separator, searched)
         if not more:
             break
-    return data[first:last if last >= 0 else len(data)].split(separator)
+    block = data[first:last if last >= 0 else len(data)]
+    values = block.split(separator)
+    return values, len(block) - (len(values) - 1) * len(separator)
 
 
 def worth_workers(source: str | int) -> bool:
@@ -85,43 +88,54 @@ def worth_workers(source: str | int) -> bool:
 class FileProducer:
     """Produces regular files' records through forked workers; see the module docstring.
 
-    `sources[i]` is a path, or an open file descriptor (standard input); create this before
-    any thread is started (the producer's), since it forks."""
+    `sources[i]` is a path, or an open file descriptor (standard input), read from its
+    position when its turn comes. Create this before any thread is started (the
+    producer's): it forks."""
 
     def __init__(self, sources: list, separator: bytes, compression: int, batch_limit: int, workers: int):
         self.sources = sources
         self.separator = separator
         self.compression = compression
         self.batch_limit = batch_limit
-        self._fds: dict[int, int] = {}
+        self._fds: dict[int, int] = {}  # this process's: sources opened by path
         self._range = max(int(batch_limit * 0.9), 1 << 16)
+        self._index: int | None = None  # the source begun, and its ranges planned and size
+        self._planned = self._size = 0
         self.pool = OrderedWorkers(self._encode, workers, depth=2)
         self.pool.start()
 
-    def produce(self, producer, topic: str, partition: int | None, index: int, fd: int, progress) -> int:
-        """Send the records of source `index` (open as `fd`, from its current position to
-        its end) to `topic`; returns how many. The position is left at the end."""
-        planned = os.lseek(fd, 0, os.SEEK_CUR)
-        size = os.fstat(fd).st_size
+    def begun(self, index: int) -> bool:
+        return self._index == index
+
+    def begin(self, index: int) -> None:
+        """Start on source `index`: hand its first ranges to the workers, who get on with
+        them while this process does other things (imports, connecting). produce() begins
+        the source itself if this was not called."""
+        fd = self._fd(index)
+        self._index = index
+        self._planned = os.lseek(fd, 0, os.SEEK_CUR)
+        self._size = os.fstat(fd).st_size
+        self._hand_out()
+
+    def produce(self, producer, topic: str, partition: int | None, index: int, progress) -> int:
+        """Send the records of source `index` to `topic`, from its position (when begun) to
+        its end, which becomes its position; returns how many."""
+        if not self.begun(index):
+            self.begin(index)
+        fd = self._fd(index)
         sent = 0
         while True:
-            while planned < size and self.pool.usable and self.pool.can_put():
-                end = min(planned + self._range, size)
-                request = _REQUEST.pack(index, planned, end)
-                if not self.pool.put(request, request):
-                    break
-                planned = end
+            self._hand_out()
             if self.pool.pending:
                 request, count, answer = self.pool.take()
-            elif planned < size:  # the workers are gone: one range here
-                end = min(planned + self._range, size)
-                request = _REQUEST.pack(index, planned, end)
-                count, answer, planned = None, None, end
+            elif self._planned < self._size:  # the workers are gone: one range here
+                request = self._next_range()
+                count = None
             else:
                 grown = os.fstat(fd).st_size
-                if grown <= size:
+                if grown <= self._size:
                     break
-                size = grown
+                self._size = grown
                 continue
             if count is None or count < 0:
                 count, answer = self._encode(request)  # raises what went wrong
@@ -130,7 +144,8 @@ class FileProducer:
             self._resize(count, end - start)
             sent += count
             progress.add(count, end - start)
-        os.lseek(fd, size, os.SEEK_SET)
+        os.lseek(fd, self._size, os.SEEK_SET)
+        self._index = None
         return sent
 
     def close(self) -> None:
@@ -138,6 +153,20 @@ class FileProducer:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+
+    def _hand_out(self) -> None:
+        """Give the workers ranges of the current source until each has `depth` of them."""
+        while self._planned < self._size and self.pool.usable and self.pool.can_put():
+            request = self._next_range()
+            if not self.pool.put(request, request):
+                self._planned = _REQUEST.unpack(request)[1]  # not taken: planned again
+                return
+
+    def _next_range(self) -> bytes:
+        end = min(self._planned + self._range, self._size)
+        request = _REQUEST.pack(self._index, self._planned, end)
+        self._planned = end
+        return request
 
     @staticmethod
     def _send(producer, topic: str, partition: int | None, batches) -> None:
@@ -159,10 +188,10 @@ class FileProducer:
     def _encode(self, request) -> tuple[int, bytes]:
         """(record count, the range's batches) of a request: in a worker, or here."""
         index, start, end = _REQUEST.unpack(request)
-        values = lines_starting_in(self._fd(index), start, end, self.separator)
+        values, value_bytes = lines_starting_in(self._fd(index), start, end, self.separator)
         now_ms = int(time.time() * 1000)
         batches = [build_batch_values(run, now_ms, self.compression)
-                   for run in runs_that_fit(values, self.batch_limit)]
+                   for run in runs_that_fit(values, self.batch_limit, value_bytes)]
         return len(values), b"".join(batches)
 
     def _fd(self, index: int) -> int:

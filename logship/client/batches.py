@@ -25,16 +25,27 @@ from ..errors import DeliveryError
 from ..record_codec import encode_record, encode_values
 from ..records import build_batch, decode_records, seal_batch
 
-__all__ = ["ProducerBatch", "PartitionQueue", "SplitDelivery", "RECORD_OVERHEAD", "runs_that_fit"]
+__all__ = ["ProducerBatch", "PartitionQueue", "SplitDelivery", "RECORD_OVERHEAD", "batch_limit", "runs_that_fit"]
 
 #: Estimated bytes a record adds to a batch besides its key, value and headers.
 RECORD_OVERHEAD = 12
+#: Bytes of batch_size kept for the batch header (61) and estimate error.
+BATCH_HEADER_ALLOWANCE = 128
 
 
-def runs_that_fit(values: list, limit: int) -> list[list]:
+def batch_limit(batch_size: int) -> int:
+    """The estimated record bytes (value, key, headers, RECORD_OVERHEAD each) that a batch of
+    `batch_size` bytes holds: the rest is kept for its header."""
+    return max(batch_size - BATCH_HEADER_ALLOWANCE, 1)
+
+
+def runs_that_fit(values: list, limit: int, value_bytes: int | None = None) -> list[list]:
     """`values` cut, in order, into runs of at most `limit` estimated bytes each (a value's
-    length + RECORD_OVERHEAD); a value that alone is larger gets a run of its own."""
-    if sum(map(len, values)) + RECORD_OVERHEAD * len(values) <= limit:
+    length + RECORD_OVERHEAD); a value that alone is larger gets a run of its own.
+    `value_bytes`, if the caller knows it, is the sum of the values' lengths."""
+    if value_bytes is None:
+        value_bytes = sum(map(len, values))
+    if value_bytes + RECORD_OVERHEAD * len(values) <= limit:
         return [values] if values else []
     ends = list(accumulate(map(RECORD_OVERHEAD.__add__, map(len, values))))
     runs, start = [], 0

@@ -60,24 +60,15 @@ from typing import Callable, Iterable
 
 from ..compression import CODEC_NAMES, codec_by_name
 from ..errors import DeliveryError, InvalidRecordError, UnknownTopicError
-from .batches import RECORD_OVERHEAD, PartitionQueue, ProducerBatch, SplitDelivery
+from .batches import RECORD_OVERHEAD, PartitionQueue, ProducerBatch, SplitDelivery, batch_limit
 from .cluster import Cluster
 from .partitioner import StickyPartitioner, partition_for_key
 from .sender import Sender
 from .wakeup import Wakeup
 
-__all__ = ["Producer", "batch_limit", "parse_acks"]
+__all__ = ["Producer", "parse_acks"]
 
 log = logging.getLogger(__name__)
-
-#: Bytes of batch_size kept for the batch header (61) and estimate error.
-BATCH_HEADER_ALLOWANCE = 128
-
-def batch_limit(batch_size: int) -> int:
-    """The estimated record bytes (value, key, headers, RECORD_OVERHEAD each) that a batch of
-    `batch_size` bytes holds: the rest is kept for its header."""
-    return max(batch_size - BATCH_HEADER_ALLOWANCE, 1)
-
 
 _ACKS = {"all": -1, "-1": -1, "1": 1, "0": 0, "leader": 1, "none": 0}
 
