@@ -30,6 +30,25 @@ def test_200000_lines_arrive_in_order(broker):
     assert out == lines
 
 
+def test_a_line_from_a_slow_pipe_is_sent_before_the_pipe_closes(broker):
+    """`tail -f app.log | logship produce`: each line goes when it comes, not once a chunk fills."""
+    producer = subprocess.Popen([sys.executable, "-m", "logship", "produce", "slow", "-b", broker.address],
+                                stdin=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        producer.stdin.write(b"first\n")
+        producer.stdin.flush()
+        got = consume("confluent", broker.address, "slow", 1, timeout=20)
+        assert [r.value for r in got] == [b"first"]
+        assert producer.poll() is None  # still reading its input
+        producer.stdin.write(b"second")
+        producer.stdin.close()
+        assert producer.wait(timeout=30) == 0
+    finally:
+        producer.kill()
+        producer.wait()
+    assert [r.value for r in consume("confluent", broker.address, "slow", 2)] == [b"first", b"second"]
+
+
 def test_keys_headers_nul_records_and_a_last_line_without_newline(broker):
     data = b"host-1:boot ok\0host-2:multi\nline value\0no key here"
     result = logship("produce", "keyed", "-b", broker.address, "-0", "-k", ":", "-H", "source=init",

@@ -21,12 +21,15 @@ CHUNK_BYTES = 1 << 20
 def split_records(stream, separator: bytes) -> Iterator[list[bytes]]:
     """Lists of records read from a binary stream, split at `separator` (not kept).
 
-    Reads big chunks and splits them at once; a record cut by a chunk boundary is carried
-    into the next chunk. A last record without a separator is still a record.
+    Reads what is there, up to a big chunk, at once (one read: a pipe fed slowly, such as
+    `tail -f`, gives each line as it comes), and splits it; a record cut by a chunk
+    boundary is carried into the next chunk. A last record without a separator is still a
+    record.
     """
+    read = getattr(stream, "read1", stream.read)
     carry = b""
     while True:
-        chunk = stream.read(CHUNK_BYTES)
+        chunk = read(CHUNK_BYTES)
         if not chunk:
             break
         pieces = (carry + chunk if carry else chunk).split(separator)
