@@ -16,18 +16,11 @@ import sys
 import pytest
 
 from conftest import ROOT
-from logship.cli.produce_files import PARALLEL_FROM, FileProducer, lines_starting_in, worth_workers
+from logship.cli.produce_files import PARALLEL_FROM, FileProducer, lines_starting_in, parallel_kind
 from logship.client.batches import RECORD_OVERHEAD, runs_that_fit
 from logship.compression import NONE, ZSTD
 from logship.records import decode_records
-
-
-def records_of(data: bytes, separator: bytes) -> list[bytes]:
-    """What the serial path makes of a file: split at separators, a last one without one kept."""
-    pieces = data.split(separator)
-    if pieces[-1] == b"":
-        pieces.pop()
-    return pieces
+from produce_helpers import CollectingProducer, Counting, records_of
 
 
 def random_file(tmp_path, rng: random.Random, separator: bytes = b"\n", count: int = 400) -> tuple:
@@ -80,36 +73,6 @@ def test_runs_fit_the_limit_keep_order_and_give_an_oversized_value_its_own_run()
     assert runs_that_fit(values, 4096, sum(map(len, values))) == runs
     assert runs_that_fit(values[:5], 1 << 20) == [values[:5]]
     assert runs_that_fit([], 100) == []
-
-
-class CollectingProducer:
-    """Stands in for Producer: keeps what send_batch is given."""
-
-    def __init__(self, on_send=None):
-        self.batches: list[tuple[str, bytes, int, int | None]] = []
-        self.on_send = on_send
-
-    def send_batch(self, topic, data, count, partition=None):
-        self.batches.append((topic, data, count, partition))
-        if self.on_send:
-            self.on_send(len(self.batches))
-
-    def values(self) -> list[bytes]:
-        out = []
-        for _, data, count, _ in self.batches:
-            records = decode_records(data)
-            assert len(records) == count
-            out += [r.value for r in records]
-        return out
-
-
-class Counting:
-    def __init__(self):
-        self.records = self.bytes = 0
-
-    def add(self, records, nbytes):
-        self.records += records
-        self.bytes += nbytes
 
 
 def produce_file(path, workers: int, producer=None, compression=ZSTD, limit=64 << 10, separator=b"\n"):
@@ -197,23 +160,25 @@ def test_ranges_the_workers_fail_are_done_here_and_a_source_that_cannot_be_read_
         files.close()
 
 
-def test_only_big_regular_files_are_worth_the_workers(tmp_path):
+def test_big_regular_files_go_by_ranges_pipes_as_streams_and_the_rest_serially(tmp_path):
     small, big = tmp_path / "small", tmp_path / "big"
     small.write_bytes(b"x\n" * 10)
     big.write_bytes(b"y" * PARALLEL_FROM)
-    assert not worth_workers(str(small)) and worth_workers(str(big))
-    assert not worth_workers(str(tmp_path / "missing"))
+    assert parallel_kind(str(small)) is None and parallel_kind(str(big)) == "range"
+    assert parallel_kind(str(tmp_path / "missing")) is None and parallel_kind("/dev/null") is None
+    os.mkfifo(tmp_path / "fifo")
+    assert parallel_kind(str(tmp_path / "fifo")) == "stream"
     read, write = os.pipe()
     try:
-        assert not worth_workers(read)
+        assert parallel_kind(read) == "stream"
     finally:
         os.close(read)
         os.close(write)
     fd = os.open(big, os.O_RDONLY)
     try:
-        assert worth_workers(fd)
+        assert parallel_kind(fd) == "range"
         os.lseek(fd, 10, os.SEEK_SET)  # fewer bytes left than PARALLEL_FROM
-        assert not worth_workers(fd)
+        assert parallel_kind(fd) is None
     finally:
         os.close(fd)
 

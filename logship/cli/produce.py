@@ -83,10 +83,11 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
     Exits 0 only when every record was acknowledged; otherwise it says how many were not
     and exits 1. Topics are created on first use when the broker allows it.
 
-    Plain records (no -k, -H or --json) of a regular file of 4 MiB or more (a FILE, or
-    standard input redirected from one) are split, encoded and compressed by worker
-    processes, one per CPU (up to 4), and sent in file order; LOGSHIP_ENCODE_WORKERS=N sets
-    how many (0: none). A file that grows meanwhile is read to its end.
+    Plain records (no -k, -H or --json) from a pipe, or from a regular file of 4 MiB or
+    more (a FILE, or standard input redirected from one), are split, encoded and compressed
+    by worker processes, one per CPU (up to 4), and sent in input order;
+    LOGSHIP_ENCODE_WORKERS=N sets how many (0: none). A file that grows meanwhile is read to
+    its end; a pipe's records wait at most --linger-ms for more before they go.
 
     \b
     Examples:
@@ -95,27 +96,14 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
       printf 'host-1:boot ok\\n' | logship produce events -k : -H source=init
       logship consume a --json | jq -c 'select(.value.level == "error")' | logship produce b --json
     """
-    from ..client.batches import batch_limit
-    from ..compression import codec_by_name
-    from .produce_files import FileProducer, worth_workers
+    from .produce_files import parallel_kind
 
     header_pairs = tuple(_parse_header(h) for h in headers)
     separator = b"\0" if nul else b"\n"
     key_sep = key_delimiter.encode() if key_delimiter else None
     plain = not as_json and key_sep is None and not header_pairs
-    sources = [0 if name == "-" else name for name in files] or [0]
-    files_by_workers = None
-    if plain and any(map(worth_workers, sources)):
-        try:
-            workers = workers_from_env("LOGSHIP_ENCODE_WORKERS")
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
-        if workers:  # forks, so before the producer starts its threads
-            files_by_workers = FileProducer(sources, separator, codec_by_name(compression),
-                                            batch_limit(batch_size), workers)
-            if worth_workers(sources[0]):
-                files_by_workers.begin(0)  # the workers start while the producer connects
-    from ..client.producer import Producer
+    workers = _start_workers(files, separator, compression, batch_size) if plain else None
+    from ..client.producer import Producer  # after the workers are forked: it starts threads
 
     progress = Progress("produced")
     sent = 0
@@ -123,29 +111,66 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
         producer = Producer(cluster_for(brokers), acks=acks, compression=compression, linger_ms=linger_ms,
                             batch_size=batch_size)
         for index, stream in enumerate(_open_inputs(files)):
-            if files_by_workers is not None and (files_by_workers.begun(index) or worth_workers(stream.fileno())):
-                sent += files_by_workers.produce(producer, topic, partition, index, progress)
-                continue
-            for lines in split_records(stream, separator):
-                if as_json:
-                    _send_json(producer, topic, lines, partition, header_pairs)
-                elif plain:
-                    producer.send_values(topic, lines, partition)
-                else:
-                    for line in lines:
-                        key, found, value = line.partition(key_sep) if key_sep else (None, b"", line)
-                        producer.send(topic, value if found or key_sep is None else line,
-                                      key if found else None, header_pairs, partition)
-                sent += len(lines)
-                progress.add(len(lines), sum(map(len, lines)))
+            kind = workers and ("range" if workers.begun(index) else parallel_kind(stream.fileno()))
+            if kind == "range":
+                sent += workers.produce(producer, topic, partition, index, progress)
+            elif kind == "stream" and workers.pipe_blocks is not None:
+                sent += workers.produce_stream(producer, topic, partition, stream.fileno(), linger_ms / 1000,
+                                               progress)
+            else:
+                sent += _send_serially(producer, topic, stream, separator, partition, key_sep, header_pairs,
+                                       as_json, progress)
         producer.close()
     except DeliveryError as exc:
         click.echo(f"logship: {exc.failed} of {sent} records were not delivered: {exc.first_error}", err=True)
         raise click.exceptions.Exit(1) from None
     finally:
         progress.done()
-        if files_by_workers is not None:
-            files_by_workers.close()
+        if workers is not None:
+            workers.close()
+
+
+def _start_workers(files: tuple[str, ...], separator: bytes, compression: str, batch_size: int):
+    """A FileProducer if an input is a big regular file or a pipe and workers are wanted
+    (LOGSHIP_ENCODE_WORKERS), with the first input begun if it is such a file; else None."""
+    from ..client.batches import batch_limit
+    from ..compression import codec_by_name
+    from .produce_files import FileProducer, parallel_kind
+
+    sources = [0 if name == "-" else name for name in files] or [0]
+    kinds = set(map(parallel_kind, sources)) - {None}
+    if not kinds:
+        return None
+    try:
+        count = workers_from_env("LOGSHIP_ENCODE_WORKERS")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not count:
+        return None
+    workers = FileProducer(sources, separator, codec_by_name(compression), batch_limit(batch_size), count,
+                           pipes="stream" in kinds)
+    if parallel_kind(sources[0]) == "range":
+        workers.begin(0)  # the workers start on it while the producer connects
+    return workers
+
+
+def _send_serially(producer, topic: str, stream, separator: bytes, partition: int | None, key_sep: bytes | None,
+                   headers: tuple, as_json: bool, progress) -> int:
+    """Send the records of one input from this process; returns how many."""
+    sent = 0
+    for lines in split_records(stream, separator):
+        if as_json:
+            _send_json(producer, topic, lines, partition, headers)
+        elif key_sep is None and not headers:
+            producer.send_values(topic, lines, partition)
+        else:
+            for line in lines:
+                key, found, value = line.partition(key_sep) if key_sep else (None, b"", line)
+                producer.send(topic, value if found or key_sep is None else line,
+                              key if found else None, headers, partition)
+        sent += len(lines)
+        progress.add(len(lines), sum(map(len, lines)))
+    return sent
 
 
 def _send_json(producer, topic: str, lines: list[bytes], partition: int | None, headers: tuple) -> None:

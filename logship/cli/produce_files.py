@@ -1,42 +1,54 @@
-"""`logship produce` of regular files by worker processes: plain lines, framed in parallel.
+"""`logship produce` by worker processes: plain records split, encoded and compressed in parallel.
 
 Splitting lines and encoding records is Python work, and one process does it on one core
-at a time. For plain records (no key delimiter, headers or --json) read from a regular
-file (a FILE argument, or standard input redirected from one), the file is cut into byte
-ranges and forked workers (worker_pool.OrderedWorkers) read, split, encode and compress
-each range into whole record batches (records.build_batch_values); this process only
-hands the batches to the producer (Producer.send_batch), in file order.
+at a time. For plain records (no key delimiter, headers or --json), forked workers
+(worker_pool.OrderedWorkers) split, encode and compress the input into whole record
+batches (records.build_batch_values); this process hands them to the producer
+(Producer.send_batch) in input order. Two kinds of input:
 
-A record belongs to the range its first byte lies in: a range [start, end) holds the
-records that start in it, the last one running past `end` to its separator (or to the end
-of the file, where a last record without a separator is still a record). So ranges can
-be cut anywhere, and every record is in exactly one. Ranges are sized so that one range
-fills about one batch (`batch_limit` estimated bytes, as Producer.send_values counts
-them). When the ranges planned reach the size the file had, its size is read again and,
-if it grew, producing goes on: the file is read to its end, as `cat` would.
+Regular files (a FILE argument, or standard input redirected from one) are cut into byte
+ranges that the workers read themselves. A record belongs to the range its first byte lies
+in: a range [start, end) holds the records that start in it, the last one running past
+`end` to its separator (or to the end of the file, where a last record without a separator
+is still a record). So ranges can be cut anywhere, and every record is in exactly one. When
+the ranges planned reach the size the file had, its size is read again and, if it grew,
+producing goes on: the file is read to its end, as `cat` would.
 
-A request is (source index, start, end); the answer's status is the record count and the
-answer is the range's batches, one after another. A range a worker could not do (status
--1), or any range after the workers are gone, is done in this process, so an error (the
-file cannot be read, say) is raised here as the serial path raises it.
+Pipes (`app | logship produce`) are read here, into memory the workers share (pipe_blocks),
+in blocks of whole records that go to the workers. A block ends when it is big enough, or
+when the pipe has had nothing more for the linger time, so a slow pipe's lines still go
+within it; a block smaller than SMALLEST_BLOCK, or half a batch (a slow pipe's few lines),
+is sent from here with Producer.send_values, after everything before it. Before waiting for more input, what
+the workers finished is sent.
+
+Ranges and blocks are sized so that one fills about one batch (`batch_limit` estimated
+bytes, as Producer.send_values counts them). A request is a range (b"R", source index,
+start, end) or a block (b"B", offset and length in the shared memory); the answer's status
+is the record count and the answer is the batches, one after another. A request a worker could not do (status -1),
+or any after the workers are gone, is done in this process, so an error (the file cannot
+be read, say) is raised here as the serial path raises it.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import stat
 import struct
 import time
 
 from ..client.batches import RECORD_OVERHEAD, runs_that_fit
 from ..records import build_batch_values, parse_header
+from .pipe_blocks import PipeBlocks, widen_pipe
 from .worker_pool import OrderedWorkers
 
-__all__ = ["FileProducer", "lines_starting_in", "worth_workers", "PARALLEL_FROM"]
+__all__ = ["FileProducer", "lines_starting_in", "parallel_kind", "PARALLEL_FROM", "SMALLEST_BLOCK"]
 
 PARALLEL_FROM = 4 << 20  # bytes left in a file: smaller files are read by the serial path
+SMALLEST_BLOCK = 64 << 10  # bytes of records read from a pipe: fewer are sent from here
 _READ_AHEAD = 4096  # bytes read past a range's end to find its last record's separator
-_REQUEST = struct.Struct(">qqq")  # source index, start, end
+_RANGE = struct.Struct(">cqqq")  # b"R", source index, start, end
+_BLOCK = struct.Struct(">cqq")  # b"B", offset and length in PipeBlocks' region
 
 
 def lines_starting_in(fd: int, start: int, end: int, separator: bytes) -> tuple[list[bytes], int]:
@@ -70,19 +82,21 @@ def lines_starting_in(fd: int, start: int, end: int, separator: bytes) -> tuple[
     return values, len(block) - (len(values) - 1) * len(separator)
 
 
-def worth_workers(source: str | int) -> bool:
-    """Whether `source` (a path, or an open file descriptor from its current position) is a
-    regular file with at least PARALLEL_FROM bytes to read."""
+def parallel_kind(source: str | int) -> str | None:
+    """How FileProducer takes `source` (a path, or an open file descriptor from its current
+    position): "range" for a regular file with at least PARALLEL_FROM bytes to read,
+    "stream" for a pipe or socket, None for what the serial path reads (smaller files,
+    terminals, devices, what cannot be opened: the serial path reports that)."""
     try:
-        if isinstance(source, int):
-            info = os.fstat(source)
-            left = info.st_size - os.lseek(source, 0, os.SEEK_CUR) if stat.S_ISREG(info.st_mode) else 0
-        else:
-            info = os.stat(source)
-            left = info.st_size if stat.S_ISREG(info.st_mode) else 0
+        info = os.fstat(source) if isinstance(source, int) else os.stat(source)
+        if stat.S_ISFIFO(info.st_mode) or stat.S_ISSOCK(info.st_mode):
+            return "stream"
+        if stat.S_ISREG(info.st_mode):
+            left = info.st_size - (os.lseek(source, 0, os.SEEK_CUR) if isinstance(source, int) else 0)
+            return "range" if left >= PARALLEL_FROM else None
     except OSError:
-        return False  # reading it fails later, with the serial path's message
-    return left >= PARALLEL_FROM
+        pass
+    return None
 
 
 class FileProducer:
@@ -92,7 +106,10 @@ class FileProducer:
     position when its turn comes. Create this before any thread is started (the
     producer's): it forks."""
 
-    def __init__(self, sources: list, separator: bytes, compression: int, batch_limit: int, workers: int):
+    DEPTH = 2  # requests outstanding per worker
+
+    def __init__(self, sources: list, separator: bytes, compression: int, batch_limit: int, workers: int,
+                 pipes: bool = False):
         self.sources = sources
         self.separator = separator
         self.compression = compression
@@ -101,7 +118,9 @@ class FileProducer:
         self._range = max(int(batch_limit * 0.9), 1 << 16)
         self._index: int | None = None  # the source begun, and its ranges planned and size
         self._planned = self._size = 0
-        self.pool = OrderedWorkers(self._encode, workers, depth=2)
+        self.pipe_blocks = (PipeBlocks(workers * self.DEPTH + 2, batch_limit + (64 << 10), separator)
+                            if pipes else None)  # + 2: see PipeBlocks
+        self.pool = OrderedWorkers(self._encode, workers, depth=self.DEPTH)
         self.pool.start()
 
     def begun(self, index: int) -> bool:
@@ -118,8 +137,8 @@ class FileProducer:
         self._hand_out()
 
     def produce(self, producer, topic: str, partition: int | None, index: int, progress) -> int:
-        """Send the records of source `index` to `topic`, from its position (when begun) to
-        its end, which becomes its position; returns how many."""
+        """Send the records of source `index` (a regular file) to `topic`, from its position
+        (when begun) to its end, which becomes its position; returns how many."""
         if not self.begun(index):
             self.begin(index)
         fd = self._fd(index)
@@ -127,68 +146,128 @@ class FileProducer:
         while True:
             self._hand_out()
             if self.pool.pending:
-                request, count, answer = self.pool.take()
-            elif self._planned < self._size:  # the workers are gone: one range here
-                request = self._next_range()
-                count = None
+                sent += self._take(producer, topic, partition, progress)
+            elif self._planned < self._size:  # the workers are gone: a range here
+                sent += self._deliver(producer, topic, partition, progress, self._next_range(), None, None)
             else:
                 grown = os.fstat(fd).st_size
                 if grown <= self._size:
                     break
                 self._size = grown
-                continue
-            if count is None or count < 0:
-                count, answer = self._encode(request)  # raises what went wrong
-            _, start, end = _REQUEST.unpack(request)
-            self._send(producer, topic, partition, answer)
-            self._resize(count, end - start)
-            sent += count
-            progress.add(count, end - start)
         os.lseek(fd, self._size, os.SEEK_SET)
         self._index = None
         return sent
 
+    def produce_stream(self, producer, topic: str, partition: int | None, fd: int, linger: float,
+                       progress) -> int:
+        """Send the records read from `fd` (a pipe or socket) to `topic` until it ends,
+        waiting at most `linger` seconds for more before a block goes; returns how many.
+        Needs `pipes` at construction."""
+        widen_pipe(fd)
+        sent = 0
+        while True:
+            if self.pool.pending and not _readable(fd):
+                sent += self._drain(producer, topic, partition, progress)  # deliver before waiting
+            where, length, ended = self.pipe_blocks.read(fd, self._range, linger)
+            if length:
+                sent += self._block(producer, topic, partition, where, length, progress)
+            if ended:
+                return sent + self._drain(producer, topic, partition, progress)
+
     def close(self) -> None:
         self.pool.close()
+        if self.pipe_blocks is not None:
+            self.pipe_blocks.close()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
 
+    # --- this process's side ---------------------------------------------------------------
+
     def _hand_out(self) -> None:
         """Give the workers ranges of the current source until each has `depth` of them."""
         while self._planned < self._size and self.pool.usable and self.pool.can_put():
-            request = self._next_range()
-            if not self.pool.put(request, request):
-                self._planned = _REQUEST.unpack(request)[1]  # not taken: planned again
+            token = self._next_range()
+            if not self.pool.put(token, _RANGE.pack(b"R", *token)):
+                self._planned = token[1]  # not taken: planned again
                 return
 
-    def _next_range(self) -> bytes:
+    def _next_range(self) -> tuple[int, int, int]:
         end = min(self._planned + self._range, self._size)
-        request = _REQUEST.pack(self._index, self._planned, end)
+        token = (self._index, self._planned, end)
         self._planned = end
-        return request
+        return token
 
-    @staticmethod
-    def _send(producer, topic: str, partition: int | None, batches) -> None:
+    def _block(self, producer, topic: str, partition: int | None, where: int | bytes, length: int,
+               progress) -> int:
+        """Send a block of whole records (at `where` in the shared region, or bytes): by a
+        worker, or from here if it is small; returns how many records were delivered."""
+        sent = 0
+        if length >= min(SMALLEST_BLOCK, self._range // 2) and self.pool.usable and isinstance(where, int):
+            while not self.pool.can_put():
+                sent += self._take(producer, topic, partition, progress)
+            if self.pool.put((where, length), _BLOCK.pack(b"B", where, length)):
+                return sent
+        sent += self._drain(producer, topic, partition, progress)  # what came before goes first
+        values = _split_block(self.pipe_blocks.data(where, length) if isinstance(where, int) else where,
+                              self.separator)
+        producer.send_values(topic, values, partition)
+        progress.add(len(values), length)
+        return sent + len(values)
+
+    def _drain(self, producer, topic: str, partition: int | None, progress) -> int:
+        sent = 0
+        while self.pool.pending:
+            sent += self._take(producer, topic, partition, progress)
+        return sent
+
+    def _take(self, producer, topic: str, partition: int | None, progress) -> int:
+        return self._deliver(producer, topic, partition, progress, *self.pool.take())
+
+    def _deliver(self, producer, topic: str, partition: int | None, progress, token, count, batches) -> int:
+        """Send the batches of a request (a range's (index, start, end) or a block's (offset,
+        length)): a worker's answer, or made here if it has none (count None or -1)."""
+        if count is None or count < 0:
+            count, batches = self._frame_range(*token) if len(token) == 3 else self._frame_block(*token)
         position = 0
         while position < len(batches):
             header = parse_header(batches, position)
             size = header.batch_length + 12
             producer.send_batch(topic, bytes(batches[position:position + size]), header.records_count, partition)
             position += size
+        nbytes = token[2] - token[1] if len(token) == 3 else token[1]
+        self._resize(count, nbytes)
+        progress.add(count, nbytes)
+        return count
 
     def _resize(self, count: int, nbytes: int) -> None:
-        """Size the next ranges from this one's records so that a range fills about one batch:
-        a record takes its length + 1 bytes of file and its length + RECORD_OVERHEAD of batch."""
+        """Size the next ranges and blocks from this one's records so that one fills about a
+        batch: a record takes its length + 1 bytes of input and its length + RECORD_OVERHEAD of
+        batch."""
         if count:
             per_record = nbytes / count
             fill = per_record / (per_record - 1 + RECORD_OVERHEAD)
             self._range = max(int(self.batch_limit * min(fill, 1.0) * 0.95), 1 << 12)
 
+    # --- the workers' side (or this process's, when they cannot) ----------------------------
+
     def _encode(self, request) -> tuple[int, bytes]:
-        """(record count, the range's batches) of a request: in a worker, or here."""
-        index, start, end = _REQUEST.unpack(request)
+        """A worker's handler: (record count, batches) of a request."""
+        if request[:1] == b"B":
+            return self._frame_block(*_BLOCK.unpack(request)[1:])
+        _, index, start, end = _RANGE.unpack(request)
+        return self._frame_range(index, start, end)
+
+    def _frame_range(self, index: int, start: int, end: int) -> tuple[int, bytes]:
         values, value_bytes = lines_starting_in(self._fd(index), start, end, self.separator)
+        return self._frame(values, value_bytes)
+
+    def _frame_block(self, offset: int, length: int) -> tuple[int, bytes]:
+        block = self.pipe_blocks.data(offset, length)
+        values = _split_block(block, self.separator)
+        return self._frame(values, len(block) - block.count(self.separator) * len(self.separator))
+
+    def _frame(self, values: list, value_bytes: int) -> tuple[int, bytes]:
         now_ms = int(time.time() * 1000)
         batches = [build_batch_values(run, now_ms, self.compression)
                    for run in runs_that_fit(values, self.batch_limit, value_bytes)]
@@ -205,3 +284,16 @@ class FileProducer:
             self._fds.clear()
             fd = self._fds[index] = os.open(source, os.O_RDONLY)
         return fd
+
+
+def _split_block(block: bytes, separator: bytes) -> list[bytes]:
+    """The records of a block of whole records (the last one may lack its separator)."""
+    values = block.split(separator)
+    if values[-1] == b"" and len(values) > 1:
+        values.pop()  # after the block's last separator
+    return values
+
+
+def _readable(fd: int) -> bool:
+    """Whether reading `fd` would not wait."""
+    return bool(select.select([fd], [], [], 0)[0])

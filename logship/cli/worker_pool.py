@@ -82,17 +82,21 @@ class OrderedWorkers:
         """Whether the next worker has room for a request (else take() first)."""
         return sum(index == self._next for index, _ in self._pending) < self.depth
 
-    def put(self, token: Any, request: bytes) -> bool:
-        """Send `request` to the next worker, unless the pool is not usable (False). `token`
-        comes back with its answer. Call only when can_put()."""
+    def put(self, token: Any, *request: bytes) -> bool:
+        """Send a request (the bytes given, one after another) to the next worker, unless the
+        pool is not usable (False). `token` comes back with its answer. Call only when
+        can_put()."""
         if not self.wanted:
             return False
         if not self._workers:
             self.start()
             if not self._workers:
                 return False
+        sock = self._workers[self._next][1]
         try:
-            self._workers[self._next][1].sendall(_LENGTH.pack(len(request)) + request)
+            sock.sendall(_LENGTH.pack(sum(map(len, request))))
+            for part in request:
+                sock.sendall(part)
         except OSError:
             self._stop_workers()
             return False
