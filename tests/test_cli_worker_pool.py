@@ -22,9 +22,11 @@ def slow_echo(request) -> tuple[int, bytes]:
     return os.getpid(), bytes(request)[::-1] * 1000
 
 
-@pytest.mark.parametrize("workers, depth", [(1, 1), (3, 1), (3, 2)])
-def test_answers_come_in_the_order_requests_were_put(workers, depth):
-    with OrderedWorkers(slow_echo, workers, depth=depth) as pool:
+@pytest.mark.parametrize("workers, depth, slot", [(1, 1, 0), (3, 1, 0), (3, 2, 0), (1, 1, 1500), (3, 2, 1500)])
+def test_answers_come_in_the_order_requests_were_put(workers, depth, slot):
+    """With slots of 1,500 bytes, answers to 0-9 (1,000 bytes) come in shared memory and the
+    others (2,000) on the socket."""
+    with OrderedWorkers(slow_echo, workers, depth=depth, answer_slot_bytes=slot) as pool:
         answers, pids = [], set()
         for number in range(40):
             while not pool.can_put():

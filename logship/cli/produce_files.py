@@ -120,7 +120,7 @@ class FileProducer:
         self._planned = self._size = 0
         self.pipe_blocks = (PipeBlocks(workers * self.DEPTH + 2, batch_limit + (64 << 10), separator)
                             if pipes else None)  # + 2: see PipeBlocks
-        self.pool = OrderedWorkers(self._encode, workers, depth=self.DEPTH)
+        self.pool = OrderedWorkers(self._encode, workers, depth=self.DEPTH, answer_slot_bytes=2 * batch_limit + (64 << 10))
         self.pool.start()
 
     def begun(self, index: int) -> bool:

@@ -26,6 +26,7 @@ from .worker_pool import OrderedWorkers, workers_from_env
 __all__ = ["RenderWorkers", "default_workers", "write_all"]
 
 DIRECT_BELOW = 64 << 10  # bytes of fetched data: smaller chunks are decoded here
+ANSWER_SLOT = 32 << 20  # output bytes a worker hands over in shared memory (more: by socket)
 
 
 def default_workers() -> int:
@@ -59,7 +60,7 @@ class RenderWorkers:
     def __init__(self, sink, workers: int, direct_below: int = DIRECT_BELOW):
         self.sink = sink
         self.direct_below = direct_below
-        self.workers = OrderedWorkers(self._render, workers)
+        self.workers = OrderedWorkers(self._render, workers, answer_slot_bytes=ANSWER_SLOT)
 
     @property
     def pending(self) -> int:

@@ -7,12 +7,17 @@ requests in order, the oldest outstanding request's answer is always the next on
 from its worker: `take()` returns answers in exactly the order requests were put.
 
 Protocol, per worker, on a socket pair: a request is an 8-byte big-endian length and that
-many bytes; the answer is 16 bytes, a status (big-endian signed, the handler's) and the
-answer's length, then the answer, read into one buffer that this process reuses (fresh
-megabyte buffers cost more in page faults than the copy). A handler that raises answers
-status -1 with nothing. A worker that dies, or workers that cannot be started, stop the
-pool: `take()` then returns status None for every request outstanding, which the caller
-handles itself, and `put()` refuses more (returns False).
+many bytes; the answer is 24 bytes, a status (big-endian signed, the handler's), the
+answer's length and where it is: -1, then the answer follows on the socket and is read
+into one buffer that this process reuses (fresh megabyte buffers cost more in page faults
+than the copy); or, with `answer_slot_bytes`, the number of the shared slot the worker
+wrote it into. Each worker has `depth` slots in a shared anonymous mapping and uses them in
+turn; it writes slot k again only for the request `depth` after, which this process puts
+only once it has taken the answer in slot k. So an answer in a slot is copied once (into
+the slot) instead of twice through the socket. A handler that raises answers status -1
+with nothing. A worker that dies, or workers that cannot be started, stop the pool:
+`take()` then returns status None for every request outstanding, which the caller handles
+itself, and `put()` refuses more (returns False).
 
 Fork before starting threads: a forked child inherits only the thread that forked, and
 locks other threads held stay held in it.
@@ -20,6 +25,7 @@ locks other threads held stay held in it.
 
 from __future__ import annotations
 
+import mmap
 import os
 import select
 import signal
@@ -34,7 +40,7 @@ from .malloc_tuning import keep_freed_memory
 __all__ = ["OrderedWorkers", "workers_from_env"]
 
 _LENGTH = struct.Struct(">q")
-_ANSWER = struct.Struct(">qq")  # status, answer length
+_ANSWER = struct.Struct(">qqq")  # status, answer length, its slot (-1: on the socket)
 
 
 def workers_from_env(variable: str, most: int = 4) -> int:
@@ -54,10 +60,13 @@ class OrderedWorkers:
     """Runs handle(request: bytearray) -> (status: int, answer: bytes-like) in `workers` forked
     processes (started at the first put), answers in order; see the module docstring."""
 
-    def __init__(self, handle: Callable[[bytes], tuple[int, Any]], workers: int, depth: int = 1):
+    def __init__(self, handle: Callable[[bytes], tuple[int, Any]], workers: int, depth: int = 1,
+                 answer_slot_bytes: int = 0):
         self.handle = handle
         self.wanted = workers
         self.depth = depth
+        self.slot_bytes = answer_slot_bytes
+        self._slots: mmap.mmap | None = None
         self._workers: list[tuple[int, socket.socket]] = []  # (pid, our end of its socket pair)
         self._buffer = bytearray(1 << 20)  # answers are read into this, grown as needed
         self._pending: deque = deque()  # (worker index, token), oldest first
@@ -106,11 +115,14 @@ class OrderedWorkers:
 
     def take(self) -> tuple[Any, int | None, memoryview | None]:
         """(token, status, answer) of the oldest request, waiting for it; the answer is valid
-        until the next take(). Status None: the workers are gone, the request unanswered."""
+        until the next take() or put(). Status None: the workers are gone, the request
+        unanswered."""
         index, token = self._pending.popleft()
         try:
             sock = self._workers[index][1]
-            status, size = _ANSWER.unpack(_receive(sock, bytearray(_ANSWER.size)))
+            status, size, slot = _ANSWER.unpack(_receive(sock, bytearray(_ANSWER.size)))
+            if slot >= 0:
+                return token, status, memoryview(self._slots)[slot * self.slot_bytes:slot * self.slot_bytes + size]
             if size > len(self._buffer):
                 self._buffer = bytearray(size)
             return token, status, _receive(sock, memoryview(self._buffer)[:size])
@@ -130,6 +142,12 @@ class OrderedWorkers:
         """Stop the workers, dropping what is outstanding."""
         self._pending.clear()
         self._stop_workers()
+        if self._slots is not None:
+            try:
+                self._slots.close()
+            except BufferError:  # an answer taken last is still looked at: the mapping goes with it
+                pass
+            self._slots = None
 
     def __enter__(self) -> "OrderedWorkers":
         return self
@@ -143,7 +161,9 @@ class OrderedWorkers:
             return
         sys.stdout.flush()
         sys.stderr.flush()
-        for _ in range(self.wanted):
+        if self.slot_bytes and self._slots is None:
+            self._slots = mmap.mmap(-1, self.wanted * self.depth * self.slot_bytes)  # shared with the workers
+        for index in range(self.wanted):
             ours, theirs = socket.socketpair()
             try:
                 pid = os.fork()
@@ -156,7 +176,8 @@ class OrderedWorkers:
                     ours.close()
                     for _, other in self._workers:
                         other.close()
-                    _serve(theirs, self.handle)
+                    slots = range(index * self.depth, (index + 1) * self.depth) if self._slots else ()
+                    _serve(theirs, self.handle, self._slots, slots, self.slot_bytes)
                 finally:
                     os._exit(0)
             theirs.close()
@@ -188,10 +209,12 @@ def _receive(sock: socket.socket, into):
     return into
 
 
-def _serve(sock: socket.socket, handle) -> None:
-    """A worker's loop: answer each request until the socket closes."""
+def _serve(sock: socket.socket, handle, region, slots: range, slot_bytes: int) -> None:
+    """A worker's loop: answer each request until the socket closes; answers that fit go in
+    `slots` of `region`, in turn."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     keep_freed_memory()
+    turn = 0
     while True:
         try:
             (length,) = _LENGTH.unpack(_receive(sock, bytearray(_LENGTH.size)))
@@ -202,6 +225,12 @@ def _serve(sock: socket.socket, handle) -> None:
             status, answer = handle(request)
         except Exception:  # noqa: BLE001 - the parent does it again itself and reports the error
             status, answer = -1, b""
-        sock.sendall(_ANSWER.pack(status, len(answer)))
-        if answer:
-            sock.sendall(answer)
+        if slots and len(answer) <= slot_bytes:
+            slot = slots[turn % len(slots)]
+            turn += 1
+            region[slot * slot_bytes:slot * slot_bytes + len(answer)] = answer
+            sock.sendall(_ANSWER.pack(status, len(answer), slot))
+        else:
+            sock.sendall(_ANSWER.pack(status, len(answer), -1))
+            if answer:
+                sock.sendall(answer)
