@@ -83,8 +83,19 @@ def test_common_records_take_the_fast_path(name):
 
 def test_fast_path_gives_values_and_zigzag_timestamp_deltas():
     batch = records.build_batch([(NOW, None, b"a", ()), (NOW - 1, None, b"", ()), (NOW + 63, None, b"c" * 64, ())])
-    values, deltas = fetched._simple(*_section(batch))
-    assert values == [b"a", b"", b"c" * 64] and list(deltas) == [0, 1, 126]
+    for one_time in (False, True):  # tried as one timestamp first, it still comes out right
+        values, deltas = fetched._simple(*_section(batch), one_time)
+        assert values == [b"a", b"", b"c" * 64] and list(deltas) == [0, 1, 126]
+
+
+def test_a_batch_of_one_timestamp_gives_no_deltas_and_an_earlier_record_is_still_seen():
+    values = [b"v%d" % i for i in range(100)]
+    assert fetched._simple(*_section(records.build_batch_values(values, NOW)), True) == (values, None)
+    # maxTimestamp is the first record's, but another is earlier: a delta of -1
+    earlier = records.build_batch([(NOW, None, b"a", ()), (NOW - 1, None, b"b", ())])
+    assert records.parse_header(earlier).max_timestamp == NOW
+    assert fetched._simple(*_section(earlier), True) == ([b"a", b"b"], b"\x00\x01")
+    assert [r.timestamp for r in decode(earlier, "t", 0, 0, None)] == [NOW, NOW - 1]
 
 
 OTHER = {
@@ -111,6 +122,7 @@ OTHER = {
 def test_other_records_fall_back_to_the_general_decoder(name):
     batch = OTHER[name]
     assert fetched._simple(*_section(batch)) is None
+    assert fetched._simple(*_section(batch), True) is None
     assert _decoded(batch) == _reference(batch)
 
 
@@ -136,6 +148,7 @@ MALFORMED = {
 def test_malformed_records_raise(name):
     batch = MALFORMED[name]
     assert fetched._simple(*_section(batch)) is None
+    assert fetched._simple(*_section(batch), True) is None
     with pytest.raises(CorruptRecordError):
         records.decode_records(batch)
     with pytest.raises(CorruptRecordError):

@@ -145,7 +145,7 @@ def decode(buf, topic: str, partition: int, start: int, stop: int | None, *, che
         codec = attributes & 0x07
         data = decompress(codec, body, max_uncompressed) if codec else bytes(body)
         try:
-            _records(out, data, count, topic, partition, base_offset, base_ts,
+            _records(out, data, count, topic, partition, base_offset, base_ts, max_ts,
                      max_ts if attributes & 0x08 else None, start, stop)
         except (IndexError, ValueError) as exc:
             raise CorruptRecordError(f"{topic}-{partition}: malformed record in the batch at offset "
@@ -154,11 +154,11 @@ def decode(buf, topic: str, partition: int, start: int, stop: int | None, *, che
 
 
 def _records(out: PartitionRecords, data: bytes, count: int, topic: str, partition: int, base_offset: int,
-             base_ts: int, append_time: int | None, start: int, stop: int | None) -> None:
+             base_ts: int, max_ts: int, append_time: int | None, start: int, stop: int | None) -> None:
     """Decode the `count` records filling `data` into `out`, keeping start <= offset < stop."""
     if count * _MIN_RECORD > len(data):
         raise CorruptRecordError(f"{topic}-{partition}: {count} records cannot fit in {len(data)} bytes")
-    simple = _simple(data, count)
+    simple = _simple(data, count, append_time is None and max_ts == base_ts)
     if simple is None:
         _general(out, data, count, topic, partition, base_offset, base_ts, append_time, start, stop)
         return
@@ -166,7 +166,7 @@ def _records(out: PartitionRecords, data: bytes, count: int, topic: str, partiti
     first = max(start - base_offset, 0)
     last = count if stop is None else min(max(stop - base_offset, 0), count)
     if first or last < count:
-        values, deltas = values[first:last], deltas[first:last]
+        values, deltas = values[first:last], deltas and deltas[first:last]
     n = len(values)
     if not n:
         return
@@ -177,7 +177,7 @@ def _records(out: PartitionRecords, data: bytes, count: int, topic: str, partiti
     out.offsets += range(base_offset + first, base_offset + last)
     if append_time is not None:
         out.timestamps += repeat(append_time, n)
-    elif not any(deltas):  # one timestamp for the batch (as build_batch_values writes it)
+    elif deltas is None or not any(deltas):  # one timestamp for the batch (as build_batch_values writes it)
         out.timestamps += repeat(base_ts, n)
     else:
         out.timestamps += map(base_ts.__add__, map(_ZIGZAG.__getitem__, deltas))
@@ -203,32 +203,37 @@ _LENGTH_2_HIGH = [b << 6 for b in range(0x100)]
 _STAMPS = [bytes((t,)) for t in range(0x80)]  # one-byte timestamp deltas; IndexError past them
 
 
-def _value_layout(prefix: int) -> tuple[list, list]:
-    """For each record length L: where the value starts (counted from the attributes byte) and
-    varint(value length), in the record of the common shape of length L whose fields before the
-    value length take `prefix` bytes; None for lengths no such record has: shorter than its fixed
-    fields, or prefix + 66, which only a 63-byte value with a non-minimal two-byte varint fits."""
-    none = [None] * (prefix + 2)
-    starts = none + [prefix + 1] * 64 + [None] + [prefix + 2] * (_SIMPLE_MAX - prefix - 67)
-    varints = none + [*SMALL[:64], None, *SMALL[64:_SIMPLE_MAX - prefix - 3]]
-    return starts, varints
+def _layout(prefix: int, heads: list) -> list:
+    """For each record length L, (head, varint(value length), where the value starts counted from
+    the attributes byte) of the record of the common shape of length L whose fields before the
+    value length take `prefix` bytes, with heads[L] the bytes made for it before the timestamp
+    delta; None for lengths no such record has: shorter than its fixed fields, or prefix + 66,
+    which only a 63-byte value with a non-minimal two-byte varint fits."""
+    layout: list = [None] * (prefix + 2)
+    layout += [(heads[length], SMALL[length - prefix - 2], prefix + 1) for length in range(prefix + 2, prefix + 66)]
+    layout.append(None)
+    layout += [(heads[length], SMALL[length - prefix - 3], prefix + 2) for length in range(prefix + 67, _SIMPLE_MAX)]
+    return layout
 
 
 @cache
-def _simple_tables() -> tuple[list, list, tuple]:
-    """(separators, offset deltas and keys, value layouts for records 0..63 and 64..): the pieces of
-    the common shape that _simple makes from record lengths and indexes. Made on first use: they take
-    milliseconds, which every command's start-up would pay otherwise."""
-    # the previous record's header count, varint(L), attributes
-    separators = [b"\x00" + varint + b"\x00" for varint in SMALL[:_SIMPLE_MAX]]
+def _simple_tables() -> tuple[list, dict]:
+    """(offset deltas and keys, {(one_time, prefix): layout}): the pieces of the common shape that
+    _simple makes from record lengths and indexes. A head is the previous record's header count,
+    varint(L) and the attributes, and for batches of one timestamp the delta 0 too. Made on first
+    use: they take milliseconds, which every command's start-up would pay otherwise."""
     offsets_keys = [varint + b"\x01" for varint in SMALL[:_SIMPLE_MAX]]
-    return separators, offsets_keys, (_value_layout(4), _value_layout(5))
+    separators = [b"\x00" + varint + b"\x00" for varint in SMALL[:_SIMPLE_MAX]]
+    one_time = [separator + b"\x00" for separator in separators]
+    return offsets_keys, {(same, prefix): _layout(prefix, one_time if same else separators)
+                          for same in (False, True) for prefix in (4, 5)}
 
 
-def _simple(data: bytes, count: int):
+def _simple(data: bytes, count: int, one_time: bool = False):
     """(values, timestamp deltas) if the `count` records filling `data` all have the common shape
-    (above), else None, and _general decodes them. The deltas are a bytes object: one zig-zag
-    varint byte per record.
+    (above), else None, and _general decodes them. The deltas are a bytes object, one zig-zag
+    varint byte per record, or None when they are all 0: tried first if `one_time` (the batch's
+    maximum timestamp is its first).
 
     One Python loop follows the record lengths, slicing each value and reading its timestamp delta;
     the other fields of each record are not read but made, as the common shape has them, from its
@@ -236,30 +241,37 @@ def _simple(data: bytes, count: int):
     Keys, headers, attributes, offset deltas other than the index, negative or non-minimal varints,
     a value length other than the one the record length implies, or bytes missing or left over all
     make it differ. A timestamp delta of two bytes or a record length that the common shape does not
-    have (see _value_layout) stop the loop with IndexError or TypeError, as reading past `data` does.
+    have (see _layout) stop the loop with IndexError or TypeError, as reading past `data` does.
     """
     if not 0 < count <= _SIMPLE_MAX:
         return None
-    separators, offsets_keys, layouts = _simple_tables()
+    offsets_keys, layouts = _simple_tables()
+    if one_time:
+        parts = _made(data, count, offsets_keys, layouts, True)
+        if parts is not None:
+            return parts[3::4], None
+    parts = _made(data, count, offsets_keys, layouts, False)
+    return None if parts is None else (parts[4::5], b"".join(parts[1::5]))
+
+
+def _made(data: bytes, count: int, offsets_keys: list, layouts: dict, one_time: bool) -> list | None:
+    """The pieces made by walking `data` (by _walk_one_time or _walk), if they make `data` again."""
+    walk = _walk_one_time if one_time else _walk
     parts: list = []
     try:
-        pos = _walk(data, 0, offsets_keys[:min(count, 64)], layouts[0], separators, parts)
+        pos = walk(data, 0, offsets_keys[:min(count, 64)], layouts[(one_time, 4)], parts)
         if count > 64:
-            _walk(data, pos, offsets_keys[64:count], layouts[1], separators, parts)
+            walk(data, pos, offsets_keys[64:count], layouts[(one_time, 5)], parts)
     except (IndexError, TypeError):
         return None
     parts[0] = parts[0][1:]  # no header count before the first record
     parts.append(b"\x00")  # the last record's
-    if b"".join(parts) != data:
-        return None
-    return parts[4::5], b"".join(parts[1::5])
+    return parts if b"".join(parts) == data else None
 
 
-def _walk(data: bytes, pos: int, offsets_keys: list, layout: tuple[list, list], separators: list,
-          parts: list) -> int:
+def _walk(data: bytes, pos: int, offsets_keys: list, layout: list, parts: list) -> int:
     """Add to `parts` the pieces of the records from `pos` on, one per item of `offsets_keys`, as the
     common shape (with `layout`) has them; return where the last one ends."""
-    value_starts, varints = layout
     length_1, length_2_low, length_2_high, stamps = _LENGTH_1, _LENGTH_2_LOW, _LENGTH_2_HIGH, _STAMPS
     for offset_key in offsets_keys:
         byte = data[pos]
@@ -268,8 +280,24 @@ def _walk(data: bytes, pos: int, offsets_keys: list, layout: tuple[list, list], 
         else:
             start, length = pos + 2, length_2_low[byte] + length_2_high[data[pos + 1]]
         pos = start + length
-        parts += (separators[length], stamps[data[start + 1]], offset_key, varints[length],
-                  data[start + value_starts[length]:pos - 1])
+        head, varint, value_start = layout[length]
+        parts += (head, stamps[data[start + 1]], offset_key, varint, data[start + value_start:pos - 1])
+    return pos
+
+
+def _walk_one_time(data: bytes, pos: int, offsets_keys: list, layout: list, parts: list) -> int:
+    """_walk for records whose timestamp deltas are all 0, made as part of each head (one piece
+    fewer per record: this is the loop `logship consume` spends most of its time in)."""
+    length_1, length_2_low, length_2_high = _LENGTH_1, _LENGTH_2_LOW, _LENGTH_2_HIGH
+    for offset_key in offsets_keys:
+        byte = data[pos]
+        if byte < 0x80:
+            start, length = pos + 1, length_1[byte]
+        else:
+            start, length = pos + 2, length_2_low[byte] + length_2_high[data[pos + 1]]
+        pos = start + length
+        head, varint, value_start = layout[length]
+        parts += (head, offset_key, varint, data[start + value_start:pos - 1])
     return pos
 
 
