@@ -46,6 +46,7 @@ __all__ = ["FileProducer", "lines_starting_in", "parallel_kind", "PARALLEL_FROM"
 
 PARALLEL_FROM = 4 << 20  # bytes left in a file: smaller files are read by the serial path
 SMALLEST_BLOCK = 64 << 10  # bytes of records read from a pipe: fewer are sent from here
+MOST_SHARED = 16 << 20  # bytes of a slot of shared memory, however big batches may be
 _READ_AHEAD = 4096  # bytes read past a range's end to find its last record's separator
 _RANGE = struct.Struct(">cqqq")  # b"R", source index, start, end
 _BLOCK = struct.Struct(">cqq")  # b"B", offset and length in PipeBlocks' region
@@ -100,7 +101,8 @@ def parallel_kind(source: str | int) -> str | None:
 
 
 class FileProducer:
-    """Produces regular files' records through forked workers; see the module docstring.
+    """Produces the records of regular files (produce) and pipes (produce_stream, if made
+    with `pipes`) through forked workers; see the module docstring.
 
     `sources[i]` is a path, or an open file descriptor (standard input), read from its
     position when its turn comes. Create this before any thread is started (the
@@ -118,10 +120,19 @@ class FileProducer:
         self._range = max(int(batch_limit * 0.9), 1 << 16)
         self._index: int | None = None  # the source begun, and its ranges planned and size
         self._planned = self._size = 0
-        self.pipe_blocks = (PipeBlocks(workers * self.DEPTH + 2, batch_limit + (64 << 10), separator)
-                            if pipes else None)  # + 2: see PipeBlocks
-        self.pool = OrderedWorkers(self._encode, workers, depth=self.DEPTH, answer_slot_bytes=2 * batch_limit + (64 << 10))
+        self.pipe_blocks = self._pipe_blocks(workers, separator) if pipes else None
+        answer_slot = min(2 * batch_limit, MOST_SHARED) + (64 << 10)  # a range's batches, or by socket
+        self.pool = OrderedWorkers(self._encode, workers, depth=self.DEPTH, answer_slot_bytes=answer_slot)
         self.pool.start()
+
+    def _pipe_blocks(self, workers: int, separator: bytes) -> PipeBlocks | None:
+        """Slots for a block each of about a batch (at most MOST_SHARED), one for each request
+        outstanding and two more (see PipeBlocks); None if they cannot be had: pipes are
+        then read by the serial path."""
+        try:
+            return PipeBlocks(workers * self.DEPTH + 2, min(self.batch_limit, MOST_SHARED) + (64 << 10), separator)
+        except OSError:
+            return None
 
     def begun(self, index: int) -> bool:
         return self._index == index

@@ -162,7 +162,10 @@ class OrderedWorkers:
         sys.stdout.flush()
         sys.stderr.flush()
         if self.slot_bytes and self._slots is None:
-            self._slots = mmap.mmap(-1, self.wanted * self.depth * self.slot_bytes)  # shared with the workers
+            try:
+                self._slots = mmap.mmap(-1, self.wanted * self.depth * self.slot_bytes)  # shared with the workers
+            except OSError:
+                self.slot_bytes = 0  # answers go by socket
         for index in range(self.wanted):
             ours, theirs = socket.socketpair()
             try:
