@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT
 from logship.cli.output import RecordSink
-from logship.cli.render_workers import RenderWorkers, default_workers
+from logship.cli.render_workers import RenderWorkers, default_workers, pieces
 from logship.client.undecoded import Undecoded
 from logship.compression import ZSTD
 from logship.errors import CorruptRecordError
@@ -47,18 +47,34 @@ def serial_output(pieces, fmt="%v\\n", grep=None) -> bytes:
     return stream.getvalue()
 
 
-@pytest.mark.parametrize("fmt, grep", [("%v\\n", None), ("%p:%o %k=%v\\n", None), ("%v\\n", r"/1\d5 ")])
-def test_workers_write_what_the_serial_path_writes_in_the_same_order(fmt, grep):
+@pytest.mark.parametrize("fmt, grep, piece", [("%v\\n", None, 1 << 20), ("%p:%o %k=%v\\n", None, 1 << 20),
+                                              ("%v\\n", r"/1\d5 ", 1 << 20), ("%p:%o %v\\n", None, 1)])
+def test_workers_write_what_the_serial_path_writes_in_the_same_order(fmt, grep, piece):
     pieces = chunks()
     stream = io.BytesIO()
     sink = RecordSink(stream, fmt, grep=grep)
-    with RenderWorkers(sink, 2, direct_below=0) as pool:
+    with RenderWorkers(sink, 2, direct_below=0, piece_bytes=piece) as pool:
         for chunk in pieces:
             pool.put(chunk)
         assert len(pool.workers.pids) == 2
         pool.drain()
     assert stream.getvalue() == serial_output(pieces, fmt, grep)
     assert sink.written == serial_output(pieces, fmt, grep).count(b"\n")
+
+
+def test_a_big_chunk_is_cut_into_pieces_of_whole_batches_unless_it_has_aborted_transactions():
+    batches = [build_batch_values([b"r%d-%d" % (b, n) for n in range(50)], 1_800_000_000_000, base_offset=50 * b)
+               for b in range(10)]
+    data = b"".join(batches) + batches[0][:30]  # and the start of a batch the fetch cut short
+    chunk = Undecoded("t", 0, data, 0, None, 500)
+    size = len(batches[0])
+    got = list(pieces(chunk, 2 * size))
+    assert b"".join(bytes(p.data) for p in got) == data
+    assert [len(p.data) for p in got] == [2 * size] * 4 + [2 * size + 30]
+    assert all(p._replace(data=b"") == chunk._replace(data=b"") for p in got)
+    assert list(pieces(chunk, 6 * size)) == [chunk]  # not worth cutting
+    aborted = chunk._replace(aborted=[(7, 0)])
+    assert list(pieces(aborted, 2 * size)) == [aborted]
 
 
 def test_small_chunks_are_decoded_here_after_the_results_before_them():

@@ -6,10 +6,11 @@ chunk to forked worker processes (worker_pool.OrderedWorkers, started at the fir
 chunk); a worker decodes it, applies the sink's --grep and format (it has the sink by fork)
 and answers with the record count and the output bytes, which this process writes, in the
 order the chunks were put. A small chunk (following a live topic) is decoded here, once
-the results before it are written.
+the results before it are written. write_all starts the workers at once, so that they
+build their decoding tables while the first records are fetched.
 
-A request is a pickled Undecoded (its `data` as bytes); the answer's status is the record
-count. A chunk that does not decode in a worker (status -1), or whose worker is gone, is
+A big chunk is handed out in pieces of whole batches (`pieces`). A request is a pickled
+Undecoded (its `data` as bytes); the answer's status is the record count. A chunk that does not decode in a worker (status -1), or whose worker is gone, is
 decoded here, so the error raised (CorruptRecordError) is the one the serial path raises;
 after a worker dies or cannot be started, this process decodes the rest itself.
 """
@@ -20,6 +21,8 @@ import pickle
 
 import click
 
+from ..client.fetched import warm_up
+from ..records import LOG_OVERHEAD, peek_offset_and_size
 from .output import IDLE_CHECK_S
 from .worker_pool import OrderedWorkers, workers_from_env
 
@@ -27,6 +30,7 @@ __all__ = ["RenderWorkers", "default_workers", "write_all"]
 
 DIRECT_BELOW = 64 << 10  # bytes of fetched data: smaller chunks are decoded here
 ANSWER_SLOT = 32 << 20  # output bytes a worker hands over in shared memory (more: by socket)
+PIECE_BYTES = 256 << 10  # a bigger chunk is handed out in pieces of whole batches about this big
 
 
 def default_workers() -> int:
@@ -42,6 +46,7 @@ def write_all(consumer, sink) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     with RenderWorkers(sink, workers) as pool:
+        pool.workers.start()  # they get ready while the first records are fetched
         while not consumer.finished:
             chunks = consumer.poll_undecoded(0.0 if pool.pending else IDLE_CHECK_S)
             for chunk in chunks:
@@ -57,16 +62,21 @@ def write_all(consumer, sink) -> None:
 class RenderWorkers:
     """Writes Undecoded chunks through `sink` (a RecordSink without a limit), in order."""
 
-    def __init__(self, sink, workers: int, direct_below: int = DIRECT_BELOW):
+    def __init__(self, sink, workers: int, direct_below: int = DIRECT_BELOW, piece_bytes: int = PIECE_BYTES):
         self.sink = sink
         self.direct_below = direct_below
-        self.workers = OrderedWorkers(self._render, workers, answer_slot_bytes=ANSWER_SLOT)
+        self.piece_bytes = piece_bytes
+        self.workers = OrderedWorkers(self._render, workers, answer_slot_bytes=ANSWER_SLOT, prepare=warm_up)
 
     @property
     def pending(self) -> int:
         return self.workers.pending
 
     def put(self, chunk) -> None:
+        for piece in pieces(chunk, self.piece_bytes):
+            self._put(piece)
+
+    def _put(self, chunk) -> None:
         if self.workers.usable and len(chunk.data) >= self.direct_below:
             while self.workers.pending and not self.workers.can_put():
                 self.write_oldest()
@@ -111,3 +121,21 @@ class RenderWorkers:
         except Exception:  # noqa: BLE001 - the parent decodes it again and reports the error
             return -1, b""
         return count, output
+
+
+def pieces(chunk, size: int):
+    """`chunk` cut at batch boundaries into pieces of about `size` bytes (at least one batch
+    each; a last batch cut short by the fetch stays with the piece before), so that the
+    workers share a big fetch evenly and the first output comes sooner. A chunk with aborted
+    transactions stays whole: which producers are aborting carries from batch to batch."""
+    data = chunk.data
+    if len(data) <= 2 * size or chunk.aborted:
+        yield chunk
+        return
+    start = position = 0
+    while position + LOG_OVERHEAD <= len(data):
+        position += peek_offset_and_size(data, position)[1]
+        if position - start >= size and len(data) - position >= size:
+            yield chunk._replace(data=data[start:position])
+            start = position
+    yield chunk._replace(data=data[start:])

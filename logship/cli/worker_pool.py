@@ -61,8 +61,9 @@ class OrderedWorkers:
     processes (started at the first put), answers in order; see the module docstring."""
 
     def __init__(self, handle: Callable[[bytes], tuple[int, Any]], workers: int, depth: int = 1,
-                 answer_slot_bytes: int = 0):
+                 answer_slot_bytes: int = 0, prepare: Callable[[], None] | None = None):
         self.handle = handle
+        self.prepare = prepare  # run by each worker once forked: tables its handler needs, say
         self.wanted = workers
         self.depth = depth
         self.slot_bytes = answer_slot_bytes
@@ -180,7 +181,7 @@ class OrderedWorkers:
                     for _, other in self._workers:
                         other.close()
                     slots = range(index * self.depth, (index + 1) * self.depth) if self._slots else ()
-                    _serve(theirs, self.handle, self._slots, slots, self.slot_bytes)
+                    _serve(theirs, self.handle, self._slots, slots, self.slot_bytes, self.prepare)
                 finally:
                     os._exit(0)
             theirs.close()
@@ -212,11 +213,13 @@ def _receive(sock: socket.socket, into):
     return into
 
 
-def _serve(sock: socket.socket, handle, region, slots: range, slot_bytes: int) -> None:
+def _serve(sock: socket.socket, handle, region, slots: range, slot_bytes: int, prepare) -> None:
     """A worker's loop: answer each request until the socket closes; answers that fit go in
     `slots` of `region`, in turn."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     keep_freed_memory()
+    if prepare is not None:
+        prepare()
     turn = 0
     while True:
         try:

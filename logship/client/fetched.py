@@ -229,6 +229,12 @@ def _simple_tables() -> tuple[list, dict]:
                           for same in (False, True) for prefix in (4, 5)}
 
 
+def warm_up() -> None:
+    """Build the tables of decode()'s fast path now (tens of milliseconds) rather than at the
+    first batch: for a process that is to decode, while it would otherwise wait."""
+    _simple_tables()
+
+
 def _simple(data: bytes, count: int, one_time: bool = False):
     """(values, timestamp deltas) if the `count` records filling `data` all have the common shape
     (above), else None, and _general decodes them. The deltas are a bytes object, one zig-zag
