@@ -26,6 +26,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from operator import add
 
+from ..record_codec import look_up
 from ..varint import SMALL, SMALL_LIMIT, zigzag_varint
 
 __all__ = ["RecordTemplate", "encode"]
@@ -98,8 +99,8 @@ def encode(values: list, starts: list, truncated: list, first_delta: int,
     offsets, offset_sizes = _offset_fields(starts)
     fast = max(lengths) < _FAST_VALUE_LIMIT
     if fast:
-        value_fields = list(map(_VALUE_FIELD.__getitem__, lengths))
-        value_prefixes = list(map(SMALL.__getitem__, lengths))
+        value_fields = look_up(_VALUE_FIELD, lengths)
+        value_prefixes = look_up(SMALL, lengths)
     else:
         value_prefixes = list(map(zigzag_varint, lengths))
         value_fields = list(map(add, map(len, value_prefixes), lengths))
@@ -111,7 +112,7 @@ def encode(values: list, starts: list, truncated: list, first_delta: int,
             headers[index] = template.truncated
             sizes[index] += extra
     if max(sizes) < SMALL_LIMIT:
-        prefixes = list(map(SMALL.__getitem__, sizes))
+        prefixes = look_up(SMALL, sizes)
     else:
         prefixes = list(map(zigzag_varint, sizes))
     parts = [template.key] * (7 * count)
