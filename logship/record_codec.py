@@ -121,9 +121,10 @@ def _offset_prefixes(count: int) -> list[bytes]:
     return table[:count]
 
 
-def look_up(table, keys: list) -> tuple | list:
-    """[table[k] for k in keys], in one C call (operator.itemgetter: faster than a map over
-    table.__getitem__, which calls through Python's calling convention for each key)."""
+def look_up(table, keys) -> tuple | list:
+    """[table[k] for k in keys] for a sequence of keys, in one C call (operator.itemgetter:
+    faster than a map over table.__getitem__, which calls through Python's calling
+    convention for each key)."""
     if len(keys) > 1:
         return itemgetter(*keys)(table)
     return [table[key] for key in keys]  # itemgetter of one key returns the item itself

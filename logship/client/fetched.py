@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 from ..compression import decompress
 from ..errors import CorruptRecordError
+from ..record_codec import look_up
 from ..records import DEFAULT_MAX_UNCOMPRESSED, HEADER_SIZE, crc32c
 from ..varint import SMALL, read_varint, read_varlong
 
@@ -180,7 +181,7 @@ def _records(out: PartitionRecords, data: bytes, count: int, topic: str, partiti
     elif deltas is None or not any(deltas):  # one timestamp for the batch (as build_batch_values writes it)
         out.timestamps += repeat(base_ts, n)
     else:
-        out.timestamps += map(base_ts.__add__, map(_ZIGZAG.__getitem__, deltas))
+        out.timestamps += map(base_ts.__add__, look_up(_ZIGZAG, deltas))
     out.values += values
 
 
