@@ -19,8 +19,9 @@ with nothing. A worker that dies, or workers that cannot be started, stop the po
 `take()` then returns status None for every request outstanding, which the caller handles
 itself, and `put()` refuses more (returns False).
 
-Fork before starting threads: a forked child inherits only the thread that forked, and
-locks other threads held stay held in it.
+A worker keeps the memory it frees (malloc_tuning) and runs `prepare` once, before its
+first request. Fork before starting threads: a forked child inherits only the thread that
+forked, and locks other threads held stay held in it.
 """
 
 from __future__ import annotations
