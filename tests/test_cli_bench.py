@@ -24,7 +24,8 @@ def bench(*args: str) -> subprocess.CompletedProcess:
 def rows(output: str) -> dict[str, list[str]]:
     table = {}
     for line in output.splitlines():
-        match = re.match(r"(kcat -P|kcat -C -e|logship produce|logship consume -e)\s+(.*)", line)
+        match = re.match(r"(kcat -P(?: \(pipe\))?|kcat -C -e|logship produce(?: \(pipe\))?|logship consume -e)\s+(.*)",
+                         line)
         if match:
             table[match.group(1)] = match.group(2).split()
     return table
@@ -41,6 +42,15 @@ def test_bench_starts_its_own_broker_and_compares_with_kcat():
         median, best, mbs, ratio_median, ratio_best = (float(v.replace(",", "")) for v in table[label])
         assert 0 < median <= best and mbs > 0 and ratio_median > 0 and ratio_best > 0
     assert len(table["kcat -P"]) == 3  # kcat's rows carry no ratio
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")
+def test_bench_through_a_pipe_too(broker):
+    done = bench("-b", broker.address, "-n", "2000", "--rounds", "1", "--pipe")
+    assert done.returncode == 0, done.stderr
+    table = rows(done.stdout)
+    assert {"kcat -P (pipe)", "logship produce (pipe)"} <= set(table)
+    assert len(table["logship produce (pipe)"]) == 5 and len(table["kcat -P (pipe)"]) == 3  # with its ratio
 
 
 def test_bench_against_a_given_broker_without_kcat(broker):

@@ -58,13 +58,15 @@ def log_lines(count: int, size: int, seed: int = 1) -> bytes:
               default="zstd", show_default=True)
 @click.option("--kcat/--no-kcat", "with_kcat", default=True, show_default=True,
               help="Run kcat side by side (if it is on PATH) and show logship's ratio to it.")
-def bench(brokers, records, size, rounds, acks, compression, with_kcat) -> int:
+@click.option("--pipe", is_flag=True, help="Also produce the file through a pipe (`cat FILE | ...`).")
+def bench(brokers, records, size, rounds, acks, compression, with_kcat, pipe) -> int:
     """Measure `logship produce` and `logship consume` throughput, side by side with kcat.
 
     Writes RECORDS log-like lines of SIZE bytes to a temporary file; runs `logship produce
     FILE` and `kcat -P -l FILE` into the same broker with the same acks and compression,
     then `logship consume -e` and `kcat -C -e` of what logship produced, to /dev/null;
-    each ROUNDS times, alternately. Prints the median and best records/s and MB/s of each,
+    each ROUNDS times, alternately; with --pipe, also both producers reading the file from
+    `cat` through a pipe. Prints the median and best records/s and MB/s of each,
     and logship's ratio to kcat (above 1: logship is faster), median to median and best to
     best. Every topic written is checked to hold RECORDS records.
 
@@ -74,7 +76,7 @@ def bench(brokers, records, size, rounds, acks, compression, with_kcat) -> int:
     \b
     Examples:
       logship bench
-      logship bench -n 200000 --rounds 5 --acks 1
+      logship bench -n 200000 --rounds 5 --acks 1 --pipe
       logship bench -b kafka1:9092 --no-kcat
     """
     kcat = shutil.which("kcat") if with_kcat else None
@@ -85,7 +87,7 @@ def bench(brokers, records, size, rounds, acks, compression, with_kcat) -> int:
         lines.write_bytes(log_lines(records, size))
         broker = None if brokers else BrokerProcess(Path(tmp) / "data").start()
         try:
-            runs = _run(brokers or broker.address, lines, records, rounds, acks, compression, kcat)
+            runs = _run(brokers or broker.address, lines, records, rounds, acks, compression, kcat, pipe)
         finally:
             if broker is not None:
                 broker.stop()
@@ -96,34 +98,48 @@ def bench(brokers, records, size, rounds, acks, compression, with_kcat) -> int:
 
 
 def _run(address: str, lines: Path, records: int, rounds: int, acks: str, compression: str,
-         kcat: str | None) -> dict[str, list[float]]:
+         kcat: str | None, pipe: bool) -> dict[str, list[float]]:
     """Seconds per run of each command, by label."""
     logship = [sys.executable, "-m", "logship"]
     tag = f"bench-{time.time():.0f}-"
     kcat_codec = [] if compression == "none" else ["-z", compression]
     runs: dict[str, list[float]] = {}
+    topics = []
+    ways = [("", [str(lines)], None)] + ([(" (pipe)", [], lines)] if pipe else [])
     for r in range(rounds):
-        if kcat:
-            runs.setdefault("kcat -P", []).append(_timed(
-                [kcat, "-P", "-b", address, "-t", f"{tag}kcat{r}", *kcat_codec, "-X", f"acks={acks}",
-                 "-X", "linger.ms=5", "-X", "queue.buffering.max.messages=1000000", "-l", str(lines)]))
-        runs.setdefault("logship produce", []).append(_timed(
-            [*logship, "produce", f"{tag}logship{r}", "-b", address, "--acks", acks, "-z", compression,
-             str(lines)]))
+        for suffix, file_args, feed in ways:
+            name = suffix.strip(" ()")
+            if kcat:
+                topics.append(f"{tag}kcat{name}{r}")
+                runs.setdefault(f"kcat -P{suffix}", []).append(_timed(
+                    [kcat, "-P", "-b", address, "-t", topics[-1], *kcat_codec, "-X", f"acks={acks}",
+                     "-X", "linger.ms=5", "-X", "queue.buffering.max.messages=1000000",
+                     *(["-l", *file_args] if file_args else [])], feed))
+            topics.append(f"{tag}logship{name}{r}")
+            runs.setdefault(f"logship produce{suffix}", []).append(_timed(
+                [*logship, "produce", topics[-1], "-b", address, "--acks", acks, "-z", compression, *file_args],
+                feed))
     for r in range(rounds):
         if kcat:
             runs.setdefault("kcat -C -e", []).append(_timed(
                 [kcat, "-C", "-b", address, "-t", f"{tag}logship0", "-o", "beginning", "-e", "-q"]))
         runs.setdefault("logship consume -e", []).append(_timed(
             [*logship, "consume", f"{tag}logship0", "-b", address, "-e"]))
-    _check_counts(address, [f"{tag}{who}{r}" for who in (("kcat", "logship") if kcat else ("logship",))
-                            for r in range(rounds)], records)
+    _check_counts(address, topics, records)
     return runs
 
 
-def _timed(cmd: list[str]) -> float:
+def _timed(cmd: list[str], feed: Path | None = None) -> float:
+    """Seconds `cmd` took, with `feed` (if given) written to its standard input by `cat`."""
     start = time.perf_counter()
-    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env())
+    cat = subprocess.Popen(["cat", str(feed)], stdout=subprocess.PIPE) if feed is not None else None
+    try:
+        done = subprocess.run(cmd, stdin=cat.stdout if cat else subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, env=child_env())
+    finally:
+        if cat is not None:
+            cat.stdout.close()
+            cat.wait()
     elapsed = time.perf_counter() - start
     if done.returncode:
         raise click.ClickException(f"{' '.join(cmd[:4])} ... failed (exit {done.returncode}): "
@@ -145,7 +161,8 @@ def _check_counts(address: str, topics: list[str], records: int) -> None:
 def _table(runs: dict[str, list[float]], records: int, size: int) -> str:
     from tabulate import tabulate
 
-    reference = {"logship produce": "kcat -P", "logship consume -e": "kcat -C -e"}
+    reference = {"logship produce": "kcat -P", "logship consume -e": "kcat -C -e",
+                 "logship produce (pipe)": "kcat -P (pipe)"}
     rows = []
     for label, seconds in runs.items():
         median, best = statistics.median(seconds), min(seconds)
