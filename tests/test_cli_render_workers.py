@@ -75,6 +75,10 @@ def test_a_big_chunk_is_cut_into_pieces_of_whole_batches_unless_it_has_aborted_t
     assert list(pieces(chunk, 6 * size)) == [chunk]  # not worth cutting
     aborted = chunk._replace(aborted=[(7, 0)])
     assert list(pieces(aborted, 2 * size)) == [aborted]
+    damaged = bytearray(data)
+    damaged[3 * size + 8:3 * size + 12] = (-12).to_bytes(4, "big", signed=True)  # a batch "of 0 bytes"
+    cut = list(pieces(chunk._replace(data=bytes(damaged)), 2 * size))
+    assert b"".join(p.data for p in cut) == damaged  # no endless loop: the rest is one piece
 
 
 def test_small_chunks_are_decoded_here_after_the_results_before_them():

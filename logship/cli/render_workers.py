@@ -22,7 +22,7 @@ import pickle
 import click
 
 from ..client.fetched import warm_up
-from ..records import LOG_OVERHEAD, peek_offset_and_size
+from ..records import HEADER_SIZE, LOG_OVERHEAD, peek_offset_and_size
 from .output import IDLE_CHECK_S
 from .worker_pool import OrderedWorkers, workers_from_env
 
@@ -134,7 +134,10 @@ def pieces(chunk, size: int):
         return
     start = position = 0
     while position + LOG_OVERHEAD <= len(data):
-        position += peek_offset_and_size(data, position)[1]
+        batch = peek_offset_and_size(data, position)[1]
+        if batch < HEADER_SIZE:
+            break  # not a batch: the rest goes as one piece, whose decoding says what is wrong
+        position += batch
         if position - start >= size and len(data) - position >= size:
             yield chunk._replace(data=data[start:position])
             start = position
