@@ -14,7 +14,7 @@ def records_of(data: bytes, separator: bytes) -> list[bytes]:
 
 
 class CollectingProducer:
-    """Stands in for Producer: keeps what send_batch is given."""
+    """Stands in for Producer: keeps what send_batch and send_values are given, in order."""
 
     def __init__(self, on_send=None):
         self.batches: list[tuple[str, bytes, int, int | None]] = []
@@ -24,6 +24,10 @@ class CollectingProducer:
         self.batches.append((topic, data, count, partition))
         if self.on_send:
             self.on_send(len(self.batches))
+
+    def send_values(self, topic, values, partition=None):
+        """Kept as a batch, in the same sequence as send_batch's."""
+        self.send_batch(topic, build_batch_values(values, 0), len(values), partition)
 
     def values(self) -> list[bytes]:
         out = []
@@ -44,10 +48,10 @@ class Counting:
 
 
 class MixedProducer(CollectingProducer):
-    """Also takes send_values, as a batch in the same sequence as send_batch's."""
+    """Counts the send_values calls (records sent from the producing process)."""
 
     small = 0
 
     def send_values(self, topic, values, partition=None):
         self.small += 1
-        self.send_batch(topic, build_batch_values(values, 0), len(values), partition)
+        super().send_values(topic, values, partition)

@@ -121,6 +121,45 @@ def test_a_killed_worker_leaves_its_ranges_and_the_rest_to_this_process(tmp_path
             os.waitpid(pid, os.WNOHANG)  # reaped
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_line_cut_where_the_writer_paused_is_sent_whole_once_the_file_stops_growing(tmp_path, workers):
+    path = tmp_path / "paused.log"
+    first = b"".join(b"line %d %s\n" % (i, b"x" * 100) for i in range(20_000)) + b"partial-"
+    path.write_bytes(first)
+
+    def finish_the_line_once(_):
+        if sum(count for *_, count, _ in producer.batches) >= 20_000 and not appended:
+            appended.append(True)  # every whole line is sent: only then the writer goes on
+            with open(path, "ab") as stream:
+                stream.write(b"rest\nnext line\nlast, no newline")
+
+    appended: list = []
+    producer = CollectingProducer(finish_the_line_once)
+    producer, sent, progress = produce_file(path, workers, producer)
+    assert appended
+    whole = first + b"rest\nnext line\nlast, no newline"
+    assert producer.values() == records_of(whole, b"\n")  # "partial-rest", not "partial-" and a lost "rest"
+    assert sent == progress.records == len(records_of(whole, b"\n")) and progress.bytes == len(whole)
+
+
+def test_standard_input_read_from_the_middle_of_a_line_starts_with_the_rest_of_it(tmp_path):
+    path, data = random_file(tmp_path, random.Random(8), count=3000)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        skipped = data.index(b"\n") // 2 or 1  # as after `head -c N` on the same input
+        os.lseek(fd, skipped, os.SEEK_SET)
+        files = FileProducer([fd], b"\n", NONE, 32 << 10, 2)
+        try:
+            producer = CollectingProducer()
+            files.produce(producer, "t", None, 0, Counting())
+        finally:
+            files.close()
+        assert producer.values() == records_of(data[skipped:], b"\n")
+        assert os.lseek(fd, 0, os.SEEK_CUR) == len(data)
+    finally:
+        os.close(fd)
+
+
 def test_a_file_that_grows_while_it_is_produced_is_read_to_its_end(tmp_path):
     path = tmp_path / "growing.log"
     first = b"".join(b"first %d %s\n" % (i, b"x" * 100) for i in range(3000))

@@ -36,6 +36,7 @@ import select
 import stat
 import struct
 import time
+from typing import NamedTuple
 
 from ..client.batches import RECORD_OVERHEAD, runs_that_fit
 from ..records import build_batch_values, parse_header
@@ -48,16 +49,33 @@ PARALLEL_FROM = 4 << 20  # bytes left in a file: smaller files are read by the s
 SMALLEST_BLOCK = 64 << 10  # bytes of records read from a pipe: fewer are sent from here
 MOST_SHARED = 16 << 20  # bytes of a slot of shared memory, however big batches may be
 _READ_AHEAD = 4096  # bytes read past a range's end to find its last record's separator
-_RANGE = struct.Struct(">cqqq")  # b"R", source index, start, end
+_RANGE = struct.Struct(">c?qqq")  # b"R", whether start is a record start, source index, start, end
 _BLOCK = struct.Struct(">cqq")  # b"B", offset and length in PipeBlocks' region
 
 
-def lines_starting_in(fd: int, start: int, end: int, separator: bytes) -> tuple[list[bytes], int]:
+class Range(NamedTuple):
+    """Records of source `index` that start in [start, end) (at `start` itself if `first`)."""
+
+    first: bool
+    index: int
+    start: int
+    end: int
+
+
+class Block(NamedTuple):
+    """A block of whole records at `offset` in PipeBlocks' region."""
+
+    offset: int
+    length: int
+
+
+def lines_starting_in(fd: int, start: int, end: int, separator: bytes,
+                      record_start: bool = False) -> tuple[list[bytes], int]:
     """The records (without their separator) whose first byte lies in [start, end) of the
-    file open as `fd`: one at `start` if it is 0 or follows a separator, one after each
-    separator before `end - 1`, each ending at its separator or at the end of the file;
-    and the sum of their lengths."""
-    lead = 1 if start else 0  # read the byte before start, to see whether a record starts there
+    file open as `fd`: one at `start` if it is 0, follows a separator or is `record_start`
+    (where reading began), one after each separator before `end - 1`, each ending at its
+    separator or at the end of the file; and the sum of their lengths."""
+    lead = 1 if start and not record_start else 0  # the byte before start: does a record start there?
     base = start - lead
     stop = end - base  # the range's end, relative to base
     want = stop + _READ_AHEAD
@@ -118,8 +136,9 @@ class FileProducer:
         self.batch_limit = batch_limit
         self._fds: dict[int, int] = {}  # this process's: sources opened by path
         self._range = max(int(batch_limit * 0.9), 1 << 16)
-        self._index: int | None = None  # the source begun, and its ranges planned and size
-        self._planned = self._size = 0
+        self._index: int | None = None  # the source begun; then where its ranges are planned up to,
+        self._planned = self._whole = self._size = 0  # where its last whole record ends, its size
+        self._first = False  # whether the next range starts where reading began
         self.pipe_blocks = self._pipe_blocks(workers, separator) if pipes else None
         answer_slot = min(2 * batch_limit, MOST_SHARED) + (64 << 10)  # a range's batches, or by socket
         self.pool = OrderedWorkers(self._encode, workers, depth=self.DEPTH, answer_slot_bytes=answer_slot)
@@ -143,13 +162,16 @@ class FileProducer:
         the source itself if this was not called."""
         fd = self._fd(index)
         self._index = index
-        self._planned = os.lseek(fd, 0, os.SEEK_CUR)
-        self._size = os.fstat(fd).st_size
+        self._planned = self._whole = self._size = os.lseek(fd, 0, os.SEEK_CUR)
+        self._first = True
+        self._grown(fd)
         self._hand_out()
 
     def produce(self, producer, topic: str, partition: int | None, index: int, progress) -> int:
         """Send the records of source `index` (a regular file) to `topic`, from its position
-        (when begun) to its end, which becomes its position; returns how many."""
+        (when begun) to its end, which becomes its position; returns how many. Ranges end
+        where the last whole record does: a last record without its separator is sent only
+        once the file has stopped growing (else it would be cut where a writer paused)."""
         if not self.begun(index):
             self.begin(index)
         fd = self._fd(index)
@@ -158,13 +180,15 @@ class FileProducer:
             self._hand_out()
             if self.pool.pending:
                 sent += self._take(producer, topic, partition, progress)
-            elif self._planned < self._size:  # the workers are gone: a range here
+            elif self._planned < self._whole:  # the workers are gone: a range here
                 sent += self._deliver(producer, topic, partition, progress, self._next_range(), None, None)
-            else:
-                grown = os.fstat(fd).st_size
-                if grown <= self._size:
-                    break
-                self._size = grown
+            elif not self._grown(fd):
+                break
+        if self._size > self._whole:  # the last record, without its separator
+            last = os.pread(fd, self._size - self._whole, self._whole)
+            producer.send_values(topic, [last], partition)
+            progress.add(1, len(last))
+            sent += 1
         os.lseek(fd, self._size, os.SEEK_SET)
         self._index = None
         return sent
@@ -197,17 +221,34 @@ class FileProducer:
 
     def _hand_out(self) -> None:
         """Give the workers ranges of the current source until each has `depth` of them."""
-        while self._planned < self._size and self.pool.usable and self.pool.can_put():
+        while self._planned < self._whole and self.pool.usable and self.pool.can_put():
             token = self._next_range()
             if not self.pool.put(token, _RANGE.pack(b"R", *token)):
-                self._planned = token[1]  # not taken: planned again
+                self._planned, self._first = token.start, token.first  # not taken: planned again
                 return
 
-    def _next_range(self) -> tuple[int, int, int]:
-        end = min(self._planned + self._range, self._size)
-        token = (self._index, self._planned, end)
-        self._planned = end
+    def _next_range(self) -> Range:
+        end = min(self._planned + self._range, self._whole)
+        token = Range(self._first, self._index, self._planned, end)
+        self._planned, self._first = end, False
         return token
+
+    def _grown(self, fd: int) -> bool:
+        """Read the size of the current source again; whether it grew. Moves `_whole` to the
+        end of its last separator."""
+        size = os.fstat(fd).st_size
+        if size <= self._size:
+            return False
+        self._size = size
+        position = size
+        while position > self._whole:  # back from the end to the last separator
+            chunk = min(1 << 16, position - self._whole)
+            found = os.pread(fd, chunk, position - chunk).rfind(self.separator)
+            if found >= 0:
+                self._whole = position - chunk + found + len(self.separator)
+                break
+            position -= chunk
+        return True
 
     def _block(self, producer, topic: str, partition: int | None, where: int | bytes, length: int,
                progress) -> int:
@@ -217,7 +258,7 @@ class FileProducer:
         if length >= min(SMALLEST_BLOCK, self._range // 2) and self.pool.usable and isinstance(where, int):
             while not self.pool.can_put():
                 sent += self._take(producer, topic, partition, progress)
-            if self.pool.put((where, length), _BLOCK.pack(b"B", where, length)):
+            if self.pool.put(Block(where, length), _BLOCK.pack(b"B", where, length)):
                 return sent
         sent += self._drain(producer, topic, partition, progress)  # what came before goes first
         values = _split_block(self.pipe_blocks.data(where, length) if isinstance(where, int) else where,
@@ -236,17 +277,17 @@ class FileProducer:
         return self._deliver(producer, topic, partition, progress, *self.pool.take())
 
     def _deliver(self, producer, topic: str, partition: int | None, progress, token, count, batches) -> int:
-        """Send the batches of a request (a range's (index, start, end) or a block's (offset,
-        length)): a worker's answer, or made here if it has none (count None or -1)."""
+        """Send the batches of a request (a Range or a Block): a worker's answer, or made here
+        if it has none (count None or -1)."""
         if count is None or count < 0:
-            count, batches = self._frame_range(*token) if len(token) == 3 else self._frame_block(*token)
+            count, batches = self._frame_range(*token) if isinstance(token, Range) else self._frame_block(*token)
         position = 0
         while position < len(batches):
             header = parse_header(batches, position)
             size = header.batch_length + 12
             producer.send_batch(topic, bytes(batches[position:position + size]), header.records_count, partition)
             position += size
-        nbytes = token[2] - token[1] if len(token) == 3 else token[1]
+        nbytes = token.end - token.start if isinstance(token, Range) else token.length
         self._resize(count, nbytes)
         progress.add(count, nbytes)
         return count
@@ -266,11 +307,10 @@ class FileProducer:
         """A worker's handler: (record count, batches) of a request."""
         if request[:1] == b"B":
             return self._frame_block(*_BLOCK.unpack(request)[1:])
-        _, index, start, end = _RANGE.unpack(request)
-        return self._frame_range(index, start, end)
+        return self._frame_range(*_RANGE.unpack(request)[1:])
 
-    def _frame_range(self, index: int, start: int, end: int) -> tuple[int, bytes]:
-        values, value_bytes = lines_starting_in(self._fd(index), start, end, self.separator)
+    def _frame_range(self, first: bool, index: int, start: int, end: int) -> tuple[int, bytes]:
+        values, value_bytes = lines_starting_in(self._fd(index), start, end, self.separator, first)
         return self._frame(values, value_bytes)
 
     def _frame_block(self, offset: int, length: int) -> tuple[int, bytes]:
