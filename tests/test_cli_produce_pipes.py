@@ -135,6 +135,55 @@ def test_the_workers_batches_are_sent_while_the_pipe_waits():
     assert producer.small == 0  # every block went by a worker
 
 
+def start_producing(producer, workers=2):
+    """A pipe, and produce_stream reading it on a thread: (write end, thread)."""
+    files = FileProducer([0], b"\n", NONE, 4 * SMALLEST_BLOCK, workers, pipes=True)
+    read, write = os.pipe()  # after the fork: the workers must not hold its write end open
+
+    def run():
+        try:
+            files.produce_stream(producer, "t", None, read, 0.005, Counting())
+        finally:
+            os.close(read)
+            files.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return write, thread
+
+
+def test_a_steady_trickle_goes_out_within_the_linger_not_when_a_block_fills():
+    producer = MixedProducer()
+    write, thread = start_producing(producer)
+    try:
+        for i in range(300):  # a line every 2 ms: the pipe never stays idle for the 5 ms linger
+            os.write(write, b"line %d\n" % i)
+            time.sleep(0.002)
+            if i == 150:
+                assert len(producer.values()) > 100  # the first lines went while the writer goes on
+    finally:
+        os.close(write)
+        thread.join(30)
+    assert not thread.is_alive()
+    assert producer.values() == [b"line %d" % i for i in range(300)]
+
+
+def test_records_before_a_record_longer_than_a_slot_go_while_its_writer_stalls():
+    lines = b"".join(b"%d %s\n" % (i, b"s" * 100) for i in range(3000))
+    long_record = b"L" * (16 * SMALLEST_BLOCK)  # three slots long
+    producer = MixedProducer()
+    write, thread = start_producing(producer)
+    try:
+        os.write(write, lines + long_record[:-SMALLEST_BLOCK])  # more than a slot of it, then a stall
+        delivered = wait_until(lambda: len(producer.values()) == 3000, timeout=10)
+        os.write(write, long_record[-SMALLEST_BLOCK:] + b"\nafter\n")
+    finally:
+        os.close(write)
+        thread.join(30)
+    assert not thread.is_alive() and delivered
+    assert producer.values() == records_of(lines, b"\n") + [long_record, b"after"]
+
+
 @pytest.mark.integration
 def test_the_command_from_a_pipe_gives_what_the_serial_path_gives(broker):
     data = b"".join(b"%07d %s\n" % (i, b"p" * (i % 180)) for i in range(60_000)) + b"no newline at the end"

@@ -11,7 +11,7 @@ Slots are used in turn. Reading block i writes slot i (mod slots) and, with the 
 at its end, the start of slot i + 1: whoever hands blocks out must be done with a block
 before it is `slots - 1` blocks old (at most slots - 2 outstanding while reading). A record
 longer than a slot cannot be carried: `read` then gives that block as bytes, read outside
-the region.
+the region one read a call (so that the caller can deliver what is ready between reads).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import mmap
 import os
 import select
+import time
 
 __all__ = ["PipeBlocks", "widen_pipe"]
 
@@ -34,14 +35,18 @@ class PipeBlocks:
         self.region = mmap.mmap(-1, slots * slot_bytes)  # anonymous and shared with forked children
         self._slot = 0
         self._carry = 0  # bytes of a cut record at the start of the current slot
+        self._long: list[bytes] | None = None  # a record longer than a slot, as read so far
 
     def read(self, fd: int, target: int, linger: float) -> tuple[int | bytes, int, bool]:
         """The next block: (offset in the region, length, whether the input ended) or, for a
-        record longer than a slot, (its bytes, length, ended). Reads until the slot holds
-        `target` bytes or the pipe has had nothing for `linger` seconds, waiting as long as
-        it takes for the first read. Length 0 (and not ended): no whole record yet, the part
-        read is kept for the next call. The last block of an input may lack a separator."""
+        record longer than a slot, (its bytes, length, ended). Waits for the first read as
+        long as it takes, then reads until the slot holds `target` bytes or `linger` seconds
+        have passed since. Length 0 (and not ended): no whole record yet, what was read is
+        kept for the next call (which waits again: deliver what is ready before calling).
+        The last block of an input may lack a separator."""
         start = self._slot * self.slot_bytes
+        if self._long is not None:
+            return self._read_long(fd, start)
         size, ended = self._fill(fd, start, min(target, self.slot_bytes), linger)
         cut = size if ended else self.region.rfind(self.separator, start, start + size) - start + 1
         if cut > 0 or ended:
@@ -51,10 +56,11 @@ class PipeBlocks:
             self.region[following:following + carried] = self.region[start + cut:start + size]
             self._carry = carried
             return start, cut, ended
-        if size < self.slot_bytes:
-            self._carry = size  # part of a record: the rest is read into the same slot
-            return start, 0, False
-        return self._long_record(fd, start)
+        if size == self.slot_bytes:  # a record longer than a slot: read on outside the region
+            self._long = [self.region[start:start + size]]
+            size = 0
+        self._carry = size  # part of a record: the rest is read into the same slot
+        return start, 0, False
 
     def data(self, offset: int, length: int) -> bytes:
         return self.region[offset:offset + length]
@@ -65,35 +71,33 @@ class PipeBlocks:
     def _fill(self, fd: int, start: int, target: int, linger: float) -> tuple[int, bool]:
         view = memoryview(self.region)[start:start + self.slot_bytes]
         try:
-            size = self._carry
+            size, deadline = self._carry, None
             while True:
                 read = os.readv(fd, [view[size:target if size < target else self.slot_bytes]])
                 if not read:
                     return size, True
                 size += read
-                if size >= target or not _readable(fd, linger):
+                if deadline is None:
+                    deadline = time.monotonic() + linger
+                left = deadline - time.monotonic()
+                if size >= target or left <= 0 or not _readable(fd, left):
                     return size, False
         finally:
             view.release()
 
-    def _long_record(self, fd: int, start: int) -> tuple[bytes, int, bool]:
-        """A full slot without a separator: read on, outside the region, to the end of that
-        record; return the whole records read, and carry what follows into the slot."""
-        parts = [self.region[start:start + self.slot_bytes]]
-        while True:
-            data = os.read(fd, _OVERFLOW_READ)
-            if not data:
-                block = b"".join(parts)
-                self._carry = 0
-                return block, len(block), True
-            cut = data.rfind(self.separator) + 1
-            if cut:
-                parts.append(data[:cut])
-                block = b"".join(parts)
-                self.region[start:start + len(data) - cut] = data[cut:]
-                self._carry = len(data) - cut
-                return block, len(block), False
-            parts.append(data)
+    def _read_long(self, fd: int, start: int) -> tuple[int | bytes, int, bool]:
+        """One read more of a record longer than a slot: the whole records read once its
+        separator comes (what follows is carried into the slot), else length 0."""
+        data = os.read(fd, _OVERFLOW_READ)
+        cut = data.rfind(self.separator) + 1 if data else len(data)
+        if data and not cut:
+            self._long.append(data)
+            return start, 0, False
+        self._long.append(data[:cut])
+        block, self._long = b"".join(self._long), None
+        self.region[start:start + len(data) - cut] = data[cut:]
+        self._carry = len(data) - cut
+        return block, len(block), not data
 
 
 def _readable(fd: int, timeout: float) -> bool:

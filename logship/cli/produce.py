@@ -149,8 +149,12 @@ def _start_workers(files: tuple[str, ...], separator: bytes, compression: str, b
         return None
     workers = FileProducer(sources, separator, codec_by_name(compression), batch_limit(batch_size), count,
                            pipes="stream" in kinds)
-    if parallel_kind(sources[0]) == "range":
-        workers.begin(0)  # the workers start on it while the producer connects
+    try:
+        if parallel_kind(sources[0]) == "range":
+            workers.begin(0)  # the workers start on it while the producer connects
+    except BaseException:
+        workers.close()
+        raise
     return workers
 
 

@@ -16,8 +16,7 @@ producing goes on: the file is read to its end, as `cat` would.
 
 Pipes (`app | logship produce`) are read here, into memory the workers share (pipe_blocks),
 in blocks of whole records that go to the workers. A block ends when it is big enough, or
-when the pipe has had nothing more for the linger time, so a slow pipe's lines still go
-within it; a block smaller than SMALLEST_BLOCK, or half a batch (a slow pipe's few lines),
+the linger time after its first bytes came, so a slow pipe's lines still go within it; a block smaller than SMALLEST_BLOCK, or half a batch (a slow pipe's few lines),
 is sent from here with Producer.send_values, after everything before it. Before waiting for more input, what
 the workers finished is sent.
 
@@ -195,12 +194,14 @@ class FileProducer:
 
     def produce_stream(self, producer, topic: str, partition: int | None, fd: int, linger: float,
                        progress) -> int:
-        """Send the records read from `fd` (a pipe or socket) to `topic` until it ends,
-        waiting at most `linger` seconds for more before a block goes; returns how many.
+        """Send the records read from `fd` (a pipe or socket) to `topic` until it ends; a
+        block goes at most `linger` seconds after its first bytes came; returns how many.
         Needs `pipes` at construction."""
         widen_pipe(fd)
         sent = 0
         while True:
+            while self.pool.pending and self.pool.oldest_ready([], 0):
+                sent += self._take(producer, topic, partition, progress)  # deliver what is done
             if self.pool.pending and not _readable(fd):
                 sent += self._drain(producer, topic, partition, progress)  # deliver before waiting
             where, length, ended = self.pipe_blocks.read(fd, self._range, linger)

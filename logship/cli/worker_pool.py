@@ -12,8 +12,8 @@ answer's length and where it is: -1, then the answer follows on the socket and i
 into one buffer that this process reuses (fresh megabyte buffers cost more in page faults
 than the copy); or, with `answer_slot_bytes`, the number of the shared slot the worker
 wrote it into. Each worker has `depth` slots in a shared anonymous mapping and uses them in
-turn; it writes slot k again only for the request `depth` after, which this process puts
-only once it has taken the answer in slot k. So an answer in a slot is copied once (into
+turn; it writes slot k again at least `depth` requests later, which this process puts only
+once it has taken the answer in slot k. So an answer in a slot is copied once (into
 the slot) instead of twice through the socket. A handler that raises answers status -1
 with nothing. A worker that dies, or workers that cannot be started, stop the pool:
 `take()` then returns status None for every request outstanding, which the caller handles
