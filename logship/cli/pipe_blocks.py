@@ -21,7 +21,7 @@ import os
 import select
 import time
 
-__all__ = ["PipeBlocks", "widen_pipe"]
+__all__ = ["PipeBlocks", "readable", "widen_pipe"]
 
 PIPE_SIZE = 1 << 20  # what a pipe we read is widened to hold (Linux's default maximum)
 _OVERFLOW_READ = 1 << 16
@@ -80,7 +80,7 @@ class PipeBlocks:
                 if deadline is None:
                     deadline = time.monotonic() + linger
                 left = deadline - time.monotonic()
-                if size >= target or left <= 0 or not _readable(fd, left):
+                if size >= target or left <= 0 or not readable(fd, left):
                     return size, False
         finally:
             view.release()
@@ -100,7 +100,8 @@ class PipeBlocks:
         return block, len(block), not data
 
 
-def _readable(fd: int, timeout: float) -> bool:
+def readable(fd: int, timeout: float = 0.0) -> bool:
+    """Whether `fd` has something to read (or its end) within `timeout` seconds."""
     return bool(select.select([fd], [], [], timeout)[0])
 
 

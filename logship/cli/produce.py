@@ -138,8 +138,8 @@ def _start_workers(files: tuple[str, ...], separator: bytes, compression: str, b
     from .produce_files import FileProducer, parallel_kind
 
     sources = [0 if name == "-" else name for name in files] or [0]
-    kinds = set(map(parallel_kind, sources)) - {None}
-    if not kinds:
+    kinds = list(map(parallel_kind, sources))
+    if not any(kinds):
         return None
     try:
         count = workers_from_env("LOGSHIP_ENCODE_WORKERS")
@@ -150,7 +150,7 @@ def _start_workers(files: tuple[str, ...], separator: bytes, compression: str, b
     workers = FileProducer(sources, separator, codec_by_name(compression), batch_limit(batch_size), count,
                            pipes="stream" in kinds)
     try:
-        if parallel_kind(sources[0]) == "range":
+        if kinds[0] == "range":
             workers.begin(0)  # the workers start on it while the producer connects
     except BaseException:
         workers.close()

@@ -31,7 +31,6 @@ be read, say) is raised here as the serial path raises it.
 from __future__ import annotations
 
 import os
-import select
 import stat
 import struct
 import time
@@ -39,7 +38,7 @@ from typing import NamedTuple
 
 from ..client.batches import RECORD_OVERHEAD, runs_that_fit
 from ..records import build_batch_values, parse_header
-from .pipe_blocks import PipeBlocks, widen_pipe
+from .pipe_blocks import PipeBlocks, readable, widen_pipe
 from .worker_pool import OrderedWorkers
 
 __all__ = ["FileProducer", "lines_starting_in", "parallel_kind", "PARALLEL_FROM", "SMALLEST_BLOCK"]
@@ -202,7 +201,7 @@ class FileProducer:
         while True:
             while self.pool.pending and self.pool.oldest_ready([], 0):
                 sent += self._take(producer, topic, partition, progress)  # deliver what is done
-            if self.pool.pending and not _readable(fd):
+            if self.pool.pending and not readable(fd):
                 sent += self._drain(producer, topic, partition, progress)  # deliver before waiting
             where, length, ended = self.pipe_blocks.read(fd, self._range, linger)
             if length:
@@ -344,8 +343,3 @@ def _split_block(block: bytes, separator: bytes) -> list[bytes]:
     if values[-1] == b"" and len(values) > 1:
         values.pop()  # after the block's last separator
     return values
-
-
-def _readable(fd: int) -> bool:
-    """Whether reading `fd` would not wait."""
-    return bool(select.select([fd], [], [], 0)[0])
