@@ -82,3 +82,63 @@ def test_start_up_stays_lean():
     for data in (b"", b"123456789", os.urandom(10_000)):
         assert crc32c(data) == package_crc32c(data)
     assert crc32c(b"56789", crc32c(b"1234")) == crc32c(b"123456789") == 0xE3069283
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(path: Path, modules: set[str]) -> set[str]:
+    """logship modules that `path` imports when it is loaded: imports at module level, outside
+    `if TYPE_CHECKING:` blocks (imports inside functions run later and cannot form a load cycle,
+    but they are counted too, so that a cycle is not merely hidden in a function)."""
+    tree = ast.parse(path.read_text())
+    own = _module_name(path)
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    found = set()
+
+    def visit(node):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            return
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                candidate = f"{target}.{alias.name}"
+                found.add(candidate if candidate in modules else target)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return {name for name in found if name in modules and name != own}
+
+
+def test_no_import_cycles_between_modules():
+    """Imports point one way inside every package too (DESIGN.md: handlers do not import the
+    broker that dispatches to them). A package's __init__ importing its own modules is allowed."""
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {name: {m for m in _runtime_imports(path, set(paths)) if not name.startswith(m + ".")}
+             for name, path in paths.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def walk(name):
+        state[name] = 1
+        stack.append(name)
+        for target in sorted(graph[name]):
+            if state.get(target) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(target):] + [target]))
+            if target not in state:
+                walk(target)
+        stack.pop()
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            walk(name)

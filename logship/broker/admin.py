@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from .broker import Broker, Reply
+from typing import TYPE_CHECKING
+
+from .reply import Reply
+
+if TYPE_CHECKING:
+    from .broker import Broker
 
 
 def api_versions(broker: Broker, version: int, body: dict) -> Reply:

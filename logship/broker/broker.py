@@ -1,10 +1,7 @@
-"""`Broker`: turns one decoded request into one `Reply`, over the store; no sockets here.
+"""`Broker`: turns one decoded request into one `Reply` (reply.py), over the store; no sockets here.
 
-A `Reply` says what to send and what must happen first: `sync` lists partitions that must
-be durable up to an offset before the response goes out (acks=all, offset commits), `fetch`
-carries a long-poll that the server re-plans until enough bytes are there or the wait is
-over, and `deferred` is a body the group coordinator decides later (a held JoinGroup or
-SyncGroup). A reply whose `body` is None, without `fetch` or `deferred`, sends nothing (acks=0).
+This module dispatches to the handler modules; they import reply.py, never this module, so
+imports point one way.
 """
 
 from __future__ import annotations
@@ -13,76 +10,14 @@ import functools
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from ..errors import LogshipError, UnsupportedVersionError
+from ..errors import UnsupportedVersionError
 from ..protocol import ADVERTISED, ApiKey
-from ..storage import Partition, Store
+from ..storage import Store
+from . import admin, fetch, offsets, produce, topics
 from .config import BrokerConfig
-
-
-@dataclass
-class DurableWrite:
-    """`partition` must be synced up to `offset`; on failure the `error_code` of `response`
-    (one response entry, or a list of them) is set."""
-
-    partition: Partition
-    offset: int
-    response: dict | list[dict]
-
-    def fail(self, code: int) -> None:
-        for entry in self.response if isinstance(self.response, list) else (self.response,):
-            entry["error_code"] = code
-
-
-class Deferred:
-    """A response body that is decided later: a JoinGroup or SyncGroup the coordinator holds.
-
-    Sans-IO: the coordinator calls `resolve(body)` once (later calls are ignored) and the
-    server, told through `add_done_callback`, sends the body then. A callback added after
-    the body is known runs at once. Every Deferred the coordinator hands out has a deadline
-    on the coordinator's clock by which it is resolved.
-    """
-
-    __slots__ = ("body", "_callbacks")
-
-    def __init__(self, body: dict | None = None):
-        self.body = body
-        self._callbacks: list[Callable[[dict], None]] = []
-
-    @property
-    def done(self) -> bool:
-        return self.body is not None
-
-    def resolve(self, body: dict) -> None:
-        if self.body is not None:
-            return
-        self.body = body
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback(body)
-
-    def add_done_callback(self, callback: Callable[[dict], None]) -> None:
-        if self.body is not None:
-            callback(self.body)
-        else:
-            self._callbacks.append(callback)
-
-
-@dataclass
-class Reply:
-    body: dict | None
-    sync: list[DurableWrite] = field(default_factory=list)
-    fetch: object | None = None  # a fetch.FetchWait when the server must long-poll
-    deferred: Deferred | None = None  # the body, once the group coordinator decides it
-
-
-@dataclass(frozen=True)
-class ClientInfo:
-    """Who sent a request: the header's client id and the peer's host (group membership)."""
-
-    client_id: str = ""
-    host: str = ""
+from .groups import GroupCoordinator, OffsetStore, handlers as group_handlers
+from .reply import ClientInfo, Reply
 
 
 Handler = Callable[["Broker", int, dict], Reply]
@@ -101,9 +36,6 @@ class Broker:
         self.config = config
         self.on_append: Callable[[str, int], None] = lambda topic, partition: None
         self._producer_ids = itertools.count((int(time.time() * 1000) & 0xFFFF_FFFF_FFFF) << 8)
-        from . import admin, fetch, offsets, produce, topics
-        from .groups import GroupCoordinator, OffsetStore, handlers as group_handlers
-
         self.group_offsets = OffsetStore(store, config.offsets_log_config())
         self.groups = GroupCoordinator(self.group_offsets, config, clock)
 
@@ -147,10 +79,3 @@ class Broker:
         """The host and port that clients are told to connect to."""
         return (self.config.advertised_host or self.config.listen_host,
                 self.config.advertised_port or self.config.listen_port)
-
-
-def error_code(exc: BaseException) -> int:
-    """The Kafka error code to answer for an exception raised while handling a request."""
-    if isinstance(exc, LogshipError) and exc.code is not None:
-        return exc.code
-    return -1

@@ -9,10 +9,15 @@ with session_id 0, so every request is a full fetch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, field
 
 from ..errors import LogshipError
-from .broker import Broker, Reply, error_code
+from .reply import Reply, error_code
+
+if TYPE_CHECKING:
+    from .broker import Broker
 
 
 @dataclass

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import records
 from ..errors import LogshipError
 from ..storage import Partition
-from .broker import Broker, Reply, error_code
+from .reply import Reply, error_code
+
+if TYPE_CHECKING:
+    from .broker import Broker
 
 LATEST = -1
 EARLIEST = -2

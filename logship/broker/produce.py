@@ -7,14 +7,19 @@ waits for the server to make the appended bytes durable; with acks=0 nothing is 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 
 from .. import records
 from ..compression import ZSTD
 from ..errors import (InvalidRecordError, KafkaStorageError, LogshipError,
                       UnsupportedCompression)
-from .broker import Broker, DurableWrite, Reply, error_code
+from .reply import DurableWrite, Reply, error_code
 from .topics import produce_partition, refuse_internal
+
+if TYPE_CHECKING:
+    from .broker import Broker
 
 log = logging.getLogger("logship.broker")
 

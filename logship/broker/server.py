@@ -21,7 +21,8 @@ import socket
 
 from ..errors import LogshipError, ProtocolError
 from ..protocol import ApiKey, framing
-from .broker import Broker, ClientInfo, Deferred, Reply
+from .broker import Broker
+from .reply import ClientInfo, Deferred, Reply
 from .connection import Connection
 from .durability import DurableWaits
 from .fetch import FetchPlan, FetchWait

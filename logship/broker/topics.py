@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 
 from ..errors import (InvalidPartitionsError, InvalidReplicationFactorError, InvalidTopicError, LogshipError,
                       TopicAlreadyExistsError, UnknownTopicError)
 from ..storage import Partition, validate_topic_name
-from .broker import Broker, Reply, error_code
 from .groups.offsets import OFFSETS_TOPIC
+from .reply import Reply, error_code
+
+if TYPE_CHECKING:
+    from .broker import Broker
 
 log = logging.getLogger("logship.broker")
 

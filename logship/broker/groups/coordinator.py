@@ -40,8 +40,8 @@ from ...errors import (IllegalGenerationError, InconsistentGroupProtocolError, I
                        InvalidSessionTimeoutError, MemberIdRequiredError, OffsetMetadataTooLargeError,
                        RebalanceInProgressError, UnknownMemberIdError)
 from ...storage import AppendResult
-from ..broker import ClientInfo, Deferred
 from ..config import BrokerConfig
+from ..reply import ClientInfo, Deferred
 from .group import Group, GroupState
 from .member import Member
 from .offsets import CommittedOffset, OffsetStore

@@ -8,10 +8,15 @@ only once that append is on stable storage (Reply.sync).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ...errors import CoordinatorNotAvailableError, InvalidRequestError, LogshipError, UnknownTopicError
 from ...protocol import ApiKey
-from ..broker import Broker, ClientInfo, DurableWrite, Reply, error_code
+from ..reply import ClientInfo, DurableWrite, Reply, error_code
 from .offsets import OFFSETS_TOPIC, CommittedOffset
+
+if TYPE_CHECKING:
+    from ..broker import Broker
 
 GROUP_KEY, TRANSACTION_KEY = 0, 1
 MEMBER_ID_REQUIRED_SINCE = 4  # JoinGroup version from which a new member gets its id first

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..broker import Deferred
+from ..reply import Deferred
 
 
 @dataclass(eq=False)

@@ -1,0 +1,92 @@
+"""What the broker's handlers share with it and with the server: a `Reply` says what to send and
+what must happen first: `sync` lists partitions that must be durable up to an offset before the
+response goes out (acks=all, offset commits), `fetch` carries a long-poll that the server re-plans
+until enough bytes are there or the wait is over, and `deferred` is a body the group coordinator
+decides later (a held JoinGroup or SyncGroup). A reply whose `body` is None, without `fetch` or
+`deferred`, sends nothing (acks=0).
+
+Handlers import this module, never broker.py, so that imports point one way: broker.py
+dispatches to the handlers, the handlers build replies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import LogshipError
+from ..storage import Partition
+
+__all__ = ["DurableWrite", "Deferred", "Reply", "ClientInfo", "error_code"]
+
+
+@dataclass
+class DurableWrite:
+    """`partition` must be synced up to `offset`; on failure the `error_code` of `response`
+    (one response entry, or a list of them) is set."""
+
+    partition: Partition
+    offset: int
+    response: dict | list[dict]
+
+    def fail(self, code: int) -> None:
+        for entry in self.response if isinstance(self.response, list) else (self.response,):
+            entry["error_code"] = code
+
+
+class Deferred:
+    """A response body that is decided later: a JoinGroup or SyncGroup the coordinator holds.
+
+    Sans-IO: the coordinator calls `resolve(body)` once (later calls are ignored) and the
+    server, told through `add_done_callback`, sends the body then. A callback added after
+    the body is known runs at once. Every Deferred the coordinator hands out has a deadline
+    on the coordinator's clock by which it is resolved.
+    """
+
+    __slots__ = ("body", "_callbacks")
+
+    def __init__(self, body: dict | None = None):
+        self.body = body
+        self._callbacks: list[Callable[[dict], None]] = []
+
+    @property
+    def done(self) -> bool:
+        return self.body is not None
+
+    def resolve(self, body: dict) -> None:
+        if self.body is not None:
+            return
+        self.body = body
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(body)
+
+    def add_done_callback(self, callback: Callable[[dict], None]) -> None:
+        if self.body is not None:
+            callback(self.body)
+        else:
+            self._callbacks.append(callback)
+
+
+@dataclass
+class Reply:
+    body: dict | None
+    sync: list[DurableWrite] = field(default_factory=list)
+    fetch: object | None = None  # a fetch.FetchWait when the server must long-poll
+    deferred: Deferred | None = None  # the body, once the group coordinator decides it
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """Who sent a request: the header's client id and the peer's host (group membership)."""
+
+    client_id: str = ""
+    host: str = ""
+
+
+
+def error_code(exc: BaseException) -> int:
+    """The Kafka error code to answer for an exception raised while handling a request."""
+    if isinstance(exc, LogshipError) and exc.code is not None:
+        return exc.code
+    return -1
