@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from logship.cli.bench import log_lines  # noqa: E402
-from logship.cli.broker_process import BrokerProcess  # noqa: E402
+from logship.broker_process import BrokerProcess  # noqa: E402
 
 from logship.client import Admin  # noqa: E402
 from logship.errors import LogshipError  # noqa: E402

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from logship.cli.bench import log_lines  # noqa: E402
-from logship.cli.broker_process import BrokerProcess  # noqa: E402
+from logship.broker_process import BrokerProcess  # noqa: E402
 
 
 def timed(cmd: list[str], **kwargs) -> float:

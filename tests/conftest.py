@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from logship.cli.broker_process import BrokerProcess
+from logship.broker_process import BrokerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 __all__ = ["BrokerProcess", "ROOT", "wait_until"]

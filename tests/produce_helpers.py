@@ -1,4 +1,4 @@
-"""Stand-ins for the producer and the progress line, for tests of cli/produce_files.py."""
+"""Stand-ins for the producer and the progress line, for tests of workers/file_producer.py."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT
 from logship.cli.bench import log_lines
-from logship.cli.broker_process import child_env
+from logship.broker_process import child_env
 
 pytestmark = pytest.mark.integration
 

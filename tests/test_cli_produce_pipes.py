@@ -1,4 +1,4 @@
-"""`logship produce` from a pipe: cli/pipe_blocks.py reads whole records into shared slots,
+"""`logship produce` from a pipe: workers/pipe_blocks.py reads whole records into shared slots,
 and FileProducer.produce_stream sends them through the workers (or from here when few), in
 input order; a slow pipe's records are not held back, and neither are the workers' batches
 while the pipe waits."""
@@ -15,8 +15,8 @@ import time
 import pytest
 
 from conftest import ROOT, wait_until
-from logship.cli.pipe_blocks import PipeBlocks
-from logship.cli.produce_files import SMALLEST_BLOCK, FileProducer
+from logship.workers.pipe_blocks import PipeBlocks
+from logship.workers.file_producer import SMALLEST_BLOCK, FileProducer
 from logship.compression import NONE
 from produce_helpers import Counting, MixedProducer, records_of
 

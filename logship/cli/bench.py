@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from . import ExitStatus
-from .broker_process import BrokerProcess, child_env
+from ..broker_process import BrokerProcess, child_env
 from .options import cluster_for
 
 __all__ = ["bench", "log_lines"]

@@ -8,7 +8,7 @@ import click
 
 from .options import brokers_option, cluster_for
 from .output import DEFAULT_FORMAT, IDLE_CHECK_S, RecordSink
-from .render_workers import write_all
+from .record_writer import write_all
 from .units import DURATION
 
 

@@ -13,7 +13,7 @@ from .options import brokers_option, cluster_for
 from .progress import Progress
 from .render import record_from_json
 from .units import SIZE
-from .worker_pool import workers_from_env
+from ..workers.pool import workers_from_env
 
 CHUNK_BYTES = 1 << 20
 
@@ -96,7 +96,7 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
       printf 'host-1:boot ok\\n' | logship produce events -k : -H source=init
       logship consume a --json | jq -c 'select(.value.level == "error")' | logship produce b --json
     """
-    from .produce_files import parallel_kind
+    from ..workers.file_producer import parallel_kind
 
     header_pairs = tuple(_parse_header(h) for h in headers)
     separator = b"\0" if nul else b"\n"
@@ -135,7 +135,7 @@ def _start_workers(files: tuple[str, ...], separator: bytes, compression: str, b
     (LOGSHIP_ENCODE_WORKERS), with the first input begun if it is such a file; else None."""
     from ..client.batches import batch_limit
     from ..compression import codec_by_name
-    from .produce_files import FileProducer, parallel_kind
+    from ..workers.file_producer import FileProducer, parallel_kind
 
     sources = [0 if name == "-" else name for name in files] or [0]
     kinds = list(map(parallel_kind, sources))

@@ -12,7 +12,7 @@ from .consume import offset_spec, output_options
 from .options import brokers_option, cluster_for
 from .output import DEFAULT_FORMAT, RecordSink
 from .progress import Progress
-from .render_workers import write_all
+from .record_writer import write_all
 
 
 def parse_speed(text: str) -> float | None:

@@ -2,12 +2,12 @@
 
 A Python process decodes records on one core at a time, about a microsecond each, and that
 is what bounds `logship consume` on a big read. `RenderWorkers` hands each large Undecoded
-chunk to forked worker processes (worker_pool.OrderedWorkers, started at the first large
+chunk to forked worker processes (pool.OrderedWorkers, started at the first large
 chunk); a worker decodes it, applies the sink's --grep and format (it has the sink by fork)
 and answers with the record count and the output bytes, which this process writes, in the
 order the chunks were put. A small chunk (following a live topic) is decoded here, once
-the results before it are written. write_all starts the workers at once, so that they
-build their decoding tables while the first records are fetched.
+the results before it are written. cli/output.write_all starts the workers at once, so that
+they build their decoding tables while the first records are fetched.
 
 A big chunk is handed out in pieces of whole batches (`pieces`). A request is a pickled
 Undecoded (its `data` as bytes); the answer's status is the record count. A chunk that does not decode in a worker (status -1), or whose worker is gone, is
@@ -19,44 +19,21 @@ from __future__ import annotations
 
 import pickle
 
-import click
-
 from ..client.fetched import warm_up
 from ..records import HEADER_SIZE, LOG_OVERHEAD, peek_offset_and_size
-from .output import IDLE_CHECK_S
-from .worker_pool import OrderedWorkers, workers_from_env
+from .pool import OrderedWorkers, workers_from_env
 
-__all__ = ["RenderWorkers", "default_workers", "write_all"]
+__all__ = ["RenderWorkers", "default_workers", "pieces"]
 
 DIRECT_BELOW = 64 << 10  # bytes of fetched data: smaller chunks are decoded here
 ANSWER_SLOT = 32 << 20  # output bytes a worker hands over in shared memory (more: by socket)
 PIECE_BYTES = 256 << 10  # a bigger chunk is handed out in pieces of whole batches about this big
+WAIT_S = 0.5  # longest wait for an answer before the caller gets to check on its output
 
 
 def default_workers() -> int:
     """$LOGSHIP_DECODE_WORKERS if set, else as many as usable CPUs (none on one CPU), up to 4."""
     return workers_from_env("LOGSHIP_DECODE_WORKERS")
-
-
-def write_all(consumer, sink) -> None:
-    """Write everything `consumer` returns through `sink` (which has no limit), using
-    default_workers() workers for large chunks; ends when the consumer is finished."""
-    try:
-        workers = default_workers()
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    with RenderWorkers(sink, workers) as pool:
-        pool.workers.start()  # they get ready while the first records are fetched
-        while not consumer.finished:
-            chunks = consumer.poll_undecoded(0.0 if pool.pending else IDLE_CHECK_S)
-            for chunk in chunks:
-                pool.put(chunk)
-            if not chunks:
-                if pool.pending:
-                    pool.write_oldest_or_wait(consumer.waiting_fds())
-                else:
-                    sink.check_reader()
-        pool.drain()
 
 
 class RenderWorkers:
@@ -94,7 +71,7 @@ class RenderWorkers:
         else:
             self.sink.write_rendered(output, count)
 
-    def write_oldest_or_wait(self, fds: list[int], timeout: float = IDLE_CHECK_S) -> None:
+    def write_oldest_or_wait(self, fds: list[int], timeout: float = WAIT_S) -> None:
         """Write the oldest result if it comes before any of `fds` (fetch responses, say) is
         readable or `timeout` passes; otherwise leave it, so an idle worker can be fed first."""
         if self.workers.oldest_ready(fds, timeout):

@@ -2,7 +2,7 @@
 
 Splitting lines and encoding records is Python work, and one process does it on one core
 at a time. For plain records (no key delimiter, headers or --json), forked workers
-(worker_pool.OrderedWorkers) split, encode and compress the input into whole record
+(pool.OrderedWorkers) split, encode and compress the input into whole record
 batches (records.build_batch_values); this process hands them to the producer
 (Producer.send_batch) in input order. Two kinds of input:
 
@@ -39,7 +39,7 @@ from typing import NamedTuple
 from ..client.batches import RECORD_OVERHEAD, runs_that_fit
 from ..records import build_batch_values, parse_header
 from .pipe_blocks import PipeBlocks, readable, widen_pipe
-from .worker_pool import OrderedWorkers
+from .pool import OrderedWorkers
 
 __all__ = ["FileProducer", "lines_starting_in", "parallel_kind", "PARALLEL_FROM", "SMALLEST_BLOCK"]
 

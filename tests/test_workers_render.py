@@ -1,4 +1,4 @@
-"""cli/render_workers.py: chunks decoded and rendered in forked worker processes come out
+"""workers/render.py: chunks decoded and rendered in forked worker processes come out
 exactly as the serial path writes them, in the order they were put, and every failure
 (a corrupt chunk, a killed worker) ends as the serial path would."""
 
@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT
 from logship.cli.output import RecordSink
-from logship.cli.render_workers import RenderWorkers, default_workers, pieces
+from logship.workers.render import RenderWorkers, default_workers, pieces
 from logship.client.undecoded import Undecoded
 from logship.compression import ZSTD
 from logship.errors import CorruptRecordError

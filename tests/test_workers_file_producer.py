@@ -1,4 +1,4 @@
-"""cli/produce_files.py: a regular file's records framed by forked workers, range by range.
+"""workers/file_producer.py: a regular file's records framed by forked workers, range by range.
 
 Every record of the file is sent once, in file order, however the file is cut into ranges;
 a range a worker cannot do is done in the producing process; a file that grows while it is
@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from logship.cli.produce_files import PARALLEL_FROM, FileProducer, lines_starting_in, parallel_kind
+from logship.workers.file_producer import PARALLEL_FROM, FileProducer, lines_starting_in, parallel_kind
 from logship.client.batches import RECORD_OVERHEAD, runs_that_fit
 from logship.compression import NONE, ZSTD
 from logship.records import decode_records
@@ -176,17 +176,17 @@ def test_a_file_that_grows_while_it_is_produced_is_read_to_its_end(tmp_path):
 
 
 def test_ranges_the_workers_fail_are_done_here_and_a_source_that_cannot_be_read_raises(tmp_path, monkeypatch):
-    from logship.cli import produce_files
+    from logship.workers import file_producer
 
     path, data = random_file(tmp_path, random.Random(2), count=2000)
-    here, read = os.getpid(), produce_files.lines_starting_in
+    here, read = os.getpid(), file_producer.lines_starting_in
 
     def fails_in_workers(*args):
         if os.getpid() != here:
             raise OSError("a worker cannot read")
         return read(*args)
 
-    monkeypatch.setattr(produce_files, "lines_starting_in", fails_in_workers)
+    monkeypatch.setattr(file_producer, "lines_starting_in", fails_in_workers)
     files = FileProducer([str(path), str(tmp_path / "missing.log")], b"\n", NONE, 32 << 10, 2)
     try:
         producer = CollectingProducer()

@@ -1,4 +1,4 @@
-"""cli/worker_pool.py: forked workers answer in the order requests were put, with up to
+"""workers/pool.py: forked workers answer in the order requests were put, with up to
 `depth` outstanding each; a handler that raises answers -1; a dead worker stops the pool and
 leaves every outstanding request unanswered (status None), never lost or reordered."""
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from logship.cli.worker_pool import OrderedWorkers, workers_from_env
+from logship.workers.pool import OrderedWorkers, workers_from_env
 
 
 def slow_echo(request) -> tuple[int, bytes]:
