@@ -38,14 +38,42 @@ def _split_help(help_text: str) -> tuple[str, list[str], list[str]]:
     return summary, description, examples
 
 
+def _metavar(option: click.Option) -> str:
+    if option.metavar:
+        return option.metavar
+    if isinstance(option.type, click.Choice):
+        return "[" + "|".join(str(choice) for choice in option.type.choices) + "]"
+    return option.type.name.upper()
+
+
+def _option_record(option: click.Option) -> tuple[str, str]:
+    """(names, help) of one option, built from the option's own attributes rather than from
+    click's get_help_record, whose output differs between click versions."""
+    def short_first(opts):
+        return ", ".join(sorted(opts, key=lambda opt: len(opt) - len(opt.lstrip("-"))))
+
+    names = short_first(option.opts)
+    if option.secondary_opts:
+        names += " / " + short_first(option.secondary_opts)
+    if not option.is_flag and not option.count:
+        names += " " + _metavar(option)
+    help_text = " ".join((option.help or "").split())
+    if option.show_default not in (None, False) and option.default not in (None, False, ()):
+        shown = option.show_default if isinstance(option.show_default, str) else option.default
+        if option.is_flag and option.secondary_opts:
+            shown = (option.opts if option.default else option.secondary_opts)[0].lstrip("-")
+        help_text = f"{help_text} [default: {shown}]".strip()
+    return names, help_text
+
+
 def _options(command: click.Command, ctx: click.Context) -> list[str]:
+    """The options of `command` (arguments are in the synopsis), --help last, as click lists them."""
     out = []
     for param in command.get_params(ctx):
-        record = param.get_help_record(ctx)
-        if record is None:
+        if not isinstance(param, click.Option) or param.hidden:
             continue
-        names, help_text = record
-        out.append(f".TP\n.B {_escape(names)}\n{_escape(help_text or '')}")
+        names, help_text = _option_record(param)
+        out.append(f".TP\n.B {_escape(names)}\n{_escape(help_text)}")
     return out
 
 
