@@ -37,9 +37,7 @@ import logging
 import os
 import threading
 import time
-from bisect import bisect_right
 from dataclasses import dataclass
-from itertools import accumulate
 
 from ..client import Cluster, partition_for_key
 from ..compression import codec_by_name
@@ -49,7 +47,7 @@ from .config import AgentConfig, InputConfig
 from .counters import Counters
 from .discovery import Found, Watcher, scan
 from .identity import FileId, Fingerprint, digest, file_id, read_fingerprint, read_marker
-from .linerecords import RecordTemplate, encode
+from .linerecords import RecordTemplate
 from .lines import Lines
 from .lock import acquire, release
 from .shipper import Shipper
@@ -58,8 +56,6 @@ from .tailer import OK, TRUNCATED, LineReader, Tailer
 __all__ = ["Agent", "Route"]
 
 log = logging.getLogger("logship.agent")
-
-_RECORD_SLACK = 32  # bytes a record may take besides its value and the file's fixed part
 
 
 class Route:
@@ -111,7 +107,6 @@ class Agent:
         self.held: dict[tuple[int, int], float] = {}  # possible copies waiting for a truncate
         self._idle: dict[tuple[int, int], Detached] = {}  # files closed while inactive
         self.batches = OpenBatches(config.batch_bytes, config.linger)
-        self._closed: list = []
         self._warned: set = set()
         self._lock_fd: int | None = None
         self._next_scan = 0.0
@@ -193,7 +188,7 @@ class Agent:
                 self.watcher.rescan = False
             self._scan(now)
         busy = self._pump(now)
-        self.batches.close_due(now, self._closed)
+        self.batches.close_due(now)
         self._submit()
         self._acks()
         self._timers(now)
@@ -222,7 +217,7 @@ class Agent:
         """Deliver what is batched (up to shutdown_timeout), write checkpoints, unlock."""
         cfg = self.config
         try:
-            self.batches.close_due(time.monotonic(), self._closed, everything=True)
+            self.batches.close_due(time.monotonic(), everything=True)
             self._submit()
             if self.shipper is not None:
                 if self.shipper.pending:
@@ -486,38 +481,14 @@ class Agent:
 
     def _emit(self, state: FileState, route: Route, lines: Lines) -> None:
         """Records of `lines` into the open batches, with the checkpoint steps they complete."""
-        values = lines.values
-        if not values:
-            if lines.end > (state.pending[-1].end if state.pending else state.offset):
-                state.add(lines.end, acked=True)
-            return
         if lines.truncated:
             self.counters.lines_truncated += len(lines.truncated)
-        template = route.template
-        limit = self.config.batch_bytes
-        overhead = template.fixed + _RECORD_SLACK
-        ends = list(accumulate(map(overhead.__add__, map(len, values))))
-        count, index = len(values), 0
-        while index < count:
-            batch = self.batches.batch_for(route.topic, route.partition, ends[index] - (ends[index - 1] if index else 0),
-                                           self._closed)
-            base = ends[index - 1] if index else 0
-            stop = bisect_right(ends, base + limit - batch.size, index)
-            if stop == index:
-                stop = index + 1  # cannot happen: max_line_bytes leaves room for one record
-            truncated = [t - index for t in lines.truncated if index <= t < stop] if lines.truncated else []
-            part = values if index == 0 and stop == count else values[index:stop]
-            body = encode(part, lines.starts[index:stop], truncated, batch.count, template)
-            batch.add(body, stop - index, ends[stop - 1] - base - overhead * (stop - index))
-            batch.steps.append(state.add(lines.end if stop == count else lines.starts[stop]))
-            index = stop
-            if batch.size >= limit - overhead:
-                self.batches.close(route.topic, route.partition, self._closed)
+        self.batches.add_lines(state, route, lines)
 
     def _submit(self) -> None:
-        if self._closed:
-            self.shipper.submit(self._closed)
-            self._closed = []
+        closed = self.batches.take_closed()
+        if closed:
+            self.shipper.submit(closed)
 
     def _acks(self) -> None:
         touched = set()
