@@ -39,7 +39,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..client import Cluster, partition_for_key
+from ..client import Cluster
 from ..compression import codec_by_name
 from .batches import OpenBatches
 from .checkpoint import CheckpointWriter, FileState, load_states
@@ -47,33 +47,15 @@ from .config import AgentConfig, InputConfig
 from .counters import Counters
 from .discovery import Found, Watcher, scan
 from .identity import FileId, Fingerprint, digest, file_id, read_fingerprint, read_marker
-from .linerecords import RecordTemplate
 from .lines import Lines
 from .lock import acquire, release
+from .route import Route
 from .shipper import Shipper
 from .tailer import OK, TRUNCATED, LineReader, Tailer
 
-__all__ = ["Agent", "Route"]
+__all__ = ["Agent"]
 
 log = logging.getLogger("logship.agent")
-
-
-class Route:
-    """Where the lines of one file go, and the bytes every record of it shares. The `path`
-    header is the path the file had when the agent opened it: a file renamed by rotation
-    keeps it, so its last lines still say where they were written."""
-
-    __slots__ = ("input", "topic", "path", "key", "template", "partition")
-
-    def __init__(self, inp: InputConfig, path: str, host: str):
-        self.input = inp
-        self.topic = inp.topic
-        self.path = path
-        self.key = inp.render_key(host, path)
-        headers = [("host", host.encode()), ("path", os.fsencode(path))]
-        headers += [(name, value.encode()) for name, value in inp.fields]
-        self.template = RecordTemplate(self.key, headers)
-        self.partition: int | None = None
 
 
 @dataclass(eq=False)
@@ -469,8 +451,7 @@ class Agent:
                 count = shipper.partitions(route.topic)
                 if count is None:
                     continue
-                route.partition = partition_for_key(route.key if route.key is not None else
-                                                    os.fsencode(route.path), count)
+                route.assign(count)
             if not shipper.room():
                 continue
             data = tailer.read(cfg.read_bytes)

@@ -109,7 +109,7 @@ class LineReader:
 
 class Tailer:
     """One open file; see the module docstring. `state` is the checkpoint.FileState of the
-    generation being read, `route` where its lines go (agent.Route)."""
+    generation being read, `route` where its lines go (route.Route)."""
 
     def __init__(self, fd: int, fid: FileId, path: str, state, route, reader: LineReader,
                  size: int, now: float, tail: bytes = b""):
