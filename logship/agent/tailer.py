@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 
 from .config import InputConfig
-from .identity import FINGERPRINT_BYTES, FileId, Fingerprint, MARKER_BYTES, digest
+from .identity import FINGERPRINT_BYTES, FileId, Fingerprint, MARKER_BYTES, digest, marker_of
 from .lines import Lines, new_splitter
 from .multiline import MultilineJoiner
 
@@ -131,6 +131,11 @@ class Tailer:
     @property
     def position(self) -> int:
         return self.reader.position
+
+    @property
+    def marker(self) -> str | None:
+        """The marker (identity.py) of the read position; None before a byte was read."""
+        return marker_of(self.tail) if self.tail else None
 
     def check(self, now: float) -> tuple[str, os.stat_result]:
         """fstat the descriptor and say whether the content is still the one being read."""
