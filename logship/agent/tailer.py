@@ -6,7 +6,7 @@ offset, `read_bytes` at a time. Each look at a file starts with fstat of that de
 (`check()`), which tells, whatever watchdog said or missed:
 
 * size < read offset: the file was **truncated** (`: > app.log`, copytruncate). The
-  agent retires the generation being read and starts again at 0 (agent.py).
+  agent retires the generation being read and starts again at 0 (fileset.py).
 * the first bytes no longer match the fingerprint, or the 32 bytes before the read offset
   no longer match what was read there: the file was **rewritten in place** (truncated and
   refilled past the old offset between two looks): handled like a truncation.
@@ -89,11 +89,7 @@ class LineReader:
                 lines = self.joiner.feed(lines, now)
         if self.joiner is not None and self.joiner.due(now):
             flushed = self.joiner.flush()
-            if lines is not None and lines.values:
-                lines = Lines(lines.values + flushed.values, lines.starts + flushed.starts,
-                              lines.truncated + [i + len(lines.values) for i in flushed.truncated], flushed.end)
-            else:
-                lines = flushed
+            lines = lines.then(flushed) if lines is not None and lines.values else flushed
         return lines if lines is not None else Lines([], [], [], self.resume)
 
     def flush_all(self) -> Lines:
@@ -101,9 +97,7 @@ class LineReader:
         lines = self.splitter.flush_partial(final=True)
         if self.joiner is not None:
             lines = self.joiner.feed(lines, 0.0)
-            flushed = self.joiner.flush()
-            lines = Lines(lines.values + flushed.values, lines.starts + flushed.starts,
-                          lines.truncated + [i + len(lines.values) for i in flushed.truncated], flushed.end)
+            lines = lines.then(self.joiner.flush())
         return lines
 
 
