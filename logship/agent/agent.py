@@ -52,6 +52,9 @@ log = logging.getLogger("logship.agent")
 
 
 class Agent:
+    """One agent on one state directory: `run()` it on a thread of its own; `stop()` and
+    `request_report()` may be called from any thread or a signal handler."""
+
     def __init__(self, config: AgentConfig, shipper=None):
         """`shipper` replaces the network side (tests drive the file side with a stand-in)."""
         self.config = config

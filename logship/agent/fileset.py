@@ -21,13 +21,14 @@ end on the very first start with `start_position = "end"`). Truncations of taile
 are noticed before new files are matched, so that a copy finds the stream it continues.
 
 `retire()`: a tailed file was truncated or rewritten in place; its stream is detached
-(with its reader, so a copy carries on mid-line) and the file goes on as a new stream
-from offset 0. `let_go()` closes a file, shipping what its reader held back (`flush`),
-and keeps its stream detached unless the file is gone for good (`forget`). `timers()`
-lets files go (deleted and read to the end, or deleted for `close_removed_after`; idle
-for `close_inactive`; no longer matched and idle for `close_renamed_after`), ships lines
-held back past their timeout, and gives up on retired streams (their unread bytes count
-in `bytes_skipped`) and on detached ones not seen for `forget_after`.
+(with its reader, so a copy carries on mid-line), the file goes on as a new stream from
+offset 0, and a scan follows at once to find the copy. `let_go()` closes a file, shipping
+what its reader held back (`flush`), and keeps its stream detached unless the file is
+gone for good (`forget`). `timers()` lets files go (deleted and read to the end, or
+deleted for `close_removed_after`; idle for `close_inactive`; no longer matched and idle
+for `close_renamed_after`), ships lines held back past their timeout, and gives up on
+retired streams (their unread bytes count in `bytes_skipped`) and on detached ones not
+seen for `forget_after`.
 
 What a file yields goes through `emit(state, route, lines)` (the agent's: into the open
 batches). `dirty` is set whenever the set of states changes, so that the next checkpoint
