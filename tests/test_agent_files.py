@@ -17,6 +17,7 @@ import pytest
 from logship.agent import Agent, file_status
 from logship.agent.checkpoint import FileState, load_states, write_states
 from logship.agent.config import AgentConfig, make_input
+from logship.agent.fileset import FileSet
 from logship.agent.identity import FINGERPRINT_BYTES, FileId, Fingerprint, file_id, generation, read_fingerprint
 from logship.agent.tailer import OK, REWRITTEN, TRUNCATED, LineReader, Tailer
 from logship.errors import StoreLockedError
@@ -379,7 +380,7 @@ def test_rename_rotation_finishes_the_old_file_and_starts_the_new_one(tmp_path, 
     old = [v for v, h in run.shipper.records if v.startswith(b"a")]
     assert old == numbered("a", 0, 20)
     assert [v for v, h in run.shipper.records if v.startswith(b"b")] == numbered("b", 0, 5)
-    run.drive(until=lambda: len(run.agent.tailers) == 1)  # the renamed file is let go
+    run.drive(until=lambda: len(run.agent.files.tailers) == 1)  # the renamed file is let go
     run.stop()
 
 
@@ -431,7 +432,7 @@ def test_copytruncate_ships_unread_lines_from_the_copy_once(tmp_path, logs, seen
     shutil.copyfile(path, logs / "app.log.1")
     if seen_before_truncate:  # the copy is found while the original is still whole
         run.agent.scan()
-        assert len(run.agent.held) == 1
+        assert len(run.agent.files.held) == 1
     os.truncate(path, 0)
     assert_the_150_and_10_new_lines_shipped_once(run, logs)
     assert run.agent.counters.bytes_skipped == 0
@@ -446,7 +447,7 @@ def test_a_copy_finished_and_truncated_while_the_agent_compares_it_is_held_not_s
     run = read_100_lines_then_write_50_more(tmp_path, logs)
     whole = path.read_bytes()
     copy.write_bytes(whole[:len(whole) // 3])  # shorter than what the agent read of the original
-    hold = Agent._hold
+    hold = FileSet._hold
     raced = []
 
     def finish_the_rotation_first(self, *args):
@@ -456,9 +457,9 @@ def test_a_copy_finished_and_truncated_while_the_agent_compares_it_is_held_not_s
             os.truncate(path, 0)
         return hold(self, *args)
 
-    monkeypatch.setattr(Agent, "_hold", finish_the_rotation_first)
+    monkeypatch.setattr(FileSet, "_hold", finish_the_rotation_first)
     run.agent.scan()
-    assert raced and len(run.agent.held) == 1
+    assert raced and len(run.agent.files.held) == 1
     assert_the_150_and_10_new_lines_shipped_once(run, logs)
 
 
@@ -470,7 +471,7 @@ def test_a_copy_seen_before_its_first_kilobyte_is_held_not_shipped_again(tmp_pat
     run = read_100_lines_then_write_50_more(tmp_path, logs)
     copy.write_bytes(begun)
     run.agent.scan()
-    assert len(run.agent.held) == 1
+    assert len(run.agent.files.held) == 1
     shutil.copyfile(path, copy)
     os.truncate(path, 0)
     assert_the_150_and_10_new_lines_shipped_once(run, logs)
@@ -482,7 +483,7 @@ def test_a_small_new_file_unlike_the_tailed_ones_is_not_held(tmp_path, logs):
     run.drive(until=lambda: len(run.shipper.records) == 100)
     append(logs / "other.log", "a different first line")
     run.drive(until=lambda: len(run.shipper.records) == 101)
-    assert not run.agent.held
+    assert not run.agent.files.held
     run.stop()
 
 
@@ -494,7 +495,7 @@ def test_copytruncate_with_the_copy_outside_the_glob_counts_what_was_lost(tmp_pa
     run.agent.turn(wait=False)
     unread = b"".join(l + b"\n" for l in numbered("a", 10, 20))
     append(path, *numbered("a", 10, 20))
-    run.agent.tailers[next(iter(run.agent.tailers))].check(time.monotonic())  # the agent saw it grow
+    run.agent.files.tailers[next(iter(run.agent.files.tailers))].check(time.monotonic())  # the agent saw it grow
     shutil.copyfile(path, tmp_path / "elsewhere.1")
     os.truncate(path, 0)
     append(path, "new")
@@ -590,7 +591,7 @@ def test_a_deleted_file_is_read_to_its_end_then_closed(tmp_path, logs):
     run.drive(until=lambda: len(run.shipper.records) == 10)
     append(path, *numbered("a", 10, 5000))  # unread when deleted
     path.unlink()
-    run.drive(until=lambda: not run.agent.tailers and len(run.shipper.records) == 5000)
+    run.drive(until=lambda: not run.agent.files.tailers and len(run.shipper.records) == 5000)
     assert run.values() == numbered("a", 0, 5000)
     assert not open_fds_on(path)
     run.drive(0.05)
@@ -685,9 +686,9 @@ def test_a_deleted_file_is_let_go_after_close_removed_after_while_reading_is_pau
     run.drive(until=lambda: len(run.shipper.records) == 5)
     run.shipper.room = lambda: False
     append(path, *numbered("a", 5, 105))
-    unread = os.path.getsize(path) - run.agent.tailers[next(iter(run.agent.tailers))].position
+    unread = os.path.getsize(path) - run.agent.files.tailers[next(iter(run.agent.files.tailers))].position
     path.unlink()
-    run.drive(until=lambda: not run.agent.tailers)
+    run.drive(until=lambda: not run.agent.files.tailers)
     assert not open_fds_on(path)
     assert run.agent.counters.bytes_skipped == unread == sum(len(line) + 1 for line in numbered("a", 5, 105))
     run.stop()
@@ -704,7 +705,7 @@ def test_a_symlink_moved_to_a_new_target_is_followed(tmp_path, logs):
     os.symlink("app-2.log", logs / "current.new")
     os.rename(logs / "current.new", logs / "current")
     run.drive(until=lambda: len(run.shipper.records) == 12)
-    run.drive(until=lambda: len(run.agent.tailers) == 1)  # the old target is let go
+    run.drive(until=lambda: len(run.agent.files.tailers) == 1)  # the old target is let go
     run.stop()
     assert sorted(run.values()) == sorted(numbered("a", 0, 7) + numbered("b", 0, 5))
 
@@ -715,10 +716,10 @@ def test_an_idle_file_is_closed_and_reopened_when_it_grows(tmp_path, logs):
     append(path, *numbered("a", 0, 5))
     run = Run(config(tmp_path, close_inactive=0.2))
     run.drive(until=lambda: len(run.shipper.records) == 5)
-    run.drive(until=lambda: not run.agent.tailers)
+    run.drive(until=lambda: not run.agent.files.tailers)
     assert not open_fds_on(path)
     run.drive(0.2)  # scans see the same size: it stays closed
-    assert not run.agent.tailers
+    assert not run.agent.files.tailers
     append(path, *numbered("a", 5, 8))
     run.drive(until=lambda: len(run.shipper.records) == 8)
     run.stop()

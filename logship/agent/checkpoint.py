@@ -35,9 +35,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .identity import FileId, Fingerprint
+from .identity import FileId, Fingerprint, read_marker
 
-__all__ = ["FileState", "Progress", "load_states", "write_states", "CheckpointWriter", "STATE_FILE"]
+__all__ = ["FileState", "Progress", "load_states", "snapshot", "write_states", "CheckpointWriter", "STATE_FILE"]
 
 STATE_FILE = "checkpoints.json"
 _TMP_PREFIX = ".checkpoints.json.tmp-"
@@ -150,6 +150,25 @@ def load_states(state_dir: Path) -> tuple[list[FileState], bool]:
                     "checkpoints: files will be read again from the start", path, exc, aside.name)
         return [], True
     return states, True
+
+
+def snapshot(states: list[FileState], fds: dict[int, int]) -> list[dict]:
+    """The entries of a state file for `states`. A changed (dirty) state whose file is open
+    (`fds`: id(state) -> descriptor) first has the marker of its offset read from the file,
+    so that a restart can tell whether the file was rewritten; every state is clean after."""
+    entries = []
+    for state in states:
+        if state.dirty:
+            fd = fds.get(id(state))
+            if fd is not None:
+                try:
+                    state.marker = read_marker(fd, state.offset) if state.offset else None
+                    state.marker_at = state.offset
+                except OSError:
+                    pass
+            state.dirty = False
+        entries.append(state.to_json())
+    return entries
 
 
 def write_states(state_dir: Path, entries: list[dict]) -> None:

@@ -35,7 +35,7 @@ import struct
 from dataclasses import dataclass
 
 __all__ = ["FileId", "Fingerprint", "FINGERPRINT_BYTES", "MARKER_BYTES", "file_id", "generation",
-           "read_fingerprint", "digest", "read_marker", "marker_of"]
+           "read_fingerprint", "digest", "head_matches", "read_before", "read_marker", "marker_of"]
 
 FINGERPRINT_BYTES = 1024
 MARKER_BYTES = 32
@@ -107,8 +107,14 @@ def marker_of(before: bytes) -> str:
     return digest(before[-MARKER_BYTES:])
 
 
+def read_before(fd: int, offset: int) -> bytes:
+    """The (up to MARKER_BYTES) bytes just before `offset` in an open file: fewer if the
+    file is shorter than `offset`."""
+    start = max(0, offset - MARKER_BYTES)
+    return os.pread(fd, offset - start, start)
+
+
 def read_marker(fd: int, offset: int) -> str | None:
     """The marker of `offset` in an open file; None if the file is shorter than that."""
-    start = max(0, offset - MARKER_BYTES)
-    data = os.pread(fd, offset - start, start)
-    return digest(data) if len(data) == offset - start else None
+    data = read_before(fd, offset)
+    return digest(data) if len(data) == min(offset, MARKER_BYTES) else None

@@ -86,6 +86,11 @@ class Lines:
     def __len__(self) -> int:
         return len(self.values)
 
+    def then(self, more: "Lines") -> "Lines":
+        """These lines followed by `more` (the next ones of the same file)."""
+        return Lines(self.values + more.values, self.starts + more.starts,
+                     self.truncated + [i + len(self.values) for i in more.truncated], more.end)
+
     def __repr__(self) -> str:
         return f"<Lines {len(self.values)} end={self.end} truncated={self.truncated}>"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import LogshipError
 from .checkpoint import STATE_FILE, FileState
-from .identity import digest
+from .identity import head_matches
 from .lock import holder
 
 __all__ = ["file_status", "agent_pid"]
@@ -51,8 +51,7 @@ def file_status(state_dir: Path) -> list[dict]:
             try:
                 st = os.fstat(fd)
                 if (st.st_dev, st.st_ino) == state.id.inode:
-                    head = os.pread(fd, state.fingerprint.length, 0)
-                    if digest(head) == state.fingerprint.digest and st.st_size >= state.offset:
+                    if head_matches(fd, state.fingerprint) and st.st_size >= state.offset:
                         size = st.st_size
                         status = "current" if size == state.offset else "behind"
                     else:

@@ -6,7 +6,7 @@ offset, `read_bytes` at a time. Each look at a file starts with fstat of that de
 (`check()`), which tells, whatever watchdog said or missed:
 
 * size < read offset: the file was **truncated** (`: > app.log`, copytruncate). The
-  agent retires the generation being read and starts again at 0 (agent.py).
+  agent retires the generation being read and starts again at 0 (fileset.py).
 * the first bytes no longer match the fingerprint, or the 32 bytes before the read offset
   no longer match what was read there: the file was **rewritten in place** (truncated and
   refilled past the old offset between two looks): handled like a truncation.
@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 
 from .config import InputConfig
-from .identity import FINGERPRINT_BYTES, FileId, Fingerprint, MARKER_BYTES, digest
+from .identity import FINGERPRINT_BYTES, FileId, Fingerprint, MARKER_BYTES, digest, marker_of
 from .lines import Lines, new_splitter
 from .multiline import MultilineJoiner
 
@@ -89,11 +89,7 @@ class LineReader:
                 lines = self.joiner.feed(lines, now)
         if self.joiner is not None and self.joiner.due(now):
             flushed = self.joiner.flush()
-            if lines is not None and lines.values:
-                lines = Lines(lines.values + flushed.values, lines.starts + flushed.starts,
-                              lines.truncated + [i + len(lines.values) for i in flushed.truncated], flushed.end)
-            else:
-                lines = flushed
+            lines = lines.then(flushed) if lines is not None and lines.values else flushed
         return lines if lines is not None else Lines([], [], [], self.resume)
 
     def flush_all(self) -> Lines:
@@ -101,15 +97,13 @@ class LineReader:
         lines = self.splitter.flush_partial(final=True)
         if self.joiner is not None:
             lines = self.joiner.feed(lines, 0.0)
-            flushed = self.joiner.flush()
-            lines = Lines(lines.values + flushed.values, lines.starts + flushed.starts,
-                          lines.truncated + [i + len(lines.values) for i in flushed.truncated], flushed.end)
+            lines = lines.then(self.joiner.flush())
         return lines
 
 
 class Tailer:
     """One open file; see the module docstring. `state` is the checkpoint.FileState of the
-    generation being read, `route` where its lines go (agent.Route)."""
+    generation being read, `route` where its lines go (route.Route)."""
 
     def __init__(self, fd: int, fid: FileId, path: str, state, route, reader: LineReader,
                  size: int, now: float, tail: bytes = b""):
@@ -131,6 +125,11 @@ class Tailer:
     @property
     def position(self) -> int:
         return self.reader.position
+
+    @property
+    def marker(self) -> str | None:
+        """The marker (identity.py) of the read position; None before a byte was read."""
+        return marker_of(self.tail) if self.tail else None
 
     def check(self, now: float) -> tuple[str, os.stat_result]:
         """fstat the descriptor and say whether the content is still the one being read."""
