@@ -192,7 +192,10 @@ class Store:
             self._write_checkpoints()
             if self._overrides.pop(name, None) is not None:
                 self._topic_configs.pop(name, None)
-                topic_config.write_overrides(self.data_dir, self._overrides)
+                try:
+                    topic_config.write_overrides(self.data_dir, self._overrides)
+                except OSError as exc:  # the next open drops the entry of a topic that is gone
+                    log.error("cannot forget the configs of deleted topic %s: %s", name, exc)
         for path in moved:
             shutil.rmtree(path, ignore_errors=True)
 
