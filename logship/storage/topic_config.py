@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,6 +34,8 @@ OVERRIDES_FILE = "topic-config-overrides"
 FILE_VERSION = 0
 LONG_MAX = (1 << 63) - 1
 INT_MAX = (1 << 31) - 1
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DOUBLE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -126,11 +129,10 @@ def parse_value(name: str, text) -> object:
         if text not in d.choices:
             raise bad
         return text
-    try:
-        value = float(text) if d.type == "double" else int(text, 10)
-    except ValueError:
-        raise bad from None
-    if value != value or (d.low is not None and value < d.low) or (d.high is not None and value > d.high):
+    if not (_DOUBLE if d.type == "double" else _INTEGER).fullmatch(text):
+        raise bad
+    value = float(text) if d.type == "double" else int(text, 10)
+    if (d.low is not None and value < d.low) or (d.high is not None and value > d.high):
         raise bad
     if d.never and value == LONG_MAX:
         return None
