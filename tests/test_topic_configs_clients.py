@@ -260,3 +260,24 @@ def test_cli_topics_config_unknown_topic(broker):
     result = logship("topics", "create", "bad", "-b", broker.address, "-c", "segment.bytes=big")
     assert result.returncode == 2 and b"segment.bytes" in result.stderr
     assert b"bad" not in logship("topics", "list", "-b", broker.address).stdout
+
+
+def test_aiokafka_describes_and_alters_topic_configs(broker):
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic as AioNewTopic
+    from aiokafka.admin.config_resource import ConfigResource as AioResource, ConfigResourceType as AioType
+
+    async def run():
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.address)
+        await admin.start()
+        try:
+            await admin.create_topics([AioNewTopic("aio", 1, 1, topic_configs={"retention.ms": "1000"})])
+            await admin.alter_configs([AioResource(AioType.TOPIC, "aio", configs={"retention.ms": "2000"})])
+            (response,) = await admin.describe_configs([AioResource(AioType.TOPIC, "aio")], include_synonyms=True)
+            return {c[0]: (c[1], c[3]) for c in response.resources[0][4]}
+        finally:
+            await admin.close()
+
+    configs = asyncio.run(run())
+    assert configs["retention.ms"] == ("2000", 1) and configs["cleanup.policy"] == ("delete", 5)
