@@ -32,14 +32,14 @@ _KAFKA_DEFAULTS = LogConfig()
 
 # ------------------------------------------------------------------ describing
 
-def _entry(version: int, name: str, value: str | None, source: int, read_only: bool, kind: str, doc: str,
+def _entry(name: str, value: str | None, source: int, read_only: bool, kind: str, doc: str,
            synonyms: list[dict], include_documentation: bool) -> dict:
     return {"name": name, "value": value, "read_only": read_only, "config_source": source,
             "is_default": source == DEFAULT_CONFIG, "is_sensitive": False, "synonyms": synonyms,
             "config_type": CONFIG_TYPES[kind], "documentation": doc if include_documentation else None}
 
 
-def topic_entries(broker: Broker, topic: str, version: int = 4, keys: list[str] | None = None,
+def topic_entries(broker: Broker, topic: str, keys: list[str] | None = None,
                   synonyms: bool = False, documentation: bool = False) -> list[dict]:
     """DescribeConfigs entries of every config of `topic` (or of `keys`, unknown ones left out)."""
     overrides = broker.store.topic_overrides(topic)
@@ -56,7 +56,7 @@ def topic_entries(broker: Broker, topic: str, version: int = 4, keys: list[str] 
         if static:
             chain.append({"name": d.broker_name, "value": tc.value_of(default, name), "source": STATIC_BROKER_CONFIG})
         chain.append({"name": d.broker_name, "value": tc.value_of(_KAFKA_DEFAULTS, name), "source": DEFAULT_CONFIG})
-        out.append(_entry(version, name, tc.value_of(effective, name), chain[0]["source"], topic == OFFSETS_TOPIC,
+        out.append(_entry(name, tc.value_of(effective, name), chain[0]["source"], topic == OFFSETS_TOPIC,
                           d.type, d.doc, chain if synonyms else [], documentation))
     return out
 
@@ -89,7 +89,7 @@ def _broker_settings(broker: Broker) -> list[tuple[str, object, object, str, str
     return rows
 
 
-def broker_entries(broker: Broker, version: int = 4, keys: list[str] | None = None,
+def broker_entries(broker: Broker, keys: list[str] | None = None,
                    synonyms: bool = False, documentation: bool = False) -> list[dict]:
     out = []
     for name, value, default, kind, doc in _broker_settings(broker):
@@ -98,7 +98,7 @@ def broker_entries(broker: Broker, version: int = 4, keys: list[str] | None = No
         value = None if value is None else str(value)
         source = DEFAULT_CONFIG if default is not None and value == str(default) else STATIC_BROKER_CONFIG
         chain = [{"name": name, "value": value, "source": source}] if synonyms else []
-        out.append(_entry(version, name, value, source, True, kind, doc, chain, documentation))
+        out.append(_entry(name, value, source, True, kind, doc, chain, documentation))
     return out
 
 
@@ -123,10 +123,10 @@ def describe_configs(broker: Broker, version: int, body: dict) -> Reply:
         try:
             if kind == TOPIC:
                 _check_topic(broker, name)
-                result["configs"] = topic_entries(broker, name, version, keys, synonyms, documentation)
+                result["configs"] = topic_entries(broker, name, keys, synonyms, documentation)
             elif kind == BROKER:
                 _check_broker_name(broker, name)
-                result["configs"] = broker_entries(broker, version, keys, synonyms, documentation)
+                result["configs"] = broker_entries(broker, keys, synonyms, documentation)
             else:
                 raise InvalidRequestError(f"configs of resource type {kind} are not supported; "
                                           f"only topics ({TOPIC}) and brokers ({BROKER})")

@@ -238,6 +238,8 @@ class Store:
                 except OSError as exc:
                     raise KafkaStorageError(f"cannot write the configs of {topic!r}: {exc}") from exc
                 self.set_topic_config(topic, config)
+                if not overrides:
+                    del self._topic_configs[topic]  # the default again, also for a re-created topic
         return config
 
     def _store_overrides(self, topic: str, overrides: dict[str, str]) -> None:
