@@ -281,3 +281,26 @@ def test_aiokafka_describes_and_alters_topic_configs(broker):
 
     configs = asyncio.run(run())
     assert configs["retention.ms"] == ("2000", 1) and configs["cleanup.policy"] == ("delete", 5)
+
+
+def test_admin_falls_back_to_alter_configs_keeping_other_overrides(broker, monkeypatch):
+    from logship.client.admin import Admin
+    from logship.errors import InvalidConfigError, UnsupportedVersionError
+    from logship.protocol import ApiKey
+
+    with Admin(broker.address) as admin:
+        admin.create_topic("fb", configs={"retention.ms": "1000", "segment.bytes": "4096"})
+        real_version = admin.cluster.version
+
+        def version(api_key, node_id=None):
+            if api_key == ApiKey.INCREMENTAL_ALTER_CONFIGS:
+                raise UnsupportedVersionError("not here")
+            return real_version(api_key, node_id)
+
+        monkeypatch.setattr(admin.cluster, "version", version)
+        admin.alter_configs("fb", set={"segment.ms": "60000"}, delete=["retention.ms"])
+        configs = admin.describe_configs("fb")
+        assert {n: e.value for n, e in configs.items() if e.source == "topic"} == {
+            "segment.bytes": "4096", "segment.ms": "60000"}
+        with pytest.raises(InvalidConfigError, match="segment.ms"):
+            admin.alter_configs("fb", set={"segment.ms": "0"})
