@@ -215,6 +215,12 @@ class ConfigError(LogshipError):
     exit_status = 2
 
 
+class InvalidConfigError(ConfigError):
+    """A config name or value the broker refuses (INVALID_CONFIG), e.g. in AlterConfigs."""
+
+    code = 40
+
+
 class BrokerUnavailableError(LogshipError):
     """Cannot connect to the broker, or the connection was lost (client side only)."""
 

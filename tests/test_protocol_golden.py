@@ -81,6 +81,17 @@ def _layout(fields, version, path=""):
     return out
 
 
+# versions logship serves that kafka-python's (Kafka 4.x) schemas no longer have; checked elsewhere
+ORACLE_GAPS = {
+    (ApiKey.DESCRIBE_CONFIGS, 0): "removed in Kafka 4.0; tests/test_protocol_configs.py checks it by hand",
+}
+
+
+def _skip_gap(key, version):
+    if (key, version) in ORACLE_GAPS:
+        pytest.skip(ORACLE_GAPS[(key, version)])
+
+
 KNOWN_DEVIATIONS = {
     # consumer default, as kafka-python patches it; Kafka's generated code says 0
     (ApiKey.LIST_OFFSETS, False, "replica_id"): (-1, 0),
@@ -90,6 +101,7 @@ KNOWN_DEVIATIONS = {
 @pytest.mark.parametrize("key,version", CASES, ids=IDS)
 @pytest.mark.parametrize("response", [False, True], ids=["request", "response"])
 def test_tables_match_kafka_json_schemas(key, version, response):
+    _skip_gap(key, version)
     api = APIS[key]
     raw = load_json(api.name + ("Response" if response else "Request"))
     lo, hi = (int(x) for x in raw["validVersions"].split("-"))
@@ -250,6 +262,7 @@ def _check(key, version, response, value):
 @pytest.mark.parametrize("key,version", CASES, ids=IDS)
 @pytest.mark.parametrize("response", [False, True], ids=["request", "response"])
 def test_cross_check_with_kafka_python(key, version, response):
+    _skip_gap(key, version)
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
     @given(message_strategy(key, version, response))
     def run(value):
@@ -262,6 +275,7 @@ def test_cross_check_with_kafka_python(key, version, response):
 @pytest.mark.parametrize("response", [False, True], ids=["request", "response"])
 def test_defaults_agree_with_kafka_python(key, version, response):
     """An empty dict encodes to Kafka's defaults, exactly as kafka-python's default object."""
+    _skip_gap(key, version)
     cls = ORACLE[(key, response)]
     ours = body_bytes(key, version, response, {})
     assert ours == bytes(cls[version]().encode())

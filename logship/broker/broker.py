@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ..errors import UnsupportedVersionError
 from ..protocol import ADVERTISED, ApiKey
 from ..storage import Store
-from . import admin, fetch, offsets, produce, topics
+from . import admin, configs, fetch, offsets, produce, topics
 from .config import BrokerConfig
 from .groups import GroupCoordinator, OffsetStore, handlers as group_handlers
 from .reply import ClientInfo, Reply
@@ -49,6 +49,9 @@ class Broker:
             ApiKey.PRODUCE: produce.produce,
             ApiKey.FETCH: fetch.fetch,
             ApiKey.LIST_OFFSETS: offsets.list_offsets,
+            ApiKey.DESCRIBE_CONFIGS: configs.describe_configs,
+            ApiKey.ALTER_CONFIGS: configs.alter_configs,
+            ApiKey.INCREMENTAL_ALTER_CONFIGS: configs.incremental_alter_configs,
         }
         self._handlers.update(group_handlers.HANDLERS)
         self._client_handlers: dict[int, ClientHandler] = dict(group_handlers.CLIENT_HANDLERS)

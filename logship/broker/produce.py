@@ -61,6 +61,8 @@ def produce(broker: Broker, version: int, body: dict) -> Reply:
                 continue
             entry["base_offset"] = result.base_offset
             entry["log_start_offset"] = partition.log_start_offset
+            if partition.config.message_timestamp_type == "LogAppendTime":
+                entry["log_append_time_ms"] = result.max_timestamp  # the stamp the store put on the batches
             broker.on_append(name, index)
             if acks == ACKS_ALL:
                 durable.append(DurableWrite(partition, result.last_offset + 1, entry))

@@ -9,7 +9,8 @@ import logging
 
 from ..errors import (InvalidPartitionsError, InvalidReplicationFactorError, InvalidTopicError, LogshipError,
                       TopicAlreadyExistsError, UnknownTopicError)
-from ..storage import Partition, validate_topic_name
+from ..storage import Partition, topic_config, validate_topic_name
+from .configs import create_topic_configs, topic_entries
 from .groups.offsets import OFFSETS_TOPIC
 from .reply import Reply, error_code
 
@@ -78,9 +79,11 @@ def metadata(broker: Broker, version: int, body: dict) -> Reply:
                   "cluster_id": broker.config.cluster_id, "controller_id": node, "topics": topics})
 
 
-def _create_one(broker: Broker, topic: dict, validate_only: bool) -> None:
+def _create_one(broker: Broker, topic: dict, validate_only: bool) -> int:
+    """Create one CreateTopics entry (or only check it); returns its partition count."""
     name = topic["name"]
     validate_topic_name(name)
+    configs = create_topic_configs(broker, topic)
     partitions = topic.get("num_partitions", -1)
     if partitions == -1:
         partitions = broker.config.default_partitions
@@ -92,19 +95,28 @@ def _create_one(broker: Broker, topic: dict, validate_only: bool) -> None:
         raise InvalidReplicationFactorError(
             f"replication factor {topic['replication_factor']} is larger than the 1 available broker")
     if validate_only:
+        topic_config.apply(broker.store.config, configs)
         if name in broker.store.topics():
             raise TopicAlreadyExistsError(f"topic {name!r} already exists")
     else:
-        broker.store.create_topic(name, partitions)
-        log.info("created topic %s with %d partition(s)", name, partitions)
+        broker.store.create_topic(name, partitions, configs)
+        log.info("created topic %s with %d partition(s)%s", name, partitions,
+                 "".join(f" {k}={v}" for k, v in sorted(configs.items())))
+    return partitions
 
 
 def create_topics(broker: Broker, version: int, body: dict) -> Reply:
+    """Creates each topic with its configs; from v5 the reply carries the topic's configs."""
     results = []
     for topic in body["topics"]:
         try:
-            _create_one(broker, topic, body.get("validate_only", False))
-            results.append({"name": topic["name"], "error_code": 0, "error_message": None})
+            partitions = _create_one(broker, topic, body.get("validate_only", False))
+            result = {"name": topic["name"], "error_code": 0, "error_message": None,
+                      "num_partitions": partitions, "replication_factor": 1, "configs": None}
+            if version >= 5 and not body.get("validate_only", False):
+                result["configs"] = [{k: c[k] for k in ("name", "value", "read_only", "config_source", "is_sensitive")}
+                                     for c in topic_entries(broker, topic["name"])]
+            results.append(result)
         except LogshipError as exc:
             results.append({"name": topic["name"], "error_code": error_code(exc), "error_message": str(exc)})
     return Reply({"throttle_time_ms": 0, "topics": results})

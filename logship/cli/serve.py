@@ -37,10 +37,14 @@ DEFAULT_DATA_DIR = "./logship-data"
               envvar="LOGSHIP_GROUP_MIN_SESSION_TIMEOUT",
               help="Shortest session timeout a group member may ask for (Kafka's group.min.session.timeout.ms; "
                    "$LOGSHIP_GROUP_MIN_SESSION_TIMEOUT).")
+@click.option("--retention-check-interval", "retention_check", type=DURATION, default="60s", show_default=True,
+              envvar="LOGSHIP_RETENTION_CHECK_INTERVAL",
+              help="How often retention deletes old segments (Kafka's log.retention.check.interval.ms; "
+                   "$LOGSHIP_RETENTION_CHECK_INTERVAL).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Least severe event to log on stderr.")
 def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, segment_bytes,
-          no_auto_create, rebalance_delay, min_session_timeout, log_level) -> None:
+          no_auto_create, rebalance_delay, min_session_timeout, retention_check, log_level) -> None:
     """Run the broker: Kafka clients (kcat, librdkafka, kafka-python) produce and consume here.
 
     Prints one line, `logship: listening on HOST:PORT`, to stderr once it accepts
@@ -63,7 +67,8 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
                           advertised_port=advertise[1] if advertise else None,
                           default_partitions=partitions, auto_create_topics=not no_auto_create, log=log_config,
                           group_initial_rebalance_delay_ms=max(rebalance_delay, 0),
-                          group_min_session_timeout_ms=max(min_session_timeout, 0))
+                          group_min_session_timeout_ms=max(min_session_timeout, 0),
+                          retention_check_interval_s=max(retention_check, 10) / 1000)
     with Store(os.path.abspath(data_dir), log_config) as store:
         if store.recovered and store.partitions():
             logging.getLogger("logship.storage").warning(

@@ -1,4 +1,4 @@
-"""`logship topics list|create|describe|delete`."""
+"""`logship topics list|create|describe|config|delete`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import click
 from tabulate import tabulate
 
+from ..errors import ConfigError
 from .options import brokers_option, cluster_for, json_option
 
 
@@ -25,6 +26,7 @@ def topics() -> None:
       logship topics list
       logship topics create web-logs --partitions 3
       logship topics describe web-logs --json
+      logship topics config web-logs retention.ms=3600000
       logship topics delete web-logs
     """
 
@@ -51,15 +53,19 @@ def list_topics(brokers, as_json, internal) -> None:
 @brokers_option
 @click.option("-p", "--partitions", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("-r", "--replication-factor", type=click.IntRange(min=1), default=1, show_default=True)
-def create(name, brokers, partitions, replication_factor) -> None:
+@click.option("-c", "--config", "configs", multiple=True, metavar="KEY=VALUE",
+              help="A topic config, as kafka-topics --config (repeatable); see `logship topics config`.")
+def create(name, brokers, partitions, replication_factor, configs) -> None:
     """Create topic NAME.
 
     \b
-    Example:
+    Examples:
       logship topics create web-logs --partitions 3
+      logship topics create audit -c retention.ms=-1 -c cleanup.policy=compact
     """
+    settings = _assignments(configs, "--config")
     with _admin(brokers) as admin:
-        admin.create_topic(name, partitions, replication_factor)
+        admin.create_topic(name, partitions, replication_factor, configs=settings)
     click.echo(f"created topic {name} with {partitions} partition{'s' if partitions != 1 else ''}", err=True)
 
 
@@ -86,6 +92,76 @@ def describe(name, brokers, as_json) -> None:
     click.echo(tabulate([[r["partition"], r["leader"], r["log_start_offset"], r["log_end_offset"], r["records"],
                           _size(r["size_bytes"])] for r in rows],
                         headers=["partition", "leader", "log start", "log end", "records", "size"]))
+
+
+def _assignments(pairs, param_hint: str) -> dict[str, str]:
+    """KEY=VALUE strings -> {KEY: VALUE}; a usage error (exit 2, one line) for anything else."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{param_hint}: expected KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@topics.command()
+@click.argument("name")
+@click.argument("settings", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--delete", "deleted", multiple=True, metavar="KEY",
+              help="Remove the topic's own value of KEY, back to the broker's (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Have the broker check the changes without making them.")
+@brokers_option
+@json_option
+def config(name, settings, deleted, dry_run, brokers, as_json) -> None:
+    """Show the configs of topic NAME, or change them with KEY=VALUE and --delete KEY.
+
+    Names are Kafka's topic configs: retention.ms, retention.bytes, segment.bytes, segment.ms,
+    max.message.bytes, cleanup.policy (delete, compact or both), message.timestamp.type
+    (CreateTime or LogAppendTime), delete.retention.ms, min.cleanable.dirty.ratio,
+    flush.messages, flush.ms, index.interval.bytes, segment.index.bytes. SOURCE says where a
+    value comes from: topic (set here), static-broker (a `logship serve` option) or default.
+    Changes print one line per config that changed; they take effect at once and are kept
+    across restarts.
+
+    \b
+    Examples:
+      logship topics config web-logs
+      logship topics config web-logs retention.ms=3600000 segment.bytes=104857600
+      logship topics config web-logs --delete retention.ms
+      logship topics config audit cleanup.policy=compact --json
+    """
+    changes = _assignments(settings, "KEY=VALUE")
+    clash = sorted(set(changes) & set(deleted))
+    if clash:
+        raise ConfigError(f"{', '.join(clash)}: both set and deleted")
+    with _admin(brokers) as admin:
+        before = admin.describe_configs(name)
+        if not (changes or deleted):
+            _print_configs(name, before, as_json)
+            return
+        admin.alter_configs(name, set=changes, delete=list(deleted), validate_only=dry_run)
+        after = before if dry_run else admin.describe_configs(name)
+    for key in sorted(set(changes) | set(deleted)):
+        old, new = before.get(key), after.get(key)
+        old_value = old.value if old else None
+        new_value = (new.value if new else None) if not dry_run else changes.get(key, "(default)")
+        if old_value == new_value and not dry_run:
+            continue
+        if as_json:
+            click.echo(json.dumps({"topic": name, "name": key, "old": old_value, "new": new_value,
+                                   "source": new.source if new and not dry_run else None, "dry_run": dry_run}))
+        else:
+            click.echo(f"{key}: {old_value} -> {new_value}" + (" (dry run)" if dry_run else ""))
+
+
+def _print_configs(name: str, entries: dict, as_json: bool) -> None:
+    if as_json:
+        for e in entries.values():
+            click.echo(json.dumps({"topic": name, "name": e.name, "value": e.value, "source": e.source,
+                                   "read_only": e.read_only}))
+        return
+    click.echo(tabulate([[e.name, e.value, e.source] for e in entries.values()], headers=["name", "value", "source"]))
 
 
 def _size(nbytes: int | None) -> str:

@@ -5,6 +5,8 @@
     admin.list_topics()                  # {"logs": 3}
     admin.describe_topic("logs")         # [PartitionInfo(partition=0, leader=0, log_start_offset=0, ...)]
     admin.list_offsets("logs", {0: "-10", 1: "@-1h"})
+    admin.describe_configs("logs")       # {"retention.ms": ConfigEntry("retention.ms", "604800000", "default", ...)}
+    admin.alter_configs("logs", set={"retention.ms": "3600000"}, delete=["segment.bytes"])
 
 `list_offsets` (the module function) and `resolve_offsets` are shared with the consumer:
 ListOffsets goes to each partition's leader, earliest (-2), latest (-1) or by timestamp,
@@ -21,7 +23,7 @@ from ..protocol import ApiKey
 from .cluster import Cluster
 from .offsets import OffsetSpec, parse_offset
 
-__all__ = ["Admin", "PartitionInfo", "list_offsets", "resolve_offsets", "EARLIEST", "LATEST"]
+__all__ = ["Admin", "ConfigEntry", "PartitionInfo", "list_offsets", "resolve_offsets", "EARLIEST", "LATEST"]
 
 EARLIEST = -2
 LATEST = -1
@@ -39,6 +41,24 @@ class PartitionInfo:
     def records(self) -> int:
         """Offsets between start and end (records, plus any control markers)."""
         return self.log_end_offset - self.log_start_offset
+
+
+TOPIC_RESOURCE = 2
+#: Kafka's ConfigSource values, by the names logship prints
+CONFIG_SOURCES = {0: "unknown", 1: "topic", 2: "dynamic-broker", 3: "dynamic-default-broker", 4: "static-broker",
+                  5: "default", 6: "broker-logger", 7: "client-metrics", 8: "group"}
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    """One config of a topic as the broker describes it; `source` is "topic" when the topic
+    overrides it, "static-broker" when the broker was started with it, "default" otherwise."""
+
+    name: str
+    value: str | None
+    source: str
+    read_only: bool = False
+    sensitive: bool = False
 
 
 def list_offsets(cluster: Cluster, topic: str, timestamps: dict[int, int],
@@ -176,6 +196,54 @@ class Admin:
         if not isinstance(specs, dict):
             specs = {p: specs for p in self.cluster.topic(topic).partitions}
         return resolve_offsets(self.cluster, topic, specs)
+
+    def describe_configs(self, topic: str) -> dict[str, ConfigEntry]:
+        """name -> ConfigEntry of every config of `topic`, sorted by name (UnknownTopicError)."""
+        body = {"resources": [{"resource_type": TOPIC_RESOURCE, "resource_name": topic, "configuration_keys": None}],
+                "include_synonyms": False, "include_documentation": False}
+        response = self.cluster.request(ApiKey.DESCRIBE_CONFIGS, body)
+        entries: dict[str, ConfigEntry] = {}
+        for result in response["results"]:
+            self._check_resource(result, topic, "describing the configs of")
+            for c in result["configs"]:
+                source = c.get("config_source", -1)
+                if source == -1:  # v0: only is_default
+                    source = 5 if c.get("is_default") else 1
+                entries[c["name"]] = ConfigEntry(c["name"], c["value"], CONFIG_SOURCES.get(source, str(source)),
+                                                 c["read_only"], c["is_sensitive"])
+        return dict(sorted(entries.items()))
+
+    def alter_configs(self, topic: str, set: dict[str, str] | None = None, delete: list[str] | tuple = (),
+                      validate_only: bool = False) -> None:
+        """Set and delete (back to the default) configs of `topic`, all or none; InvalidConfigError
+        naming the key when the broker refuses one, UnknownTopicError. Uses IncrementalAlterConfigs,
+        or AlterConfigs with the topic's other overrides kept against a broker without it."""
+        set = dict(set or {})
+        try:
+            self.cluster.version(ApiKey.INCREMENTAL_ALTER_CONFIGS)
+        except UnsupportedVersionError:
+            current = {n: e.value for n, e in self.describe_configs(topic).items() if e.source == "topic"}
+            current.update(set)
+            for name in delete:
+                current.pop(name, None)
+            configs = [{"name": n, "value": v} for n, v in current.items()]
+            api = ApiKey.ALTER_CONFIGS
+        else:
+            configs = ([{"name": n, "config_operation": 0, "value": v} for n, v in set.items()]
+                       + [{"name": n, "config_operation": 1, "value": None} for n in delete])
+            api = ApiKey.INCREMENTAL_ALTER_CONFIGS
+        body = {"resources": [{"resource_type": TOPIC_RESOURCE, "resource_name": topic, "configs": configs}],
+                "validate_only": validate_only}
+        response = self.cluster.request(api, body)
+        for result in response["responses"]:
+            self._check_resource(result, topic, "changing the configs of")
+
+    @staticmethod
+    def _check_resource(result: dict, topic: str, doing: str) -> None:
+        code = result.get("error_code", 0)
+        if code and result.get("resource_name") == topic:
+            message = result.get("error_message") or f"Kafka error code {code}"
+            raise error_for_code(code, f"{doing} topic {topic!r}: {message}")
 
     def close(self) -> None:
         """Close the cluster's connections if this Admin made the cluster."""

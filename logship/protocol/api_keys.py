@@ -26,12 +26,16 @@ class ApiKey(IntEnum):
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
     INIT_PRODUCER_ID = 22
+    DESCRIBE_CONFIGS = 32
+    ALTER_CONFIGS = 33
     DESCRIBE_LOG_DIRS = 35
+    INCREMENTAL_ALTER_CONFIGS = 44
 
 
 #: Set "N" of reference/kafka-protocol.md §2.4 plus the optional tooling keys: what the broker
-#: puts in its ApiVersions response. All non-flexible. Produce 0-2 are advertised (librdkafka
-#: < 2.11.1 needs them to enable compression) but not implemented: decoding them raises
+#: puts in its ApiVersions response. All non-flexible but the config APIs (flexible from
+#: DescribeConfigs v4, AlterConfigs v2, IncrementalAlterConfigs v1). Produce 0-2 are advertised
+#: (librdkafka < 2.11.1 needs them to enable compression) but not implemented: decoding them raises
 #: UnsupportedRequestError, which the broker answers like Kafka 4.x does.
 ADVERTISED = MappingProxyType({
     ApiKey.PRODUCE: (0, 7),
@@ -48,10 +52,13 @@ ADVERTISED = MappingProxyType({
     ApiKey.DESCRIBE_GROUPS: (0, 4),
     ApiKey.LIST_GROUPS: (0, 2),
     ApiKey.API_VERSIONS: (0, 2),
-    ApiKey.CREATE_TOPICS: (2, 3),
+    ApiKey.CREATE_TOPICS: (2, 5),
     ApiKey.DELETE_TOPICS: (1, 3),
     ApiKey.INIT_PRODUCER_ID: (0, 0),
     ApiKey.DESCRIBE_LOG_DIRS: (1, 1),
+    ApiKey.DESCRIBE_CONFIGS: (0, 4),
+    ApiKey.ALTER_CONFIGS: (0, 2),
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
 })
 
 #: The same table under the name the broker's ApiVersions handler may prefer.

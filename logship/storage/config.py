@@ -3,7 +3,7 @@
 Names and defaults follow Apache Kafka's topic configs (segment.bytes, segment.ms,
 retention.ms, retention.bytes, index.interval.bytes, segment.index.bytes,
 max.message.bytes, flush.messages, flush.ms, cleanup.policy, min.cleanable.dirty.ratio,
-delete.retention.ms).
+delete.retention.ms, message.timestamp.type); topic_config.py maps those names to these fields.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from ..errors import ConfigError
 
 DAY_MS = 24 * 60 * 60 * 1000
 INT32_MAX = 0x7FFF_FFFF
+CLEANUP_POLICIES = ("delete", "compact", "compact,delete")
+TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
 
 
 @dataclass
@@ -33,11 +35,14 @@ class LogConfig:
     flush_messages:       fdatasync after this many appended records; None = leave it to the OS
                           (and to explicit flush()/sync_to() calls, e.g. for acks=all).
     flush_ms:             fdatasync on append when the last sync is older than this; None = never.
-    cleanup_policy:       "delete" (retention drops old segments) or "compact" (compaction.py keeps
-                          the latest record per key; give such a topic retention -1 to keep it whole).
+    cleanup_policy:       "delete" (retention drops old segments), "compact" (compaction.py keeps
+                          the latest record per key; retention leaves the log alone) or
+                          "compact,delete" (both).
     min_cleanable_dirty_ratio: compact once the sealed bytes not yet compacted reach this share
                           of all sealed bytes.
     delete_retention_ms:  compaction drops a tombstone (null value) whose timestamp is older than this.
+    message_timestamp_type: "CreateTime" (batches keep the producer's timestamps) or
+                          "LogAppendTime" (the broker stamps each batch with the append time).
     """
 
     segment_bytes: int = 1 << 30
@@ -52,10 +57,25 @@ class LogConfig:
     cleanup_policy: str = "delete"
     min_cleanable_dirty_ratio: float = 0.5
     delete_retention_ms: int = DAY_MS
+    message_timestamp_type: str = "CreateTime"
+
+    @property
+    def compacts(self) -> bool:
+        """True when compaction applies ("compact" is in cleanup_policy)."""
+        return "compact" in self.cleanup_policy.split(",")
+
+    @property
+    def deletes(self) -> bool:
+        """True when retention applies ("delete" is in cleanup_policy)."""
+        return "delete" in self.cleanup_policy.split(",")
 
     def __post_init__(self) -> None:
-        if self.cleanup_policy not in ("delete", "compact"):
-            raise ConfigError(f"cleanup_policy must be 'delete' or 'compact', not {self.cleanup_policy!r}")
+        if self.cleanup_policy not in CLEANUP_POLICIES:
+            raise ConfigError(f"cleanup_policy must be 'delete', 'compact' or 'compact,delete', "
+                              f"not {self.cleanup_policy!r}")
+        if self.message_timestamp_type not in TIMESTAMP_TYPES:
+            raise ConfigError(f"message_timestamp_type must be 'CreateTime' or 'LogAppendTime', "
+                              f"not {self.message_timestamp_type!r}")
         if not 0.0 <= self.min_cleanable_dirty_ratio <= 1.0:
             raise ConfigError("min_cleanable_dirty_ratio must be within 0..1")
         if self.delete_retention_ms < 0:

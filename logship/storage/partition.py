@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 from ..errors import CorruptRecordError, InvalidRecordError, KafkaStorageError, OffsetOutOfRangeError
 from . import reader, retention
+from .append_time import stamp_log_append_time
 from .checkpoint import fsync_dir
 from .config import INT32_MAX, LogConfig
 from .epochs import LeaderEpochCache
@@ -176,6 +177,8 @@ class Partition:
     def _append(self, data, leader_epoch: int | None, assign_offsets: bool) -> AppendResult:
         buf = data if _writable(data) else bytearray(data)
         checked = validate_batches(buf, self.config.max_batch_bytes)
+        if assign_offsets and self.config.message_timestamp_type == "LogAppendTime":
+            checked = stamp_log_append_time(buf, checked, self._now_ms())
         record_count = len(checked) + sum(batch[2] for batch in checked)
         with self._lock:
             if self._commit.failure is not None:

@@ -7,10 +7,15 @@
         log-start-offset-checkpoint         topic partition offset: the log start offset
         <topic>-<partition>/                one Partition each (segments, leader-epoch-checkpoint)
 
-Per-topic settings are not stored either: `set_topic_config(topic, LogConfig)` overrides the
-Store's default for one topic (its partitions loaded already and those created later), and
+        topic-config-overrides              per-topic configs under Kafka's names (topic_config.py)
+
+Per-topic configs set through `create_topic(..., configs=)` or `alter_topic_config` are kept
+in topic-config-overrides (replaced atomically) and applied on open, on top of the Store's
+default; an entry whose topic is gone (a crash between the two steps of a create or delete) is
+dropped on open. `set_topic_config(topic, LogConfig)` overrides a topic in memory only, and
 whoever owns the topic calls it after every open (the broker does for `__consumer_offsets`).
-`compact()` runs log compaction (compaction.py) on topics whose cleanup_policy is "compact".
+`compact()` runs log compaction (compaction.py) on topics whose cleanup_policy has "compact";
+retention applies to those whose cleanup_policy has "delete".
 
 There is no other metadata: a topic's partition count is read from the directories (a
 partition directory missing below the highest one is recreated empty on open). Opening
@@ -32,9 +37,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import (CorruptRecordError, InvalidPartitionsError, KafkaStorageError, TopicAlreadyExistsError,
-                      UnknownTopicError)
-from . import compaction, dirlock
+from ..errors import (CorruptRecordError, InvalidPartitionsError, KafkaStorageError, LogshipError,
+                      TopicAlreadyExistsError, UnknownTopicError)
+from . import compaction, dirlock, topic_config
 from .checkpoint import MalformedCheckpoint, fsync_dir, read_offsets, write_offsets
 from .compaction import CompactionResult
 from .config import LogConfig
@@ -58,6 +63,7 @@ class Store:
         self._lock = threading.RLock()
         self._partitions: dict[tuple[str, int], Partition] = {}
         self._topic_configs: dict[str, LogConfig] = {}
+        self._overrides: dict[str, dict[str, str]] = {}  # persisted per-topic configs, Kafka names
         self._compaction_lock = threading.Lock()  # one pass at a time; close() waits for it
         self._cleaned_to: dict[tuple[str, int], int] = {}  # where the last compaction pass got to
         self._closed = False
@@ -77,6 +83,7 @@ class Store:
         self.recovered = not marker.exists()  # True: the last stop was not a clean close
         recovery_points = self._read_checkpoint(RECOVERY_POINT_FILE)
         log_starts = self._read_checkpoint(LOG_START_FILE)
+        self._load_overrides()
         found: dict[str, int] = {}
         for path in sorted(self.data_dir.iterdir()):
             if not path.is_dir():
@@ -95,10 +102,32 @@ class Store:
                 key = (topic, index)
                 self._partitions[key] = self._partition(topic, index, recovery_points.get(key, 0),
                                                         log_starts.get(key, 0), clean=not self.recovered)
+        orphans = set(self._overrides) - set(found)
+        if orphans:
+            log.info("dropping the configs of %s: no such topic", ", ".join(sorted(orphans)))
+            for topic in orphans:
+                del self._overrides[topic]
+                self._topic_configs.pop(topic, None)
+            topic_config.write_overrides(self.data_dir, self._overrides)
         if self.recovered:
             self._write_checkpoints()  # recovery left every partition durable
         marker.unlink(missing_ok=True)
         fsync_dir(self.data_dir)
+
+    def _load_overrides(self) -> None:
+        try:
+            stored = topic_config.read_overrides(self.data_dir)
+        except (ValueError, OSError) as exc:
+            log.warning("ignoring unreadable %s (%s): topics use the default config",
+                        topic_config.OVERRIDES_FILE, exc)
+            return
+        for topic, overrides in stored.items():
+            try:
+                self._topic_configs[topic] = topic_config.apply(self.config, overrides)
+            except LogshipError as exc:
+                log.warning("ignoring the stored configs of topic %s: %s", topic, exc)
+                continue
+            self._overrides[topic] = overrides
 
     def _partition(self, topic: str, index: int, recovery_point: int, log_start: int, clean: bool) -> Partition:
         return Partition(topic, index, self.data_dir / partition_dir_name(topic, index), self.topic_config(topic),
@@ -122,16 +151,22 @@ class Store:
                 counts[topic] = max(counts.get(topic, 0), index + 1)
             return counts
 
-    def create_topic(self, name: str, partitions: int) -> None:
-        """Create `name` with `partitions` empty partitions (durably)."""
+    def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> None:
+        """Create `name` with `partitions` empty partitions (durably), with `configs` (Kafka's
+        topic config names -> values; InvalidConfigError before anything is created)."""
         validate_topic_name(name)
         if not isinstance(partitions, int) or partitions < 1:
             raise InvalidPartitionsError(f"a topic needs at least one partition, not {partitions}")
+        overrides = topic_config.normalize(configs or {})
+        config = topic_config.apply(self.config, overrides) if overrides else None
         with self._lock:
             self._check_open()
             if name in self.topics():
                 raise TopicAlreadyExistsError(f"topic {name!r} already exists")
             try:
+                if overrides:  # first, so that the partitions open with them; an orphan is dropped on open
+                    self._store_overrides(name, overrides)
+                    self._topic_configs[name] = config
                 for index in range(partitions):
                     self._partitions[(name, index)] = self._partition(name, index, 0, 0, clean=True)
                 fsync_dir(self.data_dir)
@@ -155,6 +190,12 @@ class Store:
                 moved.append(target)
             fsync_dir(self.data_dir)
             self._write_checkpoints()
+            if self._overrides.pop(name, None) is not None:
+                self._topic_configs.pop(name, None)
+                try:
+                    topic_config.write_overrides(self.data_dir, self._overrides)
+                except OSError as exc:  # the next open drops the entry of a topic that is gone
+                    log.error("cannot forget the configs of deleted topic %s: %s", name, exc)
         for path in moved:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -173,6 +214,42 @@ class Store:
             for (name, _), partition in self._partitions.items():
                 if name == topic:
                     partition.config = config
+
+    def topic_overrides(self, topic: str) -> dict[str, str]:
+        """The stored configs of `topic` (Kafka names -> values); {} when it has none."""
+        with self._lock:
+            return dict(self._overrides.get(topic, {}))
+
+    def alter_topic_config(self, topic: str, overrides: dict[str, str], validate_only: bool = False) -> LogConfig:
+        """Replace the stored configs of `topic` with `overrides` (Kafka names -> values; {} goes
+        back to the default), durably, and apply them to its partitions at once.
+
+        Returns the resulting LogConfig. UnknownTopicError, or InvalidConfigError naming the key
+        (nothing changed). With `validate_only` only the checks are made."""
+        overrides = topic_config.normalize(overrides)
+        config = topic_config.apply(self.config, overrides)
+        with self._lock:
+            self._check_open()
+            if topic not in self.topics():
+                raise UnknownTopicError(f"unknown topic {topic!r}")
+            if not validate_only:
+                try:
+                    self._store_overrides(topic, overrides)
+                except OSError as exc:
+                    raise KafkaStorageError(f"cannot write the configs of {topic!r}: {exc}") from exc
+                self.set_topic_config(topic, config)
+                if not overrides:
+                    del self._topic_configs[topic]  # the default again, also for a re-created topic
+        return config
+
+    def _store_overrides(self, topic: str, overrides: dict[str, str]) -> None:
+        updated = dict(self._overrides)
+        if overrides:
+            updated[topic] = dict(overrides)
+        else:
+            updated.pop(topic, None)
+        topic_config.write_overrides(self.data_dir, updated)
+        self._overrides = updated
 
     def partition(self, topic: str, index: int) -> Partition:
         with self._lock:
@@ -194,6 +271,8 @@ class Store:
             self._retention_thread = threading.get_ident()
             try:
                 for partition in self._partitions.values():
+                    if not partition.config.deletes:
+                        continue  # cleanup.policy=compact: the log is kept whole
                     try:
                         deleted += partition.enforce_retention(now_ms)
                     except (KafkaStorageError, OSError) as exc:
@@ -213,7 +292,7 @@ class Store:
             if self._closed:
                 return results
             with self._lock:
-                partitions = [p for p in self._partitions.values() if p.config.cleanup_policy == "compact"]
+                partitions = [p for p in self._partitions.values() if p.config.compacts]
             for partition in partitions:
                 key = (partition.topic, partition.index)
                 if partition.offline or not (force or compaction.needs_compaction(

@@ -45,7 +45,8 @@ def validate_batches(buf, max_batch_bytes: int) -> list[tuple[int, int, int, int
         if length < _MIN_LENGTH:
             raise CorruptRecordError(f"batch length {length} at byte {pos} is shorter than a header")
         if size > max_batch_bytes:
-            raise MessageTooLargeError(f"batch at byte {pos} is {size} bytes; the limit is {max_batch_bytes}")
+            raise MessageTooLargeError(f"batch at byte {pos} is {size} bytes; the limit is {max_batch_bytes} "
+                                       f"(the topic's max.message.bytes)")
         if pos + size > end:
             raise CorruptRecordError(f"batch at byte {pos} needs {size} bytes, {end - pos} present")
         if records.crc32c(view[pos + records.CRC_START: pos + size]) != crc:

@@ -1,0 +1,237 @@
+"""DescribeConfigs, AlterConfigs and IncrementalAlterConfigs: topic configs over the store's
+per-topic overrides (storage/topic_config.py), and this broker's settings, read-only.
+
+A topic config's source is TOPIC_CONFIG when the topic overrides it, STATIC_BROKER_CONFIG when
+`logship serve` was given a value for it (its broker synonym, e.g. log.retention.ms, differs
+from Kafka's default) and DEFAULT_CONFIG otherwise; synonyms list those in that order, as
+Kafka does. AlterConfigs replaces a topic's overrides with the ones given; IncrementalAlterConfigs
+edits them (SET, DELETE, and APPEND/SUBTRACT on list configs). Each resource succeeds or fails
+as a whole; `validate_only` checks without changing anything. `__consumer_offsets` belongs to
+the broker: it can be described, not altered.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import InvalidConfigError, InvalidRequestError, LogshipError, UnknownTopicError
+from ..storage import LogConfig, validate_topic_name
+from ..storage import topic_config as tc
+from .groups.offsets import OFFSETS_TOPIC
+from .reply import Reply, error_code
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+TOPIC, BROKER = 2, 4
+TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 1, 4, 5
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+CONFIG_TYPES = {"boolean": 1, "string": 2, "int": 3, "long": 5, "double": 6, "list": 7}
+_KAFKA_DEFAULTS = LogConfig()
+
+
+# ------------------------------------------------------------------ describing
+
+def _entry(name: str, value: str | None, source: int, read_only: bool, kind: str, doc: str,
+           synonyms: list[dict], include_documentation: bool) -> dict:
+    return {"name": name, "value": value, "read_only": read_only, "config_source": source,
+            "is_default": source == DEFAULT_CONFIG, "is_sensitive": False, "synonyms": synonyms,
+            "config_type": CONFIG_TYPES[kind], "documentation": doc if include_documentation else None}
+
+
+def topic_entries(broker: Broker, topic: str, keys: list[str] | None = None,
+                  synonyms: bool = False, documentation: bool = False) -> list[dict]:
+    """DescribeConfigs entries of every config of `topic` (or of `keys`, unknown ones left out)."""
+    overrides = broker.store.topic_overrides(topic)
+    effective = broker.store.topic_config(topic)
+    default = broker.store.config
+    out = []
+    for name, d in sorted(tc.TOPIC_CONFIGS.items()):
+        if keys is not None and name not in keys:
+            continue
+        static = getattr(default, d.field) != getattr(_KAFKA_DEFAULTS, d.field)
+        chain = []
+        if name in overrides or getattr(effective, d.field) != getattr(default, d.field):
+            chain.append({"name": name, "value": tc.value_of(effective, name), "source": TOPIC_CONFIG})
+        if static:
+            chain.append({"name": d.broker_name, "value": tc.value_of(default, name), "source": STATIC_BROKER_CONFIG})
+        chain.append({"name": d.broker_name, "value": tc.value_of(_KAFKA_DEFAULTS, name), "source": DEFAULT_CONFIG})
+        out.append(_entry(name, tc.value_of(effective, name), chain[0]["source"], topic == OFFSETS_TOPIC,
+                          d.type, d.doc, chain if synonyms else [], documentation))
+    return out
+
+
+def _broker_settings(broker: Broker) -> list[tuple[str, object, object, str, str]]:
+    """(Kafka broker config name, value, Kafka-default value, type, doc) of this broker."""
+    c, log = broker.config, broker.config.log
+    host, port = broker.address()
+    rows = [("broker.id", c.node_id, 0, "int", "This broker's node id."),
+            ("node.id", c.node_id, 0, "int", "This broker's node id."),
+            ("listeners", f"PLAINTEXT://{c.listen_host}:{c.listen_port}", None, "list", "The address bound."),
+            ("advertised.listeners", f"PLAINTEXT://{host}:{port}", None, "list", "The address clients are told."),
+            ("log.dirs", str(broker.store.data_dir), None, "string", "The data directory."),
+            ("num.partitions", c.default_partitions, 1, "int", "Partitions of a topic created on first use."),
+            ("auto.create.topics.enable", str(c.auto_create_topics).lower(), "true", "boolean",
+             "Create topics on first produce or metadata request."),
+            ("socket.request.max.bytes", c.max_frame_bytes, 100 << 20, "int", "Largest request accepted."),
+            ("log.retention.check.interval.ms", int(c.retention_check_interval_s * 1000), 300000, "long",
+             "How often retention runs."),
+            ("group.initial.rebalance.delay.ms", c.group_initial_rebalance_delay_ms, 3000, "int",
+             "How long a new group waits for more members."),
+            ("group.min.session.timeout.ms", c.group_min_session_timeout_ms, 6000, "int",
+             "Shortest session timeout a member may ask for."),
+            ("group.max.session.timeout.ms", c.group_max_session_timeout_ms, 1800000, "int",
+             "Longest session timeout a member may ask for."),
+            ("offset.metadata.max.bytes", c.offset_metadata_max_bytes, 4096, "int",
+             "Longest metadata of a committed offset.")]
+    for name, d in sorted(tc.TOPIC_CONFIGS.items()):
+        rows.append((d.broker_name, tc.value_of(log, name), tc.value_of(_KAFKA_DEFAULTS, name), d.type, d.doc))
+    return rows
+
+
+def broker_entries(broker: Broker, keys: list[str] | None = None,
+                   synonyms: bool = False, documentation: bool = False) -> list[dict]:
+    out = []
+    for name, value, default, kind, doc in _broker_settings(broker):
+        if keys is not None and name not in keys:
+            continue
+        value = None if value is None else str(value)
+        source = DEFAULT_CONFIG if default is not None and value == str(default) else STATIC_BROKER_CONFIG
+        chain = [{"name": name, "value": value, "source": source}] if synonyms else []
+        out.append(_entry(name, value, source, True, kind, doc, chain, documentation))
+    return out
+
+
+def _check_broker_name(broker: Broker, name: str) -> None:
+    if name not in ("", str(broker.config.node_id)):
+        raise InvalidRequestError(f"this broker is node {broker.config.node_id}, not {name!r}")
+
+
+def _check_topic(broker: Broker, name: str) -> None:
+    validate_topic_name(name)
+    if name not in broker.store.topics():
+        raise UnknownTopicError(f"unknown topic {name!r}")
+
+
+def describe_configs(broker: Broker, version: int, body: dict) -> Reply:
+    synonyms = body.get("include_synonyms", False)
+    documentation = body.get("include_documentation", False)
+    results = []
+    for resource in body["resources"]:
+        kind, name, keys = resource["resource_type"], resource["resource_name"], resource["configuration_keys"]
+        result = {"error_code": 0, "error_message": None, "resource_type": kind, "resource_name": name, "configs": []}
+        try:
+            if kind == TOPIC:
+                _check_topic(broker, name)
+                result["configs"] = topic_entries(broker, name, keys, synonyms, documentation)
+            elif kind == BROKER:
+                _check_broker_name(broker, name)
+                result["configs"] = broker_entries(broker, keys, synonyms, documentation)
+            else:
+                raise InvalidRequestError(f"configs of resource type {kind} are not supported; "
+                                          f"only topics ({TOPIC}) and brokers ({BROKER})")
+        except LogshipError as exc:
+            result.update(error_code=error_code(exc), error_message=str(exc))
+        results.append(result)
+    return Reply({"throttle_time_ms": 0, "results": results})
+
+
+# ------------------------------------------------------------------ altering
+
+def _list_value(overrides: dict[str, str], effective: LogConfig, name: str) -> list[str]:
+    current = overrides.get(name, tc.value_of(effective, name))
+    return [item for item in current.split(",") if item]
+
+
+def incremental_overrides(current: dict[str, str], effective: LogConfig, configs: list[dict]) -> dict[str, str]:
+    """`current` overrides edited by IncrementalAlterConfigs `configs`; InvalidConfigError or
+    InvalidRequestError naming the key when one cannot be applied."""
+    names = [c["name"] for c in configs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidRequestError(f"config {', '.join(duplicates)} appears more than once in one request")
+    updated = dict(current)
+    for config in configs:
+        name, op, value = config["name"], config["config_operation"], config["value"]
+        d = tc.config_def(name)
+        if op == SET:
+            updated[name] = tc.format_value(name, tc.parse_value(name, value))
+        elif op == DELETE:
+            updated.pop(name, None)
+        elif op in (APPEND, SUBTRACT):
+            if d.type != "list":
+                raise InvalidConfigError(f"{name} is not a list: APPEND and SUBTRACT apply to list configs "
+                                         f"only ({', '.join(n for n, x in tc.TOPIC_CONFIGS.items() if x.type == 'list')})")
+            items = _list_value(updated, effective, name)
+            given = [v.strip() for v in (value or "").split(",") if v.strip()]
+            if op == APPEND:
+                items += [v for v in given if v not in items]
+            else:
+                items = [v for v in items if v not in given]
+            if not items:
+                raise InvalidConfigError(f"{name} cannot be empty: it needs {d.allowed()}")
+            updated[name] = tc.format_value(name, tc.parse_value(name, ",".join(items)))
+        else:
+            raise InvalidRequestError(f"unknown config operation {op} for {name}: "
+                                      f"0 SET, 1 DELETE, 2 APPEND or 3 SUBTRACT")
+    return updated
+
+
+def _alter(broker: Broker, resource: dict, validate_only: bool, incremental: bool) -> None:
+    kind, name = resource["resource_type"], resource["resource_name"]
+    if kind == BROKER:
+        _check_broker_name(broker, name)
+        raise InvalidConfigError("the broker's configs are read-only: they are set by `logship serve` options")
+    if kind != TOPIC:
+        raise InvalidRequestError(f"configs of resource type {kind} are not supported; only topics ({TOPIC})")
+    _check_topic(broker, name)
+    if name == OFFSETS_TOPIC:
+        raise InvalidConfigError(f"the configs of {OFFSETS_TOPIC} belong to the broker and cannot be changed")
+    if incremental:
+        overrides = incremental_overrides(broker.store.topic_overrides(name), broker.store.topic_config(name),
+                                          resource["configs"])
+    else:
+        overrides = {}
+        for config in resource["configs"]:
+            if config["name"] in overrides:
+                raise InvalidRequestError(f"config {config['name']} appears more than once in one request")
+            tc.config_def(config["name"])
+            if config["value"] is not None:
+                overrides[config["name"]] = config["value"]
+    broker.store.alter_topic_config(name, overrides, validate_only=validate_only)
+
+
+def _alter_all(broker: Broker, body: dict, incremental: bool) -> Reply:
+    responses = []
+    for resource in body["resources"]:
+        entry = {"error_code": 0, "error_message": None, "resource_type": resource["resource_type"],
+                 "resource_name": resource["resource_name"]}
+        try:
+            _alter(broker, resource, body.get("validate_only", False), incremental)
+        except LogshipError as exc:
+            entry.update(error_code=error_code(exc), error_message=str(exc))
+        responses.append(entry)
+    return Reply({"throttle_time_ms": 0, "responses": responses})
+
+
+def alter_configs(broker: Broker, version: int, body: dict) -> Reply:
+    return _alter_all(broker, body, incremental=False)
+
+
+def incremental_alter_configs(broker: Broker, version: int, body: dict) -> Reply:
+    return _alter_all(broker, body, incremental=True)
+
+
+def create_topic_configs(broker: Broker, topic: dict) -> dict[str, str]:
+    """The configs of a CreateTopics entry as overrides; InvalidConfigError / InvalidRequestError."""
+    configs: dict[str, str] = {}
+    for config in topic.get("configs") or []:
+        if config["name"] in configs:
+            raise InvalidRequestError(f"config {config['name']} appears more than once")
+        if config["value"] is not None:
+            configs[config["name"]] = config["value"]
+    return tc.normalize(configs)
+
+
+__all__ = ["describe_configs", "alter_configs", "incremental_alter_configs", "topic_entries", "broker_entries",
+           "create_topic_configs", "incremental_overrides"]
