@@ -31,10 +31,10 @@ def _grow(broker: Broker, topic: dict, validate_only: bool) -> None:
     refuse_internal(name)
     current = broker.store.topics().get(name)
     if current is None:
-        raise UnknownTopicError(f"unknown topic {name!r}")
+        raise UnknownTopicError("the topic does not exist")
     if total <= current:
-        raise InvalidPartitionsError(f"topic {name!r} already has {current} partition{'s' if current != 1 else ''}; "
-                                     f"the count can only grow (asked for {total})")
+        raise InvalidPartitionsError(f"the topic has {current} partition{'s' if current != 1 else ''} and the "
+                                     f"count can only grow (asked for {total})")
     assignments = topic.get("assignments")
     if assignments is not None:
         if len(assignments) != total - current:

@@ -5,6 +5,9 @@
     admin.list_topics()                  # {"logs": 3}
     admin.describe_topic("logs")         # [PartitionInfo(partition=0, leader=0, log_start_offset=0, ...)]
     admin.list_offsets("logs", {0: "-10", 1: "@-1h"})
+    admin.add_partitions("logs", 6)      # grow to 6 partitions (never fewer)
+    admin.delete_records("logs", {0: 1200})          # {0: 1200}: the new log start per partition
+    admin.max_timestamp_offsets("logs")  # {0: (offset, timestamp) of the newest record by time}
 
 `list_offsets` (the module function) and `resolve_offsets` are shared with the consumer:
 ListOffsets goes to each partition's leader, earliest (-2), latest (-1) or by timestamp,
@@ -21,10 +24,13 @@ from ..protocol import ApiKey
 from .cluster import Cluster
 from .offsets import OffsetSpec, parse_offset
 
-__all__ = ["Admin", "PartitionInfo", "list_offsets", "resolve_offsets", "EARLIEST", "LATEST"]
+__all__ = ["Admin", "PartitionInfo", "list_offsets", "resolve_offsets", "EARLIEST", "LATEST", "MAX_TIMESTAMP",
+           "HIGH_WATERMARK"]
 
 EARLIEST = -2
 LATEST = -1
+MAX_TIMESTAMP = -3  # ListOffsets v7+: the record with the largest timestamp
+HIGH_WATERMARK = -1  # DeleteRecords: everything up to the high watermark
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,53 @@ class Admin:
             specs = {p: specs for p in self.cluster.topic(topic).partitions}
         return resolve_offsets(self.cluster, topic, specs)
 
+    def add_partitions(self, name: str, total: int, validate_only: bool = False) -> None:
+        """Grow topic `name` to `total` partitions (CreatePartitions). InvalidPartitionsError
+        unless `total` is above the current count; UnknownTopicError. Existing records stay
+        where they are (keys may map to other partitions from now on)."""
+        body = {"topics": [{"name": name, "count": total, "assignments": None}],
+                "timeout_ms": self.timeout_ms, "validate_only": validate_only}
+        response = self.cluster.request(ApiKey.CREATE_PARTITIONS, body, node_id=self._controller())
+        self._check(response["results"], name, "adding partitions to")
+        self.cluster.invalidate(name)
+
+    def delete_records(self, topic: str, offsets: dict[int, int]) -> dict[int, int]:
+        """Delete the records of each partition below its offset (HIGH_WATERMARK: all that is
+        there), asking each partition's leader (DeleteRecords); partition -> the new log start.
+        OffsetOutOfRangeError beyond the log end; nothing below the log start changes."""
+        meta = self.cluster.topic(topic, refresh=True)
+        by_leader: dict[int, list[int]] = {}
+        for partition in offsets:
+            info = meta.partitions.get(partition)
+            if info is None:
+                raise UnknownTopicError(f"topic {topic!r} has no partition {partition}")
+            by_leader.setdefault(info.leader, []).append(partition)
+        result: dict[int, int] = {}
+        for leader, partitions in by_leader.items():
+            body = {"topics": [{"name": topic, "partitions": [{"partition_index": p, "offset": offsets[p]}
+                                                              for p in partitions]}],
+                    "timeout_ms": self.timeout_ms}
+            response = self.cluster.request(ApiKey.DELETE_RECORDS, body, node_id=leader)
+            for entry in response["topics"]:
+                for part in entry["partitions"]:
+                    code = part["error_code"]
+                    if code:
+                        raise error_for_code(code, f"deleting records of {topic}-{part['partition_index']} "
+                                                   f"before offset {offsets[part['partition_index']]}: "
+                                                   f"{_reason(code)}")
+                    result[part["partition_index"]] = part["low_watermark"]
+        return result
+
+    def max_timestamp_offsets(self, topic: str, partitions: list[int] | None = None) -> dict[int, tuple[int, int]]:
+        """partition -> (offset, timestamp) of the first record carrying the partition's largest
+        timestamp ((-1, -1) when it is empty): ListOffsets v7 MAX_TIMESTAMP. UnsupportedVersionError
+        from a broker older than Kafka 3.0."""
+        parts = sorted(self.cluster.topic(topic).partitions) if partitions is None else partitions
+        if self.cluster.version(ApiKey.LIST_OFFSETS) < 7:
+            raise UnsupportedVersionError("the broker cannot look offsets up by largest timestamp "
+                                          "(that needs ListOffsets v7, Kafka 3.0 or later)")
+        return list_offsets(self.cluster, topic, {p: MAX_TIMESTAMP for p in parts})
+
     def close(self) -> None:
         """Close the cluster's connections if this Admin made the cluster."""
         if self._own_cluster:
@@ -200,3 +253,9 @@ class Admin:
             if result.get("name") == name and code:
                 message = result.get("error_message") or f"Kafka error code {code}"
                 raise error_for_code(code, f"{doing} topic {name!r}: {message}")
+
+
+def _reason(code: int) -> str:
+    """A short reason for an error code, from the exception class's first docstring line."""
+    doc = (error_for_code(code).__class__.__doc__ or "").strip().splitlines()
+    return doc[0].rstrip(".") if doc and doc[0] else f"Kafka error code {code}"
