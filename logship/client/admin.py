@@ -30,6 +30,7 @@ __all__ = ["Admin", "PartitionInfo", "list_offsets", "resolve_offsets", "EARLIES
 EARLIEST = -2
 LATEST = -1
 MAX_TIMESTAMP = -3  # ListOffsets v7+: the record with the largest timestamp
+MAX_TIMESTAMP_VERSION = 7
 HIGH_WATERMARK = -1  # DeleteRecords: everything up to the high watermark
 
 
@@ -224,11 +225,31 @@ class Admin:
         """partition -> (offset, timestamp) of the first record carrying the partition's largest
         timestamp ((-1, -1) when it is empty): ListOffsets v7 MAX_TIMESTAMP. UnsupportedVersionError
         from a broker older than Kafka 3.0."""
-        parts = sorted(self.cluster.topic(topic).partitions) if partitions is None else partitions
-        if self.cluster.version(ApiKey.LIST_OFFSETS) < 7:
-            raise UnsupportedVersionError("the broker cannot look offsets up by largest timestamp "
-                                          "(that needs ListOffsets v7, Kafka 3.0 or later)")
-        return list_offsets(self.cluster, topic, {p: MAX_TIMESTAMP for p in parts})
+        meta = self.cluster.topic(topic, refresh=True)
+        parts = sorted(meta.partitions) if partitions is None else partitions
+        by_leader: dict[int, list[int]] = {}
+        for partition in parts:
+            info = meta.partitions.get(partition)
+            if info is None:
+                raise UnknownTopicError(f"topic {topic!r} has no partition {partition}")
+            by_leader.setdefault(info.leader, []).append(partition)
+        result: dict[int, tuple[int, int]] = {}
+        for leader, partitions_of_leader in by_leader.items():
+            # its own connection: ListOffsets v7 (flexible) only here, set N's v2 everywhere else
+            with self.cluster.open_connection(leader) as conn:
+                if conn.broker_versions.get(ApiKey.LIST_OFFSETS, (0, -1))[1] < MAX_TIMESTAMP_VERSION:
+                    raise UnsupportedVersionError(f"broker {conn.address} cannot look offsets up by largest "
+                                                  f"timestamp (that needs ListOffsets v7, Kafka 3.0 or later)")
+                body = {"replica_id": -1, "isolation_level": 0, "topics": [{"name": topic, "partitions": [
+                    {"partition_index": p, "timestamp": MAX_TIMESTAMP} for p in partitions_of_leader]}]}
+                response = conn.request(ApiKey.LIST_OFFSETS, body, MAX_TIMESTAMP_VERSION)
+            for entry in response["topics"]:
+                for part in entry["partitions"]:
+                    if part["error_code"]:
+                        raise error_for_code(part["error_code"], f"listing the max-timestamp offset of "
+                                             f"{topic}-{part['partition_index']}: {_reason(part['error_code'])}")
+                    result[part["partition_index"]] = (part["offset"], part["timestamp"])
+        return result
 
     def close(self) -> None:
         """Close the cluster's connections if this Admin made the cluster."""
