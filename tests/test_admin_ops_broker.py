@@ -9,6 +9,7 @@ import struct
 import pytest
 
 from logship import records
+from logship.broker import admin_ops
 from logship.broker.broker import Broker, ClientInfo
 from logship.broker.config import BrokerConfig
 from logship.broker.groups import OFFSETS_TOPIC
@@ -119,6 +120,17 @@ def test_create_partitions_validate_only_and_assignments(broker):
     assert _create_partitions(broker, 3, [{"name": "t", "count": 3, "assignments": [{"broker_ids": [0]}]}]) \
         == {"t": (NONE, None)}
     assert broker.store.topics()["t"] == 3
+
+
+def test_create_partitions_is_bounded_per_request(broker, monkeypatch):
+    huge = _create_partitions(broker, 3, [{"name": "t", "count": 0x7FFFFFFF, "assignments": None}])
+    assert huge["t"][0] == POLICY_VIOLATION and broker.store.topics()["t"] == 2
+    monkeypatch.setattr(admin_ops, "MAX_NEW_PARTITIONS", 5)
+    broker.store.create_topic("u", 1)
+    split = _create_partitions(broker, 3, [{"name": "t", "count": 5, "assignments": None},
+                                           {"name": "u", "count": 4, "assignments": None}])
+    assert split["t"] == (NONE, None) and split["u"][0] == POLICY_VIOLATION and "5" in split["u"][1]
+    assert broker.store.topics() == {"t": 5, "u": 1, OFFSETS_TOPIC: 1}
 
 
 def test_new_partitions_take_records_and_survive_a_reopen(tmp_path):

@@ -1,8 +1,9 @@
 """CreatePartitions and DeleteRecords: growing a topic and dropping the head of partitions.
 
 CreatePartitions: a topic's partition count only grows (INVALID_PARTITIONS otherwise, with a
-message saying the current count); `validate_only` checks without creating; manual assignments
-must name this broker only, one replica each. DeleteRecords: offset -1 means the high watermark;
+message saying the current count), by at most MAX_NEW_PARTITIONS per request (POLICY_VIOLATION);
+`validate_only` checks without creating; manual assignments must name this broker only, one
+replica each. DeleteRecords: offset -1 means the high watermark;
 an offset beyond the high watermark (or another negative one) is OFFSET_OUT_OF_RANGE; the log
 start offset moves up durably (store checkpoint) and whole segments below it are removed; the
 answer carries the new log start as `low_watermark`. Neither touches `__consumer_offsets`, nor
@@ -24,9 +25,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("logship.broker")
 HIGH_WATERMARK = -1
+#: At most this many partitions are added per request (Kafka's controller has the same bound):
+#: each one is a directory and open files, so a client may not ask for millions at once.
+MAX_NEW_PARTITIONS = 10_000
 
 
-def _grow(broker: Broker, topic: dict, validate_only: bool) -> None:
+def _grow(broker: Broker, topic: dict, validate_only: bool, budget: list[int]) -> None:
     name, total = topic["name"], topic["count"]
     refuse_internal(name)
     current = broker.store.topics().get(name)
@@ -35,6 +39,10 @@ def _grow(broker: Broker, topic: dict, validate_only: bool) -> None:
     if total <= current:
         raise InvalidPartitionsError(f"the topic has {current} partition{'s' if current != 1 else ''} and the "
                                      f"count can only grow (asked for {total})")
+    if total - current > budget[0]:
+        raise PolicyViolationError(f"adding {total - current} partitions is more than the {MAX_NEW_PARTITIONS} "
+                                   f"one request may add")
+    budget[0] -= total - current
     assignments = topic.get("assignments")
     if assignments is not None:
         if len(assignments) != total - current:
@@ -51,14 +59,14 @@ def _grow(broker: Broker, topic: dict, validate_only: bool) -> None:
 
 
 def create_partitions(broker: Broker, version: int, body: dict) -> Reply:
-    results, seen = [], set()
+    results, seen, budget = [], set(), [MAX_NEW_PARTITIONS]
     for topic in body["topics"]:
         result = {"name": topic["name"], "error_code": 0, "error_message": None}
         try:
             if topic["name"] in seen:
                 raise InvalidPartitionsError(f"topic {topic['name']!r} appears twice in the request")
             seen.add(topic["name"])
-            _grow(broker, topic, body.get("validate_only", False))
+            _grow(broker, topic, body.get("validate_only", False), budget)
         except LogshipError as exc:
             result.update(error_code=error_code(exc), error_message=str(exc))
         results.append(result)
