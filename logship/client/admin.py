@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UnknownTopicError, UnsupportedVersionError, error_for_code
+from ..errors import KafkaError, UnknownTopicError, UnsupportedVersionError, error_for_code
 from ..protocol import ApiKey
 from .cluster import Cluster
 from .offsets import OffsetSpec, parse_offset
@@ -278,5 +278,6 @@ class Admin:
 
 def _reason(code: int) -> str:
     """A short reason for an error code, from the exception class's first docstring line."""
-    doc = (error_for_code(code).__class__.__doc__ or "").strip().splitlines()
-    return doc[0].rstrip(".") if doc and doc[0] else f"Kafka error code {code}"
+    error = error_for_code(code)
+    doc = "" if isinstance(error, KafkaError) else (type(error).__doc__ or "").strip()
+    return doc.splitlines()[0].rstrip(".") if doc else f"Kafka error code {code}"
