@@ -238,8 +238,8 @@ def test_earliest_local_and_unknown_specials(broker):
     broker.store.partition("t", 0).delete_before(2)
     assert _list(broker, 8, -4) == (NONE, 2, -1)
     assert _list(broker, 8, -2) == (NONE, 2, -1)
-    assert _list(broker, 7, -4)[0] == INVALID_REQUEST
-    assert _list(broker, 6, -3)[0] == INVALID_REQUEST
+    assert _list(broker, 8, -5)[0] == INVALID_REQUEST  # latest tiered (v9) is not served
+    assert _list(broker, 2, -7)[0] == INVALID_REQUEST
 
 
 def test_max_timestamp_across_segments_and_after_deletion(tmp_path):

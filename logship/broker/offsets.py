@@ -5,6 +5,7 @@ after a timestamp.
 MAX_TIMESTAMP answers the offset of the first record that carries the partition's largest
 timestamp (records need not arrive in time order), found from the segments' largest
 timestamps and one decoded batch, as Kafka does; an empty partition answers offset -1.
+Other negative timestamps (-5 latest tiered, v9+, is not served) answer INVALID_REQUEST.
 """
 
 from __future__ import annotations
@@ -67,15 +68,15 @@ def offset_of_max_timestamp(partition: Partition) -> tuple[int, int]:
     return last_offset, max_ts
 
 
-def _lookup(partition: Partition, timestamp: int, version: int) -> tuple[int, int]:
+def _lookup(partition: Partition, timestamp: int) -> tuple[int, int]:
     if timestamp == LATEST:
         return partition.high_watermark, -1
-    if timestamp == EARLIEST or (timestamp == EARLIEST_LOCAL and version >= 8):
+    if timestamp in (EARLIEST, EARLIEST_LOCAL):
         return partition.log_start_offset, -1
-    if timestamp == MAX_TIMESTAMP and version >= 7:
+    if timestamp == MAX_TIMESTAMP:  # clients send it from v7 on; Kafka does not check the version either
         return offset_of_max_timestamp(partition)
     if timestamp < 0:
-        raise InvalidRequestError(f"ListOffsets v{version} has no special timestamp {timestamp}")
+        raise InvalidRequestError(f"ListOffsets has no special timestamp {timestamp}")
     return offset_for_time(partition, timestamp)
 
 
@@ -88,7 +89,7 @@ def list_offsets(broker: Broker, version: int, body: dict) -> Reply:
                      "timestamp": -1, "offset": -1}
             try:
                 partition = broker.store.partition(topic["name"], request["partition_index"])
-                entry["offset"], entry["timestamp"] = _lookup(partition, request["timestamp"], version)
+                entry["offset"], entry["timestamp"] = _lookup(partition, request["timestamp"])
             except LogshipError as exc:
                 entry["error_code"] = error_code(exc)
             entries.append(entry)
