@@ -366,3 +366,15 @@ def test_offset_delete_of_a_non_consumer_group_with_members(broker):
             "protocol_type": "connect", "protocols": [{"name": "default", "metadata": b"x"}]}
     assert call(broker, ApiKey.JOIN_GROUP, 2, body)["error_code"] == NONE
     assert _offset_delete(broker, "conn", {"t": [0]})[0] == NON_EMPTY_GROUP
+
+
+def test_delete_groups_v2_wire_layout():
+    """Flexible v2: request header v2 (tag byte), compact array of compact strings, tag sections;
+    the response header v1 carries its own tag byte (unlike ApiVersions')."""
+    frame = framing.encode_request(ApiKey.DELETE_GROUPS, 2, 3, "c", {"groups_names": ["ab", "c"]})
+    assert frame[4:12] == struct.pack(">hhi", 42, 2, 3) and frame[12:15] == b"\x00\x01c"
+    assert frame[15:] == b"\x00" + b"\x03" + b"\x03ab" + b"\x02c" + b"\x00"
+    response = framing.encode_response(ApiKey.DELETE_GROUPS, 2, 3, {"throttle_time_ms": 0, "results": [
+        {"group_id": "ab", "error_code": 69}]})
+    assert response[4:] == struct.pack(">i", 3) + b"\x00" + struct.pack(">i", 0) + b"\x02" + b"\x03ab" \
+        + struct.pack(">h", 69) + b"\x00" + b"\x00"
