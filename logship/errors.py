@@ -202,6 +202,37 @@ class MemberIdRequiredError(LogshipError):
     code = 79
 
 
+class InvalidReplicaAssignmentError(LogshipError):
+    """A replica assignment that cannot be applied (INVALID_REPLICA_ASSIGNMENT)."""
+
+    code = 39
+
+
+class PolicyViolationError(LogshipError):
+    """The request breaks a topic's policy, e.g. deleting records of a compacted topic (POLICY_VIOLATION)."""
+
+    code = 44
+
+
+class NonEmptyGroupError(LogshipError):
+    """The group has active members, so it cannot be deleted (NON_EMPTY_GROUP)."""
+
+    code = 68
+
+
+class GroupIdNotFoundError(LogshipError):
+    """The coordinator knows no such group (GROUP_ID_NOT_FOUND)."""
+
+    code = 69
+    exit_status = 4
+
+
+class GroupSubscribedToTopicError(LogshipError):
+    """An active member of the group subscribes to the topic, so its offsets stay (GROUP_SUBSCRIBED_TO_TOPIC)."""
+
+    code = 86
+
+
 class StoreLockedError(LogshipError):
     """Another process holds the data directory."""
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ..errors import UnsupportedVersionError
 from ..protocol import ADVERTISED, ApiKey
 from ..storage import Store
-from . import admin, configs, fetch, offsets, produce, topics
+from . import admin, admin_ops, configs, fetch, offsets, produce, topics
 from .config import BrokerConfig
 from .groups import GroupCoordinator, OffsetStore, handlers as group_handlers
 from .reply import ClientInfo, Reply
@@ -52,6 +52,8 @@ class Broker:
             ApiKey.DESCRIBE_CONFIGS: configs.describe_configs,
             ApiKey.ALTER_CONFIGS: configs.alter_configs,
             ApiKey.INCREMENTAL_ALTER_CONFIGS: configs.incremental_alter_configs,
+            ApiKey.CREATE_PARTITIONS: admin_ops.create_partitions,
+            ApiKey.DELETE_RECORDS: admin_ops.delete_records,
         }
         self._handlers.update(group_handlers.HANDLERS)
         self._client_handlers: dict[int, ClientHandler] = dict(group_handlers.CLIENT_HANDLERS)

@@ -1,11 +1,19 @@
-"""ListOffsets: earliest (-2), latest (-1), or the first record at or after a timestamp."""
+"""ListOffsets: earliest (-2), latest (-1), the record with the largest timestamp (-3, v7+),
+earliest local (-4, v8+: the log start here, there is no remote tier), or the first record at or
+after a timestamp.
+
+MAX_TIMESTAMP answers the offset of the first record that carries the partition's largest
+timestamp (records need not arrive in time order), found from the segments' largest
+timestamps and one decoded batch, as Kafka does; an empty partition answers offset -1.
+Other negative timestamps (-5 latest tiered, v9+, is not served) answer INVALID_REQUEST.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from .. import records
-from ..errors import LogshipError
+from ..errors import InvalidRequestError, LogshipError
 from ..storage import Partition
 from .reply import Reply, error_code
 
@@ -14,6 +22,8 @@ if TYPE_CHECKING:
 
 LATEST = -1
 EARLIEST = -2
+MAX_TIMESTAMP = -3  # v7+
+EARLIEST_LOCAL = -4  # v8+
 
 
 def offset_for_time(partition: Partition, timestamp: int) -> tuple[int, int]:
@@ -37,11 +47,36 @@ def offset_for_time(partition: Partition, timestamp: int) -> tuple[int, int]:
     return -1, -1
 
 
+def offset_of_max_timestamp(partition: Partition) -> tuple[int, int]:
+    """(offset, timestamp) of the first record carrying the largest timestamp, or (-1, -1)."""
+    found = partition.max_timestamp()
+    if found is None:
+        return -1, -1
+    max_ts, last_offset = found
+    try:
+        piece = partition.read(last_offset, 1)
+    except LogshipError:
+        piece = None
+    if piece is None:
+        return last_offset, max_ts
+    with piece:
+        batch = piece.read_bytes()
+    start = partition.log_start_offset
+    for record in records.decode_records(batch):
+        if record.offset >= start and record.timestamp == max_ts:
+            return record.offset, max_ts
+    return last_offset, max_ts
+
+
 def _lookup(partition: Partition, timestamp: int) -> tuple[int, int]:
     if timestamp == LATEST:
         return partition.high_watermark, -1
-    if timestamp == EARLIEST:
+    if timestamp in (EARLIEST, EARLIEST_LOCAL):
         return partition.log_start_offset, -1
+    if timestamp == MAX_TIMESTAMP:  # clients send it from v7 on; Kafka does not check the version either
+        return offset_of_max_timestamp(partition)
+    if timestamp < 0:
+        raise InvalidRequestError(f"ListOffsets has no special timestamp {timestamp}")
     return offset_for_time(partition, timestamp)
 
 

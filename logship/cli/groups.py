@@ -1,4 +1,4 @@
-"""`logship groups list|describe`: consumer groups, their members and their lag."""
+"""`logship groups list|describe|delete`: consumer groups, their members and their lag."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from .options import brokers_option, cluster_for, json_option
 
 @click.group()
 def groups() -> None:
-    """List consumer groups and describe their members, committed offsets and lag.
+    """List consumer groups, describe their members, committed offsets and lag, delete them.
 
     \b
     Examples:
       logship groups list
       logship groups describe indexer
       logship groups describe indexer --watch
+      logship groups delete old-indexer
     """
 
 
@@ -135,3 +136,33 @@ def describe(group, brokers, as_json, watch) -> None:
                 return
             sys.stdout.flush()
             time.sleep(watch)
+
+
+@groups.command()
+@click.argument("group", nargs=-1, required=True)
+@brokers_option
+@click.pass_context
+def delete(ctx, group, brokers) -> None:
+    """Delete each GROUP and its committed offsets.
+
+    Only a group without active members can be deleted: stop its consumers first. Every
+    GROUP is tried; the exit status is that of the first failure: 4 for a group that does not
+    exist, 1 for one that has active members.
+
+    \b
+    Examples:
+      logship groups delete old-indexer
+      logship groups list --json | jq -r 'select(.state == "Empty") | .group' | xargs logship groups delete
+    """
+    from ..client.groups_admin import delete_groups
+
+    with cluster_for(brokers) as cluster:
+        results = delete_groups(cluster, list(group))
+    status = 0
+    for name, error in results.items():
+        if error is None:
+            click.echo(f"deleted group {name}", err=True)
+        else:
+            click.echo(f"logship: {error}", err=True)
+            status = status or error.exit_status
+    ctx.exit(status)

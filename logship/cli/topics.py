@@ -1,4 +1,4 @@
-"""`logship topics list|create|describe|config|delete`."""
+"""`logship topics list|create|describe|alter|config|delete`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _admin(brokers):
 
 @click.group()
 def topics() -> None:
-    """List, create, describe and delete topics.
+    """List, create, describe, alter and delete topics.
 
     \b
     Examples:
@@ -27,6 +27,7 @@ def topics() -> None:
       logship topics create web-logs --partitions 3
       logship topics describe web-logs --json
       logship topics config web-logs retention.ms=3600000
+      logship topics alter web-logs --partitions 6
       logship topics delete web-logs
     """
 
@@ -187,3 +188,24 @@ def delete(name, brokers) -> None:
     with _admin(brokers) as admin:
         admin.delete_topic(name)
     click.echo(f"deleted topic {name}", err=True)
+
+
+@topics.command()
+@click.argument("name")
+@brokers_option
+@click.option("-p", "--partitions", type=click.IntRange(min=1), required=True,
+              help="The new partition count; it can only grow.")
+def alter(name, brokers, partitions) -> None:
+    """Grow topic NAME to a larger number of partitions.
+
+    Existing records stay where they are; keyed records may go to other partitions from
+    now on. A topic never shrinks: a count that is not larger fails (status 1), an unknown
+    topic exits with status 4.
+
+    \b
+    Example:
+      logship topics alter web-logs --partitions 6
+    """
+    with _admin(brokers) as admin:
+        admin.add_partitions(name, partitions)
+    click.echo(f"topic {name} now has {partitions} partition{'s' if partitions != 1 else ''}", err=True)

@@ -7,6 +7,9 @@
     admin.list_offsets("logs", {0: "-10", 1: "@-1h"})
     admin.describe_configs("logs")       # {"retention.ms": ConfigEntry("retention.ms", "604800000", "default", ...)}
     admin.alter_configs("logs", set={"retention.ms": "3600000"}, delete=["segment.bytes"])
+    admin.add_partitions("logs", 6)      # grow to 6 partitions (never fewer)
+    admin.delete_records("logs", {0: 1200})          # {0: 1200}: the new log start per partition
+    admin.max_timestamp_offsets("logs")  # {0: (offset, timestamp) of the newest record by time}
 
 `list_offsets` (the module function) and `resolve_offsets` are shared with the consumer:
 ListOffsets goes to each partition's leader, earliest (-2), latest (-1) or by timestamp,
@@ -18,15 +21,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UnknownTopicError, UnsupportedVersionError, error_for_code
+from ..errors import KafkaError, UnknownTopicError, UnsupportedVersionError, error_for_code
 from ..protocol import ApiKey
 from .cluster import Cluster
 from .offsets import OffsetSpec, parse_offset
 
-__all__ = ["Admin", "ConfigEntry", "PartitionInfo", "list_offsets", "resolve_offsets", "EARLIEST", "LATEST"]
+__all__ = ["Admin", "ConfigEntry", "PartitionInfo", "list_offsets", "resolve_offsets", "EARLIEST", "LATEST",
+           "MAX_TIMESTAMP", "HIGH_WATERMARK"]
 
 EARLIEST = -2
 LATEST = -1
+MAX_TIMESTAMP = -3  # ListOffsets v7+: the record with the largest timestamp
+MAX_TIMESTAMP_VERSION = 7
+HIGH_WATERMARK = -1  # DeleteRecords: everything up to the high watermark
 
 
 @dataclass(frozen=True)
@@ -245,6 +252,73 @@ class Admin:
             message = result.get("error_message") or f"Kafka error code {code}"
             raise error_for_code(code, f"{doing} topic {topic!r}: {message}")
 
+    def add_partitions(self, name: str, total: int, validate_only: bool = False) -> None:
+        """Grow topic `name` to `total` partitions (CreatePartitions). InvalidPartitionsError
+        unless `total` is above the current count; UnknownTopicError. Existing records stay
+        where they are (keys may map to other partitions from now on)."""
+        body = {"topics": [{"name": name, "count": total, "assignments": None}],
+                "timeout_ms": self.timeout_ms, "validate_only": validate_only}
+        response = self.cluster.request(ApiKey.CREATE_PARTITIONS, body, node_id=self._controller())
+        self._check(response["results"], name, "adding partitions to")
+        self.cluster.invalidate(name)
+
+    def delete_records(self, topic: str, offsets: dict[int, int]) -> dict[int, int]:
+        """Delete the records of each partition below its offset (HIGH_WATERMARK: all that is
+        there), asking each partition's leader (DeleteRecords); partition -> the new log start.
+        OffsetOutOfRangeError beyond the log end; nothing below the log start changes."""
+        meta = self.cluster.topic(topic, refresh=True)
+        by_leader: dict[int, list[int]] = {}
+        for partition in offsets:
+            info = meta.partitions.get(partition)
+            if info is None:
+                raise UnknownTopicError(f"topic {topic!r} has no partition {partition}")
+            by_leader.setdefault(info.leader, []).append(partition)
+        result: dict[int, int] = {}
+        for leader, partitions in by_leader.items():
+            body = {"topics": [{"name": topic, "partitions": [{"partition_index": p, "offset": offsets[p]}
+                                                              for p in partitions]}],
+                    "timeout_ms": self.timeout_ms}
+            response = self.cluster.request(ApiKey.DELETE_RECORDS, body, node_id=leader)
+            for entry in response["topics"]:
+                for part in entry["partitions"]:
+                    code = part["error_code"]
+                    if code:
+                        raise error_for_code(code, f"deleting records of {topic}-{part['partition_index']} "
+                                                   f"before offset {offsets[part['partition_index']]}: "
+                                                   f"{_reason(code)}")
+                    result[part["partition_index"]] = part["low_watermark"]
+        return result
+
+    def max_timestamp_offsets(self, topic: str, partitions: list[int] | None = None) -> dict[int, tuple[int, int]]:
+        """partition -> (offset, timestamp) of the first record carrying the partition's largest
+        timestamp ((-1, -1) when it is empty): ListOffsets v7 MAX_TIMESTAMP. UnsupportedVersionError
+        from a broker older than Kafka 3.0."""
+        meta = self.cluster.topic(topic, refresh=True)
+        parts = sorted(meta.partitions) if partitions is None else partitions
+        by_leader: dict[int, list[int]] = {}
+        for partition in parts:
+            info = meta.partitions.get(partition)
+            if info is None:
+                raise UnknownTopicError(f"topic {topic!r} has no partition {partition}")
+            by_leader.setdefault(info.leader, []).append(partition)
+        result: dict[int, tuple[int, int]] = {}
+        for leader, partitions_of_leader in by_leader.items():
+            # its own connection: ListOffsets v7 (flexible) only here, set N's v2 everywhere else
+            with self.cluster.open_connection(leader) as conn:
+                if conn.broker_versions.get(ApiKey.LIST_OFFSETS, (0, -1))[1] < MAX_TIMESTAMP_VERSION:
+                    raise UnsupportedVersionError(f"broker {conn.address} cannot look offsets up by largest "
+                                                  f"timestamp (that needs ListOffsets v7, Kafka 3.0 or later)")
+                body = {"replica_id": -1, "isolation_level": 0, "topics": [{"name": topic, "partitions": [
+                    {"partition_index": p, "timestamp": MAX_TIMESTAMP} for p in partitions_of_leader]}]}
+                response = conn.request(ApiKey.LIST_OFFSETS, body, MAX_TIMESTAMP_VERSION)
+            for entry in response["topics"]:
+                for part in entry["partitions"]:
+                    if part["error_code"]:
+                        raise error_for_code(part["error_code"], f"listing the max-timestamp offset of "
+                                             f"{topic}-{part['partition_index']}: {_reason(part['error_code'])}")
+                    result[part["partition_index"]] = (part["offset"], part["timestamp"])
+        return result
+
     def close(self) -> None:
         """Close the cluster's connections if this Admin made the cluster."""
         if self._own_cluster:
@@ -268,3 +342,10 @@ class Admin:
             if result.get("name") == name and code:
                 message = result.get("error_message") or f"Kafka error code {code}"
                 raise error_for_code(code, f"{doing} topic {name!r}: {message}")
+
+
+def _reason(code: int) -> str:
+    """A short reason for an error code, from the exception class's first docstring line."""
+    error = error_for_code(code)
+    doc = "" if isinstance(error, KafkaError) else (type(error).__doc__ or "").strip()
+    return doc.splitlines()[0].rstrip(".") if doc else f"Kafka error code {code}"

@@ -28,14 +28,17 @@ from ..protocol import CODEC_VERSIONS, ApiKey, decode_response, encode_request, 
 
 __all__ = ["Connection", "CLIENT_MAX_VERSIONS", "DEFAULT_MAX_FRAME_BYTES"]
 
-#: The highest version logship's client sends per API: set N (non-flexible everywhere) and the config APIs.
+#: The highest version logship's client sends per API: set N (non-flexible everywhere), and the
+#: admin and config APIs below.
 CLIENT_MAX_VERSIONS = {
     ApiKey.PRODUCE: 7, ApiKey.FETCH: 10, ApiKey.LIST_OFFSETS: 2, ApiKey.METADATA: 4,
     ApiKey.OFFSET_COMMIT: 3, ApiKey.OFFSET_FETCH: 3, ApiKey.FIND_COORDINATOR: 1,
     ApiKey.JOIN_GROUP: 2, ApiKey.HEARTBEAT: 1, ApiKey.LEAVE_GROUP: 1, ApiKey.SYNC_GROUP: 1,
     ApiKey.DESCRIBE_GROUPS: 4, ApiKey.LIST_GROUPS: 2, ApiKey.API_VERSIONS: 2,
     ApiKey.CREATE_TOPICS: 3, ApiKey.DELETE_TOPICS: 3, ApiKey.INIT_PRODUCER_ID: 0, ApiKey.DESCRIBE_LOG_DIRS: 1,
+    # admin and config APIs at the versions current Kafka prefers
     ApiKey.DESCRIBE_CONFIGS: 4, ApiKey.ALTER_CONFIGS: 2, ApiKey.INCREMENTAL_ALTER_CONFIGS: 1,
+    ApiKey.CREATE_PARTITIONS: 3, ApiKey.DELETE_RECORDS: 2, ApiKey.DELETE_GROUPS: 2, ApiKey.OFFSET_DELETE: 0,
 }
 
 #: Largest response frame accepted; a bigger length prefix is refused before allocation.

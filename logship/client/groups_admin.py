@@ -6,6 +6,8 @@
     group_lag(cluster, "readers")              # (description, [PartitionLag per partition])
     plan_seek(cluster, "readers", "logs", to="@-1h")   # [SeekMove(old -> new offset, clamped?)]
     commit_offsets_standalone(cluster, "readers", {("logs", 0): 0})
+    delete_groups(cluster, ["readers"])         # {"readers": None} (or the error, per group)
+    delete_offsets(cluster, "readers", "logs")  # forget the group's offsets of one topic
 
 Requests go to the group's coordinator (FindCoordinator). A group the coordinator does
 not know is described as state "Dead" with no members, as Kafka answers; a group that
@@ -19,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..errors import LogshipError, UnknownTopicError, error_for_code
+from ..errors import GroupIdNotFoundError, LogshipError, UnknownTopicError, error_for_code
 from ..protocol import ApiKey
 from .admin import EARLIEST, LATEST, list_offsets, resolve_offsets
 from .assignors import PROTOCOL_TYPE, decode_assignment
@@ -30,13 +32,13 @@ from .offsets import parse_offset
 
 __all__ = ["GroupDescription", "MemberDescription", "PartitionLag", "SeekMove", "GroupNotFoundError",
            "GroupActiveError", "list_groups", "describe_group", "committed_offsets", "commit_offsets_standalone",
-           "group_lag", "plan_seek", "seek"]
+           "group_lag", "plan_seek", "seek", "delete_groups", "delete_offsets"]
 
 TopicPartition = tuple[str, int]
 INACTIVE_STATES = ("Empty", "Dead")
 
 
-class GroupNotFoundError(LogshipError):
+class GroupNotFoundError(GroupIdNotFoundError):
     """The coordinator knows no such group (no members, no committed offsets)."""
 
     code = 69
@@ -286,3 +288,47 @@ def seek(cluster: Cluster, group: str, topic: str, partitions: list[int] | None 
     if not dry_run:
         commit_offsets_standalone(cluster, group, {(m.topic, m.partition): m.new_offset for m in moves})
     return moves
+
+
+# --- deletion --------------------------------------------------------------------------------------
+
+NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND = 68, 69
+
+
+def _group_error(group: str, code: int, doing: str) -> LogshipError:
+    if code == GROUP_ID_NOT_FOUND:
+        return GroupNotFoundError(f"group {group!r} does not exist")
+    if code == NON_EMPTY_GROUP:
+        return GroupActiveError(f"group {group!r} has active members: stop its consumers first; "
+                                f"it was not {doing}")
+    return error_for_code(code, f"group {group!r} was not {doing}: Kafka error code {code}")
+
+
+def delete_groups(cluster: Cluster, groups: list[str]) -> dict[str, LogshipError | None]:
+    """Delete groups with no active members, their committed offsets with them (DeleteGroups
+    to each group's coordinator). group -> None if deleted, else the error: GroupNotFoundError,
+    GroupActiveError (members are running; nothing changed)..."""
+    result: dict[str, LogshipError | None] = {}
+    for group in dict.fromkeys(groups):
+        response = _coordinator_request(cluster, group, ApiKey.DELETE_GROUPS, {"groups_names": [group]},
+                                        lambda r: [g["error_code"] for g in r["results"]])
+        codes = [g["error_code"] for g in response["results"] if g["group_id"] == group] or [0]
+        result[group] = _group_error(group, codes[0], "deleted") if codes[0] else None
+    return result
+
+
+def delete_offsets(cluster: Cluster, group: str, topic: str, partitions: list[int] | None = None) -> None:
+    """Forget `group`'s committed offsets of `topic` (all its partitions if None): OffsetDelete.
+    GroupNotFoundError; GroupActiveError if a member of the group subscribes to the topic."""
+    parts = sorted(cluster.topic(topic, refresh=True).partitions) if partitions is None else partitions
+    body = {"group_id": group, "topics": [{"name": topic, "partitions": [{"partition_index": p} for p in parts]}]}
+    response = _coordinator_request(cluster, group, ApiKey.OFFSET_DELETE, body)
+    if response["error_code"]:
+        raise _group_error(group, response["error_code"], "changed")
+    codes = {p["error_code"] for t in response["topics"] for p in t["partitions"]} - {0}
+    if 86 in codes:  # GROUP_SUBSCRIBED_TO_TOPIC
+        raise GroupActiveError(f"group {group!r} has active members subscribed to {topic!r}: "
+                               f"its offsets were not deleted")
+    if codes:
+        code = codes.pop()
+        raise error_for_code(code, f"deleting offsets of group {group!r} for topic {topic!r}: Kafka error code {code}")

@@ -25,22 +25,28 @@ class ApiKey(IntEnum):
     API_VERSIONS = 18
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
+    DELETE_RECORDS = 21
     INIT_PRODUCER_ID = 22
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
     DESCRIBE_LOG_DIRS = 35
+    CREATE_PARTITIONS = 37
+    DELETE_GROUPS = 42
     INCREMENTAL_ALTER_CONFIGS = 44
+    OFFSET_DELETE = 47
 
 
 #: Set "N" of reference/kafka-protocol.md §2.4 plus the optional tooling keys: what the broker
-#: puts in its ApiVersions response. All non-flexible but the config APIs (flexible from
-#: DescribeConfigs v4, AlterConfigs v2, IncrementalAlterConfigs v1). Produce 0-2 are advertised
-#: (librdkafka < 2.11.1 needs them to enable compression) but not implemented: decoding them raises
+#: puts in its ApiVersions response. Set N is non-flexible; the admin APIs (DeleteRecords,
+#: CreatePartitions, DeleteGroups from v2), the config APIs (DescribeConfigs from v4, AlterConfigs
+#: from v2, IncrementalAlterConfigs from v1), CreateTopics 5, ListOffsets 6-8 and ApiVersions 3-4
+#: are flexible, the versions current clients prefer. Produce 0-2 are advertised (librdkafka
+#: < 2.11.1 needs them to enable compression) but not implemented: decoding them raises
 #: UnsupportedRequestError, which the broker answers like Kafka 4.x does.
 ADVERTISED = MappingProxyType({
     ApiKey.PRODUCE: (0, 7),
     ApiKey.FETCH: (4, 10),
-    ApiKey.LIST_OFFSETS: (1, 2),
+    ApiKey.LIST_OFFSETS: (1, 8),
     ApiKey.METADATA: (1, 4),
     ApiKey.OFFSET_COMMIT: (2, 3),
     ApiKey.OFFSET_FETCH: (1, 3),
@@ -51,7 +57,7 @@ ADVERTISED = MappingProxyType({
     ApiKey.SYNC_GROUP: (0, 1),
     ApiKey.DESCRIBE_GROUPS: (0, 4),
     ApiKey.LIST_GROUPS: (0, 2),
-    ApiKey.API_VERSIONS: (0, 2),
+    ApiKey.API_VERSIONS: (0, 4),
     ApiKey.CREATE_TOPICS: (2, 5),
     ApiKey.DELETE_TOPICS: (1, 3),
     ApiKey.INIT_PRODUCER_ID: (0, 0),
@@ -59,6 +65,10 @@ ADVERTISED = MappingProxyType({
     ApiKey.DESCRIBE_CONFIGS: (0, 4),
     ApiKey.ALTER_CONFIGS: (0, 2),
     ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
+    ApiKey.DELETE_RECORDS: (0, 2),
+    ApiKey.CREATE_PARTITIONS: (0, 3),
+    ApiKey.DELETE_GROUPS: (0, 2),
+    ApiKey.OFFSET_DELETE: (0, 0),
 })
 
 #: The same table under the name the broker's ApiVersions handler may prefer.

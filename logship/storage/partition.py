@@ -332,6 +332,15 @@ class Partition:
             bound = self._hw if max_offset is None else min(max_offset, self._leo)
             return reader.offset_for_timestamp(self._segments, timestamp, bound, self._log_start)
 
+    def max_timestamp(self, max_offset: int | None = None) -> tuple[int, int] | None:
+        """(largest timestamp, last offset of the first batch that carries it) among the
+        batches from log_start_offset to `max_offset` (default: the high watermark), or None
+        when no such batch has a timestamp (ListOffsets MAX_TIMESTAMP decodes that one batch
+        for the exact record). Uses each segment's largest timestamp (its time index)."""
+        with self._lock:
+            bound = self._hw if max_offset is None else min(max_offset, self._leo)
+            return reader.max_timestamp(self._segments, bound, self._log_start)
+
     # ------------------------------------------------------------------ removal
 
     def truncate_to(self, offset: int) -> None:

@@ -74,3 +74,30 @@ def offset_for_timestamp(segments: Sequence[Segment], timestamp: int, bound: int
             if batch.last_offset >= log_start and batch.max_timestamp >= timestamp:
                 return max(batch.base_offset, log_start)
     return None
+
+
+def max_timestamp(segments: Sequence[Segment], bound: int, log_start: int) -> tuple[int, int] | None:
+    """(largest batch maxTimestamp, last offset of the first batch carrying it) among the
+    batches that hold offsets in [log_start, bound), or None when none carries a timestamp.
+
+    Each segment keeps its own largest timestamp and where it is (segment.py); only a segment
+    whose largest timestamp lies outside the range (cut by the log start or the bound) has its
+    batch headers scanned.
+    """
+    best: tuple[int, int] | None = None
+    for segment in segments:
+        if segment.next_offset <= log_start or segment.base_offset >= bound or segment.max_timestamp < 0:
+            continue
+        if log_start <= segment.offset_of_max_timestamp < bound:
+            found = (segment.max_timestamp, segment.offset_of_max_timestamp)
+        else:
+            found = None
+            for batch in segment.scan():
+                if batch.base_offset >= bound:
+                    break
+                if batch.last_offset >= log_start and batch.last_offset < bound and batch.max_timestamp >= 0 \
+                        and (found is None or batch.max_timestamp > found[0]):
+                    found = (batch.max_timestamp, batch.last_offset)
+        if found is not None and (best is None or found[0] > best[0]):
+            best = found
+    return best

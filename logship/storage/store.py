@@ -18,7 +18,8 @@ whoever owns the topic calls it after every open (the broker does for `__consume
 retention applies to those whose cleanup_policy has "delete".
 
 There is no other metadata: a topic's partition count is read from the directories (a
-partition directory missing below the highest one is recreated empty on open). Opening
+partition directory missing below the highest one is recreated empty on open).
+`add_partitions` grows a topic (never shrinks it), creating the highest directory first. Opening
 takes the lock, loads every partition and, when the clean-shutdown marker is absent,
 recovers each from its recovery point; then it removes the marker for as long as it runs.
 close() flushes, writes both checkpoints, writes the marker and releases the lock. Topic
@@ -173,6 +174,37 @@ class Store:
                 self._write_checkpoints()
             except OSError as exc:
                 raise KafkaStorageError(f"cannot create topic {name!r} in {self.data_dir}: {exc}") from exc
+
+    def add_partitions(self, name: str, total: int) -> list[int]:
+        """Grow topic `name` to `total` partitions (never fewer); returns the new indexes.
+
+        InvalidPartitionsError unless `total` is above the current count; UnknownTopicError.
+        The highest new directory is created first, so a crash part-way leaves either the old
+        count or, once that one exists, all of them (open recreates the missing ones below it).
+        Durable on return: each directory and the data directory are fsynced.
+        """
+        with self._lock:
+            self._check_open()
+            current = self.topics().get(name)
+            if current is None:
+                raise UnknownTopicError(f"unknown topic {name!r}")
+            if not isinstance(total, int) or total <= current:
+                raise InvalidPartitionsError(f"topic {name!r} has {current} partition{'s' if current != 1 else ''}; "
+                                             f"the new count must be larger, not {total}")
+            added = list(range(current, total))
+            try:
+                for index in reversed(added):
+                    self._partitions[(name, index)] = self._partition(name, index, 0, 0, clean=True)
+                    fsync_dir(self.data_dir)
+                self._write_checkpoints()
+            except (OSError, KafkaStorageError) as exc:
+                for index in added:  # undo: the topic keeps its old count
+                    partition = self._partitions.pop((name, index), None)
+                    if partition is not None:
+                        partition.close()
+                        shutil.rmtree(partition.directory, ignore_errors=True)
+                raise KafkaStorageError(f"cannot add partitions to {name!r} in {self.data_dir}: {exc}") from exc
+            return added
 
     def delete_topic(self, name: str) -> None:
         """Remove the topic and its data."""

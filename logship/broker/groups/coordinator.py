@@ -25,7 +25,9 @@ which the server calls at `next_deadline()` (it is told of earlier deadlines thr
   accepted; otherwise the member must be known, the generation current, and the group not
   in CompletingRebalance.
 
-A group with no members and no committed offsets is forgotten (Dead).
+A group with no members and no committed offsets is forgotten (Dead). DeleteGroups deletes
+only Empty groups (NON_EMPTY_GROUP otherwise), writing tombstones for its offsets;
+OffsetDelete refuses topics an active member subscribes to (GROUP_SUBSCRIBED_TO_TOPIC).
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ import time
 import uuid
 from collections.abc import Callable
 
-from ...errors import (IllegalGenerationError, InconsistentGroupProtocolError, InvalidGroupIdError,
-                       InvalidSessionTimeoutError, MemberIdRequiredError, OffsetMetadataTooLargeError,
+from ...errors import (GroupIdNotFoundError, GroupSubscribedToTopicError, IllegalGenerationError,
+                       InconsistentGroupProtocolError, InvalidGroupIdError, InvalidSessionTimeoutError, LogshipError,
+                       MemberIdRequiredError, NonEmptyGroupError, OffsetMetadataTooLargeError,
                        RebalanceInProgressError, UnknownMemberIdError)
 from ...storage import AppendResult
 from ..config import BrokerConfig
-from ..reply import ClientInfo, Deferred
+from ..reply import ClientInfo, Deferred, error_code
 from .group import Group, GroupState
 from .member import Member
 from .offsets import CommittedOffset, OffsetStore
@@ -367,3 +370,57 @@ class GroupCoordinator:
     def describe(self, group_id: str) -> dict:
         """A DescribeGroups entry; an unknown group is Dead (as Kafka answers)."""
         return (self._groups.get(group_id) or Group(group_id, GroupState.DEAD)).describe()
+
+    # ------------------------------------------------------------------ DeleteGroups, OffsetDelete
+
+    def _deletion_error(self, group_id: str) -> int:
+        if not group_id:
+            return InvalidGroupIdError.code
+        group = self._groups.get(group_id)
+        if group is None:
+            return GroupIdNotFoundError.code
+        if group.members or group.pending_members or not group.is_(EMPTY):
+            return NonEmptyGroupError.code
+        return NO_ERROR
+
+    def delete_groups(self, group_ids: list[str]) -> tuple[dict[str, int], AppendResult | None]:
+        """DeleteGroups: (error code per group, the last append to make durable or None).
+        Only Empty groups go: tombstones for their offsets and metadata, then they are Dead."""
+        codes: dict[str, int] = {}
+        appended = None
+        for group_id in group_ids:
+            code = self._deletion_error(group_id)
+            if not code:
+                try:
+                    appended = self.offsets.delete(group_id, list(self.offsets.committed(group_id)),
+                                                   whole_group=True) or appended
+                except LogshipError as exc:
+                    code = error_code(exc)
+                else:
+                    self._groups.pop(group_id).state = GroupState.DEAD
+            codes[group_id] = code
+        return codes, appended
+
+    def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]
+                       ) -> tuple[int, dict[tuple[str, int], int], AppendResult | None]:
+        """OffsetDelete: (group error code, error code per partition, the append or None).
+
+        A group with members keeps the offsets of topics they subscribe to
+        (GROUP_SUBSCRIBED_TO_TOPIC); a non-consumer group with members refuses entirely."""
+        if not group_id:
+            return InvalidGroupIdError.code, {}, None
+        group = self._groups.get(group_id)
+        if group is None:
+            return GroupIdNotFoundError.code, {}, None
+        subscribed: set[str] = set()
+        if not group.is_(EMPTY):
+            if group.protocol_type != "consumer":
+                return NonEmptyGroupError.code, {}, None
+            for member in group.members.values():
+                subscribed |= member.subscribed_topics()
+        codes = {tp: GroupSubscribedToTopicError.code if tp[0] in subscribed else NO_ERROR for tp in partitions}
+        committed = self.offsets.committed(group_id)
+        doomed = [tp for tp, code in codes.items() if not code and tp in committed]
+        appended = self.offsets.delete(group_id, doomed) if doomed else None
+        self._maybe_forget(group)
+        return NO_ERROR, codes, appended

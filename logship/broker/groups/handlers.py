@@ -117,6 +117,46 @@ def list_groups(broker: Broker, version: int, body: dict) -> Reply:
                              for group in broker.groups.list_groups()]})
 
 
+def delete_groups(broker: Broker, version: int, body: dict) -> Reply:
+    """Deletes Empty groups; answered once their tombstones are on stable storage."""
+    codes, appended = broker.groups.delete_groups(list(dict.fromkeys(body["groups_names"])))
+    results = [{"group_id": group_id, "error_code": code} for group_id, code in codes.items()]
+    reply = Reply({"throttle_time_ms": 0, "results": results})
+    if appended is not None:
+        broker.on_append(OFFSETS_TOPIC, 0)
+        reply.sync.append(DurableWrite(broker.group_offsets.partition, appended.log_end_offset,
+                                       [r for r in results if r["error_code"] == 0]))
+    return reply
+
+
+def offset_delete(broker: Broker, version: int, body: dict) -> Reply:
+    """Deletes committed offsets of a group, except for topics its members subscribe to."""
+    topics = broker.store.topics()
+    wanted = [(t["name"], p["partition_index"]) for t in body["topics"] for p in t["partitions"]
+              if t["name"] in topics]
+    response = {"error_code": 0, "throttle_time_ms": 0, "topics": []}
+    reply = Reply(response)
+    try:
+        code, codes, appended = broker.groups.delete_offsets(body["group_id"], wanted)
+    except LogshipError as exc:
+        code, codes, appended = error_code(exc), {}, None
+    response["error_code"] = code
+    if code:
+        return reply
+    entries = []
+    for topic in body["topics"]:
+        partitions = [{"partition_index": p["partition_index"],
+                       "error_code": codes.get((topic["name"], p["partition_index"]), UnknownTopicError.code)}
+                      for p in topic["partitions"]]
+        entries += partitions
+        response["topics"].append({"name": topic["name"], "partitions": partitions})
+    if appended is not None:
+        broker.on_append(OFFSETS_TOPIC, 0)
+        reply.sync.append(DurableWrite(broker.group_offsets.partition, appended.log_end_offset,
+                                       [e for e in entries if e["error_code"] == 0]))
+    return reply
+
+
 HANDLERS = {
     ApiKey.FIND_COORDINATOR: find_coordinator,
     ApiKey.SYNC_GROUP: sync_group,
@@ -126,5 +166,7 @@ HANDLERS = {
     ApiKey.OFFSET_FETCH: offset_fetch,
     ApiKey.DESCRIBE_GROUPS: describe_groups,
     ApiKey.LIST_GROUPS: list_groups,
+    ApiKey.DELETE_GROUPS: delete_groups,
+    ApiKey.OFFSET_DELETE: offset_delete,
 }
 CLIENT_HANDLERS = {ApiKey.JOIN_GROUP: join_group}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from ..reply import Deferred
@@ -51,3 +52,27 @@ class Member:
 
     def matches(self, protocols: list[tuple[str, bytes]]) -> bool:
         return self.protocols == protocols
+
+    def subscribed_topics(self) -> set[str]:
+        """Topics named by the member's subscriptions, read as the consumer protocol's
+        ConsumerProtocolSubscription (int16 version, int32 count, int16-length strings, ...):
+        the union over every protocol it offered. Metadata that does not parse names none."""
+        topics: set[str] = set()
+        for _, metadata in self.protocols:
+            topics |= _subscription_topics(metadata)
+        return topics
+
+
+def _subscription_topics(metadata: bytes) -> set[str]:
+    try:
+        (count,) = struct.unpack_from(">i", metadata, 2)
+        pos, found = 6, set()
+        for _ in range(max(count, 0)):
+            (size,) = struct.unpack_from(">h", metadata, pos)
+            if size < 0 or pos + 2 + size > len(metadata):
+                return set()
+            found.add(bytes(metadata[pos + 2:pos + 2 + size]).decode("utf-8"))
+            pos += 2 + size
+        return found
+    except (struct.error, UnicodeDecodeError):
+        return set()

@@ -16,6 +16,8 @@ big-endian, strings as int16 length + UTF-8:
 
 Values of versions 0-2 (Kafka's older layouts) are read too. Keys of version 2 (Kafka's
 group-membership records) are skipped: membership is not persisted, members rejoin.
+Deleting a group (DeleteGroups) or some of its offsets (OffsetDelete) appends tombstones,
+one per offset key, plus one for the group's version-2 key when the whole group goes.
 The record timestamp is the commit time.
 """
 
@@ -34,6 +36,7 @@ from ...storage import AppendResult, LogConfig, Store
 OFFSETS_TOPIC = "__consumer_offsets"
 KEY_VERSION = 1
 VALUE_VERSION = 3
+GROUP_KEY_VERSION = 2  # Kafka's group metadata records: only ever written here as tombstones
 log = logging.getLogger("logship.broker")
 
 _INT16 = struct.Struct(">h")
@@ -142,6 +145,28 @@ class OffsetStore:
         table = self._groups.setdefault(group, {})
         for topic, partition, committed in offsets:
             table[(topic, partition)] = committed
+        return result
+
+    def delete(self, group: str, partitions: Iterable[tuple[str, int]], *, whole_group: bool = False
+               ) -> AppendResult | None:
+        """Append tombstones (null values) for `partitions` of `group` and drop them from the
+        table; with `whole_group` also a tombstone for the group's metadata key (Kafka's
+        GroupMetadataKey, version 2), so Kafka's tools reading the topic see the group gone.
+        None when there is nothing to write. Raises and keeps the table like commit().
+        Durability is the caller's: sync the partition to the result's log end."""
+        partitions = list(partitions)
+        now = self.now_ms()
+        tombstones = [(now, encode_key(group, topic, partition), None, ()) for topic, partition in partitions]
+        if whole_group:
+            tombstones.append((now, _INT16.pack(GROUP_KEY_VERSION) + _string(group), None, ()))
+        if not tombstones:
+            return None
+        result = self.partition.append_batches(bytearray(records.build_batch(tombstones)))
+        table = self._groups.get(group, {})
+        for key in partitions:
+            table.pop(key, None)
+        if not table:
+            self._groups.pop(group, None)
         return result
 
     def _load(self) -> int:

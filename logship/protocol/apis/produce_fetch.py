@@ -98,7 +98,7 @@ FETCH = Api(ApiKey.FETCH, "Fetch", (4, 12), 12, request=(
 ))
 
 # replica_id defaults to -1 (a consumer) as in kafka-python, not to Kafka's generated 0.
-LIST_OFFSETS = Api(ApiKey.LIST_OFFSETS, "ListOffsets", (1, 6), 6, request=(
+LIST_OFFSETS = Api(ApiKey.LIST_OFFSETS, "ListOffsets", (1, 10), 6, request=(
     F("replica_id", "int32", default=-1),
     F("isolation_level", "int8", "2+"),
     F("topics", "[]ListOffsetsTopic", fields=(
@@ -109,6 +109,7 @@ LIST_OFFSETS = Api(ApiKey.LIST_OFFSETS, "ListOffsets", (1, 6), 6, request=(
             F("timestamp", "int64"),
         )),
     )),
+    F("timeout_ms", "int32", "10+"),
 ), response=(
     F("throttle_time_ms", "int32", "2+"),
     F("topics", "[]ListOffsetsTopicResponse", fields=(

@@ -1,0 +1,105 @@
+"""CreatePartitions and DeleteRecords: growing a topic and dropping the head of partitions.
+
+CreatePartitions: a topic's partition count only grows (INVALID_PARTITIONS otherwise, with a
+message saying the current count), by at most MAX_NEW_PARTITIONS per request (POLICY_VIOLATION);
+`validate_only` checks without creating; manual assignments must name this broker only, one
+replica each. DeleteRecords: offset -1 means the high watermark;
+an offset beyond the high watermark (or another negative one) is OFFSET_OUT_OF_RANGE; the log
+start offset moves up durably (store checkpoint) and whole segments below it are removed; the
+answer carries the new log start as `low_watermark`. Neither touches `__consumer_offsets`, nor
+DeleteRecords a compacted topic (POLICY_VIOLATION), as Kafka refuses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..errors import (InvalidPartitionsError, InvalidReplicaAssignmentError, LogshipError, OffsetOutOfRangeError,
+                      PolicyViolationError, UnknownTopicError)
+from .reply import Reply, error_code
+from .topics import refuse_internal
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+log = logging.getLogger("logship.broker")
+HIGH_WATERMARK = -1
+#: At most this many partitions are added per request (Kafka's controller has the same bound):
+#: each one is a directory and open files, so a client may not ask for millions at once.
+MAX_NEW_PARTITIONS = 10_000
+
+
+def _grow(broker: Broker, topic: dict, validate_only: bool, budget: list[int]) -> None:
+    name, total = topic["name"], topic["count"]
+    refuse_internal(name)
+    current = broker.store.topics().get(name)
+    if current is None:
+        raise UnknownTopicError("the topic does not exist")
+    if total <= current:
+        raise InvalidPartitionsError(f"the topic has {current} partition{'s' if current != 1 else ''} and the "
+                                     f"count can only grow (asked for {total})")
+    if total - current > budget[0]:
+        raise PolicyViolationError(f"adding {total - current} partitions is more than the {MAX_NEW_PARTITIONS} "
+                                   f"one request may add")
+    budget[0] -= total - current
+    assignments = topic.get("assignments")
+    if assignments is not None:
+        if len(assignments) != total - current:
+            raise InvalidReplicaAssignmentError(f"{len(assignments)} assignments given for {total - current} "
+                                                f"new partitions")
+        node = broker.config.node_id
+        for assignment in assignments:
+            if assignment["broker_ids"] != [node]:
+                raise InvalidReplicaAssignmentError(f"assignment {assignment['broker_ids']} names brokers other "
+                                                    f"than this one ({node}), one replica each")
+    if not validate_only:
+        broker.store.add_partitions(name, total)
+        log.info("topic %s grew from %d to %d partitions", name, current, total)
+
+
+def create_partitions(broker: Broker, version: int, body: dict) -> Reply:
+    results, seen, budget = [], set(), [MAX_NEW_PARTITIONS]
+    for topic in body["topics"]:
+        result = {"name": topic["name"], "error_code": 0, "error_message": None}
+        try:
+            if topic["name"] in seen:
+                raise InvalidPartitionsError(f"topic {topic['name']!r} appears twice in the request")
+            seen.add(topic["name"])
+            _grow(broker, topic, body.get("validate_only", False), budget)
+        except LogshipError as exc:
+            result.update(error_code=error_code(exc), error_message=str(exc))
+        results.append(result)
+    return Reply({"throttle_time_ms": 0, "results": results})
+
+
+def _delete_before(broker: Broker, name: str, index: int, offset: int) -> int:
+    refuse_internal(name)
+    partition = broker.store.partition(name, index)
+    if partition.config.cleanup_policy == "compact":
+        raise PolicyViolationError(f"records of the compacted topic {name!r} cannot be deleted")
+    if offset == HIGH_WATERMARK:
+        offset = partition.high_watermark
+    if not 0 <= offset <= partition.high_watermark:
+        raise OffsetOutOfRangeError(f"cannot delete {name}-{index} before offset {offset}: the high watermark is "
+                                    f"{partition.high_watermark}")
+    if offset > partition.log_start_offset:
+        partition.delete_before(offset)
+        log.info("deleted records of %s-%d before offset %d", name, index, offset)
+    return partition.log_start_offset
+
+
+def delete_records(broker: Broker, version: int, body: dict) -> Reply:
+    topics = []
+    for topic in body["topics"]:
+        entries = []
+        for request in topic["partitions"]:
+            entry = {"partition_index": request["partition_index"], "low_watermark": -1, "error_code": 0}
+            try:
+                entry["low_watermark"] = _delete_before(broker, topic["name"], request["partition_index"],
+                                                        request["offset"])
+            except LogshipError as exc:
+                entry["error_code"] = error_code(exc)
+            entries.append(entry)
+        topics.append({"name": topic["name"], "partitions": entries})
+    return Reply({"throttle_time_ms": 0, "topics": topics})
