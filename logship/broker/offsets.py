@@ -1,4 +1,9 @@
-"""ListOffsets: earliest (-2), latest (-1), or the first record at or after a timestamp."""
+"""ListOffsets: earliest (-2), latest (-1), or the first record at or after a timestamp.
+
+Each answer carries a leader epoch as Kafka's does: the current one for latest, otherwise
+the epoch the found offset was written in (from the leader-epoch checkpoint). A request
+naming another current leader epoch is fenced (fetch.check_leader_epoch).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import TYPE_CHECKING
 from .. import records
 from ..errors import LogshipError
 from ..storage import Partition
+from .fetch import check_leader_epoch
 from .reply import Reply, error_code
 
 if TYPE_CHECKING:
@@ -37,12 +43,14 @@ def offset_for_time(partition: Partition, timestamp: int) -> tuple[int, int]:
     return -1, -1
 
 
-def _lookup(partition: Partition, timestamp: int) -> tuple[int, int]:
+def _lookup(partition: Partition, timestamp: int) -> tuple[int, int, int]:
+    """(offset, timestamp, leader epoch) answering one ListOffsets query."""
     if timestamp == LATEST:
-        return partition.high_watermark, -1
+        return partition.high_watermark, -1, partition.leader_epoch
     if timestamp == EARLIEST:
-        return partition.log_start_offset, -1
-    return offset_for_time(partition, timestamp)
+        return partition.log_start_offset, -1, partition.epoch_for_offset(partition.log_start_offset)
+    offset, found = offset_for_time(partition, timestamp)
+    return offset, found, partition.epoch_for_offset(offset) if offset >= 0 else -1
 
 
 def list_offsets(broker: Broker, version: int, body: dict) -> Reply:
@@ -54,7 +62,8 @@ def list_offsets(broker: Broker, version: int, body: dict) -> Reply:
                      "timestamp": -1, "offset": -1}
             try:
                 partition = broker.store.partition(topic["name"], request["partition_index"])
-                entry["offset"], entry["timestamp"] = _lookup(partition, request["timestamp"])
+                check_leader_epoch(partition, request.get("current_leader_epoch", -1))
+                entry["offset"], entry["timestamp"], entry["leader_epoch"] = _lookup(partition, request["timestamp"])
             except LogshipError as exc:
                 entry["error_code"] = error_code(exc)
             entries.append(entry)
