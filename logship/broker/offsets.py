@@ -59,7 +59,7 @@ def list_offsets(broker: Broker, version: int, body: dict) -> Reply:
         entries = []
         for request in topic["partitions"]:
             entry = {"partition_index": request["partition_index"], "error_code": 0,
-                     "timestamp": -1, "offset": -1}
+                     "timestamp": -1, "offset": -1, "leader_epoch": -1}
             try:
                 partition = broker.store.partition(topic["name"], request["partition_index"])
                 check_leader_epoch(partition, request.get("current_leader_epoch", -1))
