@@ -43,8 +43,8 @@ def stored(directory: Path) -> list[tuple[int, int, int]]:
 
 
 def produce_all(address: str, tag: str) -> int:
-    """Produce with kcat, logship's producer (lines and --json), kafka-python and confluent-kafka;
-    returns how many records were sent."""
+    """Produce with kcat, logship's producer (lines and --json), kafka-python, confluent-kafka
+    and aiokafka; returns how many records were sent."""
     produce("kcat", address, TOPIC, dataset(tag + "-kcat", 20))
     result = logship("produce", TOPIC, "-b", address, input=b"".join(b"%s-line-%d\n" % (tag.encode(), i)
                                                                      for i in range(30)))
@@ -54,7 +54,8 @@ def produce_all(address: str, tag: str) -> int:
     assert result.returncode == 0, result.stderr
     produce("kafka-python", address, TOPIC, dataset(tag + "-kp", 10))
     produce("confluent", address, TOPIC, dataset(tag + "-ck", 10))
-    return 20 + 30 + 5 + 10 + 10
+    produce("aiokafka", address, TOPIC, dataset(tag + "-aio", 10))
+    return 20 + 30 + 5 + 10 + 10 + 10
 
 
 def broker_epochs(data_dir: Path) -> tuple[int, int]:
