@@ -68,10 +68,31 @@ class UnknownTopicError(LogshipError):
     retriable = True
 
 
+class LeaderNotAvailableError(LogshipError):
+    """The partition has no leader yet (a topic being created, or an election under way)."""
+
+    code = 5
+    retriable = True
+
+
 class NotLeaderError(LogshipError):
     """The request was sent to a broker that does not lead the partition."""
 
     code = 6
+    retriable = True
+
+
+class FencedLeaderEpochError(LogshipError):
+    """The request named a leader epoch older than the partition's (FENCED_LEADER_EPOCH)."""
+
+    code = 74
+    retriable = True
+
+
+class UnknownLeaderEpochError(LogshipError):
+    """The request named a leader epoch newer than the partition's (UNKNOWN_LEADER_EPOCH)."""
+
+    code = 75
     retriable = True
 
 

@@ -29,8 +29,8 @@ def make_batch(count: int = 1, value_size: int = 50, timestamp: int = 1_000, val
     return bytes(buf)
 
 
-def with_offset(batch: bytes, base_offset: int, epoch: int | None = None) -> bytes:
-    """The batch as the store writes it: baseOffset (and leader epoch) stamped."""
+def with_offset(batch: bytes, base_offset: int, epoch: int | None = 0) -> bytes:
+    """The batch as the store writes it: baseOffset and leader epoch (a single broker's 0) stamped."""
     buf = bytearray(batch)
     records.set_base_offset(buf, 0, base_offset)
     if epoch is not None:

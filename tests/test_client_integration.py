@@ -283,7 +283,8 @@ def test_a_broker_that_is_down_is_reported_quickly():
 
 def test_unknown_topics(start_broker):
     broker = start_broker("--no-auto-create")
-    with Cluster(broker.address) as cluster:
+    # a producer may create topics, so it asks again for topic_wait seconds before giving up
+    with Cluster(broker.address, topic_wait=0.5) as cluster:
         with pytest.raises(UnknownTopicError, match="nope"):
             Consumer(cluster, "nope")
         producer = Producer(cluster)

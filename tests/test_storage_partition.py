@@ -61,15 +61,17 @@ def test_offsets_are_assigned_in_place_and_contiguous(open_partition):
     expected = with_offset(a, 0) + with_offset(b, 3) + with_offset(a, 4) + with_offset(b, 7)
     assert (p.directory / "00000000000000000000.log").read_bytes() == expected
     assert read_all(p) == expected
-    for _, header in records.iter_batches(expected):  # offsets rewritten, CRCs still valid
-        assert header.partition_leader_epoch == -1
+    for _, header in records.iter_batches(expected):  # offsets and epochs rewritten, CRCs still valid
+        assert header.partition_leader_epoch == 0
+        assert records.crc_is_valid(expected, _, header.size)
 
 
 def test_a_bytearray_is_stamped_in_place(open_partition):
     p = open_partition()
     p.append_batches(make_batch(2))
-    buf = bytearray(make_batch(1))
-    p.append_batches(buf, leader_epoch=7)
+    buf = bytearray(make_batch(1, epoch=3))
+    p.set_leader_epoch(7)
+    p.append_batches(buf)
     header = records.parse_header(buf)
     assert (header.base_offset, header.partition_leader_epoch) == (2, 7)
 
@@ -318,14 +320,19 @@ def test_delete_before(open_partition):
 
 def test_leader_epochs_are_stamped_and_checkpointed(open_partition):
     p = open_partition()
-    p.append_batches(make_batch(2), leader_epoch=0)
-    p.append_batches(make_batch(2), leader_epoch=0)
-    p.append_batches(make_batch(2), leader_epoch=3)
-    p.append_batches(make_batch(1, epoch=5))  # a replica-style batch carrying its epoch
+    assert p.leader_epoch == 0 and (p.directory / "leader-epoch-checkpoint").read_text() == "0\n0\n"
+    p.append_batches(make_batch(2, epoch=9))  # what a producer put there does not count
+    p.append_batches(make_batch(2))
+    p.set_leader_epoch(3)
+    assert (p.directory / "leader-epoch-checkpoint").read_text() == "0\n1\n0 0\n"  # not before a batch
+    p.append_batches(make_batch(2))
+    p.set_leader_epoch(5)
+    p.append_batches(make_batch(1))
     assert p.leader_epoch == 5
     assert (p.directory / "leader-epoch-checkpoint").read_text() == "0\n3\n0 0\n3 4\n5 6\n"
     data = read_all(p)
     assert [h.partition_leader_epoch for _, h in records.iter_batches(data)] == [0, 0, 3, 5]
+    assert [p.epoch_for_offset(o) for o in (0, 3, 4, 5, 6)] == [0, 0, 3, 3, 5]
     assert p.epochs.end_offset_for(3, p.log_end_offset) == (3, 6)
     assert p.epochs.end_offset_for(4, p.log_end_offset) == (3, 6)
     assert p.epochs.end_offset_for(9, p.log_end_offset) == (5, 7)
@@ -333,6 +340,11 @@ def test_leader_epochs_are_stamped_and_checkpointed(open_partition):
     assert (p.directory / "leader-epoch-checkpoint").read_text() == "0\n2\n0 0\n3 4\n"
     p.truncate_to(5)  # inside epoch 3's only batch: the batch and the epoch go
     assert (p.directory / "leader-epoch-checkpoint").read_text() == "0\n1\n0 0\n"
+    assert p.leader_epoch == 5  # the current epoch is the coordinator's, not the log's
+    p.append_batches(make_batch(1))
+    assert (p.directory / "leader-epoch-checkpoint").read_text() == "0\n2\n0 0\n5 4\n"
+    with pytest.raises(ValueError):
+        p.set_leader_epoch(4)
 
 
 def test_a_failed_write_leaves_the_segment_as_it_was(open_partition, monkeypatch):
@@ -409,8 +421,10 @@ def test_memory_does_not_grow_with_messages(open_partition):
 
 def test_replica_batches_keep_their_offsets_and_epochs(open_partition, tmp_path):
     leader = open_partition()
-    leader.append_batches(make_batch(2), leader_epoch=1)
-    leader.append_batches(make_batch(3), leader_epoch=2)
+    leader.set_leader_epoch(1)
+    leader.append_batches(make_batch(2))
+    leader.set_leader_epoch(2)
+    leader.append_batches(make_batch(3))
     data = read_all(leader)
     follower = open_partition(directory=tmp_path / "f-0")
     with pytest.raises(InvalidRecordError):

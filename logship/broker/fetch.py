@@ -4,7 +4,9 @@ A plan lists every requested partition (clients discard a full fetch response th
 one out), each with its watermarks and a `FileSlice` of at most one segment, or empty
 records. The response is sent with the slices spliced in by sendfile; cutting the last
 batch at the byte budget is allowed, as in Kafka. Fetch sessions (KIP-227) are declined
-with session_id 0, so every request is a full fetch.
+with session_id 0, so every request is a full fetch. A partition whose request names
+another leader epoch than the current one answers FENCED_LEADER_EPOCH (older) or
+UNKNOWN_LEADER_EPOCH (newer) with the current leader and epoch, as Kafka does (KIP-320).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from dataclasses import dataclass, field
 
-from ..errors import LogshipError
+from ..errors import FencedLeaderEpochError, LogshipError, UnknownLeaderEpochError
+from ..storage import Partition
 from .reply import Reply, error_code
 
 if TYPE_CHECKING:
@@ -66,11 +69,15 @@ class FetchWait:
                 except LogshipError as exc:
                     entry["error_code"] = error_code(exc)
                     plan.failed = True
+                    if isinstance(exc, (FencedLeaderEpochError, UnknownLeaderEpochError)):
+                        entry["current_leader"] = {"leader_id": self.broker.config.node_id,
+                                                   "leader_epoch": exc.leader_epoch}
             plan.body["responses"].append({"topic": topic["topic"], "partitions": entries})
         return plan
 
     def _read_into(self, plan: FetchPlan, entry: dict, topic: str, request: dict, remaining: int) -> int:
         partition = self.broker.store.partition(topic, request["partition"])
+        check_leader_epoch(partition, request.get("current_leader_epoch", -1))
         high_watermark = partition.high_watermark
         entry.update(high_watermark=high_watermark, last_stable_offset=high_watermark,
                      log_start_offset=partition.log_start_offset)
@@ -84,6 +91,20 @@ class FetchWait:
         plan.slices.append(piece)
         plan.size += piece.length
         return piece.length
+
+
+def check_leader_epoch(partition: Partition, requested: int) -> None:
+    """Refuse a request that names another leader epoch than the partition's (KIP-320):
+    FencedLeaderEpochError when older, UnknownLeaderEpochError when newer; -1 names none.
+    The error carries the partition's epoch (`leader_epoch`) for the response."""
+    current = partition.leader_epoch
+    if requested < 0 or requested == current:
+        return
+    cls = FencedLeaderEpochError if requested < current else UnknownLeaderEpochError
+    exc = cls(f"{partition.topic}-{partition.index}: leader epoch {requested} requested, "
+              f"the current one is {current}")
+    exc.leader_epoch = current
+    raise exc
 
 
 def _partition_entry(index: int) -> dict:

@@ -6,6 +6,10 @@ MAX_TIMESTAMP answers the offset of the first record that carries the partition'
 timestamp (records need not arrive in time order), found from the segments' largest
 timestamps and one decoded batch, as Kafka does; an empty partition answers offset -1.
 Other negative timestamps (-5 latest tiered, v9+, is not served) answer INVALID_REQUEST.
+
+Each answer carries a leader epoch as Kafka's does: the current one for latest, otherwise
+the epoch the found offset was written in (from the leader-epoch checkpoint). A request
+naming another current leader epoch is fenced (fetch.check_leader_epoch).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import TYPE_CHECKING
 from .. import records
 from ..errors import InvalidRequestError, LogshipError
 from ..storage import Partition
+from .fetch import check_leader_epoch
 from .reply import Reply, error_code
 
 if TYPE_CHECKING:
@@ -68,16 +73,19 @@ def offset_of_max_timestamp(partition: Partition) -> tuple[int, int]:
     return last_offset, max_ts
 
 
-def _lookup(partition: Partition, timestamp: int) -> tuple[int, int]:
+def _lookup(partition: Partition, timestamp: int) -> tuple[int, int, int]:
+    """(offset, timestamp, leader epoch) answering one ListOffsets query."""
     if timestamp == LATEST:
-        return partition.high_watermark, -1
+        return partition.high_watermark, -1, partition.leader_epoch
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
-        return partition.log_start_offset, -1
-    if timestamp == MAX_TIMESTAMP:  # clients send it from v7 on; Kafka does not check the version either
-        return offset_of_max_timestamp(partition)
-    if timestamp < 0:
+        offset, found = partition.log_start_offset, -1
+    elif timestamp == MAX_TIMESTAMP:  # clients send it from v7 on; Kafka does not check the version either
+        offset, found = offset_of_max_timestamp(partition)
+    elif timestamp < 0:
         raise InvalidRequestError(f"ListOffsets has no special timestamp {timestamp}")
-    return offset_for_time(partition, timestamp)
+    else:
+        offset, found = offset_for_time(partition, timestamp)
+    return offset, found, partition.epoch_for_offset(offset) if offset >= 0 else -1
 
 
 def list_offsets(broker: Broker, version: int, body: dict) -> Reply:
@@ -86,10 +94,11 @@ def list_offsets(broker: Broker, version: int, body: dict) -> Reply:
         entries = []
         for request in topic["partitions"]:
             entry = {"partition_index": request["partition_index"], "error_code": 0,
-                     "timestamp": -1, "offset": -1}
+                     "timestamp": -1, "offset": -1, "leader_epoch": -1}
             try:
                 partition = broker.store.partition(topic["name"], request["partition_index"])
-                entry["offset"], entry["timestamp"] = _lookup(partition, request["timestamp"])
+                check_leader_epoch(partition, request.get("current_leader_epoch", -1))
+                entry["offset"], entry["timestamp"], entry["leader_epoch"] = _lookup(partition, request["timestamp"])
             except LogshipError as exc:
                 entry["error_code"] = error_code(exc)
             entries.append(entry)

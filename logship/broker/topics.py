@@ -50,11 +50,19 @@ def produce_partition(broker: Broker, name: str, index: int) -> Partition:
         return broker.store.partition(name, index)
 
 
+def _leader_epoch(broker: Broker, name: str, index: int) -> int:
+    try:
+        return broker.store.partition(name, index).leader_epoch
+    except UnknownTopicError:  # deleted meanwhile
+        return -1
+
+
 def _topic_entry(broker: Broker, name: str, partitions: int) -> dict:
     node = broker.config.node_id
     return {"error_code": 0, "name": name, "is_internal": name.startswith("__"),
             "partitions": [{"error_code": 0, "partition_index": p, "leader_id": node,
-                            "leader_epoch": 0, "replica_nodes": [node], "isr_nodes": [node],
+                            "leader_epoch": _leader_epoch(broker, name, p),
+                            "replica_nodes": [node], "isr_nodes": [node],
                             "offline_replicas": []} for p in range(partitions)]}
 
 

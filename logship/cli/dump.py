@@ -32,6 +32,7 @@ def _batch_fields(report: BatchReport) -> dict:
 def _batch_line(fields: dict) -> str:
     return (
         "baseOffset: {base_offset} lastOffset: {last_offset} count: {count} "
+        "partitionLeaderEpoch: {leader_epoch} "
         "baseTimestamp: {base_timestamp} maxTimestamp: {max_timestamp} position: {position} "
         "size: {size} compression: {compression} crcValid: {crc}".format(
             crc="true" if fields["crc_valid"] else "false", **fields
@@ -55,8 +56,8 @@ def dump(file: str, show_records: bool, as_json: bool) -> None:
     """List the record batches of a segment file, like kafka-dump-log.
 
     Reads `.log` segment files written by logship or by Apache Kafka (same format). Each
-    batch shows its offsets, record count, timestamps, position, size, compression and
-    whether its CRC is valid; a damaged tail is reported, not hidden.
+    batch shows its offsets, record count, leader epoch, timestamps, position, size,
+    compression and whether its CRC is valid; a damaged tail is reported, not hidden.
 
     \b
     Examples:

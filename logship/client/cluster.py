@@ -4,7 +4,10 @@
 first call that needs the broker. Metadata (brokers, topics, partition leaders) is cached
 and refreshed on demand: callers invalidate a topic when a broker says
 NOT_LEADER_OR_FOLLOWER (6), UNKNOWN_TOPIC_OR_PARTITION (3) or LEADER_NOT_AVAILABLE (5), or
-when a connection is lost, and the next lookup asks again.
+when a connection is lost, and the next lookup asks again. A topic that is not ready yet
+(being auto-created, or without a leader) is asked for again for a bounded time
+(`topic_wait`, see `topic()`), so a first produce into a new topic succeeds against
+Apache Kafka too.
 
 Two kinds of connections:
 - shared ones, owned by the cluster, one per node, used by `request()` under the
@@ -24,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..errors import BrokerUnavailableError, LogshipError, UnknownTopicError, error_for_code
+from ..errors import BrokerUnavailableError, LeaderNotAvailableError, LogshipError, UnknownTopicError, error_for_code
 from ..protocol import ApiKey
 from .connection import Connection
 
@@ -41,6 +44,13 @@ RETRIABLE_CODES = METADATA_CODES | {7, 13, 19, 20, 56}
 
 _IDEMPOTENT = frozenset({ApiKey.METADATA, ApiKey.LIST_OFFSETS, ApiKey.API_VERSIONS})
 _BACKOFF_START, _BACKOFF_MAX = 0.1, 1.0
+_TOPIC_BACKOFF_START, _TOPIC_BACKOFF_MAX = 0.02, 0.5
+#: How long `topic()` keeps asking for a topic that is not ready yet (see there).
+DEFAULT_TOPIC_WAIT = 10.0
+
+
+def _code_name(code: int) -> str:
+    return f"{type(error_for_code(code)).__name__} (Kafka error code {code})"
 
 
 def default_brokers(brokers: str | list[str] | None = None) -> str:
@@ -99,8 +109,9 @@ class Cluster:
     """Metadata and connections for one cluster; see the module docstring."""
 
     def __init__(self, brokers: str | list[str] | None = None, client_id: str = "logship", *,
-                 timeout: float = 30.0, connect_timeout: float = 5.0):
+                 timeout: float = 30.0, connect_timeout: float = 5.0, topic_wait: float | None = None):
         self.brokers = default_brokers(brokers)
+        self.topic_wait = min(timeout, DEFAULT_TOPIC_WAIT) if topic_wait is None else topic_wait
         self.bootstrap = parse_brokers(self.brokers)
         self.client_id = client_id
         self.timeout = timeout
@@ -224,29 +235,50 @@ class Cluster:
                     self._topics.pop(meta.name, None)
             return result
 
-    def topic(self, name: str, allow_create: bool = False, refresh: bool = False) -> TopicMetadata:
-        """Metadata of one topic, from the cache unless missing or `refresh`. Waits out
-        LEADER_NOT_AVAILABLE (a topic being created) for up to the cluster timeout; raises
-        UnknownTopicError if the topic does not exist (and was not created)."""
-        deadline = time.monotonic() + min(self.timeout, 10.0)
-        delay = 0.02
+    def topic(self, name: str, allow_create: bool = False, refresh: bool = False, wait: bool = True) -> TopicMetadata:
+        """Metadata of one topic, from the cache unless missing or `refresh`.
+
+        A topic that is not ready yet is asked for again, backing off from 20 ms to 500 ms,
+        for up to `topic_wait` seconds: one with partitions without a leader (leader -1 or
+        LEADER_NOT_AVAILABLE, a topic being created or a leader being elected) and, when
+        `allow_create`, one that does not exist yet (Apache Kafka answers the Metadata
+        request that creates a topic with UNKNOWN_TOPIC_OR_PARTITION until it is ready).
+        Then: UnknownTopicError if it still does not exist, LeaderNotAvailableError if no
+        partition has a leader; a topic where only some partitions lack one is returned.
+        Without `allow_create` an unknown topic raises UnknownTopicError at once; with
+        wait=False the first answer decides (for callers that retry on their own).
+        """
+        started = time.monotonic()
+        delay = _TOPIC_BACKOFF_START
         while True:
             with self._lock:
                 meta = None if refresh else self._topics.get(name)
                 if meta is None:
                     meta = self.refresh([name], allow_create).get(name) or TopicMetadata(name, 3)
             code = meta.error_code
-            if code == 0 and meta.partitions and all(p.leader >= 0 for p in meta.partitions.values()):
+            if code not in (0, 3, 5):
+                raise error_for_code(code, f"metadata for topic {name!r}: {_code_name(code)}")
+            leaderless = sorted(p.partition for p in meta.partitions.values() if p.leader < 0)
+            if code == 0 and meta.partitions and not leaderless:
                 return meta
-            if code == 3:
+            if code == 3 and not allow_create:
                 raise UnknownTopicError(f"topic {name!r} does not exist (brokers {self.brokers})")
-            if code not in (0, 5) or time.monotonic() > deadline:
-                if code == 0:
-                    return meta
-                raise error_for_code(code, f"metadata for topic {name!r}: Kafka error code {code}")
+            waited = time.monotonic() - started
+            if not wait or waited + delay > self.topic_wait:
+                if code == 0 and len(leaderless) < len(meta.partitions):
+                    return meta  # some partitions are led: usable, the others are retried on use
+                raise self._not_ready(name, meta, leaderless, waited if wait else None)
             refresh = True
             time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 2, _TOPIC_BACKOFF_MAX)
+
+    def _not_ready(self, name: str, meta: TopicMetadata, leaderless: list[int], waited: float | None) -> LogshipError:
+        after = f" after {waited:.1f}s" if waited is not None else ""
+        if meta.error_code == 3:
+            return UnknownTopicError(f"topic {name!r} does not exist and was not created{after} "
+                                     f"(brokers {self.brokers})")
+        which = f"partition {leaderless[0]}" if len(leaderless) == 1 else "any partition"
+        return LeaderNotAvailableError(f"topic {name!r} has no leader for {which} yet{after} (brokers {self.brokers})")
 
     def partitions(self, name: str, allow_create: bool = False) -> int:
         """How many partitions topic `name` has (UnknownTopicError if none)."""

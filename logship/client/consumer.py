@@ -33,7 +33,7 @@ import select
 import time
 
 from ..errors import BrokerUnavailableError, MessageTooLargeError, OffsetOutOfRangeError, ProtocolError, \
-    UnknownTopicError, error_for_code
+    LeaderNotAvailableError, UnknownTopicError, error_for_code
 from ..protocol import ApiKey
 from .admin import EARLIEST, LATEST, list_offsets, resolve_offsets
 from .cluster import METADATA_CODES, RETRIABLE_CODES, Cluster
@@ -346,7 +346,11 @@ class Consumer:
         if not orphans:
             return
         try:
-            meta = self.cluster.topic(self.topic, refresh=True)
+            meta = self.cluster.topic(self.topic, refresh=True, wait=False)  # this loop retries itself
+        except LeaderNotAvailableError:
+            for state in orphans:
+                state.retry_at = now + _BACKOFF
+            return
         except BrokerUnavailableError as exc:
             for state in orphans:
                 state.retry_at = now + _BACKOFF

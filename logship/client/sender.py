@@ -288,7 +288,8 @@ class Sender(threading.Thread):
             if now < not_before:
                 continue
             try:
-                meta = p.cluster.topic(topic, allow_create=True, refresh=True)
+                # a producer that waits for topics retries here on its own: never block its sender
+                meta = p.cluster.topic(topic, allow_create=True, refresh=True, wait=not p.wait_for_topics)
             except UnknownTopicError as exc:
                 self._missing(topic, None, exc)
                 continue

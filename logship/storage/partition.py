@@ -1,8 +1,8 @@
 """`Partition`: the log of one topic partition, a directory of segments.
 
 `<data_dir>/<topic>-<partition>/` holds segments (see segment.py), the newest of which is
-active (appended to), and `leader-epoch-checkpoint`. State and invariants, all guarded by
-one lock:
+active (appended to), `leader-epoch-checkpoint` and, once a coordinator moved it,
+`leader-epoch` (epochs.py). State and invariants, all guarded by one lock:
 
 * log_start_offset <= high_watermark <= log_end_offset; offsets below log_start_offset are
   gone, log_end_offset is the next offset to assign; offsets never repeat or skip, across
@@ -13,7 +13,12 @@ one lock:
 * a compacted log (compaction.py, via replace_segments) keeps every offset where it was, but
   its sealed segments may skip offsets inside (records removed, batches emptied or dropped);
 * recovery_point: everything below it has been fdatasynced (the segment files, and the
-  directory when files were created or deleted). It only advances after a sync.
+  directory when files were created or deleted). It only advances after a sync;
+* leader_epoch (0 until set_leader_epoch moves it; never below an epoch in the log) is
+  stamped on every batch append_batches writes (partitionLeaderEpoch, bytes 12-15, outside
+  the CRC like baseOffset); the leader-epoch checkpoint gains an entry when the first batch
+  of a new epoch is appended, loses entries with truncate_to, and is trimmed from the front
+  as log_start_offset advances.
 
 Nothing per record or per batch is kept in memory: per segment a few integers, and the
 sparse index files on disk.
@@ -34,7 +39,7 @@ from . import reader, retention
 from .append_time import stamp_log_append_time
 from .checkpoint import fsync_dir
 from .config import INT32_MAX, LogConfig
-from .epochs import LeaderEpochCache
+from .epochs import open_epoch_cache, read_current_epoch, write_current_epoch
 from .fileslice import FileSlice
 from .groupcommit import GroupCommit
 from .recovery import load_segments
@@ -103,11 +108,13 @@ class Partition:
             active.roll_base_ms = now_ms
         self._leo = active.next_offset
         self._log_start = max(log_start_offset, segments[0].base_offset)
-        self._epochs = LeaderEpochCache(self.directory)
-        self._epochs.truncate_from_end(self._leo)
-        for epoch, start in self.load_report.epochs:
-            self._epochs.assign(epoch, start)
-        self._epochs.truncate_from_start(self._log_start)
+        try:
+            self._epochs = open_epoch_cache(self.directory, segments, self._log_start, self._leo,
+                                            self.load_report.epochs)
+        except OSError as exc:
+            raise KafkaStorageError(f"cannot write the leader epochs of {self.directory}: "
+                                    f"{exc.strerror or exc}") from exc
+        self._current_epoch = max(read_current_epoch(self.directory) or 0, self._epochs.latest_epoch)
         self._hw, self._hw_position = self._leo, (active.base_offset, active.size)
         self._unsynced: list[Segment] = []
         self._dir_dirty = self._log_start_moved = False
@@ -122,7 +129,8 @@ class Partition:
     log_end_offset = property(lambda self: self._leo)
     high_watermark = property(lambda self: self._hw)
     recovery_point = property(lambda self: self._commit.durable_offset, doc="Everything below is fdatasynced.")
-    leader_epoch = property(lambda self: self._epochs.latest_epoch, doc="Latest leader epoch, -1 if none.")
+    leader_epoch = property(lambda self: max(self._current_epoch, self._epochs.latest_epoch),
+                            doc="The current leader epoch, stamped on every batch append_batches writes.")
     epochs = property(lambda self: self._epochs)
     offline = property(lambda self: self._commit.failure is not None)
 
@@ -154,16 +162,16 @@ class Partition:
 
     # ------------------------------------------------------------------ append
 
-    def append_batches(self, data: bytes | bytearray | memoryview, leader_epoch: int | None = None) -> AppendResult:
-        """Validate, assign offsets to and append one or more whole record batches.
+    def append_batches(self, data: bytes | bytearray | memoryview) -> AppendResult:
+        """Validate, assign offsets to and append one or more whole record batches (leader).
 
         Everything is checked before anything is written (CorruptRecordError,
-        InvalidRecordError, MessageTooLargeError). A bytearray or a writable memoryview is modified in place (its
-        baseOffset and, with `leader_epoch`, partitionLeaderEpoch fields); anything else is
-        copied once. Records are never re-encoded. A failed write raises KafkaStorageError
-        and leaves the log as it was.
+        InvalidRecordError, MessageTooLargeError). Each batch gets its offsets and the
+        current leader_epoch (whatever the producer put there); a bytearray or a writable
+        memoryview is modified in place, anything else is copied once. Records are never
+        re-encoded. A failed write raises KafkaStorageError and leaves the log as it was.
         """
-        return self._append(data, leader_epoch, assign_offsets=True)
+        return self._append(data, assign_offsets=True)
 
     def append_replica_batch(self, data: bytes | bytearray | memoryview) -> AppendResult:
         """Append batches copied from a leader as they are: offsets and leader epochs kept.
@@ -172,9 +180,9 @@ class Partition:
         each next one where the previous ended (InvalidRecordError otherwise, nothing
         written), so a follower's log is the leader's byte for byte, without gaps.
         """
-        return self._append(data, None, assign_offsets=False)
+        return self._append(data, assign_offsets=False)
 
-    def _append(self, data, leader_epoch: int | None, assign_offsets: bool) -> AppendResult:
+    def _append(self, data, assign_offsets: bool) -> AppendResult:
         buf = data if _writable(data) else bytearray(data)
         checked = validate_batches(buf, self.config.max_batch_bytes)
         if assign_offsets and self.config.message_timestamp_type == "LogAppendTime":
@@ -188,15 +196,15 @@ class Partition:
             now_ms = self._now_ms()
             segment = self._maybe_roll(len(buf), record_count, len(checked), now_ms)
             offset, batches = self._leo, []
+            stamp = self.leader_epoch
             for pos, size, delta, max_ts, epoch, _ in checked:
                 if assign_offsets:
                     _pack_offset(buf, pos, offset)
-                if leader_epoch is not None:
-                    _pack_epoch(buf, pos + 12, leader_epoch)
-                    epoch = leader_epoch
+                    _pack_epoch(buf, pos + 12, stamp)
+                    epoch = stamp
                 batches.append(BatchInfo(pos, offset, offset + delta, max_ts, size, epoch))
                 offset += delta + 1
-            if epoch > self._epochs.latest_epoch or len(batches) > 1:
+            if not assign_offsets or stamp > self._epochs.latest_epoch:
                 self._note_epochs(batches)
             position = segment.append(buf, batches, now_ms)
             if not self._unsynced or self._unsynced[-1] is not segment:
@@ -221,6 +229,7 @@ class Partition:
             offset += delta + 1
 
     def _note_epochs(self, batches: list[BatchInfo]) -> None:
+        """Checkpoint the start of each new epoch among `batches`, before they are written."""
         latest = self._epochs.latest_epoch
         for batch in batches:
             if batch.leader_epoch > latest:
@@ -229,6 +238,32 @@ class Partition:
                 except OSError as exc:
                     raise KafkaStorageError(f"cannot write {self._epochs.path}: {exc.strerror or exc}") from exc
                 latest = batch.leader_epoch
+
+    # ------------------------------------------------------------------ leader epochs
+
+    def epoch_for_offset(self, offset: int) -> int:
+        """The leader epoch the record at `offset` was written in, -1 when unknown."""
+        with self._lock:
+            return self._epochs.epoch_for_offset(offset)
+
+    def set_leader_epoch(self, epoch: int) -> None:
+        """Make `epoch` the current leader epoch, durably (a coordinator elected a leader).
+
+        Epochs only move forward: ValueError below the current one. The checkpoint gains
+        its entry when the first batch of the new epoch is appended.
+        """
+        with self._lock:
+            if epoch < self.leader_epoch:
+                raise ValueError(f"{self._topic}-{self._index}: leader epoch {epoch} is below the current "
+                                 f"{self.leader_epoch}")
+            if epoch == self._current_epoch:
+                return
+            try:
+                write_current_epoch(self.directory, epoch)
+            except OSError as exc:
+                raise KafkaStorageError(f"cannot write the leader epoch in {self.directory}: "
+                                        f"{exc.strerror or exc}") from exc
+            self._current_epoch = epoch
 
     def _flush_due(self, now_ms: int) -> bool:
         cfg = self.config
@@ -359,6 +394,7 @@ class Partition:
                 self._segments = [Segment(self.directory, offset, self.config.index_interval_bytes, create=True)]
                 self._log_start = self._leo = offset
                 self._log_start_moved = True
+                self._epochs.clear()
             else:
                 i = reader.segment_at(self._bases, offset)
                 for segment in self._segments[i + 1:]:
