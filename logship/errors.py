@@ -94,8 +94,8 @@ class MessageTooLargeError(LogshipError):
     """A batch or request is larger than the broker accepts (MESSAGE_TOO_LARGE)."""
 
     code = 10
-    hint = ("a broker's limit is raised with `logship serve --max-message-bytes` (Kafka: message.max.bytes), "
-            "a topic's with its max.message.bytes")
+    hint = ("raise the limit with `logship serve --max-message-bytes` (Kafka: message.max.bytes) "
+            "or the topic's max.message.bytes")
 
 
 class InvalidTopicError(LogshipError):

@@ -92,11 +92,7 @@ def error_line(exc: BaseException) -> str:
     is added.
     """
     if isinstance(exc, LogshipError):
-        text = explain_codes(str(exc)) or type(exc).__name__
-        hint = exc.hint or getattr(getattr(exc, "first_error", None), "hint", None)
-        if hint and hint not in text:
-            text = f"{text} ({hint})"
-        return f"logship: {_one_line(text)}"
+        return f"logship: {describe_error(exc)}"
     if isinstance(exc, click.UsageError) and exc.ctx is not None:
         path = exc.ctx.command_path
         return f"{path}: {_one_line(exc.format_message()).rstrip('.')}; see '{path} --help'"
@@ -106,6 +102,16 @@ def error_line(exc: BaseException) -> str:
         return f"logship: {_one_line(os_error_text(exc))}"
     return (f"logship: internal error ({type(exc).__name__}: {_one_line(str(exc))}); "
             "LOGSHIP_DEBUG=1 shows the traceback")
+
+
+def describe_error(exc: LogshipError) -> str:
+    """A LogshipError for people, on one line: its message with every Kafka error code
+    spelled out, and its hint (or that of the first error behind a DeliveryError)."""
+    text = explain_codes(str(exc)) or type(exc).__name__
+    hint = exc.hint or getattr(getattr(exc, "first_error", None), "hint", None)
+    if hint and hint not in text:
+        text = f"{text}; {hint}"
+    return _one_line(text)
 
 
 def os_error_text(exc: OSError) -> str:

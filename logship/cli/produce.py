@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import click
 
-from ..errors import DeliveryError
+from ..errors import DeliveryError, LogshipError
 from .options import brokers_option, cluster_for
 from .progress import Progress
 from .render import record_from_json
@@ -122,7 +122,10 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
                                        as_json, progress)
         producer.close()
     except DeliveryError as exc:
-        click.echo(f"logship: {exc.failed} of {sent} records were not delivered: {exc.first_error}", err=True)
+        from . import describe_error
+
+        cause = f": {describe_error(exc.first_error)}" if isinstance(exc.first_error, LogshipError) else ""
+        click.echo(f"logship: {exc.failed} of {sent} records were not delivered{cause}", err=True)
         raise click.exceptions.Exit(1) from None
     finally:
         progress.done()
