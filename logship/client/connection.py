@@ -19,7 +19,7 @@ A closed connection stays closed: make a new one.
 Something that is not a Kafka broker is told apart while negotiating: the ApiVersions
 request's correlation id is "\\r\\n\\r\\n" (Kafka echoes any id), so a line-based server
 (HTTP, Redis, SMTP) sees a line end and answers instead of waiting; an answer whose length
-prefix is text or absurd for ApiVersions (over 1 MiB) raises BrokerUnavailableError saying
+prefix is text, or absurd for ApiVersions (over 1 MiB) yet within the frame limit, raises BrokerUnavailableError saying
 the address "does not speak the Kafka protocol" and quoting what it said. A server that
 accepts and never answers is reported after `connect_timeout` (the whole negotiation's
 budget), not the longer request timeout.
@@ -147,7 +147,7 @@ class Connection:
             sock.settimeout(timeout)
         try:
             self._recv_into(memoryview(self._prefix))
-            if self._negotiating and not 4 <= _CORRELATION.unpack(self._prefix)[0] <= _MAX_API_VERSIONS_BYTES:
+            if self._negotiating and _not_a_kafka_length(self._prefix, self.max_frame_bytes):
                 self._not_kafka(bytes(self._prefix))
             try:
                 size = read_frame_length(self._prefix, self.max_frame_bytes)
@@ -276,6 +276,15 @@ class Connection:
             version = retry
         self._next_id = 1
         return body, ranges
+
+
+def _not_a_kafka_length(prefix: bytearray, max_frame_bytes: int) -> bool:
+    """True when an ApiVersions answer's length prefix shows another protocol talking: text
+    ("HTTP", "SSH-", "-ERR") or a length no ApiVersions answer has, yet within the frame
+    limit (beyond it, the frame limit's own error says what is wrong)."""
+    if bytes(prefix).isascii() and bytes(prefix).decode("ascii").isprintable():
+        return True
+    return _MAX_API_VERSIONS_BYTES < _CORRELATION.unpack(prefix)[0] <= max_frame_bytes
 
 
 def _name(api_key: int) -> str:
