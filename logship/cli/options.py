@@ -28,6 +28,10 @@ _timeout = click.option(
          "default 5 to connect, 30 per request).")
 
 
+#: --brokers alone, for a command that retries for ever rather than giving up (the agent).
+broker_list_option = _brokers
+
+
 def brokers_option(command):
     """--brokers/-b and --timeout, for every command that talks to a broker."""
     return _brokers(_timeout(command))
