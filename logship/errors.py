@@ -284,7 +284,8 @@ KAFKA_ERRORS: dict[int, tuple[str, str]] = {
     15: ("COORDINATOR_NOT_AVAILABLE", "no group coordinator is available"),
     16: ("NOT_COORDINATOR", "this broker is not the group's coordinator"),
     17: ("INVALID_TOPIC_EXCEPTION",
-         "the topic name is not valid (1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-'; not '.' or '..')"),
+         "the topic is not valid here: a name is 1 to 249 of a-z A-Z 0-9 . _ - (not . or ..), and internal "
+         "topics such as __consumer_offsets refuse this request"),
     18: ("RECORD_LIST_TOO_LARGE", "a record batch is larger than the broker's segment size"),
     19: ("NOT_ENOUGH_REPLICAS", "refused: fewer in-sync replicas than required"),
     20: ("NOT_ENOUGH_REPLICAS_AFTER_APPEND", "written, but to fewer in-sync replicas than required"),
