@@ -415,9 +415,10 @@ _BARE_CODE = re.compile(r"\s*\(Kafka error code (-?\d+)\)|Kafka error code (-?\d
 def explain_codes(message: str) -> str:
     """`message` with each "Kafka error code N" written as explain(N)."""
     def spelled(match: re.Match) -> str:
-        if match.group(1) is not None:
-            return f": {explain(int(match.group(1)))}"
-        return explain(int(match.group(2)))
+        if match.group(1) is None:
+            return explain(int(match.group(2)))
+        after_colon = message[:match.start()].endswith(":")  # "doing x: (Kafka error code N)"
+        return f"{' ' if after_colon else ': '}{explain(int(match.group(1)))}"
 
     return _BARE_CODE.sub(spelled, message)
 
