@@ -1,7 +1,8 @@
 """The `logship` command line: click commands that parse, call one library function, render.
 
-This package is the only place that prints or chooses exit codes. Every LogshipError is
-translated to a message and an exit status in one place, `main`.
+This package is the only place that prints or chooses exit codes. Every failure is
+translated to one line on stderr and an exit status in one place, `main` (`error_line` says
+how each kind of exception reads); commands never let a traceback through.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ def cli() -> None:
       app | logship produce web-logs
       logship consume web-logs -o @-1h --json | jq .value
     """
+
+
+#: click >= 8.2 raises this for a group run without a subcommand; older versions print the help.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _quiet_broken_pipe() -> None:
@@ -148,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         _quiet_broken_pipe()
         status = ExitStatus.OK
-    except click.exceptions.NoArgsIsHelpError as exc:  # `logship topics`: the help is the answer
+    except _NO_ARGS_IS_HELP as exc:  # `logship topics`: the help is the answer
         exc.show()
         status = exc.exit_code
     except (click.ClickException, LogshipError) as exc:
