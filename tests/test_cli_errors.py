@@ -172,24 +172,26 @@ def test_seek_of_an_active_group(start_broker):
 # --- usage errors ---------------------------------------------------------------------------------
 
 
+NOWHERE = ("-b", "127.0.0.1:9")  # never contacted: each usage error is found before connecting
+
+
 @pytest.mark.parametrize("args, needle", [
-    (("consume", "t", "-o", "yesterday"), "-o/--offset"),
-    (("consume", "t", "-f", "%x"), "'%x'"),
-    (("consume", "t", "-f", ""), "empty"),
-    (("consume", "t", "-f", "%v 100%"), "'%'"),
-    (("consume", "t", "--json", "-f", "%v\\n"), "--json"),
-    (("tail", "t", "--json", "--format", "%k"), "--json"),
-    (("replay", "t", "--from", "0", "--format", "%q"), "'%q'"),
-    (("consume", "t", "--grep", "("), "--grep"),
+    (("consume", "t", "-o", "yesterday", *NOWHERE), "-o/--offset"),
+    (("consume", "t", "-f", "%x", *NOWHERE), "'%x'"),
+    (("consume", "t", "-f", "", *NOWHERE), "empty"),
+    (("consume", "t", "-f", "%v 100%", *NOWHERE), "'%'"),
+    (("consume", "t", "--json", "-f", "%v\\n", *NOWHERE), "--json"),
+    (("tail", "t", "--json", "--format", "%k", *NOWHERE), "--json"),
+    (("replay", "t", "--from", "0", "--format", "%q", *NOWHERE), "'%q'"),
+    (("consume", "t", "--grep", "(", *NOWHERE), "--grep"),
     (("topics", "list", "-b", "localhost:http"), "--brokers"),
-    (("topics", "list", "--timeout", "0"), "--timeout"),
-    (("seek", "g", "t"), "--to"),
+    (("topics", "list", "--timeout", "0", *NOWHERE), "--timeout"),
+    (("seek", "g", "t", *NOWHERE), "--to"),
     (("no-such-command",), "no-such-command"),
     (("consume",), "TOPIC"),
 ])
 def test_usage_errors_are_one_line(args, needle):
-    one_line(logship(*args, "-b", "127.0.0.1:9") if "-b" not in args and len(args) > 1 else logship(*args),
-             USAGE, needle, "--help")
+    one_line(logship(*args), USAGE, needle, "--help")
 
 
 # --- peers that are not (or no longer) brokers ----------------------------------------------------
