@@ -168,7 +168,21 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("LOGSHIP_DEBUG"):
             raise
         status = _report(exc, ExitStatus.ERROR)
-    sys.exit(int(status or 0))
+    sys.exit(_flushed(int(status or 0)))
+
+
+def _flushed(status: int) -> int:
+    """Flush standard output here, not at interpreter exit where a closed pipe or a full disk
+    would print "Exception ignored ..." and exit 120."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        _quiet_broken_pipe()  # what is still buffered cannot be written anyway
+        if exc.errno != errno.EPIPE and status == ExitStatus.OK:
+            status = _report(exc, ExitStatus.ERROR)
+    except ValueError:  # standard output was closed
+        pass
+    return status
 
 
 def _report(exc: BaseException, status: int) -> int:
