@@ -1,7 +1,8 @@
 """The `logship` command line: click commands that parse, call one library function, render.
 
-This package is the only place that prints or chooses exit codes. Every LogshipError is
-translated to a message and an exit status in one place, `main`.
+This package is the only place that prints or chooses exit codes. Every failure is
+translated to one line on stderr and an exit status in one place, `main` (`error_line` says
+how each kind of exception reads); commands never let a traceback through.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from enum import IntEnum
 import click
 
 from .. import __version__
-from ..errors import LogshipError
+from ..errors import LogshipError, explain_codes
 
 
 class ExitStatus(IntEnum):
@@ -71,35 +72,122 @@ def cli() -> None:
     """
 
 
+#: click >= 8.2 raises this for a group run without a subcommand; older versions print the help.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def _quiet_broken_pipe() -> None:
     """The reader went away (`| head`): end quietly, like `cat` does."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line that reports `exc` on stderr: what happened and, when known, what to do.
+
+    Any "Kafka error code N" left in a message is spelled out with the error's name and
+    meaning; a LogshipError's `hint` (or that of the first error behind a DeliveryError)
+    is added.
+    """
+    if isinstance(exc, LogshipError):
+        return f"logship: {describe_error(exc)}"
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        path = exc.ctx.command_path
+        return f"{path}: {_one_line(exc.format_message()).rstrip('.')}; see '{path} --help'"
+    if isinstance(exc, click.ClickException):
+        return f"logship: {_one_line(exc.format_message())}"
+    if isinstance(exc, OSError):
+        return f"logship: {_one_line(os_error_text(exc))}"
+    return (f"logship: internal error ({type(exc).__name__}: {_one_line(str(exc))}); "
+            "LOGSHIP_DEBUG=1 shows the traceback")
+
+
+def describe_error(exc: LogshipError) -> str:
+    """A LogshipError for people, on one line: its message with every Kafka error code
+    spelled out, and its hint (or that of the first error behind a DeliveryError)."""
+    text = explain_codes(str(exc)) or type(exc).__name__
+    hint = exc.hint or getattr(getattr(exc, "first_error", None), "hint", None)
+    if hint and hint not in text:
+        text = f"{text}; {hint}"
+    return _one_line(text)
+
+
+def os_error_text(exc: OSError) -> str:
+    """`FILE: reason` (or the reason alone) for an OSError, as `cat` would say it."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    reason = reason[:1].lower() + reason[1:]
+    if exc.filename is not None:
+        return f"{exc.filename}: {reason}"
+    return reason
+
+
+def _run(argv: list[str] | None) -> int:
+    """Parse and invoke, letting every exception through (click's own `main` would turn a
+    closed pipe into exit status 1 and print a blank line on Ctrl-C)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    with cli.make_context("logship", args) as ctx:
+        return cli.invoke(ctx)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `logship` console script and `python -m logship`."""
+    """Entry point of the `logship` console script and `python -m logship`.
+
+    Every failure ends in one line on stderr and an exit status (ExitStatus): usage errors
+    2, LogshipErrors their `exit_status`, OSErrors 1; Ctrl-C ends silently with 130 and a
+    closed standard output (`| head`) silently with 0. LOGSHIP_DEBUG=1 lets unexpected
+    exceptions through with their traceback.
+    """
     try:
-        status = cli.main(args=argv, prog_name="logship", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("", err=True)
-        status = ExitStatus.INTERRUPTED
-    except KeyboardInterrupt:
+        status = _run(argv)
+    except (click.exceptions.Abort, KeyboardInterrupt):
         status = ExitStatus.INTERRUPTED
     except click.exceptions.Exit as exc:
         status = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        status = exc.exit_code
-    except LogshipError as exc:
-        click.echo(f"logship: {exc}", err=True)
-        status = exc.exit_status
     except BrokenPipeError:
         _quiet_broken_pipe()
         status = ExitStatus.OK
+    except _NO_ARGS_IS_HELP as exc:  # `logship topics`: the help is the answer
+        exc.show()
+        status = exc.exit_code
+    except (click.ClickException, LogshipError) as exc:
+        status = _report(exc, exc.exit_code if isinstance(exc, click.ClickException) else exc.exit_status)
     except OSError as exc:
-        if exc.errno != errno.EPIPE:
+        if exc.errno == errno.EPIPE:
+            _quiet_broken_pipe()
+            status = ExitStatus.OK
+        else:
+            status = _report(exc, ExitStatus.ERROR)
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, unless asked for the traceback
+        if os.environ.get("LOGSHIP_DEBUG"):
             raise
-        _quiet_broken_pipe()
-        status = ExitStatus.OK
-    sys.exit(int(status or 0))
+        status = _report(exc, ExitStatus.ERROR)
+    sys.exit(_flushed(int(status or 0)))
+
+
+def _flushed(status: int) -> int:
+    """Flush standard output here, not at interpreter exit where a closed pipe or a full disk
+    would print "Exception ignored ..." and exit 120."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        _quiet_broken_pipe()  # what is still buffered cannot be written anyway
+        if exc.errno != errno.EPIPE and status == ExitStatus.OK:
+            status = _report(exc, ExitStatus.ERROR)
+    except ValueError:  # standard output was closed
+        pass
+    return status
+
+
+def _report(exc: BaseException, status: int) -> int:
+    try:
+        click.echo(error_line(exc), err=True)
+    except OSError:
+        pass  # stderr is gone too: the status still says it
+    return status

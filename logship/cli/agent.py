@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from . import ExitStatus
-from .options import brokers_option
+from .options import broker_list_option
 from .signals import handle_on_thread
 from .units import SIZE
 
@@ -20,7 +20,7 @@ from .units import SIZE
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
               help="TOML config file (inputs, topics, options); instead of PATH_GLOB and --topic.")
 @click.option("-t", "--topic", help="Topic for the lines of PATH_GLOB (quick form).")
-@brokers_option
+@broker_list_option
 @click.option("--state-dir", type=click.Path(file_okay=False),
               help="Checkpoints and lock (default: $XDG_STATE_HOME/logship/agent).")
 @click.option("--key", default="", help="Record key template: {host}, {path}, {filename}, or a --field name.")

@@ -7,7 +7,7 @@ import sys
 import click
 
 from .options import brokers_option, cluster_for
-from .output import DEFAULT_FORMAT, IDLE_CHECK_S, RecordSink
+from .output import DEFAULT_FORMAT, IDLE_CHECK_S, record_sink
 from .record_writer import write_all
 from .units import DURATION
 
@@ -79,10 +79,7 @@ def consume(topic, brokers, offset, partitions, count, exit_at_end, fmt, group, 
     from ..client.consumer import Consumer
 
     start = offset_spec(offset, "-o/--offset")
-    try:
-        sink = RecordSink(sys.stdout.buffer, fmt, as_json, grep, count)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--grep") from None
+    sink = record_sink(sys.stdout.buffer, fmt, as_json, grep, count)
     if group is not None:
         if partitions:
             raise click.UsageError("-g/--group cannot be combined with -p/--partition: the group assigns the "

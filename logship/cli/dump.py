@@ -57,18 +57,20 @@ def dump(file: str, show_records: bool, as_json: bool) -> None:
 
     Reads `.log` segment files written by logship or by Apache Kafka (same format). Each
     batch shows its offsets, record count, leader epoch, timestamps, position, size,
-    compression and whether its CRC is valid; a damaged tail is reported, not hidden.
+    compression and whether its CRC is valid; a damaged tail is reported, not hidden. A damaged
+    file exits 1, with one line on stderr saying what is wrong.
 
     \b
     Examples:
       logship dump logship-data/web-logs-0/00000000000000000000.log
       logship dump --records --json 00000000000000000000.log | jq .value
     """
-    corrupt = False
+    corrupt = bad_crc = 0
+    tail = None
     with mapped(file) as buf:
         for report in scan_segment(buf):
             if isinstance(report, TailReport):
-                corrupt = True
+                corrupt, tail = True, report.position
                 fields = {"position": report.position, "length": report.length, "error": report.reason}
                 if as_json:
                     echo_json({"tail": fields})
@@ -77,10 +79,14 @@ def dump(file: str, show_records: bool, as_json: bool) -> None:
                 continue
             fields = _batch_fields(report)
             corrupt |= not report.crc_valid
+            bad_crc += not report.crc_valid
             echo_json({"batch": fields}) if as_json else click.echo(_batch_line(fields))
             if show_records and report.crc_valid:
                 _dump_records(report, as_json)
     if corrupt:
+        damage = [f"{bad_crc} batch{'es' if bad_crc != 1 else ''} with a bad CRC"] if bad_crc else []
+        damage += [f"an unreadable tail from byte {tail}"] if tail is not None else []
+        click.echo(f"logship: {file} is damaged: {' and '.join(damage)}", err=True)
         raise click.exceptions.Exit(1)
 
 

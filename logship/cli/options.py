@@ -1,21 +1,53 @@
-"""Options shared by the client commands: the broker list and machine-readable output."""
+"""Options shared by the client commands: the broker list, the timeout, machine-readable output.
+
+`brokers_option` adds both --brokers and --timeout to a command, so every command that talks
+to a broker has both; --timeout's value goes to the click context (no command parameter),
+where `cluster_for` finds it.
+"""
 
 from __future__ import annotations
 
 import click
 
-brokers_option = click.option(
+_TIMEOUT_KEY = "logship.timeout"
+
+
+def _keep_timeout(ctx: click.Context, param, value: float | None) -> None:
+    if value is not None:
+        ctx.meta[_TIMEOUT_KEY] = value
+
+
+_brokers = click.option(
     "--brokers", "-b", envvar="LOGSHIP_BROKERS", default=None, metavar="HOST:PORT[,...]",
     help="Brokers to bootstrap from ($LOGSHIP_BROKERS, else 127.0.0.1:9092).")
+
+_timeout = click.option(
+    "--timeout", type=click.FloatRange(min=0.1, max=3600), envvar="LOGSHIP_TIMEOUT", default=None,
+    metavar="SECONDS", expose_value=False, callback=_keep_timeout,
+    help="Give up on a broker that does not connect and answer within SECONDS ($LOGSHIP_TIMEOUT; "
+         "default 5 to connect, 30 per request).")
+
+
+#: --brokers alone, for a command that retries for ever rather than giving up (the agent).
+broker_list_option = _brokers
+
+
+def brokers_option(command):
+    """--brokers/-b and --timeout, for every command that talks to a broker."""
+    return _brokers(_timeout(command))
+
 
 json_option = click.option("--json", "as_json", is_flag=True, help="JSON lines, for scripts.")
 
 
 def cluster_for(brokers: str | None):
-    """A client Cluster for the --brokers value (or its defaults)."""
+    """A client Cluster for the --brokers value (or its defaults) and --timeout."""
     from ..client.cluster import Cluster, default_brokers
 
+    ctx = click.get_current_context(silent=True)
+    timeout = ctx.meta.get(_TIMEOUT_KEY) if ctx is not None else None
+    limits = {} if timeout is None else {"timeout": timeout, "connect_timeout": timeout}
     try:
-        return Cluster(default_brokers(brokers))
+        return Cluster(default_brokers(brokers), **limits)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--brokers") from None

@@ -3,7 +3,9 @@
 Format tokens (as kcat's `-f`): `%v` value (`%s` is an alias), `%k` key, `%t` topic,
 `%p` partition, `%o` offset, `%T` timestamp (ms), `%h` headers as `k=v,k2=v2`, `%%` a
 percent sign; the escapes `\\n`, `\\t`, `\\r`, `\\0` and `\\\\` are understood. A null key or
-value prints as nothing. Output is bytes: values are written exactly as stored.
+value prints as nothing. Output is bytes: values are written exactly as stored. Any other
+`%` sequence, and an empty format, is refused (ValueError; `record_sink` makes it a usage
+error), as is --json together with a format.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import re
 import select
 from collections.abc import Callable, Iterable
 
+import click
+
 from .render import record_as_json
 
 DEFAULT_FORMAT = "%v\\n"
 IDLE_CHECK_S = 0.5  # while no records come, how often to check that stdout still has a reader
 
 _ESCAPES = {"n": b"\n", "t": b"\t", "r": b"\r", "0": b"\0", "\\": b"\\"}
-_TOKEN = re.compile(r"%[vsktpoTh%]|\\[ntr0\\]")
+_TOKEN = re.compile(r"%[vsktpoTh%]|\\[ntr0\\]|%.?", re.DOTALL)
+_TOKENS_HELP = "%v (or %s) value, %k key, %t topic, %p partition, %o offset, %T timestamp, %h headers, %% a percent sign"
 
 
 def _headers(record) -> bytes:
@@ -39,7 +44,10 @@ _FIELDS: dict[str, Callable[[object], bytes]] = {
 
 
 def compile_format(fmt: str) -> Callable[[Iterable], bytes]:
-    """A function rendering a list of records into one chunk of bytes, per `fmt`."""
+    """A function rendering a list of records into one chunk of bytes, per `fmt`; ValueError
+    for an empty format or an unknown `%` token."""
+    if not fmt:
+        raise ValueError(f"the format is empty; use tokens such as {_TOKENS_HELP}")
     pieces: list[bytes | Callable] = []
     pos = 0
     for match in _TOKEN.finditer(fmt):
@@ -50,6 +58,8 @@ def compile_format(fmt: str) -> Callable[[Iterable], bytes]:
             pieces.append(b"%")
         elif token.startswith("\\"):
             pieces.append(_ESCAPES[token[1]])
+        elif token not in _FIELDS:
+            raise ValueError(f"unknown token {token!r} in format {fmt!r}; the tokens are {_TOKENS_HELP}")
         else:
             pieces.append(_FIELDS[token])
         pos = match.end()
@@ -81,6 +91,27 @@ def value_filter(pattern: str | None) -> Callable[[list], list]:
         raise ValueError(f"--grep {pattern!r}: {exc}") from None
     search = regex.search
     return lambda records: [r for r in records if r.value is not None and search(r.value)]
+
+
+def record_sink(stream, fmt: str = DEFAULT_FORMAT, as_json: bool = False, grep: str | None = None,
+                limit: int | None = None) -> "RecordSink":
+    """A RecordSink for a command's options (its format parameter is named `fmt`): a usage
+    error (exit status 2) for a bad format or --grep, or for --json with a format."""
+    ctx = click.get_current_context(silent=True)
+    param = next((p for p in ctx.command.params if p.name == "fmt"), None) if ctx is not None else None
+    hint = "/".join(param.opts) if param is not None else "--format"
+    given = ctx is not None and param is not None and ctx.get_parameter_source("fmt") not in (
+        None, click.core.ParameterSource.DEFAULT)
+    if as_json and given:
+        raise click.UsageError(f"--json and {hint} cannot be combined: --json writes whole records")
+    try:
+        compile_format(fmt)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+    try:
+        return RecordSink(stream, fmt, as_json, grep, limit)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--grep") from None
 
 
 class RecordSink:

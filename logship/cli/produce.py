@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import click
 
-from ..errors import DeliveryError
+from ..errors import DeliveryError, LogshipError, MessageTooLargeError
 from .options import brokers_option, cluster_for
 from .progress import Progress
 from .render import record_from_json
@@ -122,12 +122,35 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
                                        as_json, progress)
         producer.close()
     except DeliveryError as exc:
-        click.echo(f"logship: {exc.failed} of {sent} records were not delivered: {exc.first_error}", err=True)
+        from . import describe_error
+
+        first = exc.first_error
+        if isinstance(first, MessageTooLargeError):
+            limit = _size_limit(brokers, topic)
+            if limit is not None:
+                first = MessageTooLargeError(f"{first} (topic {topic} takes at most {limit:,} bytes, "
+                                             f"its max.message.bytes)")
+        cause = f": {describe_error(first)}" if isinstance(first, LogshipError) else ""
+        click.echo(f"logship: {exc.failed} of {sent} records were not delivered{cause}", err=True)
         raise click.exceptions.Exit(1) from None
     finally:
         progress.done()
         if workers is not None:
             workers.close()
+
+
+def _size_limit(brokers: str | None, topic: str) -> int | None:
+    """The largest batch `topic` takes (its max.message.bytes), if the broker says (DescribeConfigs)."""
+    from ..client.admin import Admin
+
+    if not hasattr(Admin, "describe_configs"):
+        return None
+    try:
+        with Admin(cluster_for(brokers)) as admin:
+            entry = admin.describe_configs(topic).get("max.message.bytes")
+        return int(entry.value) if entry is not None and entry.value is not None else None
+    except (LogshipError, ValueError):
+        return None
 
 
 def _start_workers(files: tuple[str, ...], separator: bytes, compression: str, batch_size: int):

@@ -10,7 +10,7 @@ import click
 
 from .consume import offset_spec, output_options
 from .options import brokers_option, cluster_for
-from .output import DEFAULT_FORMAT, RecordSink
+from .output import DEFAULT_FORMAT, record_sink
 from .progress import Progress
 from .record_writer import write_all
 
@@ -75,10 +75,7 @@ def replay(topic, brokers, start, end, into, speed, partitions, fmt, as_json, gr
 
     pacer = Pacer(parse_speed(speed))
     first, last = offset_spec(start, "--from"), offset_spec(end, "--to") if end else None
-    try:
-        sink = RecordSink(sys.stdout.buffer, fmt, as_json, grep)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--grep") from None
+    sink = record_sink(sys.stdout.buffer, fmt, as_json, grep)
     cluster = cluster_for(brokers)
     with Consumer(cluster, topic, list(partitions) or None,
                   offset_reset="error" if partitions else "clamp", start=first, end=last,

@@ -8,7 +8,7 @@ import click
 
 from .consume import output_options
 from .options import brokers_option, cluster_for
-from .output import DEFAULT_FORMAT, IDLE_CHECK_S, RecordSink
+from .output import DEFAULT_FORMAT, IDLE_CHECK_S, record_sink
 
 
 def _order(record) -> tuple[int, int, int]:
@@ -40,10 +40,7 @@ def tail(topic, brokers, count, follow, partitions, fmt, as_json, grep) -> None:
     """
     from ..client.consumer import Consumer
 
-    try:
-        sink = RecordSink(sys.stdout.buffer, fmt, as_json, grep)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--grep") from None
+    sink = record_sink(sys.stdout.buffer, fmt, as_json, grep)
     with Consumer(cluster_for(brokers), topic, list(partitions) or None,
                   offset_reset="error" if partitions else "clamp", start=f"-{count}",
                   stop_at_end=not follow) as consumer:

@@ -52,8 +52,10 @@ def list_topics(brokers, as_json, internal) -> None:
 @topics.command()
 @click.argument("name")
 @brokers_option
-@click.option("-p", "--partitions", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("-r", "--replication-factor", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("-p", "--partitions", type=click.IntRange(min=1), default=None,
+              help="Number of partitions (default: the broker's, `logship serve --partitions`).")
+@click.option("-r", "--replication-factor", type=click.IntRange(min=1), default=None,
+              help="Copies of each partition (default: the broker's).")
 @click.option("-c", "--config", "configs", multiple=True, metavar="KEY=VALUE",
               help="A topic config, as kafka-topics --config (repeatable); see `logship topics config`.")
 def create(name, brokers, partitions, replication_factor, configs) -> None:
@@ -66,8 +68,23 @@ def create(name, brokers, partitions, replication_factor, configs) -> None:
     """
     settings = _assignments(configs, "--config")
     with _admin(brokers) as admin:
-        admin.create_topic(name, partitions, replication_factor, configs=settings)
-    click.echo(f"created topic {name} with {partitions} partition{'s' if partitions != 1 else ''}", err=True)
+        admin.create_topic(name, -1 if partitions is None else partitions,
+                           -1 if replication_factor is None else replication_factor, configs=settings)
+        if partitions is None:
+            partitions = _partition_count(admin, name)
+    count = "the broker's default number of partitions" if partitions is None else \
+        f"{partitions} partition{'s' if partitions != 1 else ''}"
+    click.echo(f"created topic {name} with {count}", err=True)
+
+
+def _partition_count(admin, name: str) -> int | None:
+    """How many partitions the broker gave a new topic; None when it does not say yet."""
+    from ..errors import LogshipError
+
+    try:
+        return len(admin.cluster.topic(name, refresh=True).partitions)
+    except LogshipError:
+        return None
 
 
 @topics.command()

@@ -15,6 +15,14 @@ one). Any I/O failure (refused, reset, timeout, EOF) closes the connection and r
 BrokerUnavailableError naming the address; a malformed or oversized frame closes it and
 raises ProtocolError (FrameTooLargeError before anything is allocated for the frame).
 A closed connection stays closed: make a new one.
+
+Something that is not a Kafka broker is told apart while negotiating: the ApiVersions
+request's correlation id is "\\r\\n\\r\\n" (Kafka echoes any id), so a line-based server
+(HTTP, Redis, SMTP) sees a line end and answers instead of waiting; an answer whose length
+prefix is text, or absurd for ApiVersions (over 1 MiB) yet within the frame limit, raises BrokerUnavailableError saying
+the address "does not speak the Kafka protocol" and quoting what it said. A server that
+accepts and never answers is reported after `connect_timeout` (the whole negotiation's
+budget), not the longer request timeout.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import socket
 import struct
 from collections import deque
 
-from ..errors import BrokerUnavailableError, LogshipError, ProtocolError, UnsupportedVersionError
+from ..errors import BrokerUnavailableError, LogshipError, ProtocolError, UnsupportedVersionError, explain
 from ..protocol import CODEC_VERSIONS, ApiKey, decode_response, encode_request, read_frame_length
 
 __all__ = ["Connection", "CLIENT_MAX_VERSIONS", "DEFAULT_MAX_FRAME_BYTES"]
@@ -46,6 +54,10 @@ DEFAULT_MAX_FRAME_BYTES = 128 * 1024 * 1024
 
 _CORRELATION = struct.Struct(">i")
 _UNSUPPORTED_VERSION = UnsupportedVersionError.code
+#: The correlation id of the ApiVersions request that opens a connection: "\r\n\r\n".
+PROBE_CORRELATION_ID = 0x0D0A0D0A
+#: No ApiVersions answer is this big; a length prefix above it is something else talking.
+_MAX_API_VERSIONS_BYTES = 1 << 20
 
 
 class Connection:
@@ -66,8 +78,10 @@ class Connection:
         self._next_id = 1
         self._prefix = bytearray(4)
         self._sock: socket.socket | None = None
+        self.connect_timeout = connect_timeout or min(timeout, 10.0)
+        self._negotiating = False
         try:
-            sock = socket.create_connection((host, self.port), timeout=connect_timeout or min(timeout, 10.0))
+            sock = socket.create_connection((host, self.port), timeout=self.connect_timeout)
         except OSError as exc:
             raise BrokerUnavailableError(f"cannot connect to broker {self.address}: {_reason(exc)}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -137,6 +151,8 @@ class Connection:
             sock.settimeout(timeout)
         try:
             self._recv_into(memoryview(self._prefix))
+            if self._negotiating and _not_a_kafka_length(self._prefix, self.max_frame_bytes):
+                self._not_kafka(bytes(self._prefix))
             try:
                 size = read_frame_length(self._prefix, self.max_frame_bytes)
             except ProtocolError as exc:
@@ -154,8 +170,11 @@ class Connection:
                                 f"(expected correlation id {expected_id})")
         try:
             return decode_response(api_key, version, frame)
-        except LogshipError:
+        except LogshipError as exc:
             self.close()
+            if self._negotiating:
+                raise BrokerUnavailableError(f"{self.address} does not speak the Kafka protocol "
+                                             f"(its answer to ApiVersions does not decode: {exc})") from None
             raise
 
     def request(self, api_key: int, body: dict, version: int | None = None,
@@ -195,6 +214,9 @@ class Connection:
                     self._fail(f"broker {self.address} closed the connection")
                 got += n
         except socket.timeout:
+            if self._negotiating:
+                self._fail(f"{self.address} accepted the connection but did not answer within "
+                           f"{sock.gettimeout():g} s (is it a Kafka broker? --timeout sets how long to wait)")
             self._fail(f"broker {self.address} did not answer within {sock.gettimeout():g} s")
         except OSError as exc:
             self._fail(f"lost connection to broker {self.address}: {_reason(exc)}")
@@ -203,23 +225,34 @@ class Connection:
         self.close()
         raise BrokerUnavailableError(message)
 
+    def _not_kafka(self, start: bytes):
+        """The peer answered ApiVersions with something that is not a Kafka frame: quote
+        the first line of what it said (waiting briefly for the rest of it) and give up."""
+        said = bytearray(start)
+        self._sock.settimeout(0.2)
+        try:
+            while len(said) < 200 and b"\n" not in said:
+                more = self._sock.recv(200 - len(said))
+                if not more:
+                    break
+                said += more
+        except OSError:
+            pass
+        line = bytes(said).split(b"\n", 1)[0].rstrip(b"\r")
+        text = line.decode("ascii") if line.isascii() and line.decode("ascii").isprintable() else None
+        quoted = f"it answered {text[:80]!r}" if text else f"its answer begins with {bytes(said[:16]).hex(' ')}"
+        self._fail(f"{self.address} does not speak the Kafka protocol ({quoted})")
+
     def _negotiate(self) -> None:
         """ApiVersions v2 (or lower after an UNSUPPORTED_VERSION answer), then intersect."""
         version = min(CLIENT_MAX_VERSIONS[ApiKey.API_VERSIONS], CODEC_VERSIONS[ApiKey.API_VERSIONS][1])
-        for _ in range(3):
-            body = self.request(ApiKey.API_VERSIONS, {}, version)
-            ranges = {entry["api_key"]: (entry["min_version"], entry["max_version"])
-                      for entry in body.get("api_keys") or ()}
-            if body["error_code"] != _UNSUPPORTED_VERSION:
-                break
-            broker_max = ranges.get(ApiKey.API_VERSIONS, (0, 0))[1]
-            retry = min(version - 1, broker_max) if version > 0 else -1
-            if retry < 0:
-                break
-            version = retry
+        self._negotiating = True
+        try:
+            body, ranges = self._api_versions(version)
+        finally:
+            self._negotiating = False
         if body["error_code"]:
-            raise ProtocolError(f"broker {self.address} refused ApiVersions "
-                                f"(Kafka error code {body['error_code']})")
+            raise ProtocolError(f"broker {self.address} refused ApiVersions: {explain(body['error_code'])}")
         self.broker_versions = ranges
         for key, (low, high) in ranges.items():
             codec = CODEC_VERSIONS.get(key)
@@ -229,6 +262,33 @@ class Connection:
             top = min(high, codec[1], cap)
             if top >= max(low, codec[0]):
                 self.versions[key] = top
+
+    def _api_versions(self, version: int) -> tuple[dict, dict[int, tuple[int, int]]]:
+        """The ApiVersions answer (retried at a lower version after UNSUPPORTED_VERSION) and the
+        broker's ranges, all within connect_timeout."""
+        for _ in range(3):
+            self._next_id = PROBE_CORRELATION_ID
+            body = self.request(ApiKey.API_VERSIONS, {}, version, timeout=self.connect_timeout)
+            ranges = {entry["api_key"]: (entry["min_version"], entry["max_version"])
+                      for entry in body.get("api_keys") or ()}
+            if body["error_code"] != _UNSUPPORTED_VERSION:
+                break
+            broker_max = ranges.get(ApiKey.API_VERSIONS, (0, 0))[1]
+            retry = min(version - 1, broker_max) if version > 0 else -1
+            if retry < 0:
+                break
+            version = retry
+        self._next_id = 1
+        return body, ranges
+
+
+def _not_a_kafka_length(prefix: bytearray, max_frame_bytes: int) -> bool:
+    """True when an ApiVersions answer's length prefix shows another protocol talking: text
+    ("HTTP", "SSH-", "-ERR") or a length no ApiVersions answer has, yet within the frame
+    limit (beyond it, the frame limit's own error says what is wrong)."""
+    if bytes(prefix).isascii() and bytes(prefix).decode("ascii").isprintable():
+        return True
+    return _MAX_API_VERSIONS_BYTES < _CORRELATION.unpack(prefix)[0] <= max_frame_bytes
 
 
 def _name(api_key: int) -> str:

@@ -47,8 +47,6 @@ log = logging.getLogger(__name__)
 _BACKOFF = 0.2
 _JOIN_ERRORS = {
     23: "its members use another protocol type or no assignor in common with logship's (range, roundrobin) ",
-    24: "the group id is not valid ",
-    26: "the session timeout is outside the range the broker allows (group.min/max.session.timeout.ms) ",
 }
 
 

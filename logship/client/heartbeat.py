@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from ..errors import LogshipError
+from ..errors import LogshipError, explain
 from ..protocol import ApiKey
 from .connection import Connection
 from .coordinator import COORDINATOR_CODES, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID, \
@@ -57,9 +57,9 @@ class Heartbeat(threading.Thread):
                     member.ask_rejoin(generation, why="the group is rebalancing")
                 elif code in (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID):
                     member.ask_rejoin(generation, reset=code == UNKNOWN_MEMBER_ID,
-                                      why=f"heartbeat answered Kafka error code {code}")
+                                      why=f"heartbeat answered {explain(code)}")
                 elif code and code not in COORDINATOR_CODES:
-                    log.warning("group %s: heartbeat answered Kafka error code %d", member.group_id, code)
+                    log.warning("group %s: heartbeat answered %s", member.group_id, explain(code))
         finally:
             if self._conn is not None:
                 self._conn.close()

@@ -256,7 +256,8 @@ class Sender(threading.Thread):
                         f"broker {conn.address} did not answer for {batch.topic}-{batch.partition}"),
                         batch.attempts < self.p.refused_attempts)
                 else:
-                    error = error_for_code(code, f"broker {conn.address} refused {batch.count} records "
+                    size = f", a batch of {len(batch.data):,} bytes," if code in TOO_LARGE_CODES and batch.data else ""
+                    error = error_for_code(code, f"broker {conn.address} refused {batch.count} records{size} "
                                                  f"for {batch.topic}-{batch.partition} (Kafka error code {code})")
                     if code in METADATA_CODES:
                         self._mark_stale(batch.topic)

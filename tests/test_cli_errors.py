@@ -1,0 +1,355 @@
+"""The errors a user meets first: each ends in exactly one line on stderr, never a traceback
+or a bare "Kafka error code N", with the exit status of DESIGN.md (1 failure, 2 usage,
+3 broker unreachable, 4 topic/group not found, 130 interrupted); a closed pipe is exit 0.
+
+Every case runs `python -m logship` as a real subprocess, against a real `logship serve`
+where a broker is needed, a tiny HTTP server and a silent TCP server for the two kinds of
+wrong peer.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, wait_until
+from logship.errors import KAFKA_ERRORS, LogshipError, error_for_code, explain_codes
+from test_cli_produce import logship
+
+pytestmark = pytest.mark.integration
+
+FAILURE, USAGE, UNREACHABLE, NOT_FOUND, INTERRUPTED = 1, 2, 3, 4, 130
+
+
+def one_line(result: subprocess.CompletedProcess, status: int, *needles: str) -> str:
+    """Assert the exit status and a single stderr line (no traceback, no bare code); returns it."""
+    err = result.stderr.decode(errors="replace")
+    assert result.returncode == status, (result.returncode, err)
+    assert "Traceback" not in err and not re.search(r"Kafka error code -?\d", err), err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].strip(), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def shell_env(broker_address: str) -> dict:
+    """For bash pipelines: `logship` is bin/logship, run by this interpreter's python3."""
+    path = os.pathsep.join([str(ROOT / "bin"), os.path.dirname(sys.executable), os.environ["PATH"]])
+    return dict(os.environ, PATH=path, LOGSHIP_BROKERS=broker_address)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- the table of Kafka error codes ---------------------------------------------------------------
+
+
+def test_every_kafka_error_code_has_a_name_and_a_meaning():
+    assert set(range(-1, 129)) <= set(KAFKA_ERRORS)
+    for code, (name, meaning) in KAFKA_ERRORS.items():
+        assert re.fullmatch(r"[A-Z_]+", name) and meaning, code
+        text = str(error_for_code(code, f"doing something: Kafka error code {code}"))
+        assert text == f"doing something: {name}: {meaning}", text
+        assert isinstance(error_for_code(code), LogshipError)
+    assert str(error_for_code(17, "creating topic 'x'")).startswith("creating topic 'x': INVALID_TOPIC_EXCEPTION: ")
+    assert "UNKNOWN_TOPIC_OR_PARTITION" in explain_codes("refused (Kafka error code 3)")
+    assert "Kafka error code" not in str(error_for_code(4321, "x"))
+    assert error_for_code(69).exit_status == NOT_FOUND
+
+
+# --- serve ----------------------------------------------------------------------------------------
+
+
+def test_serve_on_a_port_in_use(broker, tmp_path):
+    one_line(logship("serve", "--data-dir", tmp_path / "other", "--listen", broker.address),
+             FAILURE, broker.address, "in use")
+
+
+def test_serve_on_an_address_of_another_host(tmp_path):
+    # 10.255.255.1 is not this host's: bind fails locally (EADDRNOTAVAIL); nothing is sent there.
+    one_line(logship("serve", "--data-dir", tmp_path / "d", "--listen", "10.255.255.1:0"),
+             FAILURE, "10.255.255.1:0", "not one of this host's")
+
+
+def test_serve_with_a_data_directory_it_cannot_create_or_write(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    one_line(logship("serve", "--data-dir", tmp_path / "a-file" / "data", "--listen", "127.0.0.1:0"),
+             FAILURE, "cannot use data directory", "not a directory")
+    one_line(logship("serve", "--data-dir", "/proc/no-such-dir", "--listen", "127.0.0.1:0"),
+             FAILURE, "cannot use data directory /proc/no-such-dir")
+    one_line(logship("serve", "--data-dir", "/proc/1", "--listen", "127.0.0.1:0"),  # exists, not writable
+             FAILURE, "cannot use data directory /proc/1")
+    one_line(logship("serve", "--data-dir", tmp_path / "a-file", "--listen", "127.0.0.1:0"), USAGE, "--data-dir")
+
+
+def test_serve_on_a_data_directory_another_broker_holds(broker, tmp_path):
+    one_line(logship("serve", "--data-dir", tmp_path / "data", "--listen", "127.0.0.1:0"),
+             FAILURE, "in use by another logship", "pid")
+
+
+def test_serve_max_message_bytes_out_of_range(tmp_path):
+    one_line(logship("serve", "--data-dir", tmp_path / "d", "--max-message-bytes", "1G"), USAGE,
+             "--max-message-bytes")
+
+
+# --- files, topics, names, sizes ------------------------------------------------------------------
+
+
+def test_produce_from_a_missing_file(broker):
+    one_line(logship("produce", "t", "/no/such/file", "-b", broker.address), FAILURE, "/no/such/file",
+             "no such file")
+
+
+def test_delete_of_a_missing_topic(broker):
+    one_line(logship("topics", "delete", "no-such-topic", "-b", broker.address), NOT_FOUND,
+             "no-such-topic", "UNKNOWN_TOPIC_OR_PARTITION", "does not exist")
+
+
+def test_produce_to_an_invalid_topic_name(broker):
+    one_line(logship("produce", "bad name!", "-b", broker.address, input=b"x\n"), USAGE,
+             "INVALID_TOPIC_EXCEPTION", "not valid")
+
+
+def test_a_record_above_the_size_limit_names_the_limit_and_how_to_raise_it(start_broker, tmp_path):
+    small = start_broker("--max-message-bytes", "100K", data_dir=tmp_path / "small")
+    big_record = b"x" * 300_000 + b"\n"
+    line = one_line(logship("produce", "big", "-b", small.address, "-z", "none", input=big_record), FAILURE,
+                    "MESSAGE_TOO_LARGE", "--max-message-bytes")
+    assert "not delivered" in line
+    from logship.client.admin import Admin
+
+    if hasattr(Admin, "describe_configs"):  # a broker that describes its configs: the limit is named
+        assert "at most 102,400 bytes" in line, line
+    roomy = start_broker("--max-message-bytes", "4M", data_dir=tmp_path / "roomy")
+    two_mib = b"y" * (2 << 20) + b"\n"
+    assert logship("produce", "big", "-b", roomy.address, "-z", "none", input=two_mib).returncode == 0
+    assert logship("consume", "big", "-b", roomy.address, "-e").stdout == two_mib
+
+
+def test_topics_create_without_partitions_takes_the_brokers_default(start_broker):
+    broker = start_broker("--partitions", "3")
+    created = logship("topics", "create", "defaulted", "-b", broker.address)
+    assert created.returncode == 0 and b"3 partitions" in created.stderr, created.stderr
+    described = logship("topics", "describe", "defaulted", "-b", broker.address, "--json").stdout.splitlines()
+    assert len(described) == 3
+    one_line(logship("topics", "create", "defaulted", "-b", broker.address), FAILURE, "TOPIC_ALREADY_EXISTS")
+
+
+def test_missing_topics_and_groups(broker):
+    one_line(logship("consume", "no-such-topic", "-e", "-b", broker.address), NOT_FOUND, "no-such-topic")
+    one_line(logship("groups", "describe", "no-such-group", "-b", broker.address), NOT_FOUND, "no-such-group")
+
+
+def test_seek_of_an_active_group(start_broker):
+    broker = start_broker("--group-initial-rebalance-delay", "0")
+    assert logship("produce", "events", "-b", broker.address, input=b"a\nb\n").returncode == 0
+    member = subprocess.Popen([sys.executable, "-m", "logship", "consume", "events", "-g", "busy", "-b",
+                               broker.address], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        assert b"assigned" in member.stderr.readline()
+        one_line(logship("seek", "busy", "events", "--to", "beginning", "-b", broker.address), FAILURE, "busy")
+    finally:
+        member.terminate()
+        member.wait(20)
+
+
+# --- usage errors ---------------------------------------------------------------------------------
+
+
+NOWHERE = ("-b", "127.0.0.1:9")  # never contacted: each usage error is found before connecting
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("consume", "t", "-o", "yesterday", *NOWHERE), "-o/--offset"),
+    (("consume", "t", "-f", "%x", *NOWHERE), "'%x'"),
+    (("consume", "t", "-f", "", *NOWHERE), "empty"),
+    (("consume", "t", "-f", "%v 100%", *NOWHERE), "'%'"),
+    (("consume", "t", "--json", "-f", "%v\\n", *NOWHERE), "--json"),
+    (("tail", "t", "--json", "--format", "%k", *NOWHERE), "--json"),
+    (("replay", "t", "--from", "0", "--format", "%q", *NOWHERE), "'%q'"),
+    (("consume", "t", "--grep", "(", *NOWHERE), "--grep"),
+    (("topics", "list", "-b", "localhost:http"), "--brokers"),
+    (("topics", "list", "--timeout", "0", *NOWHERE), "--timeout"),
+    (("seek", "g", "t", *NOWHERE), "--to"),
+    (("no-such-command",), "no-such-command"),
+    (("consume",), "TOPIC"),
+])
+def test_usage_errors_are_one_line(args, needle):
+    one_line(logship(*args), USAGE, needle, "--help")
+
+
+# --- peers that are not (or no longer) brokers ----------------------------------------------------
+
+
+def test_nothing_listening():
+    address = f"127.0.0.1:{free_port()}"
+    one_line(logship("topics", "list", "-b", address), UNREACHABLE, address)
+    one_line(logship("produce", "t", "-b", address, input=b"x\n"), UNREACHABLE, address)
+
+
+@pytest.fixture
+def http_server():
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    listener.close()
+    for conn in accepted:
+        conn.close()
+
+
+def test_an_http_server_is_not_a_kafka_broker(http_server):
+    for args in (("topics", "list"), ("consume", "t", "-e"), ("groups", "list")):
+        one_line(logship(*args, "-b", http_server, timeout=20), UNREACHABLE, http_server,
+                 "does not speak the Kafka protocol")
+
+
+def test_a_server_that_never_answers_is_reported_within_the_timeout(silent_server):
+    started = time.monotonic()
+    one_line(logship("topics", "list", "-b", silent_server, "--timeout", "1", timeout=20), UNREACHABLE,
+             silent_server, "did not answer within 1 s", "--timeout")
+    assert time.monotonic() - started < 4
+    started = time.monotonic()
+    one_line(logship("consume", "t", "-b", silent_server, env={"LOGSHIP_TIMEOUT": "1.5"}, timeout=20),
+             UNREACHABLE, "within 1.5 s")
+    assert time.monotonic() - started < 4.5
+    started = time.monotonic()
+    one_line(logship("groups", "list", "-b", silent_server, timeout=20), UNREACHABLE, silent_server)
+    assert time.monotonic() - started < 8  # the default connect timeout is 5 s
+
+
+# --- a closed pipe and Ctrl-C ---------------------------------------------------------------------
+
+
+def _into_closed_pipe(*args: str) -> subprocess.CompletedProcess:
+    """Run with standard output a pipe whose reader has already gone (`| head` exited)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, "-m", "logship", *args], stdout=write_end, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    finally:
+        os.close(write_end)
+
+
+def test_a_closed_pipe_ends_every_command_with_status_0(broker, tmp_path):
+    b = ("-b", broker.address)
+    assert logship("produce", "lines", *b, input=b"".join(b"%d\n" % i for i in range(50_000))).returncode == 0
+    assert logship("consume", "lines", *b, "-g", "readers", "-e").returncode == 0
+    segment = next((tmp_path / "data" / "lines-0").glob("*.log"))
+    commands = [("topics", "list", *b), ("topics", "list", "--json", *b), ("topics", "describe", "lines", *b),
+                ("groups", "list", *b), ("groups", "list", "--json", *b), ("groups", "describe", "readers", *b),
+                ("groups", "describe", "readers", "--json", *b), ("consume", "lines", "-e", *b),
+                ("consume", "lines", "-e", "--json", *b), ("consume", "lines", "-c", "10", *b),
+                ("consume", "lines", "-e", "-g", "other", *b), ("tail", "lines", "-n", "1000", *b),
+                ("replay", "lines", "--from", "0", *b), ("dump", str(segment)),
+                ("dump", "--records", str(segment)), ("dump", "--json", "--records", str(segment)),
+                ("seek", "readers", "lines", "--to", "beginning", "--dry-run", *b), ("--help",), ("consume", "--help")]
+    for args in commands:
+        result = _into_closed_pipe(*args)
+        noise = [line for line in result.stderr.splitlines() if b": assigned " not in line]  # -g reports that
+        assert (result.returncode, noise) == (0, []), (args, result.stderr.decode(errors="replace"))
+
+
+def test_head_in_a_pipefail_pipeline(broker, tmp_path):
+    assert logship("produce", "many", "-b", broker.address,
+                   input=b"".join(b"%d\n" % i for i in range(200_000))).returncode == 0
+    segment = next((tmp_path / "data" / "many-0").glob("*.log"))
+    env = shell_env(broker.address)
+    for command in ("logship consume many", "logship consume many -e --json", "logship topics list",
+                    f"logship dump --records {segment}", "logship tail many -n 100000"):
+        result = subprocess.run(["bash", "-c", f"set -o pipefail; {command} | head -1"], capture_output=True,
+                                timeout=60, env=env)
+        assert result.returncode == 0 and len(result.stdout.splitlines()) == 1, (command, result.stderr)
+        assert b"Traceback" not in result.stderr and result.stderr == b"", (command, result.stderr)
+
+
+@pytest.mark.parametrize("args", [("consume", "t"), ("consume", "t", "-g", "g"), ("tail", "-f", "t"),
+                                  ("groups", "describe", "g", "--watch", "1")])
+def test_ctrl_c_prints_nothing_and_exits_130(broker, args):
+    assert logship("produce", "t", "-b", broker.address, input=b"one\n").returncode == 0
+    if args[0] == "groups":
+        assert logship("consume", "t", "-g", "g", "-e", "-b", broker.address).returncode == 0
+    child = subprocess.Popen([sys.executable, "-m", "logship", *args, "-b", broker.address],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        first = child.stdout.readline()  # the command is running once its output has begun
+        assert first, child.stderr.read()
+        os.killpg(child.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    noise = [line for line in err.splitlines() if not line.startswith(b"logship: group g: assigned")]
+    assert child.returncode == INTERRUPTED and noise == [], err
+
+
+# --- the README's live jq pipeline ----------------------------------------------------------------
+
+
+def test_the_readme_jq_pipeline_delivers_while_it_runs(broker):
+    readme = (ROOT / "README.md").read_text()
+    pipeline = next(line for line in readme.splitlines() if "jq --unbuffered" in line and "produce" in line)
+    pipeline = pipeline.split("  #")[0]
+    env = shell_env(broker.address)
+    assert logship("topics", "create", "app", "-b", broker.address).returncode == 0  # consume needs the topic
+    running = subprocess.Popen(["bash", "-c", f"set -o pipefail; {pipeline}"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, start_new_session=True, env=env)
+    try:
+        records = [b'{"level":"info","msg":"a"}', b"not json at all", b'{"level":"error","msg":"b"}', b"42",
+                   b'"a json string"', b'{"level":"error","msg":"c"}']
+        assert logship("produce", "app", "-b", broker.address, input=b"\n".join(records) + b"\n").returncode == 0
+
+        def delivered():
+            out = logship("consume", "app-errors", "-e", "-b", broker.address).stdout.splitlines()
+            return out if len(out) >= 2 else None
+
+        got = wait_until(delivered, timeout=20, interval=0.3)
+        assert running.poll() is None, running.stderr.read()  # still following: nothing broke it
+        assert [json.loads(v)["msg"] for v in got] == ["b", "c"]
+    finally:
+        try:
+            os.killpg(running.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        running.wait(20)
