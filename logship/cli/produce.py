@@ -143,8 +143,6 @@ def _size_limit(brokers: str | None, topic: str) -> int | None:
     """The largest batch `topic` takes (its max.message.bytes), if the broker says (DescribeConfigs)."""
     from ..client.admin import Admin
 
-    if not hasattr(Admin, "describe_configs"):
-        return None
     try:
         with Admin(cluster_for(brokers)) as admin:
             entry = admin.describe_configs(topic).get("max.message.bytes")
