@@ -1,4 +1,5 @@
-"""kafkajs (Node.js) admin client against `logship serve`: createPartitions and deleteGroups.
+"""kafkajs (Node.js) admin client against `logship serve`: createPartitions, deleteGroups,
+describeConfigs and alterConfigs.
 
 Skipped cleanly when node or npm is missing or kafkajs cannot be installed (no registry); kafkajs
 is installed once per run into a temporary directory.
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 SCRIPT = r"""
 // usage: node admin.js BROKER  -- creates partitions and deletes groups with kafkajs's admin client
-const { Kafka, logLevel } = require('kafkajs');
+const { Kafka, logLevel, ConfigResourceTypes } = require('kafkajs');
 const broker = process.argv[2];
 const kafka = new Kafka({ clientId: 'kjs', brokers: [broker], logLevel: logLevel.NOTHING, retry: { retries: 2 } });
 (async () => {
@@ -35,6 +36,12 @@ const kafka = new Kafka({ clientId: 'kjs', brokers: [broker], logLevel: logLevel
   try { await admin.deleteGroups(['no-such-group']); out.missing = 'ok'; }
   catch (e) { out.missing = e.groups ? e.groups.map(g => g.error && g.error.type) : (e.type || e.name); }
   out.groupsAfter = (await admin.listGroups()).groups.map(g => g.groupId).sort();
+  const topic = { type: ConfigResourceTypes.TOPIC, name: 'kjs' };
+  await admin.alterConfigs({ validateOnly: false, resources: [{ ...topic, configEntries: [
+    { name: 'retention.ms', value: '3600000' }] }] });
+  const described = await admin.describeConfigs({ includeSynonyms: false, resources: [topic] });
+  const entry = described.resources[0].configEntries.find(e => e.configName === 'retention.ms');
+  out.retention = [entry.configValue, entry.isDefault];
   await admin.disconnect();
   console.log(JSON.stringify(out));
 })().catch(e => { console.error(e.stack || String(e)); process.exit(1); });
@@ -61,4 +68,5 @@ def test_kafkajs_create_partitions_and_delete_groups(broker, kafkajs_dir):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
         "partitions": 3, "shrink": "INVALID_PARTITIONS", "groupsBefore": ["kjs-group"],
-        "deleted": [["kjs-group", 0]], "missing": ["GROUP_ID_NOT_FOUND"], "groupsAfter": []}
+        "deleted": [["kjs-group", 0]], "missing": ["GROUP_ID_NOT_FOUND"], "groupsAfter": [],
+        "retention": ["3600000", False]}
