@@ -335,3 +335,21 @@ def test_produce_reports_the_log_append_time(broker):
         {"name": "lat", "partition_data": [{"index": 0, "records": bytearray(make_batch(2, 10))}]}]}
     (entry,) = broker.handle(ApiKey.PRODUCE, 7, body).body["responses"][0]["partition_responses"]
     assert entry["error_code"] == 0 and before <= entry["log_append_time_ms"] <= int(time.time() * 1000)
+
+
+@pytest.mark.parametrize("name", ["retention.ms", "segment.bytes", "min.cleanable.dirty.ratio"])
+def test_numbers_of_thousands_of_digits_are_invalid_config_not_a_crash(broker, name):
+    # Python refuses int() of over 4300 digits with a ValueError: the handler must answer
+    broker.store.create_topic("t", 1)
+    huge = "9" * 5000
+    body = {"resources": [{"resource_type": 2, "resource_name": "t", "configs": [{"name": name, "value": huge}]}],
+            "validate_only": False}
+    (result,) = broker.handle(ApiKey.ALTER_CONFIGS, 0, body).body["responses"]
+    assert result["error_code"] == INVALID_CONFIG and name in result["error_message"]
+    assert len(result["error_message"]) < 500
+    assert _incremental(broker, "t", (name, 0, huge))["error_code"] == INVALID_CONFIG
+    body = {"topics": [{"name": "u", "num_partitions": 1, "replication_factor": 1, "assignments": [],
+                        "configs": [{"name": name, "value": huge}]}], "timeout_ms": 1000, "validate_only": False}
+    (created,) = broker.handle(ApiKey.CREATE_TOPICS, 3, body).body["topics"]
+    assert created["error_code"] == INVALID_CONFIG and "u" not in broker.store.topics()
+    assert broker.store.topic_overrides("t") == {}

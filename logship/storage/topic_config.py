@@ -36,6 +36,9 @@ LONG_MAX = (1 << 63) - 1
 INT_MAX = (1 << 31) - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DOUBLE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+#: Longest number text parsed: a long has 19 digits; longer text is refused before int() or
+#: float() (Python's int() refuses over 4300 digits with a ValueError, and would cost time).
+MAX_NUMBER_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,8 @@ def parse_value(name: str, text) -> object:
     if text is None:
         raise InvalidConfigError(f"{name} needs a value: {d.allowed()}")
     text = str(text).strip()
-    bad = InvalidConfigError(f"invalid value {text!r} for {name}: expected {d.allowed()}")
+    shown = text if len(text) <= 64 else f"{text[:40]}... ({len(text)} characters)"
+    bad = InvalidConfigError(f"invalid value {shown!r} for {name}: expected {d.allowed()}")
     if d.type == "list":
         items = [item.strip() for item in text.split(",") if item.strip()]
         if not items or any(item not in d.choices for item in items):
@@ -129,9 +133,12 @@ def parse_value(name: str, text) -> object:
         if text not in d.choices:
             raise bad
         return text
-    if not (_DOUBLE if d.type == "double" else _INTEGER).fullmatch(text):
+    if len(text) > MAX_NUMBER_CHARS or not (_DOUBLE if d.type == "double" else _INTEGER).fullmatch(text):
         raise bad
-    value = float(text) if d.type == "double" else int(text, 10)
+    try:
+        value = float(text) if d.type == "double" else int(text, 10)
+    except (ValueError, OverflowError):
+        raise bad from None
     if (d.low is not None and value < d.low) or (d.high is not None and value > d.high):
         raise bad
     if d.never and value == LONG_MAX:
