@@ -40,6 +40,11 @@ INVALID_CONFIG, UNKNOWN_TOPIC, INVALID_REQUEST = 40, 3, 42
     ("flush.ms", "1000", "flush_ms", 1000),
     ("index.interval.bytes", "128", "index_interval_bytes", 128),
     ("segment.index.bytes", "4096", "max_index_bytes", 4096),
+    # Kafka's own validators (LogConfig): these are all valid there
+    ("flush.ms", "0", "flush_ms", 0),
+    ("max.message.bytes", "0", "max_batch_bytes", 0),
+    ("segment.index.bytes", "4", "max_index_bytes", 4),
+    ("retention.bytes", "-5", "retention_bytes", -5),
 ])
 def test_kafka_names_map_to_log_config_fields(name, value, field, expected):
     assert getattr(tc.apply(LogConfig(), {name: value}), field) == expected
@@ -58,7 +63,9 @@ def test_kafka_names_map_to_log_config_fields(name, value, field, expected):
     ("message.timestamp.type", "logappendtime", ["message.timestamp.type", "CreateTime", "LogAppendTime"]),
     ("min.cleanable.dirty.ratio", "2", ["min.cleanable.dirty.ratio", "0..1"]),
     ("min.cleanable.dirty.ratio", "nan", ["min.cleanable.dirty.ratio"]),
-    ("max.message.bytes", "10", ["max.message.bytes", "61"]),
+    ("max.message.bytes", "-1", ["max.message.bytes", "0.."]),
+    ("flush.ms", "-1", ["flush.ms"]),
+    ("segment.index.bytes", "3", ["segment.index.bytes", "4.."]),
     ("retention.hours", "1", ["unknown topic config", "retention.hours", "retention.ms"]),
 ])
 def test_bad_names_and_values_are_refused_naming_the_key(name, value, words):
@@ -353,3 +360,14 @@ def test_numbers_of_thousands_of_digits_are_invalid_config_not_a_crash(broker, n
     (created,) = broker.handle(ApiKey.CREATE_TOPICS, 3, body).body["topics"]
     assert created["error_code"] == INVALID_CONFIG and "u" not in broker.store.topics()
     assert broker.store.topic_overrides("t") == {}
+
+
+def test_flush_ms_zero_syncs_every_append(tmp_path):
+    synced = []
+    with Store(tmp_path, fdatasync=synced.append) as store:
+        store.create_topic("t", 1, {"flush.ms": "0"})
+        partition = store.partition("t", 0)
+        for n in range(3):
+            before = len(synced)
+            partition.append_batches(make_batch(1, 10))
+            assert len(synced) > before and partition.recovery_point == partition.log_end_offset == n + 1

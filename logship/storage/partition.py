@@ -270,7 +270,7 @@ class Partition:
         if cfg.flush_messages is None and cfg.flush_ms is None:
             return False
         return bool((cfg.flush_messages and self._unflushed_records >= cfg.flush_messages)
-                    or (cfg.flush_ms and now_ms - self._last_flush_ms >= cfg.flush_ms))
+                    or (cfg.flush_ms is not None and now_ms - self._last_flush_ms >= cfg.flush_ms))
 
     def _maybe_roll(self, nbytes: int, nrecords: int, nbatches: int, now_ms: int) -> Segment:
         segment, cfg = self._segments[-1], self.config
