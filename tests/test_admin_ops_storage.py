@@ -73,7 +73,7 @@ def test_delete_before_is_durable_and_drops_whole_segments(tmp_path):
 
 
 def test_max_timestamp(tmp_path):
-    config = LogConfig(segment_bytes=200)
+    config = LogConfig(segment_bytes=300)
     with Store(tmp_path / "d", config) as store:
         store.create_topic("t", 1)
         partition = store.partition("t", 0)

@@ -371,3 +371,24 @@ def test_flush_ms_zero_syncs_every_append(tmp_path):
             before = len(synced)
             partition.append_batches(make_batch(1, 10))
             assert len(synced) > before and partition.recovery_point == partition.log_end_offset == n + 1
+
+
+def test_batches_larger_than_segment_bytes_are_record_list_too_large(broker):
+    # Kafka refuses an append larger than segment.bytes (RECORD_LIST_TOO_LARGE) rather than
+    # rolling a new segment (two more open files) for every produce
+    broker.store.create_topic("small", 1, {"segment.bytes": "200"})
+    partition = broker.store.partition("small", 0)
+
+    def produce(data):
+        body = {"transactional_id": None, "acks": 1, "timeout_ms": 1000, "topic_data": [
+            {"name": "small", "partition_data": [{"index": 0, "records": bytearray(data)}]}]}
+        (entry,) = broker.handle(ApiKey.PRODUCE, 7, body).body["responses"][0]["partition_responses"]
+        return entry["error_code"]
+
+    big = make_batch(1, 300)
+    for _ in range(5):
+        assert produce(big) == 18
+    assert len(partition.segments) == 1 and partition.log_end_offset == 0
+    assert produce(make_batch(1, 50)) == 0
+    assert produce(make_batch(1, 50) + make_batch(1, 50) + make_batch(1, 50)) == 18  # the whole append counts
+    assert partition.log_end_offset == 1

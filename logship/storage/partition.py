@@ -34,7 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import CorruptRecordError, InvalidRecordError, KafkaStorageError, OffsetOutOfRangeError
+from ..errors import (CorruptRecordError, InvalidRecordError, KafkaStorageError, OffsetOutOfRangeError,
+                      RecordListTooLargeError)
 from . import reader, retention
 from .append_time import stamp_log_append_time
 from .checkpoint import fsync_dir
@@ -166,7 +167,8 @@ class Partition:
         """Validate, assign offsets to and append one or more whole record batches (leader).
 
         Everything is checked before anything is written (CorruptRecordError,
-        InvalidRecordError, MessageTooLargeError). Each batch gets its offsets and the
+        InvalidRecordError, MessageTooLargeError; RecordListTooLargeError when the batches
+        are larger than segment_bytes, as Kafka). Each batch gets its offsets and the
         current leader_epoch (whatever the producer put there); a bytearray or a writable
         memoryview is modified in place, anything else is copied once. Records are never
         re-encoded. A failed write raises KafkaStorageError and leaves the log as it was.
@@ -185,6 +187,9 @@ class Partition:
     def _append(self, data, assign_offsets: bool) -> AppendResult:
         buf = data if _writable(data) else bytearray(data)
         checked = validate_batches(buf, self.config.max_batch_bytes)
+        if len(buf) > self.config.segment_bytes:  # it could never fit a segment: Kafka refuses it too
+            raise RecordListTooLargeError(f"{len(buf)} bytes of batches are more than the segment.bytes "
+                                          f"({self.config.segment_bytes}) of {self._topic}-{self._index}")
         if assign_offsets and self.config.message_timestamp_type == "LogAppendTime":
             checked = stamp_log_append_time(buf, checked, self._now_ms())
         record_count = len(checked) + sum(batch[2] for batch in checked)
