@@ -338,9 +338,10 @@ def test_offset_delete(broker, tmp_path):
     _commit(broker, "g", {("t", 0): 5, ("t", 1): 3, ("other", 0): 2})
     member = _join(broker, "g", ["t"])
     assert member
-    code, codes = _offset_delete(broker, "g", {"t": [0], "other": [0], "nope": [0]})
+    code, codes = _offset_delete(broker, "g", {"t": [0, 2], "other": [0, 1, -1], "nope": [0]})
     assert code == NONE
-    assert codes == {("t", 0): GROUP_SUBSCRIBED_TO_TOPIC, ("other", 0): NONE, ("nope", 0): UNKNOWN_TOPIC}
+    assert codes == {("t", 0): GROUP_SUBSCRIBED_TO_TOPIC, ("other", 0): NONE, ("nope", 0): UNKNOWN_TOPIC,
+                     ("t", 2): UNKNOWN_TOPIC, ("other", 1): UNKNOWN_TOPIC, ("other", -1): UNKNOWN_TOPIC}
     assert _offset_fetch(broker, "g") == {("t", 0): 5, ("t", 1): 3}
     assert _offset_delete(broker, "never", {"t": [0]})[0] == GROUP_ID_NOT_FOUND
     assert _offset_delete(broker, "", {"t": [0]})[0] == INVALID_GROUP_ID
