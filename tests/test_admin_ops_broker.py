@@ -379,3 +379,24 @@ def test_delete_groups_v2_wire_layout():
         {"group_id": "ab", "error_code": 69}]})
     assert response[4:] == struct.pack(">i", 3) + b"\x00" + struct.pack(">i", 0) + b"\x02" + b"\x03ab" \
         + struct.pack(">h", 69) + b"\x00" + b"\x00"
+
+
+def test_groups_with_many_offsets_can_be_deleted(tmp_path):
+    # their tombstones (50 keys of 30 KB: group ids are long) are more than one batch may
+    # hold: several batches, never MESSAGE_TOO_LARGE
+    from logship.broker.groups import CommittedOffset
+    broker = open_broker(tmp_path / "data")
+    broker.store.create_topic("many", 50)
+    g, h = "g" * 30000, "h" * 30000
+    for group in (g, h):
+        for start in range(0, 50, 10):
+            broker.group_offsets.commit(group, [("many", p, CommittedOffset(1)) for p in range(start, start + 10)])
+    broker.store.close()
+    broker = open_broker(tmp_path / "data")
+    try:
+        assert _delete_groups(broker, 2, [g]) == {g: NONE}
+        code, codes = _offset_delete(broker, h, {"many": list(range(50))})
+        assert code == NONE and set(codes.values()) == {NONE}
+        assert _offset_fetch(broker, g) == {} and _offset_fetch(broker, h) == {}
+    finally:
+        broker.store.close()
