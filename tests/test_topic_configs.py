@@ -119,6 +119,47 @@ def test_deleting_a_topic_forgets_its_configs(tmp_path):
     assert "gone" not in (tmp_path / tc.OVERRIDES_FILE).read_text()
 
 
+def test_a_failed_create_leaves_no_configs_for_a_later_create(tmp_path, monkeypatch):
+    """retention.ms=1 from a create that failed must not be inherited by the next create."""
+    import errno
+    from logship.errors import KafkaStorageError
+    with Store(tmp_path) as store:
+        real = Store._partition
+
+        def failing(self, topic, index, *args, **kwargs):
+            if index == 1:
+                raise OSError(errno.EMFILE, "Too many open files")
+            return real(self, topic, index, *args, **kwargs)
+
+        monkeypatch.setattr(Store, "_partition", failing)
+        with pytest.raises(KafkaStorageError):
+            store.create_topic("x", 2, {"retention.ms": "1"})
+        monkeypatch.setattr(Store, "_partition", real)
+        assert "x" not in store.topics() and not (tmp_path / "x-0").exists()
+        assert store.topic_overrides("x") == {} and store.topic_config("x") == store.config
+        store.create_topic("x", 1)
+        assert store.partition("x", 0).config.retention_ms == store.config.retention_ms
+    with Store(tmp_path) as store:
+        assert store.topic_overrides("x") == {} and store.partition("x", 0).config == store.config
+
+
+def test_a_create_replaces_configs_that_a_failed_delete_could_not_forget(tmp_path, monkeypatch):
+    with Store(tmp_path) as store:
+        store.create_topic("y", 1, {"retention.ms": "1"})
+
+        def full(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(tc, "write_overrides", full)
+        store.delete_topic("y")
+        monkeypatch.undo()
+        store.create_topic("y", 1)
+        assert store.topic_overrides("y") == {} and store.partition("y", 0).config == store.config
+    assert "retention" not in (tmp_path / tc.OVERRIDES_FILE).read_text()
+    with Store(tmp_path) as store:
+        assert store.partition("y", 0).config == store.config
+
+
 def test_configs_of_a_topic_that_is_gone_are_dropped_on_open(tmp_path):
     """A crash between writing the configs and creating the partitions leaves an orphan entry."""
     tc.write_overrides(tmp_path, {"ghost": {"retention.ms": "5"}})

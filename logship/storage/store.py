@@ -165,15 +165,36 @@ class Store:
             if name in self.topics():
                 raise TopicAlreadyExistsError(f"topic {name!r} already exists")
             try:
-                if overrides:  # first, so that the partitions open with them; an orphan is dropped on open
+                # first (an entry left by an earlier failure is replaced), so that the partitions
+                # open with them; an orphan is dropped on open
+                if overrides or name in self._overrides:
                     self._store_overrides(name, overrides)
-                    self._topic_configs[name] = config
+                    if overrides:
+                        self._topic_configs[name] = config
+                    else:
+                        self._topic_configs.pop(name, None)
                 for index in range(partitions):
                     self._partitions[(name, index)] = self._partition(name, index, 0, 0, clean=True)
                 fsync_dir(self.data_dir)
                 self._write_checkpoints()
-            except OSError as exc:
+            except (OSError, KafkaStorageError) as exc:
+                self._undo_create(name, partitions, bool(overrides))
                 raise KafkaStorageError(f"cannot create topic {name!r} in {self.data_dir}: {exc}") from exc
+
+    def _undo_create(self, name: str, partitions: int, configured: bool) -> None:
+        """Forget what a failed create_topic made: its partitions and its stored configs."""
+        for index in range(partitions):
+            partition = self._partitions.pop((name, index), None)
+            if partition is not None:
+                partition.close()
+                shutil.rmtree(partition.directory, ignore_errors=True)
+        if configured:
+            self._topic_configs.pop(name, None)
+        if name in self._overrides:
+            try:
+                self._store_overrides(name, {})
+            except OSError as exc:  # kept in memory: the next create of the name replaces it
+                log.error("cannot forget the configs of topic %s, whose creation failed: %s", name, exc)
 
     def add_partitions(self, name: str, total: int) -> list[int]:
         """Grow topic `name` to `total` partitions (never fewer); returns the new indexes.
@@ -222,11 +243,11 @@ class Store:
                 moved.append(target)
             fsync_dir(self.data_dir)
             self._write_checkpoints()
-            if self._overrides.pop(name, None) is not None:
-                self._topic_configs.pop(name, None)
+            self._topic_configs.pop(name, None)
+            if name in self._overrides:
                 try:
-                    topic_config.write_overrides(self.data_dir, self._overrides)
-                except OSError as exc:  # the next open drops the entry of a topic that is gone
+                    self._store_overrides(name, {})  # pops the entry only once the file is written
+                except OSError as exc:  # a create of the name replaces it; the next open drops it
                     log.error("cannot forget the configs of deleted topic %s: %s", name, exc)
         for path in moved:
             shutil.rmtree(path, ignore_errors=True)
