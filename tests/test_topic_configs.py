@@ -200,7 +200,7 @@ def test_retention_change_applies_to_a_live_partition(tmp_path):
         store.create_topic("t", 1, {"segment.bytes": "200"})
         partition = store.partition("t", 0)
         for i in range(5):
-            partition.append_batches(make_batch(1, 150, timestamp=int(now[0] * 1000)))
+            partition.append_batches(make_batch(1, 100, timestamp=int(now[0] * 1000)))
         assert len(partition.segments) == 5
         now[0] += 3600
         assert store.enforce_retention() == 0  # seven days by default
@@ -215,7 +215,7 @@ def test_compact_only_topics_are_left_whole_by_retention(tmp_path):
         store.create_topic("c", 1, {"segment.bytes": "200", "retention.ms": "1000", "cleanup.policy": "compact"})
         partition = store.partition("c", 0)
         for _ in range(3):
-            partition.append_batches(make_batch(1, 150, timestamp=int(now[0] * 1000)))
+            partition.append_batches(make_batch(1, 100, timestamp=int(now[0] * 1000)))
         now[0] += 3600
         assert store.enforce_retention() == 0
         store.alter_topic_config("c", {"segment.bytes": "200", "retention.ms": "1000",
