@@ -170,6 +170,34 @@ def test_delete_records(broker, version):
     assert broker.store.partition("t", 0).log_start_offset == 4
 
 
+def test_delete_records_on_a_full_disk_is_a_storage_error_and_moves_nothing(tmp_path, monkeypatch):
+    import errno
+    from logship.storage import checkpoint
+    broker = open_broker(tmp_path / "data")
+    broker.store.create_topic("t", 1)
+    broker.store.set_topic_config("t", LogConfig(segment_bytes=200))
+    partition = broker.store.partition("t", 0)
+    for _ in range(5):
+        produce(broker, "t", 0, [1, 2, 3])  # offsets 0-14, a segment per batch
+    segments = len(partition.segments)
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "write_atomic", full)  # the log-start and epoch checkpoints
+    try:
+        assert _delete_records(broker, 2, [(0, 7)]) == {0: (56, -1)}  # KAFKA_STORAGE_ERROR
+        assert partition.log_start_offset == 0 and len(partition.segments) == segments
+        assert _fetch(broker, 0) == (NONE, 0)
+        monkeypatch.undo()
+        assert _delete_records(broker, 2, [(0, 7)]) == {0: (NONE, 7)}
+        broker.store.close()
+        broker = open_broker(tmp_path / "data")
+        assert broker.store.partition("t", 0).log_start_offset == 7
+    finally:
+        broker.store.close()
+
+
 def test_delete_records_refuses_compacted_topics(broker):
     broker.store.create_topic("compacted", 1)
     broker.store.set_topic_config("compacted", LogConfig(cleanup_policy="compact"))

@@ -12,7 +12,7 @@ from logship import records
 from logship.storage import LogConfig, Partition, Store
 from logship.storage.compaction import compact
 from logship.storage.epochs import CURRENT_FILE_NAME, FILE_NAME, LeaderEpochCache
-from storage_batches import copy_unclean, make_batch, read_all
+from storage_batches import copy_unclean, make_batch, read_all, with_offset
 
 SMALL = LogConfig(segment_bytes=600, index_interval_bytes=100, retention_ms=-1)
 
@@ -226,3 +226,25 @@ def test_cache_lookups():
     assert [cache.epoch_for_offset(o) for o in (5, 10, 19, 20, 99)] == [-1, 1, 1, 4, 4]
     assert cache.end_offset_for(0, 30) == (-1, -1)
     assert cache.end_offset_for(3, 30) == (1, 20) and cache.end_offset_for(4, 30) == (4, 30)
+
+
+def test_a_log_start_move_survives_a_failed_epoch_checkpoint_write(tmp_path, monkeypatch):
+    from logship.storage import epochs
+    p = Partition("t", 0, tmp_path / "t-0", SMALL)
+    p.append_replica_batch(make_batch(3, epoch=3))
+    p.append_replica_batch(with_offset(make_batch(3, epoch=5), 3, epoch=None))
+    assert p.epochs.entries == [(3, 0), (5, 3)]
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(epochs, "write_epochs", full)
+    assert p.delete_before(4) >= 0  # the log start is what counts: the epoch file is trimmed on open
+    monkeypatch.undo()
+    assert p.log_start_offset == 4 and p.epochs.entries == [(5, 4)]
+    p.close()
+    p = Partition("t", 0, tmp_path / "t-0", SMALL, log_start_offset=4)
+    try:
+        assert p.epochs.entries == [(5, 4)] and p.leader_epoch == 5
+    finally:
+        p.close()

@@ -26,6 +26,7 @@ sparse index files on disk.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import threading
@@ -47,6 +48,7 @@ from .recovery import load_segments
 from .segment import LOG_SUFFIX, BatchInfo, Segment, segment_name
 from .validate import validate_batches
 
+log = logging.getLogger("logship.storage")
 _pack_offset = struct.Struct(">q").pack_into  # baseOffset, bytes 0-7 (as records.set_base_offset)
 _pack_epoch = struct.Struct(">i").pack_into   # partitionLeaderEpoch, bytes 12-15
 
@@ -433,6 +435,8 @@ class Partition:
         """Advance log_start_offset to `offset`; delete segments entirely below it.
 
         Returns the number of segments deleted. OffsetOutOfRangeError above the high watermark.
+        The new log start is made durable first (on_log_start_change: the Store's checkpoint);
+        if that fails (KafkaStorageError) it is set back and nothing is deleted.
         """
         with self._lock:
             if offset > self._hw:
@@ -440,11 +444,29 @@ class Partition:
                                             f"the high watermark is {self._hw}")
             if offset <= self._log_start:
                 return 0
-            self._log_start, self._log_start_moved = offset, True
-            deleted = self._delete_leading(retention.below_offset(self._segments, offset))
-            self._epochs.truncate_from_start(offset)
+            previous, self._log_start = self._log_start, offset
+        try:
+            self._on_log_start_change(self)
+        except (OSError, KafkaStorageError) as exc:
+            with self._lock:
+                if self._log_start == offset:
+                    self._log_start = previous
+            raise KafkaStorageError(f"cannot record the new log start of {self._topic}-{self._index}: "
+                                    f"{getattr(exc, 'strerror', None) or exc}") from exc
+        with self._lock:
+            deleted = self._delete_leading(retention.below_offset(self._segments, self._log_start))
+            self._trim_epochs()
         self._announce_log_start()
         return deleted
+
+    def _trim_epochs(self) -> None:
+        """Trim the epoch checkpoint to the log start; a failed write only logs (the entries in
+        memory are trimmed, and opening trims the file again from the log-start checkpoint)."""
+        try:
+            self._epochs.truncate_from_start(self._log_start)
+        except OSError as exc:
+            log.warning("cannot trim %s to offset %d (trimmed again on open): %s", self._epochs.path,
+                        self._log_start, exc.strerror or exc)
 
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """Delete segments past retention_ms or beyond retention_bytes; see retention.py."""
@@ -475,7 +497,7 @@ class Partition:
         self._dir_dirty = True
         if self._segments[0].base_offset > self._log_start:
             self._log_start, self._log_start_moved = self._segments[0].base_offset, True
-            self._epochs.truncate_from_start(self._log_start)
+            self._trim_epochs()
         return count
 
     def replace_segments(self, old: list[Segment], cleaned: Path) -> Segment | None:

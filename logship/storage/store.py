@@ -379,7 +379,11 @@ class Store:
         if self._retention_thread != threading.get_ident():
             with self._lock:
                 if not self._closed:
-                    self._write_checkpoints()
+                    try:
+                        self._write_checkpoints()
+                    except OSError as exc:
+                        raise KafkaStorageError(f"cannot write the checkpoints in {self.data_dir}: "
+                                                f"{exc.strerror or exc}") from exc
 
     def _write_checkpoints(self) -> None:
         write_offsets(self.data_dir / RECOVERY_POINT_FILE,
