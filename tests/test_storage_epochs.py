@@ -248,3 +248,34 @@ def test_a_log_start_move_survives_a_failed_epoch_checkpoint_write(tmp_path, mon
         assert p.epochs.entries == [(5, 4)] and p.leader_epoch == 5
     finally:
         p.close()
+
+
+def test_the_leader_epoch_never_moves_back_when_the_log_is_emptied(tmp_path):
+    d = tmp_path / "t-0"
+    p = Partition("t", 0, d)
+    p.append_replica_batch(make_batch(3, epoch=7))
+    assert p.leader_epoch == 7
+    p.delete_before(p.high_watermark)  # the log is empty: its one entry sits at the log end
+    assert p.leader_epoch == 7
+    p.close()
+    for _ in range(2):
+        p = Partition("t", 0, d, log_start_offset=3)
+        assert p.leader_epoch == 7  # loading drops the entry at the log end, not the epoch
+        p.close()
+    p = Partition("t", 0, d, log_start_offset=3)
+    try:
+        p.append_batches(make_batch(1))
+        assert stored_epochs(d)[-1] == (3, 7) and p.epochs.entries == [(7, 3)]
+        p.truncate_to(1)  # below the log start: emptied at once
+        assert p.leader_epoch == 7
+        p.append_replica_batch(with_offset(make_batch(1, epoch=9), 1, epoch=None))
+        p.truncate_to(0)
+        assert p.leader_epoch == 9
+    finally:
+        p.close()
+    p = Partition("t", 0, d)
+    try:
+        assert p.leader_epoch == 9
+    finally:
+        p.close()
+

@@ -14,7 +14,8 @@ active (appended to), `leader-epoch-checkpoint` and, once a coordinator moved it
   its sealed segments may skip offsets inside (records removed, batches emptied or dropped);
 * recovery_point: everything below it has been fdatasynced (the segment files, and the
   directory when files were created or deleted). It only advances after a sync;
-* leader_epoch (0 until set_leader_epoch moves it; never below an epoch in the log) is
+* leader_epoch (0 until set_leader_epoch or a replicated batch moves it; never below an
+  epoch in the log, and never lower than before, even once the log is emptied) is
   stamped on every batch append_batches writes (partitionLeaderEpoch, bytes 12-15, outside
   the CRC like baseOffset); the leader-epoch checkpoint gains an entry when the first batch
   of a new epoch is appended, loses entries with truncate_to, and is trimmed from the front
@@ -240,6 +241,9 @@ class Partition:
         latest = self._epochs.latest_epoch
         for batch in batches:
             if batch.leader_epoch > latest:
+                if batch.leader_epoch > self._current_epoch:
+                    # the current epoch never goes back, even once emptying the log drops this entry
+                    self._save_current_epoch(batch.leader_epoch)
                 try:
                     self._epochs.assign(batch.leader_epoch, batch.base_offset)
                 except OSError as exc:
@@ -265,12 +269,15 @@ class Partition:
                                  f"{self.leader_epoch}")
             if epoch == self._current_epoch:
                 return
-            try:
-                write_current_epoch(self.directory, epoch)
-            except OSError as exc:
-                raise KafkaStorageError(f"cannot write the leader epoch in {self.directory}: "
-                                        f"{exc.strerror or exc}") from exc
-            self._current_epoch = epoch
+            self._save_current_epoch(epoch)
+
+    def _save_current_epoch(self, epoch: int) -> None:
+        try:
+            write_current_epoch(self.directory, epoch)
+        except OSError as exc:
+            raise KafkaStorageError(f"cannot write the leader epoch in {self.directory}: "
+                                    f"{exc.strerror or exc}") from exc
+        self._current_epoch = epoch
 
     def _flush_due(self, now_ms: int) -> bool:
         cfg = self.config
