@@ -279,3 +279,22 @@ def test_the_leader_epoch_never_moves_back_when_the_log_is_emptied(tmp_path):
     finally:
         p.close()
 
+
+
+@pytest.mark.parametrize("cut", [2, 3])
+def test_a_cut_in_the_batch_holding_the_log_start_empties_the_log_there(tmp_path, cut):
+    d = tmp_path / "t-0"
+    p = Partition("t", 0, d, SMALL)
+    p.append_batches(make_batch(4))  # one batch, offsets 0-3
+    p.delete_before(2)  # the log start falls inside it
+    p.truncate_to(cut)  # the cut takes the whole batch: the log restarts empty at the cut
+    assert p.log_start_offset == p.high_watermark == p.log_end_offset == cut
+    assert p.read(cut, 1 << 20) is None
+    assert p.append_batches(make_batch(1)).base_offset == cut
+    p.close()
+    p = Partition("t", 0, d, SMALL, log_start_offset=cut)
+    try:
+        assert (p.log_start_offset, p.log_end_offset) == (cut, cut + 1)
+        assert p.leader_epoch == 0
+    finally:
+        p.close()

@@ -396,19 +396,14 @@ class Partition:
         """Drop everything at and after `offset` (the tail), durably.
 
         The cut falls at the start of the batch containing `offset`, so a cut inside a batch
-        drops the whole batch. Below log_start_offset the log is emptied and restarts at
-        `offset`.
+        drops the whole batch. Below log_start_offset, or when the cut takes the batch holding
+        log_start_offset, the log is emptied and restarts at `offset` (log start = log end).
         """
         with self._lock:
             if offset >= self._leo:
                 return
             if offset < self._log_start:
-                for segment in self._segments:
-                    segment.delete()
-                self._segments = [Segment(self.directory, offset, self.config.index_interval_bytes, create=True)]
-                self._log_start = self._leo = offset
-                self._log_start_moved = True
-                self._epochs.clear()
+                self._empty_at(offset)
             else:
                 i = reader.segment_at(self._bases, offset)
                 for segment in self._segments[i + 1:]:
@@ -418,8 +413,10 @@ class Partition:
                 self._leo = active.truncate_to(offset)
                 if active.size == 0:
                     active.roll_base_ms = None
+                if self._leo < self._log_start:  # the cut took the batch that holds the log start
+                    self._empty_at(offset)
             self._bases = [segment.base_offset for segment in self._segments]
-            self._hw = min(self._hw, self._leo)
+            self._hw = min(max(self._hw, self._log_start), self._leo)
             self._hw_position = reader.position_of(self._segments, self._bases, self._hw)
             self._epochs.truncate_from_end(self._leo)
             self._commit.lower_to(self._leo)
@@ -437,6 +434,15 @@ class Partition:
             finally:
                 self._unsynced, self._dir_dirty = [], False
         self._announce_log_start()
+
+    def _empty_at(self, offset: int) -> None:
+        """Drop every segment; the log restarts empty at `offset` (Kafka's truncateFullyAndStartAt)."""
+        for segment in self._segments:
+            segment.delete()
+        self._segments = [Segment(self.directory, offset, self.config.index_interval_bytes, create=True)]
+        self._log_start = self._leo = offset
+        self._log_start_moved = True
+        self._epochs.clear()
 
     def delete_before(self, offset: int) -> int:
         """Advance log_start_offset to `offset`; delete segments entirely below it.
