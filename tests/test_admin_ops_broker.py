@@ -133,6 +133,17 @@ def test_create_partitions_is_bounded_per_request(broker, monkeypatch):
     assert broker.store.topics() == {"t": 5, "u": 1, OFFSETS_TOPIC: 1}
 
 
+def test_create_partitions_never_scans_the_store_per_topic(broker, monkeypatch):
+    broker.store.create_topic("big", 300)
+    scans = []
+    real_topics = Store.topics
+    monkeypatch.setattr(Store, "topics", lambda self: scans.append(1) or real_topics(self))
+    topics = [{"name": f"nope{i}", "count": 2, "assignments": None} for i in range(2000)]
+    results = _create_partitions(broker, 3, topics + [{"name": "t", "count": 3, "assignments": None}])
+    assert results["t"] == (NONE, None) and results["nope7"][0] == UNKNOWN_TOPIC
+    assert scans == [] and broker.store.partition_count("t") == 3 and broker.store.partition_count("nope7") == 0
+
+
 def test_new_partitions_take_records_and_survive_a_reopen(tmp_path):
     broker = open_broker(tmp_path / "data")
     broker.store.create_topic("t", 1)

@@ -433,3 +433,37 @@ def test_batches_larger_than_segment_bytes_are_record_list_too_large(broker):
     assert produce(make_batch(1, 50)) == 0
     assert produce(make_batch(1, 50) + make_batch(1, 50) + make_batch(1, 50)) == 18  # the whole append counts
     assert partition.log_end_offset == 1
+
+
+def test_config_requests_are_bounded_deduplicated_and_never_scan_the_store_per_resource(broker, monkeypatch):
+    broker.store.create_topic("t", 1)
+    broker.store.create_topic("big", 300)
+    scans = []
+    real_topics = Store.topics
+    monkeypatch.setattr(Store, "topics", lambda self: scans.append(1) or real_topics(self))
+    body = {"resources": [{"resource_type": 2, "resource_name": "t", "configuration_keys": None}] * 5000,
+            "include_synonyms": True, "include_documentation": True}
+    results = broker.handle(ApiKey.DESCRIBE_CONFIGS, 4, body).body["results"]
+    assert len(results) == 5000 and results[0]["error_code"] == 0 and len(results[0]["configs"]) > 5
+    assert {r["error_code"] for r in results[1:]} == {INVALID_REQUEST}
+    assert all(r["configs"] == [] for r in results[1:])
+    assert "more than once" in results[1]["error_message"] and "more than" in results[-1]["error_message"]
+    unknown = [{"resource_type": 2, "resource_name": f"nope{i}", "configuration_keys": None} for i in range(3000)]
+    results = broker.handle(ApiKey.DESCRIBE_CONFIGS, 4, {"resources": unknown}).body["results"]
+    assert [r["error_code"] for r in results] == [UNKNOWN_TOPIC] * 1000 + [INVALID_REQUEST] * 2000
+    assert scans == []
+
+    writes = []
+    real_write = tc.write_overrides
+    monkeypatch.setattr(tc, "write_overrides", lambda *a: writes.append(1) or real_write(*a))
+    for name in ("a", "b", "c"):
+        broker.store.create_topic(name, 1)
+    writes.clear()
+    body = {"resources": [{"resource_type": 2, "resource_name": name, "configs": [
+        {"name": "retention.ms", "value": "1000"}]} for name in ("a", "b", "c", "a", "nope", "t")], "validate_only": False}
+    codes = [r["error_code"] for r in broker.handle(ApiKey.ALTER_CONFIGS, 0, body).body["responses"]]
+    assert codes == [INVALID_REQUEST, 0, 0, INVALID_REQUEST, UNKNOWN_TOPIC, 0]  # as Kafka: a repeated one is refused
+    assert len(writes) == 1  # one write of the overrides file for the whole request
+    assert broker.store.topic_overrides("b") == broker.store.topic_overrides("t") == {"retention.ms": "1000"}
+    assert broker.store.topic_overrides("a") == {} and broker.store.partition("t", 0).config.retention_ms == 1000
+    assert scans == []

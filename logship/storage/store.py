@@ -152,6 +152,15 @@ class Store:
                 counts[topic] = max(counts.get(topic, 0), index + 1)
             return counts
 
+    def partition_count(self, name: str) -> int:
+        """How many partitions topic `name` has, 0 when there is no such topic. Costs the
+        topic's partition count, not the store's (partitions are numbered 0..count-1)."""
+        with self._lock:
+            count = 0
+            while (name, count) in self._partitions:
+                count += 1
+            return count
+
     def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> None:
         """Create `name` with `partitions` empty partitions (durably), with `configs` (Kafka's
         topic config names -> values; InvalidConfigError before anything is created)."""
@@ -162,7 +171,7 @@ class Store:
         config = topic_config.apply(self.config, overrides) if overrides else None
         with self._lock:
             self._check_open()
-            if name in self.topics():
+            if self.partition_count(name):
                 raise TopicAlreadyExistsError(f"topic {name!r} already exists")
             try:
                 # first (an entry left by an earlier failure is replaced), so that the partitions
@@ -206,8 +215,8 @@ class Store:
         """
         with self._lock:
             self._check_open()
-            current = self.topics().get(name)
-            if current is None:
+            current = self.partition_count(name)
+            if not current:
                 raise UnknownTopicError(f"unknown topic {name!r}")
             if not isinstance(total, int) or total <= current:
                 raise InvalidPartitionsError(f"topic {name!r} has {current} partition{'s' if current != 1 else ''}; "
@@ -264,9 +273,8 @@ class Store:
         """
         with self._lock:
             self._topic_configs[topic] = config
-            for (name, _), partition in self._partitions.items():
-                if name == topic:
-                    partition.config = config
+            for index in range(self.partition_count(topic)):
+                self._partitions[(topic, index)].config = config
 
     def topic_overrides(self, topic: str) -> dict[str, str]:
         """The stored configs of `topic` (Kafka names -> values); {} when it has none."""
@@ -279,21 +287,34 @@ class Store:
 
         Returns the resulting LogConfig. UnknownTopicError, or InvalidConfigError naming the key
         (nothing changed). With `validate_only` only the checks are made."""
-        overrides = topic_config.normalize(overrides)
-        config = topic_config.apply(self.config, overrides)
+        return self.alter_topic_configs({topic: overrides}, validate_only)[topic]
+
+    def alter_topic_configs(self, changes: dict[str, dict[str, str]], validate_only: bool = False
+                            ) -> dict[str, LogConfig]:
+        """alter_topic_config for several topics, with one write of the overrides file: all
+        change or none (the first UnknownTopicError, InvalidConfigError or KafkaStorageError)."""
+        normalized = {topic: topic_config.normalize(overrides) for topic, overrides in changes.items()}
+        configs = {topic: topic_config.apply(self.config, overrides) for topic, overrides in normalized.items()}
         with self._lock:
             self._check_open()
-            if topic not in self.topics():
-                raise UnknownTopicError(f"unknown topic {topic!r}")
+            for topic in changes:
+                if not self.partition_count(topic):
+                    raise UnknownTopicError(f"unknown topic {topic!r}")
             if not validate_only:
+                updated = dict(self._overrides)
+                for topic, overrides in normalized.items():
+                    updated[topic] = overrides
                 try:
-                    self._store_overrides(topic, overrides)
+                    topic_config.write_overrides(self.data_dir, updated)
                 except OSError as exc:
-                    raise KafkaStorageError(f"cannot write the configs of {topic!r}: {exc}") from exc
-                self.set_topic_config(topic, config)
-                if not overrides:
-                    del self._topic_configs[topic]  # the default again, also for a re-created topic
-        return config
+                    raise KafkaStorageError(f"cannot write the configs of {len(changes)} topic(s) in "
+                                            f"{self.data_dir}: {exc}") from exc
+                self._overrides = {topic: overrides for topic, overrides in updated.items() if overrides}
+                for topic, config in configs.items():
+                    self.set_topic_config(topic, config)
+                    if not normalized[topic]:
+                        del self._topic_configs[topic]  # the default again, also for a re-created topic
+        return configs
 
     def _store_overrides(self, topic: str, overrides: dict[str, str]) -> None:
         updated = dict(self._overrides)
