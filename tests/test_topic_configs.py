@@ -326,7 +326,8 @@ def test_incremental_set_delete_append_subtract(broker):
     assert refused["error_code"] == INVALID_CONFIG and "list" in refused["error_message"]
     assert _incremental(broker, "t", ("retention.ms", 9, "5"))["error_code"] == INVALID_REQUEST
     assert _incremental(broker, "t", ("retention.ms", 0, "5"), ("retention.ms", 1, None))["error_code"] == INVALID_REQUEST
-    assert _incremental(broker, "t", ("retention.ms", 0, None))["error_code"] == INVALID_CONFIG
+    assert _incremental(broker, "t", ("retention.ms", 0, None))["error_code"] == INVALID_REQUEST  # as Kafka
+    assert _incremental(broker, "t", ("cleanup.policy", 2, None))["error_code"] == INVALID_REQUEST
     assert _incremental(broker, "t", ("retention.ms", 1, None))["error_code"] == 0
     assert broker.store.topic_overrides("t") == {"cleanup.policy": "compact"}
 
@@ -467,3 +468,16 @@ def test_config_requests_are_bounded_deduplicated_and_never_scan_the_store_per_r
     assert broker.store.topic_overrides("b") == broker.store.topic_overrides("t") == {"retention.ms": "1000"}
     assert broker.store.topic_overrides("a") == {} and broker.store.partition("t", 0).config.retention_ms == 1000
     assert scans == []
+
+
+def test_null_values_are_refused_as_kafka_does(broker):
+    broker.store.create_topic("t", 1, {"retention.ms": "1000"})
+    body = {"resources": [{"resource_type": 2, "resource_name": "t", "configs": [
+        {"name": "segment.bytes", "value": "4096"}, {"name": "retention.ms", "value": None}]}], "validate_only": False}
+    (result,) = broker.handle(ApiKey.ALTER_CONFIGS, 0, body).body["responses"]
+    assert result["error_code"] == INVALID_REQUEST and "Null value not supported for : retention.ms" in result["error_message"]
+    assert broker.store.topic_overrides("t") == {"retention.ms": "1000"}
+    body = {"topics": [{"name": "u", "num_partitions": 1, "replication_factor": 1, "assignments": [],
+                        "configs": [{"name": "retention.ms", "value": None}]}], "timeout_ms": 1000, "validate_only": False}
+    (created,) = broker.handle(ApiKey.CREATE_TOPICS, 5, body).body["topics"]
+    assert created["error_code"] == INVALID_CONFIG and "u" not in broker.store.topics()

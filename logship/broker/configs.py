@@ -217,6 +217,9 @@ def _alter(broker: Broker, resource: dict, incremental: bool) -> dict[str, str]:
     _check_topic(broker, name)
     if name == OFFSETS_TOPIC:
         raise InvalidConfigError(f"the configs of {OFFSETS_TOPIC} belong to the broker and cannot be changed")
+    nulls = [c["name"] for c in resource["configs"] if c["value"] is None and c.get("config_operation") != DELETE]
+    if nulls:  # as Kafka's ConfigAdminManager, for AlterConfigs and IncrementalAlterConfigs alike
+        raise InvalidRequestError(f"Null value not supported for : {', '.join(nulls)}")
     if incremental:
         overrides = incremental_overrides(broker.store.topic_overrides(name), broker.store.topic_config(name),
                                           resource["configs"])
@@ -226,8 +229,7 @@ def _alter(broker: Broker, resource: dict, incremental: bool) -> dict[str, str]:
             if config["name"] in overrides:
                 raise InvalidRequestError(f"config {config['name']} appears more than once in one request")
             tc.config_def(config["name"])
-            if config["value"] is not None:
-                overrides[config["name"]] = config["value"]
+            overrides[config["name"]] = config["value"]
     broker.store.alter_topic_config(name, overrides, validate_only=True)
     return overrides
 
@@ -270,8 +272,9 @@ def create_topic_configs(broker: Broker, topic: dict) -> dict[str, str]:
     for config in topic.get("configs") or []:
         if config["name"] in configs:
             raise InvalidRequestError(f"config {config['name']} appears more than once")
-        if config["value"] is not None:
-            configs[config["name"]] = config["value"]
+        if config["value"] is None:  # as Kafka's controller (ReplicationControlManager)
+            raise InvalidConfigError(f"Null value not supported for topic configs: {config['name']}")
+        configs[config["name"]] = config["value"]
     return tc.normalize(configs)
 
 
