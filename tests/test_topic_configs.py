@@ -176,6 +176,9 @@ def test_an_unreadable_overrides_file_does_not_stop_the_store(tmp_path):
     (tmp_path / tc.OVERRIDES_FILE).write_text("{not json")
     with Store(tmp_path) as store:
         assert store.partition("t", 0).config == store.config
+        store.create_topic("u", 1, {"segment.ms": "1000"})  # rewrites the file...
+    (kept,) = tmp_path.glob(tc.OVERRIDES_FILE + ".unreadable-*")  # ...but the unreadable one is kept aside
+    assert kept.read_text() == "{not json"
 
 
 def test_refused_configs_change_nothing(tmp_path):

@@ -119,8 +119,15 @@ class Store:
         try:
             stored = topic_config.read_overrides(self.data_dir)
         except (ValueError, OSError) as exc:
-            log.warning("ignoring unreadable %s (%s): topics use the default config",
-                        topic_config.OVERRIDES_FILE, exc)
+            # kept aside, so that the next write of the file does not silently drop its configs
+            path = self.data_dir / topic_config.OVERRIDES_FILE
+            aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+            try:
+                os.rename(path, aside)
+            except OSError as rename_exc:
+                aside = f"nowhere ({rename_exc})"
+            log.error("cannot read %s (%s): every topic uses the default config; the file is kept as %s "
+                      "until it is repaired and put back", path, exc, aside)
             return
         for topic, overrides in stored.items():
             try:
