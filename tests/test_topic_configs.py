@@ -451,7 +451,8 @@ def test_config_requests_are_bounded_deduplicated_and_never_scan_the_store_per_r
     assert len(results) == 5000 and results[0]["error_code"] == 0 and len(results[0]["configs"]) > 5
     assert {r["error_code"] for r in results[1:]} == {INVALID_REQUEST}
     assert all(r["configs"] == [] for r in results[1:])
-    assert "more than once" in results[1]["error_message"] and "more than" in results[-1]["error_message"]
+    assert "more than once" in results[1]["error_message"] and "more than 1000" in results[1000]["error_message"]
+    assert not results[2]["error_message"] and not results[-1]["error_message"]  # said once: a small response
     unknown = [{"resource_type": 2, "resource_name": f"nope{i}", "configuration_keys": None} for i in range(3000)]
     results = broker.handle(ApiKey.DESCRIBE_CONFIGS, 4, {"resources": unknown}).body["results"]
     assert [r["error_code"] for r in results] == [UNKNOWN_TOPIC] * 1000 + [INVALID_REQUEST] * 2000

@@ -125,13 +125,20 @@ def _refusals(resources: list[dict], refuse_first_duplicate: bool) -> dict[int, 
     request, each time; describing one twice is answered once)."""
     refused: dict[int, LogshipError] = {}
     seen: dict[tuple, int] = {}
+    said: set[str] = set()
+
+    def refusal(reason: str) -> LogshipError:  # the reason once: the response stays small
+        error = InvalidRequestError("" if reason in said else reason)
+        said.add(reason)
+        return error
+
     for i, resource in enumerate(resources):
         if i >= MAX_RESOURCES:
-            refused[i] = InvalidRequestError(f"more than {MAX_RESOURCES} resources in one request")
+            refused[i] = refusal(f"more than {MAX_RESOURCES} resources in one request")
             continue
         key = (resource["resource_type"], resource["resource_name"])
         if key in seen:
-            refused[i] = InvalidRequestError("the resource appears more than once in the request")
+            refused[i] = refusal("a resource appears more than once in the request")
             if refuse_first_duplicate:
                 refused[seen[key]] = refused[i]
         else:
