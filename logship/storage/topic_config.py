@@ -15,7 +15,9 @@ The overrides of every topic live in one file of the data directory, replaced at
     <data_dir>/topic-config-overrides     JSON:
     {"version": 0, "topics": {"orders": {"retention.ms": "3600000", "cleanup.policy": "compact"}}}
 
-A topic without overrides has no entry. `read_overrides` returns {} when the file is absent.
+A topic without overrides has no entry. `read_overrides` returns {} when the file is absent;
+a file it cannot read is renamed `topic-config-overrides.unreadable-<unix time>` by the Store
+(with an error line), so that the next write does not silently drop what it held.
 """
 
 from __future__ import annotations
