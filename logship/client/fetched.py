@@ -23,15 +23,16 @@ Anything malformed raises CorruptRecordError; a compressed batch is inflated wit
 from __future__ import annotations
 
 import struct
-from functools import cache
 from itertools import repeat
 from typing import NamedTuple
 
 from ..compression import decompress
 from ..errors import CorruptRecordError
 from ..record_codec import look_up
+from ..record_shapes import simple as _simple
+from ..record_shapes import warm_up as warm_up
 from ..records import DEFAULT_MAX_UNCOMPRESSED, HEADER_SIZE, crc32c
-from ..varint import SMALL, read_varint, read_varlong
+from ..varint import read_varint, read_varlong
 
 __all__ = ["ConsumedRecord", "PartitionRecords", "scan", "decode"]
 
@@ -186,126 +187,6 @@ def _records(out: PartitionRecords, data: bytes, count: int, topic: str, partiti
 
 
 _ZIGZAG = [(b >> 1) ^ -(b & 1) for b in range(128)]
-
-
-# _simple, for records of the common shape. Record i (offset delta i) of a batch, with timestamp
-# delta t and value v, has it when its bytes are
-#     varint(L) 0x00 varint(t) varint(i) 0x01 varint(len(v)) v 0x00
-# (length, attributes, timestamp and offset deltas, null key, value, no headers), every varint
-# minimal, varint(t) one byte and varint(i) and varint(L) at most two: i and L below 8192.
-# L counts the bytes after varint(L). The fields before the value length take 4 bytes, or 5 from
-# record 64 on (two-byte offset deltas).
-_SIMPLE_MAX = 8192
-# A record length from its varint's byte, or two bytes (low and high parts): list lookups, which
-# CPython runs faster than these shifts and masks.
-_LENGTH_1 = [b >> 1 for b in range(0x80)]
-_LENGTH_2_LOW = [(b & 0x7F) >> 1 for b in range(0x100)]  # for b >= 0x80
-_LENGTH_2_HIGH = [b << 6 for b in range(0x100)]
-_STAMPS = [bytes((t,)) for t in range(0x80)]  # one-byte timestamp deltas; IndexError past them
-
-
-def _layout(prefix: int, heads: list) -> list:
-    """For each record length L, (head, varint(value length), where the value starts counted from
-    the attributes byte) of the record of the common shape of length L whose fields before the
-    value length take `prefix` bytes, with heads[L] the bytes made for it before the timestamp
-    delta; None for lengths no such record has: shorter than its fixed fields, or prefix + 66,
-    which only a 63-byte value with a non-minimal two-byte varint fits."""
-    layout: list = [None] * (prefix + 2)
-    layout += [(heads[length], SMALL[length - prefix - 2], prefix + 1) for length in range(prefix + 2, prefix + 66)]
-    layout.append(None)
-    layout += [(heads[length], SMALL[length - prefix - 3], prefix + 2) for length in range(prefix + 67, _SIMPLE_MAX)]
-    return layout
-
-
-@cache
-def _simple_tables() -> tuple[list, dict]:
-    """(offset deltas and keys, {(one_time, prefix): layout}): the pieces of the common shape that
-    _simple makes from record lengths and indexes. A head is the previous record's header count,
-    varint(L) and the attributes, and for batches of one timestamp the delta 0 too. Made on first
-    use: they take milliseconds, which every command's start-up would pay otherwise."""
-    offsets_keys = [varint + b"\x01" for varint in SMALL[:_SIMPLE_MAX]]
-    separators = [b"\x00" + varint + b"\x00" for varint in SMALL[:_SIMPLE_MAX]]
-    one_time = [separator + b"\x00" for separator in separators]
-    return offsets_keys, {(same, prefix): _layout(prefix, one_time if same else separators)
-                          for same in (False, True) for prefix in (4, 5)}
-
-
-def warm_up() -> None:
-    """Build the tables of decode()'s fast path now (tens of milliseconds) rather than at the
-    first batch: for a process that is to decode, while it would otherwise wait."""
-    _simple_tables()
-
-
-def _simple(data: bytes, count: int, one_time: bool = False):
-    """(values, timestamp deltas) if the `count` records filling `data` all have the common shape
-    (above), else None, and _general decodes them. The deltas are a bytes object, one zig-zag
-    varint byte per record, or None when they are all 0: tried first if `one_time` (the batch's
-    maximum timestamp is its first).
-
-    One Python loop follows the record lengths, slicing each value and reading its timestamp delta;
-    the other fields of each record are not read but made, as the common shape has them, from its
-    index and length. The records are accepted only if the encoding made so is `data`, byte for byte.
-    Keys, headers, attributes, offset deltas other than the index, negative or non-minimal varints,
-    a value length other than the one the record length implies, or bytes missing or left over all
-    make it differ. A timestamp delta of two bytes or a record length that the common shape does not
-    have (see _layout) stop the loop with IndexError or TypeError, as reading past `data` does.
-    """
-    if not 0 < count <= _SIMPLE_MAX:
-        return None
-    offsets_keys, layouts = _simple_tables()
-    if one_time:
-        parts = _made(data, count, offsets_keys, layouts, True)
-        if parts is not None:
-            return parts[3::4], None
-    parts = _made(data, count, offsets_keys, layouts, False)
-    return None if parts is None else (parts[4::5], b"".join(parts[1::5]))
-
-
-def _made(data: bytes, count: int, offsets_keys: list, layouts: dict, one_time: bool) -> list | None:
-    """The pieces made by walking `data` (by _walk_one_time or _walk), if they make `data` again."""
-    walk = _walk_one_time if one_time else _walk
-    parts: list = []
-    try:
-        pos = walk(data, 0, offsets_keys[:min(count, 64)], layouts[(one_time, 4)], parts)
-        if count > 64:
-            walk(data, pos, offsets_keys[64:count], layouts[(one_time, 5)], parts)
-    except (IndexError, TypeError):
-        return None
-    parts[0] = parts[0][1:]  # no header count before the first record
-    parts.append(b"\x00")  # the last record's
-    return parts if b"".join(parts) == data else None
-
-
-def _walk(data: bytes, pos: int, offsets_keys: list, layout: list, parts: list) -> int:
-    """Add to `parts` the pieces of the records from `pos` on, one per item of `offsets_keys`, as the
-    common shape (with `layout`) has them; return where the last one ends."""
-    length_1, length_2_low, length_2_high, stamps = _LENGTH_1, _LENGTH_2_LOW, _LENGTH_2_HIGH, _STAMPS
-    for offset_key in offsets_keys:
-        byte = data[pos]
-        if byte < 0x80:
-            start, length = pos + 1, length_1[byte]
-        else:
-            start, length = pos + 2, length_2_low[byte] + length_2_high[data[pos + 1]]
-        pos = start + length
-        head, varint, value_start = layout[length]
-        parts += (head, stamps[data[start + 1]], offset_key, varint, data[start + value_start:pos - 1])
-    return pos
-
-
-def _walk_one_time(data: bytes, pos: int, offsets_keys: list, layout: list, parts: list) -> int:
-    """_walk for records whose timestamp deltas are all 0, made as part of each head (one piece
-    fewer per record: this is the loop `logship consume` spends most of its time in)."""
-    length_1, length_2_low, length_2_high = _LENGTH_1, _LENGTH_2_LOW, _LENGTH_2_HIGH
-    for offset_key in offsets_keys:
-        byte = data[pos]
-        if byte < 0x80:
-            start, length = pos + 1, length_1[byte]
-        else:
-            start, length = pos + 2, length_2_low[byte] + length_2_high[data[pos + 1]]
-        pos = start + length
-        head, varint, value_start = layout[length]
-        parts += (head, offset_key, varint, data[start + value_start:pos - 1])
-    return pos
 
 
 def _general(out: PartitionRecords, data: bytes, count: int, topic: str, partition: int, base_offset: int,
