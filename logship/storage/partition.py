@@ -162,16 +162,18 @@ class Partition:
 
     # ------------------------------------------------------------------ append
 
-    def append_batches(self, data: bytes | bytearray | memoryview) -> AppendResult:
+    def append_batches(self, data: bytes | bytearray | memoryview, *, client: bool = False) -> AppendResult:
         """Validate, assign offsets to and append one or more whole record batches (leader).
 
         Everything is checked before anything is written (CorruptRecordError,
-        InvalidRecordError, MessageTooLargeError). Each batch gets its offsets and the
+        InvalidRecordError, MessageTooLargeError); with `client` (batches from a producer,
+        not the broker's own) also what each batch claims against what it holds
+        (validate.py). Each batch gets its offsets and the
         current leader_epoch (whatever the producer put there); a bytearray or a writable
         memoryview is modified in place, anything else is copied once. Records are never
         re-encoded. A failed write raises KafkaStorageError and leaves the log as it was.
         """
-        return self._append(data, assign_offsets=True)
+        return self._append(data, assign_offsets=True, client=client)
 
     def append_replica_batch(self, data: bytes | bytearray | memoryview) -> AppendResult:
         """Append batches copied from a leader as they are: offsets and leader epochs kept.
@@ -182,9 +184,9 @@ class Partition:
         """
         return self._append(data, assign_offsets=False)
 
-    def _append(self, data, assign_offsets: bool) -> AppendResult:
+    def _append(self, data, assign_offsets: bool, client: bool = False) -> AppendResult:
         buf = data if _writable(data) else bytearray(data)
-        checked = validate_batches(buf, self.config.max_batch_bytes)
+        checked = validate_batches(buf, self.config.max_batch_bytes, client=client)
         if assign_offsets and self.config.message_timestamp_type == "LogAppendTime":
             checked = stamp_log_append_time(buf, checked, self._now_ms())
         record_count = len(checked) + sum(batch[2] for batch in checked)

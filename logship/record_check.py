@@ -1,0 +1,116 @@
+"""Does a records section hold what its batch header claims? Checked without decoding records.
+
+`check_section(data, count, one_time)` returns quietly only when `data` (a batch's records
+section, decompressed) holds exactly `count` records (magic 2, layout in record_codec) and:
+
+* record i has offsetDelta i, so the offsets run 0..count-1 in order, as lastOffsetDelta says;
+* every record length is at least a record's fixed part and the record ends exactly where
+  its length says; nothing is left after the last record;
+* every varint is well formed (at most 5 bytes, a varlong at most 10);
+* key, value and header value lengths are -1 (null) or non-negative and inside the record;
+  the header count is non-negative and its headers fit the record; header keys are not
+  null and are UTF-8 (clients decode them as strings).
+
+Otherwise it raises InvalidRecordError naming the record (as Kafka's DefaultRecord reading
+does). Record attributes (a byte Kafka keeps unused) and timestamps are not checked.
+
+Records of the common shape (record_shapes.simple: null key, no headers, small varints) are
+accepted by that byte-for-byte walk; `one_time` says to try first the variant in which every
+timestamp delta is 0 (the batch's maxTimestamp is its baseTimestamp). Anything else takes
+the field-by-field walk below, which skips over keys and values without copying them.
+"""
+
+from __future__ import annotations
+
+from .errors import InvalidRecordError
+from .record_shapes import simple
+from .varint import read_varint, read_varlong
+
+MIN_RECORD_BODY = 6
+"""Bytes of the smallest record after its length varint: attributes, timestampDelta,
+offsetDelta, keyLength, valueLength, headerCount, one byte each."""
+
+
+def check_section(data: bytes, count: int, one_time: bool = False) -> None:
+    if count * (MIN_RECORD_BODY + 1) > len(data):
+        raise InvalidRecordError(f"{count} records cannot fit in {len(data)} bytes")
+    if simple(data, count, one_time) is not None:
+        return
+    _walk(data, count)
+
+
+def _walk(data: bytes, count: int) -> None:
+    pos, end, index = 0, len(data), 0
+    try:
+        for index in range(count):
+            byte = data[pos]
+            if byte < 0x80:
+                length, pos = (byte >> 1) ^ -(byte & 1), pos + 1
+            else:
+                length, pos = read_varint(data, pos)
+            stop = pos + length
+            if length < MIN_RECORD_BODY or stop > end:
+                raise InvalidRecordError(f"length {length} does not fit the {end - pos} bytes left")
+            p = pos + 1  # past the attributes
+            if data[p] < 0x80:
+                p += 1
+            else:
+                _, p = read_varlong(data, p)
+            byte = data[p]
+            if byte < 0x80:
+                delta, p = (byte >> 1) ^ -(byte & 1), p + 1
+            else:
+                delta, p = read_varint(data, p)
+            if delta != index:
+                raise InvalidRecordError(f"offset delta {delta}, expected {index}")
+            p = _skip(data, p, stop)  # key
+            p = _skip(data, p, stop)  # value
+            if data[p] == 0:
+                p += 1
+            else:
+                p = _skip_headers(data, p, stop)
+            if p != stop:
+                raise InvalidRecordError(f"its fields end at byte {p} of the section, its length says {stop}")
+            pos = stop
+    except InvalidRecordError as exc:
+        raise InvalidRecordError(f"record {index} of {count}: {exc}") from None
+    except (IndexError, ValueError) as exc:
+        raise InvalidRecordError(f"record {index} of {count} is malformed: {exc or 'runs past the batch'}") from None
+    if pos != end:
+        raise InvalidRecordError(f"{end - pos} bytes left after the {count} records the batch claims")
+
+
+def _skip(data: bytes, p: int, stop: int) -> int:
+    """Past the nullable length-prefixed field at `p`, which must end by `stop`."""
+    byte = data[p]
+    if byte < 0x80:
+        size, p = (byte >> 1) ^ -(byte & 1), p + 1
+    else:
+        size, p = read_varint(data, p)
+    if size < 0:
+        if size == -1:
+            return p
+        raise InvalidRecordError(f"negative length {size}")
+    p += size
+    if p > stop:
+        raise InvalidRecordError(f"a field of {size} bytes runs past its record")
+    return p
+
+
+def _skip_headers(data: bytes, p: int, stop: int) -> int:
+    count, p = read_varint(data, p)
+    if count < 0 or count * 2 > stop - p:
+        raise InvalidRecordError(f"header count {count} does not fit its record")
+    for _ in range(count):
+        size, p = read_varint(data, p)
+        if size < 0:
+            raise InvalidRecordError("a header key is null" if size == -1 else f"negative length {size}")
+        if p + size > stop:
+            raise InvalidRecordError(f"a header key of {size} bytes runs past its record")
+        try:
+            data[p:p + size].decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRecordError("a header key is not UTF-8") from None
+        p += size
+        p = _skip(data, p, stop)
+    return p
