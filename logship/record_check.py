@@ -34,12 +34,23 @@ offsetDelta, keyLength, valueLength, headerCount, one byte each."""
 def check_section(data: bytes, count: int, one_time: bool = False) -> None:
     if count * (MIN_RECORD_BODY + 1) > len(data):
         raise InvalidRecordError(f"{count} records cannot fit in {len(data)} bytes")
-    if simple(data, count, one_time) is not None:
+    if _looks_simple(data) and simple(data, count, one_time) is not None:
         return
     _walk(data, count)
 
 
+def _looks_simple(data: bytes) -> bool:
+    """Whether the first record has a one- or two-byte length, a one-byte timestamp delta, offset
+    delta 0 and a null key, as in the common shape: else simple() might walk the whole section
+    to say no."""
+    at = 1 if data[0] < 0x80 else 2
+    return len(data) > at + 3 and data[at + 1] < 0x80 and data[at + 2] == 0 and data[at + 3] == 1
+
+
 def _walk(data: bytes, count: int) -> None:
+    """The field-by-field check: one-byte and two-byte varints are read inline; keys and values
+    are skipped, not copied. Positions only grow, so a field running past its record shows as
+    the record's fields not ending where its length says."""
     pos, end, index = 0, len(data), 0
     try:
         for index in range(count):
@@ -51,11 +62,7 @@ def _walk(data: bytes, count: int) -> None:
             stop = pos + length
             if length < MIN_RECORD_BODY or stop > end:
                 raise InvalidRecordError(f"length {length} does not fit the {end - pos} bytes left")
-            p = pos + 1  # past the attributes
-            if data[p] < 0x80:
-                p += 1
-            else:
-                _, p = read_varlong(data, p)
+            p = pos + 2 if data[pos + 1] < 0x80 else read_varlong(data, pos + 1)[1]  # attributes, timestamp
             byte = data[p]
             if byte < 0x80:
                 delta, p = (byte >> 1) ^ -(byte & 1), p + 1
@@ -63,8 +70,20 @@ def _walk(data: bytes, count: int) -> None:
                 delta, p = read_varint(data, p)
             if delta != index:
                 raise InvalidRecordError(f"offset delta {delta}, expected {index}")
-            p = _skip(data, p, stop)  # key
-            p = _skip(data, p, stop)  # value
+            byte = data[p]  # key
+            if byte == 1:
+                p += 1
+            elif byte < 0x80 and not byte & 1:
+                p += 1 + (byte >> 1)
+            else:
+                p = _skip(data, p, stop)
+            byte = data[p]  # value
+            if byte < 0x80 and not byte & 1:
+                p += 1 + (byte >> 1)
+            elif byte & 0x81 == 0x80 and data[p + 1] < 0x80:
+                p += 2 + (((byte & 0x7F) | (data[p + 1] << 7)) >> 1)
+            else:
+                p = _skip(data, p, stop)
             if data[p] == 0:
                 p += 1
             else:
