@@ -17,7 +17,9 @@ be the data (_simple). It follows records.iter_records in what it accepts:
 - control batches (attributes bit 5) are skipped, but still advance the position;
 - with `aborted` (read_committed), transactional batches of aborted transactions are
   skipped (Kafka's algorithm over the response's aborted_transactions list).
-Anything malformed raises CorruptRecordError; a compressed batch is inflated with a bound.
+- a batch that cannot be read ends the records: those before it are returned, with
+  `damaged` (a DamagedBatchError naming the batch and where the next one starts) for the
+  caller to raise after using them; a compressed batch is inflated with a bound.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from itertools import repeat
 from typing import NamedTuple
 
 from ..compression import decompress
-from ..errors import CorruptRecordError
+from ..compression import CODEC_NAMES
+from ..errors import CorruptRecordError, DamagedBatchError
 from ..record_codec import look_up
 from ..record_shapes import simple as _simple
 from ..record_shapes import warm_up as warm_up
@@ -40,6 +43,7 @@ _HEADER = struct.Struct(">qiibIhiqqqhii")
 _OFFSET_LENGTH = struct.Struct(">qi")
 _LOG_OVERHEAD = 12
 _MIN_RECORD = 7
+_LAST_CODEC = max(CODEC_NAMES)
 
 
 class ConsumedRecord(NamedTuple):
@@ -64,9 +68,11 @@ class PartitionRecords:
     record has a null key / no headers (else lists). Iterating yields ConsumedRecords.
     `next_offset` is where the partition's next records start (the fetch position after
     these, which may be past the last record's offset + 1 because of control batches).
+    `damaged` is set when these records stop before a batch that cannot be read.
     """
 
-    __slots__ = ("topic", "partition", "offsets", "timestamps", "keys", "values", "headers", "next_offset")
+    __slots__ = ("topic", "partition", "offsets", "timestamps", "keys", "values", "headers", "next_offset",
+                 "damaged")
 
     def __init__(self, topic: str, partition: int):
         self.topic = topic
@@ -77,6 +83,7 @@ class PartitionRecords:
         self.values: list = []
         self.headers: list | None = None
         self.next_offset = -1
+        self.damaged: DamagedBatchError | None = None  # the batch these records stop before, if any
 
     def __len__(self) -> int:
         return len(self.values)
@@ -94,16 +101,18 @@ class PartitionRecords:
 
 def scan(buf, position: int) -> tuple[int, int]:
     """(next fetch offset, bytes of whole batches) for records data fetched at `position`.
-    Only batch headers are read: cheap enough to send the next fetch before decoding."""
+    Only batch headers are read: cheap enough to send the next fetch before decoding. A
+    batch whose length is not even a header's makes the rest of `buf` count as whole: decode
+    reports it as damaged, after the records before it."""
     pos, end, next_offset = 0, len(buf), position
     while end - pos >= HEADER_SIZE:
         base_offset, length = _OFFSET_LENGTH.unpack_from(buf, pos)
+        last = base_offset + struct.unpack_from(">i", buf, pos + 23)[0]
         if length < HEADER_SIZE - _LOG_OVERHEAD:
-            raise CorruptRecordError(f"batch length {length} at byte {pos} is shorter than a header")
+            return max(next_offset, last + 1, base_offset + 1), end
         size = length + _LOG_OVERHEAD
         if pos + size > end:
             break
-        last = base_offset + struct.unpack_from(">i", buf, pos + 23)[0]
         if last + 1 > next_offset:
             next_offset = last + 1
         pos += size
@@ -111,9 +120,14 @@ def scan(buf, position: int) -> tuple[int, int]:
 
 
 def decode(buf, topic: str, partition: int, start: int, stop: int | None, *, check_crcs: bool = True,
-           aborted: list | None = None, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> PartitionRecords:
+           aborted: list | None = None, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED,
+           partial: bool = False) -> PartitionRecords:
     """The records with start <= offset < stop (stop None: no limit) in the whole batches
-    of `buf`, in offset order."""
+    of `buf`, in offset order. At the first batch that cannot be read (bad header or CRC,
+    unknown codec, data that does not decompress, records other than its header claims)
+    it raises DamagedBatchError; with `partial` it stops there instead: the records before
+    that batch are returned, and their `damaged` is that error, for the caller to raise
+    once it has used them."""
     out = PartitionRecords(topic, partition)
     pos, end = 0, len(buf)
     aborting: set[int] = set()
@@ -124,35 +138,63 @@ def decode(buf, topic: str, partition: int, start: int, stop: int | None, *, che
         size = length + _LOG_OVERHEAD
         if pos + size > end:
             break  # a batch cut at the byte limit: fetched again next time
-        if magic != 2:
-            raise CorruptRecordError(f"{topic}-{partition}: record batch magic {magic} is not supported")
-        if length < HEADER_SIZE - _LOG_OVERHEAD or last_delta < 0 or count < 0:
-            raise CorruptRecordError(f"{topic}-{partition}: malformed batch header at offset {base_offset}")
-        if check_crcs and crc32c(buf[pos + 21:pos + size]) != crc:
-            raise CorruptRecordError(f"{topic}-{partition}: CRC mismatch in the batch at offset {base_offset}")
-        batch_start, pos = pos, pos + size
-        if base_offset + last_delta < start or (stop is not None and base_offset >= stop):
-            continue
-        if pending_aborts is not None:
-            while pending_aborts and pending_aborts[0][1] <= base_offset:
-                aborting.add(pending_aborts.pop(0)[0])
-            if attributes & 0x20:
-                aborting.discard(producer_id)  # the marker ending that transaction
-                continue
-            if attributes & 0x10 and producer_id in aborting:
-                continue
-        if attributes & 0x20 or not count:
-            continue
-        body = buf[batch_start + HEADER_SIZE:batch_start + size]
-        codec = attributes & 0x07
-        data = decompress(codec, body, max_uncompressed) if codec else bytes(body)
+        kept, batch_start = len(out.values), pos
         try:
-            _records(out, data, count, topic, partition, base_offset, base_ts, max_ts,
-                     max_ts if attributes & 0x08 else None, start, stop)
-        except (IndexError, ValueError) as exc:
-            raise CorruptRecordError(f"{topic}-{partition}: malformed record in the batch at offset "
-                                     f"{base_offset}: {exc}") from None
+            if magic != 2:
+                raise CorruptRecordError(f"record batch magic {magic} is not supported")
+            if length < HEADER_SIZE - _LOG_OVERHEAD or last_delta < 0 or count < 0:
+                raise CorruptRecordError("malformed batch header")
+            if check_crcs and crc32c(buf[pos + 21:pos + size]) != crc:
+                raise CorruptRecordError("CRC mismatch")
+            pos = batch_start + size
+            if base_offset + last_delta < start or (stop is not None and base_offset >= stop):
+                continue
+            if pending_aborts is not None:
+                while pending_aborts and pending_aborts[0][1] <= base_offset:
+                    aborting.add(pending_aborts.pop(0)[0])
+                if attributes & 0x20:
+                    aborting.discard(producer_id)  # the marker ending that transaction
+                    continue
+                if attributes & 0x10 and producer_id in aborting:
+                    continue
+            if attributes & 0x20 or not count:
+                continue
+            body = buf[batch_start + HEADER_SIZE:batch_start + size]
+            codec = attributes & 0x07
+            if codec > _LAST_CODEC:
+                raise CorruptRecordError(f"unknown compression codec {codec}")
+            data = decompress(codec, body, max_uncompressed) if codec else bytes(body)
+            try:
+                _records(out, data, count, topic, partition, base_offset, base_ts, max_ts,
+                         max_ts if attributes & 0x08 else None, start, stop)
+            except (IndexError, ValueError) as exc:
+                raise CorruptRecordError(f"malformed record: {exc or 'runs past the batch'}") from None
+        except CorruptRecordError as exc:
+            _keep_first(out, kept)
+            reason = str(exc).removeprefix(f"{topic}-{partition}: ")
+            out.damaged = DamagedBatchError(topic, partition, base_offset,
+                                            _after(buf, batch_start, size, base_offset, last_delta), reason)
+            if not partial:
+                raise out.damaged from None
+            return out
     return out
+
+
+def _keep_first(out: PartitionRecords, n: int) -> None:
+    """Drop the records of `out` after the first n (those of a batch found damaged)."""
+    for column in (out.offsets, out.timestamps, out.values, out.keys, out.headers):
+        if column is not None:
+            del column[n:]
+
+
+def _after(buf, pos: int, size: int, base_offset: int, last_delta: int) -> int:
+    """Where the batch after the damaged one at `pos` starts: the next batch's base offset when
+    it follows in `buf`, else what the damaged batch's header says, else the offset after its base."""
+    if size >= HEADER_SIZE and len(buf) - (pos + size) >= _LOG_OVERHEAD:
+        following = _OFFSET_LENGTH.unpack_from(buf, pos + size)[0]
+        if following > base_offset:
+            return following
+    return base_offset + last_delta + 1 if last_delta >= 0 else base_offset + 1
 
 
 def _records(out: PartitionRecords, data: bytes, count: int, topic: str, partition: int, base_offset: int,
