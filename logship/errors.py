@@ -72,7 +72,7 @@ class DamagedBatchError(CorruptRecordError):
         super().__init__(f"{topic} partition {partition}: the batch at offset {offset} is damaged ({reason}); "
                          f"the next batch starts at offset {next_offset}")
         self.topic, self.partition, self.offset, self.next_offset = topic, partition, offset, next_offset
-        self.hint = f"skip it with -p {partition} -o {next_offset}"
+        self.hint = f"skip it with: logship consume {topic} -p {partition} -o {next_offset}"
 
 
 class OffsetOutOfRangeError(LogshipError):

@@ -11,8 +11,11 @@ section, decompressed) holds exactly `count` records (magic 2, layout in record_
   the header count is non-negative and its headers fit the record; header keys are not
   null and are UTF-8 (clients decode them as strings).
 
+* the record attributes byte is 0: Kafka leaves it unused and ignores it, but kafka-python
+  reads it as a varint, so any other value breaks that client's reading of the record.
+
 Otherwise it raises InvalidRecordError naming the record (as Kafka's DefaultRecord reading
-does). Record attributes (a byte Kafka keeps unused) and timestamps are not checked.
+does). Timestamps are not checked.
 
 Records of the common shape (record_shapes.simple: null key, no headers, small varints) are
 accepted by that byte-for-byte walk; `one_time` says to try first the variant in which every
@@ -62,7 +65,9 @@ def _walk(data: bytes, count: int) -> None:
             stop = pos + length
             if length < MIN_RECORD_BODY or stop > end:
                 raise InvalidRecordError(f"length {length} does not fit the {end - pos} bytes left")
-            p = pos + 2 if data[pos + 1] < 0x80 else read_varlong(data, pos + 1)[1]  # attributes, timestamp
+            if data[pos]:
+                raise InvalidRecordError(f"record attributes 0x{data[pos]:02x}; they must be 0")
+            p = pos + 2 if data[pos + 1] < 0x80 else read_varlong(data, pos + 1)[1]  # past the timestamp
             byte = data[p]
             if byte < 0x80:
                 delta, p = (byte >> 1) ^ -(byte & 1), p + 1
