@@ -2,8 +2,9 @@
 
 Records are never decoded into objects here: storage/validate.py checks each batch's header,
 CRC, attributes and that its records section holds what the header claims (a batch that
-passes the CRC but lies is refused with CORRUPT_MESSAGE or INVALID_RECORD, the reason in
-the response's error_message from v8 on; the connection stays open). Each partition succeeds or fails as a whole: the store
+passes the CRC but lies is refused with CORRUPT_MESSAGE or INVALID_RECORD, per partition;
+the connection stays open). The reason goes in the response's error_message, which Produce
+has from v8 on (advertised: up to v7 so far, so it is dropped on the wire today). Each partition succeeds or fails as a whole: the store
 validates every batch of a partition before writing any. With acks=all (-1) the reply
 waits for the server to make the appended bytes durable; with acks=0 nothing is sent.
 """
