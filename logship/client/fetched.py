@@ -166,7 +166,7 @@ def decode(buf, topic: str, partition: int, start: int, stop: int | None, *, che
             data = decompress(codec, body, max_uncompressed) if codec else bytes(body)
             try:
                 _records(out, data, count, topic, partition, base_offset, base_ts, max_ts,
-                         max_ts if attributes & 0x08 else None, start, stop)
+                         max_ts if attributes & 0x08 else None, start, stop, last_delta)
             except (IndexError, ValueError) as exc:
                 raise CorruptRecordError(f"malformed record: {exc or 'runs past the batch'}") from None
         except CorruptRecordError as exc:
@@ -198,13 +198,15 @@ def _after(buf, pos: int, size: int, base_offset: int, last_delta: int) -> int:
 
 
 def _records(out: PartitionRecords, data: bytes, count: int, topic: str, partition: int, base_offset: int,
-             base_ts: int, max_ts: int, append_time: int | None, start: int, stop: int | None) -> None:
+             base_ts: int, max_ts: int, append_time: int | None, start: int, stop: int | None,
+             last_delta: int | None = None) -> None:
     """Decode the `count` records filling `data` into `out`, keeping start <= offset < stop."""
     if count * _MIN_RECORD > len(data):
         raise CorruptRecordError(f"{topic}-{partition}: {count} records cannot fit in {len(data)} bytes")
     simple = _simple(data, count, append_time is None and max_ts == base_ts)
     if simple is None:
-        _general(out, data, count, topic, partition, base_offset, base_ts, append_time, start, stop)
+        _general(out, data, count, topic, partition, base_offset, base_ts, append_time, start, stop,
+                 last_delta)
         return
     values, deltas = simple
     first = max(start - base_offset, 0)
@@ -232,8 +234,10 @@ _ZIGZAG = [(b >> 1) ^ -(b & 1) for b in range(128)]
 
 
 def _general(out: PartitionRecords, data: bytes, count: int, topic: str, partition: int, base_offset: int,
-             base_ts: int, append_time: int | None, start: int, stop: int | None) -> None:
-    """Any record layout: keys, headers, varints of any size, gaps in offset deltas."""
+             base_ts: int, append_time: int | None, start: int, stop: int | None,
+             last_delta: int | None = None) -> None:
+    """Any record layout: keys, headers, varints of any size, gaps in offset deltas (compaction
+    leaves them); but offset deltas must grow, and stay within the batch's lastOffsetDelta."""
     if out.keys is None:
         out.keys = [None] * len(out.values)
     if out.headers is None:
@@ -241,7 +245,8 @@ def _general(out: PartitionRecords, data: bytes, count: int, topic: str, partiti
     add_offset, add_timestamp, add_key = out.offsets.append, out.timestamps.append, out.keys.append
     add_value, add_headers = out.values.append, out.headers.append
     high = stop if stop is not None else 1 << 63
-    pos = 0
+    highest = (1 << 31) if last_delta is None else last_delta
+    pos, previous = 0, -1
     for _ in range(count):
         byte = data[pos]
         if byte < 0x80:
@@ -276,6 +281,10 @@ def _general(out: PartitionRecords, data: bytes, count: int, topic: str, partiti
             headers, p = (), p + 1
         else:
             headers, p = _headers(data, p)
+        if not previous < offset_delta <= highest:
+            raise CorruptRecordError(f"{topic}-{partition}: record offset delta {offset_delta} after {previous}, "
+                                     f"in a batch whose last is {highest}")
+        previous = offset_delta
         if p != end or length < _MIN_RECORD - 1:
             raise CorruptRecordError(f"{topic}-{partition}: record at offset "
                                      f"{base_offset + offset_delta} is malformed")
