@@ -17,16 +17,16 @@ section, decompressed) holds exactly `count` records (magic 2, layout in record_
 Otherwise it raises InvalidRecordError naming the record (as Kafka's DefaultRecord reading
 does). Timestamps are not checked.
 
-Records of the common shape (record_shapes.simple: null key, no headers, small varints) are
-accepted by that byte-for-byte walk; `one_time` says to try first the variant in which every
-timestamp delta is 0 (the batch's maxTimestamp is its baseTimestamp). Anything else takes
+Records of the common shape (record_shapes.is_simple: null key, no headers, small varints) are
+accepted by that byte-for-byte walk (`one_time`, that every timestamp delta is 0, is not needed
+by it and kept for callers). Anything else takes
 the field-by-field walk below, which skips over keys and values without copying them.
 """
 
 from __future__ import annotations
 
 from .errors import InvalidRecordError
-from .record_shapes import simple
+from .record_shapes import is_simple
 from .varint import read_varint, read_varlong
 
 MIN_RECORD_BODY = 6
@@ -37,15 +37,15 @@ offsetDelta, keyLength, valueLength, headerCount, one byte each."""
 def check_section(data: bytes, count: int, one_time: bool = False) -> None:
     if count * (MIN_RECORD_BODY + 1) > len(data):
         raise InvalidRecordError(f"{count} records cannot fit in {len(data)} bytes")
-    if _looks_simple(data) and simple(data, count, one_time) is not None:
+    if _looks_simple(data) and is_simple(data, count):
         return
     _walk(data, count)
 
 
 def _looks_simple(data: bytes) -> bool:
     """Whether the first record has a one- or two-byte length, a one-byte timestamp delta, offset
-    delta 0 and a null key, as in the common shape: else simple() might walk the whole section
-    to say no."""
+    delta 0 and a null key, as in the common shape: else is_simple() might walk the whole
+    section to say no."""
     at = 1 if data[0] < 0x80 else 2
     return len(data) > at + 3 and data[at + 1] < 0x80 and data[at + 2] == 0 and data[at + 3] == 1
 

@@ -134,3 +134,70 @@ def _walk_one_time(data: bytes, pos: int, offsets_keys: list, layout: list, part
         head, varint, value_start = layout[length]
         parts += (head, offset_key, varint, data[start + value_start:pos - 1])
     return pos
+
+
+@cache
+def _check_tables() -> dict:
+    """{prefix: (layout for one-byte record lengths, layout for two-byte ones)} for is_simple():
+    _layout's entries with the separators as heads, split by the width of varint(L), so that a
+    record length written in more bytes than it needs finds no entry."""
+    separators = [b"\x00" + varint + b"\x00" for varint in SMALL[:_SIMPLE_MAX]]
+    tables = {}
+    for prefix in (4, 5):
+        layout = _layout(prefix, separators)
+        tables[prefix] = (layout[:0x40], [None] * 0x40 + layout[0x40:])
+    return tables
+
+
+def is_simple(data: bytes, count: int) -> bool:
+    """Whether the `count` records filling `data` all have the common shape: what simple() says,
+    for a caller that wants only the answer (the broker, checking a produced batch), and cheaper.
+
+    It walks the records as simple() does but neither slices values nor joins them: it compares
+    only the bytes between one value and the next (previous header count, varint(L), attributes,
+    timestamp delta, offset delta, null key, varint(value length)), as made from tables, with
+    those of `data`. Each such gap made has the length of the gap read (a varint(L) of a width
+    other than its minimal one finds no layout entry), so the joined gaps are equal only if every
+    gap is; the values between them are then exactly where the record lengths put them.
+    """
+    if not 0 < count <= _SIMPLE_MAX:
+        return False
+    offsets_keys, _ = _simple_tables()
+    tables = _check_tables()
+    made: list = []
+    read: list = []
+    try:
+        pos, last = _gaps(data, 0, 0, offsets_keys[:min(count, 64)], *tables[4], made, read)
+        if count > 64:
+            pos, last = _gaps(data, pos, last, offsets_keys[64:count], *tables[5], made, read)
+    except (IndexError, TypeError):
+        return False
+    if pos != len(data):
+        return False
+    made[0] = made[0][1:]  # no header count before the first record
+    made.append(b"\x00")  # the last record's
+    read.append(data[last:pos])
+    return b"".join(made) == b"".join(read)
+
+
+def _gaps(data: bytes, pos: int, last: int, offsets_keys: list, short: list, long: list, made: list,
+          read: list) -> tuple[int, int]:
+    """Add to `made` the pieces of the gaps before the values of the records from `pos` on (one per
+    item of `offsets_keys`) and to `read` the same gaps as `data` has them; return where the last
+    record ends and where its header count is."""
+    length_1, length_2_low, length_2_high, stamps = _LENGTH_1, _LENGTH_2_LOW, _LENGTH_2_HIGH, _STAMPS
+    for offset_key in offsets_keys:
+        byte = data[pos]
+        if byte < 0x80:
+            start = pos + 1
+            length = length_1[byte]
+            head, varint, value_start = short[length]
+        else:
+            start = pos + 2
+            length = length_2_low[byte] + length_2_high[data[pos + 1]]
+            head, varint, value_start = long[length]
+        made += (head, stamps[data[start + 1]], offset_key, varint)
+        read.append(data[last:start + value_start])
+        pos = start + length
+        last = pos - 1
+    return pos, last

@@ -188,3 +188,45 @@ def test_a_damaged_header_still_names_the_next_batch_when_it_follows():
     struct.pack_into(">i", broken, 8, 10)  # a batch length shorter than a header
     out = decode(bytes(broken + second), "t", 0, 0, None, partial=True)
     assert out.damaged.offset == 0 and "header" in str(out.damaged)
+
+
+# ---------------------------------------------------------------- the common-shape check
+
+
+def _section(batch: bytes) -> tuple[bytes, int]:
+    return bytes(batch[records.HEADER_SIZE:]), records.parse_header(batch).records_count
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(st.binary(max_size=130), min_size=1, max_size=90),
+       deltas=st.lists(st.integers(-70, 70), min_size=1, max_size=90),
+       edits=st.lists(st.tuples(st.integers(0, 100_000), st.integers(0, 255)), max_size=2),
+       cut=st.integers(-3, 3))
+def test_is_simple_agrees_with_simple(values, deltas, edits, cut):
+    """record_shapes.is_simple (the broker's check) says yes exactly when simple() (the consumer's
+    decoder) accepts, on common-shape sections and on their mutations."""
+    from logship.record_shapes import is_simple, simple
+
+    batch = records.build_batch([(NOW + deltas[i % len(deltas)], None, v, ()) for i, v in enumerate(values)],
+                                base_timestamp=NOW)
+    section, count = _section(batch)
+    section = bytearray(section)
+    for position, byte in edits:
+        section[position % len(section)] = byte
+    section = bytes(section[:cut] if cut < 0 else section + bytes(cut))
+    assert is_simple(section, count) == (simple(section, count) is not None)
+
+
+def test_is_simple_refuses_a_record_length_written_in_two_bytes_for_one():
+    from logship.record_shapes import is_simple
+
+    section, count = _section(records.build_batch_values([b"a", b"bc", b"d"], NOW))
+    assert is_simple(section, count)
+    body = section[1:1 + section[0] // 2]  # the first record after its one-byte length
+    padded = bytes([section[0] | 0x80, 0x00]) + section[1:]  # the same length, non-minimal
+    assert body and not is_simple(padded, count)
+    # a non-minimal varint is still well formed (Kafka reads it): the field-by-field walk accepts it
+    batch = records.seal_batch(padded, count, NOW, NOW, base_offset=0, compression=0, producer_id=-1,
+                               producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1, attributes=0)
+    check(batch)
+    _decoded_cleanly(batch)
