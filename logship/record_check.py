@@ -50,16 +50,26 @@ def _looks_simple(data: bytes) -> bool:
     return len(data) > at + 3 and data[at + 1] < 0x80 and data[at + 2] == 0 and data[at + 3] == 1
 
 
+_ZIGZAG = [(b >> 1) ^ -(b & 1) for b in range(0x80)]  # one-byte varints
+#: bytes a one-byte nullable length and its field take, by the length's byte: 1 for null (-1),
+#: 1 + n for n >= 0; None for negative lengths other than -1 and for longer varints
+_FIELD = [1 if b == 1 else (1 + (b >> 1) if not b & 1 else None) for b in range(0x80)] + [None] * 0x80
+
+
 def _walk(data: bytes, count: int) -> None:
-    """The field-by-field check: one-byte and two-byte varints are read inline; keys and values
-    are skipped, not copied. Positions only grow, so a field running past its record shows as
-    the record's fields not ending where its length says."""
+    """The field-by-field check: one-byte varints (two for the record and value lengths) are read
+    with tables inline; keys and values are skipped, not copied. Positions only grow, so a field
+    running past its record shows as the record's fields not ending where its length says."""
+    zigzag, field = _ZIGZAG, _FIELD
     pos, end, index = 0, len(data), 0
     try:
         for index in range(count):
             byte = data[pos]
             if byte < 0x80:
-                length, pos = (byte >> 1) ^ -(byte & 1), pos + 1
+                length, pos = zigzag[byte], pos + 1
+            elif data[pos + 1] < 0x80:
+                raw = (byte & 0x7F) | (data[pos + 1] << 7)
+                length, pos = (raw >> 1) ^ -(raw & 1), pos + 2
             else:
                 length, pos = read_varint(data, pos)
             stop = pos + length
@@ -70,21 +80,17 @@ def _walk(data: bytes, count: int) -> None:
             p = pos + 2 if data[pos + 1] < 0x80 else read_varlong(data, pos + 1)[1]  # past the timestamp
             byte = data[p]
             if byte < 0x80:
-                delta, p = (byte >> 1) ^ -(byte & 1), p + 1
+                delta, p = zigzag[byte], p + 1
             else:
                 delta, p = read_varint(data, p)
             if delta != index:
                 raise InvalidRecordError(f"offset delta {delta}, expected {index}")
-            byte = data[p]  # key
-            if byte == 1:
-                p += 1
-            elif byte < 0x80 and not byte & 1:
-                p += 1 + (byte >> 1)
-            else:
-                p = _skip(data, p, stop)
+            size = field[data[p]]  # key
+            p = p + size if size is not None else _skip(data, p, stop)
             byte = data[p]  # value
-            if byte < 0x80 and not byte & 1:
-                p += 1 + (byte >> 1)
+            size = field[byte]
+            if size is not None:
+                p += size
             elif byte & 0x81 == 0x80 and data[p + 1] < 0x80:
                 p += 2 + (((byte & 0x7F) | (data[p + 1] << 7)) >> 1)
             else:
