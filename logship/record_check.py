@@ -17,8 +17,8 @@ section, decompressed) holds exactly `count` records (magic 2, layout in record_
 Otherwise it raises InvalidRecordError naming the record (as Kafka's DefaultRecord reading
 does). Timestamps are not checked.
 
-Records of the common shape (record_shapes.is_simple: null key, no headers, small varints) are
-accepted by that byte-for-byte walk (`one_time`, that every timestamp delta is 0, is not needed
+Records of the common shape (record_shapes.is_simple: null key, no headers, small varints; or
+is_simple_keyed: the same with keys of up to 63 bytes) are accepted by that byte-for-byte walk (`one_time`, that every timestamp delta is 0, is not needed
 by it and kept for callers). Anything else takes
 the field-by-field walk below, which skips over keys and values without copying them.
 """
@@ -26,7 +26,7 @@ the field-by-field walk below, which skips over keys and values without copying 
 from __future__ import annotations
 
 from .errors import InvalidRecordError
-from .record_shapes import is_simple
+from .record_shapes import is_simple, is_simple_keyed
 from .varint import read_varint, read_varlong
 
 MIN_RECORD_BODY = 6
@@ -37,17 +37,22 @@ offsetDelta, keyLength, valueLength, headerCount, one byte each."""
 def check_section(data: bytes, count: int, one_time: bool = False) -> None:
     if count * (MIN_RECORD_BODY + 1) > len(data):
         raise InvalidRecordError(f"{count} records cannot fit in {len(data)} bytes")
-    if _looks_simple(data) and is_simple(data, count):
+    shape = _first_shape(data)
+    if shape == 1 and is_simple(data, count) or shape == 2 and is_simple_keyed(data, count):
         return
     _walk(data, count)
 
 
-def _looks_simple(data: bytes) -> bool:
-    """Whether the first record has a one- or two-byte length, a one-byte timestamp delta, offset
-    delta 0 and a null key, as in the common shape: else is_simple() might walk the whole
-    section to say no."""
+def _first_shape(data: bytes) -> int:
+    """1 if the first record has a one- or two-byte length, a one-byte timestamp delta, offset
+    delta 0 and a null key, as in the common shape; 2 if it has the same with a key of up to 63
+    bytes; else 0. A fast-path walk is tried only when the first record suggests it: otherwise
+    it might walk the whole section to say no."""
     at = 1 if data[0] < 0x80 else 2
-    return len(data) > at + 3 and data[at + 1] < 0x80 and data[at + 2] == 0 and data[at + 3] == 1
+    if len(data) < at + 4 or data[at] or data[at + 1] >= 0x80 or data[at + 2]:
+        return 0
+    key = data[at + 3]
+    return 1 if key == 1 else 2 if key < 0x80 and not key & 1 else 0
 
 
 _ZIGZAG = [(b >> 1) ^ -(b & 1) for b in range(0x80)]  # one-byte varints

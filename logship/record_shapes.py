@@ -201,3 +201,76 @@ def _gaps(data: bytes, pos: int, last: int, offsets_keys: list, short: list, lon
         pos = start + length
         last = pos - 1
     return pos, last
+
+
+# is_simple_keyed(), for the common shape with a key of 0 to 63 bytes:
+#     varint(L) 0x00 varint(t) varint(i) varint(len(k)) k varint(len(v)) v 0x00
+# with the same bounds as above. The gaps compared are the bytes from the previous record's header
+# count to the key length (whose one byte is checked by table), and varint(len(v)).
+_KEY_LENGTHS = [b >> 1 if b < 0x80 and not b & 1 else None for b in range(0x100)]
+_REST_BASE = 128  # rests are looked up at r + this, so that r < 0 (a key longer than its record) finds None
+
+
+@cache
+def _keyed_tables() -> tuple[list, list, list]:
+    """(heads of records with a one-byte varint(L), heads of those with a two-byte one, and for
+    each number r of bytes after the key, at r + _REST_BASE: varint(value length) of the record whose value length
+    varint, value and header count take r bytes; None where none does minimally)."""
+    heads = [b"\x00" + varint + b"\x00" for varint in SMALL[:_SIMPLE_MAX]]
+    rests: list = [None] * (_SIMPLE_MAX + 3)
+    for size in range(0, _SIMPLE_MAX):
+        varint = SMALL[size]
+        rests[len(varint) + size + 1] = varint
+    rests[66] = None  # a 63-byte value with a two-byte varint: not minimal
+    return heads[:0x40], [None] * 0x40 + heads[0x40:], [None] * _REST_BASE + rests
+
+
+def is_simple_keyed(data: bytes, count: int) -> bool:
+    """Whether the `count` records filling `data` all have the common shape with a short key
+    (above), compared as is_simple() compares: only the bytes between the variable fields."""
+    if not 0 < count <= _SIMPLE_MAX:
+        return False
+    short, long, rests = _keyed_tables()
+    offsets = SMALL
+    made: list = []
+    read: list = []
+    try:
+        pos, last = _keyed_gaps(data, 0, 0, offsets[:min(count, 64)], 1, short, long, rests, made, read)
+        if count > 64:
+            pos, last = _keyed_gaps(data, pos, last, offsets[64:count], 2, short, long, rests, made, read)
+    except (IndexError, TypeError):
+        return False
+    if pos != len(data):
+        return False
+    made[0] = made[0][1:]
+    made.append(b"\x00")
+    read.append(data[last:pos])
+    return b"".join(made) == b"".join(read)
+
+
+def _keyed_gaps(data: bytes, pos: int, last: int, offsets, width: int, short: list, long: list, rests: list,
+                made: list, read: list) -> tuple[int, int]:
+    """_gaps for keyed records whose offset delta varints are `width` bytes long."""
+    length_1, length_2_low, length_2_high, stamps, key_lengths = (
+        _LENGTH_1, _LENGTH_2_LOW, _LENGTH_2_HIGH, _STAMPS, _KEY_LENGTHS)
+    fixed = 3 + width  # attributes, timestamp delta, offset delta, key length
+    rest_base = _REST_BASE - fixed
+    for offset in offsets:
+        byte = data[pos]
+        if byte < 0x80:
+            start = pos + 1
+            length = length_1[byte]
+            head = short[length]
+        else:
+            start = pos + 2
+            length = length_2_low[byte] + length_2_high[data[pos + 1]]
+            head = long[length]
+        key_at = start + fixed
+        key_length = key_lengths[data[key_at - 1]]
+        varint = rests[length + rest_base - key_length]
+        made += (head, stamps[data[start + 1]], offset, varint)
+        key_end = key_at + key_length
+        read += (data[last:key_at - 1], data[key_end:key_end + len(varint)])
+        pos = start + length
+        last = pos - 1
+    return pos, last

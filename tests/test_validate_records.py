@@ -230,3 +230,28 @@ def test_is_simple_refuses_a_record_length_written_in_two_bytes_for_one():
                                producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1, attributes=0)
     check(batch)
     _decoded_cleanly(batch)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(items=st.lists(st.tuples(st.binary(max_size=70), st.binary(max_size=130)), min_size=1, max_size=80),
+       deltas=st.lists(st.integers(-70, 70), min_size=1, max_size=80),
+       edits=st.lists(st.tuples(st.integers(0, 100_000), st.integers(0, 255)), max_size=2),
+       cut=st.integers(-3, 3))
+def test_is_simple_keyed_accepts_only_what_the_field_by_field_walk_accepts(items, deltas, edits, cut):
+    """record_shapes.is_simple_keyed says yes to keyed sections of the common shape (keys under 64
+    bytes), and, on their mutations, only to sections the field-by-field walk accepts too."""
+    from logship.record_check import _walk
+    from logship.record_shapes import is_simple_keyed
+
+    batch = records.build_batch([(NOW + deltas[i % len(deltas)], key, value, ())
+                                 for i, (key, value) in enumerate(items)], base_timestamp=NOW)
+    section, count = _section(batch)
+    short_keys = all(len(key) < 64 for key, _ in items) and all(-64 <= d < 64 for d in deltas[:len(items)])
+    if not edits and not cut:
+        assert is_simple_keyed(section, count) == short_keys
+    section = bytearray(section)
+    for position, byte in edits:
+        section[position % len(section)] = byte
+    section = bytes(section[:cut] if cut < 0 else section + bytes(cut))
+    if is_simple_keyed(section, count):
+        _walk(section, count)  # raises InvalidRecordError if it does not agree
