@@ -129,3 +129,18 @@ def test_kafka_python_reads_up_to_the_damaged_batch(start_broker, tmp_path):
         consumer.close()
     assert got[:BEFORE] == list(range(BEFORE))
 
+
+
+def test_a_group_member_stops_there_and_commits_the_damaged_batch_not_past_it(start_broker, tmp_path):
+    broker, offset, following = _damage(start_broker, tmp_path, CASES["count"]())
+    run = _logship(broker, "consume", TOPIC, "-e", "-g", "readers")
+    assert run.returncode == 1 and len(run.stdout.splitlines()) == BEFORE
+    assert run.stderr.decode().splitlines()[-1].startswith(f"logship: {TOPIC} partition 0: the batch at offset "
+                                                          f"{offset} is damaged")
+    described = _logship(broker, "groups", "describe", "readers")  # its lag is read despite the damage
+    assert described.returncode == 0, described.stderr
+    row = [line.split() for line in described.stdout.decode().splitlines() if line.startswith(TOPIC)]
+    assert row and row[0][3] == str(offset)  # committed: the damaged batch, so a restart stops there again
+    again = _logship(broker, "consume", TOPIC, "-e", "-g", "readers")
+    assert again.returncode == 1 and again.stdout == b""
+    assert following == offset + 1000
