@@ -1,6 +1,6 @@
 """Does a records section hold what its batch header claims? Checked without decoding records.
 
-`check_section(data, count, one_time)` returns quietly only when `data` (a batch's records
+`check_section(data, count)` returns quietly only when `data` (a batch's records
 section, decompressed) holds exactly `count` records (magic 2, layout in record_codec) and:
 
 * record i has offsetDelta i, so the offsets run 0..count-1 in order, as lastOffsetDelta says;
@@ -9,8 +9,7 @@ section, decompressed) holds exactly `count` records (magic 2, layout in record_
 * every varint is well formed (at most 5 bytes, a varlong at most 10);
 * key, value and header value lengths are -1 (null) or non-negative and inside the record;
   the header count is non-negative and its headers fit the record; header keys are not
-  null and are UTF-8 (clients decode them as strings).
-
+  null and are UTF-8 (clients decode them as strings);
 * the record attributes byte is 0: Kafka leaves it unused and ignores it, but kafka-python
   reads it as a varint, so any other value breaks that client's reading of the record.
 
@@ -18,9 +17,9 @@ Otherwise it raises InvalidRecordError naming the record (as Kafka's DefaultReco
 does). Timestamps are not checked.
 
 Records of the common shape (record_shapes.is_simple: null key, no headers, small varints; or
-is_simple_keyed: the same with keys of up to 63 bytes) are accepted by that byte-for-byte walk (`one_time`, that every timestamp delta is 0, is not needed
-by it and kept for callers). Anything else takes
-the field-by-field walk below, which skips over keys and values without copying them.
+is_simple_keyed: the same with keys of up to 63 bytes) are accepted by that byte-for-byte walk.
+Anything else takes the field-by-field walk below, which skips over keys and values without
+copying them.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ MIN_RECORD_BODY = 6
 offsetDelta, keyLength, valueLength, headerCount, one byte each."""
 
 
-def check_section(data: bytes, count: int, one_time: bool = False) -> None:
+def check_section(data: bytes, count: int) -> None:
     if count * (MIN_RECORD_BODY + 1) > len(data):
         raise InvalidRecordError(f"{count} records cannot fit in {len(data)} bytes")
     shape = _first_shape(data)

@@ -28,9 +28,10 @@ passes the CRC but lies stalls every consumer after it:
   a producer id with a negative baseSequence (Kafka's rule); and a records section that is
   not exactly recordsCount well-formed records with offset deltas 0..n-1 (record_check).
 
-Batches a follower copies from its leader (`client` false) were checked when the leader
-took them, and may legitimately carry what a producer may not (control batches, gaps left
-by compaction), so only their header and CRC are checked, as Kafka does for replication.
+Batches appended with `client` false, a follower's copies of its leader's batches and the
+broker's own (committed offsets), were checked when the leader took them or are made by the
+broker, and may legitimately carry what a producer may not (control batches, gaps left by
+compaction), so only their header and CRC are checked, as Kafka does for those origins.
 
 The header checks are records.parse_header's, done on a plain struct tuple because this
 runs once per produced batch on the broker's hot path; the records check is
@@ -63,7 +64,7 @@ def validate_batches(buf, max_batch_bytes: int, *, client: bool = False,
         if end - pos < records.HEADER_SIZE:
             raise CorruptRecordError(f"batch header at byte {pos} needs {records.HEADER_SIZE} bytes, "
                                      f"{end - pos} present")
-        (base, length, epoch, magic, crc, attributes, delta, base_ts, max_ts, producer_id, _, sequence,
+        (base, length, epoch, magic, crc, attributes, delta, _, max_ts, producer_id, _, sequence,
          count) = _HEADER.unpack_from(buf, pos)
         size = length + records.LOG_OVERHEAD
         if magic != records.MAGIC:
@@ -82,15 +83,14 @@ def validate_batches(buf, max_batch_bytes: int, *, client: bool = False,
         if delta != count - 1:
             raise InvalidRecordError(f"batch at byte {pos}: lastOffsetDelta {delta} with {count} records")
         if client:
-            _check_claims(view, pos, size, attributes, producer_id, sequence, count, base_ts == max_ts,
-                          max_uncompressed)
+            _check_claims(view, pos, size, attributes, producer_id, sequence, count, max_uncompressed)
         found.append((pos, size, delta, max_ts, epoch, base))
         pos += size
     return found
 
 
 def _check_claims(view: memoryview, pos: int, size: int, attributes: int, producer_id: int, sequence: int,
-                  count: int, one_time: bool, max_uncompressed: int) -> None:
+                  count: int, max_uncompressed: int) -> None:
     """A producer's batch at `pos`: its attributes, then its records against its header."""
     attributes &= 0xFFFF
     codec = attributes & _CODEC
@@ -115,6 +115,6 @@ def _check_claims(view: memoryview, pos: int, size: int, attributes: int, produc
     except CorruptRecordError as exc:
         raise type(exc)(f"batch at byte {pos}: {exc}") from None
     try:
-        check_section(data, count, one_time)
+        check_section(data, count)
     except InvalidRecordError as exc:
         raise InvalidRecordError(f"batch at byte {pos}: {exc}") from None
