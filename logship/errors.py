@@ -62,6 +62,19 @@ class DecompressionLimitError(CorruptRecordError):
     """A compressed batch inflates past the allowed size; refused, not allocated."""
 
 
+class DamagedBatchError(CorruptRecordError):
+    """A fetched batch that cannot be read; the records before it were returned first.
+
+    `offset` is the damaged batch's base offset and `next_offset` where the batch after it
+    starts (what to resume from to skip it)."""
+
+    def __init__(self, topic: str, partition: int, offset: int, next_offset: int, reason: str):
+        super().__init__(f"{topic} partition {partition}: the batch at offset {offset} is damaged ({reason}); "
+                         f"the next batch starts at offset {next_offset}")
+        self.topic, self.partition, self.offset, self.next_offset = topic, partition, offset, next_offset
+        self.hint = f"skip it with: logship consume {topic} -p {partition} -o {next_offset}"
+
+
 class OffsetOutOfRangeError(LogshipError):
     """The requested offset is below the log start or above the log end."""
 

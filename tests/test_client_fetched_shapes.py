@@ -36,9 +36,10 @@ def _section(batch: bytes) -> tuple[bytes, int]:
     return bytes(batch[HEADER_SIZE:]), records.parse_header(batch).records_count
 
 
-def _seal(section: bytes, count: int, base_offset: int = 0) -> bytes:
+def _seal(section: bytes, count: int, base_offset: int = 0, last_offset_delta: int | None = None) -> bytes:
     return records.seal_batch(section, count, NOW, NOW, base_offset=base_offset, compression=0, producer_id=-1,
-                              producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1, attributes=0)
+                              producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1, attributes=0,
+                              last_offset_delta=last_offset_delta)
 
 
 def _record(index: int, value: bytes, *, attributes=b"\x00", timestamp=b"\x00", offset=None, key=b"\x01",
@@ -49,9 +50,10 @@ def _record(index: int, value: bytes, *, attributes=b"\x00", timestamp=b"\x00", 
     return (SMALL[len(body)] if length is None else length) + body
 
 
-def _by_hand(count: int, odd: int, **fields) -> bytes:
+def _by_hand(count: int, odd: int, last_offset_delta: int | None = None, **fields) -> bytes:
     """A batch of `count` common records but for record `odd`, made with `fields`."""
-    return _seal(b"".join(_record(i, b"v%d" % i, **(fields if i == odd else {})) for i in range(count)), count)
+    return _seal(b"".join(_record(i, b"v%d" % i, **(fields if i == odd else {})) for i in range(count)), count,
+                 last_offset_delta=last_offset_delta)
 
 
 def _values(*sizes: int) -> list[bytes]:
@@ -108,13 +110,12 @@ OTHER = {
     "8193 records": records.build_batch_values([b"v"] * 8193, NOW),
     "attributes": _by_hand(3, 1, attributes=b"\x01"),
     "attributes at record 66": _by_hand(70, 66, attributes=b"\x80"),
-    "an offset gap": _by_hand(3, 2, offset=SMALL[5]),
-    "an offset gap at record 69": _by_hand(70, 69, offset=SMALL[68]),
+    "an offset gap": _by_hand(3, 2, 5, offset=SMALL[5]),  # as compaction leaves them: within lastOffsetDelta
+    "an offset gap at record 69": _by_hand(70, 69, 75, offset=SMALL[75]),
     "a two-byte offset delta for a one-byte one": _by_hand(3, 1, offset=b"\x82\x00"),
     "a two-byte value length for a one-byte one": _by_hand(3, 1, value_length=b"\x84\x00"),
     "a two-byte record length for a one-byte one": _by_hand(3, 2, length=b"\x90\x00"),
     "a 63-byte value with a two-byte length": _seal(_record(0, b"x" * 63, value_length=b"\xfe\x00"), 1),
-    "the last record first": _seal(_record(1, b"b") + _record(0, b"a"), 2),
 }
 
 
@@ -142,6 +143,23 @@ MALFORMED = {
     # length -8, which the fast path used to take for 7 (the record's length) and return the record
     "a negative record length": _seal(_record(0, b"a", length=b"\x0f"), 1),
 }
+
+
+OFFSETS_THAT_LIE = {
+    "the last record first": _seal(_record(1, b"b") + _record(0, b"a"), 2),
+    "an offset delta repeated": _by_hand(70, 69, offset=SMALL[68]),
+    "an offset delta past lastOffsetDelta": _by_hand(3, 2, offset=SMALL[5]),
+}
+
+
+@pytest.mark.parametrize("name", OFFSETS_THAT_LIE)
+def test_offset_deltas_that_do_not_grow_within_the_batch_raise(name):
+    """Gaps are allowed (compaction leaves them), but not offsets out of order or past the
+    batch's last offset, where the next batch's records are."""
+    batch = OFFSETS_THAT_LIE[name]
+    assert fetched._simple(*_section(batch)) is None
+    with pytest.raises(CorruptRecordError, match="offset delta"):
+        decode(batch, "t", 0, 0, None)
 
 
 @pytest.mark.parametrize("name", MALFORMED)

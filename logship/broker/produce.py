@@ -1,6 +1,10 @@
-"""Produce: check each partition's batches (header, CRC) and append them as they came.
+"""Produce: check each partition's batches and append them as they came.
 
-Records are never decoded here. Each partition succeeds or fails as a whole: the store
+Records are never decoded into objects here: storage/validate.py checks each batch's header,
+CRC, attributes and that its records section holds what the header claims (a batch that
+passes the CRC but lies is refused with CORRUPT_MESSAGE or INVALID_RECORD, per partition;
+the connection stays open). The reason goes in the response's error_message, which Produce
+has from v8 on (advertised: up to v7 so far, so it is dropped on the wire today). Each partition succeeds or fails as a whole: the store
 validates every batch of a partition before writing any. With acks=all (-1) the reply
 waits for the server to make the appended bytes durable; with acks=0 nothing is sent.
 """
@@ -53,11 +57,12 @@ def produce(broker: Broker, version: int, body: dict) -> Reply:
                 if data["records"] is None:
                     raise InvalidRecordError("a produce request carried no records")
                 _check_codec(version, data["records"])
-                result = partition.append_batches(data["records"])
+                result = partition.append_batches(data["records"], client=True)
             except LogshipError as exc:
                 if isinstance(exc, KafkaStorageError):
                     log.error("produce to %s-%d failed: %s", name, index, exc)
                 entry["error_code"] = error_code(exc)
+                entry["error_message"] = str(exc) or None  # Produce v8+ carries it; older versions drop it
                 continue
             entry["base_offset"] = result.base_offset
             entry["log_start_offset"] = partition.log_start_offset

@@ -39,17 +39,23 @@ def tail(topic, brokers, count, follow, partitions, fmt, as_json, grep) -> None:
       logship tail -f web-logs --grep ERROR
     """
     from ..client.consumer import Consumer
+    from ..errors import DamagedBatchError
 
     sink = record_sink(sys.stdout.buffer, fmt, as_json, grep)
     with Consumer(cluster_for(brokers), topic, list(partitions) or None,
                   offset_reset="error" if partitions else "clamp", start=f"-{count}",
                   stop_at_end=not follow) as consumer:
         ends = consumer.stop_offsets() if not follow else consumer.end_offsets()
-        recent = []
-        while not consumer.finished and any(consumer.positions()[p] < end for p, end in ends.items()):
-            recent += consumer.poll(0.5)
+        recent, damaged = [], None
+        try:
+            while not consumer.finished and any(consumer.positions()[p] < end for p, end in ends.items()):
+                recent += consumer.poll(0.5)
+        except DamagedBatchError as exc:  # print what came before it, then report it
+            damaged = exc
         recent.sort(key=_order)
         sink.write(recent[len(recent) - count:] if count else [])
+        if damaged is not None:
+            raise damaged
         while follow:
             records = consumer.poll(IDLE_CHECK_S)
             if not records:

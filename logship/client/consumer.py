@@ -24,7 +24,11 @@ lost connections lead to a metadata refresh and a retry with backoff; a broker t
 unreachable for retry_timeout_ms raises BrokerUnavailableError. OFFSET_OUT_OF_RANGE follows
 `offset_reset`: "error" (default; OffsetOutOfRangeError naming the range), "earliest",
 "latest" or "clamp" (the nearest end of the log: what a command wants for `-o N` on every
-partition of a topic whose partitions hold different ranges). Corrupt data raises CorruptRecordError.
+partition of a topic whose partitions hold different ranges). A batch that cannot be read
+(damaged on disk, or written before the broker checked batches) ends the consumer there:
+poll returns the records before it, and the next poll raises DamagedBatchError (a
+CorruptRecordError) naming the batch and where the next one starts; the partition's
+position stays at the damaged batch.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 import select
 import time
 
-from ..errors import BrokerUnavailableError, MessageTooLargeError, OffsetOutOfRangeError, ProtocolError, \
+from ..errors import BrokerUnavailableError, DamagedBatchError, MessageTooLargeError, OffsetOutOfRangeError, ProtocolError, \
     LeaderNotAvailableError, UnknownTopicError, error_for_code
 from ..protocol import ApiKey
 from .admin import EARLIEST, LATEST, list_offsets, resolve_offsets
@@ -90,6 +94,7 @@ class Consumer:
         self._conns: dict = {}
         self._in_flight: dict[int, tuple[float, dict[int, int]]] = {}  # node -> (sent, {partition: offset})
         self._ready: list[tuple[_Partition, PartitionRecords]] = []  # decoded, not yet returned
+        self._damaged: DamagedBatchError | None = None  # raised by the next poll
         self._outage: float | None = None
         meta = self.cluster.topic(topic)
         chosen = sorted(meta.partitions) if partitions is None else list(dict.fromkeys(partitions))
@@ -122,8 +127,9 @@ class Consumer:
 
     @property
     def finished(self) -> bool:
-        """True once every partition reached its stop offset and everything was returned."""
-        return not self._ready and all(not s.fetching for s in self._partitions.values())
+        """True once every partition reached its stop offset and everything was returned
+        (never while a damaged batch is still to be reported)."""
+        return self._damaged is None and not self._ready and all(not s.fetching for s in self._partitions.values())
 
     def positions(self) -> dict[int, int]:
         """partition -> the offset after the last record returned (where to resume)."""
@@ -154,11 +160,29 @@ class Consumer:
     def poll_chunks(self, timeout: float | None = None) -> list[PartitionRecords]:
         """Like poll(), as PartitionRecords (columns; one per partition fetched): the fast
         path, e.g. `b"\\n".join(chunk.values)` makes no per-record object. Positions move
-        only once everything fetched decoded (a CorruptRecordError leaves them)."""
+        only once everything fetched decoded (a CorruptRecordError leaves them). At a damaged
+        batch, what came before it is returned and the next call raises DamagedBatchError."""
+        if self._damaged is not None:
+            raise self._damaged
         self._await(timeout)
-        decoded = [chunk.decode() for _, chunk in self._ready]
+        decoded = []
+        for _, chunk in self._ready:
+            decoded.append(chunk.decode(partial=True))
+            if decoded[-1].damaged is not None:
+                break
+        ready = self._ready
         self._take()
+        if decoded and decoded[-1].damaged is not None:
+            self._stop_at_damage(ready[:len(decoded)], ready[len(decoded):], decoded[-1].damaged)
         return [chunk for chunk in decoded if chunk.values]
+
+    def _stop_at_damage(self, returned: list, dropped: list, damaged: DamagedBatchError) -> None:
+        """Positions after a damaged batch: none past it, none past chunks not returned."""
+        for state, chunk in reversed(dropped):
+            state.position = chunk.start
+        state, chunk = returned[-1]
+        state.position = max(chunk.start, damaged.offset)
+        self._damaged = damaged
 
     def poll_undecoded(self, timeout: float | None = None) -> list[Undecoded]:
         """Like poll_chunks(), before decoding: the caller decodes each (perhaps elsewhere),

@@ -17,21 +17,25 @@ be the data (_simple). It follows records.iter_records in what it accepts:
 - control batches (attributes bit 5) are skipped, but still advance the position;
 - with `aborted` (read_committed), transactional batches of aborted transactions are
   skipped (Kafka's algorithm over the response's aborted_transactions list).
-Anything malformed raises CorruptRecordError; a compressed batch is inflated with a bound.
+- a batch that cannot be read ends the records: those before it are returned, with
+  `damaged` (a DamagedBatchError naming the batch and where the next one starts) for the
+  caller to raise after using them; a compressed batch is inflated with a bound.
 """
 
 from __future__ import annotations
 
 import struct
-from functools import cache
 from itertools import repeat
 from typing import NamedTuple
 
 from ..compression import decompress
-from ..errors import CorruptRecordError
+from ..compression import CODEC_NAMES
+from ..errors import CorruptRecordError, DamagedBatchError
 from ..record_codec import look_up
+from ..record_shapes import simple as _simple
+from ..record_shapes import warm_up as warm_up
 from ..records import DEFAULT_MAX_UNCOMPRESSED, HEADER_SIZE, crc32c
-from ..varint import SMALL, read_varint, read_varlong
+from ..varint import read_varint, read_varlong
 
 __all__ = ["ConsumedRecord", "PartitionRecords", "scan", "decode"]
 
@@ -39,6 +43,7 @@ _HEADER = struct.Struct(">qiibIhiqqqhii")
 _OFFSET_LENGTH = struct.Struct(">qi")
 _LOG_OVERHEAD = 12
 _MIN_RECORD = 7
+_LAST_CODEC = max(CODEC_NAMES)
 
 
 class ConsumedRecord(NamedTuple):
@@ -63,9 +68,11 @@ class PartitionRecords:
     record has a null key / no headers (else lists). Iterating yields ConsumedRecords.
     `next_offset` is where the partition's next records start (the fetch position after
     these, which may be past the last record's offset + 1 because of control batches).
+    `damaged` is set when these records stop before a batch that cannot be read.
     """
 
-    __slots__ = ("topic", "partition", "offsets", "timestamps", "keys", "values", "headers", "next_offset")
+    __slots__ = ("topic", "partition", "offsets", "timestamps", "keys", "values", "headers", "next_offset",
+                 "damaged")
 
     def __init__(self, topic: str, partition: int):
         self.topic = topic
@@ -76,6 +83,7 @@ class PartitionRecords:
         self.values: list = []
         self.headers: list | None = None
         self.next_offset = -1
+        self.damaged: DamagedBatchError | None = None  # the batch these records stop before, if any
 
     def __len__(self) -> int:
         return len(self.values)
@@ -93,16 +101,18 @@ class PartitionRecords:
 
 def scan(buf, position: int) -> tuple[int, int]:
     """(next fetch offset, bytes of whole batches) for records data fetched at `position`.
-    Only batch headers are read: cheap enough to send the next fetch before decoding."""
+    Only batch headers are read: cheap enough to send the next fetch before decoding. A
+    batch whose length is not even a header's makes the rest of `buf` count as whole: decode
+    reports it as damaged, after the records before it."""
     pos, end, next_offset = 0, len(buf), position
     while end - pos >= HEADER_SIZE:
         base_offset, length = _OFFSET_LENGTH.unpack_from(buf, pos)
+        last = base_offset + struct.unpack_from(">i", buf, pos + 23)[0]
         if length < HEADER_SIZE - _LOG_OVERHEAD:
-            raise CorruptRecordError(f"batch length {length} at byte {pos} is shorter than a header")
+            return max(next_offset, last + 1, base_offset + 1), end
         size = length + _LOG_OVERHEAD
         if pos + size > end:
             break
-        last = base_offset + struct.unpack_from(">i", buf, pos + 23)[0]
         if last + 1 > next_offset:
             next_offset = last + 1
         pos += size
@@ -110,9 +120,14 @@ def scan(buf, position: int) -> tuple[int, int]:
 
 
 def decode(buf, topic: str, partition: int, start: int, stop: int | None, *, check_crcs: bool = True,
-           aborted: list | None = None, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> PartitionRecords:
+           aborted: list | None = None, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED,
+           partial: bool = False) -> PartitionRecords:
     """The records with start <= offset < stop (stop None: no limit) in the whole batches
-    of `buf`, in offset order."""
+    of `buf`, in offset order. At the first batch that cannot be read (bad header or CRC,
+    unknown codec, data that does not decompress, records other than its header claims)
+    it raises DamagedBatchError; with `partial` it stops there instead: the records before
+    that batch are returned, and their `damaged` is that error, for the caller to raise
+    once it has used them."""
     out = PartitionRecords(topic, partition)
     pos, end = 0, len(buf)
     aborting: set[int] = set()
@@ -123,45 +138,75 @@ def decode(buf, topic: str, partition: int, start: int, stop: int | None, *, che
         size = length + _LOG_OVERHEAD
         if pos + size > end:
             break  # a batch cut at the byte limit: fetched again next time
-        if magic != 2:
-            raise CorruptRecordError(f"{topic}-{partition}: record batch magic {magic} is not supported")
-        if length < HEADER_SIZE - _LOG_OVERHEAD or last_delta < 0 or count < 0:
-            raise CorruptRecordError(f"{topic}-{partition}: malformed batch header at offset {base_offset}")
-        if check_crcs and crc32c(buf[pos + 21:pos + size]) != crc:
-            raise CorruptRecordError(f"{topic}-{partition}: CRC mismatch in the batch at offset {base_offset}")
-        batch_start, pos = pos, pos + size
-        if base_offset + last_delta < start or (stop is not None and base_offset >= stop):
-            continue
-        if pending_aborts is not None:
-            while pending_aborts and pending_aborts[0][1] <= base_offset:
-                aborting.add(pending_aborts.pop(0)[0])
-            if attributes & 0x20:
-                aborting.discard(producer_id)  # the marker ending that transaction
-                continue
-            if attributes & 0x10 and producer_id in aborting:
-                continue
-        if attributes & 0x20 or not count:
-            continue
-        body = buf[batch_start + HEADER_SIZE:batch_start + size]
-        codec = attributes & 0x07
-        data = decompress(codec, body, max_uncompressed) if codec else bytes(body)
+        kept, batch_start = len(out.values), pos
         try:
-            _records(out, data, count, topic, partition, base_offset, base_ts, max_ts,
-                     max_ts if attributes & 0x08 else None, start, stop)
-        except (IndexError, ValueError) as exc:
-            raise CorruptRecordError(f"{topic}-{partition}: malformed record in the batch at offset "
-                                     f"{base_offset}: {exc}") from None
+            if magic != 2:
+                raise CorruptRecordError(f"record batch magic {magic} is not supported")
+            if length < HEADER_SIZE - _LOG_OVERHEAD or last_delta < 0 or count < 0:
+                raise CorruptRecordError("malformed batch header")
+            if check_crcs and crc32c(buf[pos + 21:pos + size]) != crc:
+                raise CorruptRecordError("CRC mismatch")
+            pos = batch_start + size
+            if base_offset + last_delta < start or (stop is not None and base_offset >= stop):
+                continue
+            if pending_aborts is not None:
+                while pending_aborts and pending_aborts[0][1] <= base_offset:
+                    aborting.add(pending_aborts.pop(0)[0])
+                if attributes & 0x20:
+                    aborting.discard(producer_id)  # the marker ending that transaction
+                    continue
+                if attributes & 0x10 and producer_id in aborting:
+                    continue
+            if attributes & 0x20 or not count:
+                continue
+            body = buf[batch_start + HEADER_SIZE:batch_start + size]
+            codec = attributes & 0x07
+            if codec > _LAST_CODEC:
+                raise CorruptRecordError(f"unknown compression codec {codec}")
+            data = decompress(codec, body, max_uncompressed) if codec else bytes(body)
+            try:
+                _records(out, data, count, topic, partition, base_offset, base_ts, max_ts,
+                         max_ts if attributes & 0x08 else None, start, stop, last_delta)
+            except (IndexError, ValueError) as exc:
+                raise CorruptRecordError(f"malformed record: {exc or 'runs past the batch'}") from None
+        except CorruptRecordError as exc:
+            _keep_first(out, kept)
+            reason = str(exc).removeprefix(f"{topic}-{partition}: ")
+            out.damaged = DamagedBatchError(topic, partition, base_offset,
+                                            _after(buf, batch_start, size, base_offset, last_delta), reason)
+            if not partial:
+                raise out.damaged from None
+            return out
     return out
 
 
+def _keep_first(out: PartitionRecords, n: int) -> None:
+    """Drop the records of `out` after the first n (those of a batch found damaged)."""
+    for column in (out.offsets, out.timestamps, out.values, out.keys, out.headers):
+        if column is not None:
+            del column[n:]
+
+
+def _after(buf, pos: int, size: int, base_offset: int, last_delta: int) -> int:
+    """Where the batch after the damaged one at `pos` starts: the next batch's base offset when
+    it follows in `buf`, else what the damaged batch's header says, else the offset after its base."""
+    if size >= HEADER_SIZE and len(buf) - (pos + size) >= _LOG_OVERHEAD:
+        following = _OFFSET_LENGTH.unpack_from(buf, pos + size)[0]
+        if following > base_offset:
+            return following
+    return base_offset + last_delta + 1 if last_delta >= 0 else base_offset + 1
+
+
 def _records(out: PartitionRecords, data: bytes, count: int, topic: str, partition: int, base_offset: int,
-             base_ts: int, max_ts: int, append_time: int | None, start: int, stop: int | None) -> None:
+             base_ts: int, max_ts: int, append_time: int | None, start: int, stop: int | None,
+             last_delta: int | None = None) -> None:
     """Decode the `count` records filling `data` into `out`, keeping start <= offset < stop."""
     if count * _MIN_RECORD > len(data):
         raise CorruptRecordError(f"{topic}-{partition}: {count} records cannot fit in {len(data)} bytes")
     simple = _simple(data, count, append_time is None and max_ts == base_ts)
     if simple is None:
-        _general(out, data, count, topic, partition, base_offset, base_ts, append_time, start, stop)
+        _general(out, data, count, topic, partition, base_offset, base_ts, append_time, start, stop,
+                 last_delta)
         return
     values, deltas = simple
     first = max(start - base_offset, 0)
@@ -188,129 +233,11 @@ def _records(out: PartitionRecords, data: bytes, count: int, topic: str, partiti
 _ZIGZAG = [(b >> 1) ^ -(b & 1) for b in range(128)]
 
 
-# _simple, for records of the common shape. Record i (offset delta i) of a batch, with timestamp
-# delta t and value v, has it when its bytes are
-#     varint(L) 0x00 varint(t) varint(i) 0x01 varint(len(v)) v 0x00
-# (length, attributes, timestamp and offset deltas, null key, value, no headers), every varint
-# minimal, varint(t) one byte and varint(i) and varint(L) at most two: i and L below 8192.
-# L counts the bytes after varint(L). The fields before the value length take 4 bytes, or 5 from
-# record 64 on (two-byte offset deltas).
-_SIMPLE_MAX = 8192
-# A record length from its varint's byte, or two bytes (low and high parts): list lookups, which
-# CPython runs faster than these shifts and masks.
-_LENGTH_1 = [b >> 1 for b in range(0x80)]
-_LENGTH_2_LOW = [(b & 0x7F) >> 1 for b in range(0x100)]  # for b >= 0x80
-_LENGTH_2_HIGH = [b << 6 for b in range(0x100)]
-_STAMPS = [bytes((t,)) for t in range(0x80)]  # one-byte timestamp deltas; IndexError past them
-
-
-def _layout(prefix: int, heads: list) -> list:
-    """For each record length L, (head, varint(value length), where the value starts counted from
-    the attributes byte) of the record of the common shape of length L whose fields before the
-    value length take `prefix` bytes, with heads[L] the bytes made for it before the timestamp
-    delta; None for lengths no such record has: shorter than its fixed fields, or prefix + 66,
-    which only a 63-byte value with a non-minimal two-byte varint fits."""
-    layout: list = [None] * (prefix + 2)
-    layout += [(heads[length], SMALL[length - prefix - 2], prefix + 1) for length in range(prefix + 2, prefix + 66)]
-    layout.append(None)
-    layout += [(heads[length], SMALL[length - prefix - 3], prefix + 2) for length in range(prefix + 67, _SIMPLE_MAX)]
-    return layout
-
-
-@cache
-def _simple_tables() -> tuple[list, dict]:
-    """(offset deltas and keys, {(one_time, prefix): layout}): the pieces of the common shape that
-    _simple makes from record lengths and indexes. A head is the previous record's header count,
-    varint(L) and the attributes, and for batches of one timestamp the delta 0 too. Made on first
-    use: they take milliseconds, which every command's start-up would pay otherwise."""
-    offsets_keys = [varint + b"\x01" for varint in SMALL[:_SIMPLE_MAX]]
-    separators = [b"\x00" + varint + b"\x00" for varint in SMALL[:_SIMPLE_MAX]]
-    one_time = [separator + b"\x00" for separator in separators]
-    return offsets_keys, {(same, prefix): _layout(prefix, one_time if same else separators)
-                          for same in (False, True) for prefix in (4, 5)}
-
-
-def warm_up() -> None:
-    """Build the tables of decode()'s fast path now (tens of milliseconds) rather than at the
-    first batch: for a process that is to decode, while it would otherwise wait."""
-    _simple_tables()
-
-
-def _simple(data: bytes, count: int, one_time: bool = False):
-    """(values, timestamp deltas) if the `count` records filling `data` all have the common shape
-    (above), else None, and _general decodes them. The deltas are a bytes object, one zig-zag
-    varint byte per record, or None when they are all 0: tried first if `one_time` (the batch's
-    maximum timestamp is its first).
-
-    One Python loop follows the record lengths, slicing each value and reading its timestamp delta;
-    the other fields of each record are not read but made, as the common shape has them, from its
-    index and length. The records are accepted only if the encoding made so is `data`, byte for byte.
-    Keys, headers, attributes, offset deltas other than the index, negative or non-minimal varints,
-    a value length other than the one the record length implies, or bytes missing or left over all
-    make it differ. A timestamp delta of two bytes or a record length that the common shape does not
-    have (see _layout) stop the loop with IndexError or TypeError, as reading past `data` does.
-    """
-    if not 0 < count <= _SIMPLE_MAX:
-        return None
-    offsets_keys, layouts = _simple_tables()
-    if one_time:
-        parts = _made(data, count, offsets_keys, layouts, True)
-        if parts is not None:
-            return parts[3::4], None
-    parts = _made(data, count, offsets_keys, layouts, False)
-    return None if parts is None else (parts[4::5], b"".join(parts[1::5]))
-
-
-def _made(data: bytes, count: int, offsets_keys: list, layouts: dict, one_time: bool) -> list | None:
-    """The pieces made by walking `data` (by _walk_one_time or _walk), if they make `data` again."""
-    walk = _walk_one_time if one_time else _walk
-    parts: list = []
-    try:
-        pos = walk(data, 0, offsets_keys[:min(count, 64)], layouts[(one_time, 4)], parts)
-        if count > 64:
-            walk(data, pos, offsets_keys[64:count], layouts[(one_time, 5)], parts)
-    except (IndexError, TypeError):
-        return None
-    parts[0] = parts[0][1:]  # no header count before the first record
-    parts.append(b"\x00")  # the last record's
-    return parts if b"".join(parts) == data else None
-
-
-def _walk(data: bytes, pos: int, offsets_keys: list, layout: list, parts: list) -> int:
-    """Add to `parts` the pieces of the records from `pos` on, one per item of `offsets_keys`, as the
-    common shape (with `layout`) has them; return where the last one ends."""
-    length_1, length_2_low, length_2_high, stamps = _LENGTH_1, _LENGTH_2_LOW, _LENGTH_2_HIGH, _STAMPS
-    for offset_key in offsets_keys:
-        byte = data[pos]
-        if byte < 0x80:
-            start, length = pos + 1, length_1[byte]
-        else:
-            start, length = pos + 2, length_2_low[byte] + length_2_high[data[pos + 1]]
-        pos = start + length
-        head, varint, value_start = layout[length]
-        parts += (head, stamps[data[start + 1]], offset_key, varint, data[start + value_start:pos - 1])
-    return pos
-
-
-def _walk_one_time(data: bytes, pos: int, offsets_keys: list, layout: list, parts: list) -> int:
-    """_walk for records whose timestamp deltas are all 0, made as part of each head (one piece
-    fewer per record: this is the loop `logship consume` spends most of its time in)."""
-    length_1, length_2_low, length_2_high = _LENGTH_1, _LENGTH_2_LOW, _LENGTH_2_HIGH
-    for offset_key in offsets_keys:
-        byte = data[pos]
-        if byte < 0x80:
-            start, length = pos + 1, length_1[byte]
-        else:
-            start, length = pos + 2, length_2_low[byte] + length_2_high[data[pos + 1]]
-        pos = start + length
-        head, varint, value_start = layout[length]
-        parts += (head, offset_key, varint, data[start + value_start:pos - 1])
-    return pos
-
-
 def _general(out: PartitionRecords, data: bytes, count: int, topic: str, partition: int, base_offset: int,
-             base_ts: int, append_time: int | None, start: int, stop: int | None) -> None:
-    """Any record layout: keys, headers, varints of any size, gaps in offset deltas."""
+             base_ts: int, append_time: int | None, start: int, stop: int | None,
+             last_delta: int | None = None) -> None:
+    """Any record layout: keys, headers, varints of any size, gaps in offset deltas (compaction
+    leaves them); but offset deltas must grow, and stay within the batch's lastOffsetDelta."""
     if out.keys is None:
         out.keys = [None] * len(out.values)
     if out.headers is None:
@@ -318,7 +245,8 @@ def _general(out: PartitionRecords, data: bytes, count: int, topic: str, partiti
     add_offset, add_timestamp, add_key = out.offsets.append, out.timestamps.append, out.keys.append
     add_value, add_headers = out.values.append, out.headers.append
     high = stop if stop is not None else 1 << 63
-    pos = 0
+    highest = (1 << 31) if last_delta is None else last_delta
+    pos, previous = 0, -1
     for _ in range(count):
         byte = data[pos]
         if byte < 0x80:
@@ -353,6 +281,10 @@ def _general(out: PartitionRecords, data: bytes, count: int, topic: str, partiti
             headers, p = (), p + 1
         else:
             headers, p = _headers(data, p)
+        if not previous < offset_delta <= highest:
+            raise CorruptRecordError(f"{topic}-{partition}: record offset delta {offset_delta} after {previous}, "
+                                     f"in a batch whose last is {highest}")
+        previous = offset_delta
         if p != end or length < _MIN_RECORD - 1:
             raise CorruptRecordError(f"{topic}-{partition}: record at offset "
                                      f"{base_offset + offset_delta} is malformed")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..errors import GroupIdNotFoundError, LogshipError, UnknownTopicError, error_for_code
+from ..errors import DamagedBatchError, GroupIdNotFoundError, LogshipError, UnknownTopicError, error_for_code
 from ..protocol import ApiKey
 from .admin import EARLIEST, LATEST, list_offsets, resolve_offsets
 from .assignors import PROTOCOL_TYPE, decode_assignment
@@ -209,10 +209,13 @@ def _oldest_timestamps(cluster: Cluster, topic: str, offsets: dict[int, int], en
     with Consumer(cluster, topic, list(offsets), start=offsets, end=ends, offset_reset="clamp", max_wait_ms=100,
                   partition_max_bytes=64 << 10) as consumer:
         deadline = time.monotonic() + timeout
-        while len(found) < len(offsets) and not consumer.finished and time.monotonic() < deadline:
-            for chunk in consumer.poll_chunks(0.2):
-                if chunk.partition not in found and chunk.timestamps:
-                    found[chunk.partition] = chunk.timestamps[0]
+        try:
+            while len(found) < len(offsets) and not consumer.finished and time.monotonic() < deadline:
+                for chunk in consumer.poll_chunks(0.2):
+                    if chunk.partition not in found and chunk.timestamps:
+                        found[chunk.partition] = chunk.timestamps[0]
+        except DamagedBatchError:  # a damaged batch where a group stopped: the ages not found stay unknown
+            pass
     return found
 
 

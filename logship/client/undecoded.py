@@ -26,9 +26,13 @@ class Undecoded(NamedTuple):
     check_crcs: bool = True
     aborted: list | None = None  # read_committed: (producer id, first offset) of aborted transactions
 
-    def decode(self) -> PartitionRecords:
-        """The records, as columns; raises CorruptRecordError on malformed data."""
+    def decode(self, partial: bool = False) -> PartitionRecords:
+        """The records, as columns; raises DamagedBatchError (a CorruptRecordError) at a
+        batch that cannot be read, or with `partial` returns the records before it, with
+        `damaged` set to that error (fetched.decode) and `next_offset` at the damaged batch."""
         records = decode(self.data, self.topic, self.partition, self.start, self.stop,
-                         check_crcs=self.check_crcs, aborted=self.aborted)
+                         check_crcs=self.check_crcs, aborted=self.aborted, partial=partial)
         records.next_offset = self.next_offset
+        if records.damaged is not None:  # resume at the damaged batch, never past it
+            records.next_offset = max(self.start, records.damaged.offset)
         return records

@@ -166,17 +166,19 @@ class Partition:
 
     # ------------------------------------------------------------------ append
 
-    def append_batches(self, data: bytes | bytearray | memoryview) -> AppendResult:
+    def append_batches(self, data: bytes | bytearray | memoryview, *, client: bool = False) -> AppendResult:
         """Validate, assign offsets to and append one or more whole record batches (leader).
 
         Everything is checked before anything is written (CorruptRecordError,
         InvalidRecordError, MessageTooLargeError; RecordListTooLargeError when the batches
-        are larger than segment_bytes, as Kafka). Each batch gets its offsets and the
+        are larger than segment_bytes, as Kafka); with `client` (batches from a producer,
+        not the broker's own) also what each batch claims against what it holds
+        (validate.py). Each batch gets its offsets and the
         current leader_epoch (whatever the producer put there); a bytearray or a writable
         memoryview is modified in place, anything else is copied once. Records are never
         re-encoded. A failed write raises KafkaStorageError and leaves the log as it was.
         """
-        return self._append(data, assign_offsets=True)
+        return self._append(data, assign_offsets=True, client=client)
 
     def append_replica_batch(self, data: bytes | bytearray | memoryview) -> AppendResult:
         """Append batches copied from a leader as they are: offsets and leader epochs kept.
@@ -187,9 +189,9 @@ class Partition:
         """
         return self._append(data, assign_offsets=False)
 
-    def _append(self, data, assign_offsets: bool) -> AppendResult:
+    def _append(self, data, assign_offsets: bool, client: bool = False) -> AppendResult:
         buf = data if _writable(data) else bytearray(data)
-        checked = validate_batches(buf, self.config.max_batch_bytes)
+        checked = validate_batches(buf, self.config.max_batch_bytes, client=client)
         if len(buf) > self.config.segment_bytes:  # it could never fit a segment: Kafka refuses it too
             raise RecordListTooLargeError(f"{len(buf)} bytes of batches are more than the segment.bytes "
                                           f"({self.config.segment_bytes}) of {self._topic}-{self._index}")

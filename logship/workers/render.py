@@ -10,8 +10,10 @@ the results before it are written. cli/output.write_all starts the workers at on
 they build their decoding tables while the first records are fetched.
 
 A big chunk is handed out in pieces of whole batches (`pieces`). A request is a pickled
-Undecoded (its `data` as bytes); the answer's status is the record count. A chunk that does not decode in a worker (status -1), or whose worker is gone, is
-decoded here, so the error raised (CorruptRecordError) is the one the serial path raises;
+Undecoded (its `data` as bytes); the answer's status is the record count. A chunk that does not
+decode in a worker (status -1), or whose worker is gone, is decoded here, so what happens is what
+the serial path does: at a damaged batch the records before it are written, then
+DamagedBatchError (a CorruptRecordError) is raised;
 after a worker dies or cannot be started, this process decodes the rest itself.
 """
 
@@ -61,15 +63,23 @@ class RenderWorkers:
             if self.workers.put(chunk, request):
                 return
         self.drain()
-        self.sink.write_chunk(chunk.decode())
+        self._write_here(chunk)
 
     def write_oldest(self) -> None:
         """Wait for the oldest outstanding chunk's result and write it."""
         chunk, count, output = self.workers.take()
         if count is None or count < 0:
-            self.sink.write_chunk(chunk.decode())  # raises what the serial path raises
+            self._write_here(chunk)  # raises what the serial path raises
         else:
             self.sink.write_rendered(output, count)
+
+    def _write_here(self, chunk) -> None:
+        """Decode and write `chunk` in this process; at a damaged batch, write the records
+        before it, then raise DamagedBatchError."""
+        records = chunk.decode(partial=True)
+        self.sink.write_chunk(records)
+        if records.damaged is not None:
+            raise records.damaged
 
     def write_oldest_or_wait(self, fds: list[int], timeout: float = WAIT_S) -> None:
         """Write the oldest result if it comes before any of `fds` (fetch responses, say) is
@@ -92,7 +102,8 @@ class RenderWorkers:
         self.close()
 
     def _render(self, request) -> tuple[int, bytes]:
-        """In a worker: the record count and output of a pickled chunk; -1 if it does not decode."""
+        """In a worker: the record count and output of a pickled chunk; -1 if it does not decode
+        (a damaged batch too: the parent then writes the records before it and reports it)."""
         try:
             output, count = self.sink.render_chunk(pickle.loads(request).decode())
         except Exception:  # noqa: BLE001 - the parent decodes it again and reports the error
