@@ -131,10 +131,7 @@ def test_a_record_above_the_size_limit_names_the_limit_and_how_to_raise_it(start
     line = one_line(logship("produce", "big", "-b", small.address, "-z", "none", input=big_record), FAILURE,
                     "MESSAGE_TOO_LARGE", "--max-message-bytes")
     assert "not delivered" in line
-    from logship.client.admin import Admin
-
-    if hasattr(Admin, "describe_configs"):  # a broker that describes its configs: the limit is named
-        assert "at most 102,400 bytes" in line, line
+    assert "102400" in line or "102,400" in line, line  # the limit is named (by the broker, Produce v8)
     roomy = start_broker("--max-message-bytes", "4M", data_dir=tmp_path / "roomy")
     two_mib = b"y" * (2 << 20) + b"\n"
     assert logship("produce", "big", "-b", roomy.address, "-z", "none", input=two_mib).returncode == 0

@@ -24,7 +24,7 @@ with warnings.catch_warnings():
     from kafka.protocol.metadata import ApiVersionsResponse
 
 
-SET_N = {0: (0, 7), 1: (4, 10), 2: (1, 8), 3: (1, 4), 8: (2, 3), 9: (1, 3), 10: (0, 1), 11: (0, 2),
+SET_N = {0: (0, 8), 1: (4, 10), 2: (1, 8), 3: (1, 4), 8: (2, 3), 9: (1, 3), 10: (0, 1), 11: (0, 2),
          12: (0, 1), 13: (0, 1), 14: (0, 1), 18: (0, 4), 19: (2, 5), 22: (0, 0),
          15: (0, 4), 16: (0, 2), 20: (1, 3),
          35: (1, 1),  # DescribeLogDirs, beyond set N: sizes for `logship topics describe`
@@ -153,7 +153,7 @@ def test_unsupported_api_versions_reply():
     for version in (0, 2, 3, 4):
         correlation_id, body = decode_response(ApiKey.API_VERSIONS, version, frame[4:])
         assert correlation_id == 42 and body["error_code"] == 35
-        assert body["api_keys"][0] == {"api_key": 0, "min_version": 0, "max_version": 7}
+        assert body["api_keys"][0] == {"api_key": 0, "min_version": 0, "max_version": 8}
 
 
 def test_api_versions_response_header_is_v0_even_when_flexible():

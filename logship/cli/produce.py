@@ -125,8 +125,8 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
         from . import describe_error
 
         first = exc.first_error
-        if isinstance(first, MessageTooLargeError):
-            limit = _size_limit(brokers, topic)
+        if isinstance(first, MessageTooLargeError) and "max.message.bytes" not in str(first):
+            limit = _size_limit(brokers, topic)  # the broker did not say (Produce before v8, or Kafka)
             if limit is not None:
                 first = MessageTooLargeError(f"{first} (topic {topic} takes at most {limit:,} bytes, "
                                              f"its max.message.bytes)")

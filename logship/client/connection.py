@@ -39,7 +39,7 @@ __all__ = ["Connection", "CLIENT_MAX_VERSIONS", "DEFAULT_MAX_FRAME_BYTES"]
 #: The highest version logship's client sends per API: set N (non-flexible everywhere), and the
 #: admin and config APIs below.
 CLIENT_MAX_VERSIONS = {
-    ApiKey.PRODUCE: 7, ApiKey.FETCH: 10, ApiKey.LIST_OFFSETS: 2, ApiKey.METADATA: 4,
+    ApiKey.PRODUCE: 8, ApiKey.FETCH: 10, ApiKey.LIST_OFFSETS: 2, ApiKey.METADATA: 4,
     ApiKey.OFFSET_COMMIT: 3, ApiKey.OFFSET_FETCH: 3, ApiKey.FIND_COORDINATOR: 1,
     ApiKey.JOIN_GROUP: 2, ApiKey.HEARTBEAT: 1, ApiKey.LEAVE_GROUP: 1, ApiKey.SYNC_GROUP: 1,
     ApiKey.DESCRIBE_GROUPS: 4, ApiKey.LIST_GROUPS: 2, ApiKey.API_VERSIONS: 2,

@@ -246,6 +246,8 @@ class Sender(threading.Thread):
         request = self.requests[node].popleft()
         codes = {(topic["name"], part["index"]): part["error_code"]
                  for topic in body["responses"] for part in topic["partition_responses"]}
+        reasons = {(topic["name"], part["index"]): part.get("error_message")  # Produce v8+
+                   for topic in body["responses"] for part in topic["partition_responses"]}
         with self.p._cond:
             for batch in request.batches:
                 code = codes.get((batch.topic, batch.partition))
@@ -257,8 +259,10 @@ class Sender(threading.Thread):
                         batch.attempts < self.p.refused_attempts)
                 else:
                     size = f", a batch of {len(batch.data):,} bytes," if code in TOO_LARGE_CODES and batch.data else ""
+                    reason = reasons.get((batch.topic, batch.partition))
                     error = error_for_code(code, f"broker {conn.address} refused {batch.count} records{size} "
-                                                 f"for {batch.topic}-{batch.partition} (Kafka error code {code})")
+                                                 f"for {batch.topic}-{batch.partition} (Kafka error code {code})"
+                                                 + (f": {reason}" if reason else ""))
                     if code in METADATA_CODES:
                         self._mark_stale(batch.topic)
                     if code in TOO_LARGE_CODES:  # the same bytes would be refused again

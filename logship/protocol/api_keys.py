@@ -44,7 +44,7 @@ class ApiKey(IntEnum):
 #: < 2.11.1 needs them to enable compression) but not implemented: decoding them raises
 #: UnsupportedRequestError, which the broker answers like Kafka 4.x does.
 ADVERTISED = MappingProxyType({
-    ApiKey.PRODUCE: (0, 7),
+    ApiKey.PRODUCE: (0, 8),
     ApiKey.FETCH: (4, 10),
     ApiKey.LIST_OFFSETS: (1, 8),
     ApiKey.METADATA: (1, 4),
