@@ -60,11 +60,22 @@ _BIND_ADVICE = {
               envvar="LOGSHIP_RETENTION_CHECK_INTERVAL",
               help="How often retention deletes old segments (Kafka's log.retention.check.interval.ms; "
                    "$LOGSHIP_RETENTION_CHECK_INTERVAL).")
+@click.option("--max-partitions-per-request", "per_request", type=click.IntRange(min=1), default=10_000,
+              show_default=True, help="New partitions one request (CreateTopics, CreatePartitions, auto-creation) "
+                                      "may ask for, over all its topics.")
+@click.option("--max-partitions-per-topic", "per_topic", type=click.IntRange(min=1), default=10_000,
+              show_default=True, help="Partitions one topic may have.")
+@click.option("--max-broker-partitions", "per_broker", type=click.IntRange(min=1), default=20_000,
+              show_default=True, help="Partitions this broker may hold in all (Kafka's max.broker.partitions, "
+                                      "KIP-578).")
+@click.option("--max-open-files", type=click.IntRange(min=16), default=1000, show_default=True,
+              help="Segment and index files kept open at once, over all partitions (a cache: the least "
+                   "recently used are closed and reopened when needed).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Least severe event to log on stderr.")
 def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, segment_bytes,
           max_message_bytes, no_auto_create, rebalance_delay, min_session_timeout, retention_check,
-          log_level) -> None:
+          per_request, per_topic, per_broker, max_open_files, log_level) -> None:
     """Run the broker: Kafka clients (kcat, librdkafka, kafka-python) produce and consume here.
 
     Prints one line, `logship: listening on HOST:PORT`, to stderr once it accepts
@@ -76,6 +87,7 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
       logship serve --data-dir /var/lib/logship --listen 0.0.0.0:9092 --advertise logs.example:9092
       logship serve --listen 127.0.0.1:0 --retention 6h --segment-bytes 64M
       logship serve --max-message-bytes 8M
+      logship serve --max-partitions-per-topic 20000 --max-broker-partitions 50000 --max-open-files 4000
     """
     from ..broker.broker import Broker
     from ..broker.config import BrokerConfig
@@ -84,6 +96,9 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
     if not 61 <= max_message_bytes <= MAX_MESSAGE_BYTES_LIMIT:
         raise click.BadParameter(f"{max_message_bytes} is not within 61..{MAX_MESSAGE_BYTES_LIMIT} bytes (100M)",
                                  param_hint="--max-message-bytes")
+    if partitions > per_topic:
+        raise click.BadParameter(f"{partitions} is more than --max-partitions-per-topic ({per_topic})",
+                                 param_hint="--partitions")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log_config = LogConfig(segment_bytes=segment_bytes, retention_ms=retention, retention_bytes=retention_bytes,
                            max_batch_bytes=max_message_bytes)
@@ -94,7 +109,9 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
                           group_initial_rebalance_delay_ms=max(rebalance_delay, 0),
                           group_min_session_timeout_ms=max(min_session_timeout, 0),
                           retention_check_interval_s=max(retention_check, 10) / 1000,
-                          max_frame_bytes=max(BrokerConfig.max_frame_bytes, max_message_bytes + _REQUEST_OVERHEAD))
+                          max_frame_bytes=max(BrokerConfig.max_frame_bytes, max_message_bytes + _REQUEST_OVERHEAD),
+                          max_partitions_per_request=per_request, max_partitions_per_topic=per_topic,
+                          max_broker_partitions=per_broker)
     try:
         store = Store(os.path.abspath(data_dir), log_config)
     except OSError as exc:

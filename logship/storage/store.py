@@ -152,6 +152,11 @@ class Store:
                 counts[topic] = max(counts.get(topic, 0), index + 1)
             return counts
 
+    def partition_count(self) -> int:
+        """Partitions of every topic, in all."""
+        with self._lock:
+            return len(self._partitions)
+
     def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> None:
         """Create `name` with `partitions` empty partitions (durably), with `configs` (Kafka's
         topic config names -> values; InvalidConfigError before anything is created)."""
