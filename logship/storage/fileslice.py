@@ -1,24 +1,35 @@
 """`FileSlice`: a byte range of one segment file, ready for os.sendfile.
 
-The slice owns a duplicate (os.dup) of the segment's file descriptor, so it stays valid when
+The slice holds a reference to the segment's shared descriptor (filecache.SharedFd; or owns
+a plain descriptor given as an int), so it stays valid when the file cache evicts the file or
 retention or truncation closes and unlinks the segment meanwhile (POSIX keeps an unlinked
-file's data until its last descriptor closes). Close it when done; it is a context manager.
-The bytes it names were whole, committed and immutable when the slice was made, except that
-a later truncate_to (replication) may cut them.
+file's data until its last descriptor closes), and the descriptor's number is never reused
+for another file while the slice names it. Many slices of one file share one descriptor, and
+read with positional calls only (pread, sendfile with an offset). Close it when done; it is a
+context manager. The bytes it names were whole, committed and immutable when the slice was
+made, except that a later truncate_to (replication) may cut them.
 """
 
 from __future__ import annotations
 
 import os
 
+from .filecache import SharedFd
+
 
 class FileSlice:
-    """`length` bytes of the file behind `fd`, starting at `position`."""
+    """`length` bytes of the file behind `fd`, starting at `position`.
 
-    __slots__ = ("fd", "position", "length")
+    `fd` is a SharedFd reference (released by close) or a plain descriptor (closed by close).
+    """
 
-    def __init__(self, fd: int, position: int, length: int):
-        self.fd = fd
+    __slots__ = ("fd", "position", "length", "_shared")
+
+    def __init__(self, fd: int | SharedFd, position: int, length: int):
+        if isinstance(fd, SharedFd):
+            self._shared, self.fd = fd, fd.fd
+        else:
+            self._shared, self.fd = None, fd
         self.position = position
         self.length = length
 
@@ -42,7 +53,11 @@ class FileSlice:
     def close(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
-            os.close(fd)
+            shared, self._shared = self._shared, None
+            if shared is not None:
+                shared.release()
+            else:
+                os.close(fd)
 
     def __enter__(self) -> "FileSlice":
         return self

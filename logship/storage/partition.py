@@ -40,6 +40,7 @@ from .append_time import stamp_log_append_time
 from .checkpoint import fsync_dir
 from .config import INT32_MAX, LogConfig
 from .epochs import open_epoch_cache, read_current_epoch, write_current_epoch
+from .filecache import SHARED_FILES, FileCache
 from .fileslice import FileSlice
 from .groupcommit import GroupCommit
 from .recovery import load_segments
@@ -80,24 +81,27 @@ class Partition:
     def __init__(self, topic: str, index: int, directory: str | os.PathLike, config: LogConfig | None = None,
                  *, clock: Callable[[], float] = time.time, fdatasync: Callable[[int], None] | None = None,
                  log_start_offset: int = 0, recovery_point: int = 0, clean: bool = True,
-                 on_log_start_change: Callable[["Partition"], None] | None = None):
+                 on_log_start_change: Callable[["Partition"], None] | None = None, files: FileCache | None = None):
         self._topic, self._index = topic, index
         self.directory = Path(directory)
         self.config = config or LogConfig()
         self._clock, self._fdatasync = clock, fdatasync or os.fdatasync
         self._on_log_start_change = on_log_start_change or (lambda partition: None)
         self._lock = threading.RLock()
+        self.files = SHARED_FILES if files is None else files
         self.hw_follows_log_end = True  # replication will turn this off and call set_high_watermark
         self.directory.mkdir(parents=True, exist_ok=True)
         self.load_report = load_segments(self.directory, self.config.index_interval_bytes,
-                                         recovery_point=recovery_point, clean=clean, fdatasync=self._fdatasync)
+                                         recovery_point=recovery_point, clean=clean, fdatasync=self._fdatasync,
+                                         files=self.files)
         segments = self.load_report.segments
         if not segments or segments[-1].next_offset < log_start_offset:
             # a new partition, or one whose data below a checkpointed log start is gone
             start = max(log_start_offset, segments[-1].next_offset if segments else 0)
             for segment in segments:
                 segment.delete()
-            segments[:] = [Segment(self.directory, start, self.config.index_interval_bytes, create=True)]
+            segments[:] = [Segment(self.directory, start, self.config.index_interval_bytes, create=True,
+                                         files=self.files)]
             fsync_dir(self.directory)
         self._segments = segments
         self._bases = [segment.base_offset for segment in segments]
@@ -152,7 +156,12 @@ class Partition:
         and the descriptors stay valid whatever happens to the segments; close them when done.
         """
         with self._lock:
-            return [(segment, os.dup(segment.fd)) for segment in self._segments[:-1] if segment.fd >= 0]
+            files = []
+            for segment in self._segments[:-1]:
+                if not segment.closed:
+                    with segment.acquire() as fd:
+                        files.append((segment, os.dup(fd)))
+            return files
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -289,7 +298,8 @@ class Partition:
         """Seal the active segment and start an empty one at the log end."""
         self._segments[-1].seal()
         try:
-            segment = Segment(self.directory, self._leo, self.config.index_interval_bytes, create=True)
+            segment = Segment(self.directory, self._leo, self.config.index_interval_bytes, create=True,
+                                         files=self.files)
         except OSError as exc:
             raise KafkaStorageError(f"cannot create a segment in {self.directory}: {exc.strerror or exc}") from exc
         self._segments.append(segment)
@@ -313,18 +323,18 @@ class Partition:
     def _sync_once(self) -> int:
         with self._lock:
             target = self._leo
-            fds = [os.dup(segment.fd) for segment in self._unsynced]
+            fds = [segment.acquire() for segment in self._unsynced]
             self._unsynced = []
             dir_dirty, self._dir_dirty = self._dir_dirty, False
             self._unflushed_records, self._last_flush_ms = 0, self._now_ms()
         try:
-            for fd in fds:
-                self._fdatasync(fd)
+            for shared in fds:
+                self._fdatasync(shared.fd)
             if dir_dirty:
                 fsync_dir(self.directory)
         finally:
-            for fd in fds:
-                os.close(fd)
+            for shared in fds:
+                shared.release()
         return target
 
     # ------------------------------------------------------------------ reads
@@ -391,7 +401,8 @@ class Partition:
             if offset < self._log_start:
                 for segment in self._segments:
                     segment.delete()
-                self._segments = [Segment(self.directory, offset, self.config.index_interval_bytes, create=True)]
+                self._segments = [Segment(self.directory, offset, self.config.index_interval_bytes, create=True,
+                                         files=self.files)]
                 self._log_start = self._leo = offset
                 self._log_start_moved = True
                 self._epochs.clear()
@@ -415,7 +426,7 @@ class Partition:
                 pending.append(self._segments[-1])
             try:
                 for segment in pending:
-                    self._fdatasync(segment.fd)
+                    segment.sync(self._fdatasync)
                 fsync_dir(self.directory)
             except OSError as exc:
                 self._commit.fail(exc)  # never retried: the partition goes offline
@@ -490,7 +501,7 @@ class Partition:
             except StopIteration:
                 i = -1
             if (i < 0 or self._segments[i:i + len(old)] != old or i + len(old) >= len(self._segments)
-                    or any(segment.fd < 0 for segment in old)):
+                    or any(segment.closed for segment in old)):
                 cleaned.unlink(missing_ok=True)
                 return None
             base = old[0].base_offset
@@ -501,7 +512,7 @@ class Partition:
                 for segment in old:
                     segment.delete()
                 os.rename(swap, self.directory / f"{segment_name(base)}{LOG_SUFFIX}")
-                segment = Segment.adopt(self.directory, base, self.config.index_interval_bytes)
+                segment = Segment.adopt(self.directory, base, self.config.index_interval_bytes, self.files)
                 fsync_dir(self.directory)
             except (OSError, CorruptRecordError) as exc:
                 self._commit.fail(exc)  # the directory is no longer what memory says: reopen to recover

@@ -8,7 +8,6 @@ before it are readable to their end, segments after it not at all.
 from __future__ import annotations
 
 import bisect
-import os
 from collections.abc import Sequence
 
 from .fileslice import FileSlice
@@ -51,7 +50,7 @@ def read_slice(segments: Sequence[Segment], bases: Sequence[int], offset: int, m
         length = end - batch.position
         if length > max_bytes:
             length = max(max_bytes, batch.size)
-        return FileSlice(os.dup(segment.fd), batch.position, length)
+        return FileSlice(segment.acquire(), batch.position, length)
     return None
 
 
