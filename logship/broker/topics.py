@@ -55,7 +55,7 @@ def produce_partition(broker: Broker, name: str, index: int) -> Partition:
 
 def _leader_epoch(broker: Broker, name: str, index: int) -> int:
     try:
-        return broker.store.partition(name, index).leader_epoch
+        return broker.store.leader_epoch(name, index)  # loads no partition that is not loaded yet
     except UnknownTopicError:  # deleted meanwhile
         return -1
 

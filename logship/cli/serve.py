@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 
 import click
 
@@ -113,17 +114,25 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
                           max_partitions_per_request=per_request, max_partitions_per_topic=per_topic,
                           max_broker_partitions=per_broker)
     try:
-        store = Store(os.path.abspath(data_dir), log_config)
+        store = Store(os.path.abspath(data_dir), log_config, max_open_files=max_open_files)
     except OSError as exc:
         raise click.ClickException(f"cannot use data directory {data_dir}: {_os_reason(exc, data_dir)}") from None
     with store:
-        if store.recovered and store.partitions():
+        if store.recovered and store.partition_count():
             logging.getLogger("logship.storage").warning(
-                "%s was not closed cleanly: recovered every partition from its recovery point", data_dir)
+                "%s was not closed cleanly: each partition is recovered from its recovery point before its "
+                "first use", data_dir)
+        stop_loading = threading.Event()
+        loader = threading.Thread(target=store.load_all, args=(stop_loading.is_set,), name="logship-load",
+                                  daemon=True)
         try:
+            loader.start()  # partitions load in the background; a request for one loads it first
             asyncio.run(_serve_until_signalled(Broker(store, config)))
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {_hostport(*listen)}: {_bind_reason(exc)}") from None
+        finally:
+            stop_loading.set()
+            loader.join()
 
 
 def _hostport(host: str, port: int) -> str:

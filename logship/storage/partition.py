@@ -95,14 +95,16 @@ class Partition:
                                          recovery_point=recovery_point, clean=clean, fdatasync=self._fdatasync,
                                          files=self.files)
         segments = self.load_report.segments
+        created = False
         if not segments or segments[-1].next_offset < log_start_offset:
-            # a new partition, or one whose data below a checkpointed log start is gone
+            # a new partition, or one whose data below a checkpointed log start is gone; the
+            # directory is fsynced by the first sync (nothing below is durable before that anyway)
             start = max(log_start_offset, segments[-1].next_offset if segments else 0)
             for segment in segments:
                 segment.delete()
             segments[:] = [Segment(self.directory, start, self.config.index_interval_bytes, create=True,
-                                         files=self.files)]
-            fsync_dir(self.directory)
+                                   files=self.files)]
+            created = True
         self._segments = segments
         self._bases = [segment.base_offset for segment in segments]
         active, now_ms = segments[-1], self._now_ms()
@@ -121,7 +123,7 @@ class Partition:
         self._current_epoch = max(read_current_epoch(self.directory) or 0, self._epochs.latest_epoch)
         self._hw, self._hw_position = self._leo, (active.base_offset, active.size)
         self._unsynced: list[Segment] = []
-        self._dir_dirty = self._log_start_moved = False
+        self._dir_dirty, self._log_start_moved = created, False
         self._unflushed_records, self._last_flush_ms = 0, now_ms
         self._commit = GroupCommit(self._sync_once, durable_offset=self._leo)  # loading left it all durable
 
@@ -299,7 +301,7 @@ class Partition:
         self._segments[-1].seal()
         try:
             segment = Segment(self.directory, self._leo, self.config.index_interval_bytes, create=True,
-                                         files=self.files)
+                                   files=self.files)
         except OSError as exc:
             raise KafkaStorageError(f"cannot create a segment in {self.directory}: {exc.strerror or exc}") from exc
         self._segments.append(segment)
@@ -402,7 +404,7 @@ class Partition:
                 for segment in self._segments:
                     segment.delete()
                 self._segments = [Segment(self.directory, offset, self.config.index_interval_bytes, create=True,
-                                         files=self.files)]
+                                   files=self.files)]
                 self._log_start = self._leo = offset
                 self._log_start_moved = True
                 self._epochs.clear()
