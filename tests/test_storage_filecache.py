@@ -54,7 +54,7 @@ def test_an_evicted_file_stays_valid_for_the_slice_reading_it(tmp_path):
     files = FileCache(2)
     first, *others = make_partitions(tmp_path, files, 4)
     first.append_batches(make_batch(3, value=b"first"))
-    piece = first.read(0, 1 << 20)
+    piece = first.read(0, 1 << 20, inline_bytes=0)
     shared_fd = piece.fd
     log_path = fd_target(shared_fd)
     assert log_path.endswith("t-0/00000000000000000000.log")
@@ -63,7 +63,7 @@ def test_an_evicted_file_stays_valid_for_the_slice_reading_it(tmp_path):
     assert not first.segments[0].log_file.is_open
     assert fd_target(shared_fd) == log_path  # still open, still the same file
     assert piece.read_bytes().count(b"first") == 3
-    again = first.read(0, 1 << 20)  # reopened through the cache: a new descriptor
+    again = first.read(0, 1 << 20, inline_bytes=0)  # reopened through the cache: a new descriptor
     assert again.read_bytes() == piece.read_bytes()
     before = open_fds()
     piece.close()
@@ -79,7 +79,7 @@ def test_slices_of_one_file_share_one_descriptor(tmp_path):
     (partition,) = make_partitions(tmp_path, files, 1)
     partition.append_batches(make_batch(1))
     before = open_fds()
-    pieces = [partition.read(0, 1 << 20) for _ in range(500)]
+    pieces = [partition.read(0, 1 << 20, inline_bytes=0) for _ in range(500)]
     assert len(open_fds() - before) <= 1 and len({piece.fd for piece in pieces}) == 1
     partition.close()  # the segment leaves the cache; the slices keep reading
     assert all(piece.read_bytes() == pieces[0].read_bytes() for piece in pieces[:3])
@@ -116,7 +116,7 @@ def test_retention_deletes_evicted_segments(tmp_path):
     partition, other = make_partitions(tmp_path, files, 2, config)
     for _ in range(12):
         partition.append_batches(make_batch(1, value_size=150))
-    reader = partition.read(partition.log_start_offset, 1 << 20)  # a slice of the oldest segment
+    reader = partition.read(partition.log_start_offset, 1 << 20, inline_bytes=0)  # the oldest segment
     oldest = fd_target(reader.fd)
     for _ in range(3):
         other.append_batches(make_batch(1))
@@ -147,3 +147,18 @@ def test_plain_descriptors_are_still_owned_by_their_slice(tmp_path):
     with FileSlice(fd, 2, 3) as piece:
         assert piece.read_bytes() == b"234"
     assert fd not in open_fds() or fd_target(fd) != str(path)
+
+
+def test_small_slices_hold_no_descriptor(tmp_path):
+    files = FileCache(4)
+    (partition,) = make_partitions(tmp_path, files, 1)
+    partition.append_batches(make_batch(3, value=b"small"))
+    partition.close()
+    reopened = Partition("t", 0, tmp_path / "t-0", files=files)
+    before = open_fds()
+    pieces = [reopened.read(0, 1 << 20) for _ in range(100)]
+    files.close_all()
+    assert open_fds() - before == set()
+    assert all(piece.fd == -1 and piece.read_bytes().count(b"small") == 3 for piece in pieces)
+    assert pieces[0].position == 0 and pieces[0].length == reopened.segments[0].size
+    reopened.close()

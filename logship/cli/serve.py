@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import threading
+import time
 
 import click
 
@@ -18,6 +19,8 @@ DEFAULT_DATA_DIR = "./logship-data"
 #: --max-message-bytes tops out here: a response carrying such a batch must still fit the
 #: client's frame limit (client/connection.py, 128 MiB).
 MAX_MESSAGE_BYTES_LIMIT = 100 << 20
+#: How long start-up loads partitions before listening; the rest load in the background.
+LOAD_BEFORE_LISTENING_S = 2.0
 #: Room for a produce request's headers around its largest batch.
 _REQUEST_OVERHEAD = 1 << 20
 
@@ -122,11 +125,15 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
             logging.getLogger("logship.storage").warning(
                 "%s was not closed cleanly: each partition is recovered from its recovery point before its "
                 "first use", data_dir)
+        # partitions load (and recover) for up to LOAD_BEFORE_LISTENING_S before the broker listens,
+        # the rest in the background; a request for one not loaded yet loads it first
+        until = time.monotonic() + LOAD_BEFORE_LISTENING_S
+        store.load_all(lambda: time.monotonic() > until)
         stop_loading = threading.Event()
         loader = threading.Thread(target=store.load_all, args=(stop_loading.is_set,), name="logship-load",
                                   daemon=True)
         try:
-            loader.start()  # partitions load in the background; a request for one loads it first
+            loader.start()
             asyncio.run(_serve_until_signalled(Broker(store, config)))
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {_hostport(*listen)}: {_bind_reason(exc)}") from None

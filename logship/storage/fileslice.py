@@ -8,6 +8,11 @@ for another file while the slice names it. Many slices of one file share one des
 read with positional calls only (pread, sendfile with an offset). Close it when done; it is a
 context manager. The bytes it names were whole, committed and immutable when the slice was
 made, except that a later truncate_to (replication) may cut them.
+
+A small slice (at most INLINE_BYTES, far below the size the server sends with sendfile) is
+read into memory when it is made (`FileSlice.of_bytes`) and holds no descriptor at all (`fd`
+is -1; read_bytes() gives its bytes): a fetch response of 10,000 small partitions then pins
+no descriptor while it waits to be sent, and only large slices, few per response, hold one.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import os
 
 from .filecache import SharedFd
 
+#: Slices up to this size are read into memory when made (see the module docstring).
+INLINE_BYTES = 64 << 10
+
 
 class FileSlice:
     """`length` bytes of the file behind `fd`, starting at `position`.
@@ -23,7 +31,7 @@ class FileSlice:
     `fd` is a SharedFd reference (released by close) or a plain descriptor (closed by close).
     """
 
-    __slots__ = ("fd", "position", "length", "_shared")
+    __slots__ = ("fd", "position", "length", "_shared", "_data")
 
     def __init__(self, fd: int | SharedFd, position: int, length: int):
         if isinstance(fd, SharedFd):
@@ -32,12 +40,26 @@ class FileSlice:
             self._shared, self.fd = None, fd
         self.position = position
         self.length = length
+        self._data: bytes | None = None
+
+    @classmethod
+    def of_bytes(cls, data: bytes, position: int = 0) -> "FileSlice":
+        """A slice already read into memory from `position` of its file: no descriptor (fd -1)."""
+        piece = cls(-1, position, len(data))
+        piece._data = data
+        return piece
+
+    @property
+    def in_memory(self) -> bool:
+        return self._data is not None
 
     def fileno(self) -> int:
         return self.fd
 
     def read_bytes(self) -> bytes:
         """The slice's bytes, read with os.pread (for tests and callers that cannot sendfile)."""
+        if self._data is not None:
+            return self._data
         if self.fd < 0:
             raise ValueError("read from a closed FileSlice")
         parts, position, left = [], self.position, self.length
@@ -51,6 +73,7 @@ class FileSlice:
         return b"".join(parts)
 
     def close(self) -> None:
+        self._data = None
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             shared, self._shared = self._shared, None
@@ -76,4 +99,6 @@ class FileSlice:
         return self.length
 
     def __repr__(self) -> str:
+        if self._data is not None:
+            return f"FileSlice(in memory, length={self.length})"
         return f"FileSlice(fd={self.fd}, position={self.position}, length={self.length})"

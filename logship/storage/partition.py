@@ -41,7 +41,7 @@ from .checkpoint import fsync_dir
 from .config import INT32_MAX, LogConfig
 from .epochs import open_epoch_cache, read_current_epoch, write_current_epoch
 from .filecache import SHARED_FILES, FileCache
-from .fileslice import FileSlice
+from .fileslice import INLINE_BYTES, FileSlice
 from .groupcommit import GroupCommit
 from .recovery import load_segments
 from .segment import LOG_SUFFIX, BatchInfo, Segment, segment_name
@@ -341,14 +341,16 @@ class Partition:
 
     # ------------------------------------------------------------------ reads
 
-    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> FileSlice | None:
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None,
+             inline_bytes: int = INLINE_BYTES) -> FileSlice | None:
         """A slice of one segment file starting at the batch that contains `offset`.
 
         It ends at min(max_bytes, the committed bytes of that segment), committed meaning
         below `max_offset` (default: the high watermark; a batch containing it is excluded).
         The last batch may be cut at max_bytes, but a first batch larger than max_bytes is
         returned whole (KIP-74). None when nothing is there yet (offset at the end or at the
-        bound). OffsetOutOfRangeError below log_start_offset or above log_end_offset.
+        bound). OffsetOutOfRangeError below log_start_offset or above log_end_offset. A slice of
+        at most `inline_bytes` is read into memory and holds no descriptor (fileslice.py).
         """
         with self._lock:
             if not self._log_start <= offset <= self._leo:
@@ -361,7 +363,7 @@ class Partition:
                 position = reader.position_of(self._segments, self._bases, bound)
             if offset >= bound:
                 return None
-            return reader.read_slice(self._segments, self._bases, offset, max_bytes, position)
+            return reader.read_slice(self._segments, self._bases, offset, max_bytes, position, inline_bytes)
 
     def set_high_watermark(self, offset: int) -> None:
         """Set the high watermark (clamped to [0, log_end_offset]); reads stop below it."""
