@@ -244,8 +244,8 @@ class Partition:
         latest = self._epochs.latest_epoch
         for batch in batches:
             if batch.leader_epoch > latest:
-                try:
-                    self._epochs.assign(batch.leader_epoch, batch.base_offset)
+                try:  # made durable with the batch by the next sync (_sync_once)
+                    self._epochs.assign(batch.leader_epoch, batch.base_offset, durable=False)
                 except OSError as exc:
                     raise KafkaStorageError(f"cannot write {self._epochs.path}: {exc.strerror or exc}") from exc
                 latest = batch.leader_epoch
@@ -328,11 +328,14 @@ class Partition:
             fds = [segment.acquire() for segment in self._unsynced]
             self._unsynced = []
             dir_dirty, self._dir_dirty = self._dir_dirty, False
+            epochs_dirty = self._epochs.dirty
             self._unflushed_records, self._last_flush_ms = 0, self._now_ms()
         try:
             for shared in fds:
                 self._fdatasync(shared.fd)
-            if dir_dirty:
+            if epochs_dirty:
+                self._epochs.sync()  # fsyncs the directory too
+            elif dir_dirty:
                 fsync_dir(self.directory)
         finally:
             for shared in fds:
