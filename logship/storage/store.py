@@ -52,6 +52,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import (CorruptRecordError, InvalidPartitionsError, KafkaStorageError, LogshipError,
@@ -68,6 +69,9 @@ from .partition import Partition
 CLEAN_SHUTDOWN_FILE = ".logship-clean-shutdown"
 RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
 LOG_START_FILE = "log-start-offset-checkpoint"
+#: checkpoint() flushes partitions from this many threads: 10,000 partitions written since the
+#: last checkpoint cost one fdatasync each, and ext4 commits concurrent ones together
+FLUSH_THREADS = 8
 log = logging.getLogger("logship.storage")
 
 
@@ -492,16 +496,22 @@ class Store:
     def checkpoint(self) -> None:
         """Flush every partition, then write the recovery points and log start offsets."""
         with self._lock:
-            partitions = self._loaded()
-        for partition in partitions:
-            if partition.offline:
-                continue
-            try:
-                partition.flush()
-            except KafkaStorageError as exc:
-                log.error("flush of %s-%d failed: %s", partition.topic, partition.index, exc)
+            partitions = [p for p in self._loaded() if not p.offline and p.recovery_point < p.log_end_offset]
+        if len(partitions) > 1:  # fsyncs from several threads share the file system's journal commits
+            with ThreadPoolExecutor(min(FLUSH_THREADS, len(partitions)), thread_name_prefix="logship-flush") as pool:
+                list(pool.map(self._flush, partitions))
+        else:
+            for partition in partitions:
+                self._flush(partition)
         with self._lock:
             self._write_checkpoints()
+
+    @staticmethod
+    def _flush(partition: Partition) -> None:
+        try:
+            partition.flush()
+        except KafkaStorageError as exc:
+            log.error("flush of %s-%d failed: %s", partition.topic, partition.index, exc)
 
     def _log_start_changed(self, partition: Partition) -> None:
         """Persist a moved log start at once (retention writes once, at its end)."""
