@@ -37,7 +37,7 @@ class SharedFd:
 
     __slots__ = ("fd", "_refs", "_lock")
 
-    def __init__(self, fd: int, refs: int, lock: threading.Lock):
+    def __init__(self, fd: int, refs: int, lock: threading.RLock):
         self.fd, self._refs, self._lock = fd, refs, lock
 
     def retain(self) -> "SharedFd":
@@ -75,7 +75,8 @@ class FileCache:
         if capacity < 1:
             raise ValueError("a file cache holds at least one file")
         self.capacity = capacity
-        self._lock = threading.Lock()
+        # reentrant: a FileSlice's __del__ (run by the garbage collector at any allocation) releases
+        self._lock = threading.RLock()
         self._lru: OrderedDict[CachedFile, None] = OrderedDict()
         self.opens = 0       # descriptors opened (misses), for tests and stats
         self.evictions = 0

@@ -88,6 +88,13 @@ class _Slot:
         self.epoch: int | None = None  # leader epoch read from the files, while not loaded
         self.gone = False  # deleted, or the store closed: never load it again
 
+    @classmethod
+    def new(cls, topic: str, index: int) -> "_Slot":
+        """A partition just created: empty, clean, epoch 0."""
+        slot = cls(topic, index)
+        slot.epoch = 0
+        return slot
+
     @property
     def recovery_point_now(self) -> int:
         return self.partition.recovery_point if self.partition is not None else self.recovery_point
@@ -209,6 +216,7 @@ class Store:
                          slot.topic, slot.index, report.recovered_segments, report.truncated_bytes,
                          report.deleted_segments)
             slot.partition = partition
+            partition.config = self.topic_config(slot.topic)  # set_topic_config may have run meanwhile
             return partition
 
     def load_all(self, should_stop: Callable[[], bool] = lambda: False) -> int:
@@ -291,7 +299,7 @@ class Store:
                     shutil.rmtree(self.data_dir / partition_dir_name(name, index), ignore_errors=True)
                 raise KafkaStorageError(f"cannot create topic {name!r} in {self.data_dir}: {exc}") from exc
             for index in range(partitions):
-                self._slots[(name, index)] = _Slot(name, index)
+                self._slots[(name, index)] = _Slot.new(name, index)
             self._counts[name] = partitions
             try:
                 self._write_checkpoints()
@@ -330,7 +338,7 @@ class Store:
                     shutil.rmtree(self.data_dir / partition_dir_name(name, index), ignore_errors=True)
                 raise KafkaStorageError(f"cannot add partitions to {name!r} in {self.data_dir}: {exc}") from exc
             for index in added:
-                self._slots[(name, index)] = _Slot(name, index)
+                self._slots[(name, index)] = _Slot.new(name, index)
             self._counts[name] = total
             try:
                 self._write_checkpoints()
