@@ -85,7 +85,7 @@ def test_a_clean_close_keeps_an_unused_partition_unrecovered(tmp_path):
 def test_load_all_recovers_every_partition(tmp_path):
     crashed, batch = _unclean_copy_with_a_bad_unflushed_tail(tmp_path)
     with Store(crashed) as store:
-        assert store.load_all() == 2
+        assert store.load_all(threads=4) == 2
         assert [p.log_end_offset for p in store.partitions()] == [2, 2]
         assert store.load_all() == 0
 

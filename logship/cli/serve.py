@@ -21,6 +21,9 @@ DEFAULT_DATA_DIR = "./logship-data"
 MAX_MESSAGE_BYTES_LIMIT = 100 << 20
 #: How long start-up loads partitions before listening; the rest load in the background.
 LOAD_BEFORE_LISTENING_S = 2.0
+#: Partitions recovering at once after an unclean stop (Kafka's num.recovery.threads.per.data.dir):
+#: their fdatasyncs share journal commits (2,000 partitions: 5.6 s alone, 1.4 s four at a time)
+LOAD_THREADS = 4
 #: Room for a produce request's headers around its largest batch.
 _REQUEST_OVERHEAD = 1 << 20
 
@@ -128,10 +131,11 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
         # partitions load (and recover) for up to LOAD_BEFORE_LISTENING_S before the broker listens,
         # the rest in the background; a request for one not loaded yet loads it first
         until = time.monotonic() + LOAD_BEFORE_LISTENING_S
-        store.load_all(lambda: time.monotonic() > until)
+        threads = LOAD_THREADS if store.recovered else 1  # a clean load is CPU, recovery mostly fdatasync
+        store.load_all(lambda: time.monotonic() > until, threads=threads)
         stop_loading = threading.Event()
-        loader = threading.Thread(target=store.load_all, args=(stop_loading.is_set,), name="logship-load",
-                                  daemon=True)
+        loader = threading.Thread(target=store.load_all, args=(stop_loading.is_set, threads),
+                                  name="logship-load", daemon=True)
         try:
             loader.start()
             asyncio.run(_serve_until_signalled(Broker(store, config)))

@@ -219,25 +219,29 @@ class Store:
             partition.config = self.topic_config(slot.topic)  # set_topic_config may have run meanwhile
             return partition
 
-    def load_all(self, should_stop: Callable[[], bool] = lambda: False) -> int:
+    def load_all(self, should_stop: Callable[[], bool] = lambda: False, threads: int = 1) -> int:
         """Load every partition not loaded yet (for a background thread); returns how many it
-        loaded. Stops early when the store closes or `should_stop()`; errors are logged."""
-        loaded = 0
+        loaded. Stops early when the store closes or `should_stop()`; errors are logged. With
+        `threads` > 1 several load at once (recovery's fdatasyncs share journal commits)."""
         with self._lock:
             slots = [slot for slot in self._slots.values() if slot.partition is None]
-        for slot in slots:
-            if self._closed or should_stop():
-                break
-            if slot.partition is not None or slot.gone:
-                continue
+
+        def load(slot: _Slot) -> int:
+            if self._closed or slot.partition is not None or slot.gone or should_stop():
+                return 0
             try:
                 self._load(slot)
-                loaded += 1
+                return 1
             except UnknownTopicError:
-                continue
+                return 0
             except (KafkaStorageError, CorruptRecordError) as exc:
                 log.error("cannot load %s-%d: %s", slot.topic, slot.index, exc)
-        return loaded
+                return 0
+
+        if threads <= 1 or len(slots) <= 1:
+            return sum(load(slot) for slot in slots)
+        with ThreadPoolExecutor(min(threads, len(slots)), thread_name_prefix="logship-load") as pool:
+            return sum(pool.map(load, slots))
 
     def leader_epoch(self, topic: str, index: int) -> int:
         """The partition's current leader epoch (Partition.leader_epoch), without loading it when
