@@ -119,3 +119,14 @@ def test_an_unclean_copy_recovers_on_first_use(tmp_path):
         copy = copy_unclean(tmp_path / "a", tmp_path / "b")
     with Store(copy) as store:
         assert store.recovered and store.partition("t", 0).log_end_offset == 1
+
+
+def test_a_new_epoch_entry_is_made_durable_by_the_next_sync(tmp_path):
+    with Store(tmp_path) as store:
+        store.create_topic("t", 1)
+        partition = store.partition("t", 0)
+        partition.append_batches(make_batch(1))
+        checkpoint = tmp_path / "t-0" / "leader-epoch-checkpoint"
+        assert checkpoint.read_text() == "0\n1\n0 0\n" and partition.epochs.dirty
+        partition.flush()
+        assert not partition.epochs.dirty and partition.recovery_point == 1
