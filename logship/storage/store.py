@@ -58,13 +58,13 @@ from pathlib import Path
 from ..errors import (CorruptRecordError, InvalidPartitionsError, KafkaStorageError, LogshipError,
                       TopicAlreadyExistsError, UnknownTopicError)
 from . import compaction, dirlock, topic_config
-from .checkpoint import MalformedCheckpoint, fsync_dir, read_epochs, read_offsets, write_offsets
+from .checkpoint import MalformedCheckpoint, fsync_dir, read_offsets, write_offsets
 from .compaction import CompactionResult
 from .config import LogConfig
-from .epochs import FILE_NAME as EPOCHS_FILE, read_current_epoch
 from .filecache import DEFAULT_CAPACITY, FileCache
 from .names import DELETE_SUFFIX, parse_partition_dir, partition_dir_name, validate_topic_name
 from .partition import Partition
+from .slots import PartitionSlot, read_marker, stored_leader_epoch
 
 CLEAN_SHUTDOWN_FILE = ".logship-clean-shutdown"
 RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
@@ -73,35 +73,6 @@ LOG_START_FILE = "log-start-offset-checkpoint"
 #: last checkpoint cost one fdatasync each, and ext4 commits concurrent ones together
 FLUSH_THREADS = 8
 log = logging.getLogger("logship.storage")
-
-
-class _Slot:
-    """One partition of the store: its Partition once loaded, else what the checkpoints said."""
-
-    __slots__ = ("topic", "index", "lock", "partition", "recovery_point", "log_start", "clean", "epoch", "gone")
-
-    def __init__(self, topic: str, index: int, recovery_point: int = 0, log_start: int = 0, clean: bool = True):
-        self.topic, self.index = topic, index
-        self.lock = threading.Lock()
-        self.partition: Partition | None = None
-        self.recovery_point, self.log_start, self.clean = recovery_point, log_start, clean
-        self.epoch: int | None = None  # leader epoch read from the files, while not loaded
-        self.gone = False  # deleted, or the store closed: never load it again
-
-    @classmethod
-    def new(cls, topic: str, index: int) -> "_Slot":
-        """A partition just created: empty, clean, epoch 0."""
-        slot = cls(topic, index)
-        slot.epoch = 0
-        return slot
-
-    @property
-    def recovery_point_now(self) -> int:
-        return self.partition.recovery_point if self.partition is not None else self.recovery_point
-
-    @property
-    def log_start_now(self) -> int:
-        return self.partition.log_start_offset if self.partition is not None else self.log_start
 
 
 class Store:
@@ -115,7 +86,7 @@ class Store:
         self._clock, self._fdatasync = clock, fdatasync
         self._lock = threading.RLock()
         self.files = FileCache(max_open_files)
-        self._slots: dict[tuple[str, int], _Slot] = {}
+        self._slots: dict[tuple[str, int], PartitionSlot] = {}
         self._counts: dict[str, int] = {}
         self._topic_configs: dict[str, LogConfig] = {}
         self._overrides: dict[str, dict[str, str]] = {}  # persisted per-topic configs, Kafka names
@@ -131,22 +102,9 @@ class Store:
             dirlock.release(self._lock_fd)
             raise
 
-    def _read_marker(self) -> dict[tuple[str, int], int] | None:
-        """The partitions a clean close left unrecovered, or None after an unclean stop."""
-        marker = self.data_dir / CLEAN_SHUTDOWN_FILE
-        try:
-            if marker.stat().st_size == 0:
-                return {}
-            return read_offsets(marker)
-        except FileNotFoundError:
-            return None
-        except (MalformedCheckpoint, OSError) as exc:
-            log.warning("unreadable %s (%s): recovering every partition", CLEAN_SHUTDOWN_FILE, exc)
-            return None
-
     def _open(self) -> None:
         marker = self.data_dir / CLEAN_SHUTDOWN_FILE
-        pending = self._read_marker()
+        pending = read_marker(self.data_dir / CLEAN_SHUTDOWN_FILE)
         self.recovered = pending is None  # True: the last stop was not a clean close
         recovery_points = self._read_checkpoint(RECOVERY_POINT_FILE)
         log_starts = self._read_checkpoint(LOG_START_FILE)
@@ -169,7 +127,7 @@ class Store:
             for index in range(count):
                 key = (topic, index)
                 clean = pending is not None and key not in pending
-                self._slots[key] = _Slot(topic, index, recovery_points.get(key, 0), log_starts.get(key, 0), clean)
+                self._slots[key] = PartitionSlot(topic, index, recovery_points.get(key, 0), log_starts.get(key, 0), clean)
         orphans = set(self._overrides) - set(found)
         if orphans:
             log.info("dropping the configs of %s: no such topic", ", ".join(sorted(orphans)))
@@ -195,7 +153,7 @@ class Store:
                 continue
             self._overrides[topic] = overrides
 
-    def _load(self, slot: _Slot) -> Partition:
+    def _load(self, slot: PartitionSlot) -> Partition:
         """Load (after an unclean stop: recover) the partition of `slot`, once; under its own lock."""
         with slot.lock:
             if slot.partition is not None:
@@ -226,7 +184,7 @@ class Store:
         with self._lock:
             slots = [slot for slot in self._slots.values() if slot.partition is None]
 
-        def load(slot: _Slot) -> int:
+        def load(slot: PartitionSlot) -> int:
             if self._closed or slot.partition is not None or slot.gone or should_stop():
                 return 0
             try:
@@ -250,13 +208,8 @@ class Store:
         if slot.partition is not None:
             return slot.partition.leader_epoch
         if slot.epoch is None:
-            directory = self.data_dir / partition_dir_name(topic, index)
-            try:
-                entries = read_epochs(directory / EPOCHS_FILE)
-                if not entries and any(p.stat().st_size for p in directory.glob("*.log")):
-                    return self._load(slot).leader_epoch  # the checkpoint is rebuilt from the log
-                slot.epoch = max(read_current_epoch(directory) or 0, entries[-1][0] if entries else -1)
-            except (MalformedCheckpoint, OSError, ValueError):
+            slot.epoch = stored_leader_epoch(self.data_dir / partition_dir_name(topic, index))
+            if slot.epoch is None:  # the files do not say: loading rebuilds them from the log
                 return self._load(slot).leader_epoch
         return slot.epoch
 
@@ -303,7 +256,7 @@ class Store:
                     shutil.rmtree(self.data_dir / partition_dir_name(name, index), ignore_errors=True)
                 raise KafkaStorageError(f"cannot create topic {name!r} in {self.data_dir}: {exc}") from exc
             for index in range(partitions):
-                self._slots[(name, index)] = _Slot.new(name, index)
+                self._slots[(name, index)] = PartitionSlot.new(name, index)
             self._counts[name] = partitions
             try:
                 self._write_checkpoints()
@@ -342,7 +295,7 @@ class Store:
                     shutil.rmtree(self.data_dir / partition_dir_name(name, index), ignore_errors=True)
                 raise KafkaStorageError(f"cannot add partitions to {name!r} in {self.data_dir}: {exc}") from exc
             for index in added:
-                self._slots[(name, index)] = _Slot.new(name, index)
+                self._slots[(name, index)] = PartitionSlot.new(name, index)
             self._counts[name] = total
             try:
                 self._write_checkpoints()
@@ -435,7 +388,7 @@ class Store:
         topic_config.write_overrides(self.data_dir, updated)
         self._overrides = updated
 
-    def _slot(self, topic: str, index: int) -> _Slot:
+    def _slot(self, topic: str, index: int) -> PartitionSlot:
         try:
             return self._slots[(topic, index)]
         except KeyError:
