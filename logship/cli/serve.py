@@ -67,7 +67,7 @@ _BIND_ADVICE = {
               envvar="LOGSHIP_RETENTION_CHECK_INTERVAL",
               help="How often retention deletes old segments (Kafka's log.retention.check.interval.ms; "
                    "$LOGSHIP_RETENTION_CHECK_INTERVAL).")
-@click.option("--max-partitions-per-request", "per_request", type=click.IntRange(min=1), default=10_000,
+@click.option("--max-partitions-per-request", "per_request", type=click.IntRange(min=1), default=5_000,
               show_default=True, help="New partitions one request (CreateTopics, CreatePartitions, auto-creation) "
                                       "may ask for, over all its topics.")
 @click.option("--max-partitions-per-topic", "per_topic", type=click.IntRange(min=1), default=10_000,
