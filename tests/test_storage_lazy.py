@@ -130,3 +130,14 @@ def test_a_new_epoch_entry_is_made_durable_by_the_next_sync(tmp_path):
         assert checkpoint.read_text() == "0\n1\n0 0\n" and partition.epochs.dirty
         partition.flush()
         assert not partition.epochs.dirty and partition.recovery_point == 1
+
+
+def test_size_and_lag_need_no_load(tmp_path):
+    with Store(tmp_path) as store:
+        store.create_topic("t", 2)
+        store.partition("t", 0).append_batches(make_batch(2))
+        size = store.partition("t", 0).size_bytes
+    with Store(tmp_path) as store:
+        assert store.size_and_lag("t", 0) == (size, 0) and store.size_and_lag("t", 1) == (0, 0)
+        assert store.files.opens == 0
+        assert store.size_and_lag("t", 0) == (store.partition("t", 0).size_bytes, 0)

@@ -158,9 +158,8 @@ def describe_log_dirs(broker: Broker, version: int, body: dict) -> Reply:
     for name, indexes in sorted(wanted.items()):
         partitions = []
         for index in indexes:
-            partition = broker.store.partition(name, index)
-            partitions.append({"partition_index": index, "partition_size": partition.size_bytes,
-                               "offset_lag": partition.log_end_offset - partition.high_watermark,
+            size, lag = broker.store.size_and_lag(name, index)  # loads no partition
+            partitions.append({"partition_index": index, "partition_size": size, "offset_lag": lag,
                                "is_future_key": False})
         if partitions:
             topics.append({"name": name, "partitions": partitions})

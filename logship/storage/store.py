@@ -403,6 +403,20 @@ class Store:
         self._check_open()
         return self._load(slot)
 
+    def size_and_lag(self, topic: str, index: int) -> tuple[int, int]:
+        """(bytes on disk, log end offset - high watermark) of a partition, without loading it
+        when it is not loaded yet (then its segment files' sizes, and no lag)."""
+        slot = self._slot(topic, index)
+        partition = slot.partition
+        if partition is not None:
+            return partition.size_bytes, partition.log_end_offset - partition.high_watermark
+        directory = self.data_dir / partition_dir_name(topic, index)
+        try:
+            return sum(path.stat().st_size for path in directory.glob("*.log")), 0
+        except OSError:
+            partition = self.partition(topic, index)
+            return partition.size_bytes, partition.log_end_offset - partition.high_watermark
+
     def partitions(self) -> list[Partition]:
         """Every partition (loading those not loaded yet)."""
         with self._lock:
