@@ -1,6 +1,7 @@
 """A topic of 10,000 partitions against a real `logship serve`: created in several requests under
 the per-request cap (confluent-kafka's AdminClient), every partition touched by a producer while
-the broker's open descriptors (/proc/PID/fd) stay below a bound set by --max-open-files, and the
+the broker's open descriptors (/proc/PID/fd) stay below a bound set by --max-open-files (and its
+resident memory below 256 MB), and the
 broker restarted, cleanly and after kill -9: it listens within a stated bound and serves produce
 and consume on random partitions, every acknowledged record still there."""
 
@@ -25,9 +26,15 @@ MAX_OPEN_FILES = 200
 #: the file cache, plus sockets, the listener, pipes, the lock, a few transient descriptors
 FD_BOUND = MAX_OPEN_FILES + 100
 START_BOUND_S = 10.0   # the broker listens within this after a start, clean or not
+RSS_BOUND_MB = 256     # the broker's resident memory with every partition loaded (~6 KB each)
 TOPIC = "wide"
 ARGS = ("--max-partitions-per-request", str(PER_REQUEST), "--max-open-files", str(MAX_OPEN_FILES),
         "--log-level", "warning")
+
+
+def _rss_mb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) // 1024
 
 
 def _fds(pid: int) -> int:
@@ -122,8 +129,10 @@ def test_ten_thousand_partitions_created_touched_and_restarted(tmp_path):
         begin = time.monotonic()
         with _FdSampler(broker.proc.pid) as fds:
             _produce(broker.address, {p: values[0] for p, values in written.items()}, "1")
-        print(f"touched every partition in {time.monotonic() - begin:.1f}s, peak {fds.peak} descriptors")
-        assert fds.peak <= FD_BOUND
+        rss = _rss_mb(broker.proc.pid)
+        print(f"touched every partition in {time.monotonic() - begin:.1f}s, peak {fds.peak} descriptors, "
+              f"{rss} MB resident")
+        assert fds.peak <= FD_BOUND and rss <= RSS_BOUND_MB
         _check_random_partitions(broker.address, rng, written, "a")
         assert broker.stop() == 0
 
