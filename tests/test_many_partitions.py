@@ -76,8 +76,11 @@ def _produce(address: str, values: dict[int, bytes], acks: str) -> None:
     for partition, value in values.items():
         producer.produce(TOPIC, value, partition=partition,
                          on_delivery=lambda err, msg: err and failures.append(err))
-    assert producer.flush(120) == 0
-    assert failures == []
+    try:
+        assert producer.flush(120) == 0
+        assert failures == []
+    finally:
+        producer.close()
 
 
 def _consume(address: str, expected: dict[int, list[bytes]]) -> dict[int, set[bytes]]:
