@@ -125,7 +125,7 @@ def test_create_partitions_validate_only_and_assignments(broker):
 def test_create_partitions_is_bounded_per_request(broker, monkeypatch):
     huge = _create_partitions(broker, 3, [{"name": "t", "count": 0x7FFFFFFF, "assignments": None}])
     assert huge["t"][0] == POLICY_VIOLATION and broker.store.topics()["t"] == 2
-    monkeypatch.setattr(admin_ops, "MAX_NEW_PARTITIONS", 5)
+    monkeypatch.setattr(broker.config, "max_partitions_per_request", 5)
     broker.store.create_topic("u", 1)
     split = _create_partitions(broker, 3, [{"name": "t", "count": 5, "assignments": None},
                                            {"name": "u", "count": 4, "assignments": None}])

@@ -46,6 +46,8 @@ def test_topics_are_directories(tmp_path):
         assert store.topics() == {"logs.app-1": 3, "x": 1}
         assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == \
             ["logs.app-1-0", "logs.app-1-1", "logs.app-1-2", "x-0"]
+        assert not any((tmp_path / "x-0").iterdir())  # a partition's first segment is made on first use
+        store.partition("x", 0)
         assert (tmp_path / "x-0" / "00000000000000000000.log").exists()
         with pytest.raises(TopicAlreadyExistsError):
             store.create_topic("x", 2)

@@ -1,7 +1,8 @@
 """CreatePartitions and DeleteRecords: growing a topic and dropping the head of partitions.
 
 CreatePartitions: a topic's partition count only grows (INVALID_PARTITIONS otherwise, with a
-message saying the current count), by at most MAX_NEW_PARTITIONS per request (POLICY_VIOLATION);
+message saying the current count), within the broker's partition caps (partition_limits.py: per request, per topic, per broker;
+POLICY_VIOLATION);
 `validate_only` checks without creating; manual assignments must name this broker only, one
 replica each. DeleteRecords: offset -1 means the high watermark;
 an offset beyond the high watermark (or another negative one) is OFFSET_OUT_OF_RANGE; the log
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import (InvalidPartitionsError, InvalidReplicaAssignmentError, LogshipError, OffsetOutOfRangeError,
                       PolicyViolationError, UnknownTopicError)
+from .partition_limits import PartitionBudget
 from .reply import Reply, error_code
 from .topics import refuse_internal
 
@@ -25,12 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("logship.broker")
 HIGH_WATERMARK = -1
-#: At most this many partitions are added per request (Kafka's controller has the same bound):
-#: each one is a directory and open files, so a client may not ask for millions at once.
-MAX_NEW_PARTITIONS = 10_000
 
 
-def _grow(broker: Broker, topic: dict, validate_only: bool, budget: list[int]) -> None:
+def _grow(broker: Broker, topic: dict, validate_only: bool, budget: PartitionBudget) -> None:
     name, total = topic["name"], topic["count"]
     refuse_internal(name)
     current = broker.store.partition_count(name)
@@ -39,10 +38,6 @@ def _grow(broker: Broker, topic: dict, validate_only: bool, budget: list[int]) -
     if total <= current:
         raise InvalidPartitionsError(f"the topic has {current} partition{'s' if current != 1 else ''} and the "
                                      f"count can only grow (asked for {total})")
-    if total - current > budget[0]:
-        raise PolicyViolationError(f"adding {total - current} partitions is more than the {MAX_NEW_PARTITIONS} "
-                                   f"one request may add")
-    budget[0] -= total - current
     assignments = topic.get("assignments")
     if assignments is not None:
         if len(assignments) != total - current:
@@ -53,13 +48,14 @@ def _grow(broker: Broker, topic: dict, validate_only: bool, budget: list[int]) -
             if assignment["broker_ids"] != [node]:
                 raise InvalidReplicaAssignmentError(f"assignment {assignment['broker_ids']} names brokers other "
                                                     f"than this one ({node}), one replica each")
+    budget.take(name, current, total)
     if not validate_only:
         broker.store.add_partitions(name, total)
         log.info("topic %s grew from %d to %d partitions", name, current, total)
 
 
 def create_partitions(broker: Broker, version: int, body: dict) -> Reply:
-    results, seen, budget = [], set(), [MAX_NEW_PARTITIONS]
+    results, seen, budget = [], set(), PartitionBudget(broker)
     for topic in body["topics"]:
         result = {"name": topic["name"], "error_code": 0, "error_message": None}
         try:

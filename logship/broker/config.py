@@ -24,6 +24,13 @@ class BrokerConfig:
     offsets_segment_bytes (offsets.topic.segment.bytes, smaller than Kafka's 100 MiB so that
     compaction has sealed segments to work on); compaction_check_interval_s
     (log.cleaner.backoff.ms).
+
+    Partition caps (partition_limits.py), refused with POLICY_VIOLATION before anything is
+    created: max_partitions_per_request — new partitions one CreateTopics, CreatePartitions or
+    Metadata (auto-creation) may ask for, summed over its topics (Kafka's controller bounds one
+    operation at 10,000 records; 5,000 here, as creating them blocks the event loop for ~0.2 ms
+    each on a slow file system); max_partitions_per_topic; max_broker_partitions — all
+    partitions of this broker (KIP-578's max.broker.partitions), `__consumer_offsets` included.
     """
 
     node_id: int = 0
@@ -44,6 +51,9 @@ class BrokerConfig:
     offset_metadata_max_bytes: int = 4096
     offsets_segment_bytes: int = 1 << 20
     compaction_check_interval_s: float = 15.0
+    max_partitions_per_request: int = 5_000
+    max_partitions_per_topic: int = 10_000
+    max_broker_partitions: int = 20_000
 
     def offsets_log_config(self) -> LogConfig:
         """The log settings of `__consumer_offsets`: compacted, never deleted by retention,

@@ -79,6 +79,8 @@ def _broker_settings(broker: Broker) -> list[tuple[str, object, object, str, str
             ("num.partitions", c.default_partitions, 1, "int", "Partitions of a topic created on first use."),
             ("auto.create.topics.enable", str(c.auto_create_topics).lower(), "true", "boolean",
              "Create topics on first produce or metadata request."),
+            ("max.broker.partitions", c.max_broker_partitions, 20000, "int",
+             "Partitions this broker may hold in all (KIP-578)."),
             ("socket.request.max.bytes", c.max_frame_bytes, 100 << 20, "int", "Largest request accepted."),
             ("log.retention.check.interval.ms", int(c.retention_check_interval_s * 1000), 300000, "long",
              "How often retention runs."),

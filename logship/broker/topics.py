@@ -12,6 +12,7 @@ from ..errors import (InvalidPartitionsError, InvalidReplicationFactorError, Inv
 from ..storage import Partition, topic_config, validate_topic_name
 from .configs import create_topic_configs, topic_entries
 from .groups.offsets import OFFSETS_TOPIC
+from .partition_limits import PartitionBudget
 from .reply import Reply, error_code
 
 if TYPE_CHECKING:
@@ -20,14 +21,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("logship.broker")
 
 
-def _ensure_topic(broker: Broker, name: str, allow_create: bool) -> int:
-    """Partition count of `name`, creating it when allowed; raises UnknownTopicError otherwise."""
+def _ensure_topic(broker: Broker, name: str, allow_create: bool, budget: PartitionBudget | None = None) -> int:
+    """Partition count of `name`, creating it when allowed (within the partition caps, `budget`
+    being the request's); raises UnknownTopicError otherwise."""
     validate_topic_name(name)
     count = broker.store.partition_count(name)
     if count:
         return count
     if not (allow_create and broker.config.auto_create_topics):
         raise UnknownTopicError(f"unknown topic {name!r}")
+    (budget or PartitionBudget(broker)).take(name, 0, broker.config.default_partitions)
     broker.store.create_topic(name, broker.config.default_partitions)
     log.info("created topic %s with %d partition(s) on first use", name, broker.config.default_partitions)
     return broker.config.default_partitions
@@ -52,7 +55,7 @@ def produce_partition(broker: Broker, name: str, index: int) -> Partition:
 
 def _leader_epoch(broker: Broker, name: str, index: int) -> int:
     try:
-        return broker.store.partition(name, index).leader_epoch
+        return broker.store.leader_epoch(name, index)  # loads no partition that is not loaded yet
     except UnknownTopicError:  # deleted meanwhile
         return -1
 
@@ -72,11 +75,11 @@ def metadata(broker: Broker, version: int, body: dict) -> Reply:
     if requested is None:
         topics = [_topic_entry(broker, name, count) for name, count in sorted(broker.store.topics().items())]
     else:
-        topics = []
+        topics, budget = [], PartitionBudget(broker)
         for entry in requested:
             name = entry["name"]
             try:
-                topics.append(_topic_entry(broker, name, _ensure_topic(broker, name, allow_create)))
+                topics.append(_topic_entry(broker, name, _ensure_topic(broker, name, allow_create, budget)))
             except LogshipError as exc:
                 topics.append({"error_code": error_code(exc), "name": name, "is_internal": False,
                                "partitions": []})
@@ -87,7 +90,7 @@ def metadata(broker: Broker, version: int, body: dict) -> Reply:
                   "cluster_id": broker.config.cluster_id, "controller_id": node, "topics": topics})
 
 
-def _create_one(broker: Broker, topic: dict, validate_only: bool) -> int:
+def _create_one(broker: Broker, topic: dict, validate_only: bool, budget: PartitionBudget) -> int:
     """Create one CreateTopics entry (or only check it); returns its partition count."""
     name = topic["name"]
     validate_topic_name(name)
@@ -102,10 +105,11 @@ def _create_one(broker: Broker, topic: dict, validate_only: bool) -> int:
     if topic.get("replication_factor", -1) not in (-1, 1):
         raise InvalidReplicationFactorError(
             f"replication factor {topic['replication_factor']} is larger than the 1 available broker")
+    if broker.store.partition_count(name):
+        raise TopicAlreadyExistsError(f"topic {name!r} already exists")
+    budget.take(name, 0, partitions)
     if validate_only:
         topic_config.apply(broker.store.config, configs)
-        if broker.store.partition_count(name):
-            raise TopicAlreadyExistsError(f"topic {name!r} already exists")
     else:
         broker.store.create_topic(name, partitions, configs)
         log.info("created topic %s with %d partition(s)%s", name, partitions,
@@ -115,10 +119,10 @@ def _create_one(broker: Broker, topic: dict, validate_only: bool) -> int:
 
 def create_topics(broker: Broker, version: int, body: dict) -> Reply:
     """Creates each topic with its configs; from v5 the reply carries the topic's configs."""
-    results = []
+    results, budget = [], PartitionBudget(broker)
     for topic in body["topics"]:
         try:
-            partitions = _create_one(broker, topic, body.get("validate_only", False))
+            partitions = _create_one(broker, topic, body.get("validate_only", False), budget)
             result = {"name": topic["name"], "error_code": 0, "error_message": None,
                       "num_partitions": partitions, "replication_factor": 1, "configs": None}
             if version >= 5 and not body.get("validate_only", False):
@@ -154,9 +158,8 @@ def describe_log_dirs(broker: Broker, version: int, body: dict) -> Reply:
     for name, indexes in sorted(wanted.items()):
         partitions = []
         for index in indexes:
-            partition = broker.store.partition(name, index)
-            partitions.append({"partition_index": index, "partition_size": partition.size_bytes,
-                               "offset_lag": partition.log_end_offset - partition.high_watermark,
+            size, lag = broker.store.size_and_lag(name, index)  # loads no partition
+            partitions.append({"partition_index": index, "partition_size": size, "offset_lag": lag,
                                "is_future_key": False})
         if partitions:
             topics.append({"name": name, "partitions": partitions})

@@ -40,8 +40,9 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Replace `path` with `text` atomically and durably (temp file, fsync, rename, fsync dir)."""
+def write_atomic(path: str | os.PathLike, text: str, durable: bool = True) -> None:
+    """Replace `path` with `text` atomically and durably (temp file, fsync, rename, fsync dir);
+    with durable=False without the two fsyncs (atomic, but a crash may lose it or empty it)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -49,11 +50,13 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
         data = text.encode()
         while data:
             data = data[os.write(fd, data):]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def _read_lines(path: Path, fields: int) -> list[list[str]]:
@@ -97,6 +100,6 @@ def read_epochs(path: str | os.PathLike) -> list[tuple[int, int]]:
         raise MalformedCheckpoint(f"{path}: {exc}") from None
 
 
-def write_epochs(path: str | os.PathLike, entries: Iterable[tuple[int, int]]) -> None:
+def write_epochs(path: str | os.PathLike, entries: Iterable[tuple[int, int]], durable: bool = True) -> None:
     rows = [f"{epoch} {offset}" for epoch, offset in entries]
-    write_atomic(path, "\n".join([str(VERSION), str(len(rows)), *rows]) + "\n")
+    write_atomic(path, "\n".join([str(VERSION), str(len(rows)), *rows]) + "\n", durable)

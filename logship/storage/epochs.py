@@ -5,8 +5,11 @@ both replaced atomically:
 
 * `leader-epoch-checkpoint` (`LeaderEpochCache`): "epoch startOffset" lines, the first
   offset written in each epoch. An entry is added when the first batch of a new epoch is
-  appended (before the batch is written, so a crash leaves at worst an entry at the log
-  end, which loading drops); entries are dropped by truncation (`truncate_from_end`), and
+  appended (written before the batch, made durable by the partition's next sync together
+  with the batch, before the recovery point passes it: a crash leaves at worst an entry at
+  the log end, which loading drops, or loses an entry whose batch is above the recovery
+  point, which recovery finds again in the batch headers; a file rebuilt from the log is
+  not fsynced either); entries are dropped by truncation (`truncate_from_end`), and
   the oldest are trimmed when the log start advances (`truncate_from_start`: the epoch
   spanning the new log start now starts there, as Kafka does). Invariants: epochs strictly
   increase and start offsets strictly increase from one entry to the next; every start
@@ -29,11 +32,12 @@ Replication will answer OffsetsForLeaderEpoch from `end_offset_for`.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from ..errors import CorruptRecordError
-from .checkpoint import VERSION, MalformedCheckpoint, read_epochs, write_atomic, write_epochs
+from .checkpoint import VERSION, MalformedCheckpoint, fsync_dir, read_epochs, write_atomic, write_epochs
 
 FILE_NAME = "leader-epoch-checkpoint"
 CURRENT_FILE_NAME = "leader-epoch"
@@ -48,6 +52,7 @@ class LeaderEpochCache:
 
     def __init__(self, directory: Path):
         self.path = Path(directory) / FILE_NAME
+        self.dirty = False  # saved without fsync since the last sync()
         self.found = self.path.exists()
         try:
             self.entries = read_epochs(self.path)
@@ -59,7 +64,7 @@ class LeaderEpochCache:
     def latest_epoch(self) -> int:
         return self.entries[-1][0] if self.entries else -1
 
-    def assign(self, epoch: int, start_offset: int, save: bool = True) -> bool:
+    def assign(self, epoch: int, start_offset: int, save: bool = True, durable: bool = True) -> bool:
         """Note that `epoch` starts at `start_offset`; returns True when that is news.
 
         Epochs below zero (batches never stamped by a leader) and epochs not above the latest
@@ -69,7 +74,7 @@ class LeaderEpochCache:
             return False
         self.entries = [e for e in self.entries if e[1] < start_offset] + [(epoch, start_offset)]
         if save:
-            self.save()
+            self.save(durable)
         return True
 
     def rebuild(self, epochs: Iterable[tuple[int, int]]) -> None:
@@ -77,7 +82,7 @@ class LeaderEpochCache:
         self.entries = []
         for epoch, offset in epochs:
             self.assign(epoch, offset, save=False)
-        self.save()
+        self.save(durable=False)  # made from the log: a crash that loses it makes the next load rebuild it
         self.found = True
 
     def clear(self) -> None:
@@ -125,8 +130,24 @@ class LeaderEpochCache:
                 return found, end
         return -1, -1
 
-    def save(self) -> None:
-        write_epochs(self.path, self.entries)
+    def save(self, durable: bool = True) -> None:
+        """Write the file; with durable=False without fsyncs, and `dirty` until sync()."""
+        write_epochs(self.path, self.entries, durable)
+        if not durable:
+            self.dirty = True
+
+    def sync(self) -> None:
+        """Make the last save durable (the partition's next sync calls it when `dirty`)."""
+        self.dirty = False
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(self.path.parent)
 
 
 def open_epoch_cache(directory: Path, segments: Sequence, log_start_offset: int, log_end_offset: int,

@@ -14,7 +14,8 @@ last entry, and up to 256 entries not yet written: lookups binary-search the fil
 os.pread. The files are plain appended files (no preallocation), exactly `entries * entry
 size` bytes long once flushed, so nothing needs trimming on roll or close. They are never
 fsynced: recovery rebuilds them from the log, and entries lost in a crash only make the
-index sparser, which is still correct.
+index sparser, which is still correct. Their descriptors come from the store's FileCache
+(filecache.py) when needed, never held between uses; they are not memory-mapped.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import os
 import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from .filecache import SHARED_FILES, FileCache
 
 log = logging.getLogger("logship.storage")
 
@@ -39,10 +42,10 @@ class _Index:
     ENTRY: struct.Struct
     FLUSH_ENTRIES = 256
 
-    def __init__(self, path: Path, base_offset: int):
+    def __init__(self, path: Path, base_offset: int, files: FileCache | None = None):
         self.path = path
         self.base_offset = base_offset
-        self._fd = -1
+        self._file = (SHARED_FILES if files is None else files).file(path, os.O_RDWR | os.O_CREAT)
         try:
             size = path.stat().st_size
             self.existed = True
@@ -57,16 +60,11 @@ class _Index:
                 f.seek((self.entries - 1) * self.ENTRY.size)
                 self._last = self.ENTRY.unpack(f.read(self.ENTRY.size))
 
-    @property
-    def fd(self) -> int:
-        if self._fd < 0:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        return self._fd
-
     def _read(self, i: int) -> tuple:
         if i >= self._disk_entries:
             return self._pending[i - self._disk_entries]
-        raw = os.pread(self.fd, self.ENTRY.size, i * self.ENTRY.size)
+        with self._file.acquire() as fd:
+            raw = os.pread(fd, self.ENTRY.size, i * self.ENTRY.size)
         return self.ENTRY.unpack(raw)
 
     def _bisect(self, pred: Callable[[tuple], bool]) -> int:
@@ -95,9 +93,10 @@ class _Index:
         data = b"".join(self.ENTRY.pack(*raw) for raw in self._pending)
         view, pos = memoryview(data), self._disk_entries * self.ENTRY.size
         try:
-            while view:
-                n = os.pwrite(self.fd, view, pos)
-                view, pos = view[n:], pos + n
+            with self._file.acquire() as fd:
+                while view:
+                    n = os.pwrite(fd, view, pos)
+                    view, pos = view[n:], pos + n
         except OSError as exc:
             log.warning("%s: dropping %d index entries (%s)", self.path, len(self._pending), exc)
             self._pending.clear()
@@ -116,7 +115,8 @@ class _Index:
             del self._pending[count - self._disk_entries:]
         else:
             self._pending.clear()
-            os.ftruncate(self.fd, count * self.ENTRY.size)
+            with self._file.acquire() as fd:
+                os.ftruncate(fd, count * self.ENTRY.size)
             self._disk_entries = count
             self.file_size = count * self.ENTRY.size
         self.entries = count
@@ -129,14 +129,18 @@ class _Index:
     def all_raw(self) -> list[tuple]:
         """Every entry, for sanity checks; reads the whole file."""
         size = self._disk_entries * self.ENTRY.size
-        data = os.pread(self.fd, size, 0) if size else b""
+        if size:
+            with self._file.acquire() as fd:
+                data = os.pread(fd, size, 0)
+        else:
+            data = b""
         return list(self.ENTRY.iter_unpack(data)) + list(self._pending)
 
     def close(self) -> None:
-        self.flush()
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
+        """Write the buffered entries, then leave the file cache."""
+        if not self._file.closed:
+            self.flush()
+        self._file.close()
 
     def delete(self) -> None:
         self._pending.clear()

@@ -43,7 +43,8 @@ from .append_time import stamp_log_append_time
 from .checkpoint import fsync_dir
 from .config import INT32_MAX, LogConfig
 from .epochs import open_epoch_cache, read_current_epoch, write_current_epoch
-from .fileslice import FileSlice
+from .filecache import SHARED_FILES, FileCache
+from .fileslice import INLINE_BYTES, FileSlice
 from .groupcommit import GroupCommit
 from .recovery import load_segments
 from .segment import LOG_SUFFIX, BatchInfo, Segment, segment_name
@@ -84,25 +85,30 @@ class Partition:
     def __init__(self, topic: str, index: int, directory: str | os.PathLike, config: LogConfig | None = None,
                  *, clock: Callable[[], float] = time.time, fdatasync: Callable[[int], None] | None = None,
                  log_start_offset: int = 0, recovery_point: int = 0, clean: bool = True,
-                 on_log_start_change: Callable[["Partition"], None] | None = None):
+                 on_log_start_change: Callable[["Partition"], None] | None = None, files: FileCache | None = None):
         self._topic, self._index = topic, index
         self.directory = Path(directory)
         self.config = config or LogConfig()
         self._clock, self._fdatasync = clock, fdatasync or os.fdatasync
         self._on_log_start_change = on_log_start_change or (lambda partition: None)
         self._lock = threading.RLock()
+        self.files = SHARED_FILES if files is None else files
         self.hw_follows_log_end = True  # replication will turn this off and call set_high_watermark
         self.directory.mkdir(parents=True, exist_ok=True)
         self.load_report = load_segments(self.directory, self.config.index_interval_bytes,
-                                         recovery_point=recovery_point, clean=clean, fdatasync=self._fdatasync)
+                                         recovery_point=recovery_point, clean=clean, fdatasync=self._fdatasync,
+                                         files=self.files)
         segments = self.load_report.segments
+        created = False
         if not segments or segments[-1].next_offset < log_start_offset:
-            # a new partition, or one whose data below a checkpointed log start is gone
+            # a new partition, or one whose data below a checkpointed log start is gone; the
+            # directory is fsynced by the first sync (nothing below is durable before that anyway)
             start = max(log_start_offset, segments[-1].next_offset if segments else 0)
             for segment in segments:
                 segment.delete()
-            segments[:] = [Segment(self.directory, start, self.config.index_interval_bytes, create=True)]
-            fsync_dir(self.directory)
+            segments[:] = [Segment(self.directory, start, self.config.index_interval_bytes, create=True,
+                                   files=self.files)]
+            created = True
         self._segments = segments
         self._bases = [segment.base_offset for segment in segments]
         active, now_ms = segments[-1], self._now_ms()
@@ -121,7 +127,7 @@ class Partition:
         self._current_epoch = max(read_current_epoch(self.directory) or 0, self._epochs.latest_epoch)
         self._hw, self._hw_position = self._leo, (active.base_offset, active.size)
         self._unsynced: list[Segment] = []
-        self._dir_dirty = self._log_start_moved = False
+        self._dir_dirty, self._log_start_moved = created, False
         self._unflushed_records, self._last_flush_ms = 0, now_ms
         self._commit = GroupCommit(self._sync_once, durable_offset=self._leo)  # loading left it all durable
 
@@ -156,7 +162,12 @@ class Partition:
         and the descriptors stay valid whatever happens to the segments; close them when done.
         """
         with self._lock:
-            return [(segment, os.dup(segment.fd)) for segment in self._segments[:-1] if segment.fd >= 0]
+            files = []
+            for segment in self._segments[:-1]:
+                if not segment.closed:
+                    with segment.acquire() as fd:
+                        files.append((segment, os.dup(fd)))
+            return files
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -246,8 +257,8 @@ class Partition:
                 if batch.leader_epoch > self._current_epoch:
                     # the current epoch never goes back, even once emptying the log drops this entry
                     self._save_current_epoch(batch.leader_epoch)
-                try:
-                    self._epochs.assign(batch.leader_epoch, batch.base_offset)
+                try:  # made durable with the batch by the next sync (_sync_once)
+                    self._epochs.assign(batch.leader_epoch, batch.base_offset, durable=False)
                 except OSError as exc:
                     raise KafkaStorageError(f"cannot write {self._epochs.path}: {exc.strerror or exc}") from exc
                 latest = batch.leader_epoch
@@ -305,7 +316,8 @@ class Partition:
         """Seal the active segment and start an empty one at the log end."""
         self._segments[-1].seal()
         try:
-            segment = Segment(self.directory, self._leo, self.config.index_interval_bytes, create=True)
+            segment = Segment(self.directory, self._leo, self.config.index_interval_bytes, create=True,
+                                   files=self.files)
         except OSError as exc:
             raise KafkaStorageError(f"cannot create a segment in {self.directory}: {exc.strerror or exc}") from exc
         self._segments.append(segment)
@@ -329,30 +341,35 @@ class Partition:
     def _sync_once(self) -> int:
         with self._lock:
             target = self._leo
-            fds = [os.dup(segment.fd) for segment in self._unsynced]
+            fds = [segment.acquire() for segment in self._unsynced]
             self._unsynced = []
             dir_dirty, self._dir_dirty = self._dir_dirty, False
+            epochs_dirty = self._epochs.dirty
             self._unflushed_records, self._last_flush_ms = 0, self._now_ms()
         try:
-            for fd in fds:
-                self._fdatasync(fd)
-            if dir_dirty:
+            for shared in fds:
+                self._fdatasync(shared.fd)
+            if epochs_dirty:
+                self._epochs.sync()  # fsyncs the directory too
+            elif dir_dirty:
                 fsync_dir(self.directory)
         finally:
-            for fd in fds:
-                os.close(fd)
+            for shared in fds:
+                shared.release()
         return target
 
     # ------------------------------------------------------------------ reads
 
-    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> FileSlice | None:
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None,
+             inline_bytes: int = INLINE_BYTES) -> FileSlice | None:
         """A slice of one segment file starting at the batch that contains `offset`.
 
         It ends at min(max_bytes, the committed bytes of that segment), committed meaning
         below `max_offset` (default: the high watermark; a batch containing it is excluded).
         The last batch may be cut at max_bytes, but a first batch larger than max_bytes is
         returned whole (KIP-74). None when nothing is there yet (offset at the end or at the
-        bound). OffsetOutOfRangeError below log_start_offset or above log_end_offset.
+        bound). OffsetOutOfRangeError below log_start_offset or above log_end_offset. A slice of
+        at most `inline_bytes` is read into memory and holds no descriptor (fileslice.py).
         """
         with self._lock:
             if not self._log_start <= offset <= self._leo:
@@ -365,7 +382,7 @@ class Partition:
                 position = reader.position_of(self._segments, self._bases, bound)
             if offset >= bound:
                 return None
-            return reader.read_slice(self._segments, self._bases, offset, max_bytes, position)
+            return reader.read_slice(self._segments, self._bases, offset, max_bytes, position, inline_bytes)
 
     def set_high_watermark(self, offset: int) -> None:
         """Set the high watermark (clamped to [0, log_end_offset]); reads stop below it."""
@@ -428,7 +445,7 @@ class Partition:
                 pending.append(self._segments[-1])
             try:
                 for segment in pending:
-                    self._fdatasync(segment.fd)
+                    segment.sync(self._fdatasync)
                 fsync_dir(self.directory)
             except OSError as exc:
                 self._commit.fail(exc)  # never retried: the partition goes offline
@@ -441,7 +458,8 @@ class Partition:
         """Drop every segment; the log restarts empty at `offset` (Kafka's truncateFullyAndStartAt)."""
         for segment in self._segments:
             segment.delete()
-        self._segments = [Segment(self.directory, offset, self.config.index_interval_bytes, create=True)]
+        self._segments = [Segment(self.directory, offset, self.config.index_interval_bytes, create=True,
+                                  files=self.files)]
         self._log_start = self._leo = offset
         self._log_start_moved = True
         self._epochs.clear()
@@ -532,7 +550,7 @@ class Partition:
             except StopIteration:
                 i = -1
             if (i < 0 or self._segments[i:i + len(old)] != old or i + len(old) >= len(self._segments)
-                    or any(segment.fd < 0 for segment in old)):
+                    or any(segment.closed for segment in old)):
                 cleaned.unlink(missing_ok=True)
                 return None
             base = old[0].base_offset
@@ -543,7 +561,7 @@ class Partition:
                 for segment in old:
                     segment.delete()
                 os.rename(swap, self.directory / f"{segment_name(base)}{LOG_SUFFIX}")
-                segment = Segment.adopt(self.directory, base, self.config.index_interval_bytes)
+                segment = Segment.adopt(self.directory, base, self.config.index_interval_bytes, self.files)
                 fsync_dir(self.directory)
             except (OSError, CorruptRecordError) as exc:
                 self._commit.fail(exc)  # the directory is no longer what memory says: reopen to recover

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .. import records
 from ..errors import LogshipError
-from .fileslice import FileSlice
+from .fileslice import INLINE_BYTES, FileSlice
 from .segment import Segment
 
 
@@ -36,10 +36,10 @@ def position_of(segments: Sequence[Segment], bases: Sequence[int], offset: int) 
 
 
 def read_slice(segments: Sequence[Segment], bases: Sequence[int], offset: int, max_bytes: int,
-               bound: tuple[int, int]) -> FileSlice | None:
+               bound: tuple[int, int], inline_bytes: int = INLINE_BYTES) -> FileSlice | None:
     """A FileSlice of one segment from the batch containing `offset` up to `bound` and
     max_bytes (the last batch may be cut; a first batch bigger than max_bytes comes whole,
-    KIP-74), or None when no committed batch holds `offset`. Moves on to later segments
+    KIP-74), read into memory when at most `inline_bytes` long, or None when no committed batch holds `offset`. Moves on to later segments
     when one holds nothing at or after `offset`.
     """
     bound_base, bound_pos = bound
@@ -53,8 +53,24 @@ def read_slice(segments: Sequence[Segment], bases: Sequence[int], offset: int, m
         length = end - batch.position
         if length > max_bytes:
             length = max(max_bytes, batch.size)
-        return FileSlice(os.dup(segment.fd), batch.position, length)
+        shared = segment.acquire()
+        if length > inline_bytes:
+            return FileSlice(shared, batch.position, length)
+        try:  # small: read now, hold no descriptor (fileslice.py)
+            return FileSlice.of_bytes(_pread_all(shared.fd, length, batch.position), batch.position)
+        finally:
+            shared.release()
     return None
+
+
+def _pread_all(fd: int, length: int, position: int) -> bytes:
+    data = os.pread(fd, length, position)
+    while len(data) < length:
+        more = os.pread(fd, length - len(data), position + len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 def offset_for_timestamp(segments: Sequence[Segment], timestamp: int, bound: int, log_start: int) -> int | None:

@@ -37,6 +37,7 @@ from .. import records
 from ..errors import CorruptRecordError
 from .checkpoint import fsync_dir
 from .config import INT32_MAX
+from .filecache import FileCache
 from .segment import INDEX_SUFFIX, LOG_SUFFIX, TIMEINDEX_SUFFIX, BatchInfo, Segment
 
 log = logging.getLogger("logship.storage")
@@ -62,14 +63,14 @@ class SegmentRecovery:
 
 
 def load_segments(directory: Path, index_interval_bytes: int, *, recovery_point: int, clean: bool,
-                  fdatasync: Callable[[int], None] | None = None) -> LoadedLog:
+                  fdatasync: Callable[[int], None] | None = None, files: FileCache | None = None) -> LoadedLog:
     """Open every segment of `directory`, checking or recovering each; see the module docstring."""
     directory = Path(directory)
     fdatasync = fdatasync or os.fdatasync
     _finish_swaps(directory)
     _remove_leftovers(directory)
     bases = sorted(int(p.stem) for p in directory.glob("*" + LOG_SUFFIX) if _is_segment_stem(p.stem))
-    segments = [Segment(directory, base, index_interval_bytes) for base in bases]
+    segments = [Segment(directory, base, index_interval_bytes, files=files) for base in bases]
     loaded = LoadedLog(segments)
     first_untrusted = len(segments) if clean else max(0, bisect.bisect_right(bases, recovery_point) - 1)
     for i in range(first_untrusted):
@@ -87,7 +88,7 @@ def recover_segment(segment: Segment) -> SegmentRecovery:
     segment.reset_indexes()
     size, pos, reason, epochs = segment.size, 0, None, []
     if size:
-        with mmap.mmap(segment.fd, size, access=mmap.ACCESS_READ) as mm:
+        with segment.acquire() as fd, mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mm:
             buf = memoryview(mm)
             try:
                 pos, reason, epochs = _validate(segment, buf)
@@ -144,7 +145,7 @@ def _recover_from(loaded: LoadedLog, start: int, fdatasync: Callable[[int], None
                         segment.path, segment.base_offset, expected)
             break
         result = recover_segment(segment)
-        fdatasync(segment.fd)
+        segment.sync(fdatasync)
         loaded.recovered_segments += 1
         loaded.epochs.extend(result.epochs)
         i += 1

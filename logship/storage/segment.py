@@ -11,7 +11,9 @@ assigned; nothing else. Invariants once loaded or recovered:
 * `next_offset` is the last batch's last offset + 1 (the base offset when empty);
 * `max_timestamp` is the largest batch maxTimestamp in the file (-1 when empty).
 
-The segment does no locking; its Partition serialises access.
+The segment does no locking; its Partition serialises access. Its three files are
+CachedFiles of the store's FileCache (filecache.py): a descriptor is opened when needed and
+may be closed by the cache between two uses; the segment itself holds none.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import CorruptRecordError, KafkaStorageError
+from .filecache import SHARED_FILES, CachedFile, FileCache, SharedFd
 from .index import OffsetIndex, TimeIndex
 
 LOG_SUFFIX = ".log"
@@ -64,34 +67,52 @@ def write_all(fd: int, data, position: int) -> None:
 class Segment:
     """One segment of a partition's log; see the module docstring for its invariants."""
 
-    def __init__(self, directory: Path, base_offset: int, index_interval_bytes: int, *, create: bool = False):
+    def __init__(self, directory: Path, base_offset: int, index_interval_bytes: int, *, create: bool = False,
+                 files: FileCache | None = None):
         self.directory = Path(directory)
         self.base_offset = base_offset
         self.index_interval_bytes = index_interval_bytes
+        self.files = files = SHARED_FILES if files is None else files
         stem = self.directory / segment_name(base_offset)
         self.path = stem.with_suffix(LOG_SUFFIX)
-        if create:  # empty index files, as Kafka leaves them
-            for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+        if create:  # an empty log and empty index files, as Kafka leaves them
+            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
                 os.close(os.open(stem.with_suffix(suffix), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
-        flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if create else 0)
-        self.fd = os.open(self.path, flags, 0o644)
-        self.size = os.fstat(self.fd).st_size
-        self.offset_index = OffsetIndex(stem.with_suffix(INDEX_SUFFIX), base_offset)
-        self.time_index = TimeIndex(stem.with_suffix(TIMEINDEX_SUFFIX), base_offset)
+            self.size = 0
+        else:
+            self.size = os.stat(self.path).st_size
+        self.log_file: CachedFile = files.file(self.path, os.O_RDWR)
+        self.offset_index = OffsetIndex(stem.with_suffix(INDEX_SUFFIX), base_offset, files)
+        self.time_index = TimeIndex(stem.with_suffix(TIMEINDEX_SUFFIX), base_offset, files)
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = base_offset
         self.roll_base_ms: int | None = None  # wall clock of the first append (for segment_ms)
         self._bytes_since_index = 0
 
+    @property
+    def closed(self) -> bool:
+        """True once closed or deleted: its files are no longer used."""
+        return self.log_file.closed
+
+    def acquire(self) -> SharedFd:
+        """A reference to an open descriptor of the .log file (`with segment.acquire() as fd:`)."""
+        return self.log_file.acquire()
+
+    def sync(self, fdatasync=os.fdatasync) -> None:
+        """fdatasync the .log file."""
+        with self.log_file.acquire() as fd:
+            fdatasync(fd)
+
     @classmethod
-    def adopt(cls, directory: Path, base_offset: int, index_interval_bytes: int) -> "Segment":
+    def adopt(cls, directory: Path, base_offset: int, index_interval_bytes: int,
+              files: FileCache | None = None) -> "Segment":
         """Open a whole `.log` file just moved into place (a compacted segment), with new
         indexes built from its batch headers. Raises CorruptRecordError if it is not whole batches."""
         stem = Path(directory) / segment_name(base_offset)
         for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
             os.close(os.open(stem.with_suffix(suffix), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
-        segment = cls(directory, base_offset, index_interval_bytes)
+        segment = cls(directory, base_offset, index_interval_bytes, files=files)
         try:
             segment.rebuild_indexes()
             segment.load_state()
@@ -114,7 +135,8 @@ class Segment:
         while pos < end:
             off = pos - buf_start
             if off + _SCAN.size > len(buf):
-                buf, buf_start, off = os.pread(self.fd, _SCAN_CHUNK, pos), pos, 0
+                with self.log_file.acquire() as fd:
+                    buf, buf_start, off = os.pread(fd, _SCAN_CHUNK, pos), pos, 0
                 if len(buf) < _SCAN.size:
                     raise CorruptRecordError(f"{self.path.name}: batch header cut short at byte {pos}")
             base, length, epoch, magic, _crc, _attrs, delta, _base_ts, max_ts = _SCAN.unpack_from(buf, off)
@@ -168,12 +190,16 @@ class Segment:
         """
         start = self.size
         try:
-            write_all(self.fd, buf, start)
+            with self.log_file.acquire() as fd:
+                try:
+                    write_all(fd, buf, start)
+                except OSError:
+                    try:
+                        os.ftruncate(fd, start)
+                    except OSError:
+                        pass  # shrinking needs no space; if even this fails, recovery cuts the tail
+                    raise
         except OSError as exc:
-            try:
-                os.ftruncate(self.fd, start)
-            except OSError:
-                pass  # shrinking needs no space; if even this fails, recovery cuts the tail
             raise KafkaStorageError(f"cannot append to {self.path}: {exc.strerror or exc}") from exc
         offsets, times, since, max_ts, max_off = self._plan_index(batches, start)
         self.offset_index.append_many(offsets)
@@ -207,7 +233,8 @@ class Segment:
 
     def truncate_file(self, size: int) -> None:
         """Cut the .log file to `size` bytes (a batch boundary); indexes are the caller's business."""
-        os.ftruncate(self.fd, size)
+        with self.log_file.acquire() as fd:
+            os.ftruncate(fd, size)
         self.size = size
 
     def truncate_to(self, offset: int) -> int:
@@ -279,11 +306,10 @@ class Segment:
     # ----------------------------------------------------------------- lifetime
 
     def close(self) -> None:
+        """Write out the indexes and leave the file cache (slices still open keep their descriptor)."""
         self.offset_index.close()
         self.time_index.close()
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            os.close(fd)
+        self.log_file.close()
 
     def delete(self) -> None:
         """Close and unlink all three files (open FileSlices keep their own descriptors)."""

@@ -2,7 +2,8 @@
 
     <data_dir>/
         .lock                               flock'ed while a Store has the directory open
-        .logship-clean-shutdown             present only between a clean close and the next open
+        .logship-clean-shutdown             present only between a clean close and the next open;
+                                            lists the partitions still to recover (see below)
         recovery-point-offset-checkpoint    topic partition offset: fdatasynced below offset
         log-start-offset-checkpoint         topic partition offset: the log start offset
         <topic>-<partition>/                one Partition each (segments, leader-epoch-checkpoint)
@@ -18,12 +19,27 @@ whoever owns the topic calls it after every open (the broker does for `__consume
 retention applies to those whose cleanup_policy has "delete".
 
 There is no other metadata: a topic's partition count is read from the directories (a
-partition directory missing below the highest one is recreated empty on open).
-`add_partitions` grows a topic (never shrinks it), creating the highest directory first. Opening
-takes the lock, loads every partition and, when the clean-shutdown marker is absent,
-recovers each from its recovery point; then it removes the marker for as long as it runs.
-close() flushes, writes both checkpoints, writes the marker and releases the lock. Topic
-deletion renames each partition directory `<topic>-<p>.<uuid>-delete`, fsyncs the data
+partition directory missing below the highest one is recreated empty when first used).
+`add_partitions` grows a topic (never shrinks it), creating the highest directory first;
+creating a partition makes its directory only (its first segment is made on first use).
+
+Partitions are loaded lazily: opening takes the lock, lists the directories and reads the
+checkpoints, nothing more, so a store of 10,000 partitions opens at once. A partition is
+loaded on first use (`partition()`), or by `load_all()` (the broker runs it in a background
+thread so that retention sees every partition soon after start). Each partition loads under
+its own lock, never under the Store's, and nobody sees it before it is loaded: after an
+unclean stop (no marker) loading recovers it from its recovery point (recovery.py), so it is
+recovered before its first read or write, however late that comes. A partition not loaded yet
+keeps the recovery point and log start offset read at open in the checkpoints written
+meanwhile (its files have not changed). The marker is removed on open for as long as the
+store runs; close() flushes, writes both checkpoints, then writes the marker listing the
+partitions that still need recovery (those never loaded since an unclean stop, with their
+recovery points), so that a clean close does not make an unrecovered tail trusted; an empty
+marker (or the one an older version touched) means every partition is clean. An unreadable
+marker counts as absent. Open descriptors are bounded by the Store's FileCache
+(filecache.py, `max_open_files`), shared by all partitions.
+
+Topic deletion renames each partition directory `<topic>-<p>.<uuid>-delete`, fsyncs the data
 directory, then removes it (leftovers of a crash are removed on the next open).
 """
 
@@ -36,6 +52,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import (CorruptRecordError, InvalidPartitionsError, KafkaStorageError, LogshipError,
@@ -44,12 +61,17 @@ from . import compaction, dirlock, topic_config
 from .checkpoint import MalformedCheckpoint, fsync_dir, read_offsets, write_offsets
 from .compaction import CompactionResult
 from .config import LogConfig
+from .filecache import DEFAULT_CAPACITY, FileCache
 from .names import DELETE_SUFFIX, parse_partition_dir, partition_dir_name, validate_topic_name
 from .partition import Partition
+from .slots import PartitionSlot, read_marker, stored_leader_epoch
 
 CLEAN_SHUTDOWN_FILE = ".logship-clean-shutdown"
 RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
 LOG_START_FILE = "log-start-offset-checkpoint"
+#: checkpoint() flushes partitions from this many threads: 10,000 partitions written since the
+#: last checkpoint cost one fdatasync each, and ext4 commits concurrent ones together
+FLUSH_THREADS = 8
 log = logging.getLogger("logship.storage")
 
 
@@ -57,12 +79,15 @@ class Store:
     """Topics and partitions on disk. Thread-safe; a context manager that closes itself."""
 
     def __init__(self, data_dir: str | os.PathLike, config: LogConfig | None = None,
-                 clock: Callable[[], float] = time.time, *, fdatasync: Callable[[int], None] | None = None):
+                 clock: Callable[[], float] = time.time, *, fdatasync: Callable[[int], None] | None = None,
+                 max_open_files: int = DEFAULT_CAPACITY):
         self.data_dir = Path(data_dir)
         self.config = config or LogConfig()
         self._clock, self._fdatasync = clock, fdatasync
         self._lock = threading.RLock()
-        self._partitions: dict[tuple[str, int], Partition] = {}
+        self.files = FileCache(max_open_files)
+        self._slots: dict[tuple[str, int], PartitionSlot] = {}
+        self._counts: dict[str, int] = {}
         self._topic_configs: dict[str, LogConfig] = {}
         self._overrides: dict[str, dict[str, str]] = {}  # persisted per-topic configs, Kafka names
         self._compaction_lock = threading.Lock()  # one pass at a time; close() waits for it
@@ -74,14 +99,13 @@ class Store:
         try:
             self._open()
         except BaseException:
-            for partition in self._partitions.values():
-                partition.close()
             dirlock.release(self._lock_fd)
             raise
 
     def _open(self) -> None:
         marker = self.data_dir / CLEAN_SHUTDOWN_FILE
-        self.recovered = not marker.exists()  # True: the last stop was not a clean close
+        pending = read_marker(self.data_dir / CLEAN_SHUTDOWN_FILE)
+        self.recovered = pending is None  # True: the last stop was not a clean close
         recovery_points = self._read_checkpoint(RECOVERY_POINT_FILE)
         log_starts = self._read_checkpoint(LOG_START_FILE)
         self._load_overrides()
@@ -99,10 +123,11 @@ class Store:
                 continue
             found[parsed[0]] = max(found.get(parsed[0], 0), parsed[1] + 1)
         for topic, count in found.items():
+            self._counts[topic] = count
             for index in range(count):
                 key = (topic, index)
-                self._partitions[key] = self._partition(topic, index, recovery_points.get(key, 0),
-                                                        log_starts.get(key, 0), clean=not self.recovered)
+                clean = pending is not None and key not in pending
+                self._slots[key] = PartitionSlot(topic, index, recovery_points.get(key, 0), log_starts.get(key, 0), clean)
         orphans = set(self._overrides) - set(found)
         if orphans:
             log.info("dropping the configs of %s: no such topic", ", ".join(sorted(orphans)))
@@ -110,8 +135,6 @@ class Store:
                 del self._overrides[topic]
                 self._topic_configs.pop(topic, None)
             topic_config.write_overrides(self.data_dir, self._overrides)
-        if self.recovered:
-            self._write_checkpoints()  # recovery left every partition durable
         marker.unlink(missing_ok=True)
         fsync_dir(self.data_dir)
 
@@ -137,10 +160,65 @@ class Store:
                 continue
             self._overrides[topic] = overrides
 
-    def _partition(self, topic: str, index: int, recovery_point: int, log_start: int, clean: bool) -> Partition:
-        return Partition(topic, index, self.data_dir / partition_dir_name(topic, index), self.topic_config(topic),
-                         clock=self._clock, fdatasync=self._fdatasync, log_start_offset=log_start,
-                         recovery_point=recovery_point, clean=clean, on_log_start_change=self._log_start_changed)
+    def _load(self, slot: PartitionSlot) -> Partition:
+        """Load (after an unclean stop: recover) the partition of `slot`, once; under its own lock."""
+        with slot.lock:
+            if slot.partition is not None:
+                return slot.partition
+            if slot.gone:
+                raise UnknownTopicError(f"unknown topic or partition {slot.topic}-{slot.index}")
+            try:
+                partition = Partition(slot.topic, slot.index, self.data_dir / partition_dir_name(slot.topic, slot.index),
+                                      self.topic_config(slot.topic), clock=self._clock, fdatasync=self._fdatasync,
+                                      log_start_offset=slot.log_start, recovery_point=slot.recovery_point,
+                                      clean=slot.clean, on_log_start_change=self._log_start_changed, files=self.files)
+            except OSError as exc:
+                raise KafkaStorageError(f"cannot open {slot.topic}-{slot.index} in {self.data_dir}: "
+                                        f"{exc.strerror or exc}") from exc
+            report = partition.load_report
+            if report.recovered_segments:
+                log.info("recovered %s-%d: %d segment(s) checked, %d byte(s) cut, %d segment(s) dropped",
+                         slot.topic, slot.index, report.recovered_segments, report.truncated_bytes,
+                         report.deleted_segments)
+            slot.partition = partition
+            partition.config = self.topic_config(slot.topic)  # set_topic_config may have run meanwhile
+            return partition
+
+    def load_all(self, should_stop: Callable[[], bool] = lambda: False, threads: int = 1) -> int:
+        """Load every partition not loaded yet (for a background thread); returns how many it
+        loaded. Stops early when the store closes or `should_stop()`; errors are logged. With
+        `threads` > 1 several load at once (recovery's fdatasyncs share journal commits)."""
+        with self._lock:
+            slots = [slot for slot in self._slots.values() if slot.partition is None]
+
+        def load(slot: PartitionSlot) -> int:
+            if self._closed or slot.partition is not None or slot.gone or should_stop():
+                return 0
+            try:
+                self._load(slot)
+                return 1
+            except UnknownTopicError:
+                return 0
+            except (KafkaStorageError, CorruptRecordError) as exc:
+                log.error("cannot load %s-%d: %s", slot.topic, slot.index, exc)
+                return 0
+
+        if threads <= 1 or len(slots) <= 1:
+            return sum(load(slot) for slot in slots)
+        with ThreadPoolExecutor(min(threads, len(slots)), thread_name_prefix="logship-load") as pool:
+            return sum(pool.map(load, slots))
+
+    def leader_epoch(self, topic: str, index: int) -> int:
+        """The partition's current leader epoch (Partition.leader_epoch), without loading it when
+        its epoch files say: a Metadata answer for 10,000 partitions loads none of them."""
+        slot = self._slot(topic, index)
+        if slot.partition is not None:
+            return slot.partition.leader_epoch
+        if slot.epoch is None:
+            slot.epoch = stored_leader_epoch(self.data_dir / partition_dir_name(topic, index))
+            if slot.epoch is None:  # the files do not say: loading rebuilds them from the log
+                return self._load(slot).leader_epoch
+        return slot.epoch
 
     def _read_checkpoint(self, name: str) -> dict[tuple[str, int], int]:
         try:
@@ -154,31 +232,29 @@ class Store:
     def topics(self) -> dict[str, int]:
         """{topic name: partition count}."""
         with self._lock:
-            counts: dict[str, int] = {}
-            for topic, index in self._partitions:
-                counts[topic] = max(counts.get(topic, 0), index + 1)
-            return counts
+            return dict(self._counts)
 
     def partition_count(self, name: str) -> int:
-        """How many partitions topic `name` has, 0 when there is no such topic. Costs the
-        topic's partition count, not the store's (partitions are numbered 0..count-1)."""
+        """How many partitions topic `name` has, 0 when there is no such topic."""
         with self._lock:
-            count = 0
-            while (name, count) in self._partitions:
-                count += 1
-            return count
+            return self._counts.get(name, 0)
+
+    def total_partitions(self) -> int:
+        """Partitions of every topic, in all."""
+        with self._lock:
+            return len(self._slots)
 
     def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> None:
         """Create `name` with `partitions` empty partitions (durably), with `configs` (Kafka's
         topic config names -> values; InvalidConfigError before anything is created)."""
         validate_topic_name(name)
-        if not isinstance(partitions, int) or partitions < 1:
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
             raise InvalidPartitionsError(f"a topic needs at least one partition, not {partitions}")
         overrides = topic_config.normalize(configs or {})
         config = topic_config.apply(self.config, overrides) if overrides else None
         with self._lock:
             self._check_open()
-            if self.partition_count(name):
+            if name in self._counts:
                 raise TopicAlreadyExistsError(f"topic {name!r} already exists")
             try:
                 # first (an entry left by an earlier failure is replaced), so that the partitions
@@ -189,21 +265,28 @@ class Store:
                         self._topic_configs[name] = config
                     else:
                         self._topic_configs.pop(name, None)
-                for index in range(partitions):
-                    self._partitions[(name, index)] = self._partition(name, index, 0, 0, clean=True)
+                for index in reversed(range(partitions)):  # the highest first: see add_partitions
+                    self._make_partition_dir(name, index)
                 fsync_dir(self.data_dir)
-                self._write_checkpoints()
-            except (OSError, KafkaStorageError) as exc:
+            except OSError as exc:
                 self._undo_create(name, partitions, bool(overrides))
                 raise KafkaStorageError(f"cannot create topic {name!r} in {self.data_dir}: {exc}") from exc
+            for index in range(partitions):
+                self._slots[(name, index)] = PartitionSlot.new(name, index)
+            self._counts[name] = partitions
+            try:
+                self._write_checkpoints()
+            except OSError as exc:  # the directories are the truth; the next checkpoint catches up
+                log.error("cannot write checkpoints after creating %s: %s", name, exc)
+
+    def _make_partition_dir(self, topic: str, index: int) -> None:
+        """A new partition is a directory; its first segment is made when it is first used."""
+        (self.data_dir / partition_dir_name(topic, index)).mkdir(exist_ok=True)
 
     def _undo_create(self, name: str, partitions: int, configured: bool) -> None:
-        """Forget what a failed create_topic made: its partitions and its stored configs."""
+        """Forget what a failed create_topic made: its directories and its stored configs."""
         for index in range(partitions):
-            partition = self._partitions.pop((name, index), None)
-            if partition is not None:
-                partition.close()
-                shutil.rmtree(partition.directory, ignore_errors=True)
+            shutil.rmtree(self.data_dir / partition_dir_name(name, index), ignore_errors=True)
         if configured:
             self._topic_configs.pop(name, None)
         if name in self._overrides:
@@ -222,40 +305,52 @@ class Store:
         """
         with self._lock:
             self._check_open()
-            current = self.partition_count(name)
-            if not current:
+            current = self._counts.get(name)
+            if current is None:
                 raise UnknownTopicError(f"unknown topic {name!r}")
-            if not isinstance(total, int) or total <= current:
+            if isinstance(total, bool) or not isinstance(total, int) or total <= current:
                 raise InvalidPartitionsError(f"topic {name!r} has {current} partition{'s' if current != 1 else ''}; "
                                              f"the new count must be larger, not {total}")
             added = list(range(current, total))
             try:
-                for index in reversed(added):
-                    self._partitions[(name, index)] = self._partition(name, index, 0, 0, clean=True)
-                    fsync_dir(self.data_dir)
-                self._write_checkpoints()
-            except (OSError, KafkaStorageError) as exc:
+                self._make_partition_dir(name, added[-1])
+                fsync_dir(self.data_dir)  # from here on the topic has `total` partitions
+                for index in added[:-1]:
+                    self._make_partition_dir(name, index)
+                fsync_dir(self.data_dir)
+            except OSError as exc:
                 for index in added:  # undo: the topic keeps its old count
-                    partition = self._partitions.pop((name, index), None)
-                    if partition is not None:
-                        partition.close()
-                        shutil.rmtree(partition.directory, ignore_errors=True)
+                    shutil.rmtree(self.data_dir / partition_dir_name(name, index), ignore_errors=True)
                 raise KafkaStorageError(f"cannot add partitions to {name!r} in {self.data_dir}: {exc}") from exc
+            for index in added:
+                self._slots[(name, index)] = PartitionSlot.new(name, index)
+            self._counts[name] = total
+            try:
+                self._write_checkpoints()
+            except OSError as exc:
+                log.error("cannot write checkpoints after adding partitions to %s: %s", name, exc)
             return added
 
     def delete_topic(self, name: str) -> None:
         """Remove the topic and its data."""
         with self._lock:
             self._check_open()
-            doomed = [key for key in self._partitions if key[0] == name]
-            if not doomed:
+            count = self._counts.pop(name, None)
+            if count is None:
                 raise UnknownTopicError(f"unknown topic {name!r}")
             moved = []
-            for key in doomed:
-                partition = self._partitions.pop(key)
-                partition.close()
-                target = partition.directory.with_name(f"{partition.directory.name}.{uuid.uuid4().hex}{DELETE_SUFFIX}")
-                os.rename(partition.directory, target)
+            for index in range(count):
+                slot = self._slots.pop((name, index))
+                with slot.lock:  # waits for a load in progress
+                    slot.gone = True
+                    if slot.partition is not None:
+                        slot.partition.close()
+                directory = self.data_dir / partition_dir_name(name, index)
+                target = directory.with_name(f"{directory.name}.{uuid.uuid4().hex}{DELETE_SUFFIX}")
+                try:
+                    os.rename(directory, target)
+                except FileNotFoundError:  # never used since a crash lost it
+                    continue
                 moved.append(target)
             fsync_dir(self.data_dir)
             self._write_checkpoints()
@@ -280,8 +375,10 @@ class Store:
         """
         with self._lock:
             self._topic_configs[topic] = config
-            for index in range(self.partition_count(topic)):
-                self._partitions[(topic, index)].config = config
+            for index in range(self._counts.get(topic, 0)):
+                partition = self._slots[(topic, index)].partition
+                if partition is not None:
+                    partition.config = config
 
     def topic_overrides(self, topic: str) -> dict[str, str]:
         """The stored configs of `topic` (Kafka names -> values); {} when it has none."""
@@ -305,7 +402,7 @@ class Store:
         with self._lock:
             self._check_open()
             for topic in changes:
-                if not self.partition_count(topic):
+                if topic not in self._counts:
                     raise UnknownTopicError(f"unknown topic {topic!r}")
             if not validate_only:
                 updated = dict(self._overrides)
@@ -332,16 +429,44 @@ class Store:
         topic_config.write_overrides(self.data_dir, updated)
         self._overrides = updated
 
+    def _slot(self, topic: str, index: int) -> PartitionSlot:
+        try:
+            return self._slots[(topic, index)]
+        except KeyError:
+            raise UnknownTopicError(f"unknown topic or partition {topic}-{index}") from None
+
     def partition(self, topic: str, index: int) -> Partition:
-        with self._lock:
-            try:
-                return self._partitions[(topic, index)]
-            except KeyError:
-                raise UnknownTopicError(f"unknown topic or partition {topic}-{index}") from None
+        """The partition, loaded (and, after an unclean stop, recovered) on first use."""
+        slot = self._slot(topic, index)
+        partition = slot.partition
+        if partition is not None:
+            return partition
+        self._check_open()
+        return self._load(slot)
+
+    def size_and_lag(self, topic: str, index: int) -> tuple[int, int]:
+        """(bytes on disk, log end offset - high watermark) of a partition, without loading it
+        when it is not loaded yet (then its segment files' sizes, and no lag)."""
+        slot = self._slot(topic, index)
+        partition = slot.partition
+        if partition is not None:
+            return partition.size_bytes, partition.log_end_offset - partition.high_watermark
+        directory = self.data_dir / partition_dir_name(topic, index)
+        try:
+            return sum(path.stat().st_size for path in directory.glob("*.log")), 0
+        except OSError:
+            partition = self.partition(topic, index)
+            return partition.size_bytes, partition.log_end_offset - partition.high_watermark
 
     def partitions(self) -> list[Partition]:
+        """Every partition (loading those not loaded yet)."""
         with self._lock:
-            return list(self._partitions.values())
+            slots = list(self._slots.values())
+        return [self._load(slot) for slot in slots]
+
+    def _loaded(self) -> list[Partition]:
+        """The partitions loaded so far (maintenance leaves the others alone: unchanged since open)."""
+        return [slot.partition for slot in self._slots.values() if slot.partition is not None]
 
     # ------------------------------------------------------------------ maintenance
 
@@ -351,7 +476,7 @@ class Store:
         with self._lock:
             self._retention_thread = threading.get_ident()
             try:
-                for partition in self._partitions.values():
+                for partition in self._loaded():
                     if not partition.config.deletes:
                         continue  # cleanup.policy=compact: the log is kept whole
                     try:
@@ -373,7 +498,7 @@ class Store:
             if self._closed:
                 return results
             with self._lock:
-                partitions = [p for p in self._partitions.values() if p.config.compacts]
+                partitions = [p for p in self._loaded() if p.config.compacts]
             for partition in partitions:
                 key = (partition.topic, partition.index)
                 if partition.offline or not (force or compaction.needs_compaction(
@@ -391,16 +516,22 @@ class Store:
     def checkpoint(self) -> None:
         """Flush every partition, then write the recovery points and log start offsets."""
         with self._lock:
-            partitions = list(self._partitions.values())
-        for partition in partitions:
-            if partition.offline:
-                continue
-            try:
-                partition.flush()
-            except KafkaStorageError as exc:
-                log.error("flush of %s-%d failed: %s", partition.topic, partition.index, exc)
+            partitions = [p for p in self._loaded() if not p.offline and p.recovery_point < p.log_end_offset]
+        if len(partitions) > 1:  # fsyncs from several threads share the file system's journal commits
+            with ThreadPoolExecutor(min(FLUSH_THREADS, len(partitions)), thread_name_prefix="logship-flush") as pool:
+                list(pool.map(self._flush, partitions))
+        else:
+            for partition in partitions:
+                self._flush(partition)
         with self._lock:
             self._write_checkpoints()
+
+    @staticmethod
+    def _flush(partition: Partition) -> None:
+        try:
+            partition.flush()
+        except KafkaStorageError as exc:
+            log.error("flush of %s-%d failed: %s", partition.topic, partition.index, exc)
 
     def _log_start_changed(self, partition: Partition) -> None:
         """Persist a moved log start at once (retention writes once, at its end)."""
@@ -415,9 +546,9 @@ class Store:
 
     def _write_checkpoints(self) -> None:
         write_offsets(self.data_dir / RECOVERY_POINT_FILE,
-                      {key: p.recovery_point for key, p in self._partitions.items()})
+                      {key: slot.recovery_point_now for key, slot in self._slots.items()})
         write_offsets(self.data_dir / LOG_START_FILE,
-                      {key: p.log_start_offset for key, p in self._partitions.items()})
+                      {key: slot.log_start_now for key, slot in self._slots.items()})
 
     # ------------------------------------------------------------------ lifetime
 
@@ -430,14 +561,19 @@ class Store:
                 return
             try:
                 self.checkpoint()
-                healthy = not any(p.offline for p in self._partitions.values())
-                for partition in self._partitions.values():
-                    partition.close()
+                healthy = not any(p.offline for p in self._loaded())
+                for slot in self._slots.values():
+                    with slot.lock:  # waits for a load in progress
+                        slot.gone = True
+                        if slot.partition is not None:
+                            slot.partition.close()
                 if healthy:
-                    (self.data_dir / CLEAN_SHUTDOWN_FILE).touch()
-                    fsync_dir(self.data_dir)
+                    unrecovered = {key: slot.recovery_point for key, slot in self._slots.items()
+                                   if slot.partition is None and not slot.clean}
+                    write_offsets(self.data_dir / CLEAN_SHUTDOWN_FILE, unrecovered)  # fsynced, with the directory
             finally:
                 self._closed = True
+                self.files.close_all()
                 dirlock.release(self._lock_fd)
 
     def _check_open(self) -> None:
@@ -451,4 +587,4 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Store({str(self.data_dir)!r}, {len(self._partitions)} partitions)"
+        return f"Store({str(self.data_dir)!r}, {len(self._slots)} partitions)"
