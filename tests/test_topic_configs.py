@@ -124,18 +124,18 @@ def test_a_failed_create_leaves_no_configs_for_a_later_create(tmp_path, monkeypa
     import errno
     from logship.errors import KafkaStorageError
     with Store(tmp_path) as store:
-        real = Store._partition
+        real = Store._make_partition_dir
 
         def failing(self, topic, index, *args, **kwargs):
-            if index == 1:
-                raise OSError(errno.EMFILE, "Too many open files")
+            if index == 0:  # made last (the highest first)
+                raise OSError(errno.ENOSPC, "No space left on device")
             return real(self, topic, index, *args, **kwargs)
 
-        monkeypatch.setattr(Store, "_partition", failing)
+        monkeypatch.setattr(Store, "_make_partition_dir", failing)
         with pytest.raises(KafkaStorageError):
             store.create_topic("x", 2, {"retention.ms": "1"})
-        monkeypatch.setattr(Store, "_partition", real)
-        assert "x" not in store.topics() and not (tmp_path / "x-0").exists()
+        monkeypatch.setattr(Store, "_make_partition_dir", real)
+        assert "x" not in store.topics() and not (tmp_path / "x-0").exists() and not (tmp_path / "x-1").exists()
         assert store.topic_overrides("x") == {} and store.topic_config("x") == store.config
         store.create_topic("x", 1)
         assert store.partition("x", 0).config.retention_ms == store.config.retention_ms

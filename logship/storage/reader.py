@@ -137,7 +137,8 @@ def _max_timestamp_from(segment: Segment, batch, log_start: int) -> int:
     """The largest timestamp of `batch`'s records at or after log_start (-1 when none); the
     batch header's when the records cannot be decoded."""
     try:
-        data = os.pread(segment.fd, batch.size, batch.position)
+        with segment.acquire() as fd:
+            data = os.pread(fd, batch.size, batch.position)
         found = [r.timestamp for r in records.decode_records(data) if r.offset >= log_start]
     except (LogshipError, OSError):
         return batch.max_timestamp
