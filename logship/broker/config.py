@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..storage import LogConfig
+from .limits import Limits
 
 DEFAULT_PORT = 9092
 
@@ -44,6 +45,7 @@ class BrokerConfig:
     offset_metadata_max_bytes: int = 4096
     offsets_segment_bytes: int = 1 << 20
     compaction_check_interval_s: float = 15.0
+    limits: Limits = field(default_factory=Limits.defaults_for)  # what one client may make it spend
 
     def offsets_log_config(self) -> LogConfig:
         """The log settings of `__consumer_offsets`: compacted, never deleted by retention,

@@ -1,0 +1,130 @@
+"""What one client may make the broker spend: the settings, and the pools that enforce them.
+
+Named after Kafka's broker configs:
+
+- socket.request.max.bytes (`BrokerConfig.max_frame_bytes`): the largest frame; checked on
+  the length prefix, before anything is allocated.
+- `queued_max_request_bytes` (queued.max.request.bytes): a `MemoryPool` for the bytes of
+  requests being read or waiting to be handled. Bytes are charged as they really arrive, so a
+  length prefix alone costs nothing; a connection that finds the pool exhausted stops being
+  read (paused) until memory is released. Like Kafka's pool it is not strict: a charge is
+  granted while anything is left, so the pool can overshoot by one read chunk per connection.
+- `request_timeout_ms`: a frame must arrive whole within this time of its first byte (time
+  spent paused by the broker does not count), else its connection is closed.
+- `max_connections` (max.connections) and `max_connections_per_ip` (max.connections.per.ip):
+  at either cap, the connection quiet for longest (no request in progress, none received for
+  at least `EVICTABLE_AFTER_S`) is closed to make room; if there is none the new connection
+  is refused. Clients that are working are never evicted by a flood from their own address.
+- `connections_max_idle_ms` (connections.max.idle.ms): a connection that moves no byte for
+  this long is closed.
+- `fetch_max_bytes` (fetch.max.bytes, broker side): record bytes in one Fetch response.
+- `fetch_max_files`: segment slices (each a duplicated descriptor) in one Fetch response;
+  partitions beyond get no records this time, as beyond the byte budget.
+- `max_response_files`: descriptors held by all Fetch responses at once (a `Budget`).
+- `max_queued_response_bytes` (per connection) and `max_total_queued_response_bytes`: encoded
+  response bytes waiting to be written. A connection over either stops being read until its
+  client takes its responses (backpressure); each connection builds one Fetch response at a
+  time, when it is its turn to be written.
+- `write_timeout_ms`: a connection whose writes make no progress for this long is closed.
+
+Defaults keep a broker under a few hundred MB and a few thousand descriptors whatever its
+clients send; `Limits.defaults_for(nofile)` fits the descriptor caps to the process limit.
+"""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import dataclass
+
+#: A connection quiet for less than this is never evicted to make room for a new one.
+EVICTABLE_AFTER_S = 1.0
+
+
+@dataclass
+class Limits:
+    queued_max_request_bytes: int = 100 << 20
+    request_timeout_ms: int = 30_000
+    max_connections: int = 4000
+    max_connections_per_ip: int = 4000
+    connections_max_idle_ms: int = 600_000
+    fetch_max_bytes: int = 55 << 20
+    fetch_max_files: int = 64
+    max_response_files: int = 4000
+    max_queued_response_bytes: int = 4 << 20
+    max_total_queued_response_bytes: int = 64 << 20
+    write_timeout_ms: int = 30_000
+
+    @classmethod
+    def defaults_for(cls, nofile: int | None = None) -> "Limits":
+        """Defaults with connections and response descriptors each at most a fifth of the
+        process's descriptor limit (RLIMIT_NOFILE), so that segment files keep the rest."""
+        if nofile is None:
+            nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        limits = cls()
+        if nofile > 0:
+            share = max(64, nofile // 5)
+            limits.max_connections = min(limits.max_connections, share)
+            limits.max_connections_per_ip = min(limits.max_connections_per_ip, share)
+            limits.max_response_files = min(limits.max_response_files, share)
+        return limits
+
+
+class MemoryPool:
+    """Bytes granted against a capacity; `charge` is refused only once nothing is left.
+
+    `waiting` callbacks run (once each) when a release brings the pool back above zero.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.used = 0
+        self._waiting: list = []
+
+    @property
+    def available(self) -> int:
+        return self.capacity - self.used
+
+    @property
+    def exhausted(self) -> bool:
+        return self.used >= self.capacity
+
+    def charge(self, nbytes: int) -> None:
+        """Count `nbytes` as in use (they are already received: this cannot fail)."""
+        self.used += nbytes
+
+    def release(self, nbytes: int) -> None:
+        self.used = max(0, self.used - nbytes)
+        if self._waiting and not self.exhausted:
+            waiting, self._waiting = self._waiting, []
+            for callback in waiting:
+                callback()
+
+    def when_available(self, callback) -> None:
+        """Call `callback()` once memory is available (at once if it is)."""
+        if self.exhausted:
+            self._waiting.append(callback)
+        else:
+            callback()
+
+    def forget(self, callback) -> None:
+        try:
+            self._waiting.remove(callback)
+        except ValueError:
+            pass
+
+
+class Budget:
+    """A count of things (descriptors) taken and given back, up to `capacity`."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.used = 0
+
+    def take(self, wanted: int) -> int:
+        """Take up to `wanted`; returns how many were granted (0 when none are left)."""
+        granted = max(0, min(wanted, self.capacity - self.used))
+        self.used += granted
+        return granted
+
+    def give_back(self, count: int) -> None:
+        self.used = max(0, self.used - count)
