@@ -88,9 +88,15 @@ class FakeConn:
     def __init__(self, host: str):
         self.host = host
         self.aborted = False
-        self.last_io = 0.0
+        self.last_io = self.last_read = 0.0
         self.frame_started = None
         self.peer = (host, 1)
+        self.partial_bytes = 0
+        self.frame_began = 0.0
+        self.unread = 0
+
+    def unread_bytes(self) -> int:
+        return self.unread
 
     def abort(self, reason) -> None:
         self.aborted = True
@@ -149,3 +155,33 @@ def test_sweep_closes_idle_and_late_connections():
     clock.now += 30
     admission.sweep()
     assert idle.aborted and not fine.aborted and len(admission) == 1
+
+
+def test_pool_pauses_only_those_holding_half_a_fair_share_once_used_up():
+    pool = MemoryPool(100)
+    pool.holders = 4
+    pool.charge(99)
+    assert not pool.must_wait(90)  # not used up yet
+    pool.charge(1)
+    assert pool.must_wait(13) and not pool.must_wait(12)  # fair share 25: half is 12.5
+
+
+def test_sweep_relieves_an_exhausted_pool_from_late_requests_oldest_first():
+    clock = Clock()
+    admission = Admission(Limits(queued_max_request_bytes=100), clock)
+    stalled, old, paused, fresh, done, young = (FakeConn(h) for h in "abcdef")
+    start = clock.now
+    for conn, held, began in ((stalled, 30, 0.5), (old, 40, 0), (paused, 20, 0.4), (fresh, 10, 0),
+                              (done, 0, 0), (young, 20, 1.6)):
+        assert admission.admit(conn)
+        conn.partial_bytes = held
+        admission.pool.charge(held or 5)  # `done` holds a whole frame waiting to be handled
+        conn.frame_began = start + began
+        conn.last_io = conn.last_read = start + began
+    paused.unread = young.unread = 5  # their bytes wait in the kernel: the broker paused them
+    clock.now += 2 * EVICTABLE_AFTER_S + 0.5
+    fresh.last_io = fresh.last_read = clock.now
+    admission.sweep()
+    # 125 used: the late ones go, oldest first, until no more than 50 are: old, paused (begun long ago
+    # though its bytes wait), stalled; young is paused but not late, fresh is sending
+    assert [c.aborted for c in (stalled, old, paused, fresh, done, young)] == [True, True, True, False, False, False]

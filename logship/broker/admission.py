@@ -3,14 +3,22 @@
 It admits or refuses each new connection (max.connections, max.connections.per.ip), making
 room first by evicting the connection that has been quiet longest (no request received and
 unanswered; quiet for at least EVICTABLE_AFTER_S), so that a flood of connections from one
-address pushes out its own idle sockets, not the clients that are working. Once a second
+address pushes out its own idle sockets, not the clients that are working. Periodically
 `sweep()` closes connections idle for connections.max.idle.ms and those whose frame has not
 arrived whole within request_timeout_ms. It owns the request memory pool, the response
 descriptor budget and the count of queued response bytes, and logs every refusal through a
 `RateLimitedLog`: one line per reason and address per interval.
 
-A connection is anything with `host`, `last_io`, `frame_started` (None when no frame is
-partly read or while the broker itself pauses it), `pending` and `abort(reason)`.
+While the pool is used up, the sweep (run every SWEEP_INTERVAL_S) also closes connections
+that hold its memory in a request their client has stopped sending (nothing received for
+STALLED_AFTER_S, nothing waiting in the kernel), then those whose request began 2 s ago or
+more, the oldest first, until half the pool is free: a few thousand half-sent requests
+cannot hold the pool and pause every other client, and a good client's request, younger
+than theirs, goes on once they are gone.
+
+A connection is anything with `host`, `last_io`, `last_read`, `frame_started` (None when no
+frame is partly read or while the broker itself pauses it), `frame_began`, `partial_bytes`, `unread_bytes()`
+and `abort(reason)`.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import collections
 import logging
 import time
 
-from .limits import EVICTABLE_AFTER_S, Budget, Limits, MemoryPool
+from .limits import EVICTABLE_AFTER_S, STALLED_AFTER_S, Budget, Limits, MemoryPool
 from .ratelog import RateLimitedLog
 
 log = logging.getLogger("logship.broker")
@@ -116,7 +124,7 @@ class Admission:
                            f"refused {{count}} connections from {conn.host} in the last {{seconds}} s: "
                            f"{limit} {value}")
 
-    # --- once a second --------------------------------------------------------------------------
+    # --- periodically --------------------------------------------------------------------------
 
     def sweep(self) -> None:
         """Close idle connections and those whose frame is late; log the summaries due."""
@@ -129,7 +137,29 @@ class Admission:
             elif conn.frame_started is not None and now - conn.frame_started > frame_s:
                 self.close(conn, "slow frame", f"a request not received whole within request.timeout.ms "
                                                f"{self.limits.request_timeout_ms}")
+        if self.pool.exhausted:
+            self._relieve(now)
         self.refusals.flush(now)
+
+    def _relieve(self, now: float) -> None:
+        """The request pool is used up: close the connections holding its memory in a request
+        their clients have stopped sending, then those whose request began 2 s ago or more
+        (the oldest first) until half the pool is free."""
+        why = f"a request not received whole while queued.max.request.bytes " \
+              f"{self.limits.queued_max_request_bytes} is used up"
+        holders = [conn for conn in self._all if conn.partial_bytes > 0 and now - conn.last_read >= STALLED_AFTER_S]
+        used, old = self.pool.used, []
+        for conn in holders:
+            if not conn.unread_bytes():
+                used -= conn.partial_bytes
+                self.close(conn, "memory", why)
+            elif now - conn.frame_began >= 2 * EVICTABLE_AFTER_S:
+                old.append(conn)
+        for conn in sorted(old, key=lambda c: c.frame_began):
+            if used <= self.pool.capacity // 2:
+                break
+            used -= conn.partial_bytes
+            self.close(conn, "memory", why)
 
     def close(self, conn, kind: str, why: str) -> None:
         """Close `conn` for `why`, logged once per kind, address and interval."""

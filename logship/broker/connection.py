@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import fcntl
 import socket
+import struct
+import termios
 import time
 
 from ..errors import ProtocolError
@@ -58,8 +61,11 @@ class Connection(asyncio.BufferedProtocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self.closed = False
-        self.last_io = time.monotonic()
+        self.last_io = self.last_read = time.monotonic()
         self.frame_started: float | None = None
+        self.frame_began = self.last_io  # when the first byte of the latest frame came
+        self.held_bytes = 0  # charged to the pool: the frame being read and those not yet handled
+        self._aborted = False
         self.pending = 0
         self.queued_response_bytes = 0
         self._sent: asyncio.Future | None = None
@@ -87,7 +93,9 @@ class Connection(asyncio.BufferedProtocol):
         return memoryview(_scratch)[:min(_SCRATCH_BYTES, self._size - self._filled)]
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.last_io = time.monotonic()
+        self.last_io = self.last_read = time.monotonic()
+        if self._frame is None and self._filled == 0:
+            self.frame_began = self.last_io
         if self.frame_started is None and not self._paused_for:
             self.frame_started = self.last_io
         if self._frame is None:
@@ -125,8 +133,13 @@ class Connection(asyncio.BufferedProtocol):
         self.frame_started = None
         self.admission.gone(self)
         self._pool.forget(self._pool_available)
+        if self._aborted:  # what was received is dropped unanswered
+            while self._queue:
+                item = self._queue.popleft()
+                if isinstance(item, bytearray):
+                    self._release(len(item))
         if self._charged:
-            self._pool.release(self._charged)
+            self._release(self._charged)
             self._charged = 0
         self._frame = None
         self._push(None)
@@ -144,8 +157,24 @@ class Connection(asyncio.BufferedProtocol):
     def abort(self, reason) -> None:
         """Close at once, dropping what is unsent (a refused, evicted or late connection)."""
         self.frame_started = None
+        self._aborted = True
         if self.transport is not None:
             self.transport.abort()
+
+    @property
+    def partial_bytes(self) -> int:
+        """Bytes charged to the pool for the frame being received."""
+        return self._charged
+
+    def unread_bytes(self) -> int:
+        """Bytes the client sent that wait in the kernel (0 if unknown)."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None or self.closed:
+            return 0
+        try:
+            return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+        except OSError:
+            return 0
 
     async def next_frame(self) -> bytearray | None:
         """The next whole frame, None at end of stream; raises the ProtocolError that ended it.
@@ -162,7 +191,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def handled(self, frame_size: int, answered: bool) -> None:
         """The server is done with a frame; `answered` if it queued no response for it."""
-        self._pool.release(frame_size)
+        self._release(frame_size)
         if answered:
             self.answered()
 
@@ -214,11 +243,22 @@ class Connection(asyncio.BufferedProtocol):
     # --- reading ------------------------------------------------------------------------------
 
     def _charge(self, nbytes: int) -> None:
+        if not self.held_bytes:
+            self._pool.holders += 1
         self._pool.charge(nbytes)
         self._charged += nbytes
-        if self._pool.exhausted:
+        self.held_bytes += nbytes
+        if self._pool.must_wait(self.held_bytes):
             self._pause("pool")
             self._pool.when_available(self._pool_available)
+
+    def _release(self, nbytes: int) -> None:
+        if not nbytes:
+            return
+        self.held_bytes -= nbytes
+        if not self.held_bytes:
+            self._pool.holders -= 1
+        self._pool.release(nbytes)
 
     def _pool_available(self) -> None:
         self._resume("pool")

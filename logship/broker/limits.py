@@ -6,9 +6,11 @@ Named after Kafka's broker configs:
   the length prefix, before anything is allocated.
 - `queued_max_request_bytes` (queued.max.request.bytes): a `MemoryPool` for the bytes of
   requests being read or waiting to be handled. Bytes are charged as they really arrive, so a
-  length prefix alone costs nothing; a connection that finds the pool exhausted stops being
-  read (paused) until memory is released. Like Kafka's pool it is not strict: a charge is
-  granted while anything is left, so the pool can overshoot by one read chunk per connection.
+  length prefix alone costs nothing. Once the pool is used up, a connection holding more
+  than half its fair share (capacity / connections holding memory) stops being read (paused)
+  until memory is released, while those holding less go on: so the pool overshoots by at
+  most half its capacity, and clients that hold little are not stopped by those that hold
+  much (`MemoryPool.must_wait`).
 - `request_timeout_ms`: a frame must arrive whole within this time of its first byte (time
   spent paused by the broker does not count), else its connection is closed.
 - `max_connections` (max.connections) and `max_connections_per_ip` (max.connections.per.ip):
@@ -38,6 +40,9 @@ from dataclasses import dataclass
 
 #: A connection quiet for less than this is never evicted to make room for a new one.
 EVICTABLE_AFTER_S = 1.0
+#: While the request pool is used up, a partly received request whose client sent nothing for
+#: this long (and has nothing waiting in the kernel) is given up, its connection closed.
+STALLED_AFTER_S = 0.3
 
 
 @dataclass
@@ -78,6 +83,7 @@ class MemoryPool:
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.used = 0
+        self.holders = 0  # connections holding some of it
         self._waiting: list = []
 
     @property
@@ -91,6 +97,11 @@ class MemoryPool:
     def charge(self, nbytes: int) -> None:
         """Count `nbytes` as in use (they are already received: this cannot fail)."""
         self.used += nbytes
+
+    def must_wait(self, held: int) -> bool:
+        """Whether a connection holding `held` bytes must stop reading: the pool is used up
+        and it holds at least half of a fair share."""
+        return self.exhausted and held * 2 * max(1, self.holders) >= self.capacity
 
     def release(self, nbytes: int) -> None:
         self.used = max(0, self.used - nbytes)

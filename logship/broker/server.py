@@ -40,7 +40,8 @@ log = logging.getLogger("logship.broker")
 MAX_IN_FLIGHT = 64  # per connection: decoded requests waiting for their response to be written
 SENDFILE_MIN_BYTES = 256 << 10  # smaller slices are cheaper as pread + write
 SENDFILE_CHUNK_BYTES = 4 << 20  # each must leave within write.timeout.ms
-SWEEP_INTERVAL_S = 1.0
+SWEEP_INTERVAL_S = 0.25
+FETCH_ENTRY_WEIGHT = 1024  # bytes a partition of a decoded fetch and its response entry take, about
 
 
 class _SpliceFile:
@@ -101,7 +102,8 @@ class Server:
             await self._server.wait_closed()
 
     def _sweep(self) -> None:
-        """Once a second while listening: idle and late connections, due log summaries."""
+        """Every SWEEP_INTERVAL_S while listening: idle and late connections, the request pool,
+        due log summaries."""
         if self._server is None or not self._server.is_serving():
             return
         try:
@@ -160,9 +162,9 @@ class Server:
                 if response is None:
                     conn.answered()
                     continue
-                if isinstance(response, list):
-                    conn.queue_response_bytes(_bytes_in(response))
-                await queue.put(response)
+                weight = _weight(response)
+                conn.queue_response_bytes(weight)
+                await queue.put((response, weight))
         except asyncio.CancelledError:
             sender.cancel()
             raise
@@ -268,15 +270,13 @@ class Server:
     async def _send_responses(self, queue: asyncio.Queue, conn: Connection) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            item = await queue.get()
-            if item is None:
+            entry = await queue.get()
+            if entry is None:
                 return
-            plan, queued = None, 0
-            if isinstance(item, list):
-                queued = _bytes_in(item)
-            elif isinstance(item, _FetchTurn):
+            (item, queued), plan = entry, None
+            if isinstance(item, _FetchTurn):
                 item, plan = await self._long_poll(item)
-            else:
+            elif isinstance(item, asyncio.Task):
                 item = await item
             try:
                 if item is not None:
@@ -310,8 +310,14 @@ class _Responder:
         return framing.encode_response_parts(self.api_key, self.api_version, self.correlation_id, body)
 
 
-def _bytes_in(parts: list) -> int:
-    return sum(len(part) for part in parts if isinstance(part, (bytes, bytearray, memoryview)))
+def _weight(response) -> int:
+    """What a queued response holds in memory, for the bounds on unsent responses: its bytes,
+    or for a fetch not yet planned, FETCH_ENTRY_WEIGHT per partition of its decoded request."""
+    if isinstance(response, list):
+        return sum(len(part) for part in response if isinstance(part, (bytes, bytearray, memoryview)))
+    if isinstance(response, _FetchTurn):
+        return FETCH_ENTRY_WEIGHT * len(response.wait.partitions)
+    return 0
 
 
 async def _write_parts(loop: asyncio.AbstractEventLoop, conn: Connection, parts: list) -> None:
