@@ -243,6 +243,8 @@ class Connection(asyncio.BufferedProtocol):
     # --- reading ------------------------------------------------------------------------------
 
     def _charge(self, nbytes: int) -> None:
+        if not nbytes:
+            return
         if not self.held_bytes:
             self._pool.holders += 1
         self._pool.charge(nbytes)

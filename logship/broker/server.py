@@ -164,7 +164,8 @@ class Server:
                     continue
                 weight = _weight(response)
                 conn.queue_response_bytes(weight)
-                await queue.put((response, weight))
+                if not await _put(queue, (response, weight), sender):
+                    break
         except asyncio.CancelledError:
             sender.cancel()
             raise
@@ -172,8 +173,10 @@ class Server:
             self._closing(conn, exc)
             conn.abort(None)
         finally:
-            if not sender.done():
-                await queue.put(None)
+            if conn.closed:
+                sender.cancel()  # nobody is there to answer
+            elif not sender.done():
+                await _put(queue, None, sender)
             try:
                 await sender
             except asyncio.CancelledError:
@@ -308,6 +311,20 @@ class _Responder:
 
     def parts(self, body: dict) -> list:
         return framing.encode_response_parts(self.api_key, self.api_version, self.correlation_id, body)
+
+
+async def _put(queue: asyncio.Queue, entry, sender: asyncio.Task) -> bool:
+    """Queue `entry` for the sender, waiting while MAX_IN_FLIGHT wait; False if the sender
+    ended first (its connection failed)."""
+    if not queue.full():
+        queue.put_nowait(entry)
+        return True
+    put = asyncio.ensure_future(queue.put(entry))
+    await asyncio.wait((put, sender), return_when=asyncio.FIRST_COMPLETED)
+    if put.done():
+        return True
+    put.cancel()
+    return False
 
 
 def _weight(response) -> int:
