@@ -8,6 +8,8 @@ KIND is one of:
   flood      open connections as fast as allowed (at most COUNT held), reopening what is closed
   fetch      COUNT connections each send 8 Fetches naming partition 0 of topic `bait` 4,000 times
              (256 KiB - 1 each, max_wait 0) and never read a byte
+  garbage    for SECONDS, connections each send a frame of random bytes (COUNT at once), then wait
+             for the broker to close them
   bigfetch   one Fetch with max_bytes 2^31-1 naming `bait` 4,000 times at 2^31-1 each; read the answer
 
 It prints ready once its sockets are open (a line on stdout), then after SECONDS one JSON line:
@@ -149,6 +151,27 @@ def fetch(host, port, seconds, count):
     ready()
     time.sleep(seconds)
     return {"opened": len(socks), "closed": count_closed(socks)}
+
+
+def garbage(host, port, seconds, count):
+    import os
+
+    opened = closed = 0
+    end = time.monotonic() + seconds
+    ready()
+    while time.monotonic() < end:
+        socks = [s for s in (connect(host, port) for _ in range(count)) if s is not None]
+        opened += len(socks)
+        for sock in socks:
+            try:
+                sock.send(struct.pack(">i", 60) + os.urandom(60))
+            except OSError:
+                pass
+        time.sleep(0.2)
+        closed += count_closed(socks)
+        for sock in socks:
+            sock.close()
+    return {"opened": opened, "closed": closed}
 
 
 def bigfetch(host, port, seconds, count):

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_until
+
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
 ATTACKERS = Path(__file__).with_name("attackers.py")
@@ -146,6 +148,7 @@ CASES = {
     # max.connections is 4000 by default (with a descriptor limit of 20,000 or more): one each
     "flood": (4500, 12, [], "max.connections", 4000 + 500),
     "fetch": (20, 12, ["--write-timeout", "5s"], "write.timeout.ms 5000", FDS_BOUND),
+    "garbage": (100, 8, [], "closed", FDS_BOUND),
 }
 
 
@@ -177,6 +180,8 @@ def test_attack_is_bounded_and_good_clients_keep_working(start_broker, kind):
         assert log.count("\n") < 100  # one line per kind, address and interval
         assert result["closed"] > 0
         assert good.round(300)  # and still working afterwards
+        # what the attackers held is given back once they are gone
+        assert wait_until(lambda: open_fds(pid) <= fds_before + 50, timeout=15), open_fds(pid)
     finally:
         good.close()
 
