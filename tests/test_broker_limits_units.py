@@ -164,6 +164,11 @@ def test_pool_pauses_only_those_holding_half_a_fair_share_once_used_up():
     assert not pool.must_wait(90)  # not used up yet
     pool.charge(1)
     assert pool.must_wait(13) and not pool.must_wait(12)  # fair share 25: half is 12.5
+    assert not pool.must_wait(13, active=True)  # a reserve of 25 for those completing requests
+    pool.charge(25)
+    assert pool.must_wait(13, active=True)
+    pool.holders = 1
+    assert not pool.must_wait(1000)  # the only holder: nobody else would free memory
 
 
 def test_sweep_relieves_an_exhausted_pool_from_late_requests_oldest_first():

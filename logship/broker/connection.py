@@ -32,6 +32,7 @@ from ..protocol import framing
 
 DIRECT_MAX_BYTES = 16 << 10
 MAX_QUEUED = 64
+ACTIVE_S = 1.0  # a connection that completed a request this recently may use the pool's reserve
 _SCRATCH_BYTES = 256 << 10
 _scratch = bytearray(_SCRATCH_BYTES)  # one for all: get_buffer and buffer_updated run back to back
 
@@ -64,6 +65,7 @@ class Connection(asyncio.BufferedProtocol):
         self.last_io = self.last_read = time.monotonic()
         self.frame_started: float | None = None
         self.frame_began = self.last_io  # when the first byte of the latest frame came
+        self.last_completed = float("-inf")  # when the latest frame came whole
         self.held_bytes = 0  # charged to the pool: the frame being read and those not yet handled
         self._aborted = False
         self.pending = 0
@@ -122,6 +124,7 @@ class Connection(asyncio.BufferedProtocol):
         if self._filled == self._size:
             frame, self._frame, self._filled, self._charged = self._frame, None, 0, 0
             self.frame_started = None
+            self.last_completed = self.last_io
             self._push(frame)
 
     def eof_received(self) -> bool:
@@ -250,7 +253,7 @@ class Connection(asyncio.BufferedProtocol):
         self._pool.charge(nbytes)
         self._charged += nbytes
         self.held_bytes += nbytes
-        if self._pool.must_wait(self.held_bytes):
+        if self._pool.must_wait(self.held_bytes, self.last_io - self.last_completed < ACTIVE_S):
             self._pause("pool")
             self._pool.when_available(self._pool_available)
 

@@ -8,9 +8,11 @@ Named after Kafka's broker configs:
   requests being read or waiting to be handled. Bytes are charged as they really arrive, so a
   length prefix alone costs nothing. Once the pool is used up, a connection holding more
   than half its fair share (capacity / connections holding memory) stops being read (paused)
-  until memory is released, while those holding less go on: so the pool overshoots by at
-  most half its capacity, and clients that hold little are not stopped by those that hold
-  much (`MemoryPool.must_wait`).
+  until memory is released, while those holding less go on, and a connection that completed
+  a request within the last second has a reserve of a quarter of the pool first: so the pool
+  overshoots by at most three quarters of its capacity (or one frame, for the only holder),
+  and clients that hold little or keep completing requests are not stopped by those that
+  hold much without finishing (`MemoryPool.must_wait`).
 - `request_timeout_ms`: a frame must arrive whole within this time of its first byte (time
   spent paused by the broker does not count), else its connection is closed.
 - `max_connections` (max.connections) and `max_connections_per_ip` (max.connections.per.ip):
@@ -47,7 +49,7 @@ STALLED_AFTER_S = 0.3
 
 @dataclass
 class Limits:
-    queued_max_request_bytes: int = 100 << 20
+    queued_max_request_bytes: int = 64 << 20
     request_timeout_ms: int = 30_000
     max_connections: int = 4000
     max_connections_per_ip: int = 4000
@@ -98,10 +100,16 @@ class MemoryPool:
         """Count `nbytes` as in use (they are already received: this cannot fail)."""
         self.used += nbytes
 
-    def must_wait(self, held: int) -> bool:
-        """Whether a connection holding `held` bytes must stop reading: the pool is used up
-        and it holds at least half of a fair share."""
-        return self.exhausted and held * 2 * max(1, self.holders) >= self.capacity
+    def must_wait(self, held: int, active: bool = False) -> bool:
+        """Whether a connection holding `held` bytes must stop reading: the pool is used up,
+        it holds at least half of a fair share, and it is not the only holder (nobody else
+        would free memory). An `active` connection (one that completed a request within the
+        last second) may also use a reserve of a quarter of the capacity first."""
+        if self.used < self.capacity or self.holders <= 1:
+            return False
+        if active and self.used < self.capacity + self.capacity // 4:
+            return False
+        return held * 2 * self.holders >= self.capacity
 
     def release(self, nbytes: int) -> None:
         self.used = max(0, self.used - nbytes)

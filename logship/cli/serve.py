@@ -63,7 +63,7 @@ _BIND_ADVICE = {
 @click.option("--max-request-bytes", type=SIZE, default=None,
               help="Largest request frame, refused on its length prefix (Kafka's socket.request.max.bytes; "
                    "default 100M, or --max-message-bytes plus 1M if that is more).")
-@click.option("--queued-max-request-bytes", type=SIZE, default="100M", show_default=True,
+@click.option("--queued-max-request-bytes", type=SIZE, default="64M", show_default=True,
               help="Memory for requests being read or waiting to be handled, all connections together "
                    "(Kafka's queued.max.request.bytes); connections wait while it is used up.")
 @click.option("--max-connections", type=click.IntRange(min=1), default=None,
@@ -102,7 +102,7 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
       logship serve --data-dir /var/lib/logship --listen 0.0.0.0:9092 --advertise logs.example:9092
       logship serve --listen 127.0.0.1:0 --retention 6h --segment-bytes 64M
       logship serve --max-message-bytes 8M
-      logship serve --max-connections-per-ip 200 --connections-max-idle 5m --queued-max-request-bytes 64M
+      logship serve --max-connections-per-ip 200 --connections-max-idle 5m --queued-max-request-bytes 32M
     """
     from ..broker.broker import Broker
     from ..broker.config import BrokerConfig
