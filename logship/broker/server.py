@@ -192,13 +192,14 @@ class Server:
         elif isinstance(exc, ConnectionError):
             return  # the client went away
         elif isinstance(exc, ProtocolError):
-            kind, why = "malformed", f"{exc}"
+            kind, why = "malformed requests", f"{exc}"
         else:
-            kind, why = "internal", f"an internal error: {type(exc).__name__}: {exc}"
+            kind, why = "internal errors", f"an internal error: {type(exc).__name__}: {exc}"
             log.debug("internal error on a connection from %s", conn.peer, exc_info=exc)
+        summary = why if kind == "stalled" else f"{kind} (the last: {why})"
         self.admission.refusals.note((kind, conn.host), f"closed a connection from {conn.host}: {why}",
                                      f"closed {{count}} connections from {conn.host} in the last "
-                                     f"{{seconds}} s: {why}")
+                                     f"{{seconds}} s: {summary}")
 
     def _respond(self, frame: bytearray, host: str):
         """What to queue for one request: response parts, a task giving them, a `_FetchTurn`,
