@@ -71,9 +71,10 @@ def test_rate_limited_log_one_line_then_a_summary_per_interval(caplog):
             rated.note(("refused", "127.0.0.1"), "refused a connection from 127.0.0.1",
                        "refused {count} connections from 127.0.0.1 in the last {seconds} s: x 100")
             clock.now += 0.001
-        rated.note("other", "something else", "{count} other things")
+        rated.note("other", "something else", "{count} other things {like: this}")
         assert [r.getMessage() for r in caplog.records] == ["refused a connection from 127.0.0.1",
                                                             "something else"]
+        rated.note("other", "something else", "{count} other things {like: this}")
         clock.now += 10
         rated.flush()
         clock.now += 10
@@ -81,7 +82,8 @@ def test_rate_limited_log_one_line_then_a_summary_per_interval(caplog):
         rated.note(("refused", "127.0.0.1"), "refused again", "{count}")
     assert [r.getMessage() for r in caplog.records] == [
         "refused a connection from 127.0.0.1", "something else",
-        "refused 1,234 connections from 127.0.0.1 in the last 11 s: x 100", "refused again"]
+        "refused 1,234 connections from 127.0.0.1 in the last 11 s: x 100", "1 other things {like: this}",
+        "refused again"]
 
 
 class FakeConn:

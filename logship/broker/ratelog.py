@@ -24,7 +24,8 @@ class RateLimitedLog:
 
     def note(self, key, message: str, summary: str) -> None:
         """One event of kind `key`. `message` is logged if it is the first in an interval;
-        `summary` is the format of the periodic line, with {count} and {seconds} in it."""
+        `summary` is the periodic line, where "{count}" and "{seconds}" are replaced (any
+        other braces, as in an error message, are left as they are)."""
         now = self.clock()
         window = self._windows.get(key)
         if window is None:
@@ -43,8 +44,8 @@ class RateLimitedLog:
             if now - start < self.interval_s:
                 continue
             if count:
-                self.logger.log(self.level, "%s", summary.format(count=f"{count:,}",
-                                                                 seconds=f"{now - start:.0f}"))
+                line = summary.replace("{count}", f"{count:,}").replace("{seconds}", f"{now - start:.0f}")
+                self.logger.log(self.level, "%s", line)
                 self._windows[key] = [now, 0, summary]
             else:
                 del self._windows[key]
