@@ -18,20 +18,24 @@ class Clock:
         return self.now
 
 
-def test_pool_grants_until_exhausted_and_wakes_waiters_on_release():
+def test_pool_wakes_waiters_when_a_release_brings_it_below_their_level():
     pool = MemoryPool(100)
     woken = []
     pool.charge(60)
     pool.when_available(lambda: woken.append("now"))
-    assert woken == ["now"]  # not exhausted: at once
-    pool.charge(60)  # over by one chunk: allowed, as Kafka's non-strict pool
-    assert pool.exhausted and pool.available == -20
+    assert woken == ["now"]  # below the level of an active connection: at once
+    pool.when_available(lambda: woken.append("inactive"), active=False)  # 60 < 75: at once too
+    assert woken == ["now", "inactive"]
+    pool.charge(60)  # what arrived is charged, whatever the level
+    assert pool.exhausted and pool.pressed and pool.available == -20
     pool.when_available(lambda: woken.append("a"))
-    pool.when_available(lambda: woken.append("b"))
+    pool.when_available(lambda: woken.append("b"), active=False)
     pool.release(10)
-    assert woken == ["now"]  # still 120 - 10 = 110 used: exhausted
-    pool.release(50)
-    assert woken == ["now", "a", "b"] and pool.used == 60
+    assert woken == ["now", "inactive"]  # 110 used
+    pool.release(20)
+    assert woken == ["now", "inactive", "a"]  # 90: below 100, not yet below 75
+    pool.release(20)
+    assert woken == ["now", "inactive", "a", "b"] and pool.used == 70
     pool.release(10_000)
     assert pool.used == 0
 
@@ -159,16 +163,16 @@ def test_sweep_closes_idle_and_late_connections():
     assert idle.aborted and not fine.aborted and len(admission) == 1
 
 
-def test_pool_pauses_only_those_holding_half_a_fair_share_once_used_up():
+def test_pool_leaves_a_quarter_to_connections_that_complete_requests():
     pool = MemoryPool(100)
     pool.holders = 4
-    pool.charge(99)
-    assert not pool.must_wait(90)  # not used up yet
+    pool.charge(74)
+    assert not pool.must_wait(50) and not pool.must_wait(50, active=True)
     pool.charge(1)
-    assert pool.must_wait(13) and not pool.must_wait(12)  # fair share 25: half is 12.5
-    assert not pool.must_wait(13, active=True)  # a reserve of 25 for those completing requests
+    assert pool.must_wait(1)  # not active: three quarters is its share of the pool
+    assert not pool.must_wait(50, active=True)
     pool.charge(25)
-    assert pool.must_wait(13, active=True)
+    assert pool.must_wait(13, active=True) and not pool.must_wait(12, active=True)  # half a fair share: 12.5
     pool.holders = 1
     assert not pool.must_wait(1000)  # the only holder: nobody else would free memory
 

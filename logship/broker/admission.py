@@ -9,7 +9,7 @@ arrived whole within request_timeout_ms. It owns the request memory pool, the re
 descriptor budget and the count of queued response bytes, and logs every refusal through a
 `RateLimitedLog`: one line per reason and address per interval.
 
-While the pool is used up, the sweep (run every SWEEP_INTERVAL_S) also closes connections
+While the pool is pressed (used beyond what inactive connections may fill), the sweep (run every SWEEP_INTERVAL_S) also closes connections
 that hold its memory in a request their client has stopped sending (nothing received for
 STALLED_AFTER_S, nothing waiting in the kernel), then those whose request began 2 s ago or
 more, the oldest first, until half the pool is free: a few thousand half-sent requests
@@ -137,12 +137,12 @@ class Admission:
             elif conn.frame_started is not None and now - conn.frame_started > frame_s:
                 self.close(conn, "slow frame", f"a request not received whole within request.timeout.ms "
                                                f"{self.limits.request_timeout_ms}")
-        if self.pool.exhausted:
+        if self.pool.pressed:
             self._relieve(now)
         self.refusals.flush(now)
 
     def _relieve(self, now: float) -> None:
-        """The request pool is used up: close the connections holding its memory in a request
+        """The request pool is pressed: close the connections holding its memory in a request
         their clients have stopped sending, then those whose request began 2 s ago or more
         (the oldest first) until half the pool is free."""
         why = f"a request not received whole while queued.max.request.bytes " \

@@ -32,7 +32,7 @@ from ..protocol import framing
 
 DIRECT_MAX_BYTES = 16 << 10
 MAX_QUEUED = 64
-ACTIVE_S = 1.0  # a connection that completed a request this recently may use the pool's reserve
+ACTIVE_S = 2.0  # see Connection._active
 _SCRATCH_BYTES = 256 << 10
 _scratch = bytearray(_SCRATCH_BYTES)  # one for all: get_buffer and buffer_updated run back to back
 
@@ -65,7 +65,7 @@ class Connection(asyncio.BufferedProtocol):
         self.last_io = self.last_read = time.monotonic()
         self.frame_started: float | None = None
         self.frame_began = self.last_io  # when the first byte of the latest frame came
-        self.last_completed = float("-inf")  # when the latest frame came whole
+        self.last_completed = 0.0  # when the latest frame came whole (0: none yet)
         self.held_bytes = 0  # charged to the pool: the frame being read and those not yet handled
         self._aborted = False
         self.pending = 0
@@ -92,7 +92,14 @@ class Connection(asyncio.BufferedProtocol):
             return memoryview(self._prefix)[self._filled:]
         if self._size <= DIRECT_MAX_BYTES:
             return memoryview(self._frame)[self._filled:]
+        if self._pool.must_wait(self.held_bytes, self._active()):
+            return memoryview(_scratch)[:1]  # others filled the pool in this round of reads: pause after one byte
         return memoryview(_scratch)[:min(_SCRATCH_BYTES, self._size - self._filled)]
+
+    def _active(self) -> bool:
+        """Whether this connection has completed a request before and its current one began
+        less than ACTIVE_S ago: such connections may fill the whole request pool."""
+        return self.last_completed > 0 and self.last_io - self.frame_began < ACTIVE_S
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_io = self.last_read = time.monotonic()
@@ -253,9 +260,10 @@ class Connection(asyncio.BufferedProtocol):
         self._pool.charge(nbytes)
         self._charged += nbytes
         self.held_bytes += nbytes
-        if self._pool.must_wait(self.held_bytes, self.last_io - self.last_completed < ACTIVE_S):
+        active = self._active()
+        if self._pool.must_wait(self.held_bytes, active):
             self._pause("pool")
-            self._pool.when_available(self._pool_available)
+            self._pool.when_available(self._pool_available, active)
 
     def _release(self, nbytes: int) -> None:
         if not nbytes:

@@ -6,13 +6,9 @@ Named after Kafka's broker configs:
   the length prefix, before anything is allocated.
 - `queued_max_request_bytes` (queued.max.request.bytes): a `MemoryPool` for the bytes of
   requests being read or waiting to be handled. Bytes are charged as they really arrive, so a
-  length prefix alone costs nothing. Once the pool is used up, a connection holding more
-  than half its fair share (capacity / connections holding memory) stops being read (paused)
-  until memory is released, while those holding less go on, and a connection that completed
-  a request within the last second has a reserve of a quarter of the pool first: so the pool
-  overshoots by at most three quarters of its capacity (or one frame, for the only holder),
-  and clients that hold little or keep completing requests are not stopped by those that
-  hold much without finishing (`MemoryPool.must_wait`).
+  length prefix alone costs nothing. Connections that have completed a request before and
+  whose current one began less than 2 s ago may fill the pool, others three quarters of it; a connection that must wait stops
+  being read (paused) until memory is released (`MemoryPool` says how far it can overshoot).
 - `request_timeout_ms`: a frame must arrive whole within this time of its first byte (time
   spent paused by the broker does not count), else its connection is closed.
 - `max_connections` (max.connections) and `max_connections_per_ip` (max.connections.per.ip):
@@ -77,16 +73,23 @@ class Limits:
 
 
 class MemoryPool:
-    """Bytes granted against a capacity; `charge` is refused only once nothing is left.
+    """Bytes counted against a capacity; what is already received is always charged.
 
-    `waiting` callbacks run (once each) when a release brings the pool back above zero.
+    Connections that completed a request before and whose current one is young (`active`)
+    may fill it; the others only three quarters of it, so that clients that keep finishing
+    their requests always find room left by those that do not. Beyond the capacity an active connection
+    holding less than half a fair share (capacity / connections holding some) goes on, and
+    the only holder always does (nobody else would free memory): the pool never exceeds
+    one and a half times its capacity, or one frame. Waiting callbacks run (once each) when
+    a release brings the pool below their level.
     """
 
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.used = 0
         self.holders = 0  # connections holding some of it
-        self._waiting: list = []
+        self._waiting: list = []  # (level, callback)
+        self._waiting_max = 0  # the highest level in _waiting
 
     @property
     def available(self) -> int:
@@ -96,40 +99,48 @@ class MemoryPool:
     def exhausted(self) -> bool:
         return self.used >= self.capacity
 
+    @property
+    def pressed(self) -> bool:
+        """Used beyond what connections that are not active may fill."""
+        return self.used >= self._level(False)
+
+    def _level(self, active: bool) -> int:
+        return self.capacity if active else self.capacity - self.capacity // 4
+
     def charge(self, nbytes: int) -> None:
         """Count `nbytes` as in use (they are already received: this cannot fail)."""
         self.used += nbytes
 
     def must_wait(self, held: int, active: bool = False) -> bool:
-        """Whether a connection holding `held` bytes must stop reading: the pool is used up,
-        it holds at least half of a fair share, and it is not the only holder (nobody else
-        would free memory). An `active` connection (one that completed a request within the
-        last second) may also use a reserve of a quarter of the capacity first."""
-        if self.used < self.capacity or self.holders <= 1:
+        """Whether a connection holding `held` bytes must stop reading now."""
+        if self.holders <= 1 or self.used < self._level(active):
             return False
-        if active and self.used < self.capacity + self.capacity // 4:
-            return False
-        return held * 2 * self.holders >= self.capacity
+        return not active or held * 2 * self.holders >= self.capacity
 
     def release(self, nbytes: int) -> None:
         self.used = max(0, self.used - nbytes)
-        if self._waiting and not self.exhausted:
+        if self._waiting and self.used < self._waiting_max:
             waiting, self._waiting = self._waiting, []
-            for callback in waiting:
-                callback()
+            for level, callback in waiting:
+                if self.used < level:
+                    callback()
+                else:
+                    self._waiting.append((level, callback))
+            self._waiting_max = max((level for level, _ in self._waiting), default=0)
 
-    def when_available(self, callback) -> None:
-        """Call `callback()` once memory is available (at once if it is)."""
-        if self.exhausted:
-            self._waiting.append(callback)
-        else:
+    def when_available(self, callback, active: bool = True) -> None:
+        """Call `callback()` once the pool is below the level of an active connection (all of
+        it) or of one that is not (three quarters); at once if it is."""
+        level = self._level(active)
+        if self.used < level:
             callback()
+            return
+        self._waiting_max = max(self._waiting_max, level) if self._waiting else level
+        self._waiting.append((level, callback))
 
     def forget(self, callback) -> None:
-        try:
-            self._waiting.remove(callback)
-        except ValueError:
-            pass
+        self._waiting = [(level, cb) for level, cb in self._waiting if cb is not callback]
+        self._waiting_max = max((level for level, _ in self._waiting), default=0)
 
 
 class Budget:
