@@ -106,7 +106,7 @@ def slowloris(host, port, seconds, count):
     return {"opened": len(socks), "closed": count_closed(socks)}
 
 
-def flood(host, port, seconds, count, per_second: int = 1500):
+def flood(host, port, seconds, count, per_second: int = 1000):
     held: list = []
     opened = closed = 0
     end = time.monotonic() + seconds
