@@ -7,7 +7,9 @@ up to DIRECT_MAX_BYTES get their whole buffer at once; larger ones are read thro
 scratch buffer shared by all connections and grow as their bytes arrive, so memory follows
 what a client really sent, and those bytes are charged to the request memory pool
 (queued.max.request.bytes) of `Admission` until the server has handled the frame. While the
-pool is exhausted, or MAX_QUEUED frames wait in `next_frame()`'s queue, reading is paused.
+pool says this connection must wait (`MemoryPool.must_wait`: it is used up for connections
+that are not `_active`, or for all), or MAX_QUEUED frames wait in `next_frame()`'s queue,
+reading is paused; a read in a round where others filled the pool takes one byte.
 A frame must arrive whole within request.timeout.ms of its first byte, not counting time
 paused by the broker (`frame_started` is what `Admission.sweep` checks).
 
