@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..storage import LogConfig
+from .limits import Limits
 
 DEFAULT_PORT = 9092
 
@@ -54,6 +55,7 @@ class BrokerConfig:
     max_partitions_per_request: int = 5_000
     max_partitions_per_topic: int = 10_000
     max_broker_partitions: int = 20_000
+    limits: Limits = field(default_factory=Limits.defaults_for)  # what one client may make it spend
 
     def offsets_log_config(self) -> LogConfig:
         """The log settings of `__consumer_offsets`: compacted, never deleted by retention,

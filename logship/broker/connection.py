@@ -1,66 +1,114 @@
 """`Connection`: the bytes side of one client connection, as an asyncio BufferedProtocol.
 
-Frames (a 4-byte big-endian length, then that many bytes) are received straight into a
-bytearray of their own, so the broker decodes them and the store appends their record
-batches in place, with no stream buffer and no copy in between. The length is checked
-against the broker's maximum before anything is allocated; frames up to DIRECT_MAX_BYTES
-get their whole buffer at once, larger ones grow as their bytes arrive, so memory follows
-what a client really sent. Received frames wait in `next_frame()`'s queue; reading pauses
-while MAX_QUEUED of them wait. Writes go to `transport`; `drain()` waits while the
-transport's buffer is over its high-water mark.
+Frames (a 4-byte big-endian length, then that many bytes) are received into a bytearray of
+their own, so the broker decodes them and the store appends their record batches in place.
+The length is checked against socket.request.max.bytes before anything is allocated. Frames
+up to DIRECT_MAX_BYTES get their whole buffer at once; larger ones are read through one
+scratch buffer shared by all connections and grow as their bytes arrive, so memory follows
+what a client really sent, and those bytes are charged to the request memory pool
+(queued.max.request.bytes) of `Admission` until the server has handled the frame. While the
+pool says this connection must wait (`MemoryPool.must_wait`: it is used up for connections
+that are not `_active`, or for all), or MAX_QUEUED frames wait in `next_frame()`'s queue,
+reading is paused; a read in a round where others filled the pool takes one byte.
+A frame must arrive whole within request.timeout.ms of its first byte, not counting time
+paused by the broker (`frame_started` is what `Admission.sweep` checks).
+
+Writes go to `transport`; `drain()` waits while the transport's buffer is over its high-water
+mark, and gives up (closing the connection) when the client takes nothing for write_timeout_ms.
+`pending` counts requests received and not yet answered; `Admission` is told when it leaves
+or reaches zero (a connection with nothing pending may be evicted at the connection caps).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import fcntl
 import socket
+import struct
+import termios
+import time
 
 from ..errors import ProtocolError
 from ..protocol import framing
 
-DIRECT_MAX_BYTES = 2 << 20
+DIRECT_MAX_BYTES = 16 << 10
 MAX_QUEUED = 64
+ACTIVE_S = 2.0  # see Connection._active
 _SCRATCH_BYTES = 256 << 10
+_scratch = bytearray(_SCRATCH_BYTES)  # one for all: get_buffer and buffer_updated run back to back
+
+
+class WriteStalledError(ConnectionError):
+    """The client took no bytes for write_timeout_ms."""
 
 
 class Connection(asyncio.BufferedProtocol):
-    def __init__(self, max_frame_bytes: int, on_connected):
+    def __init__(self, max_frame_bytes: int, admission, on_connected):
+        self.admission = admission
         self.max_frame_bytes = max_frame_bytes
+        self._pool = admission.pool
         self._on_connected = on_connected
         self.transport: asyncio.Transport | None = None
+        self.host = ""
+        self.peer = None
         self._queue: collections.deque = collections.deque()  # frames, a ProtocolError, or None (EOF)
         self._waiter: asyncio.Future | None = None
         self._prefix = bytearray(4)
         self._frame: bytearray | None = None
         self._size = 0  # of the frame being received
         self._filled = 0
-        self._scratch: bytearray | None = None
-        self._reading_paused = False
+        self._charged = 0  # bytes of the frame being received charged to the pool
+        self._paused_for: set[str] = set()  # why the broker stopped reading: "queue", "pool"
         self._ended = False  # EOF or a malformed frame: reading never resumes
         self._writable = asyncio.Event()
         self._writable.set()
         self.closed = False
+        self.last_io = self.last_read = time.monotonic()
+        self.frame_started: float | None = None
+        self.frame_began = self.last_io  # when the first byte of the latest frame came
+        self.last_completed = 0.0  # when the latest frame came whole (0: none yet)
+        self.held_bytes = 0  # charged to the pool: the frame being read and those not yet handled
+        self._aborted = False
+        self.pending = 0
+        self.queued_response_bytes = 0
+        self._sent: asyncio.Future | None = None
 
     # --- asyncio callbacks ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        self.host = self.peer[0] if isinstance(self.peer, tuple) else ""
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._on_connected(self)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        if self.admission.admit(self):
+            self._on_connected(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._frame is None:
             return memoryview(self._prefix)[self._filled:]
         if self._size <= DIRECT_MAX_BYTES:
             return memoryview(self._frame)[self._filled:]
-        if self._scratch is None:
-            self._scratch = bytearray(_SCRATCH_BYTES)
-        return memoryview(self._scratch)[:min(_SCRATCH_BYTES, self._size - self._filled)]
+        if self._pool.must_wait(self.held_bytes, self._active()):
+            return memoryview(_scratch)[:1]  # others filled the pool in this round of reads: pause after one byte
+        return memoryview(_scratch)[:min(_SCRATCH_BYTES, self._size - self._filled)]
+
+    def _active(self) -> bool:
+        """Whether this connection has completed a request before and its current one began
+        less than ACTIVE_S ago: such connections may fill the whole request pool."""
+        return self.last_completed > 0 and self.last_io - self.frame_began < ACTIVE_S
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.last_io = self.last_read = time.monotonic()
+        if self._frame is None and self._filled == 0:
+            self.frame_began = self.last_io
+        if self.frame_started is None and not self._paused_for:
+            self.frame_started = self.last_io
         if self._frame is None:
             self._filled += nbytes
             if self._filled < 4:
@@ -70,15 +118,22 @@ class Connection(asyncio.BufferedProtocol):
             except ProtocolError as exc:
                 self._push(exc)
                 return
-            self._frame = bytearray(self._size) if self._size <= DIRECT_MAX_BYTES else bytearray()
+            if self._size <= DIRECT_MAX_BYTES:
+                self._frame = bytearray(self._size)
+                self._charge(self._size)
+            else:
+                self._frame = bytearray()
             self._filled = 0
         elif self._size <= DIRECT_MAX_BYTES:
             self._filled += nbytes
         else:
-            self._frame += memoryview(self._scratch)[:nbytes]
+            self._frame += memoryview(_scratch)[:nbytes]
             self._filled += nbytes
+            self._charge(nbytes)
         if self._filled == self._size:
-            frame, self._frame, self._filled = self._frame, None, 0
+            frame, self._frame, self._filled, self._charged = self._frame, None, 0, 0
+            self.frame_started = None
+            self.last_completed = self.last_io
             self._push(frame)
 
     def eof_received(self) -> bool:
@@ -87,8 +142,21 @@ class Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.frame_started = None
+        self.admission.gone(self)
+        self._pool.forget(self._pool_available)
+        if self._aborted:  # what was received is dropped unanswered
+            while self._queue:
+                item = self._queue.popleft()
+                if isinstance(item, bytearray):
+                    self._release(len(item))
+        if self._charged:
+            self._release(self._charged)
+            self._charged = 0
+        self._frame = None
         self._push(None)
         self._writable.set()
+        self._notify_sent()
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -96,35 +164,150 @@ class Connection(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self._writable.set()
 
-    # --- for the request loop ---------------------------------------------------------------------
+    # --- for the server -------------------------------------------------------------------------
+
+    def abort(self, reason) -> None:
+        """Close at once, dropping what is unsent (a refused, evicted or late connection)."""
+        self.frame_started = None
+        self._aborted = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    @property
+    def partial_bytes(self) -> int:
+        """Bytes charged to the pool for the frame being received."""
+        return self._charged
+
+    def unread_bytes(self) -> int:
+        """Bytes the client sent that wait in the kernel (0 if unknown)."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None or self.closed:
+            return 0
+        try:
+            return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+        except OSError:
+            return 0
 
     async def next_frame(self) -> bytearray | None:
-        """The next whole frame, None at end of stream; raises the ProtocolError that ended it."""
+        """The next whole frame, None at end of stream; raises the ProtocolError that ended it.
+        The frame's bytes stay charged to the pool until `handled(frame_size)`."""
         while not self._queue:
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
         item = self._queue.popleft()
-        if self._reading_paused and len(self._queue) < MAX_QUEUED and not (self.closed or self._ended):
-            self._reading_paused = False
-            self.transport.resume_reading()
+        if len(self._queue) < MAX_QUEUED:
+            self._resume("queue")
         if isinstance(item, ProtocolError):
             raise item
         return item
 
+    def handled(self, frame_size: int, answered: bool) -> None:
+        """The server is done with a frame; `answered` if it queued no response for it."""
+        self._release(frame_size)
+        if answered:
+            self.answered()
+
+    def answered(self) -> None:
+        """One pending request has its response written (or needs none)."""
+        self.pending -= 1
+        if self.pending == 0:
+            self.admission.quiet(self)
+
     async def drain(self) -> None:
-        """Wait until the transport can take more; ConnectionResetError once it is closed."""
-        await self._writable.wait()
+        """Wait until the transport can take more; ConnectionResetError once it is closed,
+        WriteStalledError when the client takes nothing for write_timeout_ms."""
+        if not self._writable.is_set():
+            timeout = self.admission.limits.write_timeout_ms / 1000
+            try:
+                await asyncio.wait_for(self._writable.wait(), timeout)
+            except TimeoutError:
+                raise WriteStalledError(f"the client read nothing for {timeout:g} s "
+                                        f"(write.timeout.ms {self.admission.limits.write_timeout_ms})") from None
         if self.closed:
             raise ConnectionResetError("the client closed the connection")
+        self.last_io = time.monotonic()
+
+    # --- queued responses (backpressure) ------------------------------------------------------
+
+    def queue_response_bytes(self, nbytes: int) -> None:
+        self.queued_response_bytes += nbytes
+        self.admission.queued_response_bytes += nbytes
+
+    def sent_response_bytes(self, nbytes: int) -> None:
+        self.queued_response_bytes -= nbytes
+        self.admission.queued_response_bytes -= nbytes
+        self._notify_sent()
+
+    async def room_for_responses(self) -> None:
+        """Wait while this connection's unsent responses are over its bound, or over the
+        broker's bound for all connections (then only connections that have some wait)."""
+        limits = self.admission.limits
+        while not self.closed and self.queued_response_bytes > 0 and (
+                self.queued_response_bytes > limits.max_queued_response_bytes
+                or self.admission.queued_response_bytes > limits.max_total_queued_response_bytes):
+            self._sent = asyncio.get_running_loop().create_future()
+            await self._sent
+
+    def _notify_sent(self) -> None:
+        if self._sent is not None and not self._sent.done():
+            self._sent.set_result(None)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def _charge(self, nbytes: int) -> None:
+        if not nbytes:
+            return
+        if not self.held_bytes:
+            self._pool.holders += 1
+        self._pool.charge(nbytes)
+        self._charged += nbytes
+        self.held_bytes += nbytes
+        active = self._active()
+        if self._pool.must_wait(self.held_bytes, active):
+            self._pause("pool")
+            self._pool.when_available(self._pool_available, active)
+
+    def _release(self, nbytes: int) -> None:
+        if not nbytes:
+            return
+        self.held_bytes -= nbytes
+        if not self.held_bytes:
+            self._pool.holders -= 1
+        self._pool.release(nbytes)
+
+    def _pool_available(self) -> None:
+        self._resume("pool")
+
+    def _pause(self, why: str) -> None:
+        if not self._paused_for and not self.closed:
+            self.transport.pause_reading()
+        self._paused_for.add(why)
+        self.frame_started = None
+
+    def _resume(self, why: str) -> None:
+        if why not in self._paused_for:
+            return
+        self._paused_for.discard(why)
+        if not self._paused_for and not (self.closed or self._ended):
+            self.transport.resume_reading()
+            if self._frame is not None or self._filled:
+                self.frame_started = time.monotonic()
 
     def _push(self, item) -> None:
         if self._queue and self._queue[-1] is None:
             return  # the stream already ended
         self._queue.append(item)
+        if isinstance(item, bytearray):
+            self._charged = 0  # from now on the server releases it
+            self.pending += 1
+            if self.pending == 1:
+                self.admission.busy(self)
         if item is None or isinstance(item, ProtocolError):
             self._ended = True
-        if (self._ended or len(self._queue) >= MAX_QUEUED) and not self._reading_paused and not self.closed:
-            self._reading_paused = True
-            self.transport.pause_reading()
+            self.frame_started = None
+            if not self.closed and "ended" not in self._paused_for:
+                self._pause("ended")
+        elif len(self._queue) >= MAX_QUEUED:
+            self._pause("queue")
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)

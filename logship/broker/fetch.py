@@ -7,6 +7,12 @@ batch at the byte budget is allowed, as in Kafka. Fetch sessions (KIP-227) are d
 with session_id 0, so every request is a full fetch. A partition whose request names
 another leader epoch than the current one answers FENCED_LEADER_EPOCH (older) or
 UNKNOWN_LEADER_EPOCH (newer) with the current leader and epoch, as Kafka does (KIP-320).
+
+A response carries at most the broker's fetch.max.bytes of records (`Limits.fetch_max_bytes`,
+below the client's max_bytes if that is smaller; the first batch may exceed it, KIP-74) and
+at most `Limits.fetch_max_files` slices, each holding a duplicated descriptor, taken from the
+broker-wide `files` budget; partitions beyond either get no records this time, as in Kafka a
+partition beyond the byte budget does. So one response never nears the 2 GiB a frame allows.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ..errors import FencedLeaderEpochError, LogshipError, UnknownLeaderEpochError
 from ..storage import Partition
+from .limits import Budget
 from .reply import Reply, error_code
 
 if TYPE_CHECKING:
@@ -32,11 +39,14 @@ class FetchPlan:
     size: int = 0
     failed: bool = False
     slices: list = field(default_factory=list)
+    files: Budget | None = None  # where the descriptors of `slices` were taken from
 
     def close(self) -> None:
         """Release the file descriptors held by the slices of this plan."""
         for piece in self.slices:
             piece.close()
+        if self.files is not None:
+            self.files.give_back(len(self.slices))
         self.slices.clear()
 
 
@@ -56,9 +66,13 @@ class FetchWait:
     def ready(self, plan: FetchPlan) -> bool:
         return plan.failed or plan.size >= self.min_bytes or self.max_wait_ms <= 0
 
-    def plan(self) -> FetchPlan:
-        remaining = self.body.get("max_bytes", 0x7FFFFFFF)
-        plan = FetchPlan({"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": []})
+    def plan(self, files: Budget | None = None) -> FetchPlan:
+        """Read what the request asks for now, within the limits; slices' descriptors are
+        taken from `files` (unbounded when None) and given back by `FetchPlan.close`."""
+        limits = self.broker.config.limits
+        remaining = min(self.body.get("max_bytes", 0x7FFFFFFF), limits.fetch_max_bytes)
+        plan = FetchPlan({"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": []},
+                         files=files)
         for topic in self.body["topics"]:
             entries = []
             for request in topic["partitions"]:
@@ -83,9 +97,20 @@ class FetchWait:
                      log_start_offset=partition.log_start_offset)
         if remaining <= 0 and plan.size:
             return 0
+        if len(plan.slices) >= self.broker.config.limits.fetch_max_files:
+            return 0
         budget = min(request["partition_max_bytes"], max(remaining, 0)) or request["partition_max_bytes"]
-        piece = partition.read(request["fetch_offset"], budget, max_offset=high_watermark)
+        if plan.files is not None and not plan.files.take(1):
+            return 0
+        piece = None
+        try:
+            piece = partition.read(request["fetch_offset"], budget, max_offset=high_watermark)
+        finally:
+            if (piece is None or piece.length == 0) and plan.files is not None:
+                plan.files.give_back(1)
         if piece is None or piece.length == 0:
+            if piece is not None:
+                piece.close()
             return 0
         entry["records"] = piece
         plan.slices.append(piece)

@@ -8,7 +8,13 @@ fetch, a produce or offset commit waiting for durability, a JoinGroup or SyncGro
 the group coordinator until its phase ends). Parts are bytes or `FileSlice`s of segment files;
 large slices go out with sendfile. Frames are received by connection.py, each into its own
 bytearray. A malformed frame closes its own connection, never the broker; a frame larger than
-the limit is refused on its length prefix, before allocation.
+the limit is refused on its length prefix, before allocation. What a client may make the
+broker spend is bounded as limits.py describes: `Admission` books connections (caps, idle,
+late frames, the request memory pool); a connection stops being read while its unsent
+responses are over their bound, writes wait for the client (and give up after
+write.timeout.ms), and a fetch is planned only when its turn to be written comes, so each
+connection holds the descriptors of one response at most. Whatever ends a connection is
+one log line, rate-limited per kind and address, never a traceback.
 The group coordinator's deadlines (join and sync phases, sessions) run on one loop timer,
 re-armed whenever the coordinator asks for an earlier wake-up.
 """
@@ -18,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 
 from ..errors import LogshipError, ProtocolError
 from ..protocol import ApiKey, framing
 from .broker import Broker
 from .reply import ClientInfo, Deferred, Reply
-from .connection import Connection
+from .admission import Admission
+from .connection import Connection, WriteStalledError
 from .durability import DurableWaits
 from .fetch import FetchPlan, FetchWait
 
@@ -31,6 +39,9 @@ log = logging.getLogger("logship.broker")
 
 MAX_IN_FLIGHT = 64  # per connection: decoded requests waiting for their response to be written
 SENDFILE_MIN_BYTES = 256 << 10  # smaller slices are cheaper as pread + write
+SENDFILE_CHUNK_BYTES = 4 << 20  # each must leave within write.timeout.ms
+SWEEP_INTERVAL_S = 0.25
+FETCH_ENTRY_WEIGHT = 1024  # bytes a partition of a decoded fetch and its response entry take, about
 
 
 class _SpliceFile:
@@ -56,6 +67,7 @@ class Server:
 
     def __init__(self, broker: Broker):
         self.broker = broker
+        self.admission = Admission(broker.config.limits)
         self._server: asyncio.AbstractServer | None = None
         self._waiters: dict[tuple[str, int], set[asyncio.Future]] = {}
         self._connections: set[asyncio.Task] = set()
@@ -69,10 +81,12 @@ class Server:
         """Bind and listen; returns the bound (host, port)."""
         config = self.broker.config
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: Connection(config.max_frame_bytes, self._connected),
-                                                config.listen_host, config.listen_port, reuse_address=True)
+        self._server = await loop.create_server(
+            lambda: Connection(config.max_frame_bytes, self.admission, self._connected),
+            config.listen_host, config.listen_port, reuse_address=True, backlog=1024)
         host, port = self._server.sockets[0].getsockname()[:2]
         config.listen_port = port
+        loop.call_later(SWEEP_INTERVAL_S, self._sweep)
         return host, port
 
     async def close(self) -> None:
@@ -86,6 +100,16 @@ class Server:
             await asyncio.wait(list(self._connections), timeout=5)
         if self._server is not None:
             await self._server.wait_closed()
+
+    def _sweep(self) -> None:
+        """Every SWEEP_INTERVAL_S while listening: idle and late connections, the request pool,
+        due log summaries."""
+        if self._server is None or not self._server.is_serving():
+            return
+        try:
+            self.admission.sweep()
+        finally:
+            asyncio.get_running_loop().call_later(SWEEP_INTERVAL_S, self._sweep)
 
     def _wake_fetches(self, topic: str, partition: int) -> None:
         for future in self._waiters.pop((topic, partition), ()):
@@ -117,38 +141,69 @@ class Server:
         task.add_done_callback(self._connections.discard)
 
     async def _serve(self, conn: Connection) -> None:
-        peer = conn.transport.get_extra_info("peername")
-        host = peer[0] if isinstance(peer, tuple) else ""
+        """Read, handle and queue requests until the stream ends; every way out of here closes
+        this connection only, with at most one log line (rate-limited), never a traceback."""
+        host = conn.host
         queue: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
         sender = asyncio.create_task(self._send_responses(queue, conn))
+        sender.add_done_callback(lambda task: task.cancelled() or task.exception() is None or conn.abort(None))
         try:
             while not sender.done():
+                await conn.room_for_responses()
                 frame = await conn.next_frame()
                 if frame is None:
                     break
-                response = self._respond(frame, host)
-                if response is not None:
-                    await queue.put(response)
-        except ProtocolError as exc:
-            log.warning("closing connection from %s: %s", peer, exc)
-        except ConnectionError:
-            pass
+                size = len(frame)
+                try:
+                    response = self._respond(frame, host)
+                finally:
+                    del frame
+                    conn.handled(size, answered=False)
+                if response is None:
+                    conn.answered()
+                    continue
+                weight = _weight(response)
+                conn.queue_response_bytes(weight)
+                if not await _put(queue, (response, weight), sender):
+                    break
         except asyncio.CancelledError:
             sender.cancel()
             raise
-        except Exception:
-            log.exception("closing connection from %s after an internal error", peer)
+        except Exception as exc:  # noqa: BLE001 - logged as one line; the broker goes on
+            self._closing(conn, exc)
+            conn.abort(None)
         finally:
-            if not sender.done():
-                await queue.put(None)
+            if conn.closed:
+                sender.cancel()  # nobody is there to answer
+            elif not sender.done():
+                await _put(queue, None, sender)
             try:
                 await sender
-            except (asyncio.CancelledError, ConnectionError):
+            except asyncio.CancelledError:
                 pass
+            except Exception as exc:  # noqa: BLE001
+                self._closing(conn, exc)
             conn.transport.close()
 
+    def _closing(self, conn: Connection, exc: BaseException) -> None:
+        """One log line (per kind, address and interval) for a connection closed by `exc`."""
+        if isinstance(exc, WriteStalledError):
+            kind, why = "stalled", str(exc)
+        elif isinstance(exc, ConnectionError):
+            return  # the client went away
+        elif isinstance(exc, ProtocolError):
+            kind, why = "malformed requests", f"{exc}"
+        else:
+            kind, why = "internal errors", f"an internal error: {type(exc).__name__}: {exc}"
+            log.debug("internal error on a connection from %s", conn.peer, exc_info=exc)
+        summary = why if kind == "stalled" else f"{kind} (the last: {why})"
+        self.admission.refusals.note((kind, conn.host), f"closed a connection from {conn.host}: {why}",
+                                     f"closed {{count}} connections from {conn.host} in the last "
+                                     f"{{seconds}} s: {summary}")
+
     def _respond(self, frame: bytearray, host: str):
-        """What to queue for one request: response parts, a task giving them, or None."""
+        """What to queue for one request: response parts, a task giving them, a `_FetchTurn`,
+        or None."""
         header = framing.decode_request_header(frame)
         if header.api_key == ApiKey.API_VERSIONS and header.api_version > self.broker.advertised[ApiKey.API_VERSIONS][1]:
             return [framing.encode_unsupported_api_versions(header.correlation_id, self.broker.advertised)]
@@ -157,7 +212,7 @@ class Server:
                                    ClientInfo(request.client_id or "", host))
         respond = _Responder(request.api_key, request.api_version, request.correlation_id)
         if reply.fetch is not None:
-            return asyncio.create_task(self._long_poll(reply.fetch, respond))
+            return _FetchTurn(reply.fetch, respond, asyncio.get_running_loop().time())
         if reply.deferred is not None:
             if reply.deferred.done:
                 return respond.parts(reply.deferred.body)
@@ -185,14 +240,21 @@ class Server:
         deferred.add_done_callback(lambda body: future.done() or future.set_result(body))
         return respond.parts(await future)
 
-    async def _long_poll(self, wait: FetchWait, respond: "_Responder") -> tuple[list, FetchPlan]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait.max_wait_ms / 1000
+    async def _long_poll(self, turn: "_FetchTurn") -> tuple[list, FetchPlan]:
+        """Plan a fetch response when it is its turn to be written, so that a connection holds
+        the descriptors of one response at most; wait (from its arrival) for min_bytes."""
+        wait, loop = turn.wait, asyncio.get_running_loop()
+        deadline = turn.received + wait.max_wait_ms / 1000
+        files = self.admission.response_files
         while True:
-            plan = wait.plan()
+            plan = wait.plan(files)
             remaining = deadline - loop.time()
             if wait.ready(plan) or remaining <= 0:
-                return respond.parts(plan.body), plan
+                try:
+                    return turn.respond.parts(plan.body), plan
+                except BaseException:
+                    plan.close()
+                    raise
             plan.close()
             woken = loop.create_future()
             for key in wait.partitions:
@@ -203,27 +265,43 @@ class Server:
                 pass
             finally:
                 for key in wait.partitions:
-                    self._waiters.get(key, set()).discard(woken)
+                    waiters = self._waiters.get(key)
+                    if waiters is not None:
+                        waiters.discard(woken)
+                        if not waiters:
+                            del self._waiters[key]
 
     async def _send_responses(self, queue: asyncio.Queue, conn: Connection) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            item = await queue.get()
-            if item is None:
+            entry = await queue.get()
+            if entry is None:
                 return
-            plan = None
-            if isinstance(item, asyncio.Task):
+            (item, queued), plan = entry, None
+            if isinstance(item, _FetchTurn):
+                item, plan = await self._long_poll(item)
+            elif isinstance(item, asyncio.Task):
                 item = await item
-                if isinstance(item, tuple):
-                    item, plan = item
             try:
                 if item is not None:
                     await _write_parts(loop, conn, item)
             finally:
                 if plan is not None:
                     plan.close()
+                if queued:
+                    conn.sent_response_bytes(queued)
+            conn.answered()
             if queue.empty():
                 await conn.drain()
+
+
+class _FetchTurn:
+    """A fetch waiting in a connection's queue; planned by `Server._long_poll` at its turn."""
+
+    __slots__ = ("wait", "respond", "received")
+
+    def __init__(self, wait: FetchWait, respond: "_Responder", received: float):
+        self.wait, self.respond, self.received = wait, respond, received
 
 
 class _Responder:
@@ -236,7 +314,33 @@ class _Responder:
         return framing.encode_response_parts(self.api_key, self.api_version, self.correlation_id, body)
 
 
+async def _put(queue: asyncio.Queue, entry, sender: asyncio.Task) -> bool:
+    """Queue `entry` for the sender, waiting while MAX_IN_FLIGHT wait; False if the sender
+    ended first (its connection failed)."""
+    if not queue.full():
+        queue.put_nowait(entry)
+        return True
+    put = asyncio.ensure_future(queue.put(entry))
+    await asyncio.wait((put, sender), return_when=asyncio.FIRST_COMPLETED)
+    if put.done():
+        return True
+    put.cancel()
+    return False
+
+
+def _weight(response) -> int:
+    """What a queued response holds in memory, for the bounds on unsent responses: its bytes,
+    or for a fetch not yet planned, FETCH_ENTRY_WEIGHT per partition of its decoded request."""
+    if isinstance(response, list):
+        return sum(len(part) for part in response if isinstance(part, (bytes, bytearray, memoryview)))
+    if isinstance(response, _FetchTurn):
+        return FETCH_ENTRY_WEIGHT * len(response.wait.partitions)
+    return 0
+
+
 async def _write_parts(loop: asyncio.AbstractEventLoop, conn: Connection, parts: list) -> None:
+    """Write one response; waits whenever the transport's buffer is full, so that what a
+    client does not read stays in its socket, not in the broker's memory."""
     for part in parts:
         if isinstance(part, (bytes, bytearray, memoryview)):
             conn.transport.write(part)
@@ -244,7 +348,17 @@ async def _write_parts(loop: asyncio.AbstractEventLoop, conn: Connection, parts:
             conn.transport.write(part.read_bytes())
         else:
             await conn.drain()
-            await loop.sendfile(conn.transport, _SpliceFile(part.fd), part.position, part.length)
+            timeout = conn.admission.limits.write_timeout_ms / 1000
+            for position in range(part.position, part.position + part.length, SENDFILE_CHUNK_BYTES):
+                count = min(SENDFILE_CHUNK_BYTES, part.position + part.length - position)
+                try:
+                    await asyncio.wait_for(loop.sendfile(conn.transport, _SpliceFile(part.fd), position, count),
+                                           timeout)
+                except TimeoutError:
+                    raise WriteStalledError(f"the client read nothing for {timeout:g} s "
+                                            f"(write.timeout.ms {conn.admission.limits.write_timeout_ms})") from None
+                conn.last_io = time.monotonic()
+        await conn.drain()
 
 
 async def run(broker: Broker, on_listening) -> None:

@@ -78,11 +78,37 @@ _BIND_ADVICE = {
 @click.option("--max-open-files", type=click.IntRange(min=16), default=1000, show_default=True,
               help="Segment and index files kept open at once, over all partitions (a cache: the least "
                    "recently used are closed and reopened when needed).")
+@click.option("--max-request-bytes", type=SIZE, default=None,
+              help="Largest request frame, refused on its length prefix (Kafka's socket.request.max.bytes; "
+                   "default 100M, or --max-message-bytes plus 1M if that is more).")
+@click.option("--queued-max-request-bytes", type=SIZE, default="64M", show_default=True,
+              help="Memory for requests being read or waiting to be handled, all connections together "
+                   "(Kafka's queued.max.request.bytes); connections wait while it is used up.")
+@click.option("--max-connections", type=click.IntRange(min=1), default=None,
+              help="Connections at once; at the cap the one quiet longest is closed, else a new one is "
+                   "refused (Kafka's max.connections; default 4000, at most a fifth of the descriptor limit).")
+@click.option("--max-connections-per-ip", type=click.IntRange(min=1), default=None,
+              help="Connections at once from one address, as --max-connections (Kafka's "
+                   "max.connections.per.ip; default as --max-connections).")
+@click.option("--connections-max-idle", type=DURATION, default="10m", show_default=True,
+              help="Close a connection that moves no byte for this long (Kafka's connections.max.idle.ms).")
+@click.option("--request-timeout", type=DURATION, default="30s", show_default=True,
+              help="Close a connection whose request has not arrived whole this long after its first byte.")
+@click.option("--write-timeout", type=DURATION, default="30s", show_default=True,
+              help="Close a connection whose client reads none of its responses for this long.")
+@click.option("--fetch-max-bytes", type=SIZE, default="55M", show_default=True,
+              help="Record bytes in one fetch response, whatever the client asks (Kafka's broker "
+                   "fetch.max.bytes).")
+@click.option("--max-response-files", type=click.IntRange(min=1), default=None,
+              help="Segment file descriptors held by all fetch responses being sent (default 4000, at most "
+                   "a fifth of the descriptor limit); a fetch beyond it gets fewer partitions' records.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Least severe event to log on stderr.")
 def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, segment_bytes,
           max_message_bytes, no_auto_create, rebalance_delay, min_session_timeout, retention_check,
-          per_request, per_topic, per_broker, max_open_files, log_level) -> None:
+          per_request, per_topic, per_broker, max_open_files, max_request_bytes, queued_max_request_bytes,
+          max_connections, max_connections_per_ip, connections_max_idle, request_timeout, write_timeout,
+          fetch_max_bytes, max_response_files, log_level) -> None:
     """Run the broker: Kafka clients (kcat, librdkafka, kafka-python) produce and consume here.
 
     Prints one line, `logship: listening on HOST:PORT`, to stderr once it accepts
@@ -95,9 +121,11 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
       logship serve --listen 127.0.0.1:0 --retention 6h --segment-bytes 64M
       logship serve --max-message-bytes 8M
       logship serve --max-partitions-per-topic 20000 --max-broker-partitions 50000 --max-open-files 4000
+      logship serve --max-connections-per-ip 200 --connections-max-idle 5m --queued-max-request-bytes 32M
     """
     from ..broker.broker import Broker
     from ..broker.config import BrokerConfig
+    from ..broker.limits import Limits
     from ..storage import LogConfig, Store
 
     if not 61 <= max_message_bytes <= MAX_MESSAGE_BYTES_LIMIT:
@@ -106,6 +134,19 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
     if partitions > per_topic:
         raise click.BadParameter(f"{partitions} is more than --max-partitions-per-topic ({per_topic})",
                                  param_hint="--partitions")
+    if max_request_bytes is None:
+        max_request_bytes = max(BrokerConfig.max_frame_bytes, max_message_bytes + _REQUEST_OVERHEAD)
+    elif not max_message_bytes + _REQUEST_OVERHEAD <= max_request_bytes < 1 << 31:
+        raise click.BadParameter(f"{max_request_bytes} is not within {max_message_bytes + _REQUEST_OVERHEAD} "
+                                 f"(--max-message-bytes plus 1M) .. 2G", param_hint="--max-request-bytes")
+    for name, value in (("--queued-max-request-bytes", queued_max_request_bytes),
+                        ("--fetch-max-bytes", fetch_max_bytes)):
+        if not 1 << 10 <= value <= 1 << 30:
+            raise click.BadParameter(f"{value} is not within 1K..1G", param_hint=name)
+    for name, value in (("--connections-max-idle", connections_max_idle), ("--request-timeout", request_timeout),
+                        ("--write-timeout", write_timeout)):
+        if value < 1000:
+            raise click.BadParameter("must be at least 1s", param_hint=name)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log_config = LogConfig(segment_bytes=segment_bytes, retention_ms=retention, retention_bytes=retention_bytes,
                            max_batch_bytes=max_message_bytes)
@@ -116,9 +157,12 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
                           group_initial_rebalance_delay_ms=max(rebalance_delay, 0),
                           group_min_session_timeout_ms=max(min_session_timeout, 0),
                           retention_check_interval_s=max(retention_check, 10) / 1000,
-                          max_frame_bytes=max(BrokerConfig.max_frame_bytes, max_message_bytes + _REQUEST_OVERHEAD),
+                          max_frame_bytes=max_request_bytes,
                           max_partitions_per_request=per_request, max_partitions_per_topic=per_topic,
-                          max_broker_partitions=per_broker)
+                          max_broker_partitions=per_broker,
+                          limits=_limits(Limits.defaults_for(), queued_max_request_bytes, max_connections,
+                                         max_connections_per_ip, connections_max_idle, request_timeout,
+                                         write_timeout, fetch_max_bytes, max_response_files))
     try:
         store = Store(os.path.abspath(data_dir), log_config, max_open_files=max_open_files)
     except OSError as exc:
@@ -144,6 +188,21 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
         finally:
             stop_loading.set()
             loader.join()
+
+
+def _limits(limits, queued_max_request_bytes, max_connections, max_connections_per_ip, connections_max_idle,
+            request_timeout, write_timeout, fetch_max_bytes, max_response_files):
+    """The limits asked for, over the defaults fitted to this process's descriptor limit."""
+    limits.queued_max_request_bytes = queued_max_request_bytes
+    limits.max_connections = max_connections or limits.max_connections
+    limits.max_connections_per_ip = max_connections_per_ip or min(limits.max_connections_per_ip,
+                                                                  limits.max_connections)
+    limits.connections_max_idle_ms = connections_max_idle
+    limits.request_timeout_ms = request_timeout
+    limits.write_timeout_ms = write_timeout
+    limits.fetch_max_bytes = fetch_max_bytes
+    limits.max_response_files = max_response_files or limits.max_response_files
+    return limits
 
 
 def _hostport(host: str, port: int) -> str:

@@ -1,0 +1,198 @@
+"""No client can make `logship serve` spend memory, descriptors or time beyond a bound.
+
+Each test starts a real broker with the default limits (only its timeouts shortened, so that
+the attackers are closed within the test), measures a good producer and consumer
+(confluent-kafka) undisturbed, then runs them again while tests/attackers.py, a separate
+process, attacks from the same address (127.0.0.1). It checks, while the attack lasts:
+the broker's peak RSS (VmRSS) and open descriptors under a stated bound, the good clients'
+rate at least half the undisturbed one, every good record delivered and read, no
+"Traceback" in the broker's log, and the attackers closed or refused with a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_until
+
+confluent_kafka = pytest.importorskip("confluent_kafka")
+
+ATTACKERS = Path(__file__).with_name("attackers.py")
+RSS_BOUND_MB = 256
+GOOD_ROUND = 5000  # records per measuring round
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+class Peak:
+    """Samples the broker's RSS and descriptors every 0.1 s until stopped; keeps the peaks."""
+
+    def __init__(self, pid: int):
+        self.pid, self.rss, self.fds = pid, 0.0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.rss = max(self.rss, rss_mb(self.pid))
+                self.fds = max(self.fds, open_fds(self.pid))
+            except OSError:
+                return
+            self._stop.wait(0.1)
+
+    def __enter__(self) -> "Peak":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class GoodClients:
+    """A producer and a consumer of topic `good` that stay connected across rounds."""
+
+    def __init__(self, address: str):
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+        self.producer = Producer({"bootstrap.servers": address, "linger.ms": 5, "acks": 1,
+                                  "message.timeout.ms": 60000})
+        self.consumer = Consumer({"bootstrap.servers": address, "group.id": "good", "enable.auto.commit": False,
+                                  "fetch.wait.max.ms": 100})
+        self.consumer.assign([TopicPartition("good", 0, OFFSET_BEGINNING)])
+        self.failed = 0
+
+    def _delivered(self, err, msg) -> None:
+        if err is not None:
+            self.failed += 1
+
+    def round(self, count: int = GOOD_ROUND) -> float:
+        """Produce `count` records, read them back; records per second of the whole round."""
+        start = time.monotonic()
+        for i in range(count):
+            while True:
+                try:
+                    self.producer.produce("good", b"%08d" % i + b"x" * 92, callback=self._delivered)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+            self.producer.poll(0)
+        assert self.producer.flush(60) == 0
+        received = 0
+        while received < count and time.monotonic() - start < 60:
+            msg = self.consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                received += 1
+        assert received == count and self.failed == 0
+        return count / (time.monotonic() - start)
+
+    def rate(self, seconds: float = 4.0) -> float:
+        """Records per second over rounds of GOOD_ROUND for about `seconds`."""
+        start, done = time.monotonic(), 0
+        while time.monotonic() - start < seconds:
+            self.round()
+            done += GOOD_ROUND
+        return done / (time.monotonic() - start)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def bait(address: str) -> None:
+    """2 MiB of records in topic `bait`, for the fetch attacks to ask for."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": address, "linger.ms": 20, "batch.size": 1 << 20})
+    for _ in range(2048):
+        producer.produce("bait", b"b" * 1024)
+    assert producer.flush(30) == 0
+
+
+def attack(kind: str, address: str, seconds: float, count: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, str(ATTACKERS), kind, address, str(seconds), str(count)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def finish(proc: subprocess.Popen) -> dict:
+    out, _ = proc.communicate(timeout=120)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+FDS_BOUND = 2000
+CASES = {
+    # kind: (attacker count, attack seconds, serve args, log line that shows the attacker was closed,
+    #        bound on the broker's descriptors)
+    "prefix": (500, 12, ["--request-timeout", "4s"], "closed", FDS_BOUND),
+    "slowloris": (300, 10, ["--request-timeout", "3s"], "request.timeout.ms 3000", FDS_BOUND),
+    # max.connections is 4000 by default (with a descriptor limit of 20,000 or more): one each,
+    # and for a moment the sockets of one round of accepts (the listen backlog, 1024) before
+    # the connections they push out are closed
+    "flood": (4500, 12, [], "max.connections", 4000 + 1024 + 100),
+    "fetch": (20, 12, ["--write-timeout", "5s"], "write.timeout.ms 5000", FDS_BOUND),
+    "garbage": (100, 8, [], "closed", FDS_BOUND),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_attack_is_bounded_and_good_clients_keep_working(start_broker, kind):
+    count, seconds, args, closed_line, fds_bound = CASES[kind]
+    broker = start_broker(*args)
+    pid = broker.proc.pid
+    good = GoodClients(broker.address)
+    try:
+        if kind == "fetch":
+            bait(broker.address)
+        good.round(300)  # warm up: metadata, topic creation, connections
+        undisturbed = good.rate()
+        rss_before, fds_before = rss_mb(pid), open_fds(pid)
+        with Peak(pid) as peak:
+            attacker = attack(kind, broker.address, seconds, count)
+            disturbed = good.rate()
+            result = finish(attacker)
+        log = broker.log()
+        print(f"\n{kind}: good clients {undisturbed:.0f} rec/s undisturbed, {disturbed:.0f} rec/s under attack; "
+              f"broker RSS {rss_before:.0f} MB before, peak {peak.rss:.0f} MB; fds {fds_before} before, "
+              f"peak {peak.fds}; attacker {result}; {log.count(chr(10))} log lines")
+        assert peak.rss < RSS_BOUND_MB
+        assert peak.fds < fds_bound
+        assert disturbed >= undisturbed / 2
+        assert "Traceback" not in log
+        assert closed_line in log, log[-3000:]
+        assert log.count("\n") < 100  # one line per kind, address and interval
+        assert result["closed"] > 0
+        assert good.round(300)  # and still working afterwards
+        # what the attackers held is given back once they are gone
+        assert wait_until(lambda: open_fds(pid) <= fds_before + 50, timeout=15), open_fds(pid)
+    finally:
+        good.close()
+
+
+def test_a_fetch_over_2_gib_is_answered_within_fetch_max_bytes(start_broker):
+    broker = start_broker()
+    bait(broker.address)
+    result = finish(attack("bigfetch", broker.address, 30, 1))
+    assert result["partitions"] == 4000 and result["errors"] == [0]
+    assert 0 < result["response_bytes"] <= (55 << 20) + (1 << 20)
+    assert result["with_records"] >= 1
+    assert "Traceback" not in broker.log()
