@@ -344,7 +344,7 @@ async def _write_parts(loop: asyncio.AbstractEventLoop, conn: Connection, parts:
     for part in parts:
         if isinstance(part, (bytes, bytearray, memoryview)):
             conn.transport.write(part)
-        elif part.length < SENDFILE_MIN_BYTES:
+        elif part.in_memory or part.length < SENDFILE_MIN_BYTES:
             conn.transport.write(part.read_bytes())
         else:
             await conn.drain()
