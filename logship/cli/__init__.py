@@ -114,6 +114,9 @@ def describe_error(exc: LogshipError) -> str:
     spelled out, and its hint (or that of the first error behind a DeliveryError)."""
     text = explain_codes(str(exc)) or type(exc).__name__
     hint = exc.hint or getattr(getattr(exc, "first_error", None), "hint", None)
+    missing = getattr(exc, "not_created", None) or getattr(getattr(exc, "first_error", None), "not_created", None)
+    if missing is not None:  # asked for with auto-creation allowed, and not created
+        hint = f"is auto-creation off? create it: logship topics create {missing}"
     if hint and hint not in text:
         text = f"{text}; {hint}"
     return _one_line(text)

@@ -40,6 +40,14 @@ def brokers_option(command):
 json_option = click.option("--json", "as_json", is_flag=True, help="JSON lines, for scripts.")
 
 
+def _say_waiting(topic: str, what: str) -> None:
+    """A lookup has waited a second for `topic` to be created (or to get a leader): say so once."""
+    try:
+        click.echo(f"logship: waiting for topic {topic!r} to be {what}...", err=True)
+    except OSError:
+        pass
+
+
 def cluster_for(brokers: str | None):
     """A client Cluster for the --brokers value (or its defaults) and --timeout."""
     from ..client.cluster import Cluster, default_brokers
@@ -48,6 +56,6 @@ def cluster_for(brokers: str | None):
     timeout = ctx.meta.get(_TIMEOUT_KEY) if ctx is not None else None
     limits = {} if timeout is None else {"timeout": timeout, "connect_timeout": timeout}
     try:
-        return Cluster(default_brokers(brokers), **limits)
+        return Cluster(default_brokers(brokers), on_wait=_say_waiting, **limits)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--brokers") from None
