@@ -257,6 +257,36 @@ def test_a_server_that_never_answers_is_reported_within_the_timeout(silent_serve
     assert time.monotonic() - started < 8  # the default connect timeout is 5 s
 
 
+def test_produce_to_a_leader_that_cannot_be_reached_exits_3_within_the_timeout(start_broker, tmp_path):
+    elsewhere = start_broker("--advertise", "127.0.0.1:1", data_dir=tmp_path / "elsewhere")
+    started = time.monotonic()
+    one_line(logship("produce", "t", "-b", elsewhere.address, "--timeout", "2", input=b"a\nb\nc\n", timeout=60),
+             UNREACHABLE, "3 of 3 records were not delivered", "127.0.0.1:1")
+    assert time.monotonic() - started < 8
+
+
+def test_produce_to_a_broker_that_dies_exits_3_within_the_timeout(start_broker, tmp_path):
+    dying = start_broker(data_dir=tmp_path / "dying")
+    producer = subprocess.Popen([sys.executable, "-m", "logship", "produce", "t", "-b", dying.address,
+                                 "--timeout", "2", "--linger-ms", "0"], stdin=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        producer.stdin.write(b"first\n")
+        producer.stdin.flush()
+        assert wait_until(lambda: logship("consume", "t", "-e", "-b", dying.address).stdout == b"first\n")
+        dying.kill()
+        started = time.monotonic()
+        producer.stdin.write(b"second\n")
+        producer.stdin.close()
+        producer.wait(30)
+        assert time.monotonic() - started < 8
+        result = subprocess.CompletedProcess(producer.args, producer.returncode, b"", producer.stderr.read())
+        one_line(result, UNREACHABLE, "not delivered")
+    finally:
+        producer.kill()
+        producer.wait()
+
+
 # --- a closed pipe and Ctrl-C ---------------------------------------------------------------------
 
 

@@ -40,6 +40,17 @@ def brokers_option(command):
 json_option = click.option("--json", "as_json", is_flag=True, help="JSON lines, for scripts.")
 
 
+def producer_limits(linger_ms: float) -> dict:
+    """Producer options for --timeout: no request waits longer for an answer, and a record
+    not delivered within --timeout (plus its linger) fails, so an unreachable leader ends
+    the command in bounded time. Without --timeout: the producer's defaults."""
+    ctx = click.get_current_context(silent=True)
+    timeout = ctx.meta.get(_TIMEOUT_KEY) if ctx is not None else None
+    if timeout is None:
+        return {}
+    return {"request_timeout_ms": timeout * 1000, "delivery_timeout_ms": linger_ms + timeout * 1000}
+
+
 def _say_waiting(topic: str, what: str) -> None:
     """A lookup has waited a second for `topic` to be created (or to get a leader): say so once."""
     try:

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import click
 
-from ..errors import DeliveryError, LogshipError, MessageTooLargeError
-from .options import brokers_option, cluster_for
+from ..errors import BrokerUnavailableError, DeliveryError, LogshipError, MessageTooLargeError
+from .options import brokers_option, cluster_for, producer_limits
 from .progress import Progress
 from .render import record_from_json
 from .units import SIZE
@@ -81,7 +81,8 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
     """Send lines of standard input (or FILEs) to TOPIC, one record each.
 
     Exits 0 only when every record was acknowledged; otherwise it says how many were not
-    and exits 1. Topics are created on first use when the broker allows it.
+    and exits 1, or 3 when a broker could not be reached or did not answer (--timeout
+    bounds how long that takes). Topics are created on first use when the broker allows it.
 
     Plain records (no -k, -H or --json) from a pipe, or from a regular file of 4 MiB or
     more (a FILE, or standard input redirected from one), are split, encoded and compressed
@@ -109,7 +110,7 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
     sent = 0
     try:
         producer = Producer(cluster_for(brokers), acks=acks, compression=compression, linger_ms=linger_ms,
-                            batch_size=batch_size)
+                            batch_size=batch_size, **producer_limits(linger_ms))
         for index, stream in enumerate(_open_inputs(files)):
             kind = workers and ("range" if workers.begun(index) else parallel_kind(stream.fileno()))
             if kind == "range":
@@ -132,7 +133,8 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
                                              f"its max.message.bytes)")
         cause = f": {describe_error(first)}" if isinstance(first, LogshipError) else ""
         click.echo(f"logship: {exc.failed} of {sent} records were not delivered{cause}", err=True)
-        raise click.exceptions.Exit(1) from None
+        unreachable = isinstance(first, BrokerUnavailableError)  # not the records' fault: the broker's
+        raise click.exceptions.Exit(3 if unreachable else 1) from None
     finally:
         progress.done()
         if workers is not None:

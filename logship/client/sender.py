@@ -236,7 +236,7 @@ class Sender(threading.Thread):
         now = time.monotonic()
         for node, requests in list(self.requests.items()):
             if requests and now - requests[0].sent > self.p.request_timeout:
-                self._lost(node, RequestTimedOutError(
+                self._lost(node, BrokerUnavailableError(
                     f"broker node {node} did not answer a produce request within "
                     f"{self.p.request_timeout:g} s"))
 
