@@ -189,6 +189,17 @@ NOWHERE = ("-b", "127.0.0.1:9")  # never contacted: each usage error is found be
     (("seek", "g", "t", *NOWHERE), "--to"),
     (("no-such-command",), "no-such-command"),
     (("consume",), "TOPIC"),
+    (("produce", "t", "--batch-size", "0", *NOWHERE), "--batch-size"),
+    (("produce", "t", "--linger-ms", "1e12", *NOWHERE), "--linger-ms"),
+    (("produce", "t", "-p", "3000000000", *NOWHERE), "--partition"),
+    (("agent", "-t", "x", "--max-line-bytes", "0", "/nonexistent/*.log", *NOWHERE), "--max-line-bytes"),
+    (("consume", "t", "-g", "g", "--session-timeout", "0", *NOWHERE), "--session-timeout"),
+    (("consume", "t", "-g", "g", "--session-timeout", "1000000h", *NOWHERE), "--session-timeout"),
+    (("topics", "create", "t", "-p", "3000000000", *NOWHERE), "--partitions"),
+    (("topics", "create", "t", "-r", "40000", *NOWHERE), "--replication-factor"),
+    (("groups", "describe", "g", "--watch", "1e9", *NOWHERE), "--watch"),
+    (("serve", "--group-min-session-timeout", "0"), "--group-min-session-timeout"),
+    (("serve", "--retention-check-interval", "0"), "--retention-check-interval"),
 ])
 def test_usage_errors_are_one_line(args, needle):
     one_line(logship(*args), USAGE, needle, "--help")

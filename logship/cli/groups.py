@@ -99,7 +99,7 @@ def _render(description, rows) -> str:
 @click.argument("group")
 @brokers_option
 @json_option
-@click.option("--watch", type=click.FloatRange(min=0.1), is_flag=False, flag_value=2.0, default=None,
+@click.option("--watch", type=click.FloatRange(min=0.1, max=86_400), is_flag=False, flag_value=2.0, default=None,
               metavar="[SECONDS]", help="Refresh every SECONDS (default 2) until Ctrl-C.")
 def describe(group, brokers, as_json, watch) -> None:
     """Show a group's state, members and lag per partition.

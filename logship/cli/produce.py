@@ -12,7 +12,7 @@ from ..errors import BrokerUnavailableError, DeliveryError, LogshipError, Messag
 from .options import brokers_option, cluster_for, producer_limits
 from .progress import Progress
 from .render import record_from_json
-from .units import SIZE
+from .units import INT32_MAX, SIZE
 from ..workers.pool import workers_from_env
 
 CHUNK_BYTES = 1 << 20
@@ -66,14 +66,14 @@ def _open_inputs(files: tuple[str, ...]):
 @click.option("-k", "--key-delimiter", metavar="SEP", help="Split a key from the value at the first SEP.")
 @click.option("-0", "--null", "nul", is_flag=True, help="Records are separated by NUL bytes, not newlines.")
 @click.option("-H", "--header", "headers", multiple=True, metavar="K=V", help="Add a header to every record (repeatable).")
-@click.option("-p", "--partition", type=click.IntRange(min=0), default=None, help="Produce to this partition only.")
+@click.option("-p", "--partition", type=click.IntRange(min=0, max=INT32_MAX), default=None, help="Produce to this partition only.")
 @click.option("--acks", type=click.Choice(["0", "1", "all"]), default="all", show_default=True,
               help="Acknowledgement to wait for: none, the leader's write, or durable on every in-sync replica.")
 @click.option("-z", "--compression", type=click.Choice(["zstd", "gzip", "lz4", "snappy", "none"]),
               default="zstd", show_default=True, help="Compression codec of each batch.")
-@click.option("--linger-ms", type=click.FloatRange(min=0), default=5, show_default=True,
+@click.option("--linger-ms", type=click.FloatRange(min=0, max=3_600_000), default=5, show_default=True,
               help="Wait this long for more records before sending a batch.")
-@click.option("--batch-size", type=SIZE, default="1M", show_default=True, help="Largest batch, in bytes.")
+@click.option("--batch-size", type=SIZE.within(1, INT32_MAX), default="1M", show_default=True, help="Largest batch, in bytes.")
 @click.option("--json", "as_json", is_flag=True,
               help="Each line is a JSON record as `logship consume --json` writes it (key, headers, timestamp, partition kept).")
 def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks, compression, linger_ms,

@@ -54,7 +54,7 @@ class Pacer:
 @click.option("--into", metavar="TOPIC", help="Produce the records into TOPIC (keys, headers, timestamps kept).")
 @click.option("--speed", default="max", show_default=True,
               help="Pace as the records were originally spaced: 1x, 10x ..., or max (no pacing).")
-@click.option("-p", "--partition", "partitions", type=click.IntRange(min=0), multiple=True,
+@click.option("-p", "--partition", "partitions", type=click.IntRange(min=0, max=2**31 - 1), multiple=True,
               help="Only this partition (repeatable); default all.")
 @click.option("--format", "fmt", default=DEFAULT_FORMAT, show_default=True,
               help="Output format, as `logship consume -f` (%v %k %t %p %o %T %h).")

@@ -11,7 +11,7 @@ import socket
 
 import click
 
-from .units import DURATION, HOSTPORT, SIZE
+from .units import DURATION, HOSTPORT, INT32_MAX, SIZE
 
 DEFAULT_DATA_DIR = "./logship-data"
 #: --max-message-bytes tops out here: a response carrying such a batch must still fit the
@@ -37,9 +37,9 @@ _BIND_ADVICE = {
               help="Address to bind; port 0 picks a free one.")
 @click.option("--advertise", type=HOSTPORT, default=None,
               help="HOST:PORT that clients are told to connect to (default: the bound address).")
-@click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--partitions", type=click.IntRange(min=1, max=INT32_MAX), default=1, show_default=True,
               help="Partitions of a topic created on first use.")
-@click.option("--retention", type=DURATION, default="7d", show_default=True,
+@click.option("--retention", type=DURATION.within(0, None, unlimited=True), default="7d", show_default=True,
               help="Delete segments older than this (-1: keep forever).")
 @click.option("--retention-bytes", type=SIZE, default="-1", show_default=True,
               help="Per partition, delete the oldest segments beyond this size (-1: no limit).")
@@ -48,15 +48,15 @@ _BIND_ADVICE = {
               help="Largest record batch accepted, compressed (Kafka's message.max.bytes); a topic's "
                    "max.message.bytes overrides it. At most 100M.")
 @click.option("--no-auto-create", is_flag=True, help="Refuse to create topics on first produce or metadata request.")
-@click.option("--group-initial-rebalance-delay", "rebalance_delay", type=DURATION, default="3s", show_default=True,
+@click.option("--group-initial-rebalance-delay", "rebalance_delay", type=DURATION.within(0, INT32_MAX, unlimited=True), default="3s", show_default=True,
               envvar="LOGSHIP_GROUP_INITIAL_REBALANCE_DELAY",
               help="How long a new consumer group waits for more members before its first assignment "
                    "(Kafka's group.initial.rebalance.delay.ms; $LOGSHIP_GROUP_INITIAL_REBALANCE_DELAY).")
-@click.option("--group-min-session-timeout", "min_session_timeout", type=DURATION, default="6s", show_default=True,
+@click.option("--group-min-session-timeout", "min_session_timeout", type=DURATION.within(1, INT32_MAX), default="6s", show_default=True,
               envvar="LOGSHIP_GROUP_MIN_SESSION_TIMEOUT",
               help="Shortest session timeout a group member may ask for (Kafka's group.min.session.timeout.ms; "
                    "$LOGSHIP_GROUP_MIN_SESSION_TIMEOUT).")
-@click.option("--retention-check-interval", "retention_check", type=DURATION, default="60s", show_default=True,
+@click.option("--retention-check-interval", "retention_check", type=DURATION.within(1, INT32_MAX), default="60s", show_default=True,
               envvar="LOGSHIP_RETENTION_CHECK_INTERVAL",
               help="How often retention deletes old segments (Kafka's log.retention.check.interval.ms; "
                    "$LOGSHIP_RETENTION_CHECK_INTERVAL).")

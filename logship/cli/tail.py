@@ -21,7 +21,7 @@ def _order(record) -> tuple[int, int, int]:
 @click.option("-n", "--lines", "count", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many of the last records to print.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new records until interrupted, like tail -f.")
-@click.option("-p", "--partition", "partitions", type=click.IntRange(min=0), multiple=True,
+@click.option("-p", "--partition", "partitions", type=click.IntRange(min=0, max=2**31 - 1), multiple=True,
               help="Only this partition (repeatable); default all.")
 @click.option("--format", "fmt", default=DEFAULT_FORMAT, show_default=True,
               help="Output format, as `logship consume -f` (%v %k %t %p %o %T %h).")
