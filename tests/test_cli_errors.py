@@ -254,6 +254,53 @@ def test_an_http_server_is_not_a_kafka_broker(http_server):
                  "does not speak the Kafka protocol")
 
 
+@pytest.fixture
+def peer():
+    """peer(answer) -> address of a server that reads what a client sends and writes
+    answer(received) back (then closes), on every connection."""
+    listeners = []
+
+    def start(answer):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listeners.append(listener)
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.settimeout(5)
+                    try:
+                        conn.sendall(answer(conn.recv(65536)))
+                        time.sleep(0.3)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"127.0.0.1:{listener.getsockname()[1]}"
+
+    yield start
+    for listener in listeners:
+        listener.close()
+
+
+@pytest.mark.parametrize("answer, quoted", [
+    (lambda request: bytes.fromhex("15 03 03 00 02 02 32"), "15 03 03 00 02 02 32"),  # a TLS alert
+    (lambda request: request, "its answer begins with"),  # an echo server
+    (lambda request: bytes.fromhex("00 00 00 04 00 00 00 01"), "00 00 00 04 00 00 00 01"),  # a short frame
+    (lambda request: bytes.fromhex("00 00 00 02 00 01"), "00 00 00 02 00 01"),  # shorter than an id
+    (lambda request: bytes.fromhex("ff ff ff f0 00 00"), "ff ff ff f0"),  # a negative length
+])
+def test_peers_that_answer_something_else_do_not_speak_the_kafka_protocol(peer, answer, quoted):
+    address = peer(answer)
+    one_line(logship("topics", "list", "-b", address, timeout=20), UNREACHABLE, address,
+             "does not speak the Kafka protocol", quoted)
+
+
 def test_a_server_that_never_answers_is_reported_within_the_timeout(silent_server):
     started = time.monotonic()
     one_line(logship("topics", "list", "-b", silent_server, "--timeout", "1", timeout=20), UNREACHABLE,

@@ -321,26 +321,31 @@ def test_unsupported_api_versions_falls_back_to_what_the_broker_lists():
 
 
 def test_a_huge_frame_length_is_refused_before_allocation():
-    def serve(fake, conn):
+    def serve(fake, conn):  # while negotiating: not a Kafka broker at all
         _, version, cid = fake.read_request(conn)
         conn.sendall(b"\xff\xff\xff\xf0" + b"\0" * 100)  # 4 GB (negative as int32)
         time.sleep(0.5)
 
     fake = FakeBroker(serve)
     started = time.monotonic()
-    with pytest.raises(ProtocolError):
+    with pytest.raises(BrokerUnavailableError, match="does not speak the Kafka protocol"):
         Connection("127.0.0.1", fake.port)
     assert time.monotonic() - started < 2
     fake.close()
 
-    def serve_big(fake, conn):
+    def serve_big(fake, conn):  # after negotiating: a frame too large
         _, version, cid = fake.read_request(conn)
+        conn.sendall(_api_versions(cid, version))
+        fake.read_request(conn)
         conn.sendall(b"\x7f\xff\xff\xf0")  # 2 GB
         time.sleep(0.5)
 
     fake = FakeBroker(serve_big)
-    with pytest.raises(FrameTooLargeError, match="127.0.0.1"):
-        Connection("127.0.0.1", fake.port)
+    with Connection("127.0.0.1", fake.port) as conn:
+        started = time.monotonic()
+        with pytest.raises(FrameTooLargeError, match="127.0.0.1"):
+            conn.request(ApiKey.METADATA, {"topics": [], "allow_auto_topic_creation": False})
+        assert time.monotonic() - started < 2
     fake.close()
 
 
