@@ -30,6 +30,7 @@ from test_cli_produce import logship
 pytestmark = pytest.mark.integration
 
 FAILURE, USAGE, UNREACHABLE, NOT_FOUND, INTERRUPTED = 1, 2, 3, 4, 130
+NOWHERE = ("-b", "127.0.0.1:9")  # never contacted: each usage error is found before connecting
 
 
 def one_line(result: subprocess.CompletedProcess, status: int, *needles: str) -> str:
@@ -120,9 +121,21 @@ def test_delete_of_a_missing_topic(broker):
              "no-such-topic", "UNKNOWN_TOPIC_OR_PARTITION", "does not exist")
 
 
-def test_produce_to_an_invalid_topic_name(broker):
-    one_line(logship("produce", "bad name!", "-b", broker.address, input=b"x\n"), USAGE,
-             "INVALID_TOPIC_EXCEPTION", "not valid")
+@pytest.mark.parametrize("args", [
+    ("produce", "bad name!"), ("consume", "bad name!", "-e"), ("tail", ".."), ("topics", "create", "a/b"),
+    ("replay", "t", "--from", "0", "--into", "x" * 250), ("agent", "-t", "bad name!", "/nonexistent/*.log"),
+])
+def test_an_invalid_topic_name_is_a_usage_error_before_any_broker_is_asked(args):
+    started = time.monotonic()
+    line = one_line(logship(*args, *NOWHERE, input=b"x\n", timeout=20), USAGE, "topic name")
+    assert "Error" not in line and time.monotonic() - started < 5, line
+
+
+def test_the_agent_refuses_an_invalid_topic_name_in_its_config_file(tmp_path):
+    config = tmp_path / "agent.toml"
+    config.write_text('brokers = "127.0.0.1:9"\n[[inputs]]\npaths = ["/nonexistent/*.log"]\ntopic = "bad name!"\n')
+    one_line(logship("agent", "--config", config, "--state-dir", tmp_path / "state", timeout=20), USAGE,
+             "'bad name!'", "topic name")
 
 
 def test_a_record_above_the_size_limit_names_the_limit_and_how_to_raise_it(start_broker, tmp_path):
@@ -172,7 +185,6 @@ def test_seek_of_an_active_group(start_broker):
 # --- usage errors ---------------------------------------------------------------------------------
 
 
-NOWHERE = ("-b", "127.0.0.1:9")  # never contacted: each usage error is found before connecting
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .options import brokers_option, cluster_for
+from .options import TOPIC, brokers_option, cluster_for
 from .output import DEFAULT_FORMAT, IDLE_CHECK_S, record_sink
 from .record_writer import write_all
 from .units import DURATION
@@ -31,7 +31,7 @@ def output_options(command):
 
 
 @click.command()
-@click.argument("topic")
+@click.argument("topic", type=TOPIC)
 @brokers_option
 @click.option("-o", "--offset", default="beginning", show_default=True, metavar="SPEC",
               help="Where to start: beginning, end, N, -N (N before the end), @TIME (@2026-11-24T10:00Z, @-1h).")

@@ -37,6 +37,25 @@ def brokers_option(command):
     return _brokers(_timeout(command))
 
 
+class TopicName(click.ParamType):
+    """A topic name, checked against Kafka's rule before any broker is asked: a bad one is a
+    usage error naming the argument."""
+
+    name = "topic"
+
+    def convert(self, value, param, ctx):
+        from ..errors import InvalidTopicError
+        from ..topic_names import validate_topic_name
+
+        try:
+            validate_topic_name(value)
+        except InvalidTopicError as exc:
+            self.fail(str(exc), param, ctx)
+        return value
+
+
+TOPIC = TopicName()
+
 json_option = click.option("--json", "as_json", is_flag=True, help="JSON lines, for scripts.")
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import click
 
 from ..errors import BrokerUnavailableError, DeliveryError, LogshipError, MessageTooLargeError
-from .options import brokers_option, cluster_for, producer_limits
+from .options import TOPIC, brokers_option, cluster_for, producer_limits
 from .progress import Progress
 from .render import record_from_json
 from .units import INT32_MAX, SIZE
@@ -60,7 +60,7 @@ def _open_inputs(files: tuple[str, ...]):
 
 
 @click.command()
-@click.argument("topic")
+@click.argument("topic", type=TOPIC)
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @brokers_option
 @click.option("-k", "--key-delimiter", metavar="SEP", help="Split a key from the value at the first SEP.")

@@ -7,7 +7,7 @@ import sys
 import click
 
 from .consume import output_options
-from .options import brokers_option, cluster_for
+from .options import TOPIC, brokers_option, cluster_for
 from .output import DEFAULT_FORMAT, IDLE_CHECK_S, record_sink
 
 
@@ -16,7 +16,7 @@ def _order(record) -> tuple[int, int, int]:
 
 
 @click.command()
-@click.argument("topic")
+@click.argument("topic", type=TOPIC)
 @brokers_option
 @click.option("-n", "--lines", "count", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many of the last records to print.")

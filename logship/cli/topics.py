@@ -8,7 +8,7 @@ import click
 from tabulate import tabulate
 
 from ..errors import ConfigError
-from .options import brokers_option, cluster_for, json_option
+from .options import TOPIC, brokers_option, cluster_for, json_option
 
 
 def _admin(brokers):
@@ -50,7 +50,7 @@ def list_topics(brokers, as_json, internal) -> None:
 
 
 @topics.command()
-@click.argument("name")
+@click.argument("name", type=TOPIC)
 @brokers_option
 @click.option("-p", "--partitions", type=click.IntRange(min=1, max=2**31 - 1), default=None,
               help="Number of partitions (default: the broker's, `logship serve --partitions`).")
