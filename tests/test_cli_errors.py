@@ -357,6 +357,18 @@ def test_produce_to_a_broker_that_dies_exits_3_within_the_timeout(start_broker, 
         producer.wait()
 
 
+def test_the_library_names_no_option_only_a_command_with_timeout_mentions_it(silent_server):
+    from logship.client.connection import Connection
+    from logship.errors import BrokerUnavailableError
+
+    host, port = silent_server.rsplit(":", 1)
+    with pytest.raises(BrokerUnavailableError) as caught:
+        Connection(host, int(port), connect_timeout=0.5)
+    assert "did not answer within 0.5 s" in str(caught.value) and "--" not in str(caught.value)
+    line = one_line(logship("topics", "list", "-b", silent_server, "--timeout", "0.5", timeout=20), UNREACHABLE)
+    assert line.endswith("--timeout sets how long to wait"), line
+
+
 # --- a closed pipe and Ctrl-C ---------------------------------------------------------------------
 
 

@@ -76,6 +76,11 @@ def cli() -> None:
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+#: "meta": the running command's ctx.meta (which options it has: see options.HAS_TIMEOUT_KEY),
+#: for error_line after its contexts are gone.
+_RUN: dict = {}
+
+
 def _quiet_broken_pipe() -> None:
     """The reader went away (`| head`): end quietly, like `cat` does."""
     try:
@@ -114,6 +119,8 @@ def describe_error(exc: LogshipError) -> str:
     spelled out, and its hint (or that of the first error behind a DeliveryError)."""
     text = explain_codes(str(exc)) or type(exc).__name__
     hint = exc.hint or getattr(getattr(exc, "first_error", None), "hint", None)
+    if getattr(exc, "unanswered", False) and _RUN.get("meta", {}).get("logship.has_timeout"):
+        hint = "--timeout sets how long to wait"  # only for a command that has the option
     missing = getattr(exc, "not_created", None) or getattr(getattr(exc, "first_error", None), "not_created", None)
     if missing is not None:  # asked for with auto-creation allowed, and not created
         hint = f"is auto-creation off? create it: logship topics create {missing}"
@@ -136,6 +143,7 @@ def _run(argv: list[str] | None) -> int:
     closed pipe into exit status 1 and print a blank line on Ctrl-C)."""
     args = sys.argv[1:] if argv is None else list(argv)
     with cli.make_context("logship", args) as ctx:
+        _RUN["meta"] = ctx.meta  # shared by the subcommand's contexts; outlives them
         return cli.invoke(ctx)
 
 

@@ -12,7 +12,12 @@ import click
 _TIMEOUT_KEY = "logship.timeout"
 
 
+#: In ctx.meta (shared by a command's contexts, and kept by `main`): the command has --timeout.
+HAS_TIMEOUT_KEY = "logship.has_timeout"
+
+
 def _keep_timeout(ctx: click.Context, param, value: float | None) -> None:
+    ctx.meta[HAS_TIMEOUT_KEY] = True
     if value is not None:
         ctx.meta[_TIMEOUT_KEY] = value
 

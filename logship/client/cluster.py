@@ -177,7 +177,9 @@ class Cluster:
                 return key, self._connect(address, timeout)
             except BrokerUnavailableError as exc:
                 last = exc
-        raise BrokerUnavailableError(f"no broker reachable at {self.brokers}: {last}")
+        error = BrokerUnavailableError(f"no broker reachable at {self.brokers}: {last}")
+        error.unanswered = getattr(last, "unanswered", False)
+        raise error
 
     def _shared_connection(self, node_id: int | None) -> tuple[object, Connection]:
         if node_id is None:

@@ -222,14 +222,18 @@ class Connection:
         except socket.timeout:
             if self._negotiating:
                 self._fail(f"{self.address} accepted the connection but did not answer within "
-                           f"{sock.gettimeout():g} s (is it a Kafka broker? --timeout sets how long to wait)")
-            self._fail(f"broker {self.address} did not answer within {sock.gettimeout():g} s")
+                           f"{sock.gettimeout():g} s (is it a Kafka broker?)", unanswered=True)
+            self._fail(f"broker {self.address} did not answer within {sock.gettimeout():g} s", unanswered=True)
         except OSError as exc:
             self._fail(f"lost connection to broker {self.address}: {_reason(exc)}")
 
-    def _fail(self, message: str):
+    def _fail(self, message: str, unanswered: bool = False):
+        """Close and raise BrokerUnavailableError; `unanswered` (set on the error) says the
+        broker was reached but did not answer in time (the CLI says how to wait longer)."""
         self.close()
-        raise BrokerUnavailableError(message)
+        error = BrokerUnavailableError(message)
+        error.unanswered = unanswered
+        raise error
 
     def _not_kafka(self, start: bytes):
         """The peer answered ApiVersions with something that is not a Kafka frame: quote
