@@ -217,6 +217,15 @@ def test_usage_errors_are_one_line(args, needle):
     one_line(logship(*args), USAGE, needle, "--help")
 
 
+@pytest.mark.parametrize("group", [(), ("topics",), ("groups",)])
+def test_a_group_without_a_subcommand_is_a_usage_error_whatever_the_click_version(group):
+    bare = logship(*group)
+    assert bare.returncode == USAGE and bare.stdout == b"", bare
+    assert b"Usage: logship" in bare.stderr and b"Commands:" in bare.stderr and b"Traceback" not in bare.stderr
+    asked = logship(*group, "--help")
+    assert asked.returncode == 0 and asked.stderr == b"" and b"Commands:" in asked.stdout, asked
+
+
 # --- peers that are not (or no longer) brokers ----------------------------------------------------
 
 

@@ -1,6 +1,8 @@
 """The `logship` command line: click commands that parse, call one library function, render.
 
-This package is the only place that prints or chooses exit codes. Every failure is
+This package is the only place that prints or chooses exit codes. A command group run
+without a subcommand (`logship`, `logship topics`) is a usage error: its help on stderr,
+exit 2 (CommandGroup), as click 8.2+ does, enforced here for every click version. Every failure is
 translated to one line on stderr and an exit status in one place, `main` (`error_line` says
 how each kind of exception reads); commands never let a traceback through.
 """
@@ -30,7 +32,19 @@ class ExitStatus(IntEnum):
     INTERRUPTED = 130
 
 
-class LazyGroup(click.Group):
+class CommandGroup(click.Group):
+    """A group of subcommands that, run without one (`logship`, `logship topics`), prints its
+    help on stderr and exits 2, a usage error, whatever click's version (click < 8.2 printed
+    it on stdout and exited 0). `--help` prints it on stdout and exits 0."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), err=True)
+            raise click.exceptions.Exit(ExitStatus.USAGE)
+        return super().parse_args(ctx, args)
+
+
+class LazyGroup(CommandGroup):
     """A click group that imports a subcommand's module only when that subcommand is used.
 
     `lazy` maps command names to module names under logship.cli; the module defines the
@@ -70,10 +84,6 @@ def cli() -> None:
       app | logship produce web-logs
       logship consume web-logs -o @-1h --json | jq .value
     """
-
-
-#: click >= 8.2 raises this for a group run without a subcommand; older versions print the help.
-_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 #: "meta": the running command's ctx.meta (which options it has: see options.HAS_TIMEOUT_KEY),
@@ -164,9 +174,6 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         _quiet_broken_pipe()
         status = ExitStatus.OK
-    except _NO_ARGS_IS_HELP as exc:  # `logship topics`: the help is the answer
-        exc.show()
-        status = exc.exit_code
     except (click.ClickException, LogshipError) as exc:
         status = _report(exc, exc.exit_code if isinstance(exc, click.ClickException) else exc.exit_status)
     except OSError as exc:

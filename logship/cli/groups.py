@@ -9,10 +9,11 @@ import time
 import click
 from tabulate import tabulate
 
+from . import CommandGroup
 from .options import brokers_option, cluster_for, json_option
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def groups() -> None:
     """List consumer groups, describe their members, committed offsets and lag, delete them.
 

@@ -8,6 +8,7 @@ import click
 from tabulate import tabulate
 
 from ..errors import ConfigError
+from . import CommandGroup
 from .options import TOPIC, brokers_option, cluster_for, json_option
 
 
@@ -17,7 +18,7 @@ def _admin(brokers):
     return Admin(cluster_for(brokers))
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def topics() -> None:
     """List, create, describe, alter and delete topics.
 
