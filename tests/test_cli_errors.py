@@ -182,6 +182,33 @@ def test_seek_of_an_active_group(start_broker):
         member.wait(20)
 
 
+def test_serve_names_the_option_of_a_setting_it_refuses(tmp_path):
+    line = one_line(logship("serve", "--data-dir", tmp_path / "d", "--segment-bytes", "0"), USAGE, "--segment-bytes",
+                    "14..")
+    assert "segment_bytes" not in line, line
+
+
+def test_seek_says_what_a_partition_list_looks_like():
+    line = one_line(logship("seek", "hg", "big:x", "--to", "0", *NOWHERE), USAGE, "'big:x'", "TOPIC:P[,P...]",
+                    "big:0,2")
+    assert "Error" not in line, line
+
+
+def test_a_metadata_error_names_the_kafka_error_not_a_python_class(broker):
+    from logship.client import Cluster
+    from logship.errors import InvalidTopicError
+
+    with Cluster(broker.address) as cluster, pytest.raises(InvalidTopicError) as caught:
+        cluster.topic("bad name!", allow_create=True)
+    assert "INVALID_TOPIC_EXCEPTION" in str(caught.value) and "InvalidTopicError" not in str(caught.value)
+
+
+def test_a_session_timeout_the_broker_refuses_says_what_to_do(broker):
+    assert logship("produce", "st", "-b", broker.address, input=b"x\n").returncode == 0
+    one_line(logship("consume", "st", "-g", "g", "--session-timeout", "1h", "-b", broker.address, timeout=30),
+             FAILURE, "INVALID_SESSION_TIMEOUT", "group.min", "--session-timeout", "6s..30m")
+
+
 # --- usage errors ---------------------------------------------------------------------------------
 
 

@@ -124,13 +124,24 @@ def error_line(exc: BaseException) -> str:
             "LOGSHIP_DEBUG=1 shows the traceback")
 
 
+#: Kafka error code -> (option, what to do), added when the running command has that option.
+_OPTION_HINTS = {
+    26: ("--session-timeout", "choose a --session-timeout within it (Kafka's and logship serve's defaults: "
+                              "6s..30m; logship serve --group-min-session-timeout sets the minimum)"),
+}
+
+
 def describe_error(exc: LogshipError) -> str:
     """A LogshipError for people, on one line: its message with every Kafka error code
     spelled out, and its hint (or that of the first error behind a DeliveryError)."""
     text = explain_codes(str(exc)) or type(exc).__name__
     hint = exc.hint or getattr(getattr(exc, "first_error", None), "hint", None)
-    if getattr(exc, "unanswered", False) and _RUN.get("meta", {}).get("logship.has_timeout"):
+    meta = _RUN.get("meta", {})
+    if getattr(exc, "unanswered", False) and meta.get("logship.has_timeout"):
         hint = "--timeout sets how long to wait"  # only for a command that has the option
+    option, option_hint = _OPTION_HINTS.get(exc.code, (None, None))
+    if option is not None and option in meta.get("logship.options", ()):
+        hint = option_hint
     missing = getattr(exc, "not_created", None) or getattr(getattr(exc, "first_error", None), "not_created", None)
     if missing is not None:  # asked for with auto-creation allowed, and not created
         hint = f"is auto-creation off? create it: logship topics create {missing}"

@@ -12,12 +12,15 @@ import click
 _TIMEOUT_KEY = "logship.timeout"
 
 
-#: In ctx.meta (shared by a command's contexts, and kept by `main`): the command has --timeout.
+#: In ctx.meta (shared by a command's contexts, and kept by `main`): the command has --timeout;
+#: the options of the command that talks to a broker (so error hints name only those).
 HAS_TIMEOUT_KEY = "logship.has_timeout"
+OPTIONS_KEY = "logship.options"
 
 
 def _keep_timeout(ctx: click.Context, param, value: float | None) -> None:
     ctx.meta[HAS_TIMEOUT_KEY] = True
+    ctx.meta[OPTIONS_KEY] = {opt for p in ctx.command.params for opt in p.opts}
     if value is not None:
         ctx.meta[_TIMEOUT_KEY] = value
 

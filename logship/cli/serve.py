@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
+import re
 import signal
 import socket
 
@@ -78,23 +80,17 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
       logship serve --max-message-bytes 8M
     """
     from ..broker.broker import Broker
-    from ..broker.config import BrokerConfig
     from ..storage import LogConfig, Store
 
     if not 61 <= max_message_bytes <= MAX_MESSAGE_BYTES_LIMIT:
         raise click.BadParameter(f"{max_message_bytes} is not within 61..{MAX_MESSAGE_BYTES_LIMIT} bytes (100M)",
                                  param_hint="--max-message-bytes")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log_config = LogConfig(segment_bytes=segment_bytes, retention_ms=retention, retention_bytes=retention_bytes,
-                           max_batch_bytes=max_message_bytes)
-    config = BrokerConfig(listen_host=listen[0], listen_port=listen[1],
-                          advertised_host=advertise[0] if advertise else None,
-                          advertised_port=advertise[1] if advertise else None,
-                          default_partitions=partitions, auto_create_topics=not no_auto_create, log=log_config,
-                          group_initial_rebalance_delay_ms=max(rebalance_delay, 0),
-                          group_min_session_timeout_ms=max(min_session_timeout, 0),
-                          retention_check_interval_s=max(retention_check, 10) / 1000,
-                          max_frame_bytes=max(BrokerConfig.max_frame_bytes, max_message_bytes + _REQUEST_OVERHEAD))
+    with _options_named():
+        log_config = LogConfig(segment_bytes=segment_bytes, retention_ms=retention, retention_bytes=retention_bytes,
+                               max_batch_bytes=max_message_bytes)
+        config = _broker_config(listen, advertise, partitions, no_auto_create, log_config, rebalance_delay,
+                                min_session_timeout, retention_check, max_message_bytes)
     try:
         store = Store(os.path.abspath(data_dir), log_config)
     except OSError as exc:
@@ -107,6 +103,48 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
             asyncio.run(_serve_until_signalled(Broker(store, config)))
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {_hostport(*listen)}: {_bind_reason(exc)}") from None
+
+
+#: LogConfig and BrokerConfig fields -> the serve option that sets them (for their ConfigErrors).
+_OPTION_OF_FIELD = {
+    "segment_bytes": "--segment-bytes", "retention_ms": "--retention", "retention_bytes": "--retention-bytes",
+    "max_batch_bytes": "--max-message-bytes", "default_partitions": "--partitions",
+    "group_initial_rebalance_delay_ms": "--group-initial-rebalance-delay",
+    "group_min_session_timeout_ms": "--group-min-session-timeout",
+    "retention_check_interval_s": "--retention-check-interval", "listen_port": "--listen",
+    "advertised_port": "--advertise", "advertised_host": "--advertise", "listen_host": "--listen",
+}
+
+
+@contextlib.contextmanager
+def _options_named():
+    """A ConfigError of the broker's or the log's settings, as a usage error naming the serve
+    option that set the field (any field: the message is rewritten, not matched)."""
+    from ..errors import ConfigError
+
+    try:
+        yield
+    except ConfigError as exc:
+        message = str(exc)
+        fields = [name for name in _OPTION_OF_FIELD if re.search(rf"\b{name}\b", message)]
+        for name in fields:
+            message = re.sub(rf"\b{name}\b", _OPTION_OF_FIELD[name], message)
+        hint = _OPTION_OF_FIELD[fields[0]] if fields else None
+        raise click.BadParameter(message, param_hint=hint) from None
+
+
+def _broker_config(listen, advertise, partitions, no_auto_create, log_config, rebalance_delay, min_session_timeout,
+                   retention_check, max_message_bytes):
+    from ..broker.config import BrokerConfig
+
+    return BrokerConfig(listen_host=listen[0], listen_port=listen[1],
+                        advertised_host=advertise[0] if advertise else None,
+                        advertised_port=advertise[1] if advertise else None,
+                        default_partitions=partitions, auto_create_topics=not no_auto_create, log=log_config,
+                        group_initial_rebalance_delay_ms=max(rebalance_delay, 0),
+                        group_min_session_timeout_ms=max(min_session_timeout, 0),
+                        retention_check_interval_s=max(retention_check, 10) / 1000,
+                        max_frame_bytes=max(BrokerConfig.max_frame_bytes, max_message_bytes + _REQUEST_OVERHEAD))
 
 
 def _hostport(host: str, port: int) -> str:

@@ -53,10 +53,6 @@ DEFAULT_TOPIC_WAIT = 10.0
 WAIT_NOTICE_AFTER = 1.0
 
 
-def _code_name(code: int) -> str:
-    return f"{type(error_for_code(code)).__name__} (Kafka error code {code})"
-
-
 def default_brokers(brokers: str | list[str] | None = None) -> str:
     """The broker list to use: `brokers` if given, else $LOGSHIP_BROKERS, else 127.0.0.1:9092."""
     if isinstance(brokers, (list, tuple)):
@@ -268,7 +264,7 @@ class Cluster:
                     meta = self.refresh([name], allow_create).get(name) or TopicMetadata(name, 3)
             code = meta.error_code
             if code not in (0, 3, 5):
-                raise error_for_code(code, f"metadata for topic {name!r}: {_code_name(code)}")
+                raise error_for_code(code, f"metadata for topic {name!r}: Kafka error code {code}")
             leaderless = sorted(p.partition for p in meta.partitions.values() if p.leader < 0)
             if code == 0 and meta.partitions and not leaderless:
                 return meta
