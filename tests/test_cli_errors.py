@@ -253,6 +253,14 @@ def test_a_group_without_a_subcommand_is_a_usage_error_whatever_the_click_versio
     assert asked.returncode == 0 and asked.stderr == b"" and b"Commands:" in asked.stdout, asked
 
 
+@pytest.mark.parametrize("variable", ["LOGSHIP_DECODE_WORKERS", "LOGSHIP_ENCODE_WORKERS"])
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5"])
+@pytest.mark.parametrize("args", [("consume", "t", "-c", "1"), ("tail", "t"), ("replay", "t", "--from", "0"),
+                                  ("produce", "t")])
+def test_a_worker_count_variable_is_checked_the_same_way_by_every_command(variable, value, args):
+    one_line(logship(*args, *NOWHERE, env={variable: value}, timeout=20), USAGE, f"{variable}={value!r}")
+
+
 # --- peers that are not (or no longer) brokers ----------------------------------------------------
 
 

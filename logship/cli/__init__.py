@@ -84,6 +84,23 @@ def cli() -> None:
       app | logship produce web-logs
       logship consume web-logs -o @-1h --json | jq .value
     """
+    _check_environment()
+
+
+#: Environment variables that set worker counts, checked for every command in one place (a
+#: command that does not use one today may tomorrow; a typo should not pass unnoticed).
+WORKER_VARIABLES = ("LOGSHIP_ENCODE_WORKERS", "LOGSHIP_DECODE_WORKERS")
+
+
+def _check_environment() -> None:
+    from ..workers.pool import workers_from_env
+
+    for variable in WORKER_VARIABLES:
+        if os.environ.get(variable, "").strip():
+            try:
+                workers_from_env(variable)
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from None
 
 
 #: "meta": the running command's ctx.meta (which options it has: see options.HAS_TIMEOUT_KEY),
