@@ -81,7 +81,7 @@ def producer_limits(linger_ms: float) -> dict:
 def _say_waiting(topic: str, what: str) -> None:
     """A lookup has waited a second for `topic` to be created (or to get a leader): say so once."""
     try:
-        click.echo(f"logship: waiting for topic {topic!r} to be {what}...", err=True)
+        click.echo(f"logship: waiting for topic {topic!r} to {what}...", err=True)
     except OSError:
         pass
 

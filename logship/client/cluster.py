@@ -252,7 +252,7 @@ class Cluster:
         Without `allow_create` an unknown topic raises UnknownTopicError at once; with
         wait=False the first answer decides (for callers that retry on their own). A lookup
         that has waited WAIT_NOTICE_AFTER seconds calls `on_wait(name, what)` once, `what`
-        being "created" or "elected a leader".
+        being "be created" or "get a leader".
         """
         started = time.monotonic()
         delay = _TOPIC_BACKOFF_START
@@ -277,7 +277,7 @@ class Cluster:
                 raise self._not_ready(name, meta, leaderless, waited if wait else None)
             if not noticed and waited >= WAIT_NOTICE_AFTER and self.on_wait is not None:
                 noticed = True
-                self.on_wait(name, "created" if code == 3 else "elected a leader")
+                self.on_wait(name, "be created" if code == 3 else "get a leader")
             refresh = True
             time.sleep(delay)
             delay = min(delay * 2, _TOPIC_BACKOFF_MAX)
