@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import click
 
-from ..errors import BrokerUnavailableError, DeliveryError, LogshipError, MessageTooLargeError
+from ..errors import BrokerUnavailableError, DeliveryError, LogshipError, MessageTooLargeError, UnknownTopicError
 from .options import TOPIC, brokers_option, cluster_for, producer_limits
 from .progress import Progress
 from .render import record_from_json
@@ -82,7 +82,7 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
 
     Exits 0 only when every record was acknowledged; otherwise it says how many were not
     and exits 1, or 3 when a broker could not be reached or did not answer (--timeout
-    bounds how long that takes). Topics are created on first use when the broker allows it.
+    bounds how long that takes), or 4 when the topic or partition does not exist. Topics are created on first use when the broker allows it.
 
     Plain records (no -k, -H or --json) from a pipe, or from a regular file of 4 MiB or
     more (a FILE, or standard input redirected from one), are split, encoded and compressed
@@ -133,8 +133,10 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
                                              f"its max.message.bytes)")
         cause = f": {describe_error(first)}" if isinstance(first, LogshipError) else ""
         click.echo(f"logship: {exc.failed} of {sent} records were not delivered{cause}", err=True)
-        unreachable = isinstance(first, BrokerUnavailableError)  # not the records' fault: the broker's
-        raise click.exceptions.Exit(3 if unreachable else 1) from None
+        # a broker that cannot be reached (3) or a topic that is not there (4) is said by the
+        # exit status too; any other refusal is a failure (1)
+        status = first.exit_status if isinstance(first, (BrokerUnavailableError, UnknownTopicError)) else 1
+        raise click.exceptions.Exit(status) from None
     finally:
         progress.done()
         if workers is not None:
