@@ -239,9 +239,19 @@ def test_a_session_timeout_the_broker_refuses_says_what_to_do(broker):
     (("groups", "describe", "g", "--watch", "1e9", *NOWHERE), "--watch"),
     (("serve", "--group-min-session-timeout", "0"), "--group-min-session-timeout"),
     (("serve", "--retention-check-interval", "0"), "--retention-check-interval"),
+    (("bench", "-s", "99999999999999"), "--size"),
+    (("bench", "-n", "900000000", "-s", "1000"), "--records"),
 ])
+
 def test_usage_errors_are_one_line(args, needle):
     one_line(logship(*args), USAGE, needle, "--help")
+
+
+def test_running_out_of_memory_is_one_line_not_an_internal_error():
+    from logship.cli import error_line
+
+    line = error_line(MemoryError())
+    assert line.startswith("logship: out of memory") and "internal error" not in line, line
 
 
 @pytest.mark.parametrize("group", [(), ("topics",), ("groups",)])

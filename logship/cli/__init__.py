@@ -137,6 +137,8 @@ def error_line(exc: BaseException) -> str:
         return f"logship: {_one_line(exc.format_message())}"
     if isinstance(exc, OSError):
         return f"logship: {_one_line(os_error_text(exc))}"
+    if isinstance(exc, MemoryError):
+        return "logship: out of memory; ask for less (smaller batches, sizes or counts)"
     return (f"logship: internal error ({type(exc).__name__}: {_one_line(str(exc))}); "
             "LOGSHIP_DEBUG=1 shows the traceback")
 
