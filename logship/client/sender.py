@@ -298,8 +298,9 @@ class Sender(threading.Thread):
                 meta = p.cluster.topic(topic, allow_create=True, refresh=True, wait=False)
             except UnknownTopicError as exc:
                 since = self.unborn.setdefault(topic, now)
-                if not p.wait_for_topics and time.monotonic() - since < p.cluster.topic_wait:
-                    self.stale[topic] = time.monotonic() + min(max(p.retry_backoff, 0.05), 0.5)
+                backoff = min(max(p.retry_backoff, 0.05), 0.5)
+                if not p.wait_for_topics and time.monotonic() - since + backoff <= p.cluster.topic_wait:
+                    self.stale[topic] = time.monotonic() + backoff
                     continue
                 self.unborn.pop(topic, None)
                 self._missing(topic, None, exc if p.wait_for_topics else p.cluster.not_created_error(topic))
