@@ -247,6 +247,16 @@ def test_usage_errors_are_one_line(args, needle):
     one_line(logship(*args), USAGE, needle, "--help")
 
 
+def test_undelivered_records_exit_with_the_status_of_what_failed_them():
+    from logship.cli import exit_status_of
+    from logship.errors import BrokerUnavailableError, DeliveryError, MessageTooLargeError, UnknownTopicError
+
+    assert exit_status_of(DeliveryError(2, BrokerUnavailableError("cannot connect"))) == UNREACHABLE
+    assert exit_status_of(DeliveryError(2, UnknownTopicError("no such topic"))) == NOT_FOUND
+    assert exit_status_of(DeliveryError(2, MessageTooLargeError("too big"))) == FAILURE
+    assert exit_status_of(UnknownTopicError("no such topic")) == NOT_FOUND
+
+
 def test_running_out_of_memory_is_one_line_not_an_internal_error():
     from logship.cli import error_line
 

@@ -150,6 +150,16 @@ _OPTION_HINTS = {
 }
 
 
+def exit_status_of(exc: LogshipError) -> int:
+    """`exc.exit_status`; for records not delivered (DeliveryError), 3 or 4 when what failed
+    them was an unreachable broker or a missing topic, else 1."""
+    first = getattr(exc, "first_error", None)
+    if first is not None and isinstance(first, LogshipError) and first.exit_status in (ExitStatus.UNAVAILABLE,
+                                                                                        ExitStatus.NOT_FOUND):
+        return first.exit_status
+    return exc.exit_status
+
+
 def describe_error(exc: LogshipError) -> str:
     """A LogshipError for people, on one line: its message with every Kafka error code
     spelled out, and its hint (or that of the first error behind a DeliveryError)."""
@@ -205,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         _quiet_broken_pipe()
         status = ExitStatus.OK
     except (click.ClickException, LogshipError) as exc:
-        status = _report(exc, exc.exit_code if isinstance(exc, click.ClickException) else exc.exit_status)
+        status = _report(exc, exc.exit_code if isinstance(exc, click.ClickException) else exit_status_of(exc))
     except OSError as exc:
         if exc.errno == errno.EPIPE:
             _quiet_broken_pipe()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import click
 
-from ..errors import BrokerUnavailableError, DeliveryError, LogshipError, MessageTooLargeError, UnknownTopicError
+from ..errors import DeliveryError, LogshipError, MessageTooLargeError
 from .options import TOPIC, brokers_option, cluster_for, producer_limits
 from .progress import Progress
 from .render import record_from_json
@@ -133,10 +133,9 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
                                              f"its max.message.bytes)")
         cause = f": {describe_error(first)}" if isinstance(first, LogshipError) else ""
         click.echo(f"logship: {exc.failed} of {sent} records were not delivered{cause}", err=True)
-        # a broker that cannot be reached (3) or a topic that is not there (4) is said by the
-        # exit status too; any other refusal is a failure (1)
-        status = first.exit_status if isinstance(first, (BrokerUnavailableError, UnknownTopicError)) else 1
-        raise click.exceptions.Exit(status) from None
+        from . import exit_status_of
+
+        raise click.exceptions.Exit(exit_status_of(exc)) from None
     finally:
         progress.done()
         if workers is not None:

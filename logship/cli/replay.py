@@ -9,7 +9,7 @@ import time
 import click
 
 from .consume import offset_spec, output_options
-from .options import TOPIC, brokers_option, cluster_for
+from .options import TOPIC, brokers_option, cluster_for, producer_limits
 from .output import DEFAULT_FORMAT, record_sink
 from .progress import Progress
 from .record_writer import write_all
@@ -96,7 +96,7 @@ def _replay_into(consumer, cluster, topic: str, keep, pacer: Pacer) -> None:
     from ..client.producer import Producer
 
     progress = Progress("replayed")
-    with Producer(cluster, acks="all") as producer:
+    with Producer(cluster, acks="all", **producer_limits(0)) as producer:
         while not consumer.finished:
             for record in keep(consumer.poll()):
                 pacer.wait_for(record.timestamp)
