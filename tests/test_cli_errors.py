@@ -30,6 +30,7 @@ from test_cli_produce import logship
 pytestmark = pytest.mark.integration
 
 FAILURE, USAGE, UNREACHABLE, NOT_FOUND, INTERRUPTED = 1, 2, 3, 4, 130
+NOWHERE = ("-b", "127.0.0.1:9")  # never contacted: each usage error is found before connecting
 
 
 def one_line(result: subprocess.CompletedProcess, status: int, *needles: str) -> str:
@@ -120,9 +121,21 @@ def test_delete_of_a_missing_topic(broker):
              "no-such-topic", "UNKNOWN_TOPIC_OR_PARTITION", "does not exist")
 
 
-def test_produce_to_an_invalid_topic_name(broker):
-    one_line(logship("produce", "bad name!", "-b", broker.address, input=b"x\n"), USAGE,
-             "INVALID_TOPIC_EXCEPTION", "not valid")
+@pytest.mark.parametrize("args", [
+    ("produce", "bad name!"), ("consume", "bad name!", "-e"), ("tail", ".."), ("topics", "create", "a/b"),
+    ("replay", "t", "--from", "0", "--into", "x" * 250), ("agent", "-t", "bad name!", "/nonexistent/*.log"),
+])
+def test_an_invalid_topic_name_is_a_usage_error_before_any_broker_is_asked(args):
+    started = time.monotonic()
+    line = one_line(logship(*args, *NOWHERE, input=b"x\n", timeout=20), USAGE, "topic name")
+    assert "Error" not in line and time.monotonic() - started < 5, line
+
+
+def test_the_agent_refuses_an_invalid_topic_name_in_its_config_file(tmp_path):
+    config = tmp_path / "agent.toml"
+    config.write_text('brokers = "127.0.0.1:9"\n[[inputs]]\npaths = ["/nonexistent/*.log"]\ntopic = "bad name!"\n')
+    one_line(logship("agent", "--config", config, "--state-dir", tmp_path / "state", timeout=20), USAGE,
+             "'bad name!'", "topic name")
 
 
 def test_a_record_above_the_size_limit_names_the_limit_and_how_to_raise_it(start_broker, tmp_path):
@@ -166,10 +179,36 @@ def test_seek_of_an_active_group(start_broker):
         member.wait(20)
 
 
+def test_serve_names_the_option_of_a_setting_it_refuses(tmp_path):
+    line = one_line(logship("serve", "--data-dir", tmp_path / "d", "--segment-bytes", "0"), USAGE, "--segment-bytes",
+                    "14..")
+    assert "segment_bytes" not in line, line
+
+
+def test_seek_says_what_a_partition_list_looks_like():
+    line = one_line(logship("seek", "hg", "big:x", "--to", "0", *NOWHERE), USAGE, "'big:x'", "TOPIC:P[,P...]",
+                    "big:0,2")
+    assert "Error" not in line, line
+
+
+def test_a_metadata_error_names_the_kafka_error_not_a_python_class(broker):
+    from logship.client import Cluster
+    from logship.errors import InvalidTopicError
+
+    with Cluster(broker.address) as cluster, pytest.raises(InvalidTopicError) as caught:
+        cluster.topic("bad name!", allow_create=True)
+    assert "INVALID_TOPIC_EXCEPTION" in str(caught.value) and "InvalidTopicError" not in str(caught.value)
+
+
+def test_a_session_timeout_the_broker_refuses_says_what_to_do(broker):
+    assert logship("produce", "st", "-b", broker.address, input=b"x\n").returncode == 0
+    one_line(logship("consume", "st", "-g", "g", "--session-timeout", "1h", "-b", broker.address, timeout=30),
+             FAILURE, "INVALID_SESSION_TIMEOUT", "group.min", "--session-timeout", "6s..30m")
+
+
 # --- usage errors ---------------------------------------------------------------------------------
 
 
-NOWHERE = ("-b", "127.0.0.1:9")  # never contacted: each usage error is found before connecting
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -186,9 +225,57 @@ NOWHERE = ("-b", "127.0.0.1:9")  # never contacted: each usage error is found be
     (("seek", "g", "t", *NOWHERE), "--to"),
     (("no-such-command",), "no-such-command"),
     (("consume",), "TOPIC"),
+    (("produce", "t", "--batch-size", "0", *NOWHERE), "--batch-size"),
+    (("produce", "t", "--linger-ms", "1e12", *NOWHERE), "--linger-ms"),
+    (("produce", "t", "-p", "3000000000", *NOWHERE), "--partition"),
+    (("agent", "-t", "x", "--max-line-bytes", "0", "/nonexistent/*.log", *NOWHERE), "--max-line-bytes"),
+    (("consume", "t", "-g", "g", "--session-timeout", "0", *NOWHERE), "--session-timeout"),
+    (("consume", "t", "-g", "g", "--session-timeout", "1000000h", *NOWHERE), "--session-timeout"),
+    (("topics", "create", "t", "-p", "3000000000", *NOWHERE), "--partitions"),
+    (("topics", "create", "t", "-r", "40000", *NOWHERE), "--replication-factor"),
+    (("groups", "describe", "g", "--watch", "1e9", *NOWHERE), "--watch"),
+    (("serve", "--group-min-session-timeout", "0"), "--group-min-session-timeout"),
+    (("serve", "--retention-check-interval", "0"), "--retention-check-interval"),
+    (("bench", "-s", "99999999999999"), "--size"),
+    (("bench", "-n", "900000000", "-s", "1000"), "--records"),
 ])
+
 def test_usage_errors_are_one_line(args, needle):
     one_line(logship(*args), USAGE, needle, "--help")
+
+
+def test_undelivered_records_exit_with_the_status_of_what_failed_them():
+    from logship.cli import exit_status_of
+    from logship.errors import BrokerUnavailableError, DeliveryError, MessageTooLargeError, UnknownTopicError
+
+    assert exit_status_of(DeliveryError(2, BrokerUnavailableError("cannot connect"))) == UNREACHABLE
+    assert exit_status_of(DeliveryError(2, UnknownTopicError("no such topic"))) == NOT_FOUND
+    assert exit_status_of(DeliveryError(2, MessageTooLargeError("too big"))) == FAILURE
+    assert exit_status_of(UnknownTopicError("no such topic")) == NOT_FOUND
+
+
+def test_running_out_of_memory_is_one_line_not_an_internal_error():
+    from logship.cli import error_line
+
+    line = error_line(MemoryError())
+    assert line.startswith("logship: out of memory") and "internal error" not in line, line
+
+
+@pytest.mark.parametrize("group", [(), ("topics",), ("groups",)])
+def test_a_group_without_a_subcommand_is_a_usage_error_whatever_the_click_version(group):
+    bare = logship(*group)
+    assert bare.returncode == USAGE and bare.stdout == b"", bare
+    assert b"Usage: logship" in bare.stderr and b"Commands:" in bare.stderr and b"Traceback" not in bare.stderr
+    asked = logship(*group, "--help")
+    assert asked.returncode == 0 and asked.stderr == b"" and b"Commands:" in asked.stdout, asked
+
+
+@pytest.mark.parametrize("variable", ["LOGSHIP_DECODE_WORKERS", "LOGSHIP_ENCODE_WORKERS"])
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5"])
+@pytest.mark.parametrize("args", [("consume", "t", "-c", "1"), ("tail", "t"), ("replay", "t", "--from", "0"),
+                                  ("produce", "t")])
+def test_a_worker_count_variable_is_checked_the_same_way_by_every_command(variable, value, args):
+    one_line(logship(*args, *NOWHERE, env={variable: value}, timeout=20), USAGE, f"{variable}={value!r}")
 
 
 # --- peers that are not (or no longer) brokers ----------------------------------------------------
@@ -240,6 +327,53 @@ def test_an_http_server_is_not_a_kafka_broker(http_server):
                  "does not speak the Kafka protocol")
 
 
+@pytest.fixture
+def peer():
+    """peer(answer) -> address of a server that reads what a client sends and writes
+    answer(received) back (then closes), on every connection."""
+    listeners = []
+
+    def start(answer):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listeners.append(listener)
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.settimeout(5)
+                    try:
+                        conn.sendall(answer(conn.recv(65536)))
+                        time.sleep(0.3)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"127.0.0.1:{listener.getsockname()[1]}"
+
+    yield start
+    for listener in listeners:
+        listener.close()
+
+
+@pytest.mark.parametrize("answer, quoted", [
+    (lambda request: bytes.fromhex("15 03 03 00 02 02 32"), "15 03 03 00 02 02 32"),  # a TLS alert
+    (lambda request: request, "its answer begins with"),  # an echo server
+    (lambda request: bytes.fromhex("00 00 00 04 00 00 00 01"), "00 00 00 04 00 00 00 01"),  # a short frame
+    (lambda request: bytes.fromhex("00 00 00 02 00 01"), "00 00 00 02 00 01"),  # shorter than an id
+    (lambda request: bytes.fromhex("ff ff ff f0 00 00"), "ff ff ff f0"),  # a negative length
+])
+def test_peers_that_answer_something_else_do_not_speak_the_kafka_protocol(peer, answer, quoted):
+    address = peer(answer)
+    one_line(logship("topics", "list", "-b", address, timeout=20), UNREACHABLE, address,
+             "does not speak the Kafka protocol", quoted)
+
+
 def test_a_server_that_never_answers_is_reported_within_the_timeout(silent_server):
     started = time.monotonic()
     one_line(logship("topics", "list", "-b", silent_server, "--timeout", "1", timeout=20), UNREACHABLE,
@@ -252,6 +386,48 @@ def test_a_server_that_never_answers_is_reported_within_the_timeout(silent_serve
     started = time.monotonic()
     one_line(logship("groups", "list", "-b", silent_server, timeout=20), UNREACHABLE, silent_server)
     assert time.monotonic() - started < 8  # the default connect timeout is 5 s
+
+
+def test_produce_to_a_leader_that_cannot_be_reached_exits_3_within_the_timeout(start_broker, tmp_path):
+    elsewhere = start_broker("--advertise", "127.0.0.1:1", data_dir=tmp_path / "elsewhere")
+    started = time.monotonic()
+    one_line(logship("produce", "t", "-b", elsewhere.address, "--timeout", "2", input=b"a\nb\nc\n", timeout=60),
+             UNREACHABLE, "3 of 3 records were not delivered", "127.0.0.1:1")
+    assert time.monotonic() - started < 8
+
+
+def test_produce_to_a_broker_that_dies_exits_3_within_the_timeout(start_broker, tmp_path):
+    dying = start_broker(data_dir=tmp_path / "dying")
+    producer = subprocess.Popen([sys.executable, "-m", "logship", "produce", "t", "-b", dying.address,
+                                 "--timeout", "2", "--linger-ms", "0"], stdin=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        producer.stdin.write(b"first\n")
+        producer.stdin.flush()
+        assert wait_until(lambda: logship("consume", "t", "-e", "-b", dying.address).stdout == b"first\n")
+        dying.kill()
+        started = time.monotonic()
+        producer.stdin.write(b"second\n")
+        producer.stdin.close()
+        producer.wait(30)
+        assert time.monotonic() - started < 8
+        result = subprocess.CompletedProcess(producer.args, producer.returncode, b"", producer.stderr.read())
+        one_line(result, UNREACHABLE, "not delivered")
+    finally:
+        producer.kill()
+        producer.wait()
+
+
+def test_the_library_names_no_option_only_a_command_with_timeout_mentions_it(silent_server):
+    from logship.client.connection import Connection
+    from logship.errors import BrokerUnavailableError
+
+    host, port = silent_server.rsplit(":", 1)
+    with pytest.raises(BrokerUnavailableError) as caught:
+        Connection(host, int(port), connect_timeout=0.5)
+    assert "did not answer within 0.5 s" in str(caught.value) and "--" not in str(caught.value)
+    line = one_line(logship("topics", "list", "-b", silent_server, "--timeout", "0.5", timeout=20), UNREACHABLE)
+    assert line.endswith("--timeout sets how long to wait"), line
 
 
 # --- a closed pipe and Ctrl-C ---------------------------------------------------------------------

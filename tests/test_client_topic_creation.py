@@ -26,7 +26,7 @@ from fake_broker import ScriptedServer
 from logship.client import Cluster
 from logship.client.cluster import DEFAULT_TOPIC_WAIT
 from logship.client.connection import Connection
-from logship.errors import LeaderNotAvailableError, UnknownTopicError
+from logship.errors import DeliveryError, LeaderNotAvailableError, UnknownTopicError
 from logship.protocol import ApiKey, encode_response
 
 pytestmark = pytest.mark.integration
@@ -180,7 +180,8 @@ def test_a_topic_that_never_appears_ends_with_one_line_and_exit_4(broker, slow):
     elapsed = time.monotonic() - started
     assert result.returncode == 4, result.stderr
     lines = result.stderr.decode().strip().splitlines()
-    assert len(lines) == 1 and "'never'" in lines[0] and "does not exist" in lines[0], lines
+    assert lines[0] == "logship: waiting for topic 'never' to be created...", lines  # after a second
+    assert len(lines) == 2 and "'never'" in lines[1] and "does not exist" in lines[1], lines
     assert proxy.not_ready_answers > 3  # it kept asking ...
     assert DEFAULT_TOPIC_WAIT - 1 < elapsed < DEFAULT_TOPIC_WAIT + 10  # ... for the bound, not for ever
 
@@ -204,3 +205,44 @@ def test_the_library_waits_for_leaders_but_not_for_unknown_topics_it_may_not_cre
         with pytest.raises(LeaderNotAvailableError, match="'led' has no leader for partition 0 yet after"):
             cluster.topic("led")
         assert 0.5 < time.monotonic() - started < 3
+
+
+def test_produce_into_a_missing_topic_without_auto_creation_says_it_waits_and_what_to_do(start_broker, tmp_path):
+    closed = start_broker("--no-auto-create", data_dir=tmp_path / "closed")
+    started = time.monotonic()
+    result = logship("produce", "nope", "-b", closed.address, "--timeout", "2.5", input=b"x\n")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 4, result.stderr
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 2 and "Traceback" not in result.stderr.decode(), lines
+    assert lines[0] == "logship: waiting for topic 'nope' to be created...", lines
+    assert "'nope' does not exist and the broker did not create it within 2.5 s" in lines[1], lines
+    assert "logship topics create nope" in lines[1] and "auto-creation" in lines[1], lines
+    assert elapsed < 2.5 + 4  # --timeout bounds the wait
+
+
+def test_the_sender_thread_does_not_wait_on_one_topic_while_others_have_batches(broker, slow):
+    from logship.client.producer import Producer
+    from logship.record_codec import encode_values
+
+    assert logship("produce", "led", "-b", broker.address, input=b"x\n").returncode == 0
+    proxy = slow({"never"}, UNKNOWN, times=None)
+    outcomes: dict[str, tuple[float, object]] = {}
+    with Cluster(proxy.address, topic_wait=4) as cluster:
+        producer = Producer(cluster, linger_ms=0)
+        producer.partitions("led")
+        started = time.monotonic()
+        for topic in ("never", "led"):
+            records = encode_values([b"v"])
+            producer.send_encoded(topic, 0, records, 1, timestamp_ms=int(time.time() * 1000),
+                                  on_delivery=lambda error, t=topic: outcomes.setdefault(
+                                      t, (time.monotonic() - started, error)))
+        deadline = time.monotonic() + 10
+        while "never" not in outcomes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(DeliveryError):
+            producer.close(timeout=1)
+    assert outcomes["led"][1] is None and outcomes["led"][0] < 1.5, outcomes  # not held up by "never"
+    waited, error = outcomes["never"]
+    assert isinstance(error, UnknownTopicError) and "did not create it within 4 s" in str(error), error
+    assert 3.5 < waited < 8, waited

@@ -299,7 +299,7 @@ def test_versions_are_negotiated_and_capped_at_set_n():
     with Connection("127.0.0.1", fake.port) as conn:
         assert conn.versions[ApiKey.PRODUCE] == 7 and conn.versions[ApiKey.FETCH] == 10
         assert conn.versions[ApiKey.LIST_OFFSETS] == 2 and conn.versions[ApiKey.METADATA] == 4
-        assert conn.versions[ApiKey.CREATE_TOPICS] == 3 and conn.versions[ApiKey.DELETE_TOPICS] == 3
+        assert conn.versions[ApiKey.CREATE_TOPICS] == 5 and conn.versions[ApiKey.DELETE_TOPICS] == 3  # KIP-464
         assert conn.versions[ApiKey.INIT_PRODUCER_ID] == 0
     assert fake.requests == [(ApiKey.API_VERSIONS, 2)]
     fake.close()
@@ -321,26 +321,31 @@ def test_unsupported_api_versions_falls_back_to_what_the_broker_lists():
 
 
 def test_a_huge_frame_length_is_refused_before_allocation():
-    def serve(fake, conn):
+    def serve(fake, conn):  # while negotiating: not a Kafka broker at all
         _, version, cid = fake.read_request(conn)
         conn.sendall(b"\xff\xff\xff\xf0" + b"\0" * 100)  # 4 GB (negative as int32)
         time.sleep(0.5)
 
     fake = FakeBroker(serve)
     started = time.monotonic()
-    with pytest.raises(ProtocolError):
+    with pytest.raises(BrokerUnavailableError, match="does not speak the Kafka protocol"):
         Connection("127.0.0.1", fake.port)
     assert time.monotonic() - started < 2
     fake.close()
 
-    def serve_big(fake, conn):
+    def serve_big(fake, conn):  # after negotiating: a frame too large
         _, version, cid = fake.read_request(conn)
+        conn.sendall(_api_versions(cid, version))
+        fake.read_request(conn)
         conn.sendall(b"\x7f\xff\xff\xf0")  # 2 GB
         time.sleep(0.5)
 
     fake = FakeBroker(serve_big)
-    with pytest.raises(FrameTooLargeError, match="127.0.0.1"):
-        Connection("127.0.0.1", fake.port)
+    with Connection("127.0.0.1", fake.port) as conn:
+        started = time.monotonic()
+        with pytest.raises(FrameTooLargeError, match="127.0.0.1"):
+            conn.request(ApiKey.METADATA, {"topics": [], "allow_auto_topic_creation": False})
+        assert time.monotonic() - started < 2
     fake.close()
 
 
@@ -383,3 +388,40 @@ def test_now_is_utc_safe():
     assert parse_offset("@1970-01-01T00:00:00.001Z").value == 1
     assert parse_offset("@2026-11-24T10:00:00.999Z").value == ms("2026-11-24T10:00:00+00:00") + 999
     assert datetime.fromtimestamp(parse_offset("@2026-11-24T10:00Z").value / 1000, timezone.utc).hour == 10
+
+
+def test_create_topic_sends_the_brokers_defaults_only_to_a_broker_that_takes_them():
+    """-1 partitions/replicas mean "the broker's default" from CreateTopics v4 (KIP-464): the
+    client uses up to v5, and sends 1 to a broker whose CreateTopics stops before v4."""
+    from fake_broker import ScriptedServer
+    from logship.client import Cluster
+    from logship.client.admin import Admin
+    from logship.protocol import ADVERTISED, api_versions_entries, encode_response
+
+    class Broker(ScriptedServer):
+        def __init__(self, create_max):
+            super().__init__({})
+            self.table = {**ADVERTISED, ApiKey.CREATE_TOPICS: (2, create_max)}
+            self.created = []
+
+        def answer(self, request):
+            if request.api_key == ApiKey.API_VERSIONS:
+                return encode_response(request.api_key, request.api_version, request.correlation_id, {
+                    "error_code": 0, "api_keys": api_versions_entries(self.table), "throttle_time_ms": 0})
+            return super().answer(request)
+
+        def answer_other(self, request):
+            assert request.api_key == ApiKey.CREATE_TOPICS
+            topic = request.body["topics"][0]
+            self.created.append((request.api_version, topic["num_partitions"], topic["replication_factor"]))
+            return encode_response(request.api_key, request.api_version, request.correlation_id, {
+                "throttle_time_ms": 0, "topics": [{"name": topic["name"], "error_code": 0, "error_message": None,
+                                                   "num_partitions": 3, "replication_factor": 1, "configs": []}]})
+
+    for create_max, expected in ((5, (5, -1, -1)), (3, (3, 1, 1))):
+        broker = Broker(create_max)
+        with Admin(Cluster(broker.address)) as admin:
+            admin.create_topic("t", -1, -1)
+            admin.create_topic("u", 2, 1)
+        assert broker.created == [expected, (expected[0], 2, 1)], broker.created
+        broker.close()

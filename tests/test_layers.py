@@ -23,6 +23,7 @@ FORBIDDEN = {
     "compression": {"storage", "protocol", "client", "broker", "agent", "cli", "records"},
     "crc": {"storage", "protocol", "client", "broker", "agent", "cli", "records", "compression"},
     "errors": {"storage", "protocol", "client", "broker", "agent", "cli", "records"},
+    "topic_names": {"storage", "protocol", "client", "broker", "agent", "cli", "records", "workers"},
     "lockfile": {"storage", "protocol", "client", "broker", "agent", "cli", "records"},
 }
 

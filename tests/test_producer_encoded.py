@@ -84,7 +84,7 @@ def make():
 
     def make(script=lambda n, values: (0, False), topics=None, **options):
         broker = ScriptedBroker(script, topics)
-        cluster = Cluster(broker.address)
+        cluster = Cluster(broker.address, topic_wait=options.pop("topic_wait", None))
         options.setdefault("retry_backoff_ms", 10)
         producer = Producer(cluster, **options)
         made.append((broker, cluster, producer))
@@ -246,12 +246,14 @@ def test_a_split_batch_of_which_one_record_is_refused_says_how_many_failed(make)
 
 
 def test_a_missing_topic_fails_its_batches_or_they_wait_for_it(make):
-    broker, producer = make(topics={"t": 1})
+    broker, producer = make(topics={"t": 1}, topic_wait=1)
     reports = Reports()
     send(producer, "lost", [b"x"], reports, topic="later")
+    started = time.monotonic()
     with pytest.raises(DeliveryError):
         producer.flush(timeout=10)
     assert isinstance(reports.by_name()["lost"], UnknownTopicError)
+    assert 0.5 < time.monotonic() - started < 3  # asked for again for the cluster's topic_wait, then failed
 
     retried = []
     broker, producer = make(topics={"t": 1}, wait_for_topics=True, retry_backoff_max_ms=50, on_retry=retried.append)

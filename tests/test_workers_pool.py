@@ -82,8 +82,11 @@ def test_no_workers_means_an_unusable_pool():
 def test_the_worker_count_comes_from_the_environment_or_the_cpus(monkeypatch):
     monkeypatch.setenv("SOME_WORKERS", " 5 ")
     assert workers_from_env("SOME_WORKERS") == 5
-    monkeypatch.setenv("SOME_WORKERS", "-2")
+    monkeypatch.setenv("SOME_WORKERS", "0")
     assert workers_from_env("SOME_WORKERS") == 0
+    monkeypatch.setenv("SOME_WORKERS", "-2")  # a mistake, not "none": refused like any other
+    with pytest.raises(ValueError, match="SOME_WORKERS='-2'"):
+        workers_from_env("SOME_WORKERS")
     monkeypatch.setenv("SOME_WORKERS", "lots")
     with pytest.raises(ValueError, match="SOME_WORKERS='lots'"):
         workers_from_env("SOME_WORKERS")

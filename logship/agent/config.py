@@ -68,7 +68,8 @@ from pathlib import Path
 
 from ..client import default_brokers, parse_brokers
 from ..compression import CODEC_NAMES, codec_by_name
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidTopicError
+from ..topic_names import validate_topic_name
 from .lines import ENCODINGS, LINE_TERMINATORS
 
 __all__ = ["AgentConfig", "InputConfig", "MultilineConfig", "load_config", "default_state_dir",
@@ -255,6 +256,10 @@ def make_input(table: dict, where: str = "inputs") -> InputConfig:
         raise ConfigError(f"{where}: paths is required (a glob or a list of globs)")
     if not isinstance(table.get("topic"), str) or not table["topic"]:
         raise ConfigError(f"{where}: topic is required (a string)")
+    try:
+        validate_topic_name(table["topic"])  # a name the broker refuses would be retried for ever
+    except InvalidTopicError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     kwargs = {key: _convert(key, value, where) for key, value in table.items()}
     kwargs["paths"] = tuple(os.path.expanduser(p) for p in _strings(table["paths"], f"{where}.paths"))
     kwargs["exclude"] = _strings(table.get("exclude", []), f"{where}.exclude") if table.get("exclude") else ()

@@ -1,6 +1,8 @@
 """The `logship` command line: click commands that parse, call one library function, render.
 
-This package is the only place that prints or chooses exit codes. Every failure is
+This package is the only place that prints or chooses exit codes. A command group run
+without a subcommand (`logship`, `logship topics`) is a usage error: its help on stderr,
+exit 2 (CommandGroup), as click 8.2+ does, enforced here for every click version. Every failure is
 translated to one line on stderr and an exit status in one place, `main` (`error_line` says
 how each kind of exception reads); commands never let a traceback through.
 """
@@ -30,7 +32,19 @@ class ExitStatus(IntEnum):
     INTERRUPTED = 130
 
 
-class LazyGroup(click.Group):
+class CommandGroup(click.Group):
+    """A group of subcommands that, run without one (`logship`, `logship topics`), prints its
+    help on stderr and exits 2, a usage error, whatever click's version (click < 8.2 printed
+    it on stdout and exited 0). `--help` prints it on stdout and exits 0."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), err=True)
+            raise click.exceptions.Exit(ExitStatus.USAGE)
+        return super().parse_args(ctx, args)
+
+
+class LazyGroup(CommandGroup):
     """A click group that imports a subcommand's module only when that subcommand is used.
 
     `lazy` maps command names to module names under logship.cli; the module defines the
@@ -70,10 +84,28 @@ def cli() -> None:
       app | logship produce web-logs
       logship consume web-logs -o @-1h --json | jq .value
     """
+    _check_environment()
 
 
-#: click >= 8.2 raises this for a group run without a subcommand; older versions print the help.
-_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+#: Environment variables that set worker counts, checked for every command in one place (a
+#: command that does not use one today may tomorrow; a typo should not pass unnoticed).
+WORKER_VARIABLES = ("LOGSHIP_ENCODE_WORKERS", "LOGSHIP_DECODE_WORKERS")
+
+
+def _check_environment() -> None:
+    from ..workers.pool import workers_from_env
+
+    for variable in WORKER_VARIABLES:
+        if os.environ.get(variable, "").strip():
+            try:
+                workers_from_env(variable)
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from None
+
+
+#: "meta": the running command's ctx.meta (which options it has: see options.HAS_TIMEOUT_KEY),
+#: for error_line after its contexts are gone.
+_RUN: dict = {}
 
 
 def _quiet_broken_pipe() -> None:
@@ -105,8 +137,27 @@ def error_line(exc: BaseException) -> str:
         return f"logship: {_one_line(exc.format_message())}"
     if isinstance(exc, OSError):
         return f"logship: {_one_line(os_error_text(exc))}"
+    if isinstance(exc, MemoryError):
+        return "logship: out of memory; ask for less (smaller batches, sizes or counts)"
     return (f"logship: internal error ({type(exc).__name__}: {_one_line(str(exc))}); "
             "LOGSHIP_DEBUG=1 shows the traceback")
+
+
+#: Kafka error code -> (option, what to do), added when the running command has that option.
+_OPTION_HINTS = {
+    26: ("--session-timeout", "choose a --session-timeout within it (Kafka's and logship serve's defaults: "
+                              "6s..30m; logship serve --group-min-session-timeout sets the minimum)"),
+}
+
+
+def exit_status_of(exc: LogshipError) -> int:
+    """`exc.exit_status`; for records not delivered (DeliveryError), 3 or 4 when what failed
+    them was an unreachable broker or a missing topic, else 1."""
+    first = getattr(exc, "first_error", None)
+    if first is not None and isinstance(first, LogshipError) and first.exit_status in (ExitStatus.UNAVAILABLE,
+                                                                                        ExitStatus.NOT_FOUND):
+        return first.exit_status
+    return exc.exit_status
 
 
 def describe_error(exc: LogshipError) -> str:
@@ -114,6 +165,15 @@ def describe_error(exc: LogshipError) -> str:
     spelled out, and its hint (or that of the first error behind a DeliveryError)."""
     text = explain_codes(str(exc)) or type(exc).__name__
     hint = exc.hint or getattr(getattr(exc, "first_error", None), "hint", None)
+    meta = _RUN.get("meta", {})
+    if getattr(exc, "unanswered", False) and meta.get("logship.has_timeout"):
+        hint = "--timeout sets how long to wait"  # only for a command that has the option
+    option, option_hint = _OPTION_HINTS.get(exc.code, (None, None))
+    if option is not None and option in meta.get("logship.options", ()):
+        hint = option_hint
+    missing = getattr(exc, "not_created", None) or getattr(getattr(exc, "first_error", None), "not_created", None)
+    if missing is not None:  # asked for with auto-creation allowed, and not created
+        hint = f"is auto-creation off? create it: logship topics create {missing}"
     if hint and hint not in text:
         text = f"{text}; {hint}"
     return _one_line(text)
@@ -133,6 +193,7 @@ def _run(argv: list[str] | None) -> int:
     closed pipe into exit status 1 and print a blank line on Ctrl-C)."""
     args = sys.argv[1:] if argv is None else list(argv)
     with cli.make_context("logship", args) as ctx:
+        _RUN["meta"] = ctx.meta  # shared by the subcommand's contexts; outlives them
         return cli.invoke(ctx)
 
 
@@ -153,11 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         _quiet_broken_pipe()
         status = ExitStatus.OK
-    except _NO_ARGS_IS_HELP as exc:  # `logship topics`: the help is the answer
-        exc.show()
-        status = exc.exit_code
     except (click.ClickException, LogshipError) as exc:
-        status = _report(exc, exc.exit_code if isinstance(exc, click.ClickException) else exc.exit_status)
+        status = _report(exc, exc.exit_code if isinstance(exc, click.ClickException) else exit_status_of(exc))
     except OSError as exc:
         if exc.errno == errno.EPIPE:
             _quiet_broken_pipe()

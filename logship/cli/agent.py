@@ -12,7 +12,7 @@ import click
 from . import ExitStatus
 from .options import broker_list_option
 from .signals import handle_on_thread
-from .units import SIZE
+from .units import INT32_MAX, SIZE
 
 
 @click.command()
@@ -31,7 +31,7 @@ from .units import SIZE
               help="Where to start files found at the very first start (default: beginning).")
 @click.option("--multiline-start", metavar="REGEX",
               help="Join lines into events: a line matching REGEX starts one (e.g. a timestamp).")
-@click.option("--max-line-bytes", type=SIZE, default=None,
+@click.option("--max-line-bytes", type=SIZE.within(1, INT32_MAX), default=None,
               help="Longer lines are truncated and flagged with a `truncated` header [default: 512K].")
 @click.option("--encoding", default=None, metavar="NAME",
               help="Files' encoding: utf-8 (shipped as read), utf-16le, utf-16be, utf-16 (byte-order mark "

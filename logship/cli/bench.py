@@ -44,12 +44,16 @@ def log_lines(count: int, size: int, seed: int = 1) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
+#: The largest file of lines bench builds (in memory, then on disk).
+_MAX_FILE_BYTES = 4 << 30
+
+
 @click.command()
 @click.option("--brokers", "-b", metavar="HOST:PORT[,...]",
               help="Measure against these brokers (Kafka or logship); default: a temporary `logship serve`.")
-@click.option("-n", "--records", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+@click.option("-n", "--records", type=click.IntRange(min=1, max=1_000_000_000), default=1_000_000, show_default=True,
               help="Lines in the file produced.")
-@click.option("-s", "--size", type=click.IntRange(min=80), default=200, show_default=True,
+@click.option("-s", "--size", type=click.IntRange(min=80, max=1 << 20), default=200, show_default=True,
               help="Bytes per line (without its newline).")
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Runs of each command; the median and the best are shown.")
@@ -94,6 +98,9 @@ def bench(brokers, records, size, rounds, acks, compression, with_kcat, pipe, la
     """
     if latency:
         return _latency(brokers, rates, seconds, acks, size, with_kcat)
+    if records * (size + 1) > _MAX_FILE_BYTES:
+        raise click.UsageError(f"--records {records} of --size {size} make a file over {_MAX_FILE_BYTES >> 30} GiB, "
+                               "built in memory first: ask for fewer or smaller records")
     kcat = shutil.which("kcat") if with_kcat else None
     if with_kcat and kcat is None:
         click.echo("logship: kcat is not on PATH; measuring logship alone", err=True)

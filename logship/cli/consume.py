@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .options import brokers_option, cluster_for
+from .options import TOPIC, brokers_option, cluster_for
 from .output import DEFAULT_FORMAT, IDLE_CHECK_S, record_sink
 from .record_writer import write_all
 from .units import DURATION
@@ -31,11 +31,11 @@ def output_options(command):
 
 
 @click.command()
-@click.argument("topic")
+@click.argument("topic", type=TOPIC)
 @brokers_option
 @click.option("-o", "--offset", default="beginning", show_default=True, metavar="SPEC",
               help="Where to start: beginning, end, N, -N (N before the end), @TIME (@2026-11-24T10:00Z, @-1h).")
-@click.option("-p", "--partition", "partitions", type=click.IntRange(min=0), multiple=True,
+@click.option("-p", "--partition", "partitions", type=click.IntRange(min=0, max=2**31 - 1), multiple=True,
               help="Read only this partition (repeatable); default all.")
 @click.option("-c", "--count", type=click.IntRange(min=1), default=None, help="Exit after N records.")
 @click.option("-e", "--exit-at-end", is_flag=True,
@@ -45,7 +45,7 @@ def output_options(command):
 @click.option("-g", "--group", metavar="GROUP",
               help="Consume as a member of consumer group GROUP: share the partitions with its other members, "
                    "start at its committed offsets, commit what was written.")
-@click.option("--session-timeout", type=DURATION, default="10s", show_default=True,
+@click.option("--session-timeout", type=DURATION.within(1, 2**31 - 1), default="10s", show_default=True,
               help="With -g: how long the group waits for a silent member before giving its partitions to others.")
 @output_options
 def consume(topic, brokers, offset, partitions, count, exit_at_end, fmt, group, session_timeout, as_json,

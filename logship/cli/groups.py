@@ -9,10 +9,11 @@ import time
 import click
 from tabulate import tabulate
 
+from . import CommandGroup
 from .options import brokers_option, cluster_for, json_option
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def groups() -> None:
     """List consumer groups, describe their members, committed offsets and lag, delete them.
 
@@ -99,7 +100,7 @@ def _render(description, rows) -> str:
 @click.argument("group")
 @brokers_option
 @json_option
-@click.option("--watch", type=click.FloatRange(min=0.1), is_flag=False, flag_value=2.0, default=None,
+@click.option("--watch", type=click.FloatRange(min=0.1, max=86_400), is_flag=False, flag_value=2.0, default=None,
               metavar="[SECONDS]", help="Refresh every SECONDS (default 2) until Ctrl-C.")
 def describe(group, brokers, as_json, watch) -> None:
     """Show a group's state, members and lag per partition.

@@ -12,7 +12,15 @@ import click
 _TIMEOUT_KEY = "logship.timeout"
 
 
+#: In ctx.meta (shared by a command's contexts, and kept by `main`): the command has --timeout;
+#: the options of the command that talks to a broker (so error hints name only those).
+HAS_TIMEOUT_KEY = "logship.has_timeout"
+OPTIONS_KEY = "logship.options"
+
+
 def _keep_timeout(ctx: click.Context, param, value: float | None) -> None:
+    ctx.meta[HAS_TIMEOUT_KEY] = True
+    ctx.meta[OPTIONS_KEY] = {opt for p in ctx.command.params for opt in p.opts}
     if value is not None:
         ctx.meta[_TIMEOUT_KEY] = value
 
@@ -37,7 +45,45 @@ def brokers_option(command):
     return _brokers(_timeout(command))
 
 
+class TopicName(click.ParamType):
+    """A topic name, checked against Kafka's rule before any broker is asked: a bad one is a
+    usage error naming the argument."""
+
+    name = "topic"
+
+    def convert(self, value, param, ctx):
+        from ..errors import InvalidTopicError
+        from ..topic_names import validate_topic_name
+
+        try:
+            validate_topic_name(value)
+        except InvalidTopicError as exc:
+            self.fail(str(exc), param, ctx)
+        return value
+
+
+TOPIC = TopicName()
+
 json_option = click.option("--json", "as_json", is_flag=True, help="JSON lines, for scripts.")
+
+
+def producer_limits(linger_ms: float) -> dict:
+    """Producer options for --timeout: no request waits longer for an answer, and a record
+    not delivered within --timeout (plus its linger) fails, so an unreachable leader ends
+    the command in bounded time. Without --timeout: the producer's defaults."""
+    ctx = click.get_current_context(silent=True)
+    timeout = ctx.meta.get(_TIMEOUT_KEY) if ctx is not None else None
+    if timeout is None:
+        return {}
+    return {"request_timeout_ms": timeout * 1000, "delivery_timeout_ms": linger_ms + timeout * 1000}
+
+
+def _say_waiting(topic: str, what: str) -> None:
+    """A lookup has waited a second for `topic` to be created (or to get a leader): say so once."""
+    try:
+        click.echo(f"logship: waiting for topic {topic!r} to {what}...", err=True)
+    except OSError:
+        pass
 
 
 def cluster_for(brokers: str | None):
@@ -48,6 +94,6 @@ def cluster_for(brokers: str | None):
     timeout = ctx.meta.get(_TIMEOUT_KEY) if ctx is not None else None
     limits = {} if timeout is None else {"timeout": timeout, "connect_timeout": timeout}
     try:
-        return Cluster(default_brokers(brokers), **limits)
+        return Cluster(default_brokers(brokers), on_wait=_say_waiting, **limits)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--brokers") from None

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import click
 
 from ..errors import DeliveryError, LogshipError, MessageTooLargeError
-from .options import brokers_option, cluster_for
+from .options import TOPIC, brokers_option, cluster_for, producer_limits
 from .progress import Progress
 from .render import record_from_json
-from .units import SIZE
+from .units import INT32_MAX, SIZE
 from ..workers.pool import workers_from_env
 
 CHUNK_BYTES = 1 << 20
@@ -60,20 +60,20 @@ def _open_inputs(files: tuple[str, ...]):
 
 
 @click.command()
-@click.argument("topic")
+@click.argument("topic", type=TOPIC)
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @brokers_option
 @click.option("-k", "--key-delimiter", metavar="SEP", help="Split a key from the value at the first SEP.")
 @click.option("-0", "--null", "nul", is_flag=True, help="Records are separated by NUL bytes, not newlines.")
 @click.option("-H", "--header", "headers", multiple=True, metavar="K=V", help="Add a header to every record (repeatable).")
-@click.option("-p", "--partition", type=click.IntRange(min=0), default=None, help="Produce to this partition only.")
+@click.option("-p", "--partition", type=click.IntRange(min=0, max=INT32_MAX), default=None, help="Produce to this partition only.")
 @click.option("--acks", type=click.Choice(["0", "1", "all"]), default="all", show_default=True,
               help="Acknowledgement to wait for: none, the leader's write, or durable on every in-sync replica.")
 @click.option("-z", "--compression", type=click.Choice(["zstd", "gzip", "lz4", "snappy", "none"]),
               default="zstd", show_default=True, help="Compression codec of each batch.")
-@click.option("--linger-ms", type=click.FloatRange(min=0), default=5, show_default=True,
+@click.option("--linger-ms", type=click.FloatRange(min=0, max=3_600_000), default=5, show_default=True,
               help="Wait this long for more records before sending a batch.")
-@click.option("--batch-size", type=SIZE, default="1M", show_default=True, help="Largest batch, in bytes.")
+@click.option("--batch-size", type=SIZE.within(1, INT32_MAX), default="1M", show_default=True, help="Largest batch, in bytes.")
 @click.option("--json", "as_json", is_flag=True,
               help="Each line is a JSON record as `logship consume --json` writes it (key, headers, timestamp, partition kept).")
 def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks, compression, linger_ms,
@@ -81,7 +81,8 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
     """Send lines of standard input (or FILEs) to TOPIC, one record each.
 
     Exits 0 only when every record was acknowledged; otherwise it says how many were not
-    and exits 1. Topics are created on first use when the broker allows it.
+    and exits 1, or 3 when a broker could not be reached or did not answer (--timeout
+    bounds how long that takes), or 4 when the topic or partition does not exist. Topics are created on first use when the broker allows it.
 
     Plain records (no -k, -H or --json) from a pipe, or from a regular file of 4 MiB or
     more (a FILE, or standard input redirected from one), are split, encoded and compressed
@@ -109,7 +110,7 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
     sent = 0
     try:
         producer = Producer(cluster_for(brokers), acks=acks, compression=compression, linger_ms=linger_ms,
-                            batch_size=batch_size)
+                            batch_size=batch_size, **producer_limits(linger_ms))
         for index, stream in enumerate(_open_inputs(files)):
             kind = workers and ("range" if workers.begun(index) else parallel_kind(stream.fileno()))
             if kind == "range":
@@ -132,7 +133,9 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
                                              f"its max.message.bytes)")
         cause = f": {describe_error(first)}" if isinstance(first, LogshipError) else ""
         click.echo(f"logship: {exc.failed} of {sent} records were not delivered{cause}", err=True)
-        raise click.exceptions.Exit(1) from None
+        from . import exit_status_of
+
+        raise click.exceptions.Exit(exit_status_of(exc)) from None
     finally:
         progress.done()
         if workers is not None:

@@ -9,7 +9,7 @@ import time
 import click
 
 from .consume import offset_spec, output_options
-from .options import brokers_option, cluster_for
+from .options import TOPIC, brokers_option, cluster_for, producer_limits
 from .output import DEFAULT_FORMAT, record_sink
 from .progress import Progress
 from .record_writer import write_all
@@ -45,16 +45,16 @@ class Pacer:
 
 
 @click.command()
-@click.argument("topic")
+@click.argument("topic", type=TOPIC)
 @brokers_option
 @click.option("--from", "start", required=True, metavar="SPEC",
               help="First record: N, -N, beginning, @TIME (@2026-11-24T10:00Z, @-1h).")
 @click.option("--to", "end", default=None, metavar="SPEC",
               help="Stop before this offset or time; replay never reads past the end as it was when it started.")
-@click.option("--into", metavar="TOPIC", help="Produce the records into TOPIC (keys, headers, timestamps kept).")
+@click.option("--into", type=TOPIC, metavar="TOPIC", help="Produce the records into TOPIC (keys, headers, timestamps kept).")
 @click.option("--speed", default="max", show_default=True,
               help="Pace as the records were originally spaced: 1x, 10x ..., or max (no pacing).")
-@click.option("-p", "--partition", "partitions", type=click.IntRange(min=0), multiple=True,
+@click.option("-p", "--partition", "partitions", type=click.IntRange(min=0, max=2**31 - 1), multiple=True,
               help="Only this partition (repeatable); default all.")
 @click.option("--format", "fmt", default=DEFAULT_FORMAT, show_default=True,
               help="Output format, as `logship consume -f` (%v %k %t %p %o %T %h).")
@@ -96,7 +96,7 @@ def _replay_into(consumer, cluster, topic: str, keep, pacer: Pacer) -> None:
     from ..client.producer import Producer
 
     progress = Progress("replayed")
-    with Producer(cluster, acks="all") as producer:
+    with Producer(cluster, acks="all", **producer_limits(0)) as producer:
         while not consumer.finished:
             for record in keep(consumer.poll()):
                 pacer.wait_for(record.timestamp)

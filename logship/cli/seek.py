@@ -12,14 +12,22 @@ from .options import brokers_option, cluster_for, json_option
 
 
 def _target(text: str) -> tuple[str, list[int] | None]:
-    """TOPIC or TOPIC:P[,P...] -> (topic, partitions or None for all)."""
-    topic, sep, parts = text.rpartition(":") if re.fullmatch(r".+:[\d,]+", text) else (text, "", "")
+    """TOPIC or TOPIC:P[,P...] -> (topic, partitions or None for all); a colon is never part
+    of a topic name, so what follows it must be partition numbers."""
+    from ..errors import InvalidTopicError
+    from ..topic_names import validate_topic_name
+
+    topic, sep, parts = text.rpartition(":")
     if not sep:
-        return text, None
+        topic = text
+    elif not re.fullmatch(r"\d+(,\d+)*", parts):
+        raise click.BadParameter(f"{text!r} is not TOPIC or TOPIC:P[,P...] (partition numbers after the colon, "
+                                 f"e.g. {topic or 'TOPIC'}:0,2)", param_hint="TOPIC[:P[,P...]]")
     try:
-        return topic, sorted({int(p) for p in parts.split(",") if p})
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not TOPIC or TOPIC:P[,P...]", param_hint="TOPIC") from None
+        validate_topic_name(topic)
+    except InvalidTopicError as exc:
+        raise click.BadParameter(str(exc), param_hint="TOPIC[:P[,P...]]") from None
+    return topic, sorted({int(p) for p in parts.split(",")}) if sep else None
 
 
 def _shift(text: str) -> int:

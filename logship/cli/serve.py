@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -13,7 +15,7 @@ import time
 
 import click
 
-from .units import DURATION, HOSTPORT, SIZE
+from .units import DURATION, HOSTPORT, INT32_MAX, SIZE
 
 DEFAULT_DATA_DIR = "./logship-data"
 #: --max-message-bytes tops out here: a response carrying such a batch must still fit the
@@ -44,9 +46,9 @@ _BIND_ADVICE = {
               help="Address to bind; port 0 picks a free one.")
 @click.option("--advertise", type=HOSTPORT, default=None,
               help="HOST:PORT that clients are told to connect to (default: the bound address).")
-@click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--partitions", type=click.IntRange(min=1, max=INT32_MAX), default=1, show_default=True,
               help="Partitions of a topic created on first use.")
-@click.option("--retention", type=DURATION, default="7d", show_default=True,
+@click.option("--retention", type=DURATION.within(0, None, unlimited=True), default="7d", show_default=True,
               help="Delete segments older than this (-1: keep forever).")
 @click.option("--retention-bytes", type=SIZE, default="-1", show_default=True,
               help="Per partition, delete the oldest segments beyond this size (-1: no limit).")
@@ -55,15 +57,15 @@ _BIND_ADVICE = {
               help="Largest record batch accepted, compressed (Kafka's message.max.bytes); a topic's "
                    "max.message.bytes overrides it. At most 100M.")
 @click.option("--no-auto-create", is_flag=True, help="Refuse to create topics on first produce or metadata request.")
-@click.option("--group-initial-rebalance-delay", "rebalance_delay", type=DURATION, default="3s", show_default=True,
+@click.option("--group-initial-rebalance-delay", "rebalance_delay", type=DURATION.within(0, INT32_MAX, unlimited=True), default="3s", show_default=True,
               envvar="LOGSHIP_GROUP_INITIAL_REBALANCE_DELAY",
               help="How long a new consumer group waits for more members before its first assignment "
                    "(Kafka's group.initial.rebalance.delay.ms; $LOGSHIP_GROUP_INITIAL_REBALANCE_DELAY).")
-@click.option("--group-min-session-timeout", "min_session_timeout", type=DURATION, default="6s", show_default=True,
+@click.option("--group-min-session-timeout", "min_session_timeout", type=DURATION.within(1, INT32_MAX), default="6s", show_default=True,
               envvar="LOGSHIP_GROUP_MIN_SESSION_TIMEOUT",
               help="Shortest session timeout a group member may ask for (Kafka's group.min.session.timeout.ms; "
                    "$LOGSHIP_GROUP_MIN_SESSION_TIMEOUT).")
-@click.option("--retention-check-interval", "retention_check", type=DURATION, default="60s", show_default=True,
+@click.option("--retention-check-interval", "retention_check", type=DURATION.within(1, INT32_MAX), default="60s", show_default=True,
               envvar="LOGSHIP_RETENTION_CHECK_INTERVAL",
               help="How often retention deletes old segments (Kafka's log.retention.check.interval.ms; "
                    "$LOGSHIP_RETENTION_CHECK_INTERVAL).")
@@ -148,21 +150,22 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
         if value < 1000:
             raise click.BadParameter("must be at least 1s", param_hint=name)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log_config = LogConfig(segment_bytes=segment_bytes, retention_ms=retention, retention_bytes=retention_bytes,
-                           max_batch_bytes=max_message_bytes)
-    config = BrokerConfig(listen_host=listen[0], listen_port=listen[1],
-                          advertised_host=advertise[0] if advertise else None,
-                          advertised_port=advertise[1] if advertise else None,
-                          default_partitions=partitions, auto_create_topics=not no_auto_create, log=log_config,
-                          group_initial_rebalance_delay_ms=max(rebalance_delay, 0),
-                          group_min_session_timeout_ms=max(min_session_timeout, 0),
-                          retention_check_interval_s=max(retention_check, 10) / 1000,
-                          max_frame_bytes=max_request_bytes,
-                          max_partitions_per_request=per_request, max_partitions_per_topic=per_topic,
-                          max_broker_partitions=per_broker,
-                          limits=_limits(Limits.defaults_for(), queued_max_request_bytes, max_connections,
-                                         max_connections_per_ip, connections_max_idle, request_timeout,
-                                         write_timeout, fetch_max_bytes, max_response_files))
+    with _options_named():
+        log_config = LogConfig(segment_bytes=segment_bytes, retention_ms=retention, retention_bytes=retention_bytes,
+                               max_batch_bytes=max_message_bytes)
+        config = BrokerConfig(listen_host=listen[0], listen_port=listen[1],
+                              advertised_host=advertise[0] if advertise else None,
+                              advertised_port=advertise[1] if advertise else None,
+                              default_partitions=partitions, auto_create_topics=not no_auto_create, log=log_config,
+                              group_initial_rebalance_delay_ms=max(rebalance_delay, 0),
+                              group_min_session_timeout_ms=max(min_session_timeout, 0),
+                              retention_check_interval_s=max(retention_check, 10) / 1000,
+                              max_frame_bytes=max_request_bytes,
+                              max_partitions_per_request=per_request, max_partitions_per_topic=per_topic,
+                              max_broker_partitions=per_broker,
+                              limits=_limits(Limits.defaults_for(), queued_max_request_bytes, max_connections,
+                                             max_connections_per_ip, connections_max_idle, request_timeout,
+                                             write_timeout, fetch_max_bytes, max_response_files))
     try:
         store = Store(os.path.abspath(data_dir), log_config, max_open_files=max_open_files)
     except OSError as exc:
@@ -203,6 +206,34 @@ def _limits(limits, queued_max_request_bytes, max_connections, max_connections_p
     limits.fetch_max_bytes = fetch_max_bytes
     limits.max_response_files = max_response_files or limits.max_response_files
     return limits
+
+
+#: LogConfig and BrokerConfig fields -> the serve option that sets them (for their ConfigErrors).
+_OPTION_OF_FIELD = {
+    "segment_bytes": "--segment-bytes", "retention_ms": "--retention", "retention_bytes": "--retention-bytes",
+    "max_batch_bytes": "--max-message-bytes", "default_partitions": "--partitions",
+    "group_initial_rebalance_delay_ms": "--group-initial-rebalance-delay",
+    "group_min_session_timeout_ms": "--group-min-session-timeout",
+    "retention_check_interval_s": "--retention-check-interval", "listen_port": "--listen",
+    "advertised_port": "--advertise", "advertised_host": "--advertise", "listen_host": "--listen",
+}
+
+
+@contextlib.contextmanager
+def _options_named():
+    """A ConfigError of the broker's or the log's settings, as a usage error naming the serve
+    option that set the field (any field: the message is rewritten, not matched)."""
+    from ..errors import ConfigError
+
+    try:
+        yield
+    except ConfigError as exc:
+        message = str(exc)
+        fields = [name for name in _OPTION_OF_FIELD if re.search(rf"\b{name}\b", message)]
+        for name in fields:
+            message = re.sub(rf"\b{name}\b", _OPTION_OF_FIELD[name], message)
+        hint = _OPTION_OF_FIELD[fields[0]] if fields else None
+        raise click.BadParameter(message, param_hint=hint) from None
 
 
 def _hostport(host: str, port: int) -> str:

@@ -7,7 +7,7 @@ import sys
 import click
 
 from .consume import output_options
-from .options import brokers_option, cluster_for
+from .options import TOPIC, brokers_option, cluster_for
 from .output import DEFAULT_FORMAT, IDLE_CHECK_S, record_sink
 
 
@@ -16,12 +16,12 @@ def _order(record) -> tuple[int, int, int]:
 
 
 @click.command()
-@click.argument("topic")
+@click.argument("topic", type=TOPIC)
 @brokers_option
 @click.option("-n", "--lines", "count", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many of the last records to print.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new records until interrupted, like tail -f.")
-@click.option("-p", "--partition", "partitions", type=click.IntRange(min=0), multiple=True,
+@click.option("-p", "--partition", "partitions", type=click.IntRange(min=0, max=2**31 - 1), multiple=True,
               help="Only this partition (repeatable); default all.")
 @click.option("--format", "fmt", default=DEFAULT_FORMAT, show_default=True,
               help="Output format, as `logship consume -f` (%v %k %t %p %o %T %h).")

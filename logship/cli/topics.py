@@ -8,7 +8,8 @@ import click
 from tabulate import tabulate
 
 from ..errors import ConfigError
-from .options import brokers_option, cluster_for, json_option
+from . import CommandGroup
+from .options import TOPIC, brokers_option, cluster_for, json_option
 
 
 def _admin(brokers):
@@ -17,7 +18,7 @@ def _admin(brokers):
     return Admin(cluster_for(brokers))
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def topics() -> None:
     """List, create, describe, alter and delete topics.
 
@@ -50,11 +51,11 @@ def list_topics(brokers, as_json, internal) -> None:
 
 
 @topics.command()
-@click.argument("name")
+@click.argument("name", type=TOPIC)
 @brokers_option
-@click.option("-p", "--partitions", type=click.IntRange(min=1), default=None,
+@click.option("-p", "--partitions", type=click.IntRange(min=1, max=2**31 - 1), default=None,
               help="Number of partitions (default: the broker's, `logship serve --partitions`).")
-@click.option("-r", "--replication-factor", type=click.IntRange(min=1), default=None,
+@click.option("-r", "--replication-factor", type=click.IntRange(min=1, max=2**15 - 1), default=None,
               help="Copies of each partition (default: the broker's).")
 @click.option("-c", "--config", "configs", multiple=True, metavar="KEY=VALUE",
               help="A topic config, as kafka-topics --config (repeatable); see `logship topics config`.")
@@ -210,7 +211,7 @@ def delete(name, brokers) -> None:
 @topics.command()
 @click.argument("name")
 @brokers_option
-@click.option("-p", "--partitions", type=click.IntRange(min=1), required=True,
+@click.option("-p", "--partitions", type=click.IntRange(min=1, max=2**31 - 1), required=True,
               help="The new partition count; it can only grow.")
 def alter(name, brokers, partitions) -> None:
     """Grow topic NAME to a larger number of partitions.

@@ -51,18 +51,36 @@ def parse_hostport(text: str, default_port: int = 9092) -> tuple[str, int]:
     return host, port_number
 
 
+INT32_MAX = 2**31 - 1
+
+
 class _Parsed(click.ParamType):
-    def __init__(self, name: str, parse):
+    """A type parsed by `parse`, optionally bounded: `SIZE.within(1, INT32_MAX)`; with
+    `unlimited`, -1 passes too. Out of range is a usage error naming the option."""
+
+    def __init__(self, name: str, parse, low: int | None = None, high: int | None = None,
+                 unlimited: bool = False):
         self.name = name
         self._parse = parse
+        self.low, self.high, self.unlimited = low, high, unlimited
+
+    def within(self, low: int | None = None, high: int | None = None, unlimited: bool = False) -> "_Parsed":
+        return _Parsed(self.name, self._parse, low, high, unlimited)
 
     def convert(self, value, param, ctx):
-        if not isinstance(value, str):
-            return value
-        try:
-            return self._parse(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+        if isinstance(value, str):
+            try:
+                value = self._parse(value)
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+        if isinstance(value, int) and not (value == -1 and self.unlimited):
+            too_low = self.low is not None and value < self.low
+            if too_low or (self.high is not None and value > self.high):
+                bounds = f"{'' if self.low is None else self.low}..{'' if self.high is None else self.high}"
+                unit = {"size": " bytes", "duration": " ms"}.get(self.name, "")
+                extra = " (or -1: unlimited)" if self.unlimited else ""
+                self.fail(f"{value}{unit} is not within {bounds}{unit}{extra}", param, ctx)
+        return value
 
 
 SIZE = _Parsed("size", parse_size)

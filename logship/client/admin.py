@@ -159,11 +159,16 @@ class Admin:
 
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
                      configs: dict[str, str] | None = None) -> None:
-        """Create a topic; TopicAlreadyExistsError, InvalidPartitionsError... on refusal."""
+        """Create a topic; TopicAlreadyExistsError, InvalidPartitionsError... on refusal.
+        partitions/replication_factor -1 take the broker's defaults (CreateTopics v4+, KIP-464);
+        a broker older than that is sent 1 instead."""
+        controller = self._controller()
+        if self.cluster.version(ApiKey.CREATE_TOPICS, controller) < 4:
+            partitions, replication_factor = (1 if v == -1 else v for v in (partitions, replication_factor))
         body = {"topics": [{"name": name, "num_partitions": partitions, "replication_factor": replication_factor,
                             "assignments": [], "configs": [{"name": k, "value": v} for k, v in (configs or {}).items()]}],
                 "timeout_ms": self.timeout_ms, "validate_only": False}
-        response = self.cluster.request(ApiKey.CREATE_TOPICS, body, node_id=self._controller())
+        response = self.cluster.request(ApiKey.CREATE_TOPICS, body, node_id=controller)
         self._check(response["topics"], name, "creating")
         self.cluster.invalidate(name)
 

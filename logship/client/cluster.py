@@ -7,7 +7,8 @@ NOT_LEADER_OR_FOLLOWER (6), UNKNOWN_TOPIC_OR_PARTITION (3) or LEADER_NOT_AVAILAB
 when a connection is lost, and the next lookup asks again. A topic that is not ready yet
 (being auto-created, or without a leader) is asked for again for a bounded time
 (`topic_wait`, see `topic()`), so a first produce into a new topic succeeds against
-Apache Kafka too.
+Apache Kafka too; `on_wait(topic, what)` (if set) is called once per lookup that has waited
+`WAIT_NOTICE_AFTER` seconds, so a command can say what it is waiting for.
 
 Two kinds of connections:
 - shared ones, owned by the cluster, one per node, used by `request()` under the
@@ -26,6 +27,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..errors import BrokerUnavailableError, LeaderNotAvailableError, LogshipError, UnknownTopicError, error_for_code
 from ..protocol import ApiKey
@@ -47,10 +49,8 @@ _BACKOFF_START, _BACKOFF_MAX = 0.1, 1.0
 _TOPIC_BACKOFF_START, _TOPIC_BACKOFF_MAX = 0.02, 0.5
 #: How long `topic()` keeps asking for a topic that is not ready yet (see there).
 DEFAULT_TOPIC_WAIT = 10.0
-
-
-def _code_name(code: int) -> str:
-    return f"{type(error_for_code(code)).__name__} (Kafka error code {code})"
+#: After how long a waiting `topic()` calls `on_wait`.
+WAIT_NOTICE_AFTER = 1.0
 
 
 def default_brokers(brokers: str | list[str] | None = None) -> str:
@@ -109,11 +109,13 @@ class Cluster:
     """Metadata and connections for one cluster; see the module docstring."""
 
     def __init__(self, brokers: str | list[str] | None = None, client_id: str = "logship", *,
-                 timeout: float = 30.0, connect_timeout: float = 5.0, topic_wait: float | None = None):
+                 timeout: float = 30.0, connect_timeout: float = 5.0, topic_wait: float | None = None,
+                 on_wait: Callable[[str, str], None] | None = None):
         self.brokers = default_brokers(brokers)
         self.topic_wait = min(timeout, DEFAULT_TOPIC_WAIT) if topic_wait is None else topic_wait
         self.bootstrap = parse_brokers(self.brokers)
         self.client_id = client_id
+        self.on_wait = on_wait
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.cluster_id: str | None = None
@@ -171,7 +173,9 @@ class Cluster:
                 return key, self._connect(address, timeout)
             except BrokerUnavailableError as exc:
                 last = exc
-        raise BrokerUnavailableError(f"no broker reachable at {self.brokers}: {last}")
+        error = BrokerUnavailableError(f"no broker reachable at {self.brokers}: {last}")
+        error.unanswered = getattr(last, "unanswered", False)
+        raise error
 
     def _shared_connection(self, node_id: int | None) -> tuple[object, Connection]:
         if node_id is None:
@@ -246,10 +250,13 @@ class Cluster:
         Then: UnknownTopicError if it still does not exist, LeaderNotAvailableError if no
         partition has a leader; a topic where only some partitions lack one is returned.
         Without `allow_create` an unknown topic raises UnknownTopicError at once; with
-        wait=False the first answer decides (for callers that retry on their own).
+        wait=False the first answer decides (for callers that retry on their own). A lookup
+        that has waited WAIT_NOTICE_AFTER seconds calls `on_wait(name, what)` once, `what`
+        being "be created" or "get a leader".
         """
         started = time.monotonic()
         delay = _TOPIC_BACKOFF_START
+        noticed = False
         while True:
             with self._lock:
                 meta = None if refresh else self._topics.get(name)
@@ -257,7 +264,7 @@ class Cluster:
                     meta = self.refresh([name], allow_create).get(name) or TopicMetadata(name, 3)
             code = meta.error_code
             if code not in (0, 3, 5):
-                raise error_for_code(code, f"metadata for topic {name!r}: {_code_name(code)}")
+                raise error_for_code(code, f"metadata for topic {name!r}: Kafka error code {code}")
             leaderless = sorted(p.partition for p in meta.partitions.values() if p.leader < 0)
             if code == 0 and meta.partitions and not leaderless:
                 return meta
@@ -268,6 +275,9 @@ class Cluster:
                 if code == 0 and len(leaderless) < len(meta.partitions):
                     return meta  # some partitions are led: usable, the others are retried on use
                 raise self._not_ready(name, meta, leaderless, waited if wait else None)
+            if not noticed and waited >= WAIT_NOTICE_AFTER and self.on_wait is not None:
+                noticed = True
+                self.on_wait(name, "be created" if code == 3 else "get a leader")
             refresh = True
             time.sleep(delay)
             delay = min(delay * 2, _TOPIC_BACKOFF_MAX)
@@ -275,10 +285,20 @@ class Cluster:
     def _not_ready(self, name: str, meta: TopicMetadata, leaderless: list[int], waited: float | None) -> LogshipError:
         after = f" after {waited:.1f}s" if waited is not None else ""
         if meta.error_code == 3:
-            return UnknownTopicError(f"topic {name!r} does not exist and was not created{after} "
-                                     f"(brokers {self.brokers})")
+            if waited is None:
+                return UnknownTopicError(f"topic {name!r} does not exist yet (brokers {self.brokers})")
+            return self.not_created_error(name)
         which = f"partition {leaderless[0]}" if len(leaderless) == 1 else "any partition"
         return LeaderNotAvailableError(f"topic {name!r} has no leader for {which} yet{after} (brokers {self.brokers})")
+
+    def not_created_error(self, name: str) -> UnknownTopicError:
+        """The error for a topic that was asked for with creation allowed for `topic_wait`
+        seconds and still does not exist; its `not_created` names the topic (the CLI says
+        how to create it)."""
+        error = UnknownTopicError(f"topic {name!r} does not exist and the broker did not create it within "
+                                  f"{self.topic_wait:g} s (brokers {self.brokers})")
+        error.not_created = name
+        return error
 
     def partitions(self, name: str, allow_create: bool = False) -> int:
         """How many partitions topic `name` has (UnknownTopicError if none)."""

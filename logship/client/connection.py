@@ -18,9 +18,12 @@ A closed connection stays closed: make a new one.
 
 Something that is not a Kafka broker is told apart while negotiating: the ApiVersions
 request's correlation id is "\\r\\n\\r\\n" (Kafka echoes any id), so a line-based server
-(HTTP, Redis, SMTP) sees a line end and answers instead of waiting; an answer whose length
-prefix is text, or absurd for ApiVersions (over 1 MiB) yet within the frame limit, raises BrokerUnavailableError saying
-the address "does not speak the Kafka protocol" and quoting what it said. A server that
+(HTTP, Redis, SMTP) sees a line end and answers instead of waiting; any answer that is not a
+well-formed ApiVersions response (a length prefix that is text or absurd for ApiVersions,
+a wrong correlation id, as an echo server or a TLS alert gives, a body that does not
+decode) raises BrokerUnavailableError saying the address "does not speak the Kafka
+protocol" and quoting what it said (text, or its first bytes in hex). After the
+negotiation, malformed frames are ProtocolErrors. A server that
 accepts and never answers is reported after `connect_timeout` (the whole negotiation's
 budget), not the longer request timeout.
 """
@@ -43,7 +46,7 @@ CLIENT_MAX_VERSIONS = {
     ApiKey.OFFSET_COMMIT: 3, ApiKey.OFFSET_FETCH: 3, ApiKey.FIND_COORDINATOR: 1,
     ApiKey.JOIN_GROUP: 2, ApiKey.HEARTBEAT: 1, ApiKey.LEAVE_GROUP: 1, ApiKey.SYNC_GROUP: 1,
     ApiKey.DESCRIBE_GROUPS: 4, ApiKey.LIST_GROUPS: 2, ApiKey.API_VERSIONS: 2,
-    ApiKey.CREATE_TOPICS: 3, ApiKey.DELETE_TOPICS: 3, ApiKey.INIT_PRODUCER_ID: 0, ApiKey.DESCRIBE_LOG_DIRS: 1,
+    ApiKey.CREATE_TOPICS: 5, ApiKey.DELETE_TOPICS: 3, ApiKey.INIT_PRODUCER_ID: 0, ApiKey.DESCRIBE_LOG_DIRS: 1,
     # admin and config APIs at the versions current Kafka prefers
     ApiKey.DESCRIBE_CONFIGS: 4, ApiKey.ALTER_CONFIGS: 2, ApiKey.INCREMENTAL_ALTER_CONFIGS: 1,
     ApiKey.CREATE_PARTITIONS: 3, ApiKey.DELETE_RECORDS: 2, ApiKey.DELETE_GROUPS: 2, ApiKey.OFFSET_DELETE: 0,
@@ -151,7 +154,7 @@ class Connection:
             sock.settimeout(timeout)
         try:
             self._recv_into(memoryview(self._prefix))
-            if self._negotiating and _not_a_kafka_length(self._prefix, self.max_frame_bytes):
+            if self._negotiating and _not_a_kafka_length(self._prefix):
                 self._not_kafka(bytes(self._prefix))
             try:
                 size = read_frame_length(self._prefix, self.max_frame_bytes)
@@ -165,6 +168,9 @@ class Connection:
                 self._sock.settimeout(self.timeout)
         expected_id, api_key, version = self._in_flight.popleft()
         if size < 4 or _CORRELATION.unpack_from(frame)[0] != expected_id:
+            if self._negotiating:  # not an answer to ApiVersions: something else talking
+                self._in_flight.clear()
+                self._not_kafka(bytes(self._prefix) + bytes(frame))
             self.close()
             raise ProtocolError(f"broker {self.address} answered out of order "
                                 f"(expected correlation id {expected_id})")
@@ -216,14 +222,18 @@ class Connection:
         except socket.timeout:
             if self._negotiating:
                 self._fail(f"{self.address} accepted the connection but did not answer within "
-                           f"{sock.gettimeout():g} s (is it a Kafka broker? --timeout sets how long to wait)")
-            self._fail(f"broker {self.address} did not answer within {sock.gettimeout():g} s")
+                           f"{sock.gettimeout():g} s (is it a Kafka broker?)", unanswered=True)
+            self._fail(f"broker {self.address} did not answer within {sock.gettimeout():g} s", unanswered=True)
         except OSError as exc:
             self._fail(f"lost connection to broker {self.address}: {_reason(exc)}")
 
-    def _fail(self, message: str):
+    def _fail(self, message: str, unanswered: bool = False):
+        """Close and raise BrokerUnavailableError; `unanswered` (set on the error) says the
+        broker was reached but did not answer in time (the CLI says how to wait longer)."""
         self.close()
-        raise BrokerUnavailableError(message)
+        error = BrokerUnavailableError(message)
+        error.unanswered = unanswered
+        raise error
 
     def _not_kafka(self, start: bytes):
         """The peer answered ApiVersions with something that is not a Kafka frame: quote
@@ -282,13 +292,13 @@ class Connection:
         return body, ranges
 
 
-def _not_a_kafka_length(prefix: bytearray, max_frame_bytes: int) -> bool:
+def _not_a_kafka_length(prefix: bytearray) -> bool:
     """True when an ApiVersions answer's length prefix shows another protocol talking: text
-    ("HTTP", "SSH-", "-ERR") or a length no ApiVersions answer has, yet within the frame
-    limit (beyond it, the frame limit's own error says what is wrong)."""
+    ("HTTP", "SSH-", "-ERR") or a length no ApiVersions answer has (under a correlation id,
+    over 1 MiB, negative: a TLS alert's 15 03 03 00 reads as 352518912)."""
     if bytes(prefix).isascii() and bytes(prefix).decode("ascii").isprintable():
         return True
-    return _MAX_API_VERSIONS_BYTES < _CORRELATION.unpack(prefix)[0] <= max_frame_bytes
+    return not 4 <= _CORRELATION.unpack(prefix)[0] <= _MAX_API_VERSIONS_BYTES
 
 
 def _name(api_key: int) -> str:

@@ -24,7 +24,10 @@ backoff per partition that doubles from `retry_backoff_ms` to `retry_backoff_max
 A batch refused with a non-retriable code is sent up to `refused_attempts` times in all,
 except one refused as too large (MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE), which fails at
 once or, with `split_too_large` and several records, is replaced by its two halves,
-retried the same way (and split again if need be). A topic that does not exist fails its batches, or with
+retried the same way (and split again if need be). Metadata lookups never wait inside
+the thread (one topic being created must not stall every other topic's batches): a topic
+that does not exist is asked for again on later turns for the cluster's `topic_wait`, then
+fails its batches, or with
 `wait_for_topics` holds them and is asked for again every `retry_backoff_max_ms`; a
 partition it lacks likewise. A retry after a lost connection may duplicate a batch that had
 in fact been written (at-least-once); idempotent producing (InitProducerId + sequence
@@ -67,6 +70,7 @@ class Sender(threading.Thread):
         self.conns: dict = {}  # node id -> Connection
         self.requests: dict[int, deque[_Request]] = {}
         self.stale: dict[str, float] = {}  # topics whose metadata must be refreshed -> not before
+        self.unborn: dict[str, float] = {}  # topics asked for but not there yet -> since when
 
     def run(self) -> None:
         try:
@@ -232,7 +236,7 @@ class Sender(threading.Thread):
         now = time.monotonic()
         for node, requests in list(self.requests.items()):
             if requests and now - requests[0].sent > self.p.request_timeout:
-                self._lost(node, RequestTimedOutError(
+                self._lost(node, BrokerUnavailableError(
                     f"broker node {node} did not answer a produce request within "
                     f"{self.p.request_timeout:g} s"))
 
@@ -293,10 +297,17 @@ class Sender(threading.Thread):
             if now < not_before:
                 continue
             try:
-                # a producer that waits for topics retries here on its own: never block its sender
-                meta = p.cluster.topic(topic, allow_create=True, refresh=True, wait=not p.wait_for_topics)
+                # never block the thread that serves every topic on one topic: a topic being
+                # created is asked for again on a later turn, for up to the cluster's topic_wait
+                meta = p.cluster.topic(topic, allow_create=True, refresh=True, wait=False)
             except UnknownTopicError as exc:
-                self._missing(topic, None, exc)
+                since = self.unborn.setdefault(topic, now)
+                backoff = min(max(p.retry_backoff, 0.05), 0.5)
+                if not p.wait_for_topics and time.monotonic() - since + backoff <= p.cluster.topic_wait:
+                    self.stale[topic] = time.monotonic() + backoff
+                    continue
+                self.unborn.pop(topic, None)
+                self._missing(topic, None, exc if p.wait_for_topics else p.cluster.not_created_error(topic))
                 continue
             except LogshipError as exc:
                 self.stale[topic] = time.monotonic() + max(p.retry_backoff, 0.05)
@@ -304,6 +315,7 @@ class Sender(threading.Thread):
                     p._retrying(exc)
                 continue
             del self.stale[topic]
+            self.unborn.pop(topic, None)
             with p._cond:
                 p._counts.setdefault(topic, len(meta.partitions))
                 lacking = {q.partition for q in p._queues.values()

@@ -8,28 +8,10 @@ partition because their suffix is not a number.
 
 from __future__ import annotations
 
-import re
-
 from ..errors import InvalidTopicError
+from ..topic_names import MAX_TOPIC_LENGTH, validate_topic_name  # noqa: F401 - the rule is shared
 
-MAX_TOPIC_LENGTH = 249
 DELETE_SUFFIX = "-delete"
-_LEGAL = re.compile(r"[a-zA-Z0-9._-]+")
-
-
-def validate_topic_name(name: str) -> None:
-    """Raise InvalidTopicError unless `name` follows Kafka's rules.
-
-    1..249 characters of [a-zA-Z0-9._-], and not "." or "..".
-    """
-    if not isinstance(name, str) or not name:
-        raise InvalidTopicError("topic name must not be empty")
-    if name in (".", ".."):
-        raise InvalidTopicError(f"topic name cannot be {name!r}")
-    if len(name) > MAX_TOPIC_LENGTH:
-        raise InvalidTopicError(f"topic name is {len(name)} characters long; the limit is {MAX_TOPIC_LENGTH}")
-    if not _LEGAL.fullmatch(name):
-        raise InvalidTopicError(f"topic name {name!r} may only contain ASCII letters, digits, '.', '_' and '-'")
 
 
 def partition_dir_name(topic: str, partition: int) -> str:

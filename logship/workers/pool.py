@@ -46,13 +46,12 @@ _ANSWER = struct.Struct(">qqq")  # status, answer length, its slot (-1: on the s
 
 def workers_from_env(variable: str, most: int = 4) -> int:
     """$variable if set (a whole number), else as many as usable CPUs up to `most`, and none
-    on one CPU. ValueError if the variable is set to something else."""
+    on one CPU. ValueError if the variable is set to anything but a whole number >= 0."""
     configured = os.environ.get(variable, "").strip()
     if configured:
-        try:
-            return max(int(configured), 0)
-        except ValueError:
-            raise ValueError(f"{variable}={configured!r} is not a whole number") from None
+        if not configured.isdigit():
+            raise ValueError(f"{variable}={configured!r} is not a whole number of workers (0: none)")
+        return int(configured)
     cpus = len(os.sched_getaffinity(0))
     return 0 if cpus < 2 else min(cpus, most)
 
