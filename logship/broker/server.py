@@ -26,6 +26,7 @@ from .reply import ClientInfo, Deferred, Reply
 from .connection import Connection
 from .durability import DurableWaits
 from .fetch import FetchPlan, FetchWait
+from .maintenance import maintain
 
 log = logging.getLogger("logship.broker")
 
@@ -254,38 +255,9 @@ async def run(broker: Broker, on_listening) -> None:
     if broker.config.advertised_host is None:
         broker.config.advertised_host = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
     on_listening(host, port)
-    maintenance = asyncio.create_task(_maintain(broker))
+    maintenance = asyncio.create_task(maintain(broker.store, broker.config))
     try:
         await asyncio.Event().wait()
     finally:
         maintenance.cancel()
         await server.close()
-
-
-async def _maintain(broker: Broker) -> None:
-    """Retention, recovery-point checkpoints and log compaction, each on its interval.
-
-    Compaction runs in a worker thread; it holds a partition's lock only to swap segments."""
-    loop = asyncio.get_running_loop()
-    next_retention = loop.time()
-    next_checkpoint = loop.time() + broker.config.checkpoint_interval_s
-    next_compaction = loop.time() + broker.config.compaction_check_interval_s
-    while True:
-        now = loop.time()
-        if now >= next_retention:
-            deleted = broker.store.enforce_retention()
-            if deleted:
-                log.info("retention deleted %d segment(s)", deleted)
-            next_retention = now + broker.config.retention_check_interval_s
-        if now >= next_checkpoint:
-            await loop.run_in_executor(None, broker.store.checkpoint)
-            next_checkpoint = now + broker.config.checkpoint_interval_s
-        if now >= next_compaction:
-            try:
-                for result in await loop.run_in_executor(None, broker.store.compact):
-                    log.info("compacted %d segment(s) of %d bytes into %d of %d bytes", result.segments_before,
-                             result.bytes_before, result.segments_after, result.bytes_after)
-            except Exception:  # a bug there must not stop retention and checkpoints
-                log.exception("log compaction failed")
-            next_compaction = loop.time() + broker.config.compaction_check_interval_s
-        await asyncio.sleep(max(0.0, min(next_retention, next_checkpoint, next_compaction) - loop.time()))

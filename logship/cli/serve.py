@@ -56,6 +56,10 @@ _BIND_ADVICE = {
               envvar="LOGSHIP_GROUP_MIN_SESSION_TIMEOUT",
               help="Shortest session timeout a group member may ask for (Kafka's group.min.session.timeout.ms; "
                    "$LOGSHIP_GROUP_MIN_SESSION_TIMEOUT).")
+@click.option("--checkpoint-interval", "checkpoint_interval", type=DURATION, default="30s", show_default=True,
+              envvar="LOGSHIP_CHECKPOINT_INTERVAL",
+              help="How often recovery points and log start offsets are written (Kafka's "
+                   "log.flush.offset.checkpoint.interval.ms; $LOGSHIP_CHECKPOINT_INTERVAL).")
 @click.option("--retention-check-interval", "retention_check", type=DURATION, default="60s", show_default=True,
               envvar="LOGSHIP_RETENTION_CHECK_INTERVAL",
               help="How often retention deletes old segments (Kafka's log.retention.check.interval.ms; "
@@ -63,8 +67,8 @@ _BIND_ADVICE = {
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Least severe event to log on stderr.")
 def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, segment_bytes,
-          max_message_bytes, no_auto_create, rebalance_delay, min_session_timeout, retention_check,
-          log_level) -> None:
+          max_message_bytes, no_auto_create, rebalance_delay, min_session_timeout, checkpoint_interval,
+          retention_check, log_level) -> None:
     """Run the broker: Kafka clients (kcat, librdkafka, kafka-python) produce and consume here.
 
     Prints one line, `logship: listening on HOST:PORT`, to stderr once it accepts
@@ -94,6 +98,7 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
                           group_initial_rebalance_delay_ms=max(rebalance_delay, 0),
                           group_min_session_timeout_ms=max(min_session_timeout, 0),
                           retention_check_interval_s=max(retention_check, 10) / 1000,
+                          checkpoint_interval_s=max(checkpoint_interval, 10) / 1000,
                           max_frame_bytes=max(BrokerConfig.max_frame_bytes, max_message_bytes + _REQUEST_OVERHEAD))
     try:
         store = Store(os.path.abspath(data_dir), log_config)

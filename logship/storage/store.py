@@ -312,7 +312,11 @@ class Store:
             finally:
                 self._retention_thread: int | None = None  # log-start checkpoint waits for its end
             if deleted:
-                self._write_checkpoints()
+                try:
+                    self._write_checkpoints()
+                except OSError as exc:  # the space is freed all the same; the next checkpoint writes it
+                    raise KafkaStorageError(f"deleted {deleted} segment(s), but cannot write the checkpoints "
+                                            f"in {self.data_dir}: {exc.strerror or exc}") from exc
         return deleted
 
     def compact(self, now_ms: int | None = None, force: bool = False) -> list[CompactionResult]:
