@@ -23,8 +23,11 @@ partition directory missing below the highest one is recreated empty on open).
 takes the lock, loads every partition and, when the clean-shutdown marker is absent,
 recovers each from its recovery point; then it removes the marker for as long as it runs.
 close() flushes, writes both checkpoints, writes the marker and releases the lock. Topic
-deletion renames each partition directory `<topic>-<p>.<uuid>-delete`, fsyncs the data
-directory, then removes it (leftovers of a crash are removed on the next open).
+deletion renames each partition directory `<topic>-<p>.<uuid>-delete` (the topic cut short to
+fit NAME_MAX, names.py), fsyncs the data directory, then removes it (leftovers of a crash are
+removed on the next open). It needs no free space: a checkpoint or overrides write that fails
+is logged and left to the next checkpoint (open ignores entries of topics that are gone), and
+a directory that cannot be renamed is removed where it is.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ from . import compaction, dirlock, topic_config
 from .checkpoint import MalformedCheckpoint, fsync_dir, read_offsets, write_offsets
 from .compaction import CompactionResult
 from .config import LogConfig
-from .names import DELETE_SUFFIX, parse_partition_dir, partition_dir_name, validate_topic_name
+from .names import (DELETE_SUFFIX, check_partition_count, delete_dir_name, parse_partition_dir, partition_dir_name,
+                    validate_topic_name)
 from .partition import Partition
 
 CLEAN_SHUTDOWN_FILE = ".logship-clean-shutdown"
@@ -158,6 +162,7 @@ class Store:
         validate_topic_name(name)
         if not isinstance(partitions, int) or partitions < 1:
             raise InvalidPartitionsError(f"a topic needs at least one partition, not {partitions}")
+        check_partition_count(name, partitions)
         overrides = topic_config.normalize(configs or {})
         config = topic_config.apply(self.config, overrides) if overrides else None
         with self._lock:
@@ -191,6 +196,7 @@ class Store:
             if not isinstance(total, int) or total <= current:
                 raise InvalidPartitionsError(f"topic {name!r} has {current} partition{'s' if current != 1 else ''}; "
                                              f"the new count must be larger, not {total}")
+            check_partition_count(name, total)
             added = list(range(current, total))
             try:
                 for index in reversed(added):
@@ -207,7 +213,9 @@ class Store:
             return added
 
     def delete_topic(self, name: str) -> None:
-        """Remove the topic and its data."""
+        """Remove the topic and its data, freeing its space even on a full disk.
+
+        KafkaStorageError only when a partition directory could be neither renamed nor removed."""
         with self._lock:
             self._check_open()
             doomed = [key for key in self._partitions if key[0] == name]
@@ -216,12 +224,21 @@ class Store:
             moved = []
             for key in doomed:
                 partition = self._partitions.pop(key)
-                partition.close()
-                target = partition.directory.with_name(f"{partition.directory.name}.{uuid.uuid4().hex}{DELETE_SUFFIX}")
-                os.rename(partition.directory, target)
-                moved.append(target)
-            fsync_dir(self.data_dir)
-            self._write_checkpoints()
+                try:
+                    partition.close()
+                except (OSError, LogshipError) as exc:  # its data is going anyway
+                    log.warning("closing %s-%d for deletion: %s", name, key[1], exc)
+                moved.append(self._doom(partition.directory, delete_dir_name(name, key[1], uuid.uuid4().hex)))
+            try:
+                fsync_dir(self.data_dir)
+            except OSError as exc:
+                log.error("cannot fsync %s after renaming the partitions of %s: %s", self.data_dir, name,
+                          exc.strerror or exc)
+            try:
+                self._write_checkpoints()
+                checkpointed = True
+            except OSError:  # a full disk: tried again below, once the space is freed
+                checkpointed = False
             if self._overrides.pop(name, None) is not None:
                 self._topic_configs.pop(name, None)
                 try:
@@ -230,6 +247,34 @@ class Store:
                     log.error("cannot forget the configs of deleted topic %s: %s", name, exc)
         for path in moved:
             shutil.rmtree(path, ignore_errors=True)
+        if not checkpointed:  # with the space just freed
+            with self._lock:
+                if not self._closed:
+                    self._try_write_checkpoints(f"deleting topic {name}")
+        left = [str(path) for path in moved if path.exists()]
+        if left:
+            raise KafkaStorageError(f"topic {name!r} is deleted, but {', '.join(left)} could not be removed")
+
+    def _doom(self, directory: Path, doomed_name: str) -> Path:
+        """Rename a partition directory for deletion; where it is when that fails."""
+        target = directory.with_name(doomed_name)
+        try:
+            os.rename(directory, target)
+        except OSError as exc:  # removed in place: a crash part-way may leave a partial partition
+            log.error("cannot rename %s to %s (%s): removing it in place", directory, target.name,
+                      exc.strerror or exc)
+            return directory
+        return target
+
+    def _try_write_checkpoints(self, doing: str) -> bool:
+        """Write the checkpoints; on failure log it (the next checkpoint retries) and return False."""
+        try:
+            self._write_checkpoints()
+            return True
+        except OSError as exc:
+            log.error("%s: cannot write the checkpoints in %s (%s); the next checkpoint writes them",
+                      doing, self.data_dir, exc.strerror or exc)
+            return False
 
     def topic_config(self, topic: str) -> LogConfig:
         """The LogConfig of `topic`: its override, else the Store's default."""
