@@ -11,6 +11,12 @@ bytearray. A malformed frame closes its own connection, never the broker; a fram
 the limit is refused on its length prefix, before allocation.
 The group coordinator's deadlines (join and sync phases, sessions) run on one loop timer,
 re-armed whenever the coordinator asks for an earlier wake-up.
+
+Shutdown (`close`) drains: the listener closes, every connection stops reading (the frames
+already received are still handled), long-polling fetches answer at once with what they have,
+held JoinGroup and SyncGroup answer NOT_COORDINATOR, produces waiting for their fdatasync get
+it; each connection closes once its last response is written. Whatever is still unanswered
+when the deadline passes is cut (its connection closed), never left hanging.
 """
 
 from __future__ import annotations
@@ -19,19 +25,21 @@ import asyncio
 import logging
 import socket
 
-from ..errors import LogshipError, ProtocolError
+from ..errors import LogshipError, NotCoordinatorError, ProtocolError
 from ..protocol import ApiKey, framing
 from .broker import Broker
 from .reply import ClientInfo, Deferred, Reply
 from .connection import Connection
 from .durability import DurableWaits
 from .fetch import FetchPlan, FetchWait
+from .lingering_close import close_gently
 from .maintenance import maintain
 
 log = logging.getLogger("logship.broker")
 
 MAX_IN_FLIGHT = 64  # per connection: decoded requests waiting for their response to be written
 SENDFILE_MIN_BYTES = 256 << 10  # smaller slices are cheaper as pread + write
+LINGER_S = 2.0  # while stopping: longest wait for a client to close its side (lingering_close.py)
 
 
 class _SpliceFile:
@@ -63,6 +71,9 @@ class Server:
         self._durable = DurableWaits()
         self._group_timer: asyncio.TimerHandle | None = None
         self._group_timer_at = 0.0
+        self._open: set[Connection] = set()  # for close(): what to stop reading
+        self._stopping = self._cutting = False
+        self._linger_s = LINGER_S
         broker.on_append = self._wake_fetches
         broker.groups.on_wakeup = self._wake_groups_by
 
@@ -76,15 +87,33 @@ class Server:
         config.listen_port = port
         return host, port
 
-    async def close(self) -> None:
-        if self._group_timer is not None:
-            self._group_timer.cancel()
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting and reading, answer every request already read, close: see the
+        module docstring. Connections not done within `timeout` seconds are cut."""
+        self._stopping = True
+        self._linger_s = min(LINGER_S, timeout / 2)
         if self._server is not None:
             self._server.close()
-        for task in list(self._connections):
-            task.cancel()
+        for conn in list(self._open):
+            conn.eof_received()  # reading stops as at the end of the stream; what was read is answered
+        for waiters in list(self._waiters.values()):
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
+        self.broker.groups.release_held(NotCoordinatorError.code)
         if self._connections:
-            await asyncio.wait(list(self._connections), timeout=5)
+            _, late = await asyncio.wait(list(self._connections), timeout=timeout)
+            if late:
+                log.warning("shutdown: cutting %d connection(s) not done within %g s (responses not yet "
+                            "written, or not read by the client)", len(late), timeout)
+                self._cutting = True
+                for task in late:  # first: aborting a transport in the middle of a sendfile upsets asyncio
+                    task.cancel()
+                await asyncio.wait(late, timeout=1)
+                for conn in list(self._open):
+                    conn.transport.abort()
+        if self._group_timer is not None:
+            self._group_timer.cancel()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -116,6 +145,10 @@ class Server:
         task = asyncio.get_running_loop().create_task(self._serve(conn))
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
+        self._open.add(conn)
+        task.add_done_callback(lambda _: self._open.discard(conn))
+        if self._stopping:
+            conn.eof_received()
 
     async def _serve(self, conn: Connection) -> None:
         peer = conn.transport.get_extra_info("peername")
@@ -146,6 +179,15 @@ class Server:
                 await sender
             except (asyncio.CancelledError, ConnectionError):
                 pass
+            await self._finish(conn)
+
+    async def _finish(self, conn: Connection) -> None:
+        """Close a connection whose responses are all written; gently while stopping."""
+        if self._cutting:
+            conn.transport.abort()
+        elif self._stopping and not conn.closed:
+            await close_gently(conn.transport, self._linger_s)
+        else:
             conn.transport.close()
 
     def _respond(self, frame: bytearray, host: str):
@@ -184,6 +226,8 @@ class Server:
         """Wait for a body the group coordinator decides later (it resolves every one by a deadline)."""
         future = asyncio.get_running_loop().create_future()
         deferred.add_done_callback(lambda body: future.done() or future.set_result(body))
+        if self._stopping:  # held after close() released the others
+            self.broker.groups.release_held(NotCoordinatorError.code)
         return respond.parts(await future)
 
     async def _long_poll(self, wait: FetchWait, respond: "_Responder") -> tuple[list, FetchPlan]:
@@ -192,7 +236,7 @@ class Server:
         while True:
             plan = wait.plan()
             remaining = deadline - loop.time()
-            if wait.ready(plan) or remaining <= 0:
+            if wait.ready(plan) or remaining <= 0 or self._stopping:
                 return respond.parts(plan.body), plan
             plan.close()
             woken = loop.create_future()
@@ -248,8 +292,11 @@ async def _write_parts(loop: asyncio.AbstractEventLoop, conn: Connection, parts:
             await loop.sendfile(conn.transport, _SpliceFile(part.fd), part.position, part.length)
 
 
-async def run(broker: Broker, on_listening) -> None:
-    """Serve until cancelled; `on_listening(host, port)` is called once the socket listens."""
+async def run(broker: Broker, on_listening, stop: asyncio.Event | None = None,
+              shutdown_timeout: float = 10.0) -> None:
+    """Serve until `stop` is set (or until cancelled), then close the server, answering the
+    requests already read within `shutdown_timeout` seconds (Server.close).
+    `on_listening(host, port)` is called once the socket listens."""
     server = Server(broker)
     host, port = await server.start()
     if broker.config.advertised_host is None:
@@ -257,7 +304,7 @@ async def run(broker: Broker, on_listening) -> None:
     on_listening(host, port)
     maintenance = asyncio.create_task(maintain(broker.store, broker.config))
     try:
-        await asyncio.Event().wait()
+        await (stop or asyncio.Event()).wait()
     finally:
         maintenance.cancel()
-        await server.close()
+        await server.close(shutdown_timeout)

@@ -64,15 +64,21 @@ _BIND_ADVICE = {
               envvar="LOGSHIP_RETENTION_CHECK_INTERVAL",
               help="How often retention deletes old segments (Kafka's log.retention.check.interval.ms; "
                    "$LOGSHIP_RETENTION_CHECK_INTERVAL).")
+@click.option("--shutdown-timeout", type=DURATION, default="10s", show_default=True,
+              help="On SIGTERM or Ctrl-C, how long to keep answering the requests already received "
+                   "(acks=all produces get their fsync) before closing what is left; a second signal "
+                   "stops at once.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Least severe event to log on stderr.")
 def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, segment_bytes,
           max_message_bytes, no_auto_create, rebalance_delay, min_session_timeout, checkpoint_interval,
-          retention_check, log_level) -> None:
+          retention_check, shutdown_timeout, log_level) -> None:
     """Run the broker: Kafka clients (kcat, librdkafka, kafka-python) produce and consume here.
 
     Prints one line, `logship: listening on HOST:PORT`, to stderr once it accepts
-    connections. SIGTERM or Ctrl-C stops it cleanly, so the next start needs no recovery.
+    connections. SIGTERM or Ctrl-C stops it cleanly, so the next start needs no recovery:
+    it stops reading requests, answers those it has (within --shutdown-timeout), then
+    closes the store.
 
     \b
     Examples:
@@ -80,6 +86,7 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
       logship serve --data-dir /var/lib/logship --listen 0.0.0.0:9092 --advertise logs.example:9092
       logship serve --listen 127.0.0.1:0 --retention 6h --segment-bytes 64M
       logship serve --max-message-bytes 8M
+      logship serve --shutdown-timeout 30s
     """
     from ..broker.broker import Broker
     from ..broker.config import BrokerConfig
@@ -109,7 +116,7 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
             logging.getLogger("logship.storage").warning(
                 "%s was not closed cleanly: recovered every partition from its recovery point", data_dir)
         try:
-            asyncio.run(_serve_until_signalled(Broker(store, config)))
+            asyncio.run(_serve_until_signalled(Broker(store, config), max(shutdown_timeout, 0) / 1000))
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {_hostport(*listen)}: {_bind_reason(exc)}") from None
 
@@ -132,18 +139,29 @@ def _bind_reason(exc: OSError) -> str:
     return _BIND_ADVICE.get(exc.errno) or (exc.strerror or str(exc)).lower()
 
 
-async def _serve_until_signalled(broker) -> None:
+async def _serve_until_signalled(broker, shutdown_timeout_s: float) -> None:
+    """Serve until SIGTERM or SIGINT, then drain (server.run); a second signal stops at once."""
     from ..broker.server import run
 
+    log = logging.getLogger("logship.broker")
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
+    stop = asyncio.Event()
+
+    def signalled() -> None:
+        if stop.is_set():
+            main.cancel()
+            return
+        log.info("shutting down: answering the requests already received (at most %g s)", shutdown_timeout_s)
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, main.cancel)
+        loop.add_signal_handler(signum, signalled)
 
     def listening(host: str, port: int) -> None:
         click.echo(f"logship: listening on {host}:{port}", err=True)
 
     try:
-        await run(broker, listening)
+        await run(broker, listening, stop, shutdown_timeout_s)
     except asyncio.CancelledError:
-        logging.getLogger("logship.broker").info("shutting down")
+        log.info("shutting down at once")
