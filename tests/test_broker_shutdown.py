@@ -22,8 +22,8 @@ class Load:
     """A producer thread with acks=all and no retries, sending numbered records until told to
     stop; every record ends in `acked` or `failed`."""
 
-    def __init__(self, client: str, address: str, limit: int = 200_000):
-        self.client, self.address, self.limit = client, address, limit
+    def __init__(self, client: str, address: str, limit: int = 200_000, config: dict | None = None):
+        self.client, self.address, self.limit, self.config = client, address, limit, config or {}
         self.sent = 0
         self.acked: set[int] = set()
         self.failed: dict[int, str] = {}
@@ -53,7 +53,7 @@ class Load:
         producer = Producer({"bootstrap.servers": self.address, "acks": "all", "retries": 0, "linger.ms": 1,
                              "batch.num.messages": 50, "max.in.flight.requests.per.connection": 5,
                              "message.timeout.ms": 8000, "enable.idempotence": False,
-                             "reconnect.backoff.ms": 100, "compression.type": "none"})
+                             "reconnect.backoff.ms": 100, "compression.type": "none", **self.config})
         while self.sent < self.limit and not self._stop.is_set():
             try:
                 producer.produce(TOPIC, b"%08d" % self.sent,
@@ -63,7 +63,7 @@ class Load:
                 producer.poll(0.01)
             if self.sent % 100 == 0:
                 producer.poll(0)
-        assert producer.flush(30) == 0
+        assert producer.flush(60) == 0
 
     def _run_kafka_python(self) -> None:
         from kafka import KafkaProducer
@@ -119,6 +119,30 @@ def test_sigterm_under_acks_all_load_answers_what_it_read(start_broker, tmp_path
     assert not unanswered, (f"{len(unanswered)} records were stored but their request failed "
                             f"(a retry would duplicate them), e.g. "
                             f"{[(i, load.failed.get(i)) for i in sorted(unanswered)[:3]]}")
+
+
+def test_a_restart_under_load_with_retries_duplicates_nothing(start_broker, tmp_path):
+    """The agent's case: a producer that retries, the broker stopped with SIGTERM and started
+    again on the same port. Every record arrives, once."""
+    data = tmp_path / "data"
+    broker = start_broker("--shutdown-timeout", f"{SHUTDOWN_TIMEOUT_S}s", data_dir=data)
+    load = Load("confluent", broker.address, limit=40_000,
+                config={"retries": 1000, "retry.backoff.ms": 100, "message.timeout.ms": 60_000,
+                        "queue.buffering.max.messages": 2000}).start()
+    assert wait_until(lambda: len(load.acked) >= 5000, 60), f"only {len(load.acked)} acknowledged"
+    broker.proc.send_signal(15)
+    acked_before_stop = len(load.acked)
+    assert broker.proc.wait(SHUTDOWN_TIMEOUT_S + 10) == 0
+    restarted = start_broker("--listen", broker.address, data_dir=data)
+    assert wait_until(lambda: load.sent >= load.limit, 60), f"only {load.sent} sent"
+    load.stop(timeout=90)  # flush: waits for every outcome
+    assert acked_before_stop < load.limit - 5000, "the load ended before the broker stopped: nothing was tested"
+    assert not load.failed, list(load.failed.items())[:3]
+    assert len(load.acked) == load.sent
+    stored = [int(r.value) for r in consume("confluent", restarted.address, TOPIC, load.sent, timeout=60)]
+    duplicated = len(stored) - len(set(stored))
+    assert duplicated == 0, f"{duplicated} records stored twice"
+    assert set(stored) == set(range(load.sent))
 
 
 def _read_response(sock, api_key: int, version: int) -> tuple[int, dict]:
