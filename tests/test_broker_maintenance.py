@@ -57,3 +57,25 @@ def test_checkpoints_failing_on_a_full_disk_do_not_stop_retention(start_broker, 
     assert len(failures) == 1, failures  # one line for a run of failures with the same reason
     assert "No space left on device" in failures[0]
     assert "retention deleted" in log
+
+
+def test_sigterm_on_a_full_disk_exits_without_a_traceback_and_recovers(start_broker, tmp_path):
+    from kafka_clients import consume
+
+    with tmpfs(tmp_path / "tiny", "4m") as disk:
+        data = disk / "data"
+        broker = start_broker("--segment-bytes", "64K", data_dir=data)
+        assert produce(broker.address, "logs", 300) == []
+        fill(disk / "filler")
+        assert broker.stop() == 0
+        log = broker.log()
+        assert "Traceback" not in log, log[-3000:]
+        assert "cannot write the checkpoints" in log and "No space left on device" in log, log[-2000:]
+        assert not (data / ".logship-clean-shutdown").exists()
+
+        (disk / "filler").unlink()
+        restarted = start_broker("--segment-bytes", "64K", data_dir=data)
+        assert "not closed cleanly" in restarted.log()
+        got = consume("confluent", restarted.address, "logs", 300, timeout=30)
+        assert [r.offset for r in got] == list(range(300))
+        assert restarted.stop() == 0

@@ -418,20 +418,30 @@ class Store:
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Flush, checkpoint, mark the shutdown clean (unless a sync failed) and unlock.
+        """Flush, checkpoint, mark the shutdown clean (unless a sync or a checkpoint failed)
+        and unlock. Never raises for a full disk: without the mark, the next open recovers.
 
         Waits for a compaction pass that is running to finish."""
         with self._compaction_lock, self._lock:
             if self._closed:
                 return
             try:
-                self.checkpoint()
-                healthy = not any(p.offline for p in self._partitions.values())
+                try:
+                    self.checkpoint()
+                    healthy = not any(p.offline for p in self._partitions.values())
+                except OSError as exc:
+                    log.error("cannot write the checkpoints in %s (%s): the next start recovers every partition",
+                              self.data_dir, exc.strerror or exc)
+                    healthy = False
                 for partition in self._partitions.values():
                     partition.close()
                 if healthy:
-                    (self.data_dir / CLEAN_SHUTDOWN_FILE).touch()
-                    fsync_dir(self.data_dir)
+                    try:
+                        (self.data_dir / CLEAN_SHUTDOWN_FILE).touch()
+                        fsync_dir(self.data_dir)
+                    except OSError as exc:
+                        log.error("cannot mark %s as closed cleanly (%s): the next start recovers every "
+                                  "partition", self.data_dir, exc.strerror or exc)
             finally:
                 self._closed = True
                 dirlock.release(self._lock_fd)
