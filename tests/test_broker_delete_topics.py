@@ -108,3 +108,29 @@ def test_directory_names_fit_name_max_for_every_legal_topic_and_partition(tmp_pa
         store.delete_topic(LONGEST)
         assert store.topics() == {}
         assert [p.name for p in (tmp_path / "store").iterdir() if p.is_dir()] == []
+
+
+def test_a_partition_directory_that_cannot_be_renamed_is_removed_in_place(tmp_path, monkeypatch):
+    import errno
+
+    with Store(tmp_path / "store") as store:
+        store.create_topic("stuck", 2)
+        store.partition("stuck", 0).append_batches(_batch())
+        real_rename = os.rename
+
+        def rename(src, dst):  # a full ext4 directory block refuses the longer name
+            if str(dst).endswith("-delete"):
+                raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+            return real_rename(src, dst)
+
+        monkeypatch.setattr(os, "rename", rename)
+        store.delete_topic("stuck")
+        monkeypatch.undo()
+        assert store.topics() == {}
+        assert [p.name for p in (tmp_path / "store").iterdir() if p.is_dir()] == []
+
+
+def _batch() -> bytes:
+    from logship.records import build_batch
+
+    return build_batch([(0, None, b"value", [])])
