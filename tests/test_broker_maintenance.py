@@ -79,3 +79,34 @@ def test_sigterm_on_a_full_disk_exits_without_a_traceback_and_recovers(start_bro
         got = consume("confluent", restarted.address, "logs", 300, timeout=30)
         assert [r.offset for r in got] == list(range(300))
         assert restarted.stop() == 0
+
+
+def test_a_failing_job_says_why_once_and_runs_again_until_it_works(caplog):
+    import asyncio
+    import errno
+    import logging
+
+    from logship.broker.maintenance import Job
+
+    calls = []
+
+    def flaky() -> None:
+        calls.append(1)
+        if len(calls) <= 5:
+            raise OSError(errno.ENOSPC, "No space left on device", "/data/recovery-point-offset-checkpoint.tmp")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        job = Job("checkpoint", 0.01, flaky, loop.time())
+        for _ in range(7):
+            await job.run_once(loop)
+            assert job.next_at > loop.time()
+
+    with caplog.at_level(logging.INFO, logger="logship.broker"):
+        asyncio.run(main())
+    assert len(calls) == 7
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["checkpoint failed: No space left on device: /data/recovery-point-offset-checkpoint.tmp; "
+                      "retrying every 0.01 s"]
+    assert not any(r.exc_info for r in caplog.records)  # tracebacks only at debug level
+    assert "checkpoint works again, after 5 failed attempt(s)" in caplog.text

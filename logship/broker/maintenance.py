@@ -26,6 +26,32 @@ log = logging.getLogger("logship.broker")
 LOG_EVERY_S = 10.0
 
 
+class FailureLog:
+    """Logs the failures of something that runs again and again (a job, a timer): one line
+    when the reason changes, else at most once per `every_s`; one line when it works again."""
+
+    def __init__(self, name: str, retry: str, every_s: float = LOG_EVERY_S):
+        self.name, self.retry, self.every_s = name, retry, every_s
+        self.failures = 0  # in a row
+        self._logged_reason = ""
+        self._logged_at = float("-inf")
+
+    def failed(self, exc: BaseException, now: float) -> None:
+        self.failures += 1
+        why = reason(exc)
+        if why != self._logged_reason or now - self._logged_at >= self.every_s:
+            again = f" ({self.failures} times in a row)" if self.failures > 1 else ""
+            log.error("%s failed%s: %s; %s", self.name, again, why, self.retry)
+            self._logged_reason, self._logged_at = why, now
+        log.debug("%s failed", self.name, exc_info=exc)
+
+    def succeeded(self) -> None:
+        if self.failures:
+            log.info("%s works again, after %d failed attempt(s)", self.name, self.failures)
+        self.failures = 0
+        self._logged_reason = ""
+
+
 @dataclass
 class Job:
     """One periodic job: `run` is blocking and called in a worker thread every `interval_s`."""
@@ -34,31 +60,20 @@ class Job:
     interval_s: float
     run: Callable[[], None]
     next_at: float = 0.0
-    failures: int = 0  # in a row
-    _logged_reason: str = ""
-    _logged_at: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        self.failures = FailureLog(self.name, f"retrying every {self.interval_s:g} s",
+                                   max(LOG_EVERY_S, self.interval_s))
 
     async def run_once(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
             await loop.run_in_executor(None, self.run)
         except Exception as exc:  # noqa: BLE001 - a job must survive anything; the reason is logged
-            self._failed(exc, loop.time())
+            self.failures.failed(exc, loop.time())
         else:
-            if self.failures:
-                log.info("%s works again, after %d failed attempt(s)", self.name, self.failures)
-            self.failures = 0
-            self._logged_reason = ""
+            self.failures.succeeded()
         finally:
             self.next_at = loop.time() + self.interval_s
-
-    def _failed(self, exc: Exception, now: float) -> None:
-        self.failures += 1
-        why = reason(exc)
-        if why != self._logged_reason or now - self._logged_at >= max(LOG_EVERY_S, self.interval_s):
-            again = f" ({self.failures} times in a row)" if self.failures > 1 else ""
-            log.error("%s failed%s: %s; retrying every %g s", self.name, again, why, self.interval_s)
-            self._logged_reason, self._logged_at = why, now
-        log.debug("%s failed", self.name, exc_info=exc)
 
 
 def reason(exc: BaseException) -> str:

@@ -33,7 +33,7 @@ from .connection import Connection
 from .durability import DurableWaits
 from .fetch import FetchPlan, FetchWait
 from .lingering_close import close_gently
-from .maintenance import maintain
+from .maintenance import FailureLog, maintain
 
 log = logging.getLogger("logship.broker")
 
@@ -74,6 +74,7 @@ class Server:
         self._open: set[Connection] = set()  # for close(): what to stop reading
         self._stopping = self._cutting = False
         self._linger_s = LINGER_S
+        self._group_failures = FailureLog("group coordinator deadlines", "the next deadlines are still kept")
         broker.on_append = self._wake_fetches
         broker.groups.on_wakeup = self._wake_groups_by
 
@@ -136,10 +137,15 @@ class Server:
     def _tick_groups(self) -> None:
         self._group_timer = None
         groups = self.broker.groups
-        groups.tick()
-        deadline = groups.next_deadline()
-        if deadline is not None:
-            self._wake_groups_by(deadline)
+        try:
+            groups.tick()
+            self._group_failures.succeeded()
+        except Exception as exc:  # noqa: BLE001 - the deadlines after it must still be kept
+            self._group_failures.failed(exc, groups.clock())
+        finally:
+            deadline = groups.next_deadline()
+            if deadline is not None:
+                self._wake_groups_by(deadline)
 
     def _connected(self, conn: Connection) -> None:
         task = asyncio.get_running_loop().create_task(self._serve(conn))
