@@ -103,20 +103,28 @@ class Server:
                     future.set_result(None)
         self.broker.groups.release_held(NotCoordinatorError.code)
         if self._connections:
-            _, late = await asyncio.wait(list(self._connections), timeout=timeout)
+            try:
+                _, late = await asyncio.wait(list(self._connections), timeout=timeout)
+            except asyncio.CancelledError:  # stop at once (a second signal)
+                await self._cut(set(self._connections))
+                raise
             if late:
                 log.warning("shutdown: cutting %d connection(s) not done within %g s (responses not yet "
                             "written, or not read by the client)", len(late), timeout)
-                self._cutting = True
-                for task in late:  # first: aborting a transport in the middle of a sendfile upsets asyncio
-                    task.cancel()
-                await asyncio.wait(late, timeout=1)
-                for conn in list(self._open):
-                    conn.transport.abort()
+                await self._cut(late)
         if self._group_timer is not None:
             self._group_timer.cancel()
         if self._server is not None:
             await self._server.wait_closed()
+
+    async def _cut(self, tasks: set[asyncio.Task]) -> None:
+        """Close these connections now, whatever they still had to send."""
+        self._cutting = True
+        for task in tasks:  # first: aborting a transport in the middle of a sendfile upsets asyncio
+            task.cancel()
+        await asyncio.wait(tasks, timeout=1)
+        for conn in list(self._open):
+            conn.transport.abort()
 
     def _wake_fetches(self, topic: str, partition: int) -> None:
         for future in self._waiters.pop((topic, partition), ()):
