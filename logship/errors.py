@@ -119,6 +119,13 @@ class MessageTooLargeError(LogshipError):
             "or the topic's max.message.bytes")
 
 
+class RecordListTooLargeError(LogshipError):
+    """The batches of one append are larger than the topic's segment.bytes (RECORD_LIST_TOO_LARGE)."""
+
+    code = 18
+    hint = "raise the topic's segment.bytes, or send smaller batches"
+
+
 class InvalidTopicError(LogshipError):
     """The topic name is not valid (INVALID_TOPIC_EXCEPTION)."""
 

@@ -133,6 +133,17 @@ def test_create_partitions_is_bounded_per_request(broker, monkeypatch):
     assert broker.store.topics() == {"t": 5, "u": 1, OFFSETS_TOPIC: 1}
 
 
+def test_create_partitions_never_scans_the_store_per_topic(broker, monkeypatch):
+    broker.store.create_topic("big", 300)
+    scans = []
+    real_topics = Store.topics
+    monkeypatch.setattr(Store, "topics", lambda self: scans.append(1) or real_topics(self))
+    topics = [{"name": f"nope{i}", "count": 2, "assignments": None} for i in range(2000)]
+    results = _create_partitions(broker, 3, topics + [{"name": "t", "count": 3, "assignments": None}])
+    assert results["t"] == (NONE, None) and results["nope7"][0] == UNKNOWN_TOPIC
+    assert scans == [] and broker.store.partition_count("t") == 3 and broker.store.partition_count("nope7") == 0
+
+
 def test_new_partitions_take_records_and_survive_a_reopen(tmp_path):
     broker = open_broker(tmp_path / "data")
     broker.store.create_topic("t", 1)
@@ -168,6 +179,34 @@ def test_delete_records(broker, version):
     assert _delete_records(broker, version, [(0, 1)], topic="nope")[0][0] == UNKNOWN_TOPIC
     assert _delete_records(broker, version, [(0, 0)], topic=OFFSETS_TOPIC)[0][0] == INVALID_TOPIC
     assert broker.store.partition("t", 0).log_start_offset == 4
+
+
+def test_delete_records_on_a_full_disk_is_a_storage_error_and_moves_nothing(tmp_path, monkeypatch):
+    import errno
+    from logship.storage import checkpoint
+    broker = open_broker(tmp_path / "data")
+    broker.store.create_topic("t", 1)
+    broker.store.set_topic_config("t", LogConfig(segment_bytes=200))
+    partition = broker.store.partition("t", 0)
+    for _ in range(5):
+        produce(broker, "t", 0, [1, 2, 3])  # offsets 0-14, a segment per batch
+    segments = len(partition.segments)
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "write_atomic", full)  # the log-start and epoch checkpoints
+    try:
+        assert _delete_records(broker, 2, [(0, 7)]) == {0: (56, -1)}  # KAFKA_STORAGE_ERROR
+        assert partition.log_start_offset == 0 and len(partition.segments) == segments
+        assert _fetch(broker, 0) == (NONE, 0)
+        monkeypatch.undo()
+        assert _delete_records(broker, 2, [(0, 7)]) == {0: (NONE, 7)}
+        broker.store.close()
+        broker = open_broker(tmp_path / "data")
+        assert broker.store.partition("t", 0).log_start_offset == 7
+    finally:
+        broker.store.close()
 
 
 def test_delete_records_refuses_compacted_topics(broker):
@@ -338,9 +377,10 @@ def test_offset_delete(broker, tmp_path):
     _commit(broker, "g", {("t", 0): 5, ("t", 1): 3, ("other", 0): 2})
     member = _join(broker, "g", ["t"])
     assert member
-    code, codes = _offset_delete(broker, "g", {"t": [0], "other": [0], "nope": [0]})
+    code, codes = _offset_delete(broker, "g", {"t": [0, 2], "other": [0, 1, -1], "nope": [0]})
     assert code == NONE
-    assert codes == {("t", 0): GROUP_SUBSCRIBED_TO_TOPIC, ("other", 0): NONE, ("nope", 0): UNKNOWN_TOPIC}
+    assert codes == {("t", 0): GROUP_SUBSCRIBED_TO_TOPIC, ("other", 0): NONE, ("nope", 0): UNKNOWN_TOPIC,
+                     ("t", 2): UNKNOWN_TOPIC, ("other", 1): UNKNOWN_TOPIC, ("other", -1): UNKNOWN_TOPIC}
     assert _offset_fetch(broker, "g") == {("t", 0): 5, ("t", 1): 3}
     assert _offset_delete(broker, "never", {"t": [0]})[0] == GROUP_ID_NOT_FOUND
     assert _offset_delete(broker, "", {"t": [0]})[0] == INVALID_GROUP_ID
@@ -378,3 +418,24 @@ def test_delete_groups_v2_wire_layout():
         {"group_id": "ab", "error_code": 69}]})
     assert response[4:] == struct.pack(">i", 3) + b"\x00" + struct.pack(">i", 0) + b"\x02" + b"\x03ab" \
         + struct.pack(">h", 69) + b"\x00" + b"\x00"
+
+
+def test_groups_with_many_offsets_can_be_deleted(tmp_path):
+    # their tombstones (50 keys of 30 KB: group ids are long) are more than one batch may
+    # hold: several batches, never MESSAGE_TOO_LARGE
+    from logship.broker.groups import CommittedOffset
+    broker = open_broker(tmp_path / "data")
+    broker.store.create_topic("many", 50)
+    g, h = "g" * 30000, "h" * 30000
+    for group in (g, h):
+        for start in range(0, 50, 10):
+            broker.group_offsets.commit(group, [("many", p, CommittedOffset(1)) for p in range(start, start + 10)])
+    broker.store.close()
+    broker = open_broker(tmp_path / "data")
+    try:
+        assert _delete_groups(broker, 2, [g]) == {g: NONE}
+        code, codes = _offset_delete(broker, h, {"many": list(range(50))})
+        assert code == NONE and set(codes.values()) == {NONE}
+        assert _offset_fetch(broker, g) == {} and _offset_fetch(broker, h) == {}
+    finally:
+        broker.store.close()

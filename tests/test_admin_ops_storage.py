@@ -73,7 +73,7 @@ def test_delete_before_is_durable_and_drops_whole_segments(tmp_path):
 
 
 def test_max_timestamp(tmp_path):
-    config = LogConfig(segment_bytes=200)
+    config = LogConfig(segment_bytes=300)
     with Store(tmp_path / "d", config) as store:
         store.create_topic("t", 1)
         partition = store.partition("t", 0)
@@ -89,3 +89,73 @@ def test_max_timestamp(tmp_path):
         assert partition.max_timestamp() == (95, 7)
     with Store(tmp_path / "d", config) as store:
         assert store.partition("t", 0).max_timestamp() == (95, 7)
+
+
+def _brute_max_timestamp(partition):
+    """(offset, timestamp) of the first record with the largest timestamp in [log start, high
+    watermark), by decoding every record; (-1, -1) when there are none."""
+    from logship import records
+    found, offset = [], partition.log_start_offset
+    while offset < partition.high_watermark:
+        piece = partition.read(offset, 1 << 30)
+        if piece is None:
+            break
+        with piece:
+            data = piece.read_bytes()
+        for pos, header in records.iter_batches(data):
+            for record in records.decode_records(data[pos:pos + header.size]):
+                if partition.log_start_offset <= record.offset < partition.high_watermark:
+                    found.append((record.timestamp, record.offset))
+            offset = header.last_offset + 1
+    if not found:
+        return -1, -1
+    top = max(t for t, _ in found)
+    return min(o for t, o in found if t == top), top
+
+
+def test_max_timestamp_matches_every_record_whatever_the_deletes_truncations_and_reopens():
+    """ListOffsets MAX_TIMESTAMP against a brute force over the records, also when the log
+    start falls inside a batch (DeleteRecords), whose maxTimestamp may be a deleted record's."""
+    import tempfile
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from logship.broker.offsets import offset_of_max_timestamp
+    from logship.storage import Partition
+
+    ops = st.lists(st.one_of(
+        st.tuples(st.just("append"), st.lists(st.integers(0, 50), min_size=1, max_size=4)),
+        st.tuples(st.just("delete"), st.floats(0, 1)),
+        st.tuples(st.just("truncate"), st.floats(0, 1)),
+        st.tuples(st.just("reopen"), st.none())), min_size=1, max_size=25)
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(ops, st.sampled_from([200, 400, 1000]), st.sampled_from([0, 100, 4096]))
+    def check(steps, segment_bytes, index_interval_bytes):
+        config = LogConfig(segment_bytes=segment_bytes, index_interval_bytes=index_interval_bytes)
+        with tempfile.TemporaryDirectory() as d:
+            p = Partition("t", 0, d, config)
+            try:
+                for op, arg in steps:
+                    if op == "append":
+                        p.append_batches(_batch_with_timestamps(arg))
+                    elif op == "delete":
+                        p.delete_before(p.log_start_offset + round(arg * (p.high_watermark - p.log_start_offset)))
+                    elif op == "truncate":
+                        p.truncate_to(p.log_start_offset + round(arg * (p.log_end_offset - p.log_start_offset)))
+                    else:
+                        start = p.log_start_offset
+                        p.close()
+                        p = Partition("t", 0, d, config, log_start_offset=start)
+                    assert p.log_start_offset <= p.high_watermark <= p.log_end_offset
+                    assert offset_of_max_timestamp(p) == _brute_max_timestamp(p), steps
+            finally:
+                p.close()
+
+    check()
+
+
+def _batch_with_timestamps(timestamps):
+    from logship import records
+    return records.build_batch([(ts, None, b"x", ()) for ts in timestamps])

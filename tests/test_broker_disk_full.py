@@ -34,7 +34,8 @@ def test_produce_on_a_full_disk_fails_cleanly(start_broker, tiny_disk):
         (outcomes["failed"] if err else outcomes["acked"]).append(msg.value())
 
     producer = Producer({"bootstrap.servers": broker.address, "acks": "all", "linger.ms": 5, "retries": 0,
-                         "message.timeout.ms": 10000, "compression.type": "none"})
+                         "message.timeout.ms": 10000, "compression.type": "none",
+                         "batch.size": 64 << 10})  # batches fit a segment: bigger ones are refused (18)
     for i in range(30_000):  # ~3 MB of records into a 2 MB disk
         while True:
             try:

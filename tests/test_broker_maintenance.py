@@ -19,7 +19,7 @@ def produce(address: str, topic: str, count: int, size: int = 1000) -> list:
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": address, "acks": "all", "linger.ms": 5, "retries": 0,
-                         "compression.type": "none", "message.timeout.ms": 20000})
+                         "compression.type": "none", "message.timeout.ms": 20000, "batch.size": 16384})
     errors = []
     for i in range(count):
         producer.produce(topic, b"%06d-" % i + b"x" * size, on_delivery=lambda err, msg: err and errors.append(err))

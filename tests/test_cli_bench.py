@@ -72,3 +72,24 @@ def test_log_lines_are_sized_and_repeatable():
     assert lines.pop() == b"" and len(lines) == 500
     assert {len(line) for line in lines} == {120}
     assert text == log_lines(500, 120) != log_lines(500, 120, seed=2)
+
+
+def test_bench_latency_reports_percentiles_for_each_load_and_acks():
+    done = bench("--latency", "--rates", "300", "--seconds", "1", "-s", "100")
+    assert done.returncode == 0, done.stderr
+    assert "one record of 100 bytes a request, 1 s a load" in done.stdout
+    lines = {tuple(line.split()[:4]): line.split() for line in done.stdout.splitlines()
+             if re.match(r"(logship client|kcat -P|confluent-kafka)\s", line)}
+    loads = {"logship", "confluent-kafka"} | ({"kcat"} if shutil.which("kcat") else set())
+    assert {key[0] for key in lines} == loads
+    for fields in lines.values():
+        rate_at = 2 if fields[0] in ("logship", "kcat") else 1
+        rate, acks, sent, records, p50, p99, p999, worst = fields[rate_at:rate_at + 8]
+        assert rate == "300" and acks in ("all", "1") and records == "300"
+        assert 0 < float(p50) <= float(p99) <= float(p999) <= float(worst)
+    assert {fields[(2 if fields[0] in ("logship", "kcat") else 1) + 1] for fields in lines.values()} == {"all", "1"}
+
+
+def test_bench_latency_refuses_bad_rates():
+    done = bench("--latency", "--rates", "fast")
+    assert done.returncode == 2 and "--rates" in done.stderr and "Traceback" not in done.stderr

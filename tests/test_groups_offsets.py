@@ -103,3 +103,26 @@ def test_the_server_compacts_the_offsets_topic_on_its_maintenance_interval(tmp_p
 
     before, after = asyncio.run(main())
     assert after < before // 4, (before, after)
+
+
+def test_many_offsets_are_committed_and_deleted_in_batches_under_the_limits(tmp_path):
+    # 6,000 offsets of a long topic name: ~1.4 MB of records, more than one batch may hold
+    # (max.message.bytes) and more than a segment of __consumer_offsets (offsets_segment_bytes)
+    config = BrokerConfig()
+    topic = "t" * 200
+    wanted = {(topic, p): CommittedOffset(p) for p in range(6000)}
+    with Store(tmp_path / "d") as store:
+        offsets = OffsetStore(store, config.offsets_log_config())
+        limits = offsets.partition.config
+        result = offsets.commit("g", [(t, p, c) for (t, p), c in wanted.items()])
+        assert result.log_end_offset == 6000 and offsets.committed("g") == wanted
+        offsets.commit("h", [(topic, 0, CommittedOffset(7))])
+        result = offsets.delete("g", list(wanted), whole_group=True)
+        assert result.log_end_offset == 6001 + 6001 and offsets.committed("g") == {} and "g" not in offsets.groups()
+        for segment in offsets.partition.segments:
+            assert segment.size <= limits.segment_bytes
+            for _, header in records.iter_batches(segment.path.read_bytes()):
+                assert header.size <= limits.max_batch_bytes
+    with Store(tmp_path / "d") as store:
+        offsets = OffsetStore(store, config.offsets_log_config())
+        assert offsets.groups() == ["h"] and offsets.committed("g") == {}

@@ -103,7 +103,7 @@ def test_a_segment_whose_last_records_were_superseded_ends_with_an_empty_batch(s
     partition = store.partition("c", 0)
     append_round(partition, [1], 0)
     append_round(partition, [2], 0)  # segment 0: keys 1 and 2 at offsets 0 and 1
-    append_round(partition, [2], 1, value=b"y" * 2100)  # rolls: segment 1 holds key 2 again
+    append_round(partition, [2], 1, value=b"y" * 1950)  # rolls: segment 1 holds key 2 again
     append_round(partition, [3], 0)  # rolls: the active segment
     store.set_topic_config("c", LogConfig(segment_bytes=64, retention_ms=-1, cleanup_policy="compact"))
     compact(partition, NOW_MS)  # segment_bytes 64: nothing merges

@@ -12,7 +12,7 @@ from logship import records
 from logship.storage import LogConfig, Partition, Store
 from logship.storage.compaction import compact
 from logship.storage.epochs import CURRENT_FILE_NAME, FILE_NAME, LeaderEpochCache
-from storage_batches import copy_unclean, make_batch, read_all
+from storage_batches import copy_unclean, make_batch, read_all, with_offset
 
 SMALL = LogConfig(segment_bytes=600, index_interval_bytes=100, retention_ms=-1)
 
@@ -226,3 +226,75 @@ def test_cache_lookups():
     assert [cache.epoch_for_offset(o) for o in (5, 10, 19, 20, 99)] == [-1, 1, 1, 4, 4]
     assert cache.end_offset_for(0, 30) == (-1, -1)
     assert cache.end_offset_for(3, 30) == (1, 20) and cache.end_offset_for(4, 30) == (4, 30)
+
+
+def test_a_log_start_move_survives_a_failed_epoch_checkpoint_write(tmp_path, monkeypatch):
+    from logship.storage import epochs
+    p = Partition("t", 0, tmp_path / "t-0", SMALL)
+    p.append_replica_batch(make_batch(3, epoch=3))
+    p.append_replica_batch(with_offset(make_batch(3, epoch=5), 3, epoch=None))
+    assert p.epochs.entries == [(3, 0), (5, 3)]
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(epochs, "write_epochs", full)
+    assert p.delete_before(4) >= 0  # the log start is what counts: the epoch file is trimmed on open
+    monkeypatch.undo()
+    assert p.log_start_offset == 4 and p.epochs.entries == [(5, 4)]
+    p.close()
+    p = Partition("t", 0, tmp_path / "t-0", SMALL, log_start_offset=4)
+    try:
+        assert p.epochs.entries == [(5, 4)] and p.leader_epoch == 5
+    finally:
+        p.close()
+
+
+def test_the_leader_epoch_never_moves_back_when_the_log_is_emptied(tmp_path):
+    d = tmp_path / "t-0"
+    p = Partition("t", 0, d)
+    p.append_replica_batch(make_batch(3, epoch=7))
+    assert p.leader_epoch == 7
+    p.delete_before(p.high_watermark)  # the log is empty: its one entry sits at the log end
+    assert p.leader_epoch == 7
+    p.close()
+    for _ in range(2):
+        p = Partition("t", 0, d, log_start_offset=3)
+        assert p.leader_epoch == 7  # loading drops the entry at the log end, not the epoch
+        p.close()
+    p = Partition("t", 0, d, log_start_offset=3)
+    try:
+        p.append_batches(make_batch(1))
+        assert stored_epochs(d)[-1] == (3, 7) and p.epochs.entries == [(7, 3)]
+        p.truncate_to(1)  # below the log start: emptied at once
+        assert p.leader_epoch == 7
+        p.append_replica_batch(with_offset(make_batch(1, epoch=9), 1, epoch=None))
+        p.truncate_to(0)
+        assert p.leader_epoch == 9
+    finally:
+        p.close()
+    p = Partition("t", 0, d)
+    try:
+        assert p.leader_epoch == 9
+    finally:
+        p.close()
+
+
+
+@pytest.mark.parametrize("cut", [2, 3])
+def test_a_cut_in_the_batch_holding_the_log_start_empties_the_log_there(tmp_path, cut):
+    d = tmp_path / "t-0"
+    p = Partition("t", 0, d, SMALL)
+    p.append_batches(make_batch(4))  # one batch, offsets 0-3
+    p.delete_before(2)  # the log start falls inside it
+    p.truncate_to(cut)  # the cut takes the whole batch: the log restarts empty at the cut
+    assert p.log_start_offset == p.high_watermark == p.log_end_offset == cut
+    assert p.read(cut, 1 << 20) is None
+    assert p.append_batches(make_batch(1)).base_offset == cut
+    p.close()
+    p = Partition("t", 0, d, SMALL, log_start_offset=cut)
+    try:
+        assert (p.log_start_offset, p.log_end_offset) == (cut, cut + 1)
+        assert p.leader_epoch == 0
+    finally:
+        p.close()

@@ -12,7 +12,7 @@ import pytest
 
 from logship import records
 from logship.errors import (CorruptRecordError, InvalidRecordError, KafkaStorageError, MessageTooLargeError,
-                            OffsetOutOfRangeError)
+                            OffsetOutOfRangeError, RecordListTooLargeError)
 from logship.storage import LogConfig, Partition
 from logship.storage.segment import Segment
 from storage_batches import make_batch, read_all, with_offset
@@ -129,10 +129,14 @@ def test_segments_roll_by_size_and_are_named_by_base_offset(open_partition):
         assert (p.directory / f"{seg.base_offset:020d}.timeindex").exists()
 
 
-def test_a_batch_bigger_than_a_segment_gets_a_segment_of_its_own(open_partition):
+def test_a_batch_bigger_than_a_segment_is_refused_as_kafka_does(open_partition):
     p = open_partition(segment_bytes=300)
-    fill(p, [1, 20, 1])
-    assert [s.base_offset for s in p.segments] == [0, 1, 21]
+    fill(p, [1])
+    with pytest.raises(RecordListTooLargeError) as caught:
+        fill(p, [20])
+    assert caught.value.code == 18 and "segment.bytes" in str(caught.value)
+    fill(p, [1])
+    assert [s.base_offset for s in p.segments] == [0] and p.log_end_offset == 2
 
 
 def test_segments_roll_by_age(open_partition):

@@ -40,6 +40,11 @@ INVALID_CONFIG, UNKNOWN_TOPIC, INVALID_REQUEST = 40, 3, 42
     ("flush.ms", "1000", "flush_ms", 1000),
     ("index.interval.bytes", "128", "index_interval_bytes", 128),
     ("segment.index.bytes", "4096", "max_index_bytes", 4096),
+    # Kafka's own validators (LogConfig): these are all valid there
+    ("flush.ms", "0", "flush_ms", 0),
+    ("max.message.bytes", "0", "max_batch_bytes", 0),
+    ("segment.index.bytes", "4", "max_index_bytes", 4),
+    ("retention.bytes", "-5", "retention_bytes", -5),
 ])
 def test_kafka_names_map_to_log_config_fields(name, value, field, expected):
     assert getattr(tc.apply(LogConfig(), {name: value}), field) == expected
@@ -58,7 +63,9 @@ def test_kafka_names_map_to_log_config_fields(name, value, field, expected):
     ("message.timestamp.type", "logappendtime", ["message.timestamp.type", "CreateTime", "LogAppendTime"]),
     ("min.cleanable.dirty.ratio", "2", ["min.cleanable.dirty.ratio", "0..1"]),
     ("min.cleanable.dirty.ratio", "nan", ["min.cleanable.dirty.ratio"]),
-    ("max.message.bytes", "10", ["max.message.bytes", "61"]),
+    ("max.message.bytes", "-1", ["max.message.bytes", "0.."]),
+    ("flush.ms", "-1", ["flush.ms"]),
+    ("segment.index.bytes", "3", ["segment.index.bytes", "4.."]),
     ("retention.hours", "1", ["unknown topic config", "retention.hours", "retention.ms"]),
 ])
 def test_bad_names_and_values_are_refused_naming_the_key(name, value, words):
@@ -112,6 +119,47 @@ def test_deleting_a_topic_forgets_its_configs(tmp_path):
     assert "gone" not in (tmp_path / tc.OVERRIDES_FILE).read_text()
 
 
+def test_a_failed_create_leaves_no_configs_for_a_later_create(tmp_path, monkeypatch):
+    """retention.ms=1 from a create that failed must not be inherited by the next create."""
+    import errno
+    from logship.errors import KafkaStorageError
+    with Store(tmp_path) as store:
+        real = Store._partition
+
+        def failing(self, topic, index, *args, **kwargs):
+            if index == 1:
+                raise OSError(errno.EMFILE, "Too many open files")
+            return real(self, topic, index, *args, **kwargs)
+
+        monkeypatch.setattr(Store, "_partition", failing)
+        with pytest.raises(KafkaStorageError):
+            store.create_topic("x", 2, {"retention.ms": "1"})
+        monkeypatch.setattr(Store, "_partition", real)
+        assert "x" not in store.topics() and not (tmp_path / "x-0").exists()
+        assert store.topic_overrides("x") == {} and store.topic_config("x") == store.config
+        store.create_topic("x", 1)
+        assert store.partition("x", 0).config.retention_ms == store.config.retention_ms
+    with Store(tmp_path) as store:
+        assert store.topic_overrides("x") == {} and store.partition("x", 0).config == store.config
+
+
+def test_a_create_replaces_configs_that_a_failed_delete_could_not_forget(tmp_path, monkeypatch):
+    with Store(tmp_path) as store:
+        store.create_topic("y", 1, {"retention.ms": "1"})
+
+        def full(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(tc, "write_overrides", full)
+        store.delete_topic("y")
+        monkeypatch.undo()
+        store.create_topic("y", 1)
+        assert store.topic_overrides("y") == {} and store.partition("y", 0).config == store.config
+    assert "retention" not in (tmp_path / tc.OVERRIDES_FILE).read_text()
+    with Store(tmp_path) as store:
+        assert store.partition("y", 0).config == store.config
+
+
 def test_configs_of_a_topic_that_is_gone_are_dropped_on_open(tmp_path):
     """A crash between writing the configs and creating the partitions leaves an orphan entry."""
     tc.write_overrides(tmp_path, {"ghost": {"retention.ms": "5"}})
@@ -128,6 +176,9 @@ def test_an_unreadable_overrides_file_does_not_stop_the_store(tmp_path):
     (tmp_path / tc.OVERRIDES_FILE).write_text("{not json")
     with Store(tmp_path) as store:
         assert store.partition("t", 0).config == store.config
+        store.create_topic("u", 1, {"segment.ms": "1000"})  # rewrites the file...
+    (kept,) = tmp_path.glob(tc.OVERRIDES_FILE + ".unreadable-*")  # ...but the unreadable one is kept aside
+    assert kept.read_text() == "{not json"
 
 
 def test_refused_configs_change_nothing(tmp_path):
@@ -152,7 +203,7 @@ def test_retention_change_applies_to_a_live_partition(tmp_path):
         store.create_topic("t", 1, {"segment.bytes": "200"})
         partition = store.partition("t", 0)
         for i in range(5):
-            partition.append_batches(make_batch(1, 150, timestamp=int(now[0] * 1000)))
+            partition.append_batches(make_batch(1, 100, timestamp=int(now[0] * 1000)))
         assert len(partition.segments) == 5
         now[0] += 3600
         assert store.enforce_retention() == 0  # seven days by default
@@ -167,7 +218,7 @@ def test_compact_only_topics_are_left_whole_by_retention(tmp_path):
         store.create_topic("c", 1, {"segment.bytes": "200", "retention.ms": "1000", "cleanup.policy": "compact"})
         partition = store.partition("c", 0)
         for _ in range(3):
-            partition.append_batches(make_batch(1, 150, timestamp=int(now[0] * 1000)))
+            partition.append_batches(make_batch(1, 100, timestamp=int(now[0] * 1000)))
         now[0] += 3600
         assert store.enforce_retention() == 0
         store.alter_topic_config("c", {"segment.bytes": "200", "retention.ms": "1000",
@@ -278,7 +329,8 @@ def test_incremental_set_delete_append_subtract(broker):
     assert refused["error_code"] == INVALID_CONFIG and "list" in refused["error_message"]
     assert _incremental(broker, "t", ("retention.ms", 9, "5"))["error_code"] == INVALID_REQUEST
     assert _incremental(broker, "t", ("retention.ms", 0, "5"), ("retention.ms", 1, None))["error_code"] == INVALID_REQUEST
-    assert _incremental(broker, "t", ("retention.ms", 0, None))["error_code"] == INVALID_CONFIG
+    assert _incremental(broker, "t", ("retention.ms", 0, None))["error_code"] == INVALID_REQUEST  # as Kafka
+    assert _incremental(broker, "t", ("cleanup.policy", 2, None))["error_code"] == INVALID_REQUEST
     assert _incremental(broker, "t", ("retention.ms", 1, None))["error_code"] == 0
     assert broker.store.topic_overrides("t") == {"cleanup.policy": "compact"}
 
@@ -335,3 +387,101 @@ def test_produce_reports_the_log_append_time(broker):
         {"name": "lat", "partition_data": [{"index": 0, "records": bytearray(make_batch(2, 10))}]}]}
     (entry,) = broker.handle(ApiKey.PRODUCE, 7, body).body["responses"][0]["partition_responses"]
     assert entry["error_code"] == 0 and before <= entry["log_append_time_ms"] <= int(time.time() * 1000)
+
+
+@pytest.mark.parametrize("name", ["retention.ms", "segment.bytes", "min.cleanable.dirty.ratio"])
+def test_numbers_of_thousands_of_digits_are_invalid_config_not_a_crash(broker, name):
+    # Python refuses int() of over 4300 digits with a ValueError: the handler must answer
+    broker.store.create_topic("t", 1)
+    huge = "9" * 5000
+    body = {"resources": [{"resource_type": 2, "resource_name": "t", "configs": [{"name": name, "value": huge}]}],
+            "validate_only": False}
+    (result,) = broker.handle(ApiKey.ALTER_CONFIGS, 0, body).body["responses"]
+    assert result["error_code"] == INVALID_CONFIG and name in result["error_message"]
+    assert len(result["error_message"]) < 500
+    assert _incremental(broker, "t", (name, 0, huge))["error_code"] == INVALID_CONFIG
+    body = {"topics": [{"name": "u", "num_partitions": 1, "replication_factor": 1, "assignments": [],
+                        "configs": [{"name": name, "value": huge}]}], "timeout_ms": 1000, "validate_only": False}
+    (created,) = broker.handle(ApiKey.CREATE_TOPICS, 3, body).body["topics"]
+    assert created["error_code"] == INVALID_CONFIG and "u" not in broker.store.topics()
+    assert broker.store.topic_overrides("t") == {}
+
+
+def test_flush_ms_zero_syncs_every_append(tmp_path):
+    synced = []
+    with Store(tmp_path, fdatasync=synced.append) as store:
+        store.create_topic("t", 1, {"flush.ms": "0"})
+        partition = store.partition("t", 0)
+        for n in range(3):
+            before = len(synced)
+            partition.append_batches(make_batch(1, 10))
+            assert len(synced) > before and partition.recovery_point == partition.log_end_offset == n + 1
+
+
+def test_batches_larger_than_segment_bytes_are_record_list_too_large(broker):
+    # Kafka refuses an append larger than segment.bytes (RECORD_LIST_TOO_LARGE) rather than
+    # rolling a new segment (two more open files) for every produce
+    broker.store.create_topic("small", 1, {"segment.bytes": "200"})
+    partition = broker.store.partition("small", 0)
+
+    def produce(data):
+        body = {"transactional_id": None, "acks": 1, "timeout_ms": 1000, "topic_data": [
+            {"name": "small", "partition_data": [{"index": 0, "records": bytearray(data)}]}]}
+        (entry,) = broker.handle(ApiKey.PRODUCE, 7, body).body["responses"][0]["partition_responses"]
+        return entry["error_code"]
+
+    big = make_batch(1, 300)
+    for _ in range(5):
+        assert produce(big) == 18
+    assert len(partition.segments) == 1 and partition.log_end_offset == 0
+    assert produce(make_batch(1, 50)) == 0
+    assert produce(make_batch(1, 50) + make_batch(1, 50) + make_batch(1, 50)) == 18  # the whole append counts
+    assert partition.log_end_offset == 1
+
+
+def test_config_requests_are_bounded_deduplicated_and_never_scan_the_store_per_resource(broker, monkeypatch):
+    broker.store.create_topic("t", 1)
+    broker.store.create_topic("big", 300)
+    scans = []
+    real_topics = Store.topics
+    monkeypatch.setattr(Store, "topics", lambda self: scans.append(1) or real_topics(self))
+    body = {"resources": [{"resource_type": 2, "resource_name": "t", "configuration_keys": None}] * 5000,
+            "include_synonyms": True, "include_documentation": True}
+    results = broker.handle(ApiKey.DESCRIBE_CONFIGS, 4, body).body["results"]
+    assert len(results) == 5000 and results[0]["error_code"] == 0 and len(results[0]["configs"]) > 5
+    assert {r["error_code"] for r in results[1:]} == {INVALID_REQUEST}
+    assert all(r["configs"] == [] for r in results[1:])
+    assert "more than once" in results[1]["error_message"] and "more than 1000" in results[1000]["error_message"]
+    assert not results[2]["error_message"] and not results[-1]["error_message"]  # said once: a small response
+    unknown = [{"resource_type": 2, "resource_name": f"nope{i}", "configuration_keys": None} for i in range(3000)]
+    results = broker.handle(ApiKey.DESCRIBE_CONFIGS, 4, {"resources": unknown}).body["results"]
+    assert [r["error_code"] for r in results] == [UNKNOWN_TOPIC] * 1000 + [INVALID_REQUEST] * 2000
+    assert scans == []
+
+    writes = []
+    real_write = tc.write_overrides
+    monkeypatch.setattr(tc, "write_overrides", lambda *a: writes.append(1) or real_write(*a))
+    for name in ("a", "b", "c"):
+        broker.store.create_topic(name, 1)
+    writes.clear()
+    body = {"resources": [{"resource_type": 2, "resource_name": name, "configs": [
+        {"name": "retention.ms", "value": "1000"}]} for name in ("a", "b", "c", "a", "nope", "t")], "validate_only": False}
+    codes = [r["error_code"] for r in broker.handle(ApiKey.ALTER_CONFIGS, 0, body).body["responses"]]
+    assert codes == [INVALID_REQUEST, 0, 0, INVALID_REQUEST, UNKNOWN_TOPIC, 0]  # as Kafka: a repeated one is refused
+    assert len(writes) == 1  # one write of the overrides file for the whole request
+    assert broker.store.topic_overrides("b") == broker.store.topic_overrides("t") == {"retention.ms": "1000"}
+    assert broker.store.topic_overrides("a") == {} and broker.store.partition("t", 0).config.retention_ms == 1000
+    assert scans == []
+
+
+def test_null_values_are_refused_as_kafka_does(broker):
+    broker.store.create_topic("t", 1, {"retention.ms": "1000"})
+    body = {"resources": [{"resource_type": 2, "resource_name": "t", "configs": [
+        {"name": "segment.bytes", "value": "4096"}, {"name": "retention.ms", "value": None}]}], "validate_only": False}
+    (result,) = broker.handle(ApiKey.ALTER_CONFIGS, 0, body).body["responses"]
+    assert result["error_code"] == INVALID_REQUEST and "Null value not supported for : retention.ms" in result["error_message"]
+    assert broker.store.topic_overrides("t") == {"retention.ms": "1000"}
+    body = {"topics": [{"name": "u", "num_partitions": 1, "replication_factor": 1, "assignments": [],
+                        "configs": [{"name": "retention.ms", "value": None}]}], "timeout_ms": 1000, "validate_only": False}
+    (created,) = broker.handle(ApiKey.CREATE_TOPICS, 5, body).body["topics"]
+    assert created["error_code"] == INVALID_CONFIG and "u" not in broker.store.topics()

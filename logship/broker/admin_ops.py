@@ -33,8 +33,8 @@ MAX_NEW_PARTITIONS = 10_000
 def _grow(broker: Broker, topic: dict, validate_only: bool, budget: list[int]) -> None:
     name, total = topic["name"], topic["count"]
     refuse_internal(name)
-    current = broker.store.topics().get(name)
-    if current is None:
+    current = broker.store.partition_count(name)
+    if not current:
         raise UnknownTopicError("the topic does not exist")
     if total <= current:
         raise InvalidPartitionsError(f"the topic has {current} partition{'s' if current != 1 else ''} and the "

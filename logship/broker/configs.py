@@ -6,7 +6,9 @@ A topic config's source is TOPIC_CONFIG when the topic overrides it, STATIC_BROK
 from Kafka's default) and DEFAULT_CONFIG otherwise; synonyms list those in that order, as
 Kafka does. AlterConfigs replaces a topic's overrides with the ones given; IncrementalAlterConfigs
 edits them (SET, DELETE, and APPEND/SUBTRACT on list configs). Each resource succeeds or fails
-as a whole; `validate_only` checks without changing anything. `__consumer_offsets` belongs to
+as a whole, and those that succeed are written with one write of the overrides file;
+`validate_only` checks without changing anything. A request handles at most MAX_RESOURCES
+resources, each once (a repeated one is INVALID_REQUEST, the excess too). `__consumer_offsets` belongs to
 the broker: it can be described, not altered.
 """
 
@@ -28,6 +30,10 @@ TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 1, 4, 5
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 CONFIG_TYPES = {"boolean": 1, "string": 2, "int": 3, "long": 5, "double": 6, "list": 7}
 _KAFKA_DEFAULTS = LogConfig()
+#: At most this many resources are handled per request (the rest are INVALID_REQUEST): each
+#: costs the event loop its work and the response its configs, so a small request may not
+#: ask for thousands.
+MAX_RESOURCES = 1000
 
 
 # ------------------------------------------------------------------ describing
@@ -109,18 +115,48 @@ def _check_broker_name(broker: Broker, name: str) -> None:
 
 def _check_topic(broker: Broker, name: str) -> None:
     validate_topic_name(name)
-    if name not in broker.store.topics():
+    if not broker.store.partition_count(name):
         raise UnknownTopicError(f"unknown topic {name!r}")
+
+
+def _refusals(resources: list[dict], refuse_first_duplicate: bool) -> dict[int, LogshipError]:
+    """{index: error} for the resources of a request that are not handled: beyond the first
+    MAX_RESOURCES, and those repeated (Kafka refuses a resource named twice in an alter
+    request, each time; describing one twice is answered once)."""
+    refused: dict[int, LogshipError] = {}
+    seen: dict[tuple, int] = {}
+    said: set[str] = set()
+
+    def refusal(reason: str) -> LogshipError:  # the reason once: the response stays small
+        error = InvalidRequestError("" if reason in said else reason)
+        said.add(reason)
+        return error
+
+    for i, resource in enumerate(resources):
+        if i >= MAX_RESOURCES:
+            refused[i] = refusal(f"more than {MAX_RESOURCES} resources in one request")
+            continue
+        key = (resource["resource_type"], resource["resource_name"])
+        if key in seen:
+            refused[i] = refusal("a resource appears more than once in the request")
+            if refuse_first_duplicate:
+                refused[seen[key]] = refused[i]
+        else:
+            seen[key] = i
+    return refused
 
 
 def describe_configs(broker: Broker, version: int, body: dict) -> Reply:
     synonyms = body.get("include_synonyms", False)
     documentation = body.get("include_documentation", False)
     results = []
-    for resource in body["resources"]:
+    refused = _refusals(body["resources"], refuse_first_duplicate=False)
+    for i, resource in enumerate(body["resources"]):
         kind, name, keys = resource["resource_type"], resource["resource_name"], resource["configuration_keys"]
         result = {"error_code": 0, "error_message": None, "resource_type": kind, "resource_name": name, "configs": []}
         try:
+            if i in refused:
+                raise refused[i]
             if kind == TOPIC:
                 _check_topic(broker, name)
                 result["configs"] = topic_entries(broker, name, keys, synonyms, documentation)
@@ -177,7 +213,8 @@ def incremental_overrides(current: dict[str, str], effective: LogConfig, configs
     return updated
 
 
-def _alter(broker: Broker, resource: dict, validate_only: bool, incremental: bool) -> None:
+def _alter(broker: Broker, resource: dict, incremental: bool) -> dict[str, str]:
+    """The overrides `resource` asks for, checked (nothing written); raises what refuses it."""
     kind, name = resource["resource_type"], resource["resource_name"]
     if kind == BROKER:
         _check_broker_name(broker, name)
@@ -187,6 +224,9 @@ def _alter(broker: Broker, resource: dict, validate_only: bool, incremental: boo
     _check_topic(broker, name)
     if name == OFFSETS_TOPIC:
         raise InvalidConfigError(f"the configs of {OFFSETS_TOPIC} belong to the broker and cannot be changed")
+    nulls = [c["name"] for c in resource["configs"] if c["value"] is None and c.get("config_operation") != DELETE]
+    if nulls:  # as Kafka's ConfigAdminManager, for AlterConfigs and IncrementalAlterConfigs alike
+        raise InvalidRequestError(f"Null value not supported for : {', '.join(nulls)}")
     if incremental:
         overrides = incremental_overrides(broker.store.topic_overrides(name), broker.store.topic_config(name),
                                           resource["configs"])
@@ -196,21 +236,32 @@ def _alter(broker: Broker, resource: dict, validate_only: bool, incremental: boo
             if config["name"] in overrides:
                 raise InvalidRequestError(f"config {config['name']} appears more than once in one request")
             tc.config_def(config["name"])
-            if config["value"] is not None:
-                overrides[config["name"]] = config["value"]
-    broker.store.alter_topic_config(name, overrides, validate_only=validate_only)
+            overrides[config["name"]] = config["value"]
+    broker.store.alter_topic_config(name, overrides, validate_only=True)
+    return overrides
 
 
 def _alter_all(broker: Broker, body: dict, incremental: bool) -> Reply:
-    responses = []
-    for resource in body["resources"]:
+    """Each resource is checked on its own; those that pass are written together, with one
+    write of the overrides file (its failure fails them all, KAFKA_STORAGE_ERROR)."""
+    responses, changes = [], {}
+    refused = _refusals(body["resources"], refuse_first_duplicate=True)
+    for i, resource in enumerate(body["resources"]):
         entry = {"error_code": 0, "error_message": None, "resource_type": resource["resource_type"],
                  "resource_name": resource["resource_name"]}
         try:
-            _alter(broker, resource, body.get("validate_only", False), incremental)
+            if i in refused:
+                raise refused[i]
+            changes[resource["resource_name"]] = (entry, _alter(broker, resource, incremental))
         except LogshipError as exc:
             entry.update(error_code=error_code(exc), error_message=str(exc))
         responses.append(entry)
+    if changes and not body.get("validate_only", False):
+        try:
+            broker.store.alter_topic_configs({name: overrides for name, (_, overrides) in changes.items()})
+        except LogshipError as exc:
+            for entry, _ in changes.values():
+                entry.update(error_code=error_code(exc), error_message=str(exc))
     return Reply({"throttle_time_ms": 0, "responses": responses})
 
 
@@ -228,8 +279,9 @@ def create_topic_configs(broker: Broker, topic: dict) -> dict[str, str]:
     for config in topic.get("configs") or []:
         if config["name"] in configs:
             raise InvalidRequestError(f"config {config['name']} appears more than once")
-        if config["value"] is not None:
-            configs[config["name"]] = config["value"]
+        if config["value"] is None:  # as Kafka's controller (ReplicationControlManager)
+            raise InvalidConfigError(f"Null value not supported for topic configs: {config['name']}")
+        configs[config["name"]] = config["value"]
     return tc.normalize(configs)
 
 

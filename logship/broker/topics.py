@@ -23,8 +23,8 @@ log = logging.getLogger("logship.broker")
 def _ensure_topic(broker: Broker, name: str, allow_create: bool) -> int:
     """Partition count of `name`, creating it when allowed; raises UnknownTopicError otherwise."""
     validate_topic_name(name)
-    count = broker.store.topics().get(name)
-    if count is not None:
+    count = broker.store.partition_count(name)
+    if count:
         return count
     if not (allow_create and broker.config.auto_create_topics):
         raise UnknownTopicError(f"unknown topic {name!r}")
@@ -104,7 +104,7 @@ def _create_one(broker: Broker, topic: dict, validate_only: bool) -> int:
             f"replication factor {topic['replication_factor']} is larger than the 1 available broker")
     if validate_only:
         topic_config.apply(broker.store.config, configs)
-        if name in broker.store.topics():
+        if broker.store.partition_count(name):
             raise TopicAlreadyExistsError(f"topic {name!r} already exists")
     else:
         broker.store.create_topic(name, partitions, configs)

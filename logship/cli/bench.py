@@ -59,7 +59,13 @@ def log_lines(count: int, size: int, seed: int = 1) -> bytes:
 @click.option("--kcat/--no-kcat", "with_kcat", default=True, show_default=True,
               help="Run kcat side by side (if it is on PATH) and show logship's ratio to it.")
 @click.option("--pipe", is_flag=True, help="Also produce the file through a pipe (`cat FILE | ...`).")
-def bench(brokers, records, size, rounds, acks, compression, with_kcat, pipe) -> int:
+@click.option("--latency", is_flag=True,
+              help="Measure produce-to-consume latency at fixed rates instead (one record a request).")
+@click.option("--rates", default="1000,5000", show_default=True, metavar="N[,N...]",
+              help="With --latency: records (requests) a second.")
+@click.option("--seconds", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
+              help="With --latency: how long each load runs.")
+def bench(brokers, records, size, rounds, acks, compression, with_kcat, pipe, latency, rates, seconds) -> int:
     """Measure `logship produce` and `logship consume` throughput, side by side with kcat.
 
     Writes RECORDS log-like lines of SIZE bytes to a temporary file; runs `logship produce
@@ -70,15 +76,24 @@ def bench(brokers, records, size, rounds, acks, compression, with_kcat, pipe) ->
     and logship's ratio to kcat (above 1: logship is faster), median to median and best to
     best. Every topic written is checked to hold RECORDS records.
 
+    With --latency: for each rate of --rates, records of SIZE bytes are sent one a request
+    (linger 0) for --seconds by logship's client and, if kcat is on PATH, by kcat fed one line at
+    a time; a consumer notes how long after its sending each record was read. Prints p50,
+    p99, p99.9 and the largest latency per load, with the chosen --acks and, when it is all,
+    with acks=1 beside it (the price of waiting for fdatasync).
+
     Without -b it starts a temporary `logship serve` on a free loopback port, its data in
-    a temporary directory that is deleted afterwards. Topics are named bench-TIME-*.
+    a temporary directory that is deleted afterwards. Topics are named bench-TIME-* (latency-TIME-*).
 
     \b
     Examples:
       logship bench
       logship bench -n 200000 --rounds 5 --acks 1 --pipe
       logship bench -b kafka1:9092 --no-kcat
+      logship bench --latency --rates 1000,5000 --seconds 10
     """
+    if latency:
+        return _latency(brokers, rates, seconds, acks, size, with_kcat)
     kcat = shutil.which("kcat") if with_kcat else None
     if with_kcat and kcat is None:
         click.echo("logship: kcat is not on PATH; measuring logship alone", err=True)
@@ -94,6 +109,28 @@ def bench(brokers, records, size, rounds, acks, compression, with_kcat, pipe) ->
     click.echo(f"{records:,} records of {size} bytes, acks={acks}, {compression}, {rounds} rounds, "
                f"wall time per command including start-up")
     click.echo(_table(runs, records, size))
+    return ExitStatus.OK
+
+
+def _latency(brokers, rates: str, seconds: float, acks: str, size: int, with_kcat: bool) -> int:
+    from . import bench_latency
+
+    try:
+        rate_list = [int(r) for r in rates.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{rates!r} is not a list of rates like 1000,5000", param_hint="--rates") from None
+    if not rate_list or min(rate_list) < 1:
+        raise click.BadParameter("rates must be positive", param_hint="--rates")
+    acks_list = [acks] + (["1"] if acks == "all" else [])
+    with tempfile.TemporaryDirectory(prefix="logship-bench-") as tmp:
+        broker = None if brokers else BrokerProcess(Path(tmp) / "data").start()
+        try:
+            rows = bench_latency.measure(brokers or broker.address, rate_list, seconds, acks_list, size, with_kcat)
+        finally:
+            if broker is not None:
+                broker.stop()
+    click.echo(f"produce-to-consume latency, one record of {size} bytes a request, {seconds:g} s a load")
+    click.echo(bench_latency.table(rows))
     return ExitStatus.OK
 
 

@@ -68,19 +68,24 @@ class ConfigEntry:
     sensitive: bool = False
 
 
+def by_leader(meta, topic: str, partitions) -> dict[int, list[int]]:
+    """leader node -> the partitions of `partitions` it leads, per topic metadata `meta`;
+    UnknownTopicError for a partition the topic does not have."""
+    grouped: dict[int, list[int]] = {}
+    for partition in partitions:
+        info = meta.partitions.get(partition)
+        if info is None:
+            raise UnknownTopicError(f"topic {topic!r} has no partition {partition}")
+        grouped.setdefault(info.leader, []).append(partition)
+    return grouped
+
+
 def list_offsets(cluster: Cluster, topic: str, timestamps: dict[int, int],
                  isolation_level: int = 0) -> dict[int, tuple[int, int]]:
     """partition -> (offset, timestamp) for each partition -> timestamp in `timestamps`
     (EARLIEST, LATEST or epoch ms). A time after the last record gives offset -1, as Kafka."""
-    meta = cluster.topic(topic)
-    by_leader: dict[int, list[int]] = {}
-    for partition in timestamps:
-        info = meta.partitions.get(partition)
-        if info is None:
-            raise UnknownTopicError(f"topic {topic!r} has no partition {partition}")
-        by_leader.setdefault(info.leader, []).append(partition)
     result: dict[int, tuple[int, int]] = {}
-    for leader, partitions in by_leader.items():
+    for leader, partitions in by_leader(cluster.topic(topic), topic, timestamps).items():
         body = {"replica_id": -1, "isolation_level": isolation_level, "topics": [
             {"name": topic, "partitions": [{"partition_index": p, "timestamp": timestamps[p]}
                                            for p in partitions]}]}
@@ -266,15 +271,8 @@ class Admin:
         """Delete the records of each partition below its offset (HIGH_WATERMARK: all that is
         there), asking each partition's leader (DeleteRecords); partition -> the new log start.
         OffsetOutOfRangeError beyond the log end; nothing below the log start changes."""
-        meta = self.cluster.topic(topic, refresh=True)
-        by_leader: dict[int, list[int]] = {}
-        for partition in offsets:
-            info = meta.partitions.get(partition)
-            if info is None:
-                raise UnknownTopicError(f"topic {topic!r} has no partition {partition}")
-            by_leader.setdefault(info.leader, []).append(partition)
         result: dict[int, int] = {}
-        for leader, partitions in by_leader.items():
+        for leader, partitions in by_leader(self.cluster.topic(topic, refresh=True), topic, offsets).items():
             body = {"topics": [{"name": topic, "partitions": [{"partition_index": p, "offset": offsets[p]}
                                                               for p in partitions]}],
                     "timeout_ms": self.timeout_ms}
@@ -295,14 +293,8 @@ class Admin:
         from a broker older than Kafka 3.0."""
         meta = self.cluster.topic(topic, refresh=True)
         parts = sorted(meta.partitions) if partitions is None else partitions
-        by_leader: dict[int, list[int]] = {}
-        for partition in parts:
-            info = meta.partitions.get(partition)
-            if info is None:
-                raise UnknownTopicError(f"topic {topic!r} has no partition {partition}")
-            by_leader.setdefault(info.leader, []).append(partition)
         result: dict[int, tuple[int, int]] = {}
-        for leader, partitions_of_leader in by_leader.items():
+        for leader, partitions_of_leader in by_leader(meta, topic, parts).items():
             # its own connection: ListOffsets v7 (flexible) only here, set N's v2 everywhere else
             with self.cluster.open_connection(leader) as conn:
                 if conn.broker_versions.get(ApiKey.LIST_OFFSETS, (0, -1))[1] < MAX_TIMESTAMP_VERSION:

@@ -28,13 +28,16 @@ class LogConfig:
                           open, the open) is older than this.
     retention_ms:         delete segments whose largest timestamp is older than this; -1 = forever.
     retention_bytes:      delete the oldest segments while the partition stays at least this big
-                          without them; -1 = unlimited.
+                          without them; negative (-1) = unlimited, as Kafka (no validator).
     index_interval_bytes: bytes of batches between two sparse index entries.
-    max_index_bytes:      an .index file never grows past this; the segment rolls instead.
-    max_batch_bytes:      largest record batch accepted (Kafka's message.max.bytes, 1 MiB + 12).
+    max_index_bytes:      an .index file never grows past this; the segment rolls instead (at least
+                          4, as Kafka: below one entry every append rolls).
+    max_batch_bytes:      largest record batch accepted (Kafka's message.max.bytes, 1 MiB + 12; 0
+                          refuses every batch, as Kafka allows).
     flush_messages:       fdatasync after this many appended records; None = leave it to the OS
                           (and to explicit flush()/sync_to() calls, e.g. for acks=all).
-    flush_ms:             fdatasync on append when the last sync is older than this; None = never.
+    flush_ms:             fdatasync on append when the last sync is older than this (0: every
+                          append, as Kafka's flush.ms=0); None = never.
     cleanup_policy:       "delete" (retention drops old segments), "compact" (compaction.py keeps
                           the latest record per key; retention leaves the log alone) or
                           "compact,delete" (both).
@@ -84,15 +87,15 @@ class LogConfig:
             raise ConfigError(f"segment_bytes must be in 14..{INT32_MAX}, not {self.segment_bytes}")
         if self.segment_ms < 1:
             raise ConfigError(f"segment_ms must be positive, not {self.segment_ms}")
-        if self.retention_ms < -1 or self.retention_bytes < -1:
-            raise ConfigError("retention_ms and retention_bytes must be >= 0, or -1 for unlimited")
+        if self.retention_ms < -1:
+            raise ConfigError("retention_ms must be >= 0, or -1 to keep forever")
         if self.index_interval_bytes < 0:
             raise ConfigError("index_interval_bytes must be >= 0")
-        if self.max_index_bytes < 12:
-            raise ConfigError("max_index_bytes must hold at least one entry")
-        if self.max_batch_bytes < 61:
-            raise ConfigError("max_batch_bytes must be at least a batch header (61 bytes)")
-        for name in ("flush_messages", "flush_ms"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be positive or None")
+        if self.max_index_bytes < 4:
+            raise ConfigError("max_index_bytes must be at least 4")
+        if self.max_batch_bytes < 0:
+            raise ConfigError("max_batch_bytes must be >= 0")
+        if self.flush_messages is not None and self.flush_messages < 1:
+            raise ConfigError("flush_messages must be positive or None")
+        if self.flush_ms is not None and self.flush_ms < 0:
+            raise ConfigError("flush_ms must be >= 0 (0: sync every append) or None")

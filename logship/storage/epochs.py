@@ -13,9 +13,11 @@ both replaced atomically:
   offset lies in [log_start_offset, log_end_offset]. A file that is missing or unreadable
   while the log holds batches is rebuilt from the batch headers.
 * `leader-epoch` (`read_current_epoch` / `write_current_epoch`): the partition's current
-  leader epoch, the one a leader stamps on every batch it appends. Written only when a
-  coordinator moves it (`Partition.set_leader_epoch`); while absent the current epoch is
-  0 (a single broker's). The current epoch is never below the checkpoint's latest epoch:
+  leader epoch, the one a leader stamps on every batch it appends. Written when a
+  coordinator moves it (`Partition.set_leader_epoch`) and when a replicated batch brings a
+  newer epoch (so emptying the log, which drops the checkpoint's entries, never moves the
+  current epoch back); while absent the current epoch is 0 (a single broker's). The current
+  epoch is never below the checkpoint's latest epoch:
 
       0                      version
       1                      number of entries

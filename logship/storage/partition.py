@@ -14,7 +14,8 @@ active (appended to), `leader-epoch-checkpoint` and, once a coordinator moved it
   its sealed segments may skip offsets inside (records removed, batches emptied or dropped);
 * recovery_point: everything below it has been fdatasynced (the segment files, and the
   directory when files were created or deleted). It only advances after a sync;
-* leader_epoch (0 until set_leader_epoch moves it; never below an epoch in the log) is
+* leader_epoch (0 until set_leader_epoch or a replicated batch moves it; never below an
+  epoch in the log, and never lower than before, even once the log is emptied) is
   stamped on every batch append_batches writes (partitionLeaderEpoch, bytes 12-15, outside
   the CRC like baseOffset); the leader-epoch checkpoint gains an entry when the first batch
   of a new epoch is appended, loses entries with truncate_to, and is trimmed from the front
@@ -26,6 +27,7 @@ sparse index files on disk.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import threading
@@ -34,7 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import CorruptRecordError, InvalidRecordError, KafkaStorageError, OffsetOutOfRangeError
+from ..errors import (CorruptRecordError, InvalidRecordError, KafkaStorageError, OffsetOutOfRangeError,
+                      RecordListTooLargeError)
 from . import reader, retention
 from .append_time import stamp_log_append_time
 from .checkpoint import fsync_dir
@@ -46,6 +49,7 @@ from .recovery import load_segments
 from .segment import LOG_SUFFIX, BatchInfo, Segment, segment_name
 from .validate import validate_batches
 
+log = logging.getLogger("logship.storage")
 _pack_offset = struct.Struct(">q").pack_into  # baseOffset, bytes 0-7 (as records.set_base_offset)
 _pack_epoch = struct.Struct(">i").pack_into   # partitionLeaderEpoch, bytes 12-15
 
@@ -166,7 +170,8 @@ class Partition:
         """Validate, assign offsets to and append one or more whole record batches (leader).
 
         Everything is checked before anything is written (CorruptRecordError,
-        InvalidRecordError, MessageTooLargeError). Each batch gets its offsets and the
+        InvalidRecordError, MessageTooLargeError; RecordListTooLargeError when the batches
+        are larger than segment_bytes, as Kafka). Each batch gets its offsets and the
         current leader_epoch (whatever the producer put there); a bytearray or a writable
         memoryview is modified in place, anything else is copied once. Records are never
         re-encoded. A failed write raises KafkaStorageError and leaves the log as it was.
@@ -185,6 +190,9 @@ class Partition:
     def _append(self, data, assign_offsets: bool) -> AppendResult:
         buf = data if _writable(data) else bytearray(data)
         checked = validate_batches(buf, self.config.max_batch_bytes)
+        if len(buf) > self.config.segment_bytes:  # it could never fit a segment: Kafka refuses it too
+            raise RecordListTooLargeError(f"{len(buf)} bytes of batches are more than the segment.bytes "
+                                          f"({self.config.segment_bytes}) of {self._topic}-{self._index}")
         if assign_offsets and self.config.message_timestamp_type == "LogAppendTime":
             checked = stamp_log_append_time(buf, checked, self._now_ms())
         record_count = len(checked) + sum(batch[2] for batch in checked)
@@ -233,6 +241,9 @@ class Partition:
         latest = self._epochs.latest_epoch
         for batch in batches:
             if batch.leader_epoch > latest:
+                if batch.leader_epoch > self._current_epoch:
+                    # the current epoch never goes back, even once emptying the log drops this entry
+                    self._save_current_epoch(batch.leader_epoch)
                 try:
                     self._epochs.assign(batch.leader_epoch, batch.base_offset)
                 except OSError as exc:
@@ -258,19 +269,22 @@ class Partition:
                                  f"{self.leader_epoch}")
             if epoch == self._current_epoch:
                 return
-            try:
-                write_current_epoch(self.directory, epoch)
-            except OSError as exc:
-                raise KafkaStorageError(f"cannot write the leader epoch in {self.directory}: "
-                                        f"{exc.strerror or exc}") from exc
-            self._current_epoch = epoch
+            self._save_current_epoch(epoch)
+
+    def _save_current_epoch(self, epoch: int) -> None:
+        try:
+            write_current_epoch(self.directory, epoch)
+        except OSError as exc:
+            raise KafkaStorageError(f"cannot write the leader epoch in {self.directory}: "
+                                    f"{exc.strerror or exc}") from exc
+        self._current_epoch = epoch
 
     def _flush_due(self, now_ms: int) -> bool:
         cfg = self.config
         if cfg.flush_messages is None and cfg.flush_ms is None:
             return False
         return bool((cfg.flush_messages and self._unflushed_records >= cfg.flush_messages)
-                    or (cfg.flush_ms and now_ms - self._last_flush_ms >= cfg.flush_ms))
+                    or (cfg.flush_ms is not None and now_ms - self._last_flush_ms >= cfg.flush_ms))
 
     def _maybe_roll(self, nbytes: int, nrecords: int, nbatches: int, now_ms: int) -> Segment:
         segment, cfg = self._segments[-1], self.config
@@ -382,19 +396,14 @@ class Partition:
         """Drop everything at and after `offset` (the tail), durably.
 
         The cut falls at the start of the batch containing `offset`, so a cut inside a batch
-        drops the whole batch. Below log_start_offset the log is emptied and restarts at
-        `offset`.
+        drops the whole batch. Below log_start_offset, or when the cut takes the batch holding
+        log_start_offset, the log is emptied and restarts at `offset` (log start = log end).
         """
         with self._lock:
             if offset >= self._leo:
                 return
             if offset < self._log_start:
-                for segment in self._segments:
-                    segment.delete()
-                self._segments = [Segment(self.directory, offset, self.config.index_interval_bytes, create=True)]
-                self._log_start = self._leo = offset
-                self._log_start_moved = True
-                self._epochs.clear()
+                self._empty_at(offset)
             else:
                 i = reader.segment_at(self._bases, offset)
                 for segment in self._segments[i + 1:]:
@@ -404,8 +413,10 @@ class Partition:
                 self._leo = active.truncate_to(offset)
                 if active.size == 0:
                     active.roll_base_ms = None
+                if self._leo < self._log_start:  # the cut took the batch that holds the log start
+                    self._empty_at(offset)
             self._bases = [segment.base_offset for segment in self._segments]
-            self._hw = min(self._hw, self._leo)
+            self._hw = min(max(self._hw, self._log_start), self._leo)
             self._hw_position = reader.position_of(self._segments, self._bases, self._hw)
             self._epochs.truncate_from_end(self._leo)
             self._commit.lower_to(self._leo)
@@ -424,10 +435,21 @@ class Partition:
                 self._unsynced, self._dir_dirty = [], False
         self._announce_log_start()
 
+    def _empty_at(self, offset: int) -> None:
+        """Drop every segment; the log restarts empty at `offset` (Kafka's truncateFullyAndStartAt)."""
+        for segment in self._segments:
+            segment.delete()
+        self._segments = [Segment(self.directory, offset, self.config.index_interval_bytes, create=True)]
+        self._log_start = self._leo = offset
+        self._log_start_moved = True
+        self._epochs.clear()
+
     def delete_before(self, offset: int) -> int:
         """Advance log_start_offset to `offset`; delete segments entirely below it.
 
         Returns the number of segments deleted. OffsetOutOfRangeError above the high watermark.
+        The new log start is made durable first (on_log_start_change: the Store's checkpoint);
+        if that fails (KafkaStorageError) it is set back and nothing is deleted.
         """
         with self._lock:
             if offset > self._hw:
@@ -435,11 +457,29 @@ class Partition:
                                             f"the high watermark is {self._hw}")
             if offset <= self._log_start:
                 return 0
-            self._log_start, self._log_start_moved = offset, True
-            deleted = self._delete_leading(retention.below_offset(self._segments, offset))
-            self._epochs.truncate_from_start(offset)
+            previous, self._log_start = self._log_start, offset
+        try:
+            self._on_log_start_change(self)
+        except (OSError, KafkaStorageError) as exc:
+            with self._lock:
+                if self._log_start == offset:
+                    self._log_start = previous
+            raise KafkaStorageError(f"cannot record the new log start of {self._topic}-{self._index}: "
+                                    f"{getattr(exc, 'strerror', None) or exc}") from exc
+        with self._lock:
+            deleted = self._delete_leading(retention.below_offset(self._segments, self._log_start))
+            self._trim_epochs()
         self._announce_log_start()
         return deleted
+
+    def _trim_epochs(self) -> None:
+        """Trim the epoch checkpoint to the log start; a failed write only logs (the entries in
+        memory are trimmed, and opening trims the file again from the log-start checkpoint)."""
+        try:
+            self._epochs.truncate_from_start(self._log_start)
+        except OSError as exc:
+            log.warning("cannot trim %s to offset %d (trimmed again on open): %s", self._epochs.path,
+                        self._log_start, exc.strerror or exc)
 
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """Delete segments past retention_ms or beyond retention_bytes; see retention.py."""
@@ -470,7 +510,7 @@ class Partition:
         self._dir_dirty = True
         if self._segments[0].base_offset > self._log_start:
             self._log_start, self._log_start_moved = self._segments[0].base_offset, True
-            self._epochs.truncate_from_start(self._log_start)
+            self._trim_epochs()
         return count
 
     def replace_segments(self, old: list[Segment], cleaned: Path) -> Segment | None:

@@ -11,6 +11,8 @@ import bisect
 import os
 from collections.abc import Sequence
 
+from .. import records
+from ..errors import LogshipError
 from .fileslice import FileSlice
 from .segment import Segment
 
@@ -77,27 +79,50 @@ def offset_for_timestamp(segments: Sequence[Segment], timestamp: int, bound: int
 
 
 def max_timestamp(segments: Sequence[Segment], bound: int, log_start: int) -> tuple[int, int] | None:
-    """(largest batch maxTimestamp, last offset of the first batch carrying it) among the
-    batches that hold offsets in [log_start, bound), or None when none carries a timestamp.
+    """(largest timestamp, last offset of the first batch carrying it) among the records at
+    offsets in [log_start, bound), or None when none carries a timestamp.
 
     Each segment keeps its own largest timestamp and where it is (segment.py); only a segment
-    whose largest timestamp lies outside the range (cut by the log start or the bound) has its
-    batch headers scanned.
+    whose largest timestamp lies outside the range (cut by the log start or the bound), or
+    that holds the log start inside a batch, has its batch headers scanned. A batch holding
+    the log start inside it (after DeleteRecords) is decoded: its maxTimestamp may belong
+    to a record below the log start, which is gone.
     """
     best: tuple[int, int] | None = None
     for segment in segments:
         if segment.next_offset <= log_start or segment.base_offset >= bound or segment.max_timestamp < 0:
             continue
-        if log_start <= segment.offset_of_max_timestamp < bound:
+        cut = segment.base_offset < log_start and _holds_log_start_inside(segment, log_start)
+        if not cut and log_start <= segment.offset_of_max_timestamp < bound:
             found = (segment.max_timestamp, segment.offset_of_max_timestamp)
         else:
             found = None
             for batch in segment.scan():
                 if batch.base_offset >= bound:
                     break
-                if batch.last_offset >= log_start and batch.last_offset < bound and batch.max_timestamp >= 0 \
-                        and (found is None or batch.max_timestamp > found[0]):
-                    found = (batch.max_timestamp, batch.last_offset)
+                if batch.last_offset < log_start or batch.last_offset >= bound or batch.max_timestamp < 0:
+                    continue
+                timestamp = batch.max_timestamp
+                if batch.base_offset < log_start:
+                    timestamp = _max_timestamp_from(segment, batch, log_start)
+                if timestamp >= 0 and (found is None or timestamp > found[0]):
+                    found = (timestamp, batch.last_offset)
         if found is not None and (best is None or found[0] > best[0]):
             best = found
     return best
+
+
+def _holds_log_start_inside(segment: Segment, log_start: int) -> bool:
+    batch = segment.find_batch(log_start)
+    return batch is not None and batch.base_offset < log_start
+
+
+def _max_timestamp_from(segment: Segment, batch, log_start: int) -> int:
+    """The largest timestamp of `batch`'s records at or after log_start (-1 when none); the
+    batch header's when the records cannot be decoded."""
+    try:
+        data = os.pread(segment.fd, batch.size, batch.position)
+        found = [r.timestamp for r in records.decode_records(data) if r.offset >= log_start]
+    except (LogshipError, OSError):
+        return batch.max_timestamp
+    return max(found, default=-1)

@@ -123,8 +123,15 @@ class Store:
         try:
             stored = topic_config.read_overrides(self.data_dir)
         except (ValueError, OSError) as exc:
-            log.warning("ignoring unreadable %s (%s): topics use the default config",
-                        topic_config.OVERRIDES_FILE, exc)
+            # kept aside, so that the next write of the file does not silently drop its configs
+            path = self.data_dir / topic_config.OVERRIDES_FILE
+            aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+            try:
+                os.rename(path, aside)
+            except OSError as rename_exc:
+                aside = f"nowhere ({rename_exc})"
+            log.error("cannot read %s (%s): every topic uses the default config; the file is kept as %s "
+                      "until it is repaired and put back", path, exc, aside)
             return
         for topic, overrides in stored.items():
             try:
@@ -156,6 +163,15 @@ class Store:
                 counts[topic] = max(counts.get(topic, 0), index + 1)
             return counts
 
+    def partition_count(self, name: str) -> int:
+        """How many partitions topic `name` has, 0 when there is no such topic. Costs the
+        topic's partition count, not the store's (partitions are numbered 0..count-1)."""
+        with self._lock:
+            count = 0
+            while (name, count) in self._partitions:
+                count += 1
+            return count
+
     def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> None:
         """Create `name` with `partitions` empty partitions (durably), with `configs` (Kafka's
         topic config names -> values; InvalidConfigError before anything is created)."""
@@ -167,18 +183,39 @@ class Store:
         config = topic_config.apply(self.config, overrides) if overrides else None
         with self._lock:
             self._check_open()
-            if name in self.topics():
+            if self.partition_count(name):
                 raise TopicAlreadyExistsError(f"topic {name!r} already exists")
             try:
-                if overrides:  # first, so that the partitions open with them; an orphan is dropped on open
+                # first (an entry left by an earlier failure is replaced), so that the partitions
+                # open with them; an orphan is dropped on open
+                if overrides or name in self._overrides:
                     self._store_overrides(name, overrides)
-                    self._topic_configs[name] = config
+                    if overrides:
+                        self._topic_configs[name] = config
+                    else:
+                        self._topic_configs.pop(name, None)
                 for index in range(partitions):
                     self._partitions[(name, index)] = self._partition(name, index, 0, 0, clean=True)
                 fsync_dir(self.data_dir)
                 self._write_checkpoints()
-            except OSError as exc:
+            except (OSError, KafkaStorageError) as exc:
+                self._undo_create(name, partitions, bool(overrides))
                 raise KafkaStorageError(f"cannot create topic {name!r} in {self.data_dir}: {exc}") from exc
+
+    def _undo_create(self, name: str, partitions: int, configured: bool) -> None:
+        """Forget what a failed create_topic made: its partitions and its stored configs."""
+        for index in range(partitions):
+            partition = self._partitions.pop((name, index), None)
+            if partition is not None:
+                partition.close()
+                shutil.rmtree(partition.directory, ignore_errors=True)
+        if configured:
+            self._topic_configs.pop(name, None)
+        if name in self._overrides:
+            try:
+                self._store_overrides(name, {})
+            except OSError as exc:  # kept in memory: the next create of the name replaces it
+                log.error("cannot forget the configs of topic %s, whose creation failed: %s", name, exc)
 
     def add_partitions(self, name: str, total: int) -> list[int]:
         """Grow topic `name` to `total` partitions (never fewer); returns the new indexes.
@@ -190,8 +227,8 @@ class Store:
         """
         with self._lock:
             self._check_open()
-            current = self.topics().get(name)
-            if current is None:
+            current = self.partition_count(name)
+            if not current:
                 raise UnknownTopicError(f"unknown topic {name!r}")
             if not isinstance(total, int) or total <= current:
                 raise InvalidPartitionsError(f"topic {name!r} has {current} partition{'s' if current != 1 else ''}; "
@@ -239,11 +276,11 @@ class Store:
                 checkpointed = True
             except OSError:  # a full disk: tried again below, once the space is freed
                 checkpointed = False
-            if self._overrides.pop(name, None) is not None:
-                self._topic_configs.pop(name, None)
+            self._topic_configs.pop(name, None)
+            if name in self._overrides:
                 try:
-                    topic_config.write_overrides(self.data_dir, self._overrides)
-                except OSError as exc:  # the next open drops the entry of a topic that is gone
+                    self._store_overrides(name, {})  # pops the entry only once the file is written
+                except OSError as exc:  # a create of the name replaces it; the next open drops it
                     log.error("cannot forget the configs of deleted topic %s: %s", name, exc)
         for path in moved:
             shutil.rmtree(path, ignore_errors=True)
@@ -288,9 +325,8 @@ class Store:
         """
         with self._lock:
             self._topic_configs[topic] = config
-            for (name, _), partition in self._partitions.items():
-                if name == topic:
-                    partition.config = config
+            for index in range(self.partition_count(topic)):
+                self._partitions[(topic, index)].config = config
 
     def topic_overrides(self, topic: str) -> dict[str, str]:
         """The stored configs of `topic` (Kafka names -> values); {} when it has none."""
@@ -303,21 +339,34 @@ class Store:
 
         Returns the resulting LogConfig. UnknownTopicError, or InvalidConfigError naming the key
         (nothing changed). With `validate_only` only the checks are made."""
-        overrides = topic_config.normalize(overrides)
-        config = topic_config.apply(self.config, overrides)
+        return self.alter_topic_configs({topic: overrides}, validate_only)[topic]
+
+    def alter_topic_configs(self, changes: dict[str, dict[str, str]], validate_only: bool = False
+                            ) -> dict[str, LogConfig]:
+        """alter_topic_config for several topics, with one write of the overrides file: all
+        change or none (the first UnknownTopicError, InvalidConfigError or KafkaStorageError)."""
+        normalized = {topic: topic_config.normalize(overrides) for topic, overrides in changes.items()}
+        configs = {topic: topic_config.apply(self.config, overrides) for topic, overrides in normalized.items()}
         with self._lock:
             self._check_open()
-            if topic not in self.topics():
-                raise UnknownTopicError(f"unknown topic {topic!r}")
+            for topic in changes:
+                if not self.partition_count(topic):
+                    raise UnknownTopicError(f"unknown topic {topic!r}")
             if not validate_only:
+                updated = dict(self._overrides)
+                for topic, overrides in normalized.items():
+                    updated[topic] = overrides
                 try:
-                    self._store_overrides(topic, overrides)
+                    topic_config.write_overrides(self.data_dir, updated)
                 except OSError as exc:
-                    raise KafkaStorageError(f"cannot write the configs of {topic!r}: {exc}") from exc
-                self.set_topic_config(topic, config)
-                if not overrides:
-                    del self._topic_configs[topic]  # the default again, also for a re-created topic
-        return config
+                    raise KafkaStorageError(f"cannot write the configs of {len(changes)} topic(s) in "
+                                            f"{self.data_dir}: {exc}") from exc
+                self._overrides = {topic: overrides for topic, overrides in updated.items() if overrides}
+                for topic, config in configs.items():
+                    self.set_topic_config(topic, config)
+                    if not normalized[topic]:
+                        del self._topic_configs[topic]  # the default again, also for a re-created topic
+        return configs
 
     def _store_overrides(self, topic: str, overrides: dict[str, str]) -> None:
         updated = dict(self._overrides)
@@ -407,7 +456,11 @@ class Store:
         if self._retention_thread != threading.get_ident():
             with self._lock:
                 if not self._closed:
-                    self._write_checkpoints()
+                    try:
+                        self._write_checkpoints()
+                    except OSError as exc:
+                        raise KafkaStorageError(f"cannot write the checkpoints in {self.data_dir}: "
+                                                f"{exc.strerror or exc}") from exc
 
     def _write_checkpoints(self) -> None:
         write_offsets(self.data_dir / RECOVERY_POINT_FILE,

@@ -15,7 +15,9 @@ The overrides of every topic live in one file of the data directory, replaced at
     <data_dir>/topic-config-overrides     JSON:
     {"version": 0, "topics": {"orders": {"retention.ms": "3600000", "cleanup.policy": "compact"}}}
 
-A topic without overrides has no entry. `read_overrides` returns {} when the file is absent.
+A topic without overrides has no entry. `read_overrides` returns {} when the file is absent;
+a file it cannot read is renamed `topic-config-overrides.unreadable-<unix time>` by the Store
+(with an error line), so that the next write does not silently drop what it held.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ LONG_MAX = (1 << 63) - 1
 INT_MAX = (1 << 31) - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DOUBLE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+#: Longest number text parsed: a long has 19 digits; longer text is refused before int() or
+#: float() (Python's int() refuses over 4300 digits with a ValueError, and would cost time).
+MAX_NUMBER_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -81,25 +86,26 @@ TOPIC_CONFIGS: dict[str, ConfigDef] = {d.name: d for d in (
               "fdatasync after this many records (9223372036854775807: leave it to the OS).",
               low=1, high=LONG_MAX, never=True),
     ConfigDef("flush.ms", "flush_ms", "long", "log.flush.interval.ms",
-              "fdatasync when the last sync is older than this (9223372036854775807: never).",
-              low=1, high=LONG_MAX, never=True),
+              "fdatasync when the last sync is older than this (0: every append; 9223372036854775807: never).",
+              low=0, high=LONG_MAX, never=True),
     ConfigDef("index.interval.bytes", "index_interval_bytes", "int", "log.index.interval.bytes",
               "Bytes of batches between two entries of the sparse offset index.", low=0, high=INT_MAX),
     ConfigDef("max.message.bytes", "max_batch_bytes", "int", "message.max.bytes",
-              "Largest record batch a producer may append.", low=61, high=INT_MAX),
+              "Largest record batch a producer may append.", low=0, high=INT_MAX),
     ConfigDef("message.timestamp.type", "message_timestamp_type", "string", "log.message.timestamp.type",
               "CreateTime: keep the producer's timestamps; LogAppendTime: stamp batches with the append time.",
               choices=("CreateTime", "LogAppendTime")),
     ConfigDef("min.cleanable.dirty.ratio", "min_cleanable_dirty_ratio", "double", "log.cleaner.min.cleanable.ratio",
               "Compact once this share of the sealed bytes is not yet compacted.", low=0, high=1),
     ConfigDef("retention.bytes", "retention_bytes", "long", "log.retention.bytes",
-              "Per partition, delete the oldest segments beyond this size (-1: no limit).", low=-1, high=LONG_MAX),
+              "Per partition, delete the oldest segments beyond this size (negative, e.g. -1: no limit).",
+              low=-LONG_MAX - 1, high=LONG_MAX),
     ConfigDef("retention.ms", "retention_ms", "long", "log.retention.ms",
               "Delete segments whose newest record is older than this (-1: keep forever).", low=-1, high=LONG_MAX),
     ConfigDef("segment.bytes", "segment_bytes", "int", "log.segment.bytes",
               "Roll to a new segment at this size.", low=14, high=INT_MAX),
     ConfigDef("segment.index.bytes", "max_index_bytes", "int", "log.index.size.max.bytes",
-              "Largest offset or time index file; the segment rolls instead.", low=12, high=INT_MAX),
+              "Largest offset or time index file; the segment rolls instead.", low=4, high=INT_MAX),
     ConfigDef("segment.ms", "segment_ms", "long", "log.roll.ms",
               "Roll the active segment when its first append is older than this.", low=1, high=LONG_MAX),
 )}
@@ -119,7 +125,8 @@ def parse_value(name: str, text) -> object:
     if text is None:
         raise InvalidConfigError(f"{name} needs a value: {d.allowed()}")
     text = str(text).strip()
-    bad = InvalidConfigError(f"invalid value {text!r} for {name}: expected {d.allowed()}")
+    shown = text if len(text) <= 64 else f"{text[:40]}... ({len(text)} characters)"
+    bad = InvalidConfigError(f"invalid value {shown!r} for {name}: expected {d.allowed()}")
     if d.type == "list":
         items = [item.strip() for item in text.split(",") if item.strip()]
         if not items or any(item not in d.choices for item in items):
@@ -129,9 +136,12 @@ def parse_value(name: str, text) -> object:
         if text not in d.choices:
             raise bad
         return text
-    if not (_DOUBLE if d.type == "double" else _INTEGER).fullmatch(text):
+    if len(text) > MAX_NUMBER_CHARS or not (_DOUBLE if d.type == "double" else _INTEGER).fullmatch(text):
         raise bad
-    value = float(text) if d.type == "double" else int(text, 10)
+    try:
+        value = float(text) if d.type == "double" else int(text, 10)
+    except (ValueError, OverflowError):
+        raise bad from None
     if (d.low is not None and value < d.low) or (d.high is not None and value > d.high):
         raise bad
     if d.never and value == LONG_MAX:

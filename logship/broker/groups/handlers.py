@@ -133,7 +133,7 @@ def offset_delete(broker: Broker, version: int, body: dict) -> Reply:
     """Deletes committed offsets of a group, except for topics its members subscribe to."""
     topics = broker.store.topics()
     wanted = [(t["name"], p["partition_index"]) for t in body["topics"] for p in t["partitions"]
-              if t["name"] in topics]
+              if 0 <= p["partition_index"] < topics.get(t["name"], 0)]  # others: UNKNOWN_TOPIC_OR_PARTITION
     response = {"error_code": 0, "throttle_time_ms": 0, "topics": []}
     reply = Reply(response)
     try:

@@ -101,6 +101,24 @@ def decode_value(value: bytes) -> CommittedOffset:
     raise CorruptRecordError(f"unknown offset value version {version}")
 
 
+#: Most bytes a record adds to a batch beyond its key and value: length, attributes, timestamp
+#: and offset deltas, key and value lengths, header count (varints at their longest).
+_RECORD_OVERHEAD = 5 + 1 + 10 + 5 + 5 + 5 + 5
+
+
+def _batches(entries: list[tuple], limit: int) -> Iterable[tuple[int, bytes]]:
+    """(end, batch) for consecutive runs entries[..end] whose batch is at most `limit` bytes
+    (a record too big on its own gets a batch of its own, which the append refuses)."""
+    start, size = 0, records.HEADER_SIZE
+    for i, (_, key, value, _) in enumerate(entries):
+        grown = _RECORD_OVERHEAD + len(key or b"") + len(value or b"")
+        if i > start and size + grown > limit:
+            yield i, records.build_batch(entries[start:i])
+            start, size = i, records.HEADER_SIZE
+        size += grown
+    yield len(entries), records.build_batch(entries[start:])
+
+
 class OffsetStore:
     """Every group's committed offsets: a table in memory over the `__consumer_offsets` log.
 
@@ -130,29 +148,33 @@ class OffsetStore:
         return int(self._clock() * 1000)
 
     def commit(self, group: str, offsets: Iterable[tuple[str, int, CommittedOffset]]) -> AppendResult | None:
-        """Append one batch holding `offsets` and update the table; None when there are none.
+        """Append records for `offsets` and update the table; None when there are none.
 
-        Raises what Partition.append_batches raises (KafkaStorageError); the table is then
-        unchanged. Durability is the caller's: sync the partition to the result's log end.
+        The records go in batches within the topic's max.message.bytes, in one append when
+        they fit a segment (several otherwise). Raises what Partition.append_batches raises
+        (KafkaStorageError); the table then keeps what earlier appends of the call wrote.
+        Durability is the caller's: sync the partition to the result's log end.
         """
         offsets = list(offsets)
         if not offsets:
             return None
         now = self.now_ms()
-        batch = records.build_batch([(now, encode_key(group, topic, partition), encode_value(committed), ())
-                                     for topic, partition, committed in offsets])
-        result = self.partition.append_batches(bytearray(batch))
-        table = self._groups.setdefault(group, {})
-        for topic, partition, committed in offsets:
-            table[(topic, partition)] = committed
-        return result
+        entries = [(now, encode_key(group, topic, partition), encode_value(committed), ())
+                   for topic, partition, committed in offsets]
+
+        def applied(start: int, end: int) -> None:
+            table = self._groups.setdefault(group, {})
+            for topic, partition, committed in offsets[start:end]:
+                table[(topic, partition)] = committed
+
+        return self._write(entries, applied)
 
     def delete(self, group: str, partitions: Iterable[tuple[str, int]], *, whole_group: bool = False
                ) -> AppendResult | None:
         """Append tombstones (null values) for `partitions` of `group` and drop them from the
         table; with `whole_group` also a tombstone for the group's metadata key (Kafka's
         GroupMetadataKey, version 2), so Kafka's tools reading the topic see the group gone.
-        None when there is nothing to write. Raises and keeps the table like commit().
+        None when there is nothing to write. Batched, raises and keeps the table like commit().
         Durability is the caller's: sync the partition to the result's log end."""
         partitions = list(partitions)
         now = self.now_ms()
@@ -161,12 +183,33 @@ class OffsetStore:
             tombstones.append((now, _INT16.pack(GROUP_KEY_VERSION) + _string(group), None, ()))
         if not tombstones:
             return None
-        result = self.partition.append_batches(bytearray(records.build_batch(tombstones)))
-        table = self._groups.get(group, {})
-        for key in partitions:
-            table.pop(key, None)
-        if not table:
-            self._groups.pop(group, None)
+
+        def applied(start: int, end: int) -> None:
+            table = self._groups.get(group, {})
+            for key in partitions[start:end]:
+                table.pop(key, None)
+            if not table:
+                self._groups.pop(group, None)
+
+        return self._write(tombstones, applied)
+
+    def _write(self, entries: list[tuple], applied: Callable[[int, int], None]) -> AppendResult:
+        """Append records `entries` in batches that each fit the topic's max.message.bytes and
+        segment.bytes, joined into as few appends as fit a segment (one, usually); after each
+        append `applied(start, end)` is told which entries it held. Returns the last append."""
+        config = self.partition.config
+        limit = min(config.max_batch_bytes, config.segment_bytes)
+        result, start, pending, pending_bytes, pending_end = None, 0, [], 0, 0
+        for end, batch in _batches(entries, limit):
+            if pending and pending_bytes + len(batch) > config.segment_bytes:
+                result = self.partition.append_batches(bytearray(b"".join(pending)))
+                applied(start, pending_end)
+                start, pending, pending_bytes = pending_end, [], 0
+            pending.append(batch)
+            pending_bytes += len(batch)
+            pending_end = end
+        result = self.partition.append_batches(bytearray(b"".join(pending)))
+        applied(start, pending_end)
         return result
 
     def _load(self) -> int:
