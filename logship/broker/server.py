@@ -17,6 +17,12 @@ connection holds the descriptors of one response at most. Whatever ends a connec
 one log line, rate-limited per kind and address, never a traceback.
 The group coordinator's deadlines (join and sync phases, sessions) run on one loop timer,
 re-armed whenever the coordinator asks for an earlier wake-up.
+
+Shutdown (`close`) drains: the listener closes, every connection stops reading (the frames
+already received are still handled), long-polling fetches answer at once with what they have,
+held JoinGroup and SyncGroup answer NOT_COORDINATOR, produces waiting for their fdatasync get
+it; each connection closes once its last response is written. Whatever is still unanswered
+when the deadline passes is cut (its connection closed), never left hanging.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import logging
 import socket
 import time
 
-from ..errors import LogshipError, ProtocolError
+from ..errors import LogshipError, NotCoordinatorError, ProtocolError
 from ..protocol import ApiKey, framing
 from .broker import Broker
 from .reply import ClientInfo, Deferred, Reply
@@ -34,6 +40,8 @@ from .admission import Admission
 from .connection import Connection, WriteStalledError
 from .durability import DurableWaits
 from .fetch import FetchPlan, FetchWait
+from .lingering_close import close_gently
+from .maintenance import FailureLog, maintain
 
 log = logging.getLogger("logship.broker")
 
@@ -42,6 +50,7 @@ SENDFILE_MIN_BYTES = 256 << 10  # smaller slices are cheaper as pread + write
 SENDFILE_CHUNK_BYTES = 4 << 20  # each must leave within write.timeout.ms
 SWEEP_INTERVAL_S = 0.25
 FETCH_ENTRY_WEIGHT = 1024  # bytes a partition of a decoded fetch and its response entry take, about
+LINGER_S = 2.0  # while stopping: longest wait for a client to close its side (lingering_close.py)
 
 
 class _SpliceFile:
@@ -74,6 +83,10 @@ class Server:
         self._durable = DurableWaits()
         self._group_timer: asyncio.TimerHandle | None = None
         self._group_timer_at = 0.0
+        self._open: set[Connection] = set()  # for close(): what to stop reading
+        self._stopping = self._cutting = False
+        self._linger_s = LINGER_S
+        self._group_failures = FailureLog("group coordinator deadlines", "the next deadlines are still kept")
         broker.on_append = self._wake_fetches
         broker.groups.on_wakeup = self._wake_groups_by
 
@@ -89,15 +102,32 @@ class Server:
         loop.call_later(SWEEP_INTERVAL_S, self._sweep)
         return host, port
 
-    async def close(self) -> None:
-        if self._group_timer is not None:
-            self._group_timer.cancel()
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting and reading, answer every request already read, close: see the
+        module docstring. Connections not done within `timeout` seconds are cut."""
+        self._stopping = True
+        self._linger_s = min(LINGER_S, timeout / 2)
         if self._server is not None:
             self._server.close()
-        for task in list(self._connections):
-            task.cancel()
+        for conn in list(self._open):
+            conn.eof_received()  # reading stops as at the end of the stream; what was read is answered
+        for waiters in list(self._waiters.values()):
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
+        self.broker.groups.release_held(NotCoordinatorError.code)
         if self._connections:
-            await asyncio.wait(list(self._connections), timeout=5)
+            try:
+                _, late = await asyncio.wait(list(self._connections), timeout=timeout)
+            except asyncio.CancelledError:  # stop at once (a second signal)
+                await self._cut(set(self._connections))
+                raise
+            if late:
+                log.warning("shutdown: cutting %d connection(s) not done within %g s (responses not yet "
+                            "written, or not read by the client)", len(late), timeout)
+                await self._cut(late)
+        if self._group_timer is not None:
+            self._group_timer.cancel()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -110,6 +140,15 @@ class Server:
             self.admission.sweep()
         finally:
             asyncio.get_running_loop().call_later(SWEEP_INTERVAL_S, self._sweep)
+
+    async def _cut(self, tasks: set[asyncio.Task]) -> None:
+        """Close these connections now, whatever they still had to send."""
+        self._cutting = True
+        for task in tasks:  # first: aborting a transport in the middle of a sendfile upsets asyncio
+            task.cancel()
+        await asyncio.wait(tasks, timeout=1)
+        for conn in list(self._open):
+            conn.transport.abort()
 
     def _wake_fetches(self, topic: str, partition: int) -> None:
         for future in self._waiters.pop((topic, partition), ()):
@@ -130,15 +169,24 @@ class Server:
     def _tick_groups(self) -> None:
         self._group_timer = None
         groups = self.broker.groups
-        groups.tick()
-        deadline = groups.next_deadline()
-        if deadline is not None:
-            self._wake_groups_by(deadline)
+        try:
+            groups.tick()
+            self._group_failures.succeeded()
+        except Exception as exc:  # noqa: BLE001 - the deadlines after it must still be kept
+            self._group_failures.failed(exc, groups.clock())
+        finally:
+            deadline = groups.next_deadline()
+            if deadline is not None:
+                self._wake_groups_by(deadline)
 
     def _connected(self, conn: Connection) -> None:
         task = asyncio.get_running_loop().create_task(self._serve(conn))
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
+        self._open.add(conn)
+        task.add_done_callback(lambda _: self._open.discard(conn))
+        if self._stopping:
+            conn.eof_received()
 
     async def _serve(self, conn: Connection) -> None:
         """Read, handle and queue requests until the stream ends; every way out of here closes
@@ -183,6 +231,15 @@ class Server:
                 pass
             except Exception as exc:  # noqa: BLE001
                 self._closing(conn, exc)
+            await self._finish(conn)
+
+    async def _finish(self, conn: Connection) -> None:
+        """Close a connection whose responses are all written; gently while stopping."""
+        if self._cutting:
+            conn.transport.abort()
+        elif self._stopping and not conn.closed:
+            await close_gently(conn.transport, self._linger_s)
+        else:
             conn.transport.close()
 
     def _closing(self, conn: Connection, exc: BaseException) -> None:
@@ -238,6 +295,8 @@ class Server:
         """Wait for a body the group coordinator decides later (it resolves every one by a deadline)."""
         future = asyncio.get_running_loop().create_future()
         deferred.add_done_callback(lambda body: future.done() or future.set_result(body))
+        if self._stopping:  # held after close() released the others
+            self.broker.groups.release_held(NotCoordinatorError.code)
         return respond.parts(await future)
 
     async def _long_poll(self, turn: "_FetchTurn") -> tuple[list, FetchPlan]:
@@ -249,7 +308,7 @@ class Server:
         while True:
             plan = wait.plan(files)
             remaining = deadline - loop.time()
-            if wait.ready(plan) or remaining <= 0:
+            if wait.ready(plan) or remaining <= 0 or self._stopping:
                 try:
                     return turn.respond.parts(plan.body), plan
                 except BaseException:
@@ -361,45 +420,19 @@ async def _write_parts(loop: asyncio.AbstractEventLoop, conn: Connection, parts:
         await conn.drain()
 
 
-async def run(broker: Broker, on_listening) -> None:
-    """Serve until cancelled; `on_listening(host, port)` is called once the socket listens."""
+async def run(broker: Broker, on_listening, stop: asyncio.Event | None = None,
+              shutdown_timeout: float = 10.0) -> None:
+    """Serve until `stop` is set (or until cancelled), then close the server, answering the
+    requests already read within `shutdown_timeout` seconds (Server.close).
+    `on_listening(host, port)` is called once the socket listens."""
     server = Server(broker)
     host, port = await server.start()
     if broker.config.advertised_host is None:
         broker.config.advertised_host = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
     on_listening(host, port)
-    maintenance = asyncio.create_task(_maintain(broker))
+    maintenance = asyncio.create_task(maintain(broker.store, broker.config))
     try:
-        await asyncio.Event().wait()
+        await (stop or asyncio.Event()).wait()
     finally:
         maintenance.cancel()
-        await server.close()
-
-
-async def _maintain(broker: Broker) -> None:
-    """Retention, recovery-point checkpoints and log compaction, each on its interval.
-
-    Compaction runs in a worker thread; it holds a partition's lock only to swap segments."""
-    loop = asyncio.get_running_loop()
-    next_retention = loop.time()
-    next_checkpoint = loop.time() + broker.config.checkpoint_interval_s
-    next_compaction = loop.time() + broker.config.compaction_check_interval_s
-    while True:
-        now = loop.time()
-        if now >= next_retention:
-            deleted = broker.store.enforce_retention()
-            if deleted:
-                log.info("retention deleted %d segment(s)", deleted)
-            next_retention = now + broker.config.retention_check_interval_s
-        if now >= next_checkpoint:
-            await loop.run_in_executor(None, broker.store.checkpoint)
-            next_checkpoint = now + broker.config.checkpoint_interval_s
-        if now >= next_compaction:
-            try:
-                for result in await loop.run_in_executor(None, broker.store.compact):
-                    log.info("compacted %d segment(s) of %d bytes into %d of %d bytes", result.segments_before,
-                             result.bytes_before, result.segments_after, result.bytes_after)
-            except Exception:  # a bug there must not stop retention and checkpoints
-                log.exception("log compaction failed")
-            next_compaction = loop.time() + broker.config.compaction_check_interval_s
-        await asyncio.sleep(max(0.0, min(next_retention, next_checkpoint, next_compaction) - loop.time()))
+        await server.close(shutdown_timeout)

@@ -144,6 +144,10 @@ def delete_topics(broker: Broker, version: int, body: dict) -> Reply:
             results.append({"name": name, "error_code": 0})
         except LogshipError as exc:
             results.append({"name": name, "error_code": error_code(exc)})
+        except Exception as exc:  # noqa: BLE001 - the request is answered whatever happened
+            log.error("deleting topic %s failed: %s: %s", name, type(exc).__name__, exc)
+            log.debug("deleting topic %s failed", name, exc_info=exc)
+            results.append({"name": name, "error_code": -1})
     return Reply({"throttle_time_ms": 0, "responses": results})
 
 

@@ -65,6 +65,14 @@ _BIND_ADVICE = {
               envvar="LOGSHIP_GROUP_MIN_SESSION_TIMEOUT",
               help="Shortest session timeout a group member may ask for (Kafka's group.min.session.timeout.ms; "
                    "$LOGSHIP_GROUP_MIN_SESSION_TIMEOUT).")
+@click.option("--checkpoint-interval", "checkpoint_interval", type=DURATION.within(1, INT32_MAX), default="30s",
+              show_default=True, envvar="LOGSHIP_CHECKPOINT_INTERVAL",
+              help="How often recovery points and log start offsets are written (Kafka's "
+                   "log.flush.offset.checkpoint.interval.ms; $LOGSHIP_CHECKPOINT_INTERVAL).")
+@click.option("--shutdown-timeout", type=DURATION.within(0, INT32_MAX), default="10s", show_default=True,
+              help="On SIGTERM or Ctrl-C, how long to keep answering the requests already received "
+                   "(acks=all produces get their fsync) before closing what is left; a second signal "
+                   "stops at once.")
 @click.option("--retention-check-interval", "retention_check", type=DURATION.within(1, INT32_MAX), default="60s", show_default=True,
               envvar="LOGSHIP_RETENTION_CHECK_INTERVAL",
               help="How often retention deletes old segments (Kafka's log.retention.check.interval.ms; "
@@ -110,11 +118,13 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
           max_message_bytes, no_auto_create, rebalance_delay, min_session_timeout, retention_check,
           per_request, per_topic, per_broker, max_open_files, max_request_bytes, queued_max_request_bytes,
           max_connections, max_connections_per_ip, connections_max_idle, request_timeout, write_timeout,
-          fetch_max_bytes, max_response_files, log_level) -> None:
+          fetch_max_bytes, max_response_files, checkpoint_interval, shutdown_timeout, log_level) -> None:
     """Run the broker: Kafka clients (kcat, librdkafka, kafka-python) produce and consume here.
 
     Prints one line, `logship: listening on HOST:PORT`, to stderr once it accepts
-    connections. SIGTERM or Ctrl-C stops it cleanly, so the next start needs no recovery.
+    connections. SIGTERM or Ctrl-C stops it cleanly, so the next start needs no recovery:
+    it stops reading requests, answers those it has (within --shutdown-timeout), then
+    closes the store.
 
     \b
     Examples:
@@ -124,6 +134,7 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
       logship serve --max-message-bytes 8M
       logship serve --max-partitions-per-topic 20000 --max-broker-partitions 50000 --max-open-files 4000
       logship serve --max-connections-per-ip 200 --connections-max-idle 5m --queued-max-request-bytes 32M
+      logship serve --shutdown-timeout 30s
     """
     from ..broker.broker import Broker
     from ..broker.config import BrokerConfig
@@ -160,6 +171,7 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
                               group_initial_rebalance_delay_ms=max(rebalance_delay, 0),
                               group_min_session_timeout_ms=max(min_session_timeout, 0),
                               retention_check_interval_s=max(retention_check, 10) / 1000,
+                              checkpoint_interval_s=max(checkpoint_interval, 10) / 1000,
                               max_frame_bytes=max_request_bytes,
                               max_partitions_per_request=per_request, max_partitions_per_topic=per_topic,
                               max_broker_partitions=per_broker,
@@ -185,7 +197,7 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
                                   name="logship-load", daemon=True)
         try:
             loader.start()
-            asyncio.run(_serve_until_signalled(Broker(store, config)))
+            asyncio.run(_serve_until_signalled(Broker(store, config), max(shutdown_timeout, 0) / 1000))
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {_hostport(*listen)}: {_bind_reason(exc)}") from None
         finally:
@@ -254,18 +266,29 @@ def _bind_reason(exc: OSError) -> str:
     return _BIND_ADVICE.get(exc.errno) or (exc.strerror or str(exc)).lower()
 
 
-async def _serve_until_signalled(broker) -> None:
+async def _serve_until_signalled(broker, shutdown_timeout_s: float) -> None:
+    """Serve until SIGTERM or SIGINT, then drain (server.run); a second signal stops at once."""
     from ..broker.server import run
 
+    log = logging.getLogger("logship.broker")
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
+    stop = asyncio.Event()
+
+    def signalled() -> None:
+        if stop.is_set():
+            main.cancel()
+            return
+        log.info("shutting down: answering the requests already received (at most %g s)", shutdown_timeout_s)
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, main.cancel)
+        loop.add_signal_handler(signum, signalled)
 
     def listening(host: str, port: int) -> None:
         click.echo(f"logship: listening on {host}:{port}", err=True)
 
     try:
-        await run(broker, listening)
+        await run(broker, listening, stop, shutdown_timeout_s)
     except asyncio.CancelledError:
-        logging.getLogger("logship.broker").info("shutting down")
+        log.info("shutting down at once")

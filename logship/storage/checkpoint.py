@@ -1,7 +1,8 @@
 """Small text files replaced atomically, in Apache Kafka's checkpoint formats.
 
 Atomic replace: write `<name>.tmp`, fsync it, rename it over `<name>`, fsync the directory.
-A reader therefore sees the old file or the new one, never a mix, even after a power cut.
+A reader therefore sees the old file or the new one, never a mix, even after a power cut. A
+write that fails (a full disk) removes its `.tmp` and leaves the old file as it was.
 
 Offset checkpoints (`recovery-point-offset-checkpoint`, `log-start-offset-checkpoint`):
 
@@ -47,14 +48,18 @@ def write_atomic(path: str | os.PathLike, text: str, durable: bool = True) -> No
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        data = text.encode()
-        while data:
-            data = data[os.write(fd, data):]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            data = text.encode()
+            while data:
+                data = data[os.write(fd, data):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk gets its space back; the old file stays as it was
+        raise
     if durable:
         fsync_dir(path.parent)
 

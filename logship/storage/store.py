@@ -39,8 +39,11 @@ marker (or the one an older version touched) means every partition is clean. An 
 marker counts as absent. Open descriptors are bounded by the Store's FileCache
 (filecache.py, `max_open_files`), shared by all partitions.
 
-Topic deletion renames each partition directory `<topic>-<p>.<uuid>-delete`, fsyncs the data
-directory, then removes it (leftovers of a crash are removed on the next open).
+Topic deletion renames each partition directory `<topic>-<p>.<uuid>-delete` (the topic cut short to
+fit NAME_MAX, names.py), fsyncs the data directory, then removes it (leftovers of a crash are
+removed on the next open). It needs no free space: a checkpoint or overrides write that fails
+is logged and left to the next checkpoint (open ignores entries of topics that are gone), and
+a directory that cannot be renamed is removed where it is.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ from .checkpoint import MalformedCheckpoint, fsync_dir, read_offsets, write_offs
 from .compaction import CompactionResult
 from .config import LogConfig
 from .filecache import DEFAULT_CAPACITY, FileCache
-from .names import DELETE_SUFFIX, parse_partition_dir, partition_dir_name, validate_topic_name
+from .names import (DELETE_SUFFIX, check_partition_count, delete_dir_name, parse_partition_dir, partition_dir_name,
+                    validate_topic_name)
 from .partition import Partition
 from .slots import PartitionSlot, read_marker, stored_leader_epoch
 
@@ -250,6 +254,7 @@ class Store:
         validate_topic_name(name)
         if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
             raise InvalidPartitionsError(f"a topic needs at least one partition, not {partitions}")
+        check_partition_count(name, partitions)
         overrides = topic_config.normalize(configs or {})
         config = topic_config.apply(self.config, overrides) if overrides else None
         with self._lock:
@@ -311,6 +316,7 @@ class Store:
             if isinstance(total, bool) or not isinstance(total, int) or total <= current:
                 raise InvalidPartitionsError(f"topic {name!r} has {current} partition{'s' if current != 1 else ''}; "
                                              f"the new count must be larger, not {total}")
+            check_partition_count(name, total)
             added = list(range(current, total))
             try:
                 self._make_partition_dir(name, added[-1])
@@ -332,7 +338,9 @@ class Store:
             return added
 
     def delete_topic(self, name: str) -> None:
-        """Remove the topic and its data."""
+        """Remove the topic and its data, freeing its space even on a full disk.
+
+        KafkaStorageError only when a partition directory could be neither renamed nor removed."""
         with self._lock:
             self._check_open()
             count = self._counts.pop(name, None)
@@ -344,16 +352,24 @@ class Store:
                 with slot.lock:  # waits for a load in progress
                     slot.gone = True
                     if slot.partition is not None:
-                        slot.partition.close()
+                        try:
+                            slot.partition.close()
+                        except (OSError, LogshipError) as exc:  # its data is going anyway
+                            log.warning("closing %s-%d for deletion: %s", name, index, exc)
                 directory = self.data_dir / partition_dir_name(name, index)
-                target = directory.with_name(f"{directory.name}.{uuid.uuid4().hex}{DELETE_SUFFIX}")
-                try:
-                    os.rename(directory, target)
-                except FileNotFoundError:  # never used since a crash lost it
+                if not directory.exists():  # never used since a crash lost it
                     continue
-                moved.append(target)
-            fsync_dir(self.data_dir)
-            self._write_checkpoints()
+                moved.append(self._doom(directory, delete_dir_name(name, index, uuid.uuid4().hex)))
+            try:
+                fsync_dir(self.data_dir)
+            except OSError as exc:
+                log.error("cannot fsync %s after renaming the partitions of %s: %s", self.data_dir, name,
+                          exc.strerror or exc)
+            try:
+                self._write_checkpoints()
+                checkpointed = True
+            except OSError:  # a full disk: tried again below, once the space is freed
+                checkpointed = False
             self._topic_configs.pop(name, None)
             if name in self._overrides:
                 try:
@@ -362,6 +378,34 @@ class Store:
                     log.error("cannot forget the configs of deleted topic %s: %s", name, exc)
         for path in moved:
             shutil.rmtree(path, ignore_errors=True)
+        if not checkpointed:  # with the space just freed
+            with self._lock:
+                if not self._closed:
+                    self._try_write_checkpoints(f"deleting topic {name}")
+        left = [str(path) for path in moved if path.exists()]
+        if left:
+            raise KafkaStorageError(f"topic {name!r} is deleted, but {', '.join(left)} could not be removed")
+
+    def _doom(self, directory: Path, doomed_name: str) -> Path:
+        """Rename a partition directory for deletion; where it is when that fails."""
+        target = directory.with_name(doomed_name)
+        try:
+            os.rename(directory, target)
+        except OSError as exc:  # removed in place: a crash part-way may leave a partial partition
+            log.error("cannot rename %s to %s (%s): removing it in place", directory, target.name,
+                      exc.strerror or exc)
+            return directory
+        return target
+
+    def _try_write_checkpoints(self, doing: str) -> bool:
+        """Write the checkpoints; on failure log it (the next checkpoint retries) and return False."""
+        try:
+            self._write_checkpoints()
+            return True
+        except OSError as exc:
+            log.error("%s: cannot write the checkpoints in %s (%s); the next checkpoint writes them",
+                      doing, self.data_dir, exc.strerror or exc)
+            return False
 
     def topic_config(self, topic: str) -> LogConfig:
         """The LogConfig of `topic`: its override, else the Store's default."""
@@ -486,7 +530,11 @@ class Store:
             finally:
                 self._retention_thread: int | None = None  # log-start checkpoint waits for its end
             if deleted:
-                self._write_checkpoints()
+                try:
+                    self._write_checkpoints()
+                except OSError as exc:  # the space is freed all the same; the next checkpoint writes it
+                    raise KafkaStorageError(f"deleted {deleted} segment(s), but cannot write the checkpoints "
+                                            f"in {self.data_dir}: {exc.strerror or exc}") from exc
         return deleted
 
     def compact(self, now_ms: int | None = None, force: bool = False) -> list[CompactionResult]:
@@ -553,15 +601,21 @@ class Store:
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Flush, checkpoint, mark the shutdown clean (unless a sync failed) and unlock.
+        """Flush, checkpoint, mark the shutdown clean (unless a sync or a checkpoint failed)
+        and unlock. Never raises for a full disk: without the mark, the next open recovers.
 
         Waits for a compaction pass that is running to finish."""
         with self._compaction_lock, self._lock:
             if self._closed:
                 return
             try:
-                self.checkpoint()
-                healthy = not any(p.offline for p in self._loaded())
+                try:
+                    self.checkpoint()
+                    healthy = not any(p.offline for p in self._loaded())
+                except OSError as exc:
+                    log.error("cannot write the checkpoints in %s (%s): the next start recovers every partition",
+                              self.data_dir, exc.strerror or exc)
+                    healthy = False
                 for slot in self._slots.values():
                     with slot.lock:  # waits for a load in progress
                         slot.gone = True
@@ -570,7 +624,11 @@ class Store:
                 if healthy:
                     unrecovered = {key: slot.recovery_point for key, slot in self._slots.items()
                                    if slot.partition is None and not slot.clean}
-                    write_offsets(self.data_dir / CLEAN_SHUTDOWN_FILE, unrecovered)  # fsynced, with the directory
+                    try:
+                        write_offsets(self.data_dir / CLEAN_SHUTDOWN_FILE, unrecovered)  # fsynced, with the directory
+                    except OSError as exc:
+                        log.error("cannot mark %s as closed cleanly (%s): the next start recovers every "
+                                  "partition", self.data_dir, exc.strerror or exc)
             finally:
                 self._closed = True
                 self.files.close_all()

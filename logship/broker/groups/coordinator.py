@@ -102,6 +102,16 @@ class GroupCoordinator:
         if earliest:
             self.on_wakeup(when)
 
+    def release_held(self, code: int) -> None:
+        """Answer every held JoinGroup and SyncGroup with error `code` now (the broker is
+        stopping; Kafka answers NOT_COORDINATOR when it unloads a group). Members rejoin."""
+        for group in self._groups.values():
+            for member in group.members.values():
+                if member.joining is not None:
+                    member.joining.resolve(join_response(code, member.member_id))
+                if member.syncing is not None:
+                    member.syncing.resolve(sync_response(code))
+
     # ------------------------------------------------------------------ JoinGroup
 
     def join(self, group_id: str, member_id: str, client: ClientInfo, session_timeout_ms: int,

@@ -1,0 +1,57 @@
+"""Closing a connection without losing the responses already written ("lingering close").
+
+Closing a TCP socket that still has unread bytes from the client makes the kernel reset the
+connection; a client that is writing its next request then gets ECONNRESET and may drop the
+responses it had not read yet, and so does a client that reads the end of the stream in the
+same read as its last responses (kafka-python 3.0 drops those): records stored and answered
+then count as failed, and a retry duplicates them. So, when the broker stops, after the last
+response: read and drop whatever the client still sends; give it SETTLE_S to read what it was
+sent; then send FIN and keep dropping until it closes its side (it does once it has read up
+to our FIN) or `timeout` passes; then close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+SETTLE_S = 0.5
+
+class _Discard(asyncio.Protocol):
+    """Drops what arrives; `done` once the client closes its side or the connection is gone."""
+
+    def __init__(self, done: asyncio.Future):
+        self.done = done
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        self._finish()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def close_gently(transport: asyncio.Transport, timeout: float) -> None:
+    """Drop what the client sends, FIN after SETTLE_S, wait until the client closes or
+    `timeout` seconds pass, then close `transport` (see the module docstring)."""
+    if transport.is_closing():
+        return
+    done = asyncio.get_running_loop().create_future()
+    transport.set_protocol(_Discard(done))
+    try:
+        transport.resume_reading()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(done), min(SETTLE_S, timeout))
+        if not done.done() and transport.can_write_eof():
+            transport.write_eof()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done, timeout)
+    finally:
+        transport.close()
