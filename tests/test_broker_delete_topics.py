@@ -38,7 +38,7 @@ def delete_topics(address: str, *names: str) -> dict:
 def test_delete_topics_on_a_full_disk_answers_and_frees_the_space(start_broker, tmp_path):
     with tmpfs(tmp_path / "tiny", "4m") as disk:
         data = disk / "data"
-        broker = start_broker("--segment-bytes", "256K", data_dir=data)
+        broker = start_broker("--segment-bytes", "1M", data_dir=data)
         create_topic(broker.address, "big", 2)
         produce("confluent", broker.address, "big", dataset("big", 20_000))  # ~1.4 MB over two partitions
         produce("confluent", broker.address, "kept", dataset("kept", 100))
