@@ -297,7 +297,7 @@ def test_versions_are_negotiated_and_capped_at_set_n():
 
     fake = FakeBroker(serve)
     with Connection("127.0.0.1", fake.port) as conn:
-        assert conn.versions[ApiKey.PRODUCE] == 7 and conn.versions[ApiKey.FETCH] == 10
+        assert conn.versions[ApiKey.PRODUCE] == 8 and conn.versions[ApiKey.FETCH] == 10
         assert conn.versions[ApiKey.LIST_OFFSETS] == 2 and conn.versions[ApiKey.METADATA] == 4
         assert conn.versions[ApiKey.CREATE_TOPICS] == 5 and conn.versions[ApiKey.DELETE_TOPICS] == 3  # KIP-464
         assert conn.versions[ApiKey.INIT_PRODUCER_ID] == 0
