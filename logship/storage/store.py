@@ -138,7 +138,11 @@ class Store:
             for topic in orphans:
                 del self._overrides[topic]
                 self._topic_configs.pop(topic, None)
-            topic_config.write_overrides(self.data_dir, self._overrides)
+            try:
+                topic_config.write_overrides(self.data_dir, self._overrides)
+            except OSError as exc:  # the next successful write drops them; they are gone from memory
+                log.warning("cannot rewrite %s without them (%s); the next write of the file will",
+                            topic_config.OVERRIDES_FILE, exc.strerror or exc)
         marker.unlink(missing_ok=True)
         fsync_dir(self.data_dir)
 
