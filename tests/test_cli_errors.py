@@ -526,3 +526,20 @@ def test_the_readme_jq_pipeline_delivers_while_it_runs(broker):
         except ProcessLookupError:
             pass
         running.wait(20)
+
+
+def test_the_file_cache_fits_the_descriptor_limit_by_default():
+    """Connections and fetch responses take a fifth of RLIMIT_NOFILE each; the segment-file
+    cache at most two fifths, so that the three never add up past the limit."""
+    import resource
+
+    from logship.broker.limits import Limits
+    from logship.cli.serve import _default_open_files
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+        limits = Limits.defaults_for()
+        assert limits.max_connections + limits.max_response_files + _default_open_files() <= 1024
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

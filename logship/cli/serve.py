@@ -85,9 +85,10 @@ _BIND_ADVICE = {
 @click.option("--max-broker-partitions", "per_broker", type=click.IntRange(min=1), default=20_000,
               show_default=True, help="Partitions this broker may hold in all (Kafka's max.broker.partitions, "
                                       "KIP-578).")
-@click.option("--max-open-files", type=click.IntRange(min=16), default=1000, show_default=True,
+@click.option("--max-open-files", type=click.IntRange(min=16), default=None,
               help="Segment and index files kept open at once, over all partitions (a cache: the least "
-                   "recently used are closed and reopened when needed).")
+                   "recently used are closed and reopened when needed; default 1000, at most two fifths "
+                   "of the descriptor limit, which connections and fetch responses share).")
 @click.option("--max-request-bytes", type=SIZE, default=None,
               help="Largest request frame, refused on its length prefix (Kafka's socket.request.max.bytes; "
                    "default 100M, or --max-message-bytes plus 1M if that is more).")
@@ -179,7 +180,7 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
                                              max_connections_per_ip, connections_max_idle, request_timeout,
                                              write_timeout, fetch_max_bytes, max_response_files))
     try:
-        store = Store(os.path.abspath(data_dir), log_config, max_open_files=max_open_files)
+        store = Store(os.path.abspath(data_dir), log_config, max_open_files=max_open_files or _default_open_files())
     except OSError as exc:
         raise click.ClickException(f"cannot use data directory {data_dir}: {_os_reason(exc, data_dir)}") from None
     with store:
@@ -203,6 +204,15 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
         finally:
             stop_loading.set()
             loader.join()
+
+
+def _default_open_files() -> int:
+    """1000, or two fifths of the descriptor limit if that is less: connections and fetch
+    responses get a fifth each (Limits.defaults_for), so that the three together fit in it."""
+    import resource
+
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1000 if nofile <= 0 else max(16, min(1000, nofile * 2 // 5))
 
 
 def _limits(limits, queued_max_request_bytes, max_connections, max_connections_per_ip, connections_max_idle,
