@@ -162,3 +162,39 @@ def test_small_slices_hold_no_descriptor(tmp_path):
     assert all(piece.fd == -1 and piece.read_bytes().count(b"small") == 3 for piece in pieces)
     assert pieces[0].position == 0 and pieces[0].length == reopened.segments[0].size
     reopened.close()
+
+
+def test_descriptors_used_up_during_a_sync_do_not_take_the_partition_offline(tmp_path):
+    """Reopening an evicted segment inside a sync fails while every descriptor is taken (EMFILE):
+    that sync fails (KafkaStorageError, retriable), nothing is lost, and once descriptors are
+    free again the partition appends and syncs as before; only a failed fdatasync is for good."""
+    import os
+    import time
+
+    from logship.errors import KafkaStorageError
+    from logship.records import build_batch_values
+    from logship.storage import Store
+
+    with Store(tmp_path, max_open_files=16) as store:
+        store.create_topic("a", 1)
+        store.create_topic("b", 8)
+        first = store.partition("a", 0)
+        first.append_batches(build_batch_values([b"x"], int(time.time() * 1000)))  # not synced yet
+        for p in range(8):  # evicts a's files from the cache
+            store.partition("b", p).append_batches(build_batch_values([b"y"], int(time.time() * 1000)))
+        hog = []
+        try:
+            while True:
+                hog.append(os.open("/dev/null", os.O_RDONLY))
+        except OSError:
+            pass
+        try:
+            with pytest.raises(KafkaStorageError):
+                first.flush()
+        finally:
+            for fd in hog:
+                os.close(fd)
+        assert not first.offline
+        first.append_batches(build_batch_values([b"z"], int(time.time() * 1000)))
+        first.flush()
+        assert first.recovery_point == first.log_end_offset == 2

@@ -21,6 +21,12 @@ from collections.abc import Callable
 from ..errors import KafkaStorageError
 
 
+class SyncNotStarted(KafkaStorageError):
+    """A sync that could not begin (opening a file it needed failed, e.g. EMFILE): nothing was
+    lost, so the object does not turn failed; the caller gets the error and the next sync tries
+    again."""
+
+
 class GroupCommit:
     def __init__(self, sync: Callable[[], int], durable_offset: int = 0):
         self._sync = sync
@@ -60,13 +66,17 @@ class GroupCommit:
         with self._cond:
             self._running = False
             self.syncs += 1
-            if failure is not None:
+            if isinstance(failure, SyncNotStarted):
+                pass
+            elif failure is not None:
                 self.failure = failure
             else:
                 if self._cut_during_sync is not None:  # what it covered above the cut is gone
                     covered = min(covered, self._cut_during_sync)
                 self._durable = max(self._durable, covered)
             self._cond.notify_all()
+        if isinstance(failure, SyncNotStarted):
+            raise failure
         self._check()
 
     def lower_to(self, offset: int) -> None:

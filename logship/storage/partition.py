@@ -28,6 +28,7 @@ sparse index files on disk.
 from __future__ import annotations
 
 import logging
+import errno
 import os
 import struct
 import threading
@@ -45,7 +46,7 @@ from .config import INT32_MAX, LogConfig
 from .epochs import open_epoch_cache, read_current_epoch, write_current_epoch
 from .filecache import SHARED_FILES, FileCache
 from .fileslice import INLINE_BYTES, FileSlice
-from .groupcommit import GroupCommit
+from .groupcommit import GroupCommit, SyncNotStarted
 from .recovery import load_segments
 from .segment import LOG_SUFFIX, BatchInfo, Segment, segment_name
 from .validate import validate_batches
@@ -339,9 +340,20 @@ class Partition:
         self._commit.sync_to(min(offset, self._leo))
 
     def _sync_once(self) -> int:
+        """One group-commit round. Failing to open a file (descriptors used up: EMFILE, ENFILE)
+        is SyncNotStarted, which leaves the partition online and its sync to the next round;
+        a failed fdatasync is for good (groupcommit.py)."""
         with self._lock:
             target = self._leo
-            fds = [segment.acquire() for segment in self._unsynced]
+            fds = []
+            try:
+                for segment in self._unsynced:
+                    fds.append(segment.acquire())
+            except OSError as exc:
+                for shared in fds:
+                    shared.release()
+                raise SyncNotStarted(f"cannot open the files of {self._topic}-{self._index} to sync them: "
+                                     f"{exc.strerror or exc}") from exc
             self._unsynced = []
             dir_dirty, self._dir_dirty = self._dir_dirty, False
             epochs_dirty = self._epochs.dirty
@@ -349,13 +361,21 @@ class Partition:
         try:
             for shared in fds:
                 self._fdatasync(shared.fd)
+        finally:
+            for shared in fds:
+                shared.release()
+        try:
             if epochs_dirty:
                 self._epochs.sync()  # fsyncs the directory too
             elif dir_dirty:
                 fsync_dir(self.directory)
-        finally:
-            for shared in fds:
-                shared.release()
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            with self._lock:  # the segments are synced; the rest goes with the next round
+                self._dir_dirty = self._dir_dirty or dir_dirty
+                self._epochs.dirty = self._epochs.dirty or epochs_dirty
+            raise SyncNotStarted(f"cannot open {self.directory} to sync it: {exc.strerror or exc}") from exc
         return target
 
     # ------------------------------------------------------------------ reads
