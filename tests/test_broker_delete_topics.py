@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -128,6 +129,42 @@ def test_a_partition_directory_that_cannot_be_renamed_is_removed_in_place(tmp_pa
         monkeypatch.undo()
         assert store.topics() == {}
         assert [p.name for p in (tmp_path / "store").iterdir() if p.is_dir()] == []
+
+
+def test_an_in_place_delete_removes_the_directory_under_the_stores_lock(tmp_path, monkeypatch):
+    """When the rename fails, the directory is removed where it is while the store's lock is held,
+    so that a create of the same name (which takes the lock) can never see the old data or have
+    its new directory removed afterwards."""
+    import errno
+    import shutil
+
+    from logship.storage import store as store_module
+
+    with Store(tmp_path / "store") as store:
+        store.create_topic("t", 1)
+        store.partition("t", 0).append_batches(_batch())
+        live = tmp_path / "store" / "t-0"
+        real_rename, real_rmtree = os.rename, shutil.rmtree
+        removals = []
+
+        def rename(src, dst):
+            if str(dst).endswith("-delete"):
+                raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+            return real_rename(src, dst)
+
+        def rmtree(path, *args, **kwargs):
+            removals.append((Path(path) == live, store._lock._is_owned()))
+            real_rmtree(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "rename", rename)
+        monkeypatch.setattr(store_module.shutil, "rmtree", rmtree)
+        store.delete_topic("t")
+        monkeypatch.undo()
+        assert removals and all(locked for is_live, locked in removals if is_live), removals
+        store.create_topic("t", 1)
+        store.partition("t", 0).append_batches(_batch())
+    with Store(tmp_path / "store") as store:
+        assert store.topics() == {"t": 1} and store.partition("t", 0).log_end_offset == 1
 
 
 def _batch() -> bytes:

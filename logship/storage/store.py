@@ -363,7 +363,9 @@ class Store:
                 directory = self.data_dir / partition_dir_name(name, index)
                 if not directory.exists():  # never used since a crash lost it
                     continue
-                moved.append(self._doom(directory, delete_dir_name(name, index, uuid.uuid4().hex)))
+                doomed = self._doom(directory, delete_dir_name(name, index, uuid.uuid4().hex))
+                if doomed is not None:
+                    moved.append(doomed)
             try:
                 fsync_dir(self.data_dir)
             except OSError as exc:
@@ -390,15 +392,19 @@ class Store:
         if left:
             raise KafkaStorageError(f"topic {name!r} is deleted, but {', '.join(left)} could not be removed")
 
-    def _doom(self, directory: Path, doomed_name: str) -> Path:
-        """Rename a partition directory for deletion; where it is when that fails."""
+    def _doom(self, directory: Path, doomed_name: str) -> Path | None:
+        """Rename a partition directory for deletion (returned, to be removed once the lock is
+        released); when that fails, remove it where it is, now (None)."""
         target = directory.with_name(doomed_name)
         try:
             os.rename(directory, target)
         except OSError as exc:  # removed in place: a crash part-way may leave a partial partition
             log.error("cannot rename %s to %s (%s): removing it in place", directory, target.name,
                       exc.strerror or exc)
-            return directory
+            shutil.rmtree(directory, ignore_errors=True)  # now, under the lock: a create of the name must not see it
+            if directory.exists():
+                log.error("cannot remove %s either: remove it by hand", directory)
+            return None
         return target
 
     def _try_write_checkpoints(self, doing: str) -> bool:
