@@ -1,13 +1,21 @@
 """The pure parts of the broker's limits: the memory pool, the descriptor budget, the
-rate-limited log, and Admission's caps and eviction (with stand-in connections and a clock)."""
+rate-limited log, Admission's caps and eviction (with stand-in connections and a clock), and
+how a fetch plan counts descriptors (over a real store)."""
 
 from __future__ import annotations
 
 import logging
+import time
+import types
 
 from logship.broker.admission import Admission
+from logship.broker.config import BrokerConfig
+from logship.broker.fetch import FetchWait
 from logship.broker.limits import EVICTABLE_AFTER_S, Budget, Limits, MemoryPool
 from logship.broker.ratelog import RateLimitedLog
+from logship.records import build_batch_values
+from logship.storage import Store
+from logship.storage.fileslice import INLINE_BYTES
 
 
 class Clock:
@@ -196,3 +204,46 @@ def test_sweep_relieves_an_exhausted_pool_from_late_requests_oldest_first():
     # 125 used: the late ones go, oldest first, until no more than 50 are: old, paused (begun long ago
     # though its bytes wait), stalled; young is paused but not late, fresh is sending
     assert [c.aborted for c in (stalled, old, paused, fresh, done, young)] == [True, True, True, False, False, False]
+
+
+def _fetch_plan(tmp_path, partitions: int, value: bytes, files: Budget, fetch_max_files: int = 64):
+    store = Store(tmp_path / "data")
+    store.create_topic("t", partitions)
+    for p in range(partitions):
+        store.partition("t", p).append_batches(build_batch_values([value], int(time.time() * 1000)))
+    config = BrokerConfig()
+    config.limits.fetch_max_files = fetch_max_files
+    broker = types.SimpleNamespace(store=store, config=config)
+    body = {"max_bytes": 50 << 20, "min_bytes": 1, "max_wait_ms": 0,
+            "topics": [{"topic": "t", "partitions": [
+                {"partition": p, "fetch_offset": 0, "partition_max_bytes": 1 << 20, "current_leader_epoch": -1}
+                for p in range(partitions)]}]}
+    plan = FetchWait(broker, body).plan(files)
+    with_records = sum(1 for t in plan.body["responses"] for e in t["partitions"]
+                       if getattr(e["records"], "length", 0))
+    return store, plan, with_records
+
+
+def test_fetch_plan_in_memory_slices_hold_no_descriptor_unit_nor_a_file_place(tmp_path):
+    files = Budget(10)
+    store, plan, with_records = _fetch_plan(tmp_path, 100, b"x", files, fetch_max_files=5)
+    try:
+        assert with_records == 100  # not capped at the budget (10) nor at fetch_max_files (5)
+        assert files.used == 0 and plan.slices == []
+        plan.close()
+        assert files.used == 0
+    finally:
+        store.close()
+
+
+def test_fetch_plan_slices_on_descriptors_are_capped_and_given_back(tmp_path):
+    files = Budget(10)
+    store, plan, with_records = _fetch_plan(tmp_path, 8, b"y" * (INLINE_BYTES + 1024), files, fetch_max_files=3)
+    try:
+        assert with_records == 3
+        assert files.used == 3 and len(plan.slices) == 3
+        assert not any(piece.in_memory for piece in plan.slices)
+        plan.close()
+        assert files.used == 0
+    finally:
+        store.close()

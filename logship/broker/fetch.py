@@ -10,9 +10,11 @@ UNKNOWN_LEADER_EPOCH (newer) with the current leader and epoch, as Kafka does (K
 
 A response carries at most the broker's fetch.max.bytes of records (`Limits.fetch_max_bytes`,
 below the client's max_bytes if that is smaller; the first batch may exceed it, KIP-74) and
-at most `Limits.fetch_max_files` slices, each holding a duplicated descriptor, taken from the
-broker-wide `files` budget; partitions beyond either get no records this time, as in Kafka a
-partition beyond the byte budget does. So one response never nears the 2 GiB a frame allows.
+at most `Limits.fetch_max_files` slices holding a descriptor, each taken from the broker-wide
+`files` budget; partitions beyond either get no records this time, as in Kafka a partition
+beyond the byte budget does. A small slice read into memory (`FileSlice.in_memory`) holds no
+descriptor: its unit of `files` is given back at once and it does not count toward
+fetch_max_files. So one response never nears the 2 GiB a frame allows.
 """
 
 from __future__ import annotations
@@ -38,11 +40,12 @@ class FetchPlan:
     body: dict
     size: int = 0
     failed: bool = False
-    slices: list = field(default_factory=list)
+    slices: list = field(default_factory=list)  # only the slices holding a descriptor
     files: Budget | None = None  # where the descriptors of `slices` were taken from
 
     def close(self) -> None:
-        """Release the file descriptors held by the slices of this plan."""
+        """Release the file descriptors held by the slices of this plan (in-memory slices
+        hold none and are not listed)."""
         for piece in self.slices:
             piece.close()
         if self.files is not None:
@@ -113,7 +116,11 @@ class FetchWait:
                 piece.close()
             return 0
         entry["records"] = piece
-        plan.slices.append(piece)
+        if piece.in_memory:  # holds no descriptor: neither a unit of `files` nor a fetch_max_files place
+            if plan.files is not None:
+                plan.files.give_back(1)
+        else:
+            plan.slices.append(piece)
         plan.size += piece.length
         return piece.length
 

@@ -13,8 +13,10 @@ broker spend is bounded as limits.py describes: `Admission` books connections (c
 late frames, the request memory pool); a connection stops being read while its unsent
 responses are over their bound, writes wait for the client (and give up after
 write.timeout.ms), and a fetch is planned only when its turn to be written comes, so each
-connection holds the descriptors of one response at most. Whatever ends a connection is
-one log line, rate-limited per kind and address, never a traceback.
+connection holds the descriptors of one response at most. When a connection ends with
+responses still queued, their bytes are given back to the broker-wide bound and their tasks
+cancelled. Whatever ends a connection is one log line, rate-limited per kind and address,
+never a traceback.
 The group coordinator's deadlines (join and sync phases, sessions) run on one loop timer,
 re-armed whenever the coordinator asks for an earlier wake-up.
 
@@ -213,6 +215,7 @@ class Server:
                 weight = _weight(response)
                 conn.queue_response_bytes(weight)
                 if not await _put(queue, (response, weight), sender):
+                    _drop(response)  # its bytes are given back below
                     break
         except asyncio.CancelledError:
             sender.cancel()
@@ -231,6 +234,8 @@ class Server:
                 pass
             except Exception as exc:  # noqa: BLE001
                 self._closing(conn, exc)
+            if sender.done():  # else (cancelled twice) it still counts what it is on
+                _drop_unsent(queue, conn)
             await self._finish(conn)
 
     async def _finish(self, conn: Connection) -> None:
@@ -385,6 +390,31 @@ async def _put(queue: asyncio.Queue, entry, sender: asyncio.Task) -> bool:
         return True
     put.cancel()
     return False
+
+
+def _drop_unsent(queue: asyncio.Queue, conn: Connection) -> None:
+    """Once a connection's sender has ended: drop the entries it left in the queue (their
+    tasks cancelled) and give back every unsent response byte the connection still counts
+    (left entries, the one the sender was on, one that could not be queued), so that the
+    broker-wide bound on unsent responses does not keep what a dead connection held."""
+    while not queue.empty():
+        entry = queue.get_nowait()
+        if entry is not None:
+            _drop(entry[0])
+    if conn.queued_response_bytes:
+        conn.sent_response_bytes(conn.queued_response_bytes)
+
+
+def _drop(response) -> None:
+    """Forget a queued response that will not be sent: a task giving it (_make_durable,
+    _await_deferred) is cancelled, or its outcome retrieved if it already has one. Response
+    parts and a `_FetchTurn` hold no descriptor (a fetch is planned, and its plan closed,
+    by the sender only)."""
+    if isinstance(response, asyncio.Task):
+        if not response.done():
+            response.cancel()
+        elif not response.cancelled():
+            response.exception()
 
 
 def _weight(response) -> int:
