@@ -30,7 +30,7 @@ import os
 import threading
 import time
 
-from ..errors import BrokerUnavailableError, LogshipError, ProtocolError, error_for_code
+from ..errors import BrokerUnavailableError, LogshipError, ProtocolError, error_for_code, explain
 from ..protocol import ApiKey
 from .assignors import ASSIGNORS, PROTOCOL_TYPE, decode_assignment, decode_subscription, encode_assignment, \
     encode_subscription
@@ -241,7 +241,7 @@ class GroupMember:
             if code in (REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID):
                 self.ask_rejoin(None, reset=code == UNKNOWN_MEMBER_ID)
                 raise CommitFailedError(f"group {self.group_id!r} rebalanced before the offsets of generation "
-                                        f"{generation} could be committed (Kafka error code {code})")
+                                        f"{generation} could be committed ({explain(code)})")
             raise error_for_code(code, f"committing offsets of group {self.group_id!r}: Kafka error code {code}")
 
     def committed(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int | None]:

@@ -159,9 +159,26 @@ class GroupConsumer:
         try:
             self.member.commit(valid)
         except CommitFailedError as exc:
-            log.warning("group %s: %s", self.group, exc)
-            return False
+            # UNKNOWN_MEMBER_ID reset the member (generation -1): the coordinator forgot it,
+            # e.g. it restarted (a clean close gives no other sign before the next heartbeat).
+            # Commit once more as a dropped member does: accepted only if the group has no
+            # members and nobody else committed these partitions since.
+            if self.member.generation >= 0 or not self._commit_unclaimed(valid):
+                log.warning("group %s: %s", self.group, exc)
+                return False
+            return True
         self._committed.update(valid)
+        return True
+
+    def _commit_unclaimed(self, positions: dict[TopicPartition, int]) -> bool:
+        unclaimed = self._unclaimed(positions)
+        if unclaimed != positions:
+            return False
+        try:
+            self.member.commit(unclaimed)
+        except LogshipError:
+            return False
+        self._committed.update(unclaimed)
         return True
 
     def _unclaimed(self, positions: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
