@@ -92,7 +92,7 @@ _BIND_ADVICE = {
 @click.option("--max-request-bytes", type=SIZE, default=None,
               help="Largest request frame, refused on its length prefix (Kafka's socket.request.max.bytes; "
                    "default 100M, or --max-message-bytes plus 1M if that is more).")
-@click.option("--queued-max-request-bytes", type=SIZE, default="64M", show_default=True,
+@click.option("--queued-max-request-bytes", type=SIZE.within(1 << 10, 1 << 30), default="64M", show_default=True,
               help="Memory for requests being read or waiting to be handled, all connections together "
                    "(Kafka's queued.max.request.bytes); connections wait while it is used up.")
 @click.option("--max-connections", type=click.IntRange(min=1), default=None,
@@ -101,13 +101,13 @@ _BIND_ADVICE = {
 @click.option("--max-connections-per-ip", type=click.IntRange(min=1), default=None,
               help="Connections at once from one address, as --max-connections (Kafka's "
                    "max.connections.per.ip; default as --max-connections).")
-@click.option("--connections-max-idle", type=DURATION, default="10m", show_default=True,
+@click.option("--connections-max-idle", type=DURATION.within(1000, INT32_MAX), default="10m", show_default=True,
               help="Close a connection that moves no byte for this long (Kafka's connections.max.idle.ms).")
-@click.option("--request-timeout", type=DURATION, default="30s", show_default=True,
+@click.option("--request-timeout", type=DURATION.within(1000, INT32_MAX), default="30s", show_default=True,
               help="Close a connection whose request has not arrived whole this long after its first byte.")
-@click.option("--write-timeout", type=DURATION, default="30s", show_default=True,
+@click.option("--write-timeout", type=DURATION.within(1000, INT32_MAX), default="30s", show_default=True,
               help="Close a connection whose client reads none of its responses for this long.")
-@click.option("--fetch-max-bytes", type=SIZE, default="55M", show_default=True,
+@click.option("--fetch-max-bytes", type=SIZE.within(1 << 10, 1 << 30), default="55M", show_default=True,
               help="Record bytes in one fetch response, whatever the client asks (Kafka's broker "
                    "fetch.max.bytes).")
 @click.option("--max-response-files", type=click.IntRange(min=1), default=None,
@@ -153,14 +153,6 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
     elif not max_message_bytes + _REQUEST_OVERHEAD <= max_request_bytes < 1 << 31:
         raise click.BadParameter(f"{max_request_bytes} is not within {max_message_bytes + _REQUEST_OVERHEAD} "
                                  f"(--max-message-bytes plus 1M) .. 2G", param_hint="--max-request-bytes")
-    for name, value in (("--queued-max-request-bytes", queued_max_request_bytes),
-                        ("--fetch-max-bytes", fetch_max_bytes)):
-        if not 1 << 10 <= value <= 1 << 30:
-            raise click.BadParameter(f"{value} is not within 1K..1G", param_hint=name)
-    for name, value in (("--connections-max-idle", connections_max_idle), ("--request-timeout", request_timeout),
-                        ("--write-timeout", write_timeout)):
-        if value < 1000:
-            raise click.BadParameter("must be at least 1s", param_hint=name)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with _options_named():
         log_config = LogConfig(segment_bytes=segment_bytes, retention_ms=retention, retention_bytes=retention_bytes,
