@@ -12,6 +12,8 @@ import re
 
 import click
 
+from ..addresses import parse_hostport
+
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
@@ -36,19 +38,6 @@ def parse_duration_ms(text: str) -> int:
     if number == "-1":
         return -1
     return int(float(number) * _DURATION_MS[(unit or "s").lower()])
-
-
-def parse_hostport(text: str, default_port: int = 9092) -> tuple[str, int]:
-    """(host, port) from `HOST:PORT`, `HOST`, `:PORT` or `[V6]:PORT`."""
-    match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:]*)(?::(\d+))?", text.strip())
-    if not match:
-        raise ValueError(f"{text!r} is not HOST:PORT")
-    host = match.group(1) or match.group(3) or "127.0.0.1"
-    port = match.group(2) or match.group(4)
-    port_number = int(port) if port else default_port
-    if not 0 <= port_number <= 65535:
-        raise ValueError(f"port {port_number} is out of range")
-    return host, port_number
 
 
 INT32_MAX = 2**31 - 1
