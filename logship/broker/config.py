@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ..cluster_file import ClusterFile
 from ..storage import LogConfig
 from .limits import Limits
 
@@ -32,6 +33,11 @@ class BrokerConfig:
     operation at 10,000 records; 5,000 here, as creating them blocks the event loop for ~0.2 ms
     each on a slow file system); max_partitions_per_topic; max_broker_partitions — all
     partitions of this broker (KIP-578's max.broker.partitions), `__consumer_offsets` included.
+
+    Cluster mode (`serve --cluster FILE --broker-id N`): `cluster` is the cluster file,
+    `node_id` this broker's id in it, and `secret` the cluster's shared secret, which peers
+    present to replicate and to send inter-broker requests. Without a cluster file the
+    broker is a cluster of one (node 0), as before.
     """
 
     node_id: int = 0
@@ -56,6 +62,8 @@ class BrokerConfig:
     max_partitions_per_topic: int = 10_000
     max_broker_partitions: int = 20_000
     limits: Limits = field(default_factory=Limits.defaults_for)  # what one client may make it spend
+    cluster: ClusterFile | None = None
+    secret: bytes | None = field(default=None, repr=False)
 
     def offsets_log_config(self) -> LogConfig:
         """The log settings of `__consumer_offsets`: compacted, never deleted by retention,

@@ -115,7 +115,13 @@ _BIND_ADVICE = {
                    "a fifth of the descriptor limit); a fetch beyond it gets fewer partitions' records.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Least severe event to log on stderr.")
-def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, segment_bytes,
+@click.option("--cluster", "cluster_path", type=click.Path(dir_okay=False), default=None,
+              help="Run as one broker of the cluster this file describes (`logship cluster up` starts "
+                   "brokers this way); --listen, --advertise and --data-dir default to its entry.")
+@click.option("--broker-id", type=click.IntRange(min=0, max=INT32_MAX), default=None,
+              help="This broker's id in the --cluster file.")
+@click.pass_context
+def serve(ctx, cluster_path, broker_id, data_dir, listen, advertise, partitions, retention, retention_bytes, segment_bytes,
           max_message_bytes, no_auto_create, rebalance_delay, min_session_timeout, retention_check,
           per_request, per_topic, per_broker, max_open_files, max_request_bytes, queued_max_request_bytes,
           max_connections, max_connections_per_ip, connections_max_idle, request_timeout, write_timeout,
@@ -136,6 +142,7 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
       logship serve --max-partitions-per-topic 20000 --max-broker-partitions 50000 --max-open-files 4000
       logship serve --max-connections-per-ip 200 --connections-max-idle 5m --queued-max-request-bytes 32M
       logship serve --shutdown-timeout 30s
+      logship serve --cluster /var/lib/logship/cluster.toml --broker-id 2
     """
     from ..broker.broker import Broker
     from ..broker.config import BrokerConfig
@@ -153,11 +160,16 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
     elif not max_message_bytes + _REQUEST_OVERHEAD <= max_request_bytes < 1 << 31:
         raise click.BadParameter(f"{max_request_bytes} is not within {max_message_bytes + _REQUEST_OVERHEAD} "
                                  f"(--max-message-bytes plus 1M) .. 2G", param_hint="--max-request-bytes")
+    cluster, secret = None, None
+    if cluster_path is not None or broker_id is not None:
+        cluster, secret, listen, advertise, data_dir = _cluster_identity(ctx, cluster_path, broker_id, listen,
+                                                                          advertise, data_dir)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with _options_named():
         log_config = LogConfig(segment_bytes=segment_bytes, retention_ms=retention, retention_bytes=retention_bytes,
                                max_batch_bytes=max_message_bytes)
-        config = BrokerConfig(listen_host=listen[0], listen_port=listen[1],
+        config = BrokerConfig(node_id=broker_id or 0, cluster=cluster, secret=secret,
+                              listen_host=listen[0], listen_port=listen[1],
                               advertised_host=advertise[0] if advertise else None,
                               advertised_port=advertise[1] if advertise else None,
                               default_partitions=partitions, auto_create_topics=not no_auto_create, log=log_config,
@@ -196,6 +208,44 @@ def serve(data_dir, listen, advertise, partitions, retention, retention_bytes, s
         finally:
             stop_loading.set()
             loader.join()
+
+
+def _cluster_identity(ctx, cluster_path, broker_id, listen, advertise, data_dir):
+    """The cluster file, the secret, and this broker's listen, advertise and data directory
+    (from its entry, unless given as options)."""
+    from click.core import ParameterSource
+
+    from ..cluster_file import SECRET_FILE_NAME, load, secret_path
+    from ..errors import ConfigError
+
+    if cluster_path is None or broker_id is None:
+        raise click.UsageError("--cluster and --broker-id go together")
+    try:
+        cluster = load(cluster_path)
+        spec = cluster.broker(broker_id)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cluster") from None
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+
+    listen = listen if given("listen") else spec.listen
+    advertise = advertise if given("advertise") else spec.advertise
+    data_dir = data_dir if given("data_dir") else spec.data_dir
+    candidates = [os.path.join(data_dir, SECRET_FILE_NAME), str(secret_path(cluster_path))]
+    for candidate in candidates:
+        try:
+            with open(candidate, "rb") as f:
+                secret = f.read().strip()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise click.ClickException(f"cannot read the cluster secret {candidate}: {exc.strerror}") from None
+        if len(secret) < 16:
+            raise click.ClickException(f"the cluster secret {candidate} is shorter than 16 bytes")
+        return cluster, secret, listen, advertise, data_dir
+    raise click.ClickException(f"no cluster secret in {candidates[0]} or {candidates[1]} "
+                               f"(`logship cluster up` writes it)")
 
 
 def _default_open_files() -> int:
