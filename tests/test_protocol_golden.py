@@ -84,6 +84,9 @@ def _layout(fields, version, path=""):
 # versions logship serves that kafka-python's (Kafka 4.x) schemas no longer have; checked elsewhere
 ORACLE_GAPS = {
     (ApiKey.DESCRIBE_CONFIGS, 0): "removed in Kafka 4.0; tests/test_protocol_configs.py checks it by hand",
+    **{(key, version): "ZooKeeper-era inter-broker API, removed in Kafka 4.0; "
+                       "tests/test_protocol_interbroker.py checks it by hand"
+       for key, version in ((ApiKey.LEADER_AND_ISR, 2), (ApiKey.STOP_REPLICA, 1), (ApiKey.UPDATE_METADATA, 5))},
 }
 
 

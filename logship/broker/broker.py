@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ..errors import UnsupportedVersionError
 from ..protocol import ADVERTISED, ApiKey
 from ..storage import Store
-from . import admin, admin_ops, configs, fetch, offsets, produce, topics
+from . import admin, admin_ops, configs, fetch, offsets, peer_auth, produce, topics
 from .config import BrokerConfig
 from .groups import GroupCoordinator, OffsetStore, handlers as group_handlers
 from .reply import ClientInfo, Reply
@@ -57,6 +57,8 @@ class Broker:
         }
         self._handlers.update(group_handlers.HANDLERS)
         self._client_handlers: dict[int, ClientHandler] = dict(group_handlers.CLIENT_HANDLERS)
+        if config.cluster is not None:
+            self._client_handlers.update(peer_auth.CLIENT_HANDLERS)
 
     @functools.cached_property
     def advertised(self) -> dict[int, tuple[int, int]]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ..errors import LogshipError
 from ..storage import Partition
 
-__all__ = ["DurableWrite", "Deferred", "Reply", "ClientInfo", "error_code"]
+__all__ = ["DurableWrite", "Deferred", "Reply", "ClientInfo", "Session", "error_code"]
 
 
 @dataclass
@@ -76,12 +76,38 @@ class Reply:
     deferred: Deferred | None = None  # the body, once the group coordinator decides it
 
 
+class Session:
+    """What one connection has proved about itself: `principal` is None until a SASL PLAIN
+    exchange with the cluster's secret succeeds (peer_auth.py), then the name it gave
+    (`broker-N` for a peer broker, `admin` for an operator's tool). Replica fetches and the
+    inter-broker APIs are refused on a connection without one."""
+
+    __slots__ = ("principal", "mechanism")
+
+    def __init__(self) -> None:
+        self.principal: str | None = None
+        self.mechanism: str | None = None  # chosen by SaslHandshake, awaiting SaslAuthenticate
+
+    @property
+    def peer_broker(self) -> int | None:
+        """The broker id this connection authenticated as, if it is a peer broker."""
+        if self.principal and self.principal.startswith("broker-"):
+            return int(self.principal[len("broker-"):])
+        return None
+
+
 @dataclass(frozen=True)
 class ClientInfo:
-    """Who sent a request: the header's client id and the peer's host (group membership)."""
+    """Who sent a request: the header's client id, the peer's host (group membership) and
+    the connection's `Session` (None where no connection exists, as in unit tests)."""
 
     client_id: str = ""
     host: str = ""
+    session: Session | None = field(default=None, compare=False)
+
+    @property
+    def principal(self) -> str | None:
+        return self.session.principal if self.session is not None else None
 
 
 

@@ -37,7 +37,7 @@ import time
 from ..errors import LogshipError, NotCoordinatorError, ProtocolError
 from ..protocol import ApiKey, framing
 from .broker import Broker
-from .reply import ClientInfo, Deferred, Reply
+from .reply import ClientInfo, Deferred, Reply, Session
 from .admission import Admission
 from .connection import Connection, WriteStalledError
 from .durability import DurableWaits
@@ -194,6 +194,7 @@ class Server:
         """Read, handle and queue requests until the stream ends; every way out of here closes
         this connection only, with at most one log line (rate-limited), never a traceback."""
         host = conn.host
+        session = Session()
         queue: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
         sender = asyncio.create_task(self._send_responses(queue, conn))
         sender.add_done_callback(lambda task: task.cancelled() or task.exception() is None or conn.abort(None))
@@ -205,7 +206,7 @@ class Server:
                     break
                 size = len(frame)
                 try:
-                    response = self._respond(frame, host)
+                    response = self._respond(frame, host, session)
                 finally:
                     del frame
                     conn.handled(size, answered=False)
@@ -263,7 +264,7 @@ class Server:
                                      f"closed {{count}} connections from {conn.host} in the last "
                                      f"{{seconds}} s: {summary}")
 
-    def _respond(self, frame: bytearray, host: str):
+    def _respond(self, frame: bytearray, host: str, session: Session):
         """What to queue for one request: response parts, a task giving them, a `_FetchTurn`,
         or None."""
         header = framing.decode_request_header(frame)
@@ -271,7 +272,7 @@ class Server:
             return [framing.encode_unsupported_api_versions(header.correlation_id, self.broker.advertised)]
         request = framing.decode_request(frame, self.broker.advertised)
         reply = self.broker.handle(request.api_key, request.api_version, request.body,
-                                   ClientInfo(request.client_id or "", host))
+                                   ClientInfo(request.client_id or "", host, session))
         respond = _Responder(request.api_key, request.api_version, request.correlation_id)
         if reply.fetch is not None:
             return _FetchTurn(reply.fetch, respond, asyncio.get_running_loop().time())
