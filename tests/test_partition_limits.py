@@ -85,3 +85,16 @@ def test_serve_refuses_a_default_partition_count_over_the_topic_cap(tmp_path):
     result = CliRunner().invoke(serve, ["--data-dir", str(tmp_path), "--partitions", "20",
                                        "--max-partitions-per-topic", "10"])
     assert result.exit_code == 2 and "--max-partitions-per-topic" in result.output
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--partitions", "20", "--max-partitions-per-request", "10"], "--max-partitions-per-request"),
+    (["--partitions", "20", "--max-broker-partitions", "10"], "--max-broker-partitions"),
+    (["--max-connections", "10", "--max-connections-per-ip", "20"], "--max-connections"),
+])
+def test_serve_refuses_caps_that_contradict_each_other(tmp_path, args, named):
+    from click.testing import CliRunner
+    from logship.cli.serve import serve
+
+    result = CliRunner().invoke(serve, ["--data-dir", str(tmp_path), *args])
+    assert result.exit_code == 2 and named in result.output and "Traceback" not in result.output

@@ -152,9 +152,13 @@ def serve(ctx, cluster_path, broker_id, data_dir, listen, advertise, partitions,
     if not 61 <= max_message_bytes <= MAX_MESSAGE_BYTES_LIMIT:
         raise click.BadParameter(f"{max_message_bytes} is not within 61..{MAX_MESSAGE_BYTES_LIMIT} bytes (100M)",
                                  param_hint="--max-message-bytes")
-    if partitions > per_topic:
-        raise click.BadParameter(f"{partitions} is more than --max-partitions-per-topic ({per_topic})",
-                                 param_hint="--partitions")
+    for cap, option in ((per_topic, "--max-partitions-per-topic"), (per_request, "--max-partitions-per-request"),
+                        (per_broker, "--max-broker-partitions")):
+        if partitions > cap:  # every auto-created topic would be refused
+            raise click.BadParameter(f"{partitions} is more than {option} ({cap})", param_hint="--partitions")
+    if max_connections and max_connections_per_ip and max_connections_per_ip > max_connections:
+        raise click.BadParameter(f"{max_connections_per_ip} is more than --max-connections ({max_connections})",
+                                 param_hint="--max-connections-per-ip")
     if max_request_bytes is None:
         max_request_bytes = max(BrokerConfig.max_frame_bytes, max_message_bytes + _REQUEST_OVERHEAD)
     elif not max_message_bytes + _REQUEST_OVERHEAD <= max_request_bytes < 1 << 31:
