@@ -244,7 +244,7 @@ class Server:
         if self._cutting:
             conn.transport.abort()
         elif self._stopping and not conn.closed:
-            await close_gently(conn.transport, self._linger_s)
+            await close_gently(conn.transport, self._linger_s, on_lost=conn.connection_lost)
         else:
             conn.transport.close()
 
