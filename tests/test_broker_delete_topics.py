@@ -138,8 +138,6 @@ def test_an_in_place_delete_removes_the_directory_under_the_stores_lock(tmp_path
     import errno
     import shutil
 
-    from logship.storage import store as store_module
-
     with Store(tmp_path / "store") as store:
         store.create_topic("t", 1)
         store.partition("t", 0).append_batches(_batch())
@@ -157,7 +155,7 @@ def test_an_in_place_delete_removes_the_directory_under_the_stores_lock(tmp_path
             real_rmtree(path, *args, **kwargs)
 
         monkeypatch.setattr(os, "rename", rename)
-        monkeypatch.setattr(store_module.shutil, "rmtree", rmtree)
+        monkeypatch.setattr(shutil, "rmtree", rmtree)
         store.delete_topic("t")
         monkeypatch.undo()
         assert removals and all(locked for is_live, locked in removals if is_live), removals

@@ -2,7 +2,8 @@
 
 Knows nothing of the network. Layers, bottom up: index.py (OffsetIndex, TimeIndex),
 segment.py (Segment), recovery.py (loading and crash recovery), partition.py (Partition,
-the log of one partition), store.py (Store: topics, retention, checkpoints). Small helpers:
+the log of one partition; removal.py drops its tail, head and compacted segments), store.py
+(Store: topics, retention, checkpoints; topics.py creates, deletes and configures topics). Small helpers:
 config.py (LogConfig), topic_config.py (Kafka's topic config names, the per-topic overrides
 file), append_time.py (LogAppendTime stamping), names.py, checkpoint.py, dirlock.py, epochs.py,
 groupcommit.py, fileslice.py, reader.py, retention.py, validate.py; compaction.py keeps the latest record per key

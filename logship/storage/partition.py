@@ -22,12 +22,12 @@ active (appended to), `leader-epoch-checkpoint` and, once a coordinator moved it
   as log_start_offset advances.
 
 Nothing per record or per batch is kept in memory: per segment a few integers, and the
-sparse index files on disk.
+sparse index files on disk. Dropping parts of the log (truncate_to, delete_before, retention,
+replace_segments) is removal.py's `LogRemoval`, which Partition inherits.
 """
 
 from __future__ import annotations
 
-import logging
 import errno
 import os
 import struct
@@ -37,9 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import (CorruptRecordError, InvalidRecordError, KafkaStorageError, OffsetOutOfRangeError,
-                      RecordListTooLargeError)
-from . import reader, retention
+from ..errors import InvalidRecordError, KafkaStorageError, OffsetOutOfRangeError, RecordListTooLargeError
+from . import reader
 from .append_time import stamp_log_append_time
 from .checkpoint import fsync_dir
 from .config import INT32_MAX, LogConfig
@@ -48,10 +47,10 @@ from .filecache import SHARED_FILES, FileCache
 from .fileslice import INLINE_BYTES, FileSlice
 from .groupcommit import GroupCommit, SyncNotStarted
 from .recovery import load_segments
-from .segment import LOG_SUFFIX, BatchInfo, Segment, segment_name
+from .removal import LogRemoval
+from .segment import BatchInfo, Segment
 from .validate import validate_batches
 
-log = logging.getLogger("logship.storage")
 _pack_offset = struct.Struct(">q").pack_into  # baseOffset, bytes 0-7 (as records.set_base_offset)
 _pack_epoch = struct.Struct(">i").pack_into   # partitionLeaderEpoch, bytes 12-15
 
@@ -73,8 +72,9 @@ class AppendResult(NamedTuple):
     record_count: int
 
 
-class Partition:
-    """One partition's log. Thread-safe; see the module docstring.
+class Partition(LogRemoval):
+    """One partition's log. Thread-safe; see the module docstring. Owns all the state below;
+    truncate_to, delete_before, enforce_retention and replace_segments come from LogRemoval.
 
     `clock()` returns seconds (time.time), `fdatasync(fd)` is called for every segment sync
     (tests count it). `on_log_start_change(partition)` runs when log_start_offset advances,
@@ -429,175 +429,7 @@ class Partition:
             bound = self._hw if max_offset is None else min(max_offset, self._leo)
             return reader.max_timestamp(self._segments, bound, self._log_start)
 
-    # ------------------------------------------------------------------ removal
-
-    def truncate_to(self, offset: int) -> None:
-        """Drop everything at and after `offset` (the tail), durably.
-
-        The cut falls at the start of the batch containing `offset`, so a cut inside a batch
-        drops the whole batch. Below log_start_offset, or when the cut takes the batch holding
-        log_start_offset, the log is emptied and restarts at `offset` (log start = log end).
-        """
-        with self._lock:
-            if offset >= self._leo:
-                return
-            if offset < self._log_start:
-                self._empty_at(offset)
-            else:
-                i = reader.segment_at(self._bases, offset)
-                for segment in self._segments[i + 1:]:
-                    segment.delete()
-                del self._segments[i + 1:]
-                active = self._segments[-1]
-                self._leo = active.truncate_to(offset)
-                if active.size == 0:
-                    active.roll_base_ms = None
-                if self._leo < self._log_start:  # the cut took the batch that holds the log start
-                    self._empty_at(offset)
-            self._bases = [segment.base_offset for segment in self._segments]
-            self._hw = min(max(self._hw, self._log_start), self._leo)
-            self._hw_position = reader.position_of(self._segments, self._bases, self._hw)
-            self._epochs.truncate_from_end(self._leo)
-            self._commit.lower_to(self._leo)
-            # make the cut durable now (and whatever earlier segments still wait for a sync)
-            pending = [s for s in self._unsynced if s in self._segments]
-            if self._segments[-1] not in pending:
-                pending.append(self._segments[-1])
-            try:
-                for segment in pending:
-                    segment.sync(self._fdatasync)
-                fsync_dir(self.directory)
-            except OSError as exc:
-                self._commit.fail(exc)  # never retried: the partition goes offline
-                raise KafkaStorageError(f"cannot sync {self.directory} after truncation: {exc}") from exc
-            finally:
-                self._unsynced, self._dir_dirty = [], False
-        self._announce_log_start()
-
-    def _empty_at(self, offset: int) -> None:
-        """Drop every segment; the log restarts empty at `offset` (Kafka's truncateFullyAndStartAt)."""
-        for segment in self._segments:
-            segment.delete()
-        self._segments = [Segment(self.directory, offset, self.config.index_interval_bytes, create=True,
-                                  files=self.files)]
-        self._log_start = self._leo = offset
-        self._log_start_moved = True
-        self._epochs.clear()
-
-    def delete_before(self, offset: int) -> int:
-        """Advance log_start_offset to `offset`; delete segments entirely below it.
-
-        Returns the number of segments deleted. OffsetOutOfRangeError above the high watermark.
-        The new log start is made durable first (on_log_start_change: the Store's checkpoint);
-        if that fails (KafkaStorageError) it is set back and nothing is deleted.
-        """
-        with self._lock:
-            if offset > self._hw:
-                raise OffsetOutOfRangeError(f"cannot delete {self._topic}-{self._index} before {offset}: "
-                                            f"the high watermark is {self._hw}")
-            if offset <= self._log_start:
-                return 0
-            previous, self._log_start = self._log_start, offset
-        try:
-            self._on_log_start_change(self)
-        except (OSError, KafkaStorageError) as exc:
-            with self._lock:
-                if self._log_start == offset:
-                    self._log_start = previous
-            raise KafkaStorageError(f"cannot record the new log start of {self._topic}-{self._index}: "
-                                    f"{getattr(exc, 'strerror', None) or exc}") from exc
-        with self._lock:
-            deleted = self._delete_leading(retention.below_offset(self._segments, self._log_start))
-            self._trim_epochs()
-        self._announce_log_start()
-        return deleted
-
-    def _trim_epochs(self) -> None:
-        """Trim the epoch checkpoint to the log start; a failed write only logs (the entries in
-        memory are trimmed, and opening trims the file again from the log-start checkpoint)."""
-        try:
-            self._epochs.truncate_from_start(self._log_start)
-        except OSError as exc:
-            log.warning("cannot trim %s to offset %d (trimmed again on open): %s", self._epochs.path,
-                        self._log_start, exc.strerror or exc)
-
-    def enforce_retention(self, now_ms: int | None = None) -> int:
-        """Delete segments past retention_ms or beyond retention_bytes; see retention.py."""
-        with self._lock:
-            now_ms = self._now_ms() if now_ms is None else now_ms
-            cfg = self.config
-            deleted = self._delete_leading(retention.expired_by_time(self._segments, cfg.retention_ms, now_ms, self._hw))
-            deleted += self._delete_leading(retention.excess_by_size(self._segments, cfg.retention_bytes, self._hw))
-        self._announce_log_start()
-        return deleted
-
-    def _delete_leading(self, count: int) -> int:
-        if count <= 0:
-            return 0
-        if count >= len(self._segments):
-            try:
-                self._roll()  # keep an (empty) active segment at the log end
-            except KafkaStorageError:
-                count = len(self._segments) - 1  # disk full: free what we can without rolling
-                if count <= 0:
-                    return 0
-        doomed = self._segments[:count]
-        del self._segments[:count]
-        del self._bases[:count]
-        for segment in doomed:
-            segment.delete()
-        self._unsynced = [segment for segment in self._unsynced if segment not in doomed]
-        self._dir_dirty = True
-        if self._segments[0].base_offset > self._log_start:
-            self._log_start, self._log_start_moved = self._segments[0].base_offset, True
-            self._trim_epochs()
-        return count
-
-    def replace_segments(self, old: list[Segment], cleaned: Path) -> Segment | None:
-        """Swap the consecutive sealed segments `old` for one file `cleaned` (log compaction).
-
-        `cleaned` (`<base>.log.cleaned` in this directory, fdatasynced by the caller) holds
-        batches spanning exactly old[0].base_offset to old[-1].next_offset with offsets kept
-        (gaps allowed inside). The swap is crash-safe: rename to `<base>.log.swap` and fsync
-        the directory (the commit point: recovery.py finishes an interrupted swap by deleting
-        the segments it covers), delete the old files, rename to `<base>.log`, rebuild the
-        indexes. Returns the new segment, or None (and `cleaned` is removed) when `old` is no
-        longer a run of sealed segments of this log, e.g. retention or truncation got there first.
-        """
-        with self._lock:
-            try:
-                i = next(k for k, segment in enumerate(self._segments) if segment is old[0])
-            except StopIteration:
-                i = -1
-            if (i < 0 or self._segments[i:i + len(old)] != old or i + len(old) >= len(self._segments)
-                    or any(segment.closed for segment in old)):
-                cleaned.unlink(missing_ok=True)
-                return None
-            base = old[0].base_offset
-            swap = self.directory / f"{segment_name(base)}{LOG_SUFFIX}.swap"
-            try:
-                os.rename(cleaned, swap)
-                fsync_dir(self.directory)
-                for segment in old:
-                    segment.delete()
-                os.rename(swap, self.directory / f"{segment_name(base)}{LOG_SUFFIX}")
-                segment = Segment.adopt(self.directory, base, self.config.index_interval_bytes, self.files)
-                fsync_dir(self.directory)
-            except (OSError, CorruptRecordError) as exc:
-                self._commit.fail(exc)  # the directory is no longer what memory says: reopen to recover
-                raise KafkaStorageError(f"cannot swap compacted segments into {self.directory}: {exc}") from exc
-            self._segments[i:i + len(old)] = [segment]
-            self._bases = [s.base_offset for s in self._segments]
-            self._unsynced = [s for s in self._unsynced if s not in old]
-            self._hw_position = reader.position_of(self._segments, self._bases, self._hw)
-            return segment
-
-    def _announce_log_start(self) -> None:
-        """Run on_log_start_change outside the lock (it may take the Store's lock)."""
-        with self._lock:
-            moved, self._log_start_moved = self._log_start_moved, False
-        if moved:
-            self._on_log_start_change(self)
+    # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
         """Seal the active segment and close every file (flush first to make it durable)."""
