@@ -181,6 +181,7 @@ class SshHost:
             client.close()
             sock.close()
 
+        started = time.monotonic()
         try:
             _call_with_deadline(connect, self.connect_timeout + 1, give_up, self.where)
         except paramiko.BadHostKeyException as exc:
@@ -196,11 +197,11 @@ class SshHost:
             give_up()
             key = f" with the key {self.key_file}" if self.key_file else " (no key file given)"
             raise SshError(f"{self.where}: authentication failed{key}: {exc}") from None
-        except paramiko.SSHException as exc:
+        except (paramiko.SSHException, EOFError, OSError) as exc:
             give_up()
-            raise HostUnreachableError(f"{self.where}: SSH failed: {exc}") from None
-        except (EOFError, OSError) as exc:
-            give_up()
+            if time.monotonic() - started >= self.connect_timeout:  # paramiko's words vary: say what happened
+                raise HostUnreachableError(f"{self.where}: no answer within {self.connect_timeout:g} s "
+                                           f"(is sshd running there?)") from None
             raise HostUnreachableError(f"{self.where}: SSH failed: {exc or type(exc).__name__}") from None
         self._client = client
         return self
