@@ -5,7 +5,7 @@ host is a network namespace `lsssh-<pid>-hN` whose veth (10.213.K.N/24) sits on 
 a switch namespace `lsssh-<pid>-sw`; this process reaches the subnet through one more veth
 (10.213.K.254) from the root namespace, so no traffic touches the machine's interfaces.
 Where namespaces are not permitted, the hosts are loopback addresses 127.0.0.11.. with
-their sshd on port 2222. Each host runs its own `/usr/sbin/sshd -D` (Debian's
+their sshd on port 2222 (LOGSHIP_TEST_SSH_LOOPBACK=1 picks those anyway). Each host runs its own `/usr/sbin/sshd -D` (Debian's
 openssh-server, installed here if missing) with a host key made by ssh-keygen, one user
 key for all, `UsePAM no`, `StrictModes no`, no passwords, its own pid file and
 `Subsystem sftp internal-sftp`.
@@ -161,7 +161,7 @@ class SshHosts:
         ensure_sshd()
         os.makedirs("/run/sshd", exist_ok=True)
         remove_stale_namespaces()
-        use_netns = namespaces_permitted()
+        use_netns = namespaces_permitted() and not os.environ.get("LOGSHIP_TEST_SSH_LOOPBACK")
         error: Exception | None = None
         for attempt in range(attempts):  # retry the setup, never an assertion
             hosts = cls._make(Path(workdir) / f"try{attempt}", count, use_netns)

@@ -139,7 +139,8 @@ def test_changed_host_key_is_refused_and_nothing_runs(cluster):
     other = cluster.tmp / "other_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     key_type, blob = other.with_suffix(".pub").read_text().split()[:2]
-    cluster.known_hosts.write_text(f"{first.address} {key_type} {blob}\n")
+    name = first.known_hosts_line.split()[0]
+    cluster.known_hosts.write_text(f"{name} {key_type} {blob}\n")
     cluster.rewrite(hosts=[first])
     for command in ("up", "down"):
         done = cluster.run(command, str(cluster.file))
@@ -149,9 +150,10 @@ def test_changed_host_key_is_refused_and_nothing_runs(cluster):
         assert _fingerprint(other.with_suffix(".pub")) in done.stderr  # what was recorded
     assert not cluster.data_dirs[0].exists()
     # `trust` does not silently take the new key either
-    refused = cluster.run("trust", first.address, "--cluster", str(cluster.file))
+    target = f"{first.address}:{first.ssh_port}"
+    refused = cluster.run("trust", target, "--cluster", str(cluster.file))
     assert refused.returncode == 1 and "--replace" in refused.stderr
-    replaced = cluster.run("trust", first.address, "--cluster", str(cluster.file), "--replace")
+    replaced = cluster.run("trust", target, "--cluster", str(cluster.file), "--replace")
     assert replaced.returncode == 0 and _fingerprint(other.with_suffix(".pub")) in replaced.stderr
     assert cluster.known_hosts.read_text() == first.known_hosts_line + "\n"
 
@@ -194,6 +196,9 @@ def test_version_mismatch_is_refused(cluster):
 
 
 def test_a_broker_that_cannot_listen_fails_up_with_its_log(cluster):
+    """...even when its log already has a listening line from an earlier start."""
+    assert cluster.run("up", str(cluster.file)).returncode == 0
+    assert cluster.run("down", str(cluster.file)).returncode == 0
     first = cluster.hosts.hosts[0]
     blocker = subprocess.Popen(first.command(sys.executable, "-c", (
         "import socket, sys, time\n"
