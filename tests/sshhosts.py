@@ -8,7 +8,8 @@ Where namespaces are not permitted, the hosts are loopback addresses 127.0.0.11.
 their sshd on port 2222 (LOGSHIP_TEST_SSH_LOOPBACK=1 picks those anyway). Each host runs its own `/usr/sbin/sshd -D` (Debian's
 openssh-server, installed here if missing) with a host key made by ssh-keygen, one user
 key for all, `UsePAM no`, `StrictModes no`, no passwords, its own pid file and
-`Subsystem sftp internal-sftp`.
+`Subsystem sftp internal-sftp`, and pip told to install from a wheelhouse only
+(`fill_wheelhouse`: the hosts have no route out).
 
 Hosts share this machine's file system, so a cluster file can name this virtualenv's
 `logship` as remote_logship. Readiness is waited for (port accepting, then a first command
@@ -115,7 +116,7 @@ class Host:
             f"AuthorizedKeysFile {user_key_pub.parent / 'authorized_keys'}",
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no",
             "StrictModes no", "PermitRootLogin prohibit-password", "Subsystem sftp internal-sftp",
-            "MaxStartups 50", "LogLevel ERROR", ""]))
+            "MaxStartups 50", "LogLevel ERROR", *_pip_settings(user_key_pub.parent / "wheelhouse"), ""]))
         _run(SSHD, "-t", "-f", str(config))
         log = open(self.workdir / "sshd.log", "ab")
         self.sshd = subprocess.Popen(self.command(SSHD, "-D", "-e", "-f", str(config)),
@@ -138,6 +139,12 @@ class Host:
         for path in (self.host_key, self.host_key.with_suffix(".pub")):
             path.unlink()
         _keygen(self.host_key)
+
+
+def _pip_settings(wheelhouse: Path) -> list[str]:
+    """The hosts' package index, for `cluster up --install`: offline (a namespace has no
+    route out), a wheelhouse directory that `SshHosts.fill_wheelhouse` fills."""
+    return [f'SetEnv "PIP_NO_INDEX=1" "PIP_FIND_LINKS={wheelhouse}" "PIP_DISABLE_PIP_VERSION_CHECK=1"']
 
 
 def _keygen(path: Path) -> None:
@@ -251,6 +258,17 @@ class SshHosts:
             result = ssh.run("echo ready", timeout=max(1.0, deadline - time.monotonic()))
             if result.stdout.strip() != "ready":
                 raise RuntimeError(f"first command on {host.address} said {result}")
+
+    def fill_wheelhouse(self) -> Path:
+        """Download logship's dependencies (as this machine finds them) into the hosts'
+        wheelhouse, so that pip on a host can install logship's wheel."""
+        from importlib.metadata import requires
+
+        wanted = [r for r in requires("logship") or () if "extra ==" not in r]
+        wheelhouse = self.workdir / "wheelhouse"
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
+                        "-d", str(wheelhouse), *wanted], check=True, capture_output=True, timeout=300)
+        return wheelhouse
 
     def write_known_hosts(self, path: Path, hosts: list[Host] | None = None) -> Path:
         path.write_text("".join(h.known_hosts_line + "\n" for h in (self.hosts if hosts is None else hosts)))

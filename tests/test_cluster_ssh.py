@@ -265,3 +265,25 @@ def test_fence_is_written_atomically_and_read_back(hosts, tmp_path):
     assert json.loads((data_dir / "fenced").read_text()) == written
     assert written["removed_at_epoch"] == 7 and written["by"] == "operator@laptop" and "T" in written["at"]
     assert os.listdir(data_dir) == ["fenced"]  # no temporary file left
+
+
+def test_install_puts_this_logship_in_a_virtualenv_on_the_host(cluster):
+    """--install: the wheel over SFTP, a venv in DATA_DIR/venv, its logship runs the broker;
+    a second --install finds it there and installs nothing."""
+    second = cluster.hosts.hosts[1]
+    data_dir = cluster.data_dirs[0]
+    cluster.rewrite(hosts=[second], remote_logship=str(cluster.tmp / "no-logship-here"))
+    assert cluster.run("up", str(cluster.file)).returncode == 1  # without --install: not found
+    cluster.hosts.fill_wheelhouse()  # the hosts' package index (they are offline)
+    done = cluster.run("up", str(cluster.file), "--install", timeout=170)
+    assert done.returncode == 0, done.stderr
+    assert "building this logship's wheel" in done.stderr and "installing it into" in done.stderr
+    venv_logship = data_dir / "venv" / "bin" / "logship"
+    (pid,) = serve_processes(data_dir)
+    assert str(venv_logship) in Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+    assert list((data_dir / "wheels").glob("logship-*.whl"))
+    assert cluster.run("down", str(cluster.file)).returncode == 0
+    again = cluster.run("up", str(cluster.file), "--install")
+    assert again.returncode == 0, again.stderr
+    assert "already installed" in again.stderr and "building" not in again.stderr
+    assert cluster.run("down", str(cluster.file)).returncode == 0

@@ -97,12 +97,8 @@ def up(file, install, wheel, wait_ms) -> None:
     if wheel is not None and not install:
         raise click.UsageError("--wheel goes with --install")
     with tempfile.TemporaryDirectory(prefix="logship-wheel-") as build:
-        wheel_path = None
-        if install:
-            from ..cluster.install import local_wheel
-
-            wheel_path = Path(wheel) if wheel else local_wheel(Path(build))
-        outcomes = start_all(cluster_file, file, wheel=wheel_path, wait_s=wait_ms / 1000, on_line=_say)
+        outcomes = start_all(cluster_file, file, wheel=_wheel_once(wheel, Path(build)) if install else None,
+                             wait_s=wait_ms / 1000, on_line=_say)
     errors = []
     for outcome in outcomes:
         if outcome.ok:
@@ -115,6 +111,32 @@ def up(file, install, wheel, wait_ms) -> None:
     if errors:
         click.echo(f"logship: {len(errors)} of {len(outcomes)} brokers did not start", err=True)
     raise click.exceptions.Exit(_failure_status(errors))
+
+
+def _wheel_once(given: str | None, build_dir: Path):
+    """A function giving the wheel to install: `given`, else this logship's, built on the
+    first call (by whichever broker's thread needs it first); the wheel, or the error that
+    building it raised, is shared by the other calls."""
+    if given:
+        return lambda: Path(given)
+    lock, made = threading.Lock(), []
+
+    def wheel() -> Path:
+        from ..cluster.install import local_wheel
+        from ..errors import LogshipError
+
+        with lock:
+            if not made:
+                click.echo("logship: building this logship's wheel", err=True)
+                try:
+                    made.append(local_wheel(build_dir))
+                except LogshipError as exc:
+                    made.append(exc)
+            if isinstance(made[0], LogshipError):
+                raise made[0]
+            return made[0]
+
+    return wheel
 
 
 def _dash(value) -> str:

@@ -1,8 +1,8 @@
 """`cluster up --install`: this logship, as a wheel, installed in a virtualenv on each host.
 
 `local_wheel(directory)` builds the wheel of the running logship (`pip wheel --no-deps` of
-its source tree) into `directory`, or returns the wheel given with --wheel. `install(host,
-data_dir, wheel)` makes DATA_DIR/venv on the host (`python3 -m venv`), unless its logship
+its source tree) into `directory` (`cluster up --install` does it at most once, and only if
+a host needs it; --wheel FILE gives one instead). `install(host, data_dir, wheel)` makes DATA_DIR/venv on the host (`python3 -m venv`), unless its logship
 already has this version: it copies the wheel to DATA_DIR/wheels/ over SFTP and runs the
 venv's pip on it, dependencies coming from the host's configured package index. It returns
 the command to use there: DATA_DIR/venv/bin/logship.
@@ -10,11 +10,13 @@ the command to use there: DATA_DIR/venv/bin/logship.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 from .. import __version__
 from ..errors import ConfigError, SshError
@@ -36,27 +38,28 @@ def local_wheel(directory: Path) -> Path:
                           f"built here; give one with --wheel FILE")
     command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check",
                "--wheel-dir", str(directory), str(source)]
-    try:
-        import setuptools  # noqa: F401 - present: build without fetching build dependencies
-        command.insert(4, "--no-build-isolation")
-    except ImportError:
-        pass
+    if importlib.util.find_spec("setuptools") and importlib.util.find_spec("wheel"):
+        command.insert(4, "--no-build-isolation")  # build without fetching the build dependencies
     done = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_S)
     wheels = sorted(directory.glob(f"logship-{__version__}-*.whl"))
     if done.returncode != 0 or not wheels:
-        last = (done.stderr.strip().splitlines() or ["no wheel was made"])[-1]
-        raise ConfigError(f"cannot build logship's wheel from {source}: {last}")
+        lines = done.stderr.strip().splitlines()
+        reason = next((line.strip() for line in lines if line.strip().lower().startswith("error")), None)
+        raise ConfigError(f"cannot build logship's wheel from {source}: "
+                          f"{reason or (lines[-1].strip() if lines else 'no wheel was made')}")
     return wheels[0]
 
 
-def install(host: SshHost, data_dir: str, wheel: Path, say=lambda line: None) -> list[str]:
-    """Make sure DATA_DIR/venv on `host` runs this logship; return its command as argv."""
+def install(host: SshHost, data_dir: str, wheel: Callable[[], Path], say=lambda line: None) -> list[str]:
+    """Make sure DATA_DIR/venv on `host` runs this logship; return its command as argv.
+    `wheel()` gives the wheel, called only when the host needs it (building it is slow)."""
     venv = os.path.join(data_dir, "venv")
     logship = [os.path.join(venv, "bin", "logship")]
     found = host.run(remote.version_command(logship), timeout=30)
     if found.status == 0 and remote.parse_version(found.stdout) == __version__:
         say(f"logship {__version__} already installed in {venv}")
         return logship
+    wheel = wheel()
     target = os.path.join(data_dir, "wheels", wheel.name)
     made = host.run(shlex.join(["mkdir", "-p", os.path.dirname(target)]), timeout=30)
     if made.status != 0:

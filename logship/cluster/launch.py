@@ -89,11 +89,13 @@ def check_version(host: SshHost, logship: list[str]) -> None:
                        f"install {__version__} there, or use --install")
 
 
-def up(cluster: ClusterFile, cluster_path: str | os.PathLike, *, wheel: Path | None = None,
+def up(cluster: ClusterFile, cluster_path: str | os.PathLike, *, wheel: Callable[[], Path] | None = None,
        wait_s: float = DEFAULT_WAIT_S, connect_timeout: float = 10.0,
        on_line: Callable[[BrokerSpec, str], None] | None = None) -> list[Outcome]:
     """Start every broker; an Outcome per broker whose value is a Started, or whose error says
-    why not (HostKeyError, HostUnreachableError, StartError, SshError)."""
+    why not (HostKeyError, HostUnreachableError, StartError, SshError). With `wheel` (a
+    function giving the wheel to install, called only for hosts that need it), each broker
+    runs DATA_DIR/venv/bin/logship, installed there (install.py)."""
     secret = cluster_secret(cluster_path)
     text = Path(cluster_path).read_text(encoding="utf-8")
     say = on_line or (lambda spec, line: None)
