@@ -287,11 +287,46 @@ class SshHosts:
         return path
 
     def close(self) -> None:
+        """Kill every sshd and what it started (sessions, brokers) by PID, then delete the
+        namespaces. An sshd's session processes outlive it, and one whose client vanished
+        with a deleted namespace would wait for ever."""
         for host in self.hosts:
+            if host.namespace and host.namespace in self.namespaces:
+                pids = _run("ip", "netns", "pids", host.namespace, check=False).stdout.split()
+                _kill([int(p) for p in pids if p.isdigit()])
+            elif host.sshd is not None:
+                _kill(_descendants(host.sshd.pid))
             host.stop_sshd()
         for namespace in reversed(self.namespaces):
             _run("ip", "netns", "del", namespace, check=False)
         self.namespaces.clear()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, from /proc (children first found, then theirs)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        for sig in (signal.SIGCONT, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
 
 
 def serve_processes(data_dir: Path | None = None) -> list[int]:

@@ -186,10 +186,13 @@ class SshHost:
             _call_with_deadline(connect, self.connect_timeout + 1, give_up, self.where)
         except paramiko.BadHostKeyException as exc:
             give_up()
-            raise HostKeyError(
+            changed = HostKeyError(
                 f"{self.where}: the host key CHANGED: it presents {exc.key.get_name()} "
                 f"{fingerprint(exc.key.asbytes())} but {self.known_hosts} has {exc.expected_key.get_name()} "
-                f"{fingerprint(exc.expected_key.asbytes())}; nothing was run there") from None
+                f"{fingerprint(exc.expected_key.asbytes())}; nothing was run there")
+            changed.hint = ("find out why with the host's owner; if it was reinstalled: "
+                            f"logship cluster trust {format_hostport(self.host, self.port)} --replace")
+            raise changed from None
         except HostKeyError:
             give_up()
             raise
