@@ -222,16 +222,30 @@ def test_a_broker_that_cannot_listen_fails_up_with_its_log(cluster):
         blocker.wait()
 
 
-def test_status_returns_in_time_when_a_host_hangs(cluster):
+@pytest.mark.parametrize("fault", ["sshd stopped", "link down"])
+def test_status_returns_in_time_when_a_host_hangs(cluster, fault):
     first = cluster.hosts.hosts[0]
-    first.sshd.send_signal(signal.SIGSTOP)
+    if fault == "link down":
+        if not first.namespace:
+            pytest.skip("needs network namespaces")
+        switch = ["ip", "netns", "exec", cluster.hosts.namespaces[0], "ip", "link", "set", first.veth]
+        cut, heal = [*switch, "down"], [*switch, "up"]
+    else:
+        cut = heal = None
     try:
+        if cut:
+            subprocess.run(cut, check=True)
+        else:
+            first.sshd.send_signal(signal.SIGSTOP)
         started = time.monotonic()
         code, rows = cluster.status("--timeout", "2s")
         took = time.monotonic() - started
     finally:
-        first.sshd.send_signal(signal.SIGCONT)
-    assert took < 8, took
+        if heal:
+            subprocess.run(heal, check=True)
+        else:
+            first.sshd.send_signal(signal.SIGCONT)
+    assert took < 10, took  # the SSH connect and the broker's Metadata, 2 s each, plus start-up
     assert code == 3
     assert rows[0]["state"] == "unreachable" and "no answer within" in rows[0]["reason"]
     assert [row["state"] for row in rows[1:]] == ["stopped", "stopped"]

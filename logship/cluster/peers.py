@@ -35,7 +35,8 @@ class BrokerStatus:
 
 
 def status(cluster: ClusterFile, timeout_s: float = 10.0) -> list[BrokerStatus]:
-    """Every broker's status, in the cluster file's order, within about `timeout_s`."""
+    """Every broker's status, in the cluster file's order: each host's SSH answer within
+    `timeout_s`, then (for a broker up, or a host unreachable) its Metadata within `timeout_s`."""
 
     def one(spec: BrokerSpec) -> BrokerStatus:
         try:
