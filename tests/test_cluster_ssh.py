@@ -113,11 +113,14 @@ def test_up_status_answers_down(cluster):
 def test_up_twice_reports_already_running(cluster):
     assert cluster.run("up", str(cluster.file)).returncode == 0
     pids = [serve_processes(d) for d in cluster.data_dirs]
+    before = cluster.file.read_text()
+    cluster.file.write_text(before + "# edited while the brokers run\n")
     again = cluster.run("up", str(cluster.file))
     assert again.returncode == 1
     for (pid,) in pids:
         assert f"already running, pid {pid}" in again.stderr
     assert [serve_processes(d) for d in cluster.data_dirs] == pids  # nothing started twice
+    assert all((d / "cluster.toml").read_text() == before for d in cluster.data_dirs)  # nor rewritten
     assert cluster.run("down", str(cluster.file)).returncode == 0
 
 

@@ -4,8 +4,9 @@ For each broker, in parallel: connect (strict host keys); check that the host's
 `remote_logship --version` is this logship's version (or, with a wheel to install, use
 DATA_DIR/venv/bin/logship, installing the wheel there first: install.py); create DATA_DIR
 and DATA_DIR/logs; write DATA_DIR/cluster.toml (the cluster file's text) and
-DATA_DIR/cluster.secret (mode 0600, sent on stdin, never in argv); refuse if a live
-`logship serve` of this broker already runs ("already running, pid N"); start it detached
+DATA_DIR/cluster.secret (mode 0600, sent on stdin, never in argv), unless a live
+`logship serve` of this broker already runs ("already running, pid N": nothing is
+touched; the start script checks again just before starting); start it detached
 (remote.py) and wait for a new `logship: listening on` line in its log. A broker whose
 process dies or does not listen in time fails with the log's last lines.
 
@@ -109,11 +110,23 @@ def up(cluster: ClusterFile, cluster_path: str | os.PathLike, *, wheel: Callable
 
                 logship = install(host, spec.data_dir, wheel, lambda line: say(spec, line))
             check_version(host, logship)
+            _refuse_if_running(host, spec)  # before touching its files
             _write(host, os.path.join(spec.data_dir, CLUSTER_FILE_NAME), text.encode(), "022")
             _write(host, os.path.join(spec.data_dir, SECRET_FILE_NAME), secret.encode() + b"\n", "077")
             return _start(host, spec, logship, wait_s, say)
 
     return for_each_broker(cluster.brokers, start)
+
+
+def _refuse_if_running(host: SshHost, spec: BrokerSpec) -> None:
+    result = host.run(remote.status_command(spec.data_dir, spec.id), timeout=SHORT_S)
+    try:
+        process = remote.parse_state(result.stdout)
+    except ValueError:
+        raise SshError(f"{host.where}: cannot check broker {spec.id}'s process: "
+                       f"{result.output or f'exit status {result.status}'}") from None
+    if process.state == "up":
+        raise SshError(f"{host.where}: broker {spec.id} is already running, pid {process.pid}")
 
 
 def _write(host: SshHost, path: str, data: bytes, umask: str) -> None:
