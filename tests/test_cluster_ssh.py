@@ -182,6 +182,11 @@ def test_trust_records_the_key_then_up_works(cluster):
     up = cluster.run("up", str(cluster.file))
     assert up.returncode == 0, up.stderr
     assert cluster.run("down", str(cluster.file)).returncode == 0
+    # every host of the cluster file at once
+    known_hosts.unlink()
+    done = cluster.run("trust", "--cluster", str(cluster.file))
+    assert done.returncode == 0 and done.stderr.count(": added in") == 3
+    assert known_hosts.read_text().splitlines() == [h.known_hosts_line for h in cluster.hosts.hosts]
 
 
 def test_version_mismatch_is_refused(cluster):

@@ -234,11 +234,11 @@ def _ssh_target(text: str) -> tuple[str, int]:
 
 
 @cluster.command()
-@click.argument("target", metavar="HOST[:PORT]")
+@click.argument("target", metavar="[HOST[:PORT]]", required=False)
 @click.option("--known-hosts", type=click.Path(dir_okay=False), default=None,
               help="The known_hosts file to add to (default: the --cluster file's, else ~/.config/logship/known_hosts).")
 @click.option("--cluster", "cluster_path", type=_CLUSTER_FILE, default=None,
-              help="Use this cluster file's known_hosts file.")
+              help="Use this cluster file's known_hosts file; without HOST, trust every broker's host.")
 @click.option("--replace", is_flag=True, help="Replace a recorded key that changed (after checking why it did).")
 @click.option("--timeout", "timeout_ms", type=DURATION.within(100, 600_000), default="10s", show_default=True,
               help="How long to wait for the host.")
@@ -247,10 +247,12 @@ def trust(target, known_hosts, cluster_path, replace, timeout_ms) -> None:
 
     Prints the key's SHA256 fingerprint (compare it with `ssh-keygen -lf
     /etc/ssh/ssh_host_ed25519_key.pub` on the host) and adds it to logship's known_hosts.
+    With --cluster and no HOST: every broker's host in that file.
 
     \b
     Examples:
       logship cluster trust 10.0.0.1 --cluster cluster.toml
+      logship cluster trust --cluster cluster.toml
       logship cluster trust [fd00::2]:2222 --known-hosts ~/.config/logship/known_hosts
     """
     from ..cluster.trust import trust as trust_host
@@ -258,11 +260,18 @@ def trust(target, known_hosts, cluster_path, replace, timeout_ms) -> None:
 
     if known_hosts and cluster_path:
         raise click.UsageError("give --known-hosts or --cluster, not both")
-    host, port = _ssh_target(target)
-    path = known_hosts or (_load(cluster_path).known_hosts if cluster_path else DEFAULT_KNOWN_HOSTS)
-    done = trust_host(host, port, path, replace=replace, timeout=timeout_ms / 1000)
-    click.echo(f"{done.name} {done.key.type} {done.key.fingerprint}")
-    if done.action == "replaced":
-        click.echo(f"logship: replaced the old key {done.replaced.fingerprint} in {path}", err=True)
+    if target is None and cluster_path is None:
+        raise click.UsageError("name a HOST, or give --cluster FILE to trust all its hosts")
+    cluster_file = _load(cluster_path) if cluster_path else None
+    path = known_hosts or (cluster_file.known_hosts if cluster_file else DEFAULT_KNOWN_HOSTS)
+    if target is not None:
+        targets = [_ssh_target(target)]
     else:
-        click.echo(f"logship: {done.action} in {path}", err=True)
+        targets = list(dict.fromkeys((spec.ssh_host, spec.ssh_port) for spec in cluster_file.brokers))
+    for host, port in targets:
+        done = trust_host(host, port, path, replace=replace, timeout=timeout_ms / 1000)
+        click.echo(f"{done.name} {done.key.type} {done.key.fingerprint}")
+        if done.action == "replaced":
+            click.echo(f"logship: {done.name}: replaced the old key {done.replaced.fingerprint} in {path}", err=True)
+        else:
+            click.echo(f"logship: {done.name}: {done.action} in {path}", err=True)
