@@ -311,6 +311,24 @@ class BrokerUnavailableError(LogshipError):
     retriable = True
 
 
+class SshError(LogshipError):
+    """An SSH connection or a command run over it failed (`logship cluster`; client side only)."""
+
+    code = None
+
+
+class HostUnreachableError(SshError):
+    """A cluster host cannot be reached over SSH, or did not answer in time."""
+
+    exit_status = 3
+
+
+class HostKeyError(SshError):
+    """A host's SSH key is unknown or changed; nothing was run there."""
+
+    hint = "check the fingerprint with the host's owner, then: logship cluster trust HOST"
+
+
 class DeliveryError(LogshipError):
     """Some records given to a producer were not acknowledged (client side only).
 

@@ -21,10 +21,11 @@ def run_example(name: str, *args: str) -> list[str]:
 
 TESTED = {"with-broker.sh", "kcat-roundtrip.sh", "nginx-access-log.sh", "errors-with-jq.sh", "library.py", "data"}
 TESTED_WITH_THE_AGENT = {"agent-nginx.toml", "agent-java.toml", "logship-agent.service"}  # test_agent_config.py
+TESTED_ELSEWHERE = {"cluster.toml"}  # test_cluster_units.py
 
 
 def test_every_example_has_a_test():
-    assert {p.name for p in EXAMPLES.iterdir()} == TESTED | TESTED_WITH_THE_AGENT
+    assert {p.name for p in EXAMPLES.iterdir()} == TESTED | TESTED_WITH_THE_AGENT | TESTED_ELSEWHERE
     agent_tests = (ROOT / "tests" / "test_agent_config.py").read_text()
     assert all(f'"{name}"' in agent_tests for name in TESTED_WITH_THE_AGENT)
 

@@ -66,7 +66,7 @@ class LazyGroup(CommandGroup):
 
 
 COMMANDS = {name: name for name in
-            ("agent", "bench", "consume", "dump", "groups", "produce", "replay", "seek", "serve", "tail",
+            ("agent", "bench", "cluster", "consume", "dump", "groups", "produce", "replay", "seek", "serve", "tail",
              "topics")}
 
 
