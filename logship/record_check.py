@@ -33,11 +33,13 @@ MIN_RECORD_BODY = 6
 offsetDelta, keyLength, valueLength, headerCount, one byte each."""
 
 
-def check_section(data: bytes, count: int) -> None:
+def check_section(data: bytes, count: int, one_time: bool = False) -> None:
+    """See above; `one_time` (the batch's maximum timestamp is its first) says which common-shape
+    walk to try first, never what is accepted."""
     if count * (MIN_RECORD_BODY + 1) > len(data):
         raise InvalidRecordError(f"{count} records cannot fit in {len(data)} bytes")
     shape = _first_shape(data)
-    if shape == 1 and is_simple(data, count) or shape == 2 and is_simple_keyed(data, count):
+    if shape == 1 and is_simple(data, count, one_time) or shape == 2 and is_simple_keyed(data, count):
         return
     _walk(data, count)
 

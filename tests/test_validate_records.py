@@ -214,7 +214,7 @@ def test_is_simple_agrees_with_simple(values, deltas, edits, cut):
     for position, byte in edits:
         section[position % len(section)] = byte
     section = bytes(section[:cut] if cut < 0 else section + bytes(cut))
-    assert is_simple(section, count) == (simple(section, count) is not None)
+    assert is_simple(section, count) == is_simple(section, count, True) == (simple(section, count) is not None)
 
 
 def test_is_simple_refuses_a_record_length_written_in_two_bytes_for_one():
@@ -255,3 +255,74 @@ def test_is_simple_keyed_accepts_only_what_the_field_by_field_walk_accepts(items
     section = bytes(section[:cut] if cut < 0 else section + bytes(cut))
     if is_simple_keyed(section, count):
         _walk(section, count)  # raises InvalidRecordError if it does not agree
+
+
+def _walk_verdict(section: bytes, count: int) -> bool:
+    from logship.record_check import _walk
+
+    try:
+        _walk(section, count)
+    except InvalidRecordError:
+        return False
+    return True
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(items=st.lists(st.tuples(st.none() | st.binary(max_size=70), st.binary(max_size=130)), min_size=1,
+                      max_size=90),
+       deltas=st.none() | st.lists(st.integers(-70, 70), min_size=1, max_size=90),
+       edits=st.lists(st.tuples(st.integers(0, 100_000), st.integers(0, 255)), max_size=2),
+       cut=st.integers(-3, 3), keyed=st.booleans())
+def test_the_fast_paths_give_the_verdict_of_the_field_by_field_walk(items, deltas, edits, cut, keyed):
+    """record_check's common-shape walks (is_simple, with and without the one-timestamp walk first,
+    and is_simple_keyed) accept a section only if the field-by-field walk does, and accept the
+    common shape itself; so check_section's verdict is the field-by-field walk's, on valid batches
+    (one timestamp or spread, keyed or not, past 64 records and 64-byte lengths) and on their
+    mutations."""
+    from logship.record_check import check_section
+    from logship.record_shapes import is_simple, is_simple_keyed
+
+    keys = [key if keyed else None for key, _ in items]
+    batch = records.build_batch([(NOW + (deltas[i % len(deltas)] if deltas else 0), key, value, ())
+                                 for i, (key, (_, value)) in enumerate(zip(keys, items))], base_timestamp=NOW)
+    section, count = _section(batch)
+    if not edits and not cut:
+        short_deltas = deltas is None or all(-64 <= deltas[i % len(deltas)] < 64 for i in range(count))
+        assert is_simple(section, count, True) == is_simple(section, count) == (
+            short_deltas and keys == [None] * count)
+        if all(key is not None and len(key) < 64 for key in keys):
+            assert is_simple_keyed(section, count) == short_deltas
+    section = bytearray(section)
+    for position, byte in edits:
+        section[position % len(section)] = byte
+    section = bytes(section[:cut] if cut < 0 else section + bytes(cut))
+    verdict = _walk_verdict(section, count)
+    simple = is_simple(section, count)
+    assert is_simple(section, count, True) == simple
+    assert not simple or verdict
+    assert not is_simple_keyed(section, count) or verdict
+    for one_time in (False, True):
+        try:
+            check_section(section, count, one_time)
+        except InvalidRecordError:
+            assert not verdict
+        else:
+            assert verdict
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+@pytest.mark.parametrize("at", [0, 1])
+def test_a_record_length_in_two_bytes_for_one_is_left_to_the_field_by_field_walk(keyed, at):
+    """A non-minimal two-byte record length (which Kafka reads) finds no entry in the fast paths'
+    tables: they say no, never raise, and the batch is checked field by field and accepted."""
+    from logship.record_shapes import is_simple, is_simple_keyed
+
+    section, count = _section(records.build_batch([(NOW, b"k" if keyed else None, b"abc", ())] * 2))
+    start = 0 if at == 0 else 1 + section[0] // 2
+    padded = section[:start] + bytes([section[start] | 0x80, 0x00]) + section[start + 1:]
+    assert not is_simple(padded, count) and not is_simple(padded, count, True)
+    assert not is_simple_keyed(padded, count)
+    batch = records.seal_batch(padded, count, NOW, NOW, base_offset=0, compression=0, producer_id=-1,
+                               producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1, attributes=0)
+    check(batch)
+    _decoded_cleanly(batch)
