@@ -271,7 +271,9 @@ def _walk_verdict(section: bytes, count: int) -> bool:
 @given(items=st.lists(st.tuples(st.none() | st.binary(max_size=70), st.binary(max_size=130)), min_size=1,
                       max_size=90),
        deltas=st.none() | st.lists(st.integers(-70, 70), min_size=1, max_size=90),
-       edits=st.lists(st.tuples(st.integers(0, 100_000), st.integers(0, 255)), max_size=2),
+       edits=st.lists(st.tuples(st.integers(0, 24) | st.integers(0, 100_000),
+                                st.sampled_from([0x00, 0x01, 0x02, 0x7E, 0x7F, 0x80, 0x81, 0xFF]) | st.integers(0, 255)),
+                      max_size=2),
        cut=st.integers(-3, 3), keyed=st.booleans())
 def test_the_fast_paths_give_the_verdict_of_the_field_by_field_walk(items, deltas, edits, cut, keyed):
     """record_check's common-shape walks (is_simple, with and without the one-timestamp walk first,
@@ -326,3 +328,51 @@ def test_a_record_length_in_two_bytes_for_one_is_left_to_the_field_by_field_walk
                                producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1, attributes=0)
     check(batch)
     _decoded_cleanly(batch)
+
+
+def _record_starts(section: bytes, count: int) -> list[int]:
+    from logship.varint import read_varint
+
+    starts, pos = [], 0
+    for _ in range(count):
+        starts.append(pos)
+        length, pos = read_varint(section, pos)
+        pos += length
+    return starts
+
+
+EDGE_SECTIONS = {
+    "one timestamp": lambda: records.build_batch_values([b"v" * (i % 7) for i in range(66)] + [b"w" * 70], NOW),
+    "spread timestamps": lambda: records.build_batch([(NOW + i % 5 - 2, None, b"v" * (i % 3), ())
+                                                      for i in range(66)] + [(NOW, None, b"w" * 70, ())],
+                                                     base_timestamp=NOW),
+    "keyed": lambda: records.build_batch([(NOW + i % 3, b"k" * (i % 4), b"v" * (i % 3), ())
+                                          for i in range(66)] + [(NOW, b"k" * 63, b"w" * 70, ())]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_SECTIONS))
+def test_every_one_byte_edit_near_the_edges_gets_the_field_by_field_verdict(name):
+    """Exhaustively, every value of every byte of the first two records, of records 63 to 65 (where
+    offset deltas take two bytes) and of the last one (a two-byte length): the common-shape walks
+    accept the edited section only if the field-by-field walk does, and check_section agrees."""
+    from logship.record_check import check_section
+    from logship.record_shapes import is_simple, is_simple_keyed
+
+    section, count = _section(EDGE_SECTIONS[name]())
+    assert is_simple(section, count) or is_simple_keyed(section, count)
+    starts = _record_starts(section, count) + [len(section)]
+    positions = [p for first, last in ((0, 2), (63, 66), (count - 1, count)) for p in range(starts[first], starts[last])]
+    for position in positions:
+        for byte in range(256):
+            edited = section[:position] + bytes((byte,)) + section[position + 1:]
+            verdict = _walk_verdict(edited, count)
+            assert not is_simple(edited, count) or verdict, (position, byte)
+            assert not is_simple(edited, count, True) or verdict, (position, byte)
+            assert not is_simple_keyed(edited, count) or verdict, (position, byte)
+            try:
+                check_section(edited, count, True)
+            except InvalidRecordError:
+                assert not verdict, (position, byte)
+            else:
+                assert verdict, (position, byte)
