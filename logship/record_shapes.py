@@ -276,7 +276,8 @@ def _keyed_tables() -> tuple[list, list, dict, list]:
     short and long (by the bytes of varint(L), see _by_varint): (head, bytes of the record with
     varint(L)), the head being the previous record's header count, varint(L) and the attributes;
     keys {(width of varint(L), width of the offset delta): by the key length's byte,
-    (key length, format piece reading the gap before it and skipping it and the key)};
+    (_REST_BASE - bytes before the key - key length, so that the record's size plus this is where
+    its rest is in rests; format piece reading the gap before the key and skipping it and the key)};
     rests, for each number r of bytes after the key, at r + _REST_BASE: (varint(value length),
     format piece reading it and skipping the value) of the record whose value length varint,
     value and header count take r bytes; None where none does minimally."""
@@ -286,8 +287,8 @@ def _keyed_tables() -> tuple[list, list, dict, list]:
     for width in (1, 2):
         for offset_width in (1, 2):
             gap = 1 + width + 2 + offset_width  # header count, varint(L), attributes, timestamp and offset deltas
-            keys[(width, offset_width)] = [(byte >> 1, f"{gap}s{1 + (byte >> 1)}x") if not byte & 1 else None
-                                           for byte in range(0x80)]
+            keys[(width, offset_width)] = [(_REST_BASE - gap - (byte >> 1), f"{gap}s{1 + (byte >> 1)}x")
+                                           if not byte & 1 else None for byte in range(0x80)]
     rests: list = [None] * (_REST_BASE + _SIMPLE_MAX + 3)
     for size in range(0, _SIMPLE_MAX):
         varint = SMALL[size]
@@ -317,21 +318,19 @@ def _keyed_gaps(data: bytes, pos: int, offsets, width: int, short: list, long: l
     """_gaps for keyed records whose offset delta varints are `width` bytes long."""
     stamps = _STAMPS
     keys_1, keys_2 = keys[(1, width)], keys[(2, width)]
-    fixed = 3 + width  # attributes, timestamp delta, offset delta, key length
-    fixed_2 = fixed + 1
-    rest_base_1 = _REST_BASE - fixed - 1  # rests[size - key length + this]: size counts varint(L)
-    rest_base_2 = rest_base_1 - 1
+    key_at_1 = 3 + width  # the key length's byte: after varint(L), attributes, timestamp and offset deltas
+    key_at_2 = key_at_1 + 1
     for offset in offsets:
         byte = data[pos]
         if byte < 0x80:
             head, size = short[byte]
-            key_length, key_piece = keys_1[data[pos + fixed]]
-            varint, rest_piece = rests[size + rest_base_1 - key_length]
+            rest_at, key_piece = keys_1[data[pos + key_at_1]]
+            varint, rest_piece = rests[size + rest_at]
             stamp = stamps[data[pos + 2]]
         else:
             head, size = long[byte + (data[pos + 1] << 7)]
-            key_length, key_piece = keys_2[data[pos + fixed_2]]
-            varint, rest_piece = rests[size + rest_base_2 - key_length]
+            rest_at, key_piece = keys_2[data[pos + key_at_2]]
+            varint, rest_piece = rests[size + rest_at]
             stamp = stamps[data[pos + 3]]
         made += (head, stamp, offset, varint)
         formats += (key_piece, rest_piece)
