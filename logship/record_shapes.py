@@ -168,9 +168,10 @@ def _by_varint(entries: dict) -> tuple[list, list]:
 
 @cache
 def _check_tables() -> tuple[list, dict]:
-    """(offset deltas and null keys, {(one_time, prefix): (short, long)}) for is_simple(): per record length L of the common shape
-    (see _layout) whose fields before the value length take `prefix` bytes, the entry
-    (gap head, varint(value length), format piece, bytes of the record with its length varint).
+    """(offset deltas and null keys, {(one_time, prefix): (short, long)}) for is_simple(): per
+    record length L of the common shape (see _layout) whose fields before the value length take
+    `prefix` bytes, the entry (gap head, varint(value length), format piece, bytes of the record
+    with its length varint).
     The head is the previous record's header count, varint(L) and the attributes, and for batches of
     one timestamp the delta 0 too. Made on first use (tens of milliseconds, a few megabytes)."""
     tables = {}

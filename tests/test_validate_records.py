@@ -272,7 +272,8 @@ def _walk_verdict(section: bytes, count: int) -> bool:
                       max_size=90),
        deltas=st.none() | st.lists(st.integers(-70, 70), min_size=1, max_size=90),
        edits=st.lists(st.tuples(st.integers(0, 24) | st.integers(0, 100_000),
-                                st.sampled_from([0x00, 0x01, 0x02, 0x7E, 0x7F, 0x80, 0x81, 0xFF]) | st.integers(0, 255)),
+                                st.sampled_from([0x00, 0x01, 0x02, 0x7E, 0x7F, 0x80, 0x81, 0xFF])
+                                | st.integers(0, 255)),
                       max_size=2),
        cut=st.integers(-3, 3), keyed=st.booleans())
 def test_the_fast_paths_give_the_verdict_of_the_field_by_field_walk(items, deltas, edits, cut, keyed):
@@ -362,7 +363,8 @@ def test_every_one_byte_edit_near_the_edges_gets_the_field_by_field_verdict(name
     section, count = _section(EDGE_SECTIONS[name]())
     assert is_simple(section, count) or is_simple_keyed(section, count)
     starts = _record_starts(section, count) + [len(section)]
-    positions = [p for first, last in ((0, 2), (63, 66), (count - 1, count)) for p in range(starts[first], starts[last])]
+    positions = [p for first, last in ((0, 2), (63, 66), (count - 1, count))
+                 for p in range(starts[first], starts[last])]
     for position in positions:
         for byte in range(256):
             edited = section[:position] + bytes((byte,)) + section[position + 1:]
