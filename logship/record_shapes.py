@@ -220,11 +220,12 @@ def _gaps_agree(data: bytes, count: int, walk, one_time: bool) -> bool:
 
 def _joined_gaps_equal(data: bytes, made: list, formats: list) -> bool:
     """Whether the gaps made are those that the format pieces read from `data`, which they cover
-    exactly. The first record has no header count before it, and the last one's ends the section."""
+    exactly (in struct's standard mode: no padding). The first record has no header count before
+    it, and the last one's ends the section."""
     made[0] = made[0][1:]
     made.append(b"\x00")
     count, rest = formats[0].split("s", 1)
-    formats[0] = f"{int(count) - 1}s{rest}"
+    formats[0] = f"<{int(count) - 1}s{rest}"
     formats.append("s")
     return b"".join(made) == b"".join(struct.Struct("".join(formats)).unpack_from(data))
 
