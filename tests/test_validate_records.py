@@ -378,3 +378,33 @@ def test_every_one_byte_edit_near_the_edges_gets_the_field_by_field_verdict(name
                 assert not verdict, (position, byte)
             else:
                 assert verdict, (position, byte)
+
+
+@pytest.mark.parametrize("keyed, count, around", [(False, 1100, 1023), (True, 600, 511)])
+def test_edits_where_the_gap_formats_are_split_get_the_field_by_field_verdict(keyed, count, around):
+    """The gaps of a long section are read by several structs (record_shapes._FORMAT_PIECES pieces
+    each; a keyed record has two): the section is accepted whole, and edits to the bytes around
+    the split (all but values) get the field-by-field walk's verdict."""
+    from logship.record_check import check_section
+    from logship.record_shapes import _FORMAT_PIECES, is_simple, is_simple_keyed
+
+    assert around == _FORMAT_PIECES // (2 if keyed else 1) - 1
+    batch = records.build_batch([(NOW + i % 5, b"k" * (i % 4) if keyed else None, b"v" * (i % 80), ())
+                                 for i in range(count)], base_timestamp=NOW)
+    section, count = _section(batch)
+    fast = is_simple_keyed if keyed else is_simple
+    assert fast(section, count)
+    starts = _record_starts(section, count)
+    for record in range(around - 1, around + 3):
+        value_at = starts[record + 1] - 1 - record % 80  # the value ends before the header count
+        for position in [*range(starts[record] - 1, starts[record] + 9), value_at - 1]:
+            for byte in (0x00, 0x01, 0x02, 0x7F, 0x80, 0xFF, section[position] ^ 1, section[position] ^ 2):
+                edited = section[:position] + bytes((byte,)) + section[position + 1:]
+                verdict = _walk_verdict(edited, count)
+                assert not fast(edited, count) or verdict, (position, byte)
+                try:
+                    check_section(edited, count)
+                except InvalidRecordError:
+                    assert not verdict, (position, byte)
+                else:
+                    assert verdict, (position, byte)
