@@ -150,7 +150,7 @@ def _walk_one_time(data: bytes, pos: int, offsets_keys: list, layout: list, part
 # record lengths put them. A record length written in more bytes than it needs, or negative, has no
 # table entry, and the walk stops with TypeError or IndexError, as reading past the section does.
 _TWO_BYTES = 0x80 + (0x80 << 7)  # long tables are indexed by byte + (next byte << 7), byte >= 0x80
-_FORMAT_PIECES = 1024  # format pieces per struct compiled (each piece holds two codes of 32 bytes)
+_CHUNK = 512  # records checked at a time after the first 64 (see _chunks_agree)
 
 
 def _by_varint(entries: dict) -> tuple[list, list]:
@@ -208,35 +208,47 @@ def is_simple(data: bytes, count: int, one_time: bool = False) -> bool:
 def _gaps_agree(data: bytes, count: int, walk, one_time: bool) -> bool:
     """Whether the gaps `walk` makes for the records of `data` are those the section has."""
     offsets_keys, tables = _check_tables()
-    made: list = []
-    formats: list = []
-    try:
-        pos = walk(data, 0, offsets_keys[:min(count, 64)], *tables[(one_time, 4)], made, formats)
-        if count > 64:
-            pos = walk(data, pos, offsets_keys[64:count], *tables[(one_time, 5)], made, formats)
-    except (IndexError, TypeError):
-        return False
-    return pos == len(data) and _joined_gaps_equal(data, made, formats)
+    return _chunks_agree(data, count, lambda pos, first, end, made, formats: walk(
+        data, pos, offsets_keys[first:end], *tables[(one_time, 4 if first < 64 else 5)], made, formats))
 
 
-def _joined_gaps_equal(data: bytes, made: list, formats: list) -> bool:
-    """Whether the gaps made are those that the format pieces read from `data`, which they cover
-    exactly (in struct's standard mode: no padding). The first record has no header count before
-    it, and the last one's ends the section. A struct is compiled per _FORMAT_PIECES pieces: one
-    for a whole section of thousands of records would take hundreds of kilobytes, which malloc
-    maps and unmaps for every batch."""
-    made[0] = made[0][1:]
-    made.append(b"\x00")
-    count, rest = formats[0].split("s", 1)
-    formats[0] = f"{int(count) - 1}s{rest}"
-    formats.append("s")
-    read: list = []
-    at = 0
-    for first in range(0, len(formats), _FORMAT_PIECES):
-        chunk = struct.Struct("<" + "".join(formats[first:first + _FORMAT_PIECES]))
-        read += chunk.unpack_from(data, at)
-        at += chunk.size
-    return b"".join(made) == b"".join(read)
+def _chunks_agree(data: bytes, count: int, walk) -> bool:
+    """Whether every chunk of records (the 64 whose offset deltas take one byte, then _CHUNK at a
+    time) has the gaps that `walk(pos, first, end, made, formats)` makes for records first..end-1
+    from `pos` on, returning where they end. Chunks keep the lists and the struct of a check small
+    (a struct for thousands of records would take hundreds of kilobytes, which malloc maps and
+    unmaps for every batch) and let a section that differs early stop early."""
+    pos = 0
+    for first in (0, *range(64, count, _CHUNK)):
+        end = min(count, 64 if first == 0 else first + _CHUNK)
+        made: list = []
+        formats: list = []
+        start = pos
+        try:
+            pos = walk(pos, first, end, made, formats)
+        except (IndexError, TypeError):
+            return False
+        if pos != len(data) if end == count else pos >= len(data):
+            return False
+        if not _joined_gaps_equal(data, made, formats, start, end == count):
+            return False
+    return True
+
+
+def _joined_gaps_equal(data: bytes, made: list, formats: list, start: int, last: bool) -> bool:
+    """Whether the gaps made for the records from `start` on are those that the format pieces read
+    from `data` (in struct's standard mode: no padding), from the header count of the record
+    before. The first record has no header count before it; the last one's ends the section."""
+    if start:
+        start -= 1
+    else:
+        made[0] = made[0][1:]
+        count, rest = formats[0].split("s", 1)
+        formats[0] = f"{int(count) - 1}s{rest}"
+    if last:
+        made.append(b"\x00")
+        formats.append("s")
+    return b"".join(made) == b"".join(struct.Struct("<" + "".join(formats)).unpack_from(data, start))
 
 
 def _gaps(data: bytes, pos: int, offsets_keys: list, short: list, long: list, made: list, formats: list) -> int:
@@ -313,15 +325,8 @@ def is_simple_keyed(data: bytes, count: int) -> bool:
     if not 0 < count <= _SIMPLE_MAX:
         return False
     short, long, keys, rests = _keyed_tables()
-    made: list = []
-    formats: list = []
-    try:
-        pos = _keyed_gaps(data, 0, SMALL[:min(count, 64)], 1, short, long, keys, rests, made, formats)
-        if count > 64:
-            pos = _keyed_gaps(data, pos, SMALL[64:count], 2, short, long, keys, rests, made, formats)
-    except (IndexError, TypeError):
-        return False
-    return pos == len(data) and _joined_gaps_equal(data, made, formats)
+    return _chunks_agree(data, count, lambda pos, first, end, made, formats: _keyed_gaps(
+        data, pos, SMALL[first:end], 1 if first < 64 else 2, short, long, keys, rests, made, formats))
 
 
 def _keyed_gaps(data: bytes, pos: int, offsets, width: int, short: list, long: list, keys: dict, rests: list,

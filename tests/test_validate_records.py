@@ -380,15 +380,15 @@ def test_every_one_byte_edit_near_the_edges_gets_the_field_by_field_verdict(name
                 assert verdict, (position, byte)
 
 
-@pytest.mark.parametrize("keyed, count, around", [(False, 1100, 1023), (True, 600, 511)])
-def test_edits_where_the_gap_formats_are_split_get_the_field_by_field_verdict(keyed, count, around):
-    """The gaps of a long section are read by several structs (record_shapes._FORMAT_PIECES pieces
-    each; a keyed record has two): the section is accepted whole, and edits to the bytes around
-    the split (all but values) get the field-by-field walk's verdict."""
+@pytest.mark.parametrize("keyed, count, around", [(False, 1100, 575), (True, 700, 575), (False, 1100, 1087)])
+def test_edits_where_the_checks_are_split_get_the_field_by_field_verdict(keyed, count, around):
+    """A long section is checked in chunks of record_shapes._CHUNK records after the first 64: the
+    section is accepted whole, and edits to the bytes around the end of a chunk (all but values)
+    get the field-by-field walk's verdict."""
     from logship.record_check import check_section
-    from logship.record_shapes import _FORMAT_PIECES, is_simple, is_simple_keyed
+    from logship.record_shapes import _CHUNK, is_simple, is_simple_keyed
 
-    assert around == _FORMAT_PIECES // (2 if keyed else 1) - 1
+    assert (around - 63) % _CHUNK == 0
     batch = records.build_batch([(NOW + i % 5, b"k" * (i % 4) if keyed else None, b"v" * (i % 80), ())
                                  for i in range(count)], base_timestamp=NOW)
     section, count = _section(batch)
