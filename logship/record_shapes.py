@@ -142,10 +142,10 @@ def _walk_one_time(data: bytes, pos: int, offsets_keys: list, layout: list, part
 # the byte or two of its record length varint, which give the bytes of the gap before its value as
 # the common shape has them (the previous record's header count, varint(L), attributes, timestamp
 # delta, offset delta, null key or key length, varint(value length)) and a struct format piece that
-# reads the same gap from the section and skips the value ("9s120x"). After the walk, one struct
-# format for the whole section reads every gap at once (one C call, where a slice per record cost
-# more than the rest of the walk), and the section has the shape only if the gaps read, joined, are
-# the gaps made, joined. Every gap made is as long as the gap read for it (both come from one table
+# reads the same gap from the section and skips the value ("9s120x"). After the walk of a chunk of
+# records (see _chunks_agree), one struct format reads all their gaps at once (one C call, where a
+# slice per record cost more than the rest of the walk), and the section has the shape only if the
+# gaps read, joined, are the gaps made, joined. Every gap made is as long as the gap read for it (both come from one table
 # entry), so the joined gaps are equal only if each gap is; the values are then exactly where the
 # record lengths put them. A record length written in more bytes than it needs, or negative, has no
 # table entry, and the walk stops with TypeError or IndexError, as reading past the section does.
