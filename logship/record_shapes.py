@@ -147,8 +147,9 @@ def _walk_one_time(data: bytes, pos: int, offsets_keys: list, layout: list, part
 # slice per record cost more than the rest of the walk), and the section has the shape only if the
 # gaps read, joined, are the gaps made, joined. Every gap made is as long as the gap read for it
 # (both come from one table entry), so the joined gaps are equal only if each gap is; the values
-# are then exactly where the record lengths put them. A record length written in more bytes than it needs, or negative, has no
-# table entry, and the walk stops with TypeError or IndexError, as reading past the section does.
+# are then exactly where the record lengths put them. A record length written in more bytes than
+# it needs, or negative, has no table entry, and the walk stops with TypeError or IndexError, as
+# reading past the section does.
 _TWO_BYTES = 0x80 + (0x80 << 7)  # long tables are indexed by byte + (next byte << 7), byte >= 0x80
 _CHUNK = 512  # records checked at a time after the first 64 (see _chunks_agree)
 
