@@ -33,6 +33,8 @@ from ..errors import ProtocolError
 from ..protocol import framing
 
 DIRECT_MAX_BYTES = 16 << 10
+SENDFILE_MIN_BYTES = 256 << 10  # smaller slices of segment files are cheaper as pread + write
+COALESCE_MAX_BYTES = 256 << 10  # responses gathered for one transport write, at most (about)
 MAX_QUEUED = 64
 ACTIVE_S = 2.0  # see Connection._active
 _SCRATCH_BYTES = 256 << 10
@@ -311,3 +313,46 @@ class Connection(asyncio.BufferedProtocol):
             self._pause("queue")
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+class Outgoing:
+    """Responses gathered for one transport write, and what to tell the connection once it is
+    done: their queued bytes (for the bounds) and how many requests they answer."""
+
+    __slots__ = ("conn", "parts", "size", "queued", "answers")
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.parts: list = []
+        self.size = self.queued = self.answers = 0
+
+    def add(self, parts: list) -> bool:
+        """Gather a response, unless it needs sendfile (then False, and nothing is gathered)."""
+        if any(not isinstance(part, (bytes, bytearray, memoryview))
+               and not part.in_memory and part.length >= SENDFILE_MIN_BYTES for part in parts):
+            return False
+        for part in parts:
+            part = part if isinstance(part, (bytes, bytearray, memoryview)) else part.read_bytes()
+            self.parts.append(part)
+            self.size += len(part)
+        if self.size >= COALESCE_MAX_BYTES:
+            self.flush()
+        return True
+
+    def sent(self, queued: int) -> None:
+        """One more response is gathered or written."""
+        self.queued += queued
+        self.answers += 1
+        if not self.parts:
+            self.flush()
+
+    def flush(self) -> None:
+        conn = self.conn
+        if self.parts:
+            conn.transport.write(self.parts[0] if len(self.parts) == 1 else b"".join(self.parts))
+            self.parts, self.size = [], 0
+        if self.queued:
+            conn.sent_response_bytes(self.queued)
+        for _ in range(self.answers):
+            conn.answered()
+        self.queued = self.answers = 0
