@@ -33,6 +33,7 @@ from ..errors import ProtocolError
 from ..protocol import framing
 
 DIRECT_MAX_BYTES = 16 << 10
+READ_AHEAD_BYTES = 64 << 10  # read at a frame boundary: the small frames already there come in one read
 SENDFILE_MIN_BYTES = 256 << 10  # smaller slices of segment files are cheaper as pread + write
 COALESCE_MAX_BYTES = 256 << 10  # responses gathered for one transport write, at most (about)
 MAX_QUEUED = 64
@@ -57,6 +58,7 @@ class Connection(asyncio.BufferedProtocol):
         self._queue: collections.deque = collections.deque()  # frames, a ProtocolError, or None (EOF)
         self._waiter: asyncio.Future | None = None
         self._prefix = bytearray(4)
+        self._ahead = False  # get_buffer gave the read-ahead buffer
         self._frame: bytearray | None = None
         self._size = 0  # of the frame being received
         self._filled = 0
@@ -92,8 +94,12 @@ class Connection(asyncio.BufferedProtocol):
             self._on_connected(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        self._ahead = False
         if self._frame is None:
-            return memoryview(self._prefix)[self._filled:]
+            if self._filled or self._pool.must_wait(self.held_bytes, self._active()):
+                return memoryview(self._prefix)[self._filled:]
+            self._ahead = True
+            return memoryview(_scratch)[:READ_AHEAD_BYTES]
         if self._size <= DIRECT_MAX_BYTES:
             return memoryview(self._frame)[self._filled:]
         if self._pool.must_wait(self.held_bytes, self._active()):
@@ -111,32 +117,66 @@ class Connection(asyncio.BufferedProtocol):
             self.frame_began = self.last_io
         if self.frame_started is None and not self._paused_for:
             self.frame_started = self.last_io
-        if self._frame is None:
+        if self._ahead:
+            self._split(memoryview(_scratch)[:nbytes])
+            if (self._frame is not None or self._filled) and self.frame_started is None and not self._paused_for:
+                self.frame_started = self.last_io  # the frame left partial
+        elif self._frame is None:
             self._filled += nbytes
-            if self._filled < 4:
-                return
-            try:
-                self._size = framing.read_frame_length(self._prefix, self.max_frame_bytes)
-            except ProtocolError as exc:
-                self._push(exc)
-                return
-            if self._size <= DIRECT_MAX_BYTES:
-                self._frame = bytearray(self._size)
-                self._charge(self._size)
-            else:
-                self._frame = bytearray()
-            self._filled = 0
+            if self._filled == 4:
+                self._begin(self._prefix)
         elif self._size <= DIRECT_MAX_BYTES:
             self._filled += nbytes
         else:
             self._frame += memoryview(_scratch)[:nbytes]
             self._filled += nbytes
             self._charge(nbytes)
-        if self._filled == self._size:
-            frame, self._frame, self._filled, self._charged = self._frame, None, 0, 0
-            self.frame_started = None
-            self.last_completed = self.last_io
-            self._push(frame)
+        if self._frame is not None and self._filled == self._size:
+            self._complete()
+
+    def _split(self, data: memoryview) -> None:
+        """Bytes read ahead from a frame boundary: every whole frame in them is queued; a frame
+        they begin is started (the rest comes through get_buffer); a short prefix is kept."""
+        pos, end = 0, len(data)
+        while not self._ended and end - pos >= 4:
+            self.frame_began = self.last_io
+            if not self._begin(data[pos:pos + 4]):
+                return
+            pos += 4
+            take = min(self._size, end - pos)
+            if self._size <= DIRECT_MAX_BYTES:
+                self._frame[:take] = data[pos:pos + take]
+            else:
+                self._frame += data[pos:pos + take]
+                self._charge(take)
+            self._filled, pos = take, pos + take
+            if take < self._size:
+                return
+            self._complete()
+        if not self._ended:
+            self._prefix[:end - pos] = data[pos:]
+            self._filled = end - pos
+
+    def _begin(self, prefix) -> bool:
+        """Start the frame whose length prefix this is; False (the stream ended) if it is refused."""
+        try:
+            self._size = framing.read_frame_length(prefix, self.max_frame_bytes)
+        except ProtocolError as exc:
+            self._push(exc)
+            return False
+        if self._size <= DIRECT_MAX_BYTES:
+            self._frame = bytearray(self._size)
+            self._charge(self._size)
+        else:
+            self._frame = bytearray()
+        self._filled = 0
+        return True
+
+    def _complete(self) -> None:
+        frame, self._frame, self._filled, self._charged = self._frame, None, 0, 0
+        self.frame_started = None
+        self.last_completed = self.last_io
+        self._push(frame)
 
     def eof_received(self) -> bool:
         self._push(None)
