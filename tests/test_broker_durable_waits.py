@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -88,4 +89,23 @@ def test_a_waiter_truncated_below_its_offset_fails_instead_of_syncing_for_ever(t
         assert await asyncio.wait_for(waits.until_durable(partition, 5) or asyncio.sleep(0), 5) is None
 
     asyncio.run(main())
+    partition.close()
+
+
+def test_waiters_of_one_loop_step_start_a_single_round(tmp_path):
+    sync = GatedSync()
+    partition = _partition(tmp_path, sync, 0)
+
+    async def main():
+        waits = DurableWaits()
+        futures = []
+        for _ in range(10):  # as requests read in one go are handled before the loop goes on
+            partition.append_batches(make_batch(1))
+            futures.append(waits.until_durable(partition, partition.log_end_offset))
+            time.sleep(0.01)  # handling takes time: a sync started at once would cover less
+        await asyncio.wait_for(asyncio.gather(*futures), 10)
+        assert partition.recovery_point == 10
+
+    asyncio.run(main())
+    assert sync.calls == 1, sync.calls  # one round: one fdatasync of the segment
     partition.close()

@@ -2,8 +2,9 @@
 
 `until_durable(partition, offset)` gives a future that is done once every offset below
 `offset` is on stable storage (None if that is already so): no task and no coroutine per
-waiter. The first waiter of a partition starts a sync in a worker thread that covers
-everything appended before it started; when it ends, every waiter it covered is released
+waiter. The first waiter of a partition starts a sync in a worker thread, once the
+frames already read have been handled (call_soon), that covers everything appended before
+it started; when it ends, every waiter it covered is released
 and, if later waiters remain, one more sync (the next round) starts for all of them.
 Requests arriving during a sync thus share the next one, and each round costs a single
 thread hop however many requests it serves.
@@ -35,14 +36,15 @@ class DurableWaits:
         already. It fails with KafkaStorageError, or NotLeaderError (truncated below `offset`)."""
         if partition.recovery_point >= offset:
             return None
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._waiters.setdefault(partition, []).append((offset, future))
         if partition not in self._syncing:
-            self._start(partition)
+            self._syncing.add(partition)
+            loop.call_soon(self._start, partition)  # after the frames already read: one round for them all
         return future
 
     def _start(self, partition: Partition) -> None:
-        self._syncing.add(partition)
         job = asyncio.get_running_loop().run_in_executor(None, partition.sync_to, partition.log_end_offset)
         job.add_done_callback(lambda done: self._finished(partition, done))
 
@@ -65,6 +67,7 @@ class DurableWaits:
                 waiting.append((offset, future))
         if waiting:
             self._waiters[partition] = waiting
+            self._syncing.add(partition)
             self._start(partition)
 
     def turn(self, reply, respond) -> "DurableTurn":
