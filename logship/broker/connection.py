@@ -10,11 +10,16 @@ what a client really sent, and those bytes are charged to the request memory poo
 pool says this connection must wait (`MemoryPool.must_wait`: it is used up for connections
 that are not `_active`, or for all), or MAX_QUEUED frames wait in `next_frame()`'s queue,
 reading is paused; a read in a round where others filled the pool takes one byte.
+At a frame boundary (and while the pool has room) up to READ_AHEAD_BYTES are read at once
+into the shared scratch buffer and split: each whole frame there is copied into its own
+bytearray and queued, so a client pipelining small requests costs one read, not two per
+request; a frame left partial goes on as above.
 A frame must arrive whole within request.timeout.ms of its first byte, not counting time
 paused by the broker (`frame_started` is what `Admission.sweep` checks).
 
 Writes go to `transport`; `drain()` waits while the transport's buffer is over its high-water
 mark, and gives up (closing the connection) when the client takes nothing for write_timeout_ms.
+`Outgoing` gathers the responses that are ready one after another into one transport write.
 `pending` counts requests received and not yet answered; `Admission` is told when it leaves
 or reaches zero (a connection with nothing pending may be evicted at the connection caps).
 """

@@ -2,17 +2,17 @@
 
 `until_durable(partition, offset)` gives a future that is done once every offset below
 `offset` is on stable storage (None if that is already so): no task and no coroutine per
-waiter. The first waiter of a partition starts a sync in a worker thread, once the
-frames already read have been handled (call_soon), that covers everything appended before
-it started; when it ends, every waiter it covered is released
-and, if later waiters remain, one more sync (the next round) starts for all of them.
-Requests arriving during a sync thus share the next one, and each round costs a single
-thread hop however many requests it serves.
+waiter. The first waiter of a partition starts a sync in a worker thread once the frames
+already read have been handled (call_soon); it covers everything appended before it
+started. When it ends, every waiter it covered is released and, if later waiters remain,
+one more sync (the next round) starts for all of them. Requests arriving during a sync
+thus share the next one, and each round costs a single thread hop however many requests
+it serves.
 
 A future fails with the sync's error (KafkaStorageError), or, for a waiter whose offset
 is above the log end once a round is over (the log was truncated below it, as a follower's
 truncation does), with NotLeaderError: that offset can never become durable, so it is not
-waited for again. Nobody retrieving a future (its connection gone) may cancel it.
+waited for again. A future nobody will take (its connection is gone) may be cancelled.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class DurableTurn:
             failure = None if future is None else future.exception()
             if isinstance(failure, LogshipError):
                 if isinstance(failure, KafkaStorageError):
-                        log.error("sync of %s-%d failed: %s", write.partition.topic, write.partition.index, failure)
+                    log.error("sync of %s-%d failed: %s", write.partition.topic, write.partition.index, failure)
                 write.fail(failure.code if failure.code is not None else -1)
             elif failure is not None:
                 raise failure

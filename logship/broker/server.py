@@ -4,11 +4,12 @@ Each connection has a reader loop and a writer task joined by a bounded queue, s
 are pipelined (a produce waiting for its fdatasync does not stop the next one from being
 read and appended) while responses leave in the order their requests came. A queue entry
 is the parts of a ready response, a `_FetchTurn` (a long-polling fetch), a `DurableTurn`
-(a produce or offset commit waiting for durability, durability.py: futures, no task), or a
+(a produce or offset commit waiting for durability: futures, no task; durability.py), or a
 task that will produce them (a JoinGroup or SyncGroup held by the group coordinator until
 its phase ends). Responses ready one after another leave in one transport write. Parts are
-bytes or `FileSlice`s of segment files; large slices go out with sendfile. Frames are received by connection.py, each into its own
-bytearray. A malformed frame closes its own connection, never the broker; a frame larger than
+bytes or `FileSlice`s of segment files; large slices go out with sendfile. Frames are
+received by connection.py, each into its own bytearray (several in one read when they are
+there). A malformed frame closes its own connection, never the broker; a frame larger than
 the limit is refused on its length prefix, before allocation. What a client may make the
 broker spend is bounded as limits.py describes: `Admission` books connections (caps, idle,
 late frames, the request memory pool); a connection stops being read while its unsent
