@@ -202,6 +202,11 @@ def report(outcome: dict) -> bool:
           f"fds {slope([r['fds'] for r in steady]):+.2f} /min; of the minutes' peaks: "
           f"RSS {slope([r['peak_rss_mb'] for r in steady]):+.2f} MB/min, "
           f"fds {slope([r['peak_fds'] for r in steady]):+.2f} /min")
+    # a minute's sample depends on the attack running then; the lowest of each 5 minutes does not
+    floors = [min(r["rss_mb"] for r in rows[i:i + 5]) for i in range(0, len(rows) - 4, 5)]
+    if floors:
+        print(f"lowest RSS of each 5 minutes: {', '.join(f'{v:.0f}' for v in floors)} MB "
+              f"(slope {slope(floors) / 5:+.2f} MB/min)")
     by_kind: dict[str, list[dict]] = {}
     for entry in outcome["attacks"]:
         by_kind.setdefault(entry["kind"], []).append(entry)
