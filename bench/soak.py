@@ -132,7 +132,15 @@ def slope(values: list[float]) -> float:
 
 
 def soak(minutes: float, rate: int, csv_path: Path, work_dir: Path) -> dict:
+    """Run the soak against a new broker in `work_dir`; its outcome, for `report`."""
     broker = BrokerProcess(work_dir / "data").start()
+    try:
+        return _soak(broker, minutes, rate, csv_path, work_dir)
+    finally:
+        broker.kill()  # only if it is still there: an error in the soak itself
+
+
+def _soak(broker: BrokerProcess, minutes: float, rate: int, csv_path: Path, work_dir: Path) -> dict:
     pid = broker.proc.pid
     with Admin(broker.address) as admin:
         admin.create_topic(TOPIC, PARTITIONS)
