@@ -214,3 +214,23 @@ def test_replica_fetch_needs_the_secret(cluster, control):
     # authenticated, but not as the broker it claims to be
     admin = control.request(1, ApiKey.FETCH, 12, dict(body, replica_id=2))
     assert admin["error_code"] == CLUSTER_AUTHORIZATION_FAILED
+
+
+def test_shrinking_the_isr_releases_a_waiting_acks_all(cluster, control):
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert produce_once(cluster.address(1), TOPIC)["error_code"] == 0
+    follower = cluster.brokers[3].proc
+    os.kill(follower.pid, signal.SIGSTOP)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(produce_once, cluster.address(1), TOPIC, timeout_ms=20000)
+            time.sleep(0.5)
+            assert not waiting.done()  # held: broker 3 is in the ISR and cannot fetch
+            started = time.monotonic()
+            control.lead(TOPIC, 0, leader=1, epoch=1, replicas=[1, 2, 3], isr=[1, 2], to=[1, 2])
+            assert waiting.result(timeout=10)["error_code"] == 0
+            assert time.monotonic() - started < 5
+    finally:
+        os.kill(follower.pid, signal.SIGCONT)
+    assert latest_offset(cluster.address(1)) == 2
