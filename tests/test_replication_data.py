@@ -67,6 +67,8 @@ def cluster(tmp_path):
         if process.proc is not None and process.proc.poll() is None:
             os.kill(process.proc.pid, signal.SIGCONT)
     cluster.stop_all()
+    for broker_id, process in cluster.brokers.items():
+        assert "Traceback" not in process.log(), f"broker {broker_id}:\n{process.log()}"
 
 
 @pytest.fixture
@@ -108,8 +110,10 @@ def test_stopped_follower_times_out_acks_all_and_holds_the_high_watermark(cluste
     os.kill(follower.pid, signal.SIGSTOP)
     try:
         started = time.monotonic()
-        answer = produce_once(cluster.address(1), TOPIC, timeout_ms=800)
+        answer = produce_once(cluster.address(1), TOPIC, timeout_ms=800, version=8)
         assert answer["error_code"] == REQUEST_TIMED_OUT
+        assert answer["error_message"] == ("logs-0: not replicated to every in-sync replica within 800 ms "
+                                           "(lagging: broker 3)")
         assert 0.7 < time.monotonic() - started < 10
         assert "Traceback" not in cluster.brokers[1].log()
         # acks=1 is taken, but consumers see nothing above the high watermark
