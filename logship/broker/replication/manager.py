@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ...errors import (KafkaStorageError, LogshipError, NotLeaderError, RequestTimedOutError,
-                       StaleControllerEpochError)
+                       StaleControllerEpochError, UnknownTopicError)
 from ...storage import Partition
 from ...storage.checkpoint import MalformedCheckpoint, read_offsets, write_offsets
 from ...storage.partition_state import FILE_NAME as STATE_FILE, PartitionState, read_state, write_state
@@ -125,6 +125,8 @@ class ReplicaManager:
             else:
                 log_partition = self.store.partition(topic, partition)
                 log_partition.truncate_fully_and_start_at(log_partition.log_end_offset)
+        except UnknownTopicError:
+            pass  # deleted already (DeleteTopics)
         except (LogshipError, OSError) as exc:
             log.error("%s-%d: cannot delete the stopped replica: %s", topic, partition, exc)
 
