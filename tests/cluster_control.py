@@ -37,13 +37,15 @@ class ClusterControl:
     def request(self, broker_id: int, api_key: int, version: int, body: dict, timeout: float = 10,
                 then: tuple[int, int, dict] | None = None) -> dict:
         """One request on a fresh admin link; with `then` (api_key, version, body), a second
-        one on the same link when the broker answers that API (its answer is not returned)."""
+        one on the same link when the first succeeded and the broker answers that API (its
+        answer is not returned)."""
         async def ask() -> dict:
             link = self.link(broker_id)
             await link.connect()
             try:
                 answer = await link.request(api_key, version, body, timeout=timeout)
-                if then is not None:
+                refused = answer.get("error_code") or any(e["error_code"] for e in answer.get("partition_errors", ()))
+                if then is not None and not refused:
                     offered = await link.request(ApiKey.API_VERSIONS, 0, {}, timeout=timeout)
                     if any(entry["api_key"] == then[0] for entry in offered["api_keys"]):
                         await link.request(*then, timeout=timeout)
