@@ -13,6 +13,10 @@ A future fails with the sync's error (KafkaStorageError), or, for a waiter whose
 is above the log end once a round is over (the log was truncated below it, as a follower's
 truncation does), with NotLeaderError: that offset can never become durable, so it is not
 waited for again. A future nobody will take (its connection is gone) may be cancelled.
+
+In a cluster, an acks=all write to a replicated partition waits for the high watermark
+instead (`turn`'s until_replicated, replication/manager.py), which never passes this
+broker's durable offset, so it implies the fdatasync above.
 """
 
 from __future__ import annotations
@@ -70,9 +74,19 @@ class DurableWaits:
             self._syncing.add(partition)
             self._start(partition)
 
-    def turn(self, reply, respond) -> "DurableTurn":
-        """What to queue for a reply with `sync` writes: waits for all of them, in one round each."""
-        return DurableTurn(reply, respond, [self.until_durable(w.partition, w.offset) for w in reply.sync])
+    def turn(self, reply, respond, until_replicated=None) -> "DurableTurn":
+        """What to queue for a reply with `sync` writes: waits for all of them, in one round each.
+
+        A write with `replicated_within_ms` (acks=all in a cluster) waits instead for
+        `until_replicated(partition, offset, timeout_ms)` (replication/: the high watermark,
+        which implies durable here) where that gives a future; else for durability alone."""
+        futures = []
+        for write in reply.sync:
+            future = None
+            if until_replicated is not None and write.replicated_within_ms is not None:
+                future = until_replicated(write.partition, write.offset, write.replicated_within_ms)
+            futures.append(future if future is not None else self.until_durable(write.partition, write.offset))
+        return DurableTurn(reply, respond, futures)
 
 
 class DurableTurn:
@@ -103,7 +117,7 @@ class DurableTurn:
             if isinstance(failure, LogshipError):
                 if isinstance(failure, KafkaStorageError):
                     log.error("sync of %s-%d failed: %s", write.partition.topic, write.partition.index, failure)
-                write.fail(failure.code if failure.code is not None else -1)
+                write.fail(failure.code if failure.code is not None else -1, str(failure))
             elif failure is not None:
                 raise failure
         return None if self.reply.body is None else self.respond.parts(self.reply.body)

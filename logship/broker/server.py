@@ -103,6 +103,7 @@ class Server:
         host, port = self._server.sockets[0].getsockname()[:2]
         config.listen_port = port
         loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+        self.broker.replicas.start()
         return host, port
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -119,6 +120,7 @@ class Server:
                 if not future.done():
                     future.set_result(None)
         self.broker.groups.release_held(NotCoordinatorError.code)
+        await self.broker.replicas.close()  # fetchers stop; acks=all waits answer NOT_LEADER_OR_FOLLOWER
         if self._connections:
             try:
                 _, late = await asyncio.wait(list(self._connections), timeout=timeout)
@@ -271,7 +273,7 @@ class Server:
         header = framing.decode_request_header(frame)
         if header.api_key == ApiKey.API_VERSIONS and header.api_version > self.broker.advertised[ApiKey.API_VERSIONS][1]:
             return [framing.encode_unsupported_api_versions(header.correlation_id, self.broker.advertised)]
-        request = framing.decode_request(frame, self.broker.advertised)
+        request = framing.decode_request(frame, self.broker.versions(session.principal))
         reply = self.broker.handle(request.api_key, request.api_version, request.body,
                                    ClientInfo(request.client_id or "", host, session))
         respond = _Responder(request.api_key, request.api_version, request.correlation_id)
@@ -282,7 +284,7 @@ class Server:
                 return respond.parts(reply.deferred.body)
             return asyncio.create_task(self._await_deferred(reply.deferred, respond))
         if reply.sync:
-            return self._durable.turn(reply, respond)
+            return self._durable.turn(reply, respond, self.broker.replicas.until_replicated)
         if reply.body is None:
             return None
         return respond.parts(reply.body)
