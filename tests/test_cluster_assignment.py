@@ -54,3 +54,4 @@ def test_impossible_replication_factor_is_refused_with_the_broker_count(rf):
 
 def test_replication_factor_one_on_one_broker():
     assert assign_replicas([5], 3, 1) == {0: (5,), 1: (5,), 2: (5,)}
+
