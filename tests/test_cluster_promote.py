@@ -98,3 +98,21 @@ def test_promote_with_a_wrong_secret_is_refused_in_one_line(cluster, tmp_path):
     done = logship("promote", "secret:0", "--cluster", str(other))
     assert done.returncode == 3, done.stderr
     assert "secret" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_kcat_and_confluent_kafka_carry_on_through_the_cluster_after_a_leader_change(cluster):
+    from kafka_clients import consume, dataset, produce
+
+    create(cluster, "clients")
+    first, second = dataset("before", 600), dataset("after", 600)
+    produce("kcat", cluster.bootstrap, "clients", first)
+    status, moves, err = promote(cluster, "--away-from", "1")
+    assert status == 0 and len(moves) == 2, err
+    produce("confluent", cluster.bootstrap, "clients", second)
+    for client in ("kcat", "confluent"):
+        got = consume(client, cluster.bootstrap, "clients", len(first) + len(second))
+        assert sorted(r.value for r in got) == sorted(m.value for m in first + second), client
+        by_partition = collections.defaultdict(list)
+        for r in got:
+            by_partition[r.partition].append(r.offset)
+        assert all(offsets == list(range(len(offsets))) for offsets in map(sorted, by_partition.values()))
