@@ -80,6 +80,11 @@ def test_remove_a_dead_follower_lets_writes_resume_and_add_brings_it_back(cluste
         for p, (leader, replicas, isr) in after.items():
             assert leader in (1, 2) and replicas == before[p][1] and 3 not in isr and len(isr) == 2
     assert produce(cluster, "logs", 300, "second") == 300
+    described = logship("topics", "describe", "logs", "--brokers", cluster.address(1), "--json")
+    rows = [json.loads(line) for line in described.stdout.splitlines()]
+    assert [(r["under_replicated"], 3 in r["replicas"], 3 in r["isr"]) for r in rows] == [(True, True, False)] * 3
+    table = logship("topics", "describe", "logs", "--brokers", cluster.address(2), "--under-replicated").stdout
+    assert table.count("under-replicated") == 3
 
     cluster.start(3)
     done = logship("cluster", "add", "3", "--cluster", str(cluster.path), "--json", "--timeout", "3s")
@@ -93,6 +98,8 @@ def test_remove_a_dead_follower_lets_writes_resume_and_add_brings_it_back(cluste
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert produce(cluster, "logs", 300, "third") == 300  # acks=all includes broker 3 again, caught up
+    described = logship("topics", "describe", "logs", "--brokers", cluster.address(3), "--under-replicated")
+    assert described.returncode == 0 and "under-replicated" not in described.stdout
     control = ClusterControl(cluster)
     for p in range(3):
         leader = layout(cluster, 1, "logs")[p][0]
