@@ -129,6 +129,8 @@ def test_a_fenced_broker_refuses_to_lead_and_is_never_promoted(cluster):
 def test_remove_of_an_unknown_broker_is_a_one_line_error(cluster):
     done = logship("cluster", "remove", "9", "--cluster", str(cluster.path))
     assert done.returncode != 0 and "no broker 9" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    done = logship("cluster", "remove", "1")
+    assert done.returncode == 2 and "cluster file" in done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +160,7 @@ def test_remove_writes_the_fence_over_ssh_and_add_clears_it(hosts, tmp_path):
         assert marker["removed_at_epoch"] == max(epochs) and marker["by"]
         assert "fenced" in done.stderr
 
-        done = logship("cluster", "add", "3", "--cluster", str(path), "--json")
+        done = logship("cluster", "add", "3", str(path), "--json")
         assert done.returncode == 0, done.stderr
         assert not (data_dirs[2] / "fenced").exists() and "fence removed" in done.stderr
         assert all(3 in json.loads(line)["isr"] for line in done.stdout.splitlines())
