@@ -294,16 +294,17 @@ class Server:
             if isinstance(outcome, LogshipError):
                 if isinstance(outcome, KafkaStorageError):  # not a replication timeout: that is the client's
                     log.error("sync of %s-%d failed: %s", write.partition.topic, write.partition.index, outcome)
-                write.fail(outcome.code if outcome.code is not None else -1)
+                write.fail(outcome.code if outcome.code is not None else -1, str(outcome))
             elif isinstance(outcome, BaseException):
                 raise outcome
         return None if reply.body is None else respond.parts(reply.body)
 
     async def _settle(self, write: DurableWrite) -> None:
-        """Durable here, then (acks=all in a cluster) below the high watermark (replication/)."""
-        await self._durable.wait(write.partition, write.offset)
-        if write.replicated_within_ms is not None:
-            await self.broker.replicas.wait_replicated(write.partition, write.offset, write.replicated_within_ms)
+        """Durable here or, for acks=all on a replicated partition, below the high watermark
+        (which implies durable here: replication/)."""
+        replicated = None if write.replicated_within_ms is None else self.broker.replicas.until_replicated(
+            write.partition, write.offset, write.replicated_within_ms)
+        await (self._durable.wait(write.partition, write.offset) if replicated is None else replicated)
 
     async def _await_deferred(self, deferred: Deferred, respond: "_Responder") -> list:
         """Wait for a body the group coordinator decides later (it resolves every one by a deadline)."""
