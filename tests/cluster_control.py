@@ -56,7 +56,11 @@ class ClusterControl:
                 "broker_epoch": -1, "topic_states": [{"topic_name": topic, "partition_states": [state]}],
                 "live_leaders": [{"broker_id": leader, "host_name": "127.0.0.1",
                                   "port": self.cluster.ports.get(leader, 0)}]}
-        return self.request(broker_id, ApiKey.LEADER_AND_ISR, 2, body)
+        answer = self.request(broker_id, ApiKey.LEADER_AND_ISR, 2, body)
+        if not answer["error_code"] and not any(e["error_code"] for e in answer["partition_errors"]):
+            self.tell_metadata(broker_id, topic, partition, leader=leader, epoch=epoch, replicas=replicas, isr=isr,
+                               version=state["zk_version"])
+        return answer
 
     def lead(self, topic: str, partition: int, *, leader: int, epoch: int, replicas: list[int],
              isr: list[int] | None = None, to: list[int] | None = None) -> None:
@@ -68,6 +72,19 @@ class ClusterControl:
                                        isr=isr, version=version)
             codes = [body["error_code"]] + [e["error_code"] for e in body["partition_errors"]]
             assert not any(codes), f"broker {broker_id} refused LeaderAndIsr: {body}"
+
+    def tell_metadata(self, broker_id: int, topic: str, partition: int, *, leader: int, epoch: int,
+                      replicas: list[int], isr: list[int] | None, version: int) -> None:
+        """Send the state to a broker's metadata image too (an UpdateMetadata delta, as
+        `logship promote` sends it), so its Metadata answers name it (the controller, once
+        told, passes it on to the other brokers)."""
+        isr = list(replicas if isr is None else isr)
+        state = {"partition_index": partition, "controller_epoch": self.controller_epoch, "leader": leader,
+                 "leader_epoch": epoch, "isr": isr, "zk_version": version, "replicas": list(replicas),
+                 "offline_replicas": [r for r in replicas if r not in isr]}
+        body = {"controller_id": -1, "controller_epoch": self.controller_epoch, "broker_epoch": -1,
+                "topic_states": [{"topic_name": topic, "partition_states": [state]}], "live_brokers": []}
+        self.request(broker_id, ApiKey.UPDATE_METADATA, 5, body)
 
     def stop_replica(self, broker_id: int, topic: str, partition: int, delete: bool = False) -> dict:
         body = {"controller_id": min(self.cluster.ids), "controller_epoch": self.controller_epoch,
