@@ -116,3 +116,38 @@ def test_kcat_and_confluent_kafka_carry_on_through_the_cluster_after_a_leader_ch
         for r in got:
             by_partition[r.partition].append(r.offset)
         assert all(offsets == list(range(len(offsets))) for offsets in map(sorted, by_partition.values()))
+
+
+def test_the_controller_killed_promote_and_remove_let_acks_all_writes_resume(cluster):
+    from kafka_clients import consume, dataset, produce
+
+    create(cluster, "failover")
+    first, second = dataset("one", 400), dataset("two", 400)
+    produce("confluent", cluster.bootstrap, "failover", first)
+    cluster.brokers[1].kill()  # the controller, leading two partitions
+    status, moves, err = promote(cluster, "--away-from", "1")
+    assert status == 0 and len(moves) == 2, err
+    assert all(m["new_leader"] in (2, 3) for m in moves)
+    for broker_id in (2, 3):  # every surviving broker's Metadata has the new leaders, without the controller
+        assert all(leader != 1 for leader, _, _ in leaders(cluster, broker_id, "failover").values())
+    done = logship("cluster", "remove", "1", str(cluster.path), "--timeout", "3s")
+    assert done.returncode == 3, done.stderr  # removed; its host has no sshd here to be fenced
+    produce("confluent", cluster.address(2), "failover", second)
+    got = consume("confluent", cluster.address(3), "failover", len(first) + len(second))
+    assert sorted(r.value for r in got) == sorted(m.value for m in first + second)
+
+
+def test_topic_changes_need_the_controller_and_say_so_in_one_line(cluster):
+    cluster.brokers[1].stop()
+    done = logship("topics", "create", "later", "-p", "1", "--brokers", cluster.address(2))
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr  # the client asks the controller
+    assert len(done.stderr.strip().splitlines()) == 1
+    host, port = cluster.address(2).split(":")
+    with Connection(host, int(port)) as conn:  # a broker forwarding to the controller says why it failed
+        answer = conn.request(ApiKey.CREATE_TOPICS, {
+            "topics": [{"name": "later", "num_partitions": 1, "replication_factor": 1, "assignments": [],
+                        "configs": []}], "timeout_ms": 2000, "validate_only": False})["topics"][0]
+    assert answer["error_code"] == 7 and "controller (broker 1) is not reachable" in answer["error_message"]
+    cluster.start(1)  # back: it resends its image, and topic changes work again
+    create(cluster, "later", partitions=2)
+    assert sorted(leaders(cluster, 3, "later")) == [0, 1]

@@ -85,6 +85,10 @@ def test_remove_a_dead_follower_lets_writes_resume_and_add_brings_it_back(cluste
     assert [(r["under_replicated"], 3 in r["replicas"], 3 in r["isr"]) for r in rows] == [(True, True, False)] * 3
     table = logship("topics", "describe", "logs", "--brokers", cluster.address(2), "--under-replicated").stdout
     assert table.count("under-replicated") == 3
+    created = logship("topics", "create", "while-removed", "-p", "3", "-r", "3", "--brokers", cluster.bootstrap)
+    assert created.returncode == 0, created.stderr  # the controller keeps the removed broker out of it
+    assert all(leader != 3 and 3 not in isr and 3 in replicas
+               for leader, replicas, isr in layout(cluster, 2, "while-removed").values())
 
     cluster.start(3)
     done = logship("cluster", "add", "3", "--cluster", str(cluster.path), "--json", "--timeout", "3s")
