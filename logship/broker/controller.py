@@ -4,11 +4,13 @@ way to it.
 `Controller` decides: CreateTopics (replication factor from the request, -1 = the cluster
 file's default; more than the brokers is INVALID_REPLICATION_FACTOR), CreatePartitions and
 DeleteTopics, and auto-creation asked through Metadata. A new partition's state starts at
-leader epoch 0 and version 0 (as Kafka's; cluster_metadata.py: version = leader epoch); its leader is the first replica of the assignment (assignment.py) that is not
-fenced, fenced replicas (`cluster remove`) being out of the in-sync replicas (`removed`).
-Each decision is saved in the image first, then applied here (`Broker.replicas.apply`) and
-sent to the other brokers by their PeerSender (LeaderAndIsr to the replicas, UpdateMetadata to
-all, retried until delivered). The request is answered once every broker that is not fenced
+leader epoch 0 and version 0 (as Kafka's; cluster_metadata.py: version = leader epoch); its
+leader is the first replica of the assignment (assignment.py) that is not fenced, fenced
+replicas (`cluster remove`) being out of the in-sync replicas (`removed`). Topic configs in
+CreateTopics are refused (INVALID_CONFIG): LeaderAndIsr does not carry them, so the replicas
+would silently use their defaults. Each decision is saved in the image first, then applied
+here (`Broker.replicas.apply`) and sent to the other brokers by their PeerSender
+(LeaderAndIsr to the replicas, UpdateMetadata to all, retried until delivered). The request is answered once every broker that is not fenced
 has it, or with REQUEST_TIMED_OUT (the topic exists; late brokers still get it) after the
 request's timeout.
 
@@ -25,8 +27,9 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import (BrokerUnavailableError, InvalidPartitionsError, InvalidReplicaAssignmentError,
-                      InvalidReplicationFactorError, LogshipError, TopicAlreadyExistsError, UnknownTopicError)
+from ..errors import (BrokerUnavailableError, InvalidConfigError, InvalidPartitionsError,
+                      InvalidReplicaAssignmentError, InvalidReplicationFactorError, LogshipError,
+                      TopicAlreadyExistsError, UnknownTopicError)
 from ..protocol import ApiKey
 from ..storage import validate_topic_name
 from ..storage.partition_state import PartitionState
@@ -156,7 +159,9 @@ class Controller:
     def _new_topic(self, topic: dict) -> dict[int, PartitionState]:
         name = topic["name"]
         validate_topic_name(name)
-        create_topic_configs(self.broker, topic)  # checked; each replica applies the store's defaults
+        if create_topic_configs(self.broker, topic):
+            raise InvalidConfigError("topic configs at creation are not carried to the replicas of a cluster yet: "
+                                     "create the topic without them (each broker's defaults apply)")
         if self.metadata.partitions(name) is not None:
             raise TopicAlreadyExistsError(f"topic {name!r} already exists")
         cluster, fenced = self.metadata.cluster, self.metadata.fenced()
