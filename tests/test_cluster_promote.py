@@ -151,3 +151,26 @@ def test_topic_changes_need_the_controller_and_say_so_in_one_line(cluster):
     cluster.start(1)  # back: it resends its image, and topic changes work again
     create(cluster, "later", partitions=2)
     assert sorted(leaders(cluster, 3, "later")) == [0, 1]
+
+
+def test_a_broker_down_during_a_creation_gets_the_topic_when_it_is_back(cluster):
+    cluster.brokers[3].stop()
+    host, port = cluster.address(2).split(":")
+    with Connection(host, int(port)) as conn:
+        answer = conn.request(ApiKey.CREATE_TOPICS, {
+            "topics": [{"name": "meanwhile", "num_partitions": 3, "replication_factor": 3, "assignments": [],
+                        "configs": []}], "timeout_ms": 1500, "validate_only": False})["topics"][0]
+    assert answer["error_code"] == 7 and "broker 3" in answer["error_message"]  # created; 3 not told yet
+    assert sorted(leaders(cluster, 2, "meanwhile")) == [0, 1, 2]
+    cluster.start(3)
+    import time
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if leaders(cluster, 3, "meanwhile") == leaders(cluster, 1, "meanwhile"):
+                break
+        except KeyError:
+            pass
+        assert time.monotonic() < deadline, "broker 3 never got the topic"
+        time.sleep(0.1)
+    assert (cluster.data_dir(3) / "meanwhile-0" / "partition-state").exists()
