@@ -174,3 +174,26 @@ def test_a_broker_down_during_a_creation_gets_the_topic_when_it_is_back(cluster)
         assert time.monotonic() < deadline, "broker 3 never got the topic"
         time.sleep(0.1)
     assert (cluster.data_dir(3) / "meanwhile-0" / "partition-state").exists()
+
+
+def test_the_controller_killed_and_back_takes_the_newer_states_and_follows(cluster):
+    from cluster_control import ClusterControl
+    from kafka_clients import dataset, produce
+
+    create(cluster, "comeback")
+    produce("confluent", cluster.bootstrap, "comeback", dataset("a", 300))
+    cluster.brokers[1].kill()
+    status, moves, err = promote(cluster, "--away-from", "1")
+    assert status == 0 and len(moves) == 2, err
+    cluster.start(1)  # its image and its replicas still say it leads: it learns otherwise from the others
+    import time
+    deadline = time.monotonic() + 20
+    while any(leader == 1 for leader, _, _ in leaders(cluster, 1, "comeback").values()):
+        assert time.monotonic() < deadline, "the controller never took the promoted states"
+        time.sleep(0.1)
+    assert leaders(cluster, 1, "comeback") == leaders(cluster, 2, "comeback")
+    produce("confluent", cluster.bootstrap, "comeback", dataset("b", 300))  # acks=all: broker 1 follows again
+    control = ClusterControl(cluster)
+    for move in moves:
+        ends = {b: control.log_end("comeback", move["partition"], b) for b in cluster.ids}
+        assert len(set(ends.values())) == 1, ends

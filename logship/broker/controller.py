@@ -49,6 +49,7 @@ __all__ = ["Controller", "ControllerClient", "controller_for"]
 log = logging.getLogger("logship.broker")
 
 REQUEST_TIMED_OUT = 7
+PULL_TIMEOUT_S = 5.0
 DEFAULT_TIMEOUT_MS = 30_000
 Key = tuple[str, int]
 
@@ -81,9 +82,9 @@ class Controller:
 
     async def run(self) -> None:
         """Deliver what every broker is owed, for ever (cancel to stop)."""
+        self._apply_local({(t, p): s for t, parts in self.metadata.topics.items() for p, s in parts.items()})
         for broker_id in self.senders:
             self.resync(broker_id)
-        self._apply_local({(t, p): s for t, parts in self.metadata.topics.items() for p, s in parts.items()})
         try:
             await asyncio.gather(*(sender.run() for sender in self.senders.values()))
         finally:
@@ -91,11 +92,48 @@ class Controller:
                 await sender.close()
 
     def resync(self, broker_id: int) -> None:
-        """Send `broker_id` its partition states and the image again (it restarted)."""
+        """`broker_id` (re)started, or this controller did: take the newer states it knows
+        (`_pull`), then send it its partition states and the image again."""
         sender = self.senders.get(broker_id)
-        if sender is not None:
+        if sender is None:
+            return
+
+        async def pull_then_resend() -> None:
+            await self._pull(broker_id)
             sender.resend_all({(t, p): s for t, parts in self.metadata.topics.items() for p, s in parts.items()
                                if broker_id in s.replicas})
+
+        self._spawn(pull_then_resend())
+
+    async def _pull(self, broker_id: int) -> None:
+        """Merge the partition states `broker_id` knows that are newer than this image's: a
+        promote or cluster remove that happened while this controller was down or asleep.
+        Read from its Metadata v7 (leader epochs; version = epoch); only topics this image
+        has (a broker that missed a deletion does not bring the topic back)."""
+        spec = self.metadata.cluster.broker(broker_id)
+        link = PeerLink(*spec.advertise, principal=f"broker-{self.metadata.node_id}", secret=self.broker.config.secret,
+                        client_id=f"logship-controller-{self.metadata.node_id}", connect_timeout=PULL_TIMEOUT_S)
+        try:
+            await link.connect()
+            answer = await link.request(ApiKey.METADATA, 7, {"topics": None, "allow_auto_topic_creation": False},
+                                        timeout=PULL_TIMEOUT_S)
+        except BrokerUnavailableError:
+            return  # down: its hello brings it here again when it is back
+        finally:
+            await link.close()
+        found: dict[str, dict[int, PartitionState]] = {}
+        for topic in answer["topics"]:
+            held = self.metadata.partitions(topic["name"])
+            for p in topic["partitions"] if topic["error_code"] == 0 and held is not None else ():
+                mine = held.get(p["partition_index"])
+                if mine is not None and p["leader_epoch"] > mine.version:
+                    replicas, isr = tuple(p["replica_nodes"]), tuple(p["isr_nodes"])
+                    found.setdefault(topic["name"], {})[p["partition_index"]] = PartitionState(
+                        leader=p["leader_id"], leader_epoch=p["leader_epoch"], replicas=replicas, isr=isr,
+                        version=p["leader_epoch"], removed=tuple(r for r in replicas if r not in isr))
+        if found and self.metadata.merge(found):
+            log.info("took %d newer partition state(s) from broker %d", sum(map(len, found.values())), broker_id)
+            self.changed(found)
 
     def changed(self, topics: dict[str, dict[int, PartitionState]]) -> None:
         """States changed by promote / cluster remove (already merged): tell everyone."""
