@@ -17,7 +17,11 @@ request's timeout.
 `ControllerClient` (every other broker) forwards CreateTopics, CreatePartitions and
 DeleteTopics to the controller over an authenticated PeerLink and relays the answer; at start
 it asks the controller for everything again (an UpdateMetadata without topics), retrying
-until the controller answers.
+until the controller answers; partition states an operator's tool gave it (promote, cluster
+remove) it passes on to the controller, retrying until delivered, so a controller that was
+asleep (SIGSTOP) or cut off during a promote learns of it when it is back. The controller
+also reads the newer states of the others (their Metadata v7) when it starts and when one
+says it is back (`_pull`).
 """
 
 from __future__ import annotations
@@ -342,6 +346,8 @@ class ControllerClient:
         self._connecting: asyncio.Lock | None = None
         self._asked: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
+        self._relaying: dict[str, dict[int, PartitionState]] = {}
+        self._relayer: asyncio.Task | None = None
 
     async def _controller(self) -> PeerLink:
         if self._connecting is None:
@@ -388,6 +394,28 @@ class ControllerClient:
         self._spawn(relay())
         return Reply(None, deferred=deferred)
 
+    def relay(self, topics: dict[str, dict[int, PartitionState]]) -> None:
+        """States an operator's tool gave this broker (promote, cluster remove): passed on to
+        the controller, retrying until it has them (it may be down or asleep right now)."""
+        _keep_newer(self._relaying, topics)
+        if self._relayer is None or self._relayer.done():
+            self._relayer = asyncio.get_running_loop().create_task(self._relay())
+
+    async def _relay(self) -> None:
+        backoff = BACKOFF_S
+        while self._relaying:
+            topics, self._relaying = self._relaying, {}
+            try:
+                link = await self._controller()
+                await link.request(ApiKey.UPDATE_METADATA, 5, update_metadata_body(self.metadata.node_id, -1, topics,
+                                                                                   []), timeout=PULL_TIMEOUT_S)
+                backoff = BACKOFF_S
+            except BrokerUnavailableError as exc:
+                log.debug("the controller is not reachable to take new partition states: %s", exc)
+                _keep_newer(self._relaying, topics)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
     def auto_create(self, name: str) -> None:
         """Ask the controller to create `name` with the defaults (once at a time per name)."""
         if name in self._asked:
@@ -410,3 +438,11 @@ class ControllerClient:
     def _spawn(self, coroutine) -> None:
         self._tasks = {t for t in self._tasks if not t.done()}
         self._tasks.add(asyncio.get_running_loop().create_task(coroutine))
+
+
+def _keep_newer(held: dict[str, dict[int, PartitionState]], topics: dict[str, dict[int, PartitionState]]) -> None:
+    for name, parts in topics.items():
+        mine = held.setdefault(name, {})
+        for index, state in parts.items():
+            if index not in mine or state.version > mine[index].version:
+                mine[index] = state
