@@ -14,15 +14,16 @@ partition of the answer:
   local largest epoch <= E), or emptied at O when there is none (KIP-101, never by high
   watermark alone); the next fetch tells the leader the new last epoch;
 * OFFSET_OUT_OF_RANGE below the leader's log start: the local log is emptied and restarts
-  at the leader's log start;
+  at the leader's log start; above the leader's log with no epoch to compare (an emptied
+  log, so diverging_epoch cannot say): it restarts at the leader's high watermark;
 * the follower's high watermark becomes min(the leader's, the local durable log end), and
   its log start follows the leader's (up to that high watermark).
 
-Other partition errors (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH:
+Any other partition error (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH:
 the controller has yet to tell one side) and a lost link back off (BACKOFF_S, doubling up to
 MAX_BACKOFF_S) and retry; a link failure reconnects. Failures are logged once per kind until
-the fetcher succeeds again. `close()` (StopReplica of the last partition, shutdown) ends the
-task; a fetcher with no partitions waits idle for `add`.
+the fetcher succeeds again. A fetcher whose partitions are all removed (StopReplica, another
+leader) idles until `add`; `close()` (shutdown) ends its task and its link.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ MAX_BYTES = 32 << 20
 PARTITION_MAX_BYTES = 8 << 20
 BACKOFF_S = 0.05
 MAX_BACKOFF_S = 1.0
-_BACKOFF_ERRORS = {6, 74, 75, 3}  # NOT_LEADER_OR_FOLLOWER, FENCED/UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC
 
 
 class ReplicaFetcher:
@@ -141,7 +141,7 @@ class ReplicaFetcher:
                 except LogshipError as exc:
                     self._complain(f"{key[0]}-{key[1]}: replica fetch from broker {self.leader}: {exc}")
                     backoff = True
-                if entry["error_code"] in _BACKOFF_ERRORS:
+                if entry["error_code"] not in (0, OffsetOutOfRangeError.code):
                     backoff = True
         if appended:
             await self._make_durable(appended)
@@ -167,6 +167,13 @@ class ReplicaFetcher:
             if leader_start >= 0 and partition.log_end_offset < leader_start:
                 log.info("%s-%d: behind the leader's log start %d; restarting the log there", *key, leader_start)
                 partition.truncate_fully_and_start_at(leader_start)
+                return False
+            if partition.last_epoch < 0 and 0 <= entry["high_watermark"] < partition.log_end_offset:
+                # beyond the leader's log with no epoch to compare (an emptied log): what is
+                # below the leader's high watermark is committed everywhere, nothing above it is
+                log.info("%s-%d: beyond the leader's log; restarting at its high watermark %d", *key,
+                         entry["high_watermark"])
+                partition.truncate_to(entry["high_watermark"])
                 return False
             raise OffsetOutOfRangeError(f"fetch offset {partition.log_end_offset} is outside the leader's log")
         if code:

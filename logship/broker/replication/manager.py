@@ -115,18 +115,23 @@ class ReplicaManager:
         return 0
 
     def stop(self, topic: str, partition: int, delete: bool) -> None:
-        """Stop hosting this partition: no more fetching or leading; with `delete` its log is
-        emptied and its state file removed (the topic's directories go once none is hosted)."""
+        """Stop hosting this partition: no more fetching or leading, its state file removed (a
+        restart does not resume it); with `delete` its log is emptied too (the topic's
+        directories go once none of its partitions is hosted)."""
         key = (topic, partition)
         self._unfollow(key)
-        self._states.pop(key, None)
+        held = self._states.pop(key, None)
         self._follower_offsets.pop(key, None)
         self._fail_waiters(key, NotLeaderError(f"{topic}-{partition} is no longer led by broker {self.node_id}"))
-        if not delete:
-            return
         directory = self.store.partition_directory(topic, partition)
         try:
-            (directory / STATE_FILE).unlink(missing_ok=True)
+            if held is not None or delete:
+                (directory / STATE_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            log.error("%s-%d: cannot remove %s: %s", topic, partition, directory / STATE_FILE, exc)
+        if not delete:
+            return
+        try:
             if not any(t == topic for t, _ in self._states):
                 self.store.delete_topic(topic)
             else:
