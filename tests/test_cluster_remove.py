@@ -182,6 +182,10 @@ def test_add_makes_no_leader_and_promote_then_picks_the_most_complete_replica(cl
     assert produce(cluster, "last", 50, "alone") == 50  # acknowledged by the leader alone
     status, moves, err = remove(cluster, leader)  # the last in-sync replica: the partition has no leader
     assert status == 3 and moves[0]["new_leader"] == -1 and moves[0]["isr"] == [], err
+    described = logship("topics", "describe", "last", "--brokers", cluster.address(leader), "--json")
+    assert described.returncode == 0, described.stderr
+    row = json.loads(described.stdout)
+    assert (row["leader"], row["isr"], row["under_replicated"]) == (-1, [], True)
     cluster.start(stale)
     for broker_id in (stale, leader):
         done = logship("cluster", "add", str(broker_id), str(cluster.path), "--json", "--timeout", "3s")
