@@ -219,3 +219,10 @@ def test_a_zombie_controller_learns_of_the_promote_when_it_wakes(cluster):
         assert time.monotonic() < deadline, "the controller never learnt of the promote"
         time.sleep(0.1)
     assert all(leaders(cluster, 1, "asleep")[p][0] != 1 for p in led_by_1)
+    from cluster_control import ClusterControl
+    from kafka_clients import dataset, produce
+
+    produce("confluent", cluster.bootstrap, "asleep", dataset("awake", 90))  # acks=all: broker 1 follows
+    control = ClusterControl(cluster)
+    for p in led_by_1:
+        assert len({control.log_end("asleep", p, b) for b in cluster.ids}) == 1
