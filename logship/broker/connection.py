@@ -271,8 +271,8 @@ class Connection(asyncio.BufferedProtocol):
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
         item = self._queue.popleft()
-        if self._rest is not None and not self.closed:
-            self._split_rest()
+        if self._rest is not None and len(self._queue) <= MAX_QUEUED // 2 and not self.closed:
+            self._split_rest()  # in batches: one split per MAX_QUEUED / 2 frames taken
         if len(self._queue) < MAX_QUEUED and self._rest is None:
             self._resume("queue")
         if isinstance(item, ProtocolError):
