@@ -10,6 +10,8 @@ KIND is one of:
              (256 KiB - 1 each, max_wait 0) and never read a byte
   garbage    for SECONDS, connections each send a frame of random bytes (COUNT at once), then wait
              for the broker to close them
+  tiny       COUNT connections each pipeline up to 1 MiB of tiny frames and never read: half of
+             them 0-byte frames, half 10-byte ApiVersions v0 requests (a header and nothing more)
   bigfetch   one Fetch with max_bytes 2^31-1 naming `bait` 4,000 times at 2^31-1 each; read the answer
 
 It prints ready once its sockets are open (a line on stdout), then after SECONDS one JSON line:
@@ -172,6 +174,26 @@ def garbage(host, port, seconds, count):
         for sock in socks:
             sock.close()
     return {"opened": opened, "closed": closed}
+
+
+def tiny(host, port, seconds, count):
+    zero = struct.pack(">i", 0) * (1 << 18)
+    ten = framing.encode_request(ApiKey.API_VERSIONS, 0, 1, None, {}) * ((1 << 20) // 14)
+    socks = []
+    for i in range(count):
+        sock = connect(host, port)
+        if sock is None:
+            continue
+        sock.setblocking(True)
+        sock.settimeout(0.05)
+        try:
+            sock.sendall(zero if i % 2 else ten)
+        except OSError:
+            pass  # the broker stopped reading it
+        socks.append(sock)
+    ready()
+    time.sleep(seconds)
+    return {"opened": len(socks), "closed": count_closed(socks)}
 
 
 def bigfetch(host, port, seconds, count):

@@ -188,6 +188,34 @@ def test_attack_is_bounded_and_good_clients_keep_working(start_broker, kind):
         good.close()
 
 
+def test_pipelined_tiny_frames_stay_within_the_request_pool(start_broker):
+    """Read-ahead queues at most MAX_QUEUED frames per connection and charges every frame at
+    least its overhead: 1,000 connections pipelining 0-byte frames (refused at the prefix) and
+    10-byte requests, never reading, leave the broker's RSS bounded (before: 16,384 and 4,681
+    queued frames per read, charged nothing or their 10 bytes)."""
+    broker = start_broker("--write-timeout", "5s")
+    pid = broker.proc.pid
+    good = GoodClients(broker.address)
+    try:
+        good.round(300)
+        rss_before, fds_before = rss_mb(pid), open_fds(pid)
+        with Peak(pid) as peak:
+            result = finish(attack("tiny", broker.address, 10, 1000))
+        log = broker.log()
+        print(f"\ntiny: broker RSS {rss_before:.0f} MB before, peak {peak.rss:.0f} MB; fds {fds_before} before, "
+              f"peak {peak.fds}; attacker {result}; {log.count(chr(10))} log lines")
+        assert peak.rss < RSS_BOUND_MB
+        assert peak.fds < FDS_BOUND
+        assert "Traceback" not in log
+        assert "below the 8-byte request header" in log, log[-3000:]
+        assert log.count("\n") < 100
+        assert result["closed"] > 0
+        assert good.round(300)  # still working afterwards
+        assert wait_until(lambda: open_fds(pid) <= fds_before + 50, timeout=15), open_fds(pid)
+    finally:
+        good.close()
+
+
 def test_a_fetch_over_2_gib_is_answered_within_fetch_max_bytes(start_broker):
     broker = start_broker()
     bait(broker.address)

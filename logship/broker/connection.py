@@ -6,14 +6,18 @@ The length is checked against socket.request.max.bytes before anything is alloca
 up to DIRECT_MAX_BYTES get their whole buffer at once; larger ones are read through one
 scratch buffer shared by all connections and grow as their bytes arrive, so memory follows
 what a client really sent, and those bytes are charged to the request memory pool
-(queued.max.request.bytes) of `Admission` until the server has handled the frame. While the
+(queued.max.request.bytes) of `Admission` until the server has handled the frame; every frame
+is charged FRAME_OVERHEAD_BYTES more (its objects cost memory too, however small its body),
+and a length prefix below the request header (REQUEST_HEADER_BYTES) ends the stream. While the
 pool says this connection must wait (`MemoryPool.must_wait`: it is used up for connections
 that are not `_active`, or for all), or MAX_QUEUED frames wait in `next_frame()`'s queue,
 reading is paused; a read in a round where others filled the pool takes one byte.
 At a frame boundary (and while the pool has room) up to READ_AHEAD_BYTES are read at once
 into the shared scratch buffer and split: each whole frame there is copied into its own
 bytearray and queued, so a client pipelining small requests costs one read, not two per
-request; a frame left partial goes on as above.
+request; a frame left partial goes on as above. Splitting stops at MAX_QUEUED frames: the
+bytes left are kept (`_rest`, charged to the pool, reading paused) and split as the server
+takes frames, so a connection never holds more than MAX_QUEUED frames plus one read.
 A frame must arrive whole within request.timeout.ms of its first byte, not counting time
 paused by the broker (`frame_started` is what `Admission.sweep` checks).
 
@@ -42,6 +46,7 @@ READ_AHEAD_BYTES = 64 << 10  # read at a frame boundary: the small frames alread
 SENDFILE_MIN_BYTES = 256 << 10  # smaller slices of segment files are cheaper as pread + write
 COALESCE_MAX_BYTES = 256 << 10  # responses gathered for one transport write, at most (about)
 MAX_QUEUED = 64
+FRAME_OVERHEAD_BYTES = 128  # charged to the pool per frame besides its bytes (a bytearray and a queue slot)
 ACTIVE_S = 2.0  # see Connection._active
 _SCRATCH_BYTES = 256 << 10
 _scratch = bytearray(_SCRATCH_BYTES)  # one for all: get_buffer and buffer_updated run back to back
@@ -68,6 +73,8 @@ class Connection(asyncio.BufferedProtocol):
         self._size = 0  # of the frame being received
         self._filled = 0
         self._charged = 0  # bytes of the frame being received charged to the pool
+        self._rest: bytes | None = None  # read ahead, not yet split (MAX_QUEUED frames wait); charged
+        self._rest_pos = 0
         self._paused_for: set[str] = set()  # why the broker stopped reading: "queue", "pool"
         self._ended = False  # EOF or a malformed frame: reading never resumes
         self._writable = asyncio.Event()
@@ -123,7 +130,11 @@ class Connection(asyncio.BufferedProtocol):
         if self.frame_started is None and not self._paused_for:
             self.frame_started = self.last_io
         if self._ahead:
-            self._split(memoryview(_scratch)[:nbytes])
+            data = memoryview(_scratch)[:nbytes]
+            taken = self._split(data)
+            if taken < nbytes:
+                self._rest, self._rest_pos = bytes(data[taken:]), 0
+                self._hold(nbytes - taken)
             if (self._frame is not None or self._filled) and self.frame_started is None and not self._paused_for:
                 self.frame_started = self.last_io  # the frame left partial
         elif self._frame is None:
@@ -139,14 +150,17 @@ class Connection(asyncio.BufferedProtocol):
         if self._frame is not None and self._filled == self._size:
             self._complete()
 
-    def _split(self, data: memoryview) -> None:
+    def _split(self, data: memoryview) -> int:
         """Bytes read ahead from a frame boundary: every whole frame in them is queued; a frame
-        they begin is started (the rest comes through get_buffer); a short prefix is kept."""
+        they begin is started (the rest comes through get_buffer); a short prefix is kept.
+        Returns how many bytes it took: all, unless MAX_QUEUED frames wait in the queue."""
         pos, end = 0, len(data)
         while not self._ended and end - pos >= 4:
+            if len(self._queue) >= MAX_QUEUED:
+                return pos
             self.frame_began = self.last_io
             if not self._begin(data[pos:pos + 4]):
-                return
+                return end
             pos += 4
             take = min(self._size, end - pos)
             if self._size <= DIRECT_MAX_BYTES:
@@ -156,24 +170,36 @@ class Connection(asyncio.BufferedProtocol):
                 self._charge(take)
             self._filled, pos = take, pos + take
             if take < self._size:
-                return
+                return end
             self._complete()
         if not self._ended:
             self._prefix[:end - pos] = data[pos:]
             self._filled = end - pos
+        return end
+
+    def _split_rest(self) -> None:
+        """Split more of what was read ahead, now that the queue has room."""
+        data = memoryview(self._rest)[self._rest_pos:]
+        taken = self._split(data)
+        self._release(taken)
+        if taken < len(data):
+            self._rest_pos += taken
+        else:
+            self._rest, self._rest_pos = None, 0
 
     def _begin(self, prefix) -> bool:
         """Start the frame whose length prefix this is; False (the stream ended) if it is refused."""
         try:
-            self._size = framing.read_frame_length(prefix, self.max_frame_bytes)
+            self._size = framing.read_frame_length(prefix, self.max_frame_bytes, framing.REQUEST_HEADER_BYTES)
         except ProtocolError as exc:
             self._push(exc)
             return False
         if self._size <= DIRECT_MAX_BYTES:
             self._frame = bytearray(self._size)
-            self._charge(self._size)
+            self._charge(self._size + FRAME_OVERHEAD_BYTES)
         else:
             self._frame = bytearray()
+            self._charge(FRAME_OVERHEAD_BYTES)
         self._filled = 0
         return True
 
@@ -196,10 +222,13 @@ class Connection(asyncio.BufferedProtocol):
             while self._queue:
                 item = self._queue.popleft()
                 if isinstance(item, bytearray):
-                    self._release(len(item))
+                    self._release(len(item) + FRAME_OVERHEAD_BYTES)
         if self._charged:
             self._release(self._charged)
             self._charged = 0
+        if self._rest is not None:
+            self._release(len(self._rest) - self._rest_pos)
+            self._rest = None
         self._frame = None
         self._push(None)
         self._writable.set()
@@ -237,12 +266,14 @@ class Connection(asyncio.BufferedProtocol):
 
     async def next_frame(self) -> bytearray | None:
         """The next whole frame, None at end of stream; raises the ProtocolError that ended it.
-        The frame's bytes stay charged to the pool until `handled(frame_size)`."""
+        The frame stays charged to the pool until `handled(frame_size)`."""
         while not self._queue:
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
         item = self._queue.popleft()
-        if len(self._queue) < MAX_QUEUED:
+        if self._rest is not None and len(self._queue) <= MAX_QUEUED // 2 and not self.closed:
+            self._split_rest()  # in batches: one split per MAX_QUEUED / 2 frames taken
+        if len(self._queue) < MAX_QUEUED and self._rest is None:
             self._resume("queue")
         if isinstance(item, ProtocolError):
             raise item
@@ -250,7 +281,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def handled(self, frame_size: int, answered: bool) -> None:
         """The server is done with a frame; `answered` if it queued no response for it."""
-        self._release(frame_size)
+        self._release(frame_size + FRAME_OVERHEAD_BYTES)
         if answered:
             self.answered()
 
@@ -302,12 +333,16 @@ class Connection(asyncio.BufferedProtocol):
     # --- reading ------------------------------------------------------------------------------
 
     def _charge(self, nbytes: int) -> None:
+        """Charge bytes of the frame being received."""
+        self._charged += nbytes
+        self._hold(nbytes)
+
+    def _hold(self, nbytes: int) -> None:
         if not nbytes:
             return
         if not self.held_bytes:
             self._pool.holders += 1
         self._pool.charge(nbytes)
-        self._charged += nbytes
         self.held_bytes += nbytes
         active = self._active()
         if self._pool.must_wait(self.held_bytes, active):

@@ -20,7 +20,7 @@ from .primitives import DECODE_ERRORS, EncodeError, Writer, read_nullable_string
 
 __all__ = [
     "MAX_FRAME_BYTES", "UnsupportedRequestError", "RequestHeader", "Request", "FrameReader",
-    "read_frame_length", "decode_request_header", "decode_request", "encode_request",
+    "read_frame_length", "REQUEST_HEADER_BYTES", "decode_request_header", "decode_request", "encode_request",
     "encode_request_parts", "decode_response", "encode_response", "encode_response_parts",
     "encode_unsupported_api_versions", "response_expected", "is_flexible", "message_codec",
 ]
@@ -30,6 +30,7 @@ MAX_FRAME_BYTES = 100 * 1024 * 1024
 
 _SIZE = struct.Struct(">i")
 _REQUEST_HEADER = struct.Struct(">hhi")
+REQUEST_HEADER_BYTES = _REQUEST_HEADER.size  # api_key, api_version, correlation_id: the least a request holds
 _INT16 = struct.Struct(">h")
 _KEYS = {int(key): key for key in ApiKey}
 _UNSUPPORTED_VERSION = errors.UnsupportedVersionError.code
@@ -78,14 +79,17 @@ def response_expected(api_key: int, body: Mapping) -> bool:
 
 # --- frame size ----------------------------------------------------------------------------------
 
-def read_frame_length(prefix, max_bytes: int = MAX_FRAME_BYTES) -> int:
+def read_frame_length(prefix, max_bytes: int = MAX_FRAME_BYTES, min_bytes: int = 0) -> int:
     """The size in the first 4 bytes of `prefix`; FrameTooLargeError if it is negative or above
-    `max_bytes` (checked before anyone allocates for the frame), ProtocolError if short."""
+    `max_bytes` (checked before anyone allocates for the frame), ProtocolError if it is below
+    `min_bytes` (a request frame holds at least REQUEST_HEADER_BYTES) or the prefix is short."""
     if len(prefix) < 4:
         raise errors.ProtocolError(f"frame size prefix needs 4 bytes, got {len(prefix)}")
     size = _SIZE.unpack_from(prefix, 0)[0]
     if size < 0 or size > max_bytes:
         raise errors.FrameTooLargeError(f"frame size {size} is outside 0..{max_bytes}")
+    if size < min_bytes:
+        raise errors.ProtocolError(f"frame size {size} is below the {min_bytes}-byte request header")
     return size
 
 
