@@ -43,7 +43,7 @@ def render_moves(moves, as_json: bool, empty: str) -> int:
         for m in moves:
             click.echo(json.dumps({"topic": m.topic, "partition": m.partition, "old_leader": m.old_leader,
                                    "new_leader": m.new_leader, "leader_epoch": m.leader_epoch,
-                                   "log_end_offset": m.log_end_offset, "isr": list(m.isr), "error": m.error}))
+                                   "log_end_offset": m.log_end_offset, "isr": list(m.isr), "error": m.error, "note": m.note}))
     elif moves:
         from tabulate import tabulate
 
@@ -53,8 +53,9 @@ def render_moves(moves, as_json: bool, empty: str) -> int:
     else:
         click.echo(empty, err=True)
     for m in moves:
-        if m.error:
-            click.echo(f"{m.topic}:{m.partition}: {m.error}", err=True)
+        for line in (m.note, m.error):
+            if line:
+                click.echo(f"{m.topic}:{m.partition}: {line}", err=True)
     return ExitStatus.ERROR if any(m.error for m in moves) else ExitStatus.OK
 
 
