@@ -226,3 +226,43 @@ def test_a_zombie_controller_learns_of_the_promote_when_it_wakes(cluster):
     control = ClusterControl(cluster)
     for p in led_by_1:
         assert len({control.log_end("asleep", p, b) for b in cluster.ids}) == 1
+
+
+def test_a_state_of_the_same_version_with_other_content_is_refused(cluster):
+    from cluster_control import ClusterControl
+
+    control = ClusterControl(cluster)
+    control.leader_and_isr(1, "twin", 0, leader=1, epoch=5, replicas=[1], version=5)
+    assert control.leader_and_isr(1, "twin", 0, leader=1, epoch=5, replicas=[1], version=5)[
+        "partition_errors"][0]["error_code"] == 0  # the same state again: a repeat
+    answer = control.leader_and_isr(1, "twin", 0, leader=1, epoch=5, replicas=[1, 2], isr=[1], version=5)
+    assert answer["partition_errors"][0]["error_code"] == 74  # FENCED_LEADER_EPOCH; before the fix: 0
+    saved = json.loads((cluster.data_dir(1) / "twin-0" / "partition-state").read_text())
+    assert saved["replicas"] == [1]
+
+
+def test_promote_goes_above_a_state_epoch_a_replica_holds_unannounced(cluster):
+    """A replica holds a state of epoch 1 that no Metadata shows (a promote that died half-way):
+    promote's first try (epoch 1) conflicts with it, so it tries once more at epoch 2, and
+    every replica ends up with that state. Before the fix the replica answered 0, kept its
+    conflicting state and promote reported epoch 1 done."""
+    from cluster_control import ClusterControl
+    from logship.protocol.apis.interbroker import leader_and_isr_body
+    from logship.storage.partition_state import PartitionState
+
+    create(cluster, "half", partitions=1)
+    leader, replicas, isr = leaders(cluster, 1, "half")[0]
+    follower = next(r for r in replicas if r != leader)
+    live = [(b, "127.0.0.1", cluster.ports[b]) for b in cluster.ids]
+    unannounced = PartitionState(leader=leader, leader_epoch=1, replicas=replicas, isr=(leader, follower), version=1)
+    body = leader_and_isr_body(-1, {("half", 0): unannounced}, live)
+    answer = ClusterControl(cluster).request(follower, ApiKey.LEADER_AND_ISR, 2, body)
+    assert answer["partition_errors"][0]["error_code"] == 0
+    assert leaders(cluster, 1, "half")[0][0] == leader  # nobody else knows of it
+
+    status, moves, err = promote(cluster, "half:0")
+    assert status == 0, err
+    assert moves[0]["leader_epoch"] == 2 and moves[0]["new_leader"] != leader
+    for broker_id in replicas:
+        saved = json.loads((cluster.data_dir(broker_id) / "half-0" / "partition-state").read_text())
+        assert (saved["leader"], saved["leader_epoch"]) == (moves[0]["new_leader"], 2), broker_id

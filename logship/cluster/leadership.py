@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 
 from ..client.connection import Connection
 from ..cluster_file import ClusterFile
-from ..errors import BrokerUnavailableError, LogshipError, UnknownTopicError, error_for_code
+from ..errors import BrokerUnavailableError, FencedLeaderEpochError, LogshipError, UnknownTopicError, error_for_code
 from ..protocol import ApiKey
 from ..protocol.apis.interbroker import leader_and_isr_body, update_metadata_body
 from .connect import host_of
@@ -205,28 +205,49 @@ def _describe_unreachable(peers: Peers, brokers) -> str:
     return ", ".join(f"{b} ({peers.unreachable[b]})" for b in down) or "none"
 
 
-def _send(peers: Peers, changes: dict[Key, PartitionView], moves: dict[Key, Move], first: dict[Key, int]) -> None:
+def _send(peers: Peers, changes: dict[Key, PartitionView], moves: dict[Key, Move], first: dict[Key, int],
+          retry: bool = True) -> None:
     """LeaderAndIsr to `first[key]` (the new leader) first; then to the other replicas of what
-    took there; then the UpdateMetadata delta to every reachable broker."""
+    took there; then the UpdateMetadata delta to every reachable broker. A replica answering
+    FENCED_LEADER_EPOCH holds a newer state, or another of the same epoch (a concurrent
+    promote, one half-done): those partitions are sent again once, one epoch higher."""
     cluster = peers.cluster
     live = [(b.id, *b.advertise) for b in cluster.brokers]
-    for broker_id in sorted(set(first.values())):
-        share = {k: changes[k] for k, b in first.items() if b == broker_id}
+    fenced: set[Key] = set()
+
+    def lead_and_isr(broker_id: int, share: dict[Key, PartitionView], first_step: bool) -> None:
         answer = peers.request(broker_id, ApiKey.LEADER_AND_ISR, leader_and_isr_body(-1, share, live), 2)
         if answer is None or answer["error_code"]:
-            why = peers.unreachable.get(broker_id) or error_for_code(answer["error_code"])
-            for key in share:
-                moves[key].error = f"broker {broker_id} did not take the new state: {why}"
-            continue
+            if first_step:
+                why = peers.unreachable.get(broker_id) or error_for_code(answer["error_code"])
+                for key in share:
+                    moves[key].error = f"broker {broker_id} did not take the new state: {why}"
+            return
         for error in answer["partition_errors"]:
             key = (error["topic_name"], error["partition_index"])
-            if error["error_code"] and key in moves:
-                moves[key].error = f"broker {broker_id} refused the new state: {error_for_code(error['error_code'])}"
-    done = {k: v for k, v in changes.items() if moves[k].error is None}
+            if key not in moves or not error["error_code"]:
+                continue
+            conflict = error["error_code"] == FencedLeaderEpochError.code
+            if conflict:
+                fenced.add(key)
+            if first_step or conflict:
+                moves[key].error = (f"broker {broker_id} refused the new state: {error_for_code(error['error_code'])}"
+                                    + (" (it holds a newer or conflicting one: another promote at the same time?)"
+                                       if conflict else ""))
+
+    for broker_id in sorted(set(first.values())):
+        lead_and_isr(broker_id, {k: changes[k] for k, b in first.items() if b == broker_id}, True)
     for broker_id in cluster.ids:
-        share = {k: v for k, v in done.items() if broker_id in v.replicas and first.get(k) != broker_id}
+        share = {k: v for k, v in changes.items()
+                 if moves[k].error is None and broker_id in v.replicas and first.get(k) != broker_id}
         if share:
-            peers.request(broker_id, ApiKey.LEADER_AND_ISR, leader_and_isr_body(-1, share, live), 2)
+            lead_and_isr(broker_id, share, False)
+    if fenced and retry:
+        again = {k: replace(changes[k], leader_epoch=changes[k].leader_epoch + 1) for k in fenced}
+        for key in fenced:
+            moves[key].error, moves[key].leader_epoch = None, again[key].leader_epoch
+        _send(peers, again, moves, {k: first[k] for k in fenced}, retry=False)
+    done = {k: v for k, v in changes.items() if moves[k].error is None and k not in fenced}
     if done:
         topics: dict[str, dict[int, PartitionView]] = {}
         for (topic, index), view in done.items():
@@ -330,9 +351,11 @@ def add_broker(peers: Peers, broker_id: int, wait: float = 30.0, poll: float = 0
     deadline = time.monotonic() + wait
     while pending:
         caught_up = {}
-        for key, why in _behind(peers, broker_id, {k: states[k] for k in pending}).items():
+        for key, (why, top_epoch) in _behind(peers, broker_id, {k: states[k] for k in pending}).items():
             if why is None:
-                caught_up[key] = replace(states[key], leader_epoch=states[key].leader_epoch + 1, isr=moves[key].isr)
+                epoch = max(states[key].leader_epoch, top_epoch) + 1
+                caught_up[key] = replace(states[key], leader_epoch=epoch, isr=moves[key].isr)
+                moves[key].leader_epoch = epoch
             else:
                 moves[key].error = why
         pending -= set(caught_up)
@@ -345,29 +368,34 @@ def add_broker(peers: Peers, broker_id: int, wait: float = 30.0, poll: float = 0
     return [moves[k] for k in targets]
 
 
-def _behind(peers: Peers, broker_id: int, states: dict[Key, PartitionView]) -> dict[Key, str | None]:
-    """key -> None if `broker_id` has caught up with the leader (see add_broker), else why not."""
+def _behind(peers: Peers, broker_id: int, states: dict[Key, PartitionView]) -> dict[Key, tuple[str | None, int]]:
+    """key -> (None if `broker_id` has caught up with the leader (see add_broker), else why
+    not; the highest batch epoch the two reported)."""
     mine = _offsets(peers, broker_id, states, REPLICA_LOG_END, -1)
-    result: dict[Key, str | None] = {}
+    result: dict[Key, tuple[str | None, int]] = {}
     for leader in sorted({view.leader for view in states.values()}):
         keys = [k for k, view in states.items() if view.leader == leader]
         lineage = _offsets(peers, leader, keys, REPLICA_LOG_END, -1)
         marks = _offsets(peers, leader, keys, -1, LATEST)
         for key in keys:
             if key not in mine:
-                result[key] = f"broker {broker_id} did not answer for it ({peers.unreachable.get(broker_id, 'no replica there')})"
-            elif key not in lineage or key not in marks:
-                result[key] = f"its leader {leader} did not answer ({peers.unreachable.get(leader, 'not leading it')})"
+                why = peers.unreachable.get(broker_id, "no replica there")
+                result[key] = (f"broker {broker_id} did not answer for it ({why})", -1)
+                continue
+            if key not in lineage or key not in marks:
+                why = peers.unreachable.get(leader, "not leading it")
+                result[key] = (f"its leader {leader} did not answer ({why})", -1)
+                continue
+            (epoch, end), (last_epoch, leader_end), hw = mine[key], lineage[key], marks[key][1]
+            top = max(epoch, last_epoch)
+            if end < hw:
+                result[key] = (f"broker {broker_id} is {hw - end} records behind (log end {end}, the leader's high "
+                               f"watermark {hw}); it is still catching up: run `cluster add` again later", top)
+            elif leader_end > 0 and epoch != last_epoch:
+                result[key] = (f"broker {broker_id} has not caught up with the leader's epoch {last_epoch} yet "
+                               f"(its last batch is of epoch {epoch})", top)
             else:
-                (epoch, end), (last_epoch, leader_end), hw = mine[key], lineage[key], marks[key][1]
-                if end < hw:
-                    result[key] = (f"broker {broker_id} is {hw - end} records behind (log end {end}, the leader's "
-                                   f"high watermark {hw}); it is still catching up: run `cluster add` again later")
-                elif leader_end > 0 and epoch != last_epoch:
-                    result[key] = (f"broker {broker_id} has not caught up with the leader's epoch {last_epoch} yet "
-                                   f"(its last batch is of epoch {epoch})")
-                else:
-                    result[key] = None
+                result[key] = (None, top)
     return result
 
 
