@@ -449,5 +449,5 @@ def _keep_newer(held: dict[str, dict[int, PartitionState]], topics: dict[str, di
     for name, parts in topics.items():
         mine = held.setdefault(name, {})
         for index, state in parts.items():
-            if index not in mine or state.version > mine[index].version:
+            if state.supersedes(mine.get(index)):
                 mine[index] = state
