@@ -266,3 +266,39 @@ def test_promote_goes_above_a_state_epoch_a_replica_holds_unannounced(cluster):
     for broker_id in replicas:
         saved = json.loads((cluster.data_dir(broker_id) / "half-0" / "partition-state").read_text())
         assert (saved["leader"], saved["leader_epoch"]) == (moves[0]["new_leader"], 2), broker_id
+
+
+def test_a_forward_with_a_huge_timeout_is_capped_and_does_not_block_a_promote_relay(cluster):
+    """CreateTopics through a non-controller while a replica is down and timeout_ms is 2^31-1:
+    the controller waits at most MAX_TIMEOUT_MS (60 s), so the answer comes (REQUEST_TIMED_OUT,
+    the topic exists). Meanwhile a promote's states reach the controller on their own link.
+    Before the fix the forward waited ~24 days, and the relay, queued behind it on the one
+    ordered link, timed out after 5 s and closed it, failing the forward as unreachable."""
+    import threading
+    import time
+
+    create(cluster, "moved", partitions=1)
+    cluster.brokers[3].kill()
+    answers = []
+
+    def forward() -> None:
+        host, port = cluster.address(2).split(":")
+        with Connection(host, int(port), timeout=85) as conn:
+            started = time.monotonic()
+            answers.append(conn.request(ApiKey.CREATE_TOPICS, {
+                "topics": [{"name": "slow", "num_partitions": 1, "replication_factor": 3, "assignments": [],
+                            "configs": []}], "timeout_ms": 2**31 - 1, "validate_only": False}))
+            answers.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=forward)
+    thread.start()
+    try:
+        time.sleep(1)  # let the forward reach the controller first (if not, the relay case is not exercised)
+        status, moves, err = promote(cluster, "moved:0")
+        assert status == 0, err
+    finally:
+        thread.join(90)
+    assert len(answers) == 2, "the forwarded CreateTopics was not answered within 85 s"
+    result, elapsed = answers[0]["topics"][0], answers[1]
+    assert result["error_code"] == 7 and "did not confirm" in result["error_message"], result
+    assert 55 < elapsed < 75
