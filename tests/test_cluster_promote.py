@@ -302,3 +302,41 @@ def test_a_forward_with_a_huge_timeout_is_capped_and_does_not_block_a_promote_re
     result, elapsed = answers[0]["topics"][0], answers[1]
     assert result["error_code"] == 7 and "did not confirm" in result["error_message"], result
     assert 55 < elapsed < 75
+
+
+def test_forwards_beyond_the_byte_budget_are_refused_at_once_while_the_controller_is_stopped(cluster):
+    """The controller is asleep (SIGSTOP): 12 CreateTopics of ~1 MiB each through broker 2.
+    At most MAX_FORWARDED_BYTES (8 MiB) wait for it; the others are answered REQUEST_TIMED_OUT
+    at once, saying so. Before the fix every one was held (and its bytes kept) until the link
+    to the controller timed out."""
+    import os
+    import signal
+    import threading
+    import time
+
+    names = [f"{'x' * 240}-{i:05d}" for i in range(4200)]  # ~1 MiB of topic names per request
+    answers: list[tuple[float, dict]] = []
+
+    def forward(n: int) -> None:
+        host, port = cluster.address(2).split(":")
+        with Connection(host, int(port), timeout=30) as conn:
+            started = time.monotonic()
+            body = {"topics": [{"name": f"{name}-{n}"[:249], "num_partitions": 1, "replication_factor": 3,
+                                "assignments": [], "configs": []} for name in names],
+                    "timeout_ms": 1000, "validate_only": False}
+            answer = conn.request(ApiKey.CREATE_TOPICS, body)
+            answers.append((time.monotonic() - started, answer["topics"][0]))
+
+    os.kill(cluster.brokers[1].proc.pid, signal.SIGSTOP)
+    try:
+        threads = [threading.Thread(target=forward, args=(n,)) for n in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(40)
+    finally:
+        os.kill(cluster.brokers[1].proc.pid, signal.SIGCONT)
+    assert len(answers) == 12
+    refused = [(elapsed, t) for elapsed, t in answers if "waiting for the controller" in (t["error_message"] or "")]
+    assert 4 <= len(refused) <= 6, answers[:1]  # 8 MiB admits 6..8 of them
+    assert all(t["error_code"] == 7 and elapsed < 5 for elapsed, t in refused)
