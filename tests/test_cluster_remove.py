@@ -218,3 +218,24 @@ def test_add_of_a_replica_that_cannot_catch_up_leaves_it_out_of_the_isr(cluster)
     assert done.returncode == 3 and f"broker {stale} did not answer" in move["error"], done.stderr
     assert layout(cluster, leader, "lag")[0][2] == (leader,)  # before the fix: in the ISR, blocking acks=all
     assert produce(cluster, "lag", 10, "still") == 10
+
+
+def test_promote_refuses_when_the_only_in_sync_replica_is_gone_unless_unclean(cluster):
+    assert logship("topics", "create", "gone", "-p", "1", "-r", "2", "--brokers", cluster.bootstrap).returncode == 0
+    leader, replicas, _ = layout(cluster, 1, "gone")[0]
+    stale = next(r for r in replicas if r != leader)
+    cluster.brokers[stale].kill()
+    assert remove(cluster, stale)[0] == 3
+    assert produce(cluster, "gone", 50, "alone") == 50
+    cluster.brokers[leader].kill()
+    cluster.start(stale)
+    status, moves, err = remove(cluster, leader)  # the state goes to the stale replica, the one reachable
+    assert status == 3 and moves[0]["isr"] == [leader] and moves[0]["new_leader"] == -1, err
+    done = logship("promote", "gone:0", "--cluster", str(cluster.path), "--json", "--timeout", "2s")
+    assert done.returncode == 1 and "--unclean" in done.stderr and "Traceback" not in done.stderr
+    assert json.loads(done.stdout)["error"].startswith("no other in-sync replica answered")
+    done = logship("promote", "gone:0", "--unclean", "--cluster", str(cluster.path), "--json", "--timeout", "2s")
+    move = json.loads(done.stdout)
+    assert done.returncode == 0 and move["new_leader"] == stale and move["isr"] == [stale], done.stderr
+    assert "UNCLEAN" in done.stderr and "lost" in done.stderr
+    assert produce(cluster, "gone", 10, "after") == 10

@@ -72,15 +72,20 @@ def _leader(broker_id: int) -> str:
 @json_option
 @click.option("--timeout", "timeout_ms", type=DURATION.within(100, 600_000), default="10s", show_default=True,
               help="How long to wait for each broker to answer.")
-def promote(partitions, away_from, cluster_path, as_json, timeout_ms) -> None:
+@click.option("--unclean", is_flag=True,
+              help="Where no in-sync replica answers, pick the most complete other replica: LOSES the records "
+                   "acknowledged past its log end.")
+def promote(partitions, away_from, cluster_path, as_json, timeout_ms, unclean) -> None:
     """Make another in-sync replica the leader of partitions (manual failover).
 
     Asks every reachable replica for its log end and last epoch, picks the most complete
     in-sync one other than the current leader (or --away-from BROKER), raises the leader
     epoch there first (durably), then tells the other replicas and every broker. From then
-    on the old leader cannot acknowledge acks=all writes. Exit status: 0 when every
-    partition moved, 1 when one could not, 3 when no broker answered, 4 for an unknown
-    partition.
+    on the old leader cannot acknowledge acks=all writes. A partition none of whose
+    in-sync replicas answers is refused, unless --unclean: then the most complete replica
+    that answered leads, alone in-sync, and what was acknowledged past its log end is
+    lost. Exit status: 0 when every partition moved, 1 when one could not, 3 when no
+    broker answered, 4 for an unknown partition.
 
     \b
     Examples:
@@ -96,5 +101,5 @@ def promote(partitions, away_from, cluster_path, as_json, timeout_ms) -> None:
     if away_from is not None:
         cluster.broker(away_from)  # ConfigError for a broker not in the file
     with peers:
-        moves = promote_partitions(peers, wanted or None, away_from)
+        moves = promote_partitions(peers, wanted or None, away_from, unclean)
     raise click.exceptions.Exit(render_moves(moves, as_json, "nothing to move"))

@@ -266,9 +266,13 @@ def _targets(states: dict[Key, PartitionView], wanted: list[Key] | None, away_fr
     return sorted(k for k, view in states.items() if view.leader == away_from)
 
 
-def promote(peers: Peers, wanted: list[Key] | None = None, away_from: int | None = None) -> list[Move]:
+def promote(peers: Peers, wanted: list[Key] | None = None, away_from: int | None = None,
+            unclean: bool = False) -> list[Move]:
     """Move the leadership of `wanted` (or of every partition led by `away_from`) to the most
-    complete other in-sync replica; a Move per partition (its `error` says what failed)."""
+    complete other in-sync replica; a Move per partition (its `error` says what failed).
+    With `unclean`, a partition none of whose other in-sync replicas answered goes to the
+    most complete replica that did, which becomes the only in-sync one: the records
+    acknowledged past its log end are lost (its Move's `note` says so)."""
     states = read_states(peers)
     targets = _targets(states, wanted, away_from)
     positions = _positions(peers, {k: states[k] for k in targets})
@@ -276,18 +280,26 @@ def promote(peers: Peers, wanted: list[Key] | None = None, away_from: int | None
     for key in targets:
         view = states[key]
         away = view.leader if away_from is None else away_from
-        chosen = _choose(view, positions[key], away)
+        chosen, isr = _choose(view, positions[key], away), view.isr
+        others = [r for r in view.isr if r != away]
+        if chosen is None and unclean:
+            chosen = _choose(replace(view, isr=view.replicas), positions[key], away)
+            isr = (chosen,)
         epoch = max([view.leader_epoch, *(e for e, _ in positions[key].values())]) + 1
         move = Move(key[0], key[1], view.leader, chosen if chosen is not None else NO_LEADER, epoch,
-                    positions[key].get(chosen, (-1, -1))[1], view.isr)
+                    positions[key].get(chosen, (-1, -1))[1], isr)
         moves[key] = move
         if chosen is None:
-            others = [r for r in view.isr if r != away]
             move.error = ("no other in-sync replica (`logship cluster add` one back first)" if not others else
                           f"no other in-sync replica answered (unreachable: {_describe_unreachable(peers, others)}); "
-                          f"start it again: a replica outside the in-sync ones may lack acknowledged records")
+                          f"start it again (`--unclean` would pick a replica outside them, losing the records "
+                          f"acknowledged past its log end)")
             continue
-        changes[key] = replace(view, leader=chosen, leader_epoch=epoch)
+        if isr != view.isr:
+            move.note = (f"UNCLEAN: broker {chosen} was not in-sync; records acknowledged past its log end "
+                         f"{move.log_end_offset} are lost (in-sync replicas unreachable: "
+                         f"{_describe_unreachable(peers, others)})")
+        changes[key] = replace(view, leader=chosen, leader_epoch=epoch, isr=isr)
         first[key] = chosen
     _send(peers, changes, moves, first)
     return [moves[k] for k in targets]
