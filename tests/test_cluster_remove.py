@@ -173,25 +173,69 @@ def test_remove_writes_the_fence_over_ssh_and_add_clears_it(hosts, tmp_path):
         kill_brokers(data_dirs)
 
 
-def test_add_makes_no_leader_and_promote_then_picks_the_most_complete_replica(cluster):
+def test_the_last_in_sync_replica_stays_and_a_stale_one_joins_only_once_caught_up(cluster):
+    """The review's scenario: {A, B}; B dies and is removed; A acknowledges alone; A is removed
+    too. Before the fix the ISR became empty, `cluster add B` put the stale B straight into it
+    and promote picked B: A's acknowledged records were lost."""
     assert logship("topics", "create", "last", "-p", "1", "-r", "2", "--brokers", cluster.bootstrap).returncode == 0
     leader, replicas, _ = layout(cluster, 1, "last")[0]
     stale = next(r for r in replicas if r != leader)
     cluster.brokers[stale].kill()
     assert remove(cluster, stale)[0] == 3
     assert produce(cluster, "last", 50, "alone") == 50  # acknowledged by the leader alone
-    status, moves, err = remove(cluster, leader)  # the last in-sync replica: the partition has no leader
-    assert status == 3 and moves[0]["new_leader"] == -1 and moves[0]["isr"] == [], err
-    described = logship("topics", "describe", "last", "--brokers", cluster.address(leader), "--json")
-    assert described.returncode == 0, described.stderr
-    row = json.loads(described.stdout)
-    assert (row["leader"], row["isr"], row["under_replicated"]) == (-1, [], True)
+    status, moves, err = remove(cluster, leader)  # the last in-sync replica: it stays, leading nothing
+    assert status == 3 and moves[0]["new_leader"] == -1 and moves[0]["isr"] == [leader], err
+    assert "last in-sync replica" in err
+    row = json.loads(logship("topics", "describe", "last", "--brokers", cluster.address(leader), "--json").stdout)
+    assert (row["leader"], row["isr"]) == (-1, [leader])
+
     cluster.start(stale)
-    for broker_id in (stale, leader):
-        done = logship("cluster", "add", str(broker_id), str(cluster.path), "--json", "--timeout", "3s")
-        assert done.returncode == 3, done.stderr  # no sshd to clear a fence: the ISR is back all the same
-        assert json.loads(done.stdout)["new_leader"] == -1  # adding back never makes a leader
+    done = logship("cluster", "add", str(stale), str(cluster.path), "--json", "--timeout", "3s", "--wait", "1s")
+    move = json.loads(done.stdout)
+    assert done.returncode == 3 and "promote last:0" in move["error"], done.stderr
+    assert layout(cluster, leader, "last")[0][2] == (leader,)  # not in the ISR while it has no leader to follow
+
     done = logship("promote", "last:0", "--cluster", str(cluster.path), "--json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["new_leader"] == leader  # the longer log, not the stale one added first
+    assert json.loads(done.stdout)["new_leader"] == leader  # the only in-sync replica, never the stale one
+    done = logship("cluster", "add", str(stale), str(cluster.path), "--json", "--timeout", "3s", "--wait", "20s")
+    assert done.returncode == 3 and json.loads(done.stdout)["error"] is None, done.stderr  # caught up, then in
+    assert sorted(layout(cluster, leader, "last")[0][2]) == sorted(replicas)
+    control = ClusterControl(cluster)
+    assert control.log_end("last", 0, broker_id=stale)[0] >= 50
     assert produce(cluster, "last", 10, "after") == 10
+
+
+def test_add_of_a_replica_that_cannot_catch_up_leaves_it_out_of_the_isr(cluster):
+    assert logship("topics", "create", "lag", "-p", "1", "-r", "2", "--brokers", cluster.bootstrap).returncode == 0
+    leader, replicas, _ = layout(cluster, 1, "lag")[0]
+    stale = next(r for r in replicas if r != leader)
+    cluster.brokers[stale].kill()
+    assert remove(cluster, stale)[0] == 3
+    assert produce(cluster, "lag", 50, "alone") == 50
+    done = logship("cluster", "add", str(stale), str(cluster.path), "--json", "--timeout", "2s", "--wait", "1s")
+    move = json.loads(done.stdout)
+    assert done.returncode == 3 and f"broker {stale} did not answer" in move["error"], done.stderr
+    assert layout(cluster, leader, "lag")[0][2] == (leader,)  # before the fix: in the ISR, blocking acks=all
+    assert produce(cluster, "lag", 10, "still") == 10
+
+
+def test_promote_refuses_when_the_only_in_sync_replica_is_gone_unless_unclean(cluster):
+    assert logship("topics", "create", "gone", "-p", "1", "-r", "2", "--brokers", cluster.bootstrap).returncode == 0
+    leader, replicas, _ = layout(cluster, 1, "gone")[0]
+    stale = next(r for r in replicas if r != leader)
+    cluster.brokers[stale].kill()
+    assert remove(cluster, stale)[0] == 3
+    assert produce(cluster, "gone", 50, "alone") == 50
+    cluster.brokers[leader].kill()
+    cluster.start(stale)
+    status, moves, err = remove(cluster, leader)  # the state goes to the stale replica, the one reachable
+    assert status == 3 and moves[0]["isr"] == [leader] and moves[0]["new_leader"] == -1, err
+    done = logship("promote", "gone:0", "--cluster", str(cluster.path), "--json", "--timeout", "2s")
+    assert done.returncode == 1 and "--unclean" in done.stderr and "Traceback" not in done.stderr
+    assert json.loads(done.stdout)["error"].startswith("no other in-sync replica answered")
+    done = logship("promote", "gone:0", "--unclean", "--cluster", str(cluster.path), "--json", "--timeout", "2s")
+    move = json.loads(done.stdout)
+    assert done.returncode == 0 and move["new_leader"] == stale and move["isr"] == [stale], done.stderr
+    assert "UNCLEAN" in done.stderr and "lost" in done.stderr
+    assert produce(cluster, "gone", 10, "after") == 10

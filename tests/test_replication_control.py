@@ -136,11 +136,11 @@ def test_stale_controller_epoch_is_refused(cluster):
     assert saved["leader_epoch"] == 1
 
 
-def test_older_state_version_is_ignored(cluster):
+def test_older_state_version_is_refused(cluster):
     control = ClusterControl(cluster)
     control.leader_and_isr(1, "logs", 0, leader=1, epoch=4, replicas=[1], version=10)
     answer = control.leader_and_isr(1, "logs", 0, leader=1, epoch=2, replicas=[1], version=9)
-    assert answer["partition_errors"][0]["error_code"] == 0
+    assert answer["partition_errors"][0]["error_code"] == 74  # FENCED_LEADER_EPOCH (review finding 4)
     saved = json.loads((cluster.data_dir(1) / "logs-0" / "partition-state").read_text())
     assert (saved["leader_epoch"], saved["version"]) == (4, 10)
 

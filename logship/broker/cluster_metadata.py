@@ -115,7 +115,7 @@ class ClusterMetadata:
         for name, parts in topics.items():
             held = self.topics.setdefault(name, {})
             for index, state in parts.items():
-                if index not in held or state.version > held[index].version:
+                if state != held.get(index) and state.supersedes(held.get(index)):
                     held[index] = state
                     changed = True
         if changed:

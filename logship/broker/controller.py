@@ -15,11 +15,16 @@ here (`Broker.replicas.apply`) and sent to the other brokers by their PeerSender
 has it, or with REQUEST_TIMED_OUT (the topic exists; late brokers still get it) after the
 request's timeout.
 
+A request's timeout_ms is capped at MAX_TIMEOUT_MS (a waiting request holds its connection's
+later answers, which Kafka keeps in order).
+
 `ControllerClient` (every other broker) forwards CreateTopics, CreatePartitions and
-DeleteTopics to the controller over an authenticated PeerLink and relays the answer; at start
+DeleteTopics to the controller over an authenticated PeerLink and relays the answer, at most
+MAX_FORWARDED_BYTES of them unanswered at a time (beyond: REQUEST_TIMED_OUT at once); at start
 it asks the controller for everything again (an UpdateMetadata without topics), retrying
 until the controller answers; partition states an operator's tool gave it (promote, cluster
-remove) it passes on to the controller, retrying until delivered, so a controller that was
+remove) it passes on to the controller on a link of their own (not queued behind a forward),
+retrying until delivered, so a controller that was
 asleep (SIGSTOP) or cut off during a promote learns of it when it is back. The controller
 also reads the newer states of the others (their Metadata v7) when it starts and when one
 says it is back (`_pull`).
@@ -32,10 +37,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import (BrokerUnavailableError, InvalidConfigError, InvalidPartitionsError,
+from ..errors import (BrokerUnavailableError, FencedLeaderEpochError, InvalidConfigError, InvalidPartitionsError,
                       InvalidReplicaAssignmentError, InvalidReplicationFactorError, LogshipError,
                       TopicAlreadyExistsError, UnknownTopicError)
-from ..protocol import ApiKey
+from ..protocol import ApiKey, encode_request
 from ..storage import validate_topic_name
 from ..storage.partition_state import PartitionState
 from .assignment import assign_replicas
@@ -57,12 +62,19 @@ log = logging.getLogger("logship.broker")
 REQUEST_TIMED_OUT = 7
 PULL_TIMEOUT_S = 5.0
 DEFAULT_TIMEOUT_MS = 30_000
+MAX_TIMEOUT_MS = 60_000  # a request's timeout_ms above this is taken as this (it holds a link and a task)
+MAX_FORWARDED_BYTES = 8 << 20  # requests forwarded to the controller and not answered yet, per broker
 Key = tuple[str, int]
 
 
 def controller_for(broker: Broker) -> "Controller | ControllerClient":
     metadata = broker.cluster_metadata
     return Controller(broker) if metadata.is_controller else ControllerClient(broker)
+
+
+def capped_timeout_ms(timeout_ms: int) -> int:
+    """A request's timeout_ms as the controller waits: the default for none (<= 0), at most MAX_TIMEOUT_MS."""
+    return min(timeout_ms if timeout_ms > 0 else DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS)
 
 
 def initial_state(replicas: tuple[int, ...], fenced: set[int]) -> PartitionState:
@@ -152,7 +164,8 @@ class Controller:
             if node in state.replicas:
                 code = self.broker.replicas.apply(topic, index, state)
                 if code:
-                    log.warning("applying the state of %s-%d here failed (error %d)", topic, index, code)
+                    log.log(logging.INFO if code == FencedLeaderEpochError.code else logging.WARNING,
+                            "applying the state of %s-%d here failed (error %d)", topic, index, code)
 
     def _distribute(self, states: dict[Key, PartitionState], stops: dict[Key, tuple[int, ...]] | None = None) -> None:
         """Apply here, hand each sender its share and the new image. `stops` are partitions to
@@ -181,7 +194,7 @@ class Controller:
         version, fenced = self.metadata.version, self.metadata.fenced()
 
         async def wait() -> None:
-            timeout = (timeout_ms if timeout_ms > 0 else DEFAULT_TIMEOUT_MS) / 1000
+            timeout = capped_timeout_ms(timeout_ms) / 1000
             waiting = {broker_id: sender.synced(version, keys, timeout) for broker_id, sender in self.senders.items()
                        if broker_id not in fenced}
             outcomes = await asyncio.gather(*waiting.values())
@@ -353,17 +366,21 @@ class ControllerClient:
         self._tasks: set[asyncio.Task] = set()
         self._relaying: dict[str, dict[int, PartitionState]] = {}
         self._relayer: asyncio.Task | None = None
+        self._relay_link: PeerLink | None = None  # its own: a forward waiting on the other holds it
+        self._forwarded = 0  # bytes of forwarded requests not answered yet
 
     async def _controller(self) -> PeerLink:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
             if self._link is None or self._link.closed:
-                host, port = self.spec.advertise
-                self._link = await PeerLink(host, port, principal=f"broker-{self.metadata.node_id}",
-                                            secret=self.broker.config.secret,
-                                            client_id=f"logship-broker-{self.metadata.node_id}").connect()
+                self._link = await self._connect()
             return self._link
+
+    async def _connect(self) -> PeerLink:
+        host, port = self.spec.advertise
+        return await PeerLink(host, port, principal=f"broker-{self.metadata.node_id}", secret=self.broker.config.secret,
+                              client_id=f"logship-broker-{self.metadata.node_id}").connect()
 
     async def run(self) -> None:
         """Ask the controller for everything (retrying until it answers), then hold the link."""
@@ -381,20 +398,32 @@ class ControllerClient:
         try:
             await asyncio.Event().wait()
         finally:
-            if self._link is not None:
-                await self._link.close()
+            for link in (self._link, self._relay_link):
+                if link is not None:
+                    await link.close()
 
     def forward(self, api_key: int, version: int, body: dict, failed: Callable[[str], dict]) -> Reply:
-        """Send the request to the controller; the reply is its answer, or `failed(message)`."""
+        """Send the request to the controller; the reply is its answer, or `failed(message)`
+        (REQUEST_TIMED_OUT) when the controller is unreachable or MAX_FORWARDED_BYTES are
+        forwarded and not answered yet (one request alone always goes)."""
+        size = len(encode_request(api_key, version, 0, None, body))
+        if self._forwarded and self._forwarded + size > MAX_FORWARDED_BYTES:
+            return Reply(failed(f"{self._forwarded} bytes of requests are waiting for the controller "
+                                f"(broker {self.spec.id}) already: try again later"))
+        self._forwarded += size
         deferred = Deferred()
+        timeout_ms = capped_timeout_ms(body.get("timeout_ms", DEFAULT_TIMEOUT_MS))
+        if "timeout_ms" in body:
+            body = {**body, "timeout_ms": timeout_ms}
 
         async def relay() -> None:
-            timeout = max(body.get("timeout_ms", DEFAULT_TIMEOUT_MS), 1000) / 1000 + 5
             try:
                 link = await self._controller()
-                deferred.resolve(await link.request(api_key, version, body, timeout=timeout))
+                deferred.resolve(await link.request(api_key, version, body, timeout=max(timeout_ms, 1000) / 1000 + 5))
             except BrokerUnavailableError as exc:
                 deferred.resolve(failed(f"the controller (broker {self.spec.id}) is not reachable: {exc}"))
+            finally:
+                self._forwarded -= size
 
         self._spawn(relay())
         return Reply(None, deferred=deferred)
@@ -411,9 +440,10 @@ class ControllerClient:
         while self._relaying:
             topics, self._relaying = self._relaying, {}
             try:
-                link = await self._controller()
-                await link.request(ApiKey.UPDATE_METADATA, 5, update_metadata_body(self.metadata.node_id, -1, topics,
-                                                                                   []), timeout=PULL_TIMEOUT_S)
+                if self._relay_link is None or self._relay_link.closed:
+                    self._relay_link = await self._connect()
+                await self._relay_link.request(ApiKey.UPDATE_METADATA, 5, update_metadata_body(
+                    self.metadata.node_id, -1, topics, []), timeout=PULL_TIMEOUT_S)
                 backoff = BACKOFF_S
             except BrokerUnavailableError as exc:
                 log.debug("the controller is not reachable to take new partition states: %s", exc)
@@ -449,5 +479,5 @@ def _keep_newer(held: dict[str, dict[int, PartitionState]], topics: dict[str, di
     for name, parts in topics.items():
         mine = held.setdefault(name, {})
         for index, state in parts.items():
-            if index not in mine or state.version > mine[index].version:
+            if state.supersedes(mine.get(index)):
                 mine[index] = state

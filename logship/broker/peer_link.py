@@ -6,7 +6,8 @@ protocol through protocol/framing.py and knows nothing of what the requests mean
 the cluster secret (peer_auth.py: SaslHandshake v1, then SaslAuthenticate v1), all within
 `connect_timeout`. `request()` may be called by several tasks at once: requests are written
 in call order and answered in that order (Kafka's per-connection guarantee), each awaited
-with its own timeout. Versions are the caller's choice: peers run the same logship version.
+with its own timeout, which covers sending it too (the writer is drained: what a slow peer
+has not read stays bounded by the transport's buffer limits plus the requests in flight). Versions are the caller's choice: peers run the same logship version.
 
 Invariants: any failure (refused, reset, EOF, a timeout, a malformed or oversized frame)
 closes the link and fails every request in flight with BrokerUnavailableError naming the
@@ -101,10 +102,18 @@ class PeerLink:
             self._writer.write(encode_request(api_key, version, correlation_id, self.client_id, body))
         except (OSError, RuntimeError) as exc:
             self._fail(BrokerUnavailableError(f"lost the connection to peer {self.address}: {exc}"))
+
+        async def sent_then_answered() -> dict:
+            await self._writer.drain()  # a peer that does not read holds the caller, not this process's memory
+            return await asyncio.shield(future)
+
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            return await asyncio.wait_for(sent_then_answered(), timeout)
         except asyncio.TimeoutError:
             self._fail(BrokerUnavailableError(f"peer {self.address} did not answer within {timeout:g} s"))
+            raise self._failure from None
+        except (OSError, RuntimeError) as exc:  # drain on a connection that failed
+            self._fail(BrokerUnavailableError(f"lost the connection to peer {self.address}: {exc}"))
             raise self._failure from None
 
     async def _receive(self) -> None:

@@ -10,7 +10,8 @@ is back) when the broker is down or the link fails, so a broker that is down now
 everything when it is back. A stop for a partition cancels
 a state owed for it; a state owed after a stop is sent after it (a topic deleted and created
 again). Partition errors in an answer are logged and not retried (the broker refused that
-state for good, e.g. an older version). `synced(version, keys)` waits until the image
+state for good: FENCED_LEADER_EPOCH when it holds a newer one, e.g. from a
+promote). `synced(version, keys)` waits until the image
 `version` and the states of `keys` are delivered.
 """
 
@@ -21,7 +22,7 @@ import logging
 from collections.abc import Callable
 
 from ..cluster_file import BrokerSpec
-from ..errors import BrokerUnavailableError
+from ..errors import BrokerUnavailableError, FencedLeaderEpochError
 from ..protocol import ApiKey
 from ..storage.partition_state import PartitionState
 from ..protocol.apis.interbroker import CONTROLLER_EPOCH, leader_and_isr_body
@@ -66,7 +67,7 @@ class PeerSender:
     def apply_states(self, states: dict[Key, PartitionState]) -> None:
         for key, state in states.items():
             held = self._states.get(key)
-            if held is None or state.version >= held.version:
+            if state.supersedes(held):
                 self._states[key] = state
         self._wake.set()
 
@@ -140,8 +141,9 @@ class PeerSender:
             answer = await self._send(ApiKey.LEADER_AND_ISR, 2, leader_and_isr_body(self.sender_id, states, live))
             for error in answer.get("partition_errors", []):
                 if error["error_code"]:
-                    log.warning("broker %d refused the state of %s-%d (error %d)", self.spec.id,
-                                error["topic_name"], error["partition_index"], error["error_code"])
+                    log.log(logging.INFO if error["error_code"] == FencedLeaderEpochError.code else logging.WARNING,
+                            "broker %d refused the state of %s-%d (error %d)", self.spec.id,
+                            error["topic_name"], error["partition_index"], error["error_code"])
             for key, state in states.items():
                 if self._states.get(key) is state:
                     del self._states[key]

@@ -336,17 +336,23 @@ def remove(broker, file, cluster_path, as_json, timeout_ms) -> None:
 @json_option
 @click.option("--timeout", "timeout_ms", type=DURATION.within(100, 600_000), default="10s", show_default=True,
               help="How long to wait for each broker and host to answer.")
-def add(broker, file, cluster_path, as_json, timeout_ms) -> None:
-    """Bring a removed BROKER back: clear its fence, put it back into the in-sync replicas.
+@click.option("--wait", "wait_ms", type=DURATION.within(0, 3_600_000), default="30s", show_default=True,
+              help="How long to wait for its replicas to catch up with the leaders.")
+def add(broker, file, cluster_path, as_json, timeout_ms, wait_ms) -> None:
+    """Bring a removed BROKER back: clear its fence, put it back into the in-sync replicas
+    of each partition once it has caught up there.
 
-    Its replicas catch up from where they were; acks=all waits for it again from now on.
-    It leads nothing by this: a partition left without a leader gets one from `logship
-    promote TOPIC:PARTITION` (the most complete in-sync replica). Exit status: 0 when done, 1 when a
+    Its replicas catch up from the leaders (they fetch while out of the in-sync replicas);
+    each joins them once its log end reaches the leader's high watermark in the leader's
+    epoch, waiting up to --wait; acks=all waits for it from then on. A partition still behind
+    (or without a leader) fails, saying how far behind: run it again later. It leads nothing
+    by this: a partition left without a leader gets one from `logship promote
+    TOPIC:PARTITION` (the most complete in-sync replica). Exit status: 0 when done, 1 when a
     partition could not be changed, 3 when its host could not be reached to clear the fence.
 
     \b
     Example:
-      logship cluster add 3 cluster.toml
+      logship cluster add 3 cluster.toml --wait 2m
     """
     from ..cluster.leadership import add_broker, unfence_broker
     from ..errors import SshError
@@ -362,6 +368,6 @@ def add(broker, file, cluster_path, as_json, timeout_ms) -> None:
         _say(spec, f"cannot clear its fence: {_describe(exc)} (it will not lead until the fence is gone)")
         status = ExitStatus.UNAVAILABLE
     with peers:
-        moves = add_broker(peers, broker)
+        moves = add_broker(peers, broker, wait=wait_ms / 1000)
     raise click.exceptions.Exit(max(status, render_moves(moves, as_json, f"broker {broker} was in every in-sync "
                                                                           f"replica set already")))

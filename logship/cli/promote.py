@@ -43,7 +43,7 @@ def render_moves(moves, as_json: bool, empty: str) -> int:
         for m in moves:
             click.echo(json.dumps({"topic": m.topic, "partition": m.partition, "old_leader": m.old_leader,
                                    "new_leader": m.new_leader, "leader_epoch": m.leader_epoch,
-                                   "log_end_offset": m.log_end_offset, "isr": list(m.isr), "error": m.error}))
+                                   "log_end_offset": m.log_end_offset, "isr": list(m.isr), "error": m.error, "note": m.note}))
     elif moves:
         from tabulate import tabulate
 
@@ -53,8 +53,9 @@ def render_moves(moves, as_json: bool, empty: str) -> int:
     else:
         click.echo(empty, err=True)
     for m in moves:
-        if m.error:
-            click.echo(f"{m.topic}:{m.partition}: {m.error}", err=True)
+        for line in (m.note, m.error):
+            if line:
+                click.echo(f"{m.topic}:{m.partition}: {line}", err=True)
     return ExitStatus.ERROR if any(m.error for m in moves) else ExitStatus.OK
 
 
@@ -71,15 +72,20 @@ def _leader(broker_id: int) -> str:
 @json_option
 @click.option("--timeout", "timeout_ms", type=DURATION.within(100, 600_000), default="10s", show_default=True,
               help="How long to wait for each broker to answer.")
-def promote(partitions, away_from, cluster_path, as_json, timeout_ms) -> None:
+@click.option("--unclean", is_flag=True,
+              help="Where no in-sync replica answers, pick the most complete other replica: LOSES the records "
+                   "acknowledged past its log end.")
+def promote(partitions, away_from, cluster_path, as_json, timeout_ms, unclean) -> None:
     """Make another in-sync replica the leader of partitions (manual failover).
 
     Asks every reachable replica for its log end and last epoch, picks the most complete
     in-sync one other than the current leader (or --away-from BROKER), raises the leader
     epoch there first (durably), then tells the other replicas and every broker. From then
-    on the old leader cannot acknowledge acks=all writes. Exit status: 0 when every
-    partition moved, 1 when one could not, 3 when no broker answered, 4 for an unknown
-    partition.
+    on the old leader cannot acknowledge acks=all writes. A partition none of whose
+    in-sync replicas answers is refused, unless --unclean: then the most complete replica
+    that answered leads, alone in-sync, and what was acknowledged past its log end is
+    lost. Exit status: 0 when every partition moved, 1 when one could not, 3 when no
+    broker answered, 4 for an unknown partition.
 
     \b
     Examples:
@@ -95,5 +101,5 @@ def promote(partitions, away_from, cluster_path, as_json, timeout_ms) -> None:
     if away_from is not None:
         cluster.broker(away_from)  # ConfigError for a broker not in the file
     with peers:
-        moves = promote_partitions(peers, wanted or None, away_from)
+        moves = promote_partitions(peers, wanted or None, away_from, unclean)
     raise click.exceptions.Exit(render_moves(moves, as_json, "nothing to move"))

@@ -2,8 +2,8 @@
 its file `partition-state` in the partition's directory, this replica's durable view of it.
 
 The controller (topic creation) and `logship promote` / `cluster remove` decide states and
-send them in LeaderAndIsr requests; a replica applies a state only if its `version` is newer
-than the one it holds (or equal, with the same content: a repeated request), and writes it
+send them in LeaderAndIsr requests; a replica applies a state only if it `supersedes` the one
+it holds (a newer `version`, or the same state repeated), and writes it
 here (atomically, fsynced) before it acts on it, so a restarted broker resumes the role it
 had and never goes back to an older view. Format, one JSON object:
 
@@ -46,6 +46,12 @@ class PartitionState:
             raise ConfigError(f"in-sync replicas {list(self.isr)} are not all replicas {list(self.replicas)}")
         if self.leader_epoch < 0 or self.version < 0:
             raise ConfigError("leader_epoch and version cannot be negative")
+
+    def supersedes(self, held: "PartitionState | None") -> bool:
+        """True if this state may replace `held`: none held, a higher version, or the same
+        state again (a repeated request). An equal version with other content, or a lower
+        one, does not: two deciders made different states of one version (a conflict)."""
+        return held is None or self.version > held.version or self == held
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(", ", ": "))

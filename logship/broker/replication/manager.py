@@ -5,8 +5,9 @@ its high watermark follows its log end, as before replication existed.
 
 Cluster mode: a partition is hosted here when it holds a `PartitionState` (storage's
 `partition-state` file) naming this broker among its replicas; anything else is not hosted
-and answers NOT_LEADER_OR_FOLLOWER. `apply(topic, partition, state)` takes a newer state
-(by `version`; an equal version with the same content is a repeat, an older one ignored),
+and answers NOT_LEADER_OR_FOLLOWER. `apply(topic, partition, state)` takes a state that
+supersedes the one held (a newer `version`, or the same state repeated: a no-op); an older
+version, or an equal one with other content, is refused with FENCED_LEADER_EPOCH,
 writes it durably BEFORE acting, then becomes leader (the partition's leader epoch set to the
 state's) or follower (fetched from the leader by that leader's `ReplicaFetcher`, which
 truncates by leader epoch, KIP-101).
@@ -34,8 +35,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ...errors import (KafkaStorageError, LogshipError, NotLeaderError, RequestTimedOutError,
-                       StaleControllerEpochError, UnknownTopicError)
+from ...errors import (FencedLeaderEpochError, KafkaStorageError, LogshipError, NotLeaderError,
+                       RequestTimedOutError, StaleControllerEpochError, UnknownTopicError)
 from ...storage import Partition
 from ...storage.checkpoint import MalformedCheckpoint, read_offsets, write_offsets
 from ...storage.partition_state import FILE_NAME as STATE_FILE, PartitionState, read_state, write_state
@@ -82,12 +83,13 @@ class ReplicaManager:
         """Take `state` for this partition (see the module docstring); a Kafka error code."""
         key = (topic, partition)
         held = self._states.get(key)
-        if held is not None and (state.version < held.version or state == held):
+        if state == held:
             return 0
-        if held is not None and state.version == held.version:
-            log.warning("%s-%d: ignoring state version %d that differs from the one held", topic, partition,
-                        state.version)
-            return 0
+        if not state.supersedes(held):
+            log.warning("%s-%d: refusing state version %d (leader %d, epoch %d): this broker holds version %d "
+                        "(leader %d, epoch %d)", topic, partition, state.version, state.leader, state.leader_epoch,
+                        held.version, held.leader, held.leader_epoch)
+            return FencedLeaderEpochError.code
         if self.node_id not in state.replicas:
             self.stop(topic, partition, delete=False)
             return 0
