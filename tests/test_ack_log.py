@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ack_log import AckWriter, Position, check, read_acks
+from acked_load import AckedProducer, kcat_produce, read_back
 
 
 def _records(n: int, topic: str = "t", partitions: int = 2) -> list[Position]:
@@ -84,3 +87,24 @@ def test_logs_round_trip_and_a_torn_line_is_an_error(tmp_path):
         assert f"{path}:3" in str(exc)
     else:
         raise AssertionError("a torn line was accepted")
+
+
+@pytest.mark.integration
+def test_real_producers_acknowledgements_match_what_is_read_back(start_broker, tmp_path):
+    """The loads and the checker end to end on one broker: confluent-kafka's delivery reports
+    name the offsets kcat reads back; kcat's own records are all there."""
+    broker = start_broker("--partitions", "3")
+    producer = AckedProducer(broker.address, "acked", tmp_path / "acks", "c1", 3000)
+    producer.start()
+    kcat_acks = kcat_produce(broker.address, "acked", "k1", 1000)
+    producer.join(60)
+    assert not producer.is_alive() and producer.unflushed == 0 and not producer.errors
+    assert producer.acked == producer.sent == 3000
+    acks = list(read_acks(tmp_path / "acks")) + kcat_acks
+    assert {a.partition for a in acks if a.partition is not None} == {0, 1, 2}
+    consumed = read_back(broker.address, "acked")
+    verdict = check(acks, consumed)
+    assert verdict.clean and (verdict.acked, verdict.consumed, verdict.unacknowledged) == (4000, 4000, 0), \
+        verdict.summary()
+    verdict = check(acks, [c for c in consumed if c.offset != 17])
+    assert not verdict.clean and len(verdict.lost) == 3

@@ -1,0 +1,125 @@
+"""Bounded acks=all loads whose acknowledgements are logged, and reading a topic back, for the
+replication tests' acknowledgement checks (tests/ack_log.py).
+
+Every record's value is `PAYLOAD.PADDING`: PAYLOAD is `PREFIX-NNNNNNN`, unique per record
+produced (the producer's prefix and its sequence number), PADDING makes the value
+`size` bytes; neither holds blanks or newlines, so a value survives kcat's line formats.
+
+* `AckedProducer`: a confluent-kafka (librdkafka) producer in a thread, acks=all, retries
+  for as long as `message_timeout_s`; each successful delivery report appends
+  (topic, partition, offset, payload) to its acknowledgement log; failed ones are counted by
+  error name. It stops after `count` records or at `stop()`, whichever comes first, then
+  waits (bounded) for what is in flight.
+* `kcat_produce`: kcat -P with acks=all; kcat reports neither partitions nor offsets, so an
+  exit status of 0 with no "Delivery failed" acknowledges every payload (partition and
+  offset unknown).
+* `read_back`: kcat -C -e from the beginning of every partition up to the end a consumer
+  sees (the high watermark), as `Position`s.
+"""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import threading
+from pathlib import Path
+
+from ack_log import AckWriter, Position
+
+
+def payload(prefix: str, number: int) -> str:
+    return f"{prefix}-{number:07d}"
+
+
+def value(prefix: str, number: int, size: int = 40) -> bytes:
+    """The record value for `payload(prefix, number)`, padded with dots to `size` bytes."""
+    text = payload(prefix, number).encode() + b"."
+    return text + b"x" * max(0, size - len(text))
+
+
+def payload_of(raw: bytes) -> str:
+    return raw.split(b".", 1)[0].decode()
+
+
+class AckedProducer(threading.Thread):
+    """An acks=all confluent-kafka producer logging every acknowledgement (see above)."""
+
+    def __init__(self, bootstrap: str, topic: str, ack_path: Path, prefix: str, count: int,
+                 message_timeout_s: float = 60, config: dict | None = None, size: int = 40):
+        super().__init__(name=f"producer-{prefix}", daemon=True)
+        self.topic, self.prefix, self.count, self.size = topic, prefix, count, size
+        self.log = AckWriter(ack_path)
+        self.config = {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                       "message.timeout.ms": int(message_timeout_s * 1000), "retry.backoff.ms": 100,
+                       "retry.backoff.max.ms": 500, "topic.metadata.refresh.interval.ms": 1000,
+                       "queue.buffering.max.messages": 200_000, **(config or {})}
+        self.flush_s = message_timeout_s + 10
+        self.sent = 0
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.unflushed = 0
+        self._stopping = threading.Event()
+        self._acked = threading.Condition()
+
+    @property
+    def acked(self) -> int:
+        return self.log.count
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def wait_acked(self, at_least: int, timeout: float) -> bool:
+        """Wait until `at_least` records are acknowledged in all (False after `timeout`)."""
+        with self._acked:
+            return self._acked.wait_for(lambda: self.log.count >= at_least, timeout)
+
+    def _delivered(self, err, msg) -> None:
+        if err is None:
+            with self._acked:
+                self.log.ack(msg.topic(), msg.partition(), msg.offset(), payload_of(msg.value()))
+                self._acked.notify_all()
+        else:
+            self.errors[err.name()] += 1
+
+    def run(self) -> None:
+        from confluent_kafka import Producer
+
+        producer = Producer(self.config)
+        try:
+            for number in range(self.count):
+                if self._stopping.is_set():
+                    break
+                record = value(self.prefix, number, self.size)
+                while not self._stopping.is_set():
+                    try:
+                        producer.produce(self.topic, record, on_delivery=self._delivered)
+                        self.sent += 1
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                producer.poll(0)
+            self.unflushed = producer.flush(self.flush_s)
+        finally:
+            self.log.close()
+
+
+def kcat_produce(bootstrap: str, topic: str, prefix: str, count: int, timeout: float = 120,
+                 size: int = 40) -> list[Position]:
+    """Produce `count` records with kcat (acks=all); their acknowledgements (see above)."""
+    lines = b"".join(value(prefix, n, size) + b"\n" for n in range(count))
+    done = subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", topic, "-X", "acks=all", "-X", "linger.ms=5",
+                           "-X", "message.timeout.ms=60000"], input=lines, capture_output=True, timeout=timeout)
+    stderr = done.stderr.decode(errors="replace")
+    assert done.returncode == 0 and "Delivery failed" not in stderr, f"kcat -P: {stderr[-2000:]}"
+    return [Position(topic, None, None, payload(prefix, n)) for n in range(count)]
+
+
+def read_back(bootstrap: str, topic: str, timeout: float = 120) -> list[Position]:
+    """Every record of `topic` a consumer sees now, from the beginning of each partition."""
+    done = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q",
+                           "-f", "%p %o %s\n"], capture_output=True, timeout=timeout)
+    assert done.returncode == 0, f"kcat -C: {done.stderr.decode(errors='replace')[-2000:]}"
+    found = []
+    for line in done.stdout.splitlines():
+        partition, offset, raw = line.split(b" ", 2)
+        found.append(Position(topic, int(partition), int(offset), payload_of(raw)))
+    return found
