@@ -14,7 +14,10 @@ produced (the producer's prefix and its sequence number), PADDING makes the valu
   exit status of 0 with no "Delivery failed" acknowledges every payload (partition and
   offset unknown).
 * `read_back`: kcat -C -e from the beginning of every partition up to the end a consumer
-  sees (the high watermark), as `Position`s.
+  sees (the high watermark), as `Position`s; `read_back_confluent` the same with a
+  confluent-kafka consumer (until it has `count` records or `timeout` passes).
+* `topic_metadata`: confluent-kafka's Metadata view of a topic's partitions (leader,
+  replicas, isrs).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import collections
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from ack_log import AckWriter, Position
@@ -123,3 +127,29 @@ def read_back(bootstrap: str, topic: str, timeout: float = 120) -> list[Position
         partition, offset, raw = line.split(b" ", 2)
         found.append(Position(topic, int(partition), int(offset), payload_of(raw)))
     return found
+
+
+def read_back_confluent(bootstrap: str, topic: str, count: int, timeout: float = 120) -> list[Position]:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "read-back", "enable.auto.commit": False,
+                         "enable.partition.eof": False})
+    try:
+        partitions = sorted(topic_metadata(bootstrap, topic))
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        found, deadline = [], time.monotonic() + timeout
+        while len(found) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(10_000, 0.5):
+                assert msg.error() is None, msg.error()
+                found.append(Position(topic, msg.partition(), msg.offset(), payload_of(msg.value())))
+        return found
+    finally:
+        consumer.close()
+
+
+def topic_metadata(bootstrap: str, topic: str) -> dict:
+    """{partition: confluent_kafka PartitionMetadata} of `topic`; {} while it is unknown."""
+    from confluent_kafka.admin import AdminClient
+
+    found = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10).topics.get(topic)
+    return {} if found is None or found.error is not None else found.partitions

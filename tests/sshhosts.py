@@ -32,10 +32,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import logship
+
 SSHD = "/usr/sbin/sshd"
 PREFIX = "lsssh-"
 #: The test virtualenv's `logship` (hosts share the file system).
 LOCAL_LOGSHIP = str(Path(sys.executable).parent / "logship")
+#: The logship this process imports (a worktree on PYTHONPATH wins over the virtualenv's
+#: install), as a cluster file's remote_logship: SSH sessions do not inherit PYTHONPATH.
+SOURCE_LOGSHIP = f"env PYTHONPATH={Path(logship.__file__).resolve().parent.parent} {sys.executable} -m logship"
 
 
 def ensure_sshd() -> None:
