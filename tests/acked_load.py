@@ -8,8 +8,9 @@ produced (the producer's prefix and its sequence number), PADDING makes the valu
 * `AckedProducer`: a confluent-kafka (librdkafka) producer in a thread, acks=all, retries
   for as long as `message_timeout_s`; each successful delivery report appends
   (topic, partition, offset, payload) to its acknowledgement log; failed ones are counted by
-  error name. It stops after `count` records or at `stop()`, whichever comes first, then
-  waits (bounded) for what is in flight.
+  error name. It sends at most `rate` records a second (None: as fast as it can), stops
+  after `count` records or at `stop()`, whichever comes first, then waits (bounded) for
+  what is in flight.
 * `kcat_produce`: kcat -P with acks=all; kcat reports neither partitions nor offsets, so an
   exit status of 0 with no "Delivery failed" acknowledges every payload (partition and
   offset unknown).
@@ -17,7 +18,8 @@ produced (the producer's prefix and its sequence number), PADDING makes the valu
   sees (the high watermark), as `Position`s; `read_back_confluent` the same with a
   confluent-kafka consumer (until it has `count` records or `timeout` passes).
 * `topic_metadata`: confluent-kafka's Metadata view of a topic's partitions (leader,
-  replicas, isrs).
+  replicas, isrs); `fully_replicated` that view once every partition has a leader and
+  all its in-sync replicas.
 """
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ class AckedProducer(threading.Thread):
     """An acks=all confluent-kafka producer logging every acknowledgement (see above)."""
 
     def __init__(self, bootstrap: str, topic: str, ack_path: Path, prefix: str, count: int,
-                 message_timeout_s: float = 60, config: dict | None = None, size: int = 40):
+                 message_timeout_s: float = 60, config: dict | None = None, size: int = 40,
+                 rate: float | None = None):
         super().__init__(name=f"producer-{prefix}", daemon=True)
-        self.topic, self.prefix, self.count, self.size = topic, prefix, count, size
+        self.topic, self.prefix, self.count, self.size, self.rate = topic, prefix, count, size, rate
         self.log = AckWriter(ack_path)
         self.config = {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
                        "message.timeout.ms": int(message_timeout_s * 1000), "retry.backoff.ms": 100,
@@ -88,8 +91,11 @@ class AckedProducer(threading.Thread):
         from confluent_kafka import Producer
 
         producer = Producer(self.config)
+        started = time.monotonic()
         try:
             for number in range(self.count):
+                if self.rate and number % 100 == 0:  # pace: never ahead of `rate` records a second
+                    self._stopping.wait(max(0.0, started + number / self.rate - time.monotonic()))
                 if self._stopping.is_set():
                     break
                 record = value(self.prefix, number, self.size)
@@ -153,3 +159,12 @@ def topic_metadata(bootstrap: str, topic: str) -> dict:
 
     found = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10).topics.get(topic)
     return {} if found is None or found.error is not None else found.partitions
+
+
+def fully_replicated(bootstrap: str, topic: str, partitions: int, replicas: int) -> dict | None:
+    """`topic_metadata` once `topic` has `partitions` partitions, each with a leader and
+    `replicas` in-sync replicas; None before."""
+    found = topic_metadata(bootstrap, topic)
+    ready = len(found) == partitions and all(p.leader >= 0 and len(p.isrs) == replicas and not p.error
+                                             for p in found.values())
+    return found if ready else None

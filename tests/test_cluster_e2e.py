@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from ack_log import check, read_acks
-from acked_load import AckedProducer, kcat_produce, read_back, read_back_confluent, topic_metadata
+from acked_load import (AckedProducer, fully_replicated, kcat_produce, read_back, read_back_confluent,
+                        topic_metadata)
 from conftest import wait_until
 from replica_compare import compare, partition_dirs
 from sshhosts import LOCAL_LOGSHIP, SOURCE_LOGSHIP, SshHosts, kill_brokers, serve_processes
@@ -42,14 +43,6 @@ def logship(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
 def status(file: Path) -> list[dict]:
     done = logship("cluster", "status", str(file), "--json")
     return [json.loads(line) for line in done.stdout.splitlines()]
-
-
-def fully_replicated(bootstrap: str, topic: str, partitions: int, replicas: int):
-    """The partitions of `topic` once each has a leader and `replicas` in-sync replicas, else None."""
-    found = topic_metadata(bootstrap, topic)
-    ready = len(found) == partitions and all(p.leader >= 0 and len(p.isrs) == replicas and not p.error
-                                             for p in found.values())
-    return found if ready else None
 
 
 def host_processes(hosts: SshHosts) -> dict[int, list[str]]:

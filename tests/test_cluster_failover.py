@@ -1,0 +1,360 @@
+"""Issue #13's failure cases on a real cluster, under bounded acks=all loads whose
+acknowledgements are logged (tests/acked_load.py) and checked against what is read back
+afterwards (tests/ack_log.py), replicas compared byte for byte (tests/replica_compare.py):
+
+* a leader killed -9, `logship promote --away-from` it, the broker restarted: ten times;
+* a zombie leader (SIGSTOP, promote, SIGCONT) acknowledges nothing more and, once it
+  follows, has its divergent tail truncated;
+* a follower cut off (its veth down, network namespaces only): acks=all times out with a
+  clear error (what was written stays in the leader's log, unacknowledged, as in Kafka),
+  `cluster remove` lets writes resume, `cluster add` and it catches up;
+* a follower restarted after missing 200,000 records catches up, while a consumer racing
+  the producer never sees a record above the high watermark.
+
+Brokers run on loopback (tests/local_cluster.py), except the cut-off follower's, which
+needs the SSH hosts of tests/sshhosts.py.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ack_log import Position, check, read_acks
+from acked_load import AckedProducer, fully_replicated, payload_of, read_back, topic_metadata, value
+from conftest import wait_until
+from local_cluster import LocalCluster
+from logship import records
+from logship.broker_process import child_env
+from logship.protocol import ApiKey, framing
+from replica_compare import compare, log_bounds, partition_dirs
+from sshhosts import SOURCE_LOGSHIP, SshHosts, kill_brokers
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT = 6, 7
+
+
+def logship(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The CLI of the logship under test, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "logship", *args], capture_output=True, text=True,
+                          timeout=timeout, env=child_env())
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int) -> dict:
+    done = logship("topics", "create", topic, "--partitions", str(partitions), "--replication-factor", "3",
+                   "--brokers", bootstrap)
+    assert done.returncode == 0, done.stderr
+    found = wait_until(lambda: fully_replicated(bootstrap, topic, partitions, 3), timeout=30, interval=0.2)
+    assert found, f"{topic} not fully replicated within 30 s: {topic_metadata(bootstrap, topic)}"
+    return found
+
+
+def leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    return {p: m.leader for p, m in topic_metadata(bootstrap, topic).items()}
+
+
+def promote_away(file: Path, broker: int) -> None:
+    done = logship("promote", "--away-from", str(broker), "--cluster", str(file))
+    assert done.returncode == 0, f"promote --away-from {broker}: {done.stderr}"
+
+
+def replica_dirs(data_dirs: dict[int, Path], topic: str, partition: int, leader: int) -> dict[int, Path]:
+    """The partition's directories, the leader's first (the reference of a comparison)."""
+    order = [leader] + [b for b in data_dirs if b != leader]
+    return partition_dirs({b: data_dirs[b] for b in order}, topic, partition)
+
+
+def wait_equal_logs(data_dirs: dict[int, Path], topic: str, partitions: int, leader_of: dict[int, int],
+                    timeout: float = 60):
+    """Wait until every replica of every partition has the leader's log end, then compare them
+    byte for byte up to it; return the comparisons."""
+    def caught_up():
+        ends = [{b: log_bounds(d)[1] for b, d in replica_dirs(data_dirs, topic, p, leader_of[p]).items()}
+                for p in range(partitions)]
+        return all(len(set(e.values())) == 1 for e in ends)
+
+    ends_reached = wait_until(caught_up, timeout=timeout, interval=0.2)
+    results = [compare(replica_dirs(data_dirs, topic, p, leader_of[p]), upto=log_bounds(
+        data_dirs[leader_of[p]] / f"{topic}-{p}")[1]) for p in range(partitions)]
+    assert ends_reached, "replicas did not reach the leader's log end:\n" + "\n".join(r.report() for r in results)
+    for result in results:
+        assert result.equal, result.report()
+    return results
+
+
+class RawProduce:
+    """One Produce v7 request written on a socket of its own, answered later: it can be sent
+    to a SIGSTOPped broker (the kernel accepts the connection) and read once it runs again."""
+
+    def __init__(self, address: str, topic: str, partition: int, values: list[bytes], acks: int = -1,
+                 timeout_ms: int = 3000):
+        batch = records.build_batch([(int(time.time() * 1000), None, v, ()) for v in values])
+        body = {"transactional_id": None, "acks": acks, "timeout_ms": timeout_ms,
+                "topic_data": [{"name": topic, "partition_data": [{"index": partition, "records": batch}]}]}
+        host, port = address.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        self.sock.sendall(framing.encode_request(ApiKey.PRODUCE, 7, 1, "zombie-probe", body))
+
+    def error_code(self) -> int:
+        """The partition's error code in the answer (the socket's 30 s timeout bounds the wait)."""
+        try:
+            size = struct.unpack(">i", self._exactly(4))[0]
+            _, response = framing.decode_response(ApiKey.PRODUCE, 7, self._exactly(size))
+        finally:
+            self.sock.close()
+        return response["responses"][0]["partition_responses"][0]["error_code"]
+
+    def _exactly(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            assert chunk, "the broker closed the connection without answering"
+            data += chunk
+        return data
+
+
+def assert_nothing_lost(ack_paths: list[Path], consumed: list[Position], extra_acks: list[Position] = ()):
+    verdict = check(list(read_acks(*ack_paths)) + list(extra_acks), consumed)
+    assert not verdict.lost and not verdict.misplaced, verdict.summary()
+    return verdict
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    made = LocalCluster(tmp_path / "cluster", 3)
+    made.start_all()
+    yield made
+    for process in made.brokers.values():
+        if process.proc is not None and process.proc.poll() is None:
+            process.proc.send_signal(signal.SIGCONT)
+    made.stop_all()
+
+
+def _data_dirs(cluster: LocalCluster) -> dict[int, Path]:
+    return {b: cluster.data_dir(b) for b in cluster.ids}
+
+
+def test_leader_killed_promoted_away_restarted_ten_times(cluster, tmp_path):
+    topic, partitions = "failover", 3
+    create_topic(cluster.bootstrap, topic, partitions)
+    producers = [AckedProducer(cluster.bootstrap, topic, tmp_path / f"acks-{n}", f"f{n}", 400_000, rate=2000,
+                               message_timeout_s=90) for n in range(2)]
+    for producer in producers:
+        producer.start()
+    try:
+        for round_ in range(10):
+            victim = wait_until(lambda: max(leaders(cluster.bootstrap, topic).get(round_ % partitions, -1), 0),
+                                timeout=20)
+            assert victim, f"round {round_}: partition {round_ % partitions} has no leader"
+            acked = sum(p.acked for p in producers)
+            assert all(p.wait_acked(p.acked + 200, 30) for p in producers), f"round {round_}: no acks"
+            cluster.brokers[victim].proc.kill()
+            cluster.brokers[victim].proc.wait(10)
+            promote_away(cluster.path, victim)
+            moved = wait_until(lambda: victim not in leaders(cluster.bootstrap, topic).values()
+                               and -1 not in leaders(cluster.bootstrap, topic).values(), timeout=20)
+            assert moved, f"round {round_}: still led by {victim}: {leaders(cluster.bootstrap, topic)}"
+            cluster.start(victim)
+            # producers carry on: acks flow again once the restarted broker follows
+            for producer in producers:
+                assert producer.wait_acked(producer.acked + 500, 60), \
+                    f"round {round_}: acks stopped after broker {victim} came back ({producer.errors})"
+            assert sum(p.acked for p in producers) > acked
+    finally:
+        for producer in producers:
+            producer.stop()
+        for producer in producers:
+            producer.join(120)
+    assert all(not p.errors and p.unflushed == 0 for p in producers), [p.errors for p in producers]
+    leader_of = leaders(cluster.bootstrap, topic)
+    wait_equal_logs(_data_dirs(cluster), topic, partitions, leader_of)
+    verdict = assert_nothing_lost([tmp_path / "acks-0", tmp_path / "acks-1"], read_back(cluster.bootstrap, topic))
+    print(f"\n10 leader kills: {verdict.summary()}")
+
+
+def test_zombie_leader_acknowledges_nothing_and_is_truncated(cluster, tmp_path):
+    topic = "zombie"
+    create_topic(cluster.bootstrap, topic, 1)
+    producer = AckedProducer(cluster.bootstrap, topic, tmp_path / "acks", "z", 200_000, rate=3000,
+                             message_timeout_s=90)
+    producer.start()
+    try:
+        assert producer.wait_acked(2000, 30)
+        zombie = leaders(cluster.bootstrap, topic)[0]
+        zombie_process = cluster.brokers[zombie].proc
+        zombie_process.send_signal(signal.SIGSTOP)
+        try:
+            promote_away(cluster.path, zombie)
+            # written while it sleeps, read once it runs: it still thinks it leads
+            probe = RawProduce(cluster.address(zombie), topic, 0, [value("probe", n) for n in range(50)])
+        finally:
+            zombie_process.send_signal(signal.SIGCONT)
+        assert probe.error_code() != 0, "the deposed leader acknowledged an acks=all produce"
+        after = RawProduce(cluster.address(zombie), topic, 0, [value("late", 0)]).error_code()
+        assert after != 0, "the deposed leader acknowledged an acks=all produce after it resumed"
+        new_leader = leaders(cluster.bootstrap, topic)[0]
+        assert new_leader != zombie
+        assert producer.wait_acked(producer.acked + 2000, 60), f"acks stopped after promotion ({producer.errors})"
+    finally:
+        producer.stop()
+        producer.join(120)
+    assert not producer.errors and producer.unflushed == 0, producer.errors
+    wait_equal_logs(_data_dirs(cluster), topic, 1, {0: new_leader})
+    consumed = read_back(cluster.bootstrap, topic)
+    assert not [c for c in consumed if c.payload.startswith(("probe-", "late-"))], "the zombie's writes survived"
+    assert_nothing_lost([tmp_path / "acks"], consumed)
+
+
+def test_follower_restarted_after_missing_records_catches_up_below_the_watermark(cluster, tmp_path):
+    topic, missed = "catchup", 200_000
+    create_topic(cluster.bootstrap, topic, 1)
+    data_dirs = _data_dirs(cluster)
+    leader = leaders(cluster.bootstrap, topic)[0]
+    follower = next(b for b in cluster.ids if b not in (leader, min(cluster.ids)))
+    racer = RacingConsumer(cluster.bootstrap, topic, partition_dirs(data_dirs, topic, 0))
+    racer.start()
+    try:
+        first = AckedProducer(cluster.bootstrap, topic, tmp_path / "acks-all", "a", 1000)
+        first.run()
+        assert first.acked == 1000 and not first.errors
+        cluster.brokers[follower].proc.kill()
+        cluster.brokers[follower].proc.wait(10)
+        stalled_end = log_bounds(data_dirs[follower] / f"{topic}-0")[1]
+        assert stalled_end >= 1000
+        # acks=1: the leader answers; the high watermark waits for the dead follower
+        missing = AckedProducer(cluster.bootstrap, topic, tmp_path / "acks-1", "m", missed, config={"acks": "1"})
+        missing.run()
+        assert missing.acked == missed and not missing.errors, missing.errors
+        assert racer.max_offset < stalled_end, "a consumer read above the high watermark"
+        assert log_bounds(data_dirs[leader] / f"{topic}-0")[1] == stalled_end + missed
+        started = time.monotonic()
+        cluster.start(follower)
+        wait_equal_logs(data_dirs, topic, 1, {0: leader}, timeout=90)
+        catch_up_s = time.monotonic() - started
+        assert wait_until(lambda: racer.count >= 1000 + missed, timeout=60), racer.count
+    finally:
+        racer.stop()
+        racer.join(30)
+    assert not racer.violations, racer.violations[:5]
+    consumed = racer.consumed
+    verdict = assert_nothing_lost([tmp_path / "acks-all", tmp_path / "acks-1"], consumed)
+    assert verdict.clean and verdict.consumed == 1000 + missed, verdict.summary()
+    print(f"\nfollower restarted after missing {missed} records: caught up in {catch_up_s:.1f} s "
+          f"(restart included); the racing consumer checked {racer.checks} times")
+
+
+class RacingConsumer(threading.Thread):
+    """A confluent-kafka consumer of partition 0 from the beginning, checking each record it
+    gets against the replicas' files: a record below the high watermark is on every in-sync
+    replica, so when it arrives every replica's log end is already above its offset (log ends
+    only grow while nothing is truncated)."""
+
+    def __init__(self, bootstrap: str, topic: str, dirs: dict[int, Path]):
+        super().__init__(name="racing-consumer", daemon=True)
+        self.bootstrap, self.topic, self.dirs = bootstrap, topic, dirs
+        self.consumed: list[Position] = []
+        self.violations: list[str] = []
+        self.checks = 0
+        self._stopping = threading.Event()
+
+    @property
+    def count(self) -> int:
+        return len(self.consumed)
+
+    @property
+    def max_offset(self) -> int:
+        return self.consumed[-1].offset if self.consumed else -1
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "racer", "enable.auto.commit": False,
+                             "fetch.wait.max.ms": 50, "topic.metadata.refresh.interval.ms": 1000})
+        consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+        try:
+            while not self._stopping.is_set():
+                messages = [m for m in consumer.consume(10_000, 0.1) if m.error() is None]
+                if not messages:
+                    continue
+                self.consumed += [Position(self.topic, 0, m.offset(), payload_of(m.value())) for m in messages]
+                top = messages[-1].offset()
+                ends = {b: log_bounds(d)[1] for b, d in self.dirs.items()}
+                self.checks += 1
+                if any(end <= top for end in ends.values()):
+                    self.violations.append(f"read offset {top} while the replicas end at {ends}")
+        finally:
+            consumer.close()
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory):
+    made = SshHosts.start(tmp_path_factory.mktemp("sshhosts"))
+    yield made
+    made.close()
+
+
+def test_follower_cut_off_times_out_then_removed_then_added_back(hosts, tmp_path):
+    if hosts.hosts[0].namespace is None:
+        pytest.skip("a link can only be cut between network namespaces")
+    topic = "cut"
+    data_dirs = {h.number: tmp_path / f"data{h.number}" for h in hosts.hosts}
+    file = hosts.cluster_file(tmp_path / "cluster.toml", list(data_dirs.values()),
+                              hosts.write_known_hosts(tmp_path / "known_hosts"), remote_logship=SOURCE_LOGSHIP)
+    bootstrap = ",".join(f"{h.address}:9092" for h in hosts.hosts)
+    switch = hosts.namespaces[0]
+    try:
+        up = logship("cluster", "up", str(file), timeout=90)
+        assert up.returncode == 0, up.stderr
+        create_topic(bootstrap, topic, 1)
+        leader = leaders(bootstrap, topic)[0]
+        follower = next(h for h in hosts.hosts if h.number not in (leader, 1))  # 1: the controller
+        leader_address = f"{hosts.hosts[leader - 1].address}:9092"
+        producer = AckedProducer(bootstrap, topic, tmp_path / "acks", "c", 200_000, rate=2000, message_timeout_s=90)
+        producer.start()
+        try:
+            assert producer.wait_acked(2000, 30)
+            subprocess.run(["ip", "netns", "exec", switch, "ip", "link", "set", follower.veth, "down"], check=True)
+            cut_end = log_bounds(data_dirs[follower.number] / f"{topic}-0")[1]
+            assert RawProduce(leader_address, topic, 0, [value("cut", 0)], timeout_ms=2000).error_code() \
+                == REQUEST_TIMED_OUT
+            cli = subprocess.run([sys.executable, "-m", "logship", "produce", topic, "-p", "0", "--acks", "all",
+                                  "--timeout", "3", "--brokers", leader_address], input="cut-cli\n",
+                                 capture_output=True, text=True, timeout=60, env=child_env())
+            assert cli.returncode != 0 and "Traceback" not in cli.stderr, cli.stderr
+            assert len(cli.stderr.strip().splitlines()) == 1 and "time" in cli.stderr.lower(), cli.stderr
+            stalled = producer.acked
+
+            removed = logship("cluster", "remove", str(follower.number), "--cluster", str(file), timeout=120)
+            assert removed.returncode in (0, 1), removed.stderr
+            assert producer.wait_acked(stalled + 2000, 60), f"writes did not resume after cluster remove: " \
+                                                            f"{removed.stderr} {producer.errors}"
+
+            subprocess.run(["ip", "netns", "exec", switch, "ip", "link", "set", follower.veth, "up"], check=True)
+            added = logship("cluster", "add", str(follower.number), "--cluster", str(file), timeout=120)
+            assert added.returncode == 0, added.stderr
+            isr = wait_until(lambda: fully_replicated(bootstrap, topic, 1, 3), timeout=60, interval=0.2)
+            assert isr, f"the follower did not rejoin the in-sync replicas: {topic_metadata(bootstrap, topic)}"
+            assert producer.wait_acked(producer.acked + 2000, 60)
+        finally:
+            subprocess.run(["ip", "netns", "exec", switch, "ip", "link", "set", follower.veth, "up"])
+            producer.stop()
+            producer.join(120)
+        assert not producer.errors and producer.unflushed == 0, producer.errors
+        results = wait_equal_logs(data_dirs, topic, 1, {0: leaders(bootstrap, topic)[0]})
+        assert results[0].upto > cut_end
+        assert_nothing_lost([tmp_path / "acks"], read_back(bootstrap, topic))
+        assert logship("cluster", "down", str(file)).returncode == 0
+    finally:
+        kill_brokers(list(data_dirs.values()))
