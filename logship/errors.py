@@ -345,6 +345,19 @@ class DeliveryError(LogshipError):
         self.first_error = first_error
 
 
+class StaleControllerEpochError(LogshipError):
+    """An inter-broker request came from a controller older than one already heard from."""
+
+    code = 11
+
+
+class ClusterAuthorizationError(LogshipError):
+    """Only a cluster's peer brokers may do this (replica fetches, LeaderAndIsr, StopReplica):
+    the connection did not authenticate with the cluster secret."""
+
+    code = 31
+
+
 _BY_CODE: dict[int, type[LogshipError]] = {}
 
 

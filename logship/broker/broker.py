@@ -14,11 +14,16 @@ from collections.abc import Callable
 from ..errors import UnsupportedVersionError
 from ..protocol import ADVERTISED, ApiKey
 from ..storage import Store
-from . import admin, admin_ops, configs, fetch, offsets, peer_auth, produce, topics
+from . import admin, admin_ops, configs, fetch, offsets, peer_auth, produce, replica_handlers, topics
 from .config import BrokerConfig
 from .groups import GroupCoordinator, OffsetStore, handlers as group_handlers
+from .replication import ReplicaManager
 from .reply import ClientInfo, Reply
 
+
+#: What a connection authenticated with the cluster secret may also use: Fetch v12 (last
+#: fetched epoch, diverging epoch) for replica fetches. Clients are offered ADVERTISED only.
+PEER_VERSIONS = {**ADVERTISED, ApiKey.FETCH: (4, 12)}
 
 Handler = Callable[["Broker", int, dict], Reply]
 ClientHandler = Callable[["Broker", int, dict, ClientInfo], Reply]
@@ -47,8 +52,6 @@ class Broker:
             ApiKey.DESCRIBE_LOG_DIRS: topics.describe_log_dirs,
             ApiKey.INIT_PRODUCER_ID: admin.init_producer_id,
             ApiKey.PRODUCE: produce.produce,
-            ApiKey.FETCH: fetch.fetch,
-            ApiKey.LIST_OFFSETS: offsets.list_offsets,
             ApiKey.DESCRIBE_CONFIGS: configs.describe_configs,
             ApiKey.ALTER_CONFIGS: configs.alter_configs,
             ApiKey.INCREMENTAL_ALTER_CONFIGS: configs.incremental_alter_configs,
@@ -57,20 +60,33 @@ class Broker:
         }
         self._handlers.update(group_handlers.HANDLERS)
         self._client_handlers: dict[int, ClientHandler] = dict(group_handlers.CLIENT_HANDLERS)
+        self._client_handlers.update({ApiKey.FETCH: fetch.fetch, ApiKey.LIST_OFFSETS: offsets.list_offsets})
         if config.cluster is not None:
             self._client_handlers.update(peer_auth.CLIENT_HANDLERS)
+            self._client_handlers.update(replica_handlers.CLIENT_HANDLERS)
+        self.replicas = ReplicaManager(self)
 
     @functools.cached_property
     def advertised(self) -> dict[int, tuple[int, int]]:
         """API key -> (min, max) version of every API this broker answers (fixed once built)."""
         return {key: ADVERTISED[key] for key in (*self._handlers, *self._client_handlers)}
 
+    @functools.cached_property
+    def peer_versions(self) -> dict[int, tuple[int, int]]:
+        """What a connection authenticated with the cluster secret may use (PEER_VERSIONS)."""
+        return {key: PEER_VERSIONS[key] for key in self.advertised}
+
+    def versions(self, principal: str | None) -> dict[int, tuple[int, int]]:
+        """The versions a request may use: peer_versions once its connection authenticated."""
+        return self.advertised if principal is None else self.peer_versions
+
     def handle(self, api_key: int, api_version: int, body: dict, client: ClientInfo | None = None) -> Reply:
         """The reply to one request; raises UnsupportedVersionError for what is not advertised.
 
         `client` says who asked; the group APIs that record members (JoinGroup) use it.
         """
-        low, high = ADVERTISED.get(api_key, (0, -1))
+        low, high = (PEER_VERSIONS if client is not None and client.principal is not None
+                     else ADVERTISED).get(api_key, (0, -1))
         handler = self._handlers.get(api_key)
         if handler is not None and low <= api_version <= high:
             return handler(self, api_version, body)

@@ -7,6 +7,9 @@ batch at the byte budget is allowed, as in Kafka. Fetch sessions (KIP-227) are d
 with session_id 0, so every request is a full fetch. A partition whose request names
 another leader epoch than the current one answers FENCED_LEADER_EPOCH (older) or
 UNKNOWN_LEADER_EPOCH (newer) with the current leader and epoch, as Kafka does (KIP-320).
+In a cluster only the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere); consumers read below
+the high watermark, followers (replica fetches, Fetch v12 on peer connections) up to the log
+end, and are told where their log diverged (diverging_epoch) instead of records when it did.
 
 A response carries at most the broker's fetch.max.bytes of records (`Limits.fetch_max_bytes`,
 below the client's max_bytes if that is smaller; the first batch may exceed it, KIP-74) and
@@ -23,10 +26,10 @@ from typing import TYPE_CHECKING
 
 from dataclasses import dataclass, field
 
-from ..errors import FencedLeaderEpochError, LogshipError, UnknownLeaderEpochError
+from ..errors import ClusterAuthorizationError, FencedLeaderEpochError, LogshipError, UnknownLeaderEpochError
 from ..storage import Partition
 from .limits import Budget
-from .reply import Reply, error_code
+from .reply import ClientInfo, Reply, error_code
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -56,12 +59,15 @@ class FetchPlan:
 class FetchWait:
     """A fetch request that the server may hold until `min_bytes` arrive or `max_wait_ms` passes.
 
-    `partitions` are the (topic, partition) pairs whose appends should wake it.
+    `partitions` are the (topic, partition) pairs whose appends should wake it. `replica` is
+    the follower's broker id for a replica fetch (read up to the log end), else -1 (read up to
+    the high watermark).
     """
 
-    def __init__(self, broker: Broker, body: dict):
+    def __init__(self, broker: Broker, body: dict, replica: int = -1):
         self.broker = broker
         self.body = body
+        self.replica = replica
         self.min_bytes = body.get("min_bytes", 1)
         self.max_wait_ms = body.get("max_wait_ms", 0)
         self.partitions = [(t["topic"], p["partition"]) for t in body["topics"] for p in t["partitions"]]
@@ -93,9 +99,19 @@ class FetchWait:
         return plan
 
     def _read_into(self, plan: FetchPlan, entry: dict, topic: str, request: dict, remaining: int) -> int:
+        self.broker.replicas.check_leader(topic, request["partition"])
         partition = self.broker.store.partition(topic, request["partition"])
         check_leader_epoch(partition, request.get("current_leader_epoch", -1))
-        high_watermark = partition.high_watermark
+        bound = high_watermark = partition.high_watermark
+        if self.replica >= 0:
+            diverging = _diverging_epoch(partition, request)
+            if diverging is not None:
+                entry["diverging_epoch"] = diverging
+                plan.failed = True  # answered at once: the follower must truncate first
+                return 0
+            self.broker.replicas.follower_fetched((topic, partition.index), partition, self.replica,
+                                                  request["fetch_offset"])
+            bound, high_watermark = partition.log_end_offset, partition.high_watermark
         entry.update(high_watermark=high_watermark, last_stable_offset=high_watermark,
                      log_start_offset=partition.log_start_offset)
         if remaining <= 0 and plan.size:
@@ -107,7 +123,7 @@ class FetchWait:
             return 0
         piece = None
         try:
-            piece = partition.read(request["fetch_offset"], budget, max_offset=high_watermark)
+            piece = partition.read(request["fetch_offset"], budget, max_offset=bound)
         finally:
             if (piece is None or piece.length == 0) and plan.files is not None:
                 plan.files.give_back(1)
@@ -139,11 +155,37 @@ def check_leader_epoch(partition: Partition, requested: int) -> None:
     raise exc
 
 
+def _diverging_epoch(partition: Partition, request: dict) -> dict | None:
+    """For a replica fetch: where the follower's log left the leader's (KIP-101), or None.
+
+    The follower's last fetched epoch must end, on the leader, at or after its fetch offset;
+    otherwise it is told the largest epoch <= its own and where that ended here (when the
+    leader holds no such epoch: epoch -1 and the leader's log start, to restart from)."""
+    last = request.get("last_fetched_epoch", -1)
+    if last < 0:
+        return None
+    epoch, end = partition.epoch_end_offset(last)
+    if epoch < 0:
+        return {"epoch": -1, "end_offset": partition.log_start_offset}
+    if epoch < last or end < request["fetch_offset"]:
+        return {"epoch": epoch, "end_offset": end}
+    return None
+
+
 def _partition_entry(index: int) -> dict:
     return {"partition_index": index, "error_code": 0, "high_watermark": -1, "last_stable_offset": -1,
             "log_start_offset": -1, "aborted_transactions": None, "preferred_read_replica": -1,
             "records": b""}
 
 
-def fetch(broker: Broker, version: int, body: dict) -> Reply:
-    return Reply(None, fetch=FetchWait(broker, body))
+def fetch(broker: Broker, version: int, body: dict, client: ClientInfo = ClientInfo()) -> Reply:
+    """A consumer's fetch, or a follower's (replica_id >= 0: only on a connection
+    authenticated as that peer broker, else CLUSTER_AUTHORIZATION_FAILED for all of it)."""
+    replica = body.get("replica_id", -1)
+    if replica >= 0 and (client.session is None or client.session.peer_broker != replica
+                         or not broker.replicas.clustered):
+        code = ClusterAuthorizationError.code
+        responses = [{"topic": t["topic"], "partitions": [dict(_partition_entry(p["partition"]), error_code=code)
+                                                          for p in t["partitions"]]} for t in body["topics"]]
+        return Reply({"throttle_time_ms": 0, "error_code": code, "session_id": 0, "responses": responses})
+    return Reply(None, fetch=FetchWait(broker, body, max(replica, -1)))

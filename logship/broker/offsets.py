@@ -9,7 +9,11 @@ Other negative timestamps (-5 latest tiered, v9+, is not served) answer INVALID_
 
 Each answer carries a leader epoch as Kafka's does: the current one for latest, otherwise
 the epoch the found offset was written in (from the leader-epoch checkpoint). A request
-naming another current leader epoch is fenced (fetch.check_leader_epoch).
+naming another current leader epoch is fenced (fetch.check_leader_epoch). In a cluster only
+the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere), except a request with replica_id -2 on
+a connection authenticated with the cluster secret (`logship promote` choosing a new leader):
+any replica hosting the partition answers it, whatever the timestamp, with its log end
+offset and the leader epoch of its last batch (-1 when its log is empty).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from .. import records
 from ..errors import InvalidRequestError, LogshipError
 from ..storage import Partition
 from .fetch import check_leader_epoch
-from .reply import Reply, error_code
+from .reply import ClientInfo, Reply, error_code
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -29,6 +33,7 @@ LATEST = -1
 EARLIEST = -2
 MAX_TIMESTAMP = -3  # v7+
 EARLIEST_LOCAL = -4  # v8+
+REPLICA_LOG_END = -2  # replica_id of `logship promote`'s question (logship-private)
 
 
 def offset_for_time(partition: Partition, timestamp: int) -> tuple[int, int]:
@@ -88,7 +93,8 @@ def _lookup(partition: Partition, timestamp: int) -> tuple[int, int, int]:
     return offset, found, partition.epoch_for_offset(offset) if offset >= 0 else -1
 
 
-def list_offsets(broker: Broker, version: int, body: dict) -> Reply:
+def list_offsets(broker: Broker, version: int, body: dict, client: ClientInfo = ClientInfo()) -> Reply:
+    replica_view = body.get("replica_id", -1) == REPLICA_LOG_END and client.principal is not None
     topics = []
     for topic in body["topics"]:
         entries = []
@@ -96,6 +102,13 @@ def list_offsets(broker: Broker, version: int, body: dict) -> Reply:
             entry = {"partition_index": request["partition_index"], "error_code": 0,
                      "timestamp": -1, "offset": -1, "leader_epoch": -1}
             try:
+                if replica_view:
+                    broker.replicas.check_hosted(topic["name"], request["partition_index"])
+                    partition = broker.store.partition(topic["name"], request["partition_index"])
+                    entry["offset"], entry["leader_epoch"] = partition.log_end_offset, partition.last_epoch
+                    entries.append(entry)
+                    continue
+                broker.replicas.check_leader(topic["name"], request["partition_index"])
                 partition = broker.store.partition(topic["name"], request["partition_index"])
                 check_leader_epoch(partition, request.get("current_leader_epoch", -1))
                 entry["offset"], entry["timestamp"], entry["leader_epoch"] = _lookup(partition, request["timestamp"])

@@ -6,7 +6,10 @@ passes the CRC but lies is refused with CORRUPT_MESSAGE or INVALID_RECORD, per p
 the connection stays open). The reason goes in the response's error_message, which Produce
 has from v8 on (advertised: up to v7 so far, so it is dropped on the wire today). Each partition succeeds or fails as a whole: the store
 validates every batch of a partition before writing any. With acks=all (-1) the reply
-waits for the server to make the appended bytes durable; with acks=0 nothing is sent.
+waits for the server to make the appended bytes durable and, in a cluster, for the high
+watermark to pass them (every in-sync replica has them durably) within the request's
+timeout_ms, else REQUEST_TIMED_OUT; with acks=0 nothing is sent. In a cluster only the
+partition's leader takes produces (NOT_LEADER_OR_FOLLOWER elsewhere).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def produce(broker: Broker, version: int, body: dict) -> Reply:
             partitions.append(entry)
             try:
                 refuse_internal(name)
+                broker.replicas.check_leader(name, index)
                 partition = produce_partition(broker, name, index)
                 if data["records"] is None:
                     raise InvalidRecordError("a produce request carried no records")
@@ -69,8 +73,9 @@ def produce(broker: Broker, version: int, body: dict) -> Reply:
             if partition.config.message_timestamp_type == "LogAppendTime":
                 entry["log_append_time_ms"] = result.max_timestamp  # the stamp the store put on the batches
             broker.on_append(name, index)
+            broker.replicas.appended(name, partition)
             if acks == ACKS_ALL:
-                durable.append(DurableWrite(partition, result.last_offset + 1, entry))
+                durable.append(DurableWrite(partition, result.last_offset + 1, entry, body["timeout_ms"]))
         responses.append({"name": name, "partition_responses": partitions})
     if acks == ACKS_NONE:
         return Reply(None, sync=durable)

@@ -23,11 +23,13 @@ __all__ = ["DurableWrite", "Deferred", "Reply", "ClientInfo", "Session", "error_
 @dataclass
 class DurableWrite:
     """`partition` must be synced up to `offset`; on failure the `error_code` of `response`
-    (one response entry, or a list of them) is set."""
+    (one response entry, or a list of them) is set. With `replicated_within_ms` (acks=all in
+    a cluster) the high watermark must also pass `offset` within that time (replication/)."""
 
     partition: Partition
     offset: int
     response: dict | list[dict]
+    replicated_within_ms: int | None = None
 
     def fail(self, code: int) -> None:
         for entry in self.response if isinstance(self.response, list) else (self.response,):

@@ -34,10 +34,10 @@ import logging
 import socket
 import time
 
-from ..errors import LogshipError, NotCoordinatorError, ProtocolError
+from ..errors import KafkaStorageError, LogshipError, NotCoordinatorError, ProtocolError
 from ..protocol import ApiKey, framing
 from .broker import Broker
-from .reply import ClientInfo, Deferred, Reply, Session
+from .reply import ClientInfo, Deferred, DurableWrite, Reply, Session
 from .admission import Admission
 from .connection import Connection, WriteStalledError
 from .durability import DurableWaits
@@ -102,6 +102,7 @@ class Server:
         host, port = self._server.sockets[0].getsockname()[:2]
         config.listen_port = port
         loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+        self.broker.replicas.start()
         return host, port
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -118,6 +119,7 @@ class Server:
                 if not future.done():
                     future.set_result(None)
         self.broker.groups.release_held(NotCoordinatorError.code)
+        await self.broker.replicas.close()  # fetchers stop; acks=all waits answer NOT_LEADER_OR_FOLLOWER
         if self._connections:
             try:
                 _, late = await asyncio.wait(list(self._connections), timeout=timeout)
@@ -270,7 +272,7 @@ class Server:
         header = framing.decode_request_header(frame)
         if header.api_key == ApiKey.API_VERSIONS and header.api_version > self.broker.advertised[ApiKey.API_VERSIONS][1]:
             return [framing.encode_unsupported_api_versions(header.correlation_id, self.broker.advertised)]
-        request = framing.decode_request(frame, self.broker.advertised)
+        request = framing.decode_request(frame, self.broker.versions(session.principal))
         reply = self.broker.handle(request.api_key, request.api_version, request.body,
                                    ClientInfo(request.client_id or "", host, session))
         respond = _Responder(request.api_key, request.api_version, request.correlation_id)
@@ -287,15 +289,21 @@ class Server:
         return respond.parts(reply.body)
 
     async def _make_durable(self, reply: Reply, respond: "_Responder") -> list | None:
-        outcomes = await asyncio.gather(*(self._durable.wait(w.partition, w.offset) for w in reply.sync),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(*(self._settle(w) for w in reply.sync), return_exceptions=True)
         for write, outcome in zip(reply.sync, outcomes):
             if isinstance(outcome, LogshipError):
-                log.error("sync of %s-%d failed: %s", write.partition.topic, write.partition.index, outcome)
+                if isinstance(outcome, KafkaStorageError):  # not a replication timeout: that is the client's
+                    log.error("sync of %s-%d failed: %s", write.partition.topic, write.partition.index, outcome)
                 write.fail(outcome.code if outcome.code is not None else -1)
             elif isinstance(outcome, BaseException):
                 raise outcome
         return None if reply.body is None else respond.parts(reply.body)
+
+    async def _settle(self, write: DurableWrite) -> None:
+        """Durable here, then (acks=all in a cluster) below the high watermark (replication/)."""
+        await self._durable.wait(write.partition, write.offset)
+        if write.replicated_within_ms is not None:
+            await self.broker.replicas.wait_replicated(write.partition, write.offset, write.replicated_within_ms)
 
     async def _await_deferred(self, deferred: Deferred, respond: "_Responder") -> list:
         """Wait for a body the group coordinator decides later (it resolves every one by a deadline)."""

@@ -271,6 +271,18 @@ class Partition(LogRemoval):
         with self._lock:
             return self._epochs.epoch_for_offset(offset)
 
+    def epoch_end_offset(self, epoch: int) -> tuple[int, int]:
+        """(the largest epoch <= `epoch` in the log, the offset where it ended), (-1, -1) when
+        none (KIP-101: what a leader tells a follower whose last fetched epoch is `epoch`)."""
+        with self._lock:
+            return self._epochs.end_offset_for(epoch, self._leo)
+
+    @property
+    def last_epoch(self) -> int:
+        """The leader epoch of the last batch in the log, -1 when the log is empty."""
+        with self._lock:
+            return self._epochs.latest_epoch
+
     def set_leader_epoch(self, epoch: int) -> None:
         """Make `epoch` the current leader epoch, durably (a coordinator elected a leader).
 

@@ -78,6 +78,23 @@ class LogRemoval:
                 self._unsynced, self._dir_dirty = [], False
         self._announce_log_start()
 
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Drop the whole log, durably; it restarts empty at `offset` (a follower whose log end
+        is below its leader's log start, or whose whole log diverged: Kafka's
+        truncateFullyAndStartAt). The high watermark and log start become `offset`."""
+        with self._lock:
+            self._empty_at(offset)
+            self._bases = [offset]
+            self._hw, self._hw_position = offset, (offset, 0)
+            self._commit.lower_to(offset)
+            self._unsynced, self._dir_dirty = [], False
+            try:
+                fsync_dir(self.directory)
+            except OSError as exc:
+                self._commit.fail(exc)
+                raise KafkaStorageError(f"cannot sync {self.directory} after emptying it: {exc}") from exc
+        self._announce_log_start()
+
     def _empty_at(self, offset: int) -> None:
         """Drop every segment; the log restarts empty at `offset` (Kafka's truncateFullyAndStartAt)."""
         for segment in self._segments:

@@ -232,6 +232,21 @@ class Store(TopicLifecycle):
         self._check_open()
         return self._load(slot)
 
+    def partition_directory(self, topic: str, index: int) -> Path:
+        """Where partition `index` of `topic` lives (or would), whether it exists or not."""
+        return self.data_dir / partition_dir_name(topic, index)
+
+    def ensure_partition(self, topic: str, index: int) -> Partition:
+        """The partition, its topic created (with the default config) or grown to hold it
+        when it is missing: a replica assigned to this broker."""
+        with self._lock:
+            count = self._counts.get(topic, 0)
+            if count == 0:
+                self.create_topic(topic, index + 1)
+            elif count <= index:
+                self.add_partitions(topic, index + 1)
+        return self.partition(topic, index)
+
     def size_and_lag(self, topic: str, index: int) -> tuple[int, int]:
         """(bytes on disk, log end offset - high watermark) of a partition, without loading it
         when it is not loaded yet (then its segment files' sizes, and no lag)."""

@@ -1,0 +1,216 @@
+"""`ReplicaFetcher`: this broker's follower fetcher for every partition one leader broker leads.
+
+One asyncio task per (this broker, leader broker), over one `PeerLink` authenticated as
+`broker-<own id>`. Each round is one Fetch v12 with replica_id = own id and, per partition,
+fetch_offset = the local log end, last_fetched_epoch = the epoch of the local log's last
+batch, current_leader_epoch = the epoch the follower was told (LeaderAndIsr). Then, per
+partition of the answer:
+
+* records: appended unchanged (`append_replica_batch`: offsets, epochs, timestamps as the
+  leader wrote them); every partition that got records is fdatasynced BEFORE the next fetch,
+  whose fetch_offset tells the leader they are durable here (the leader's high watermark
+  counts on it);
+* diverging_epoch (epoch E, end offset O): the local log is cut at min(O, the end of the
+  local largest epoch <= E), or emptied at O when there is none (KIP-101, never by high
+  watermark alone); the next fetch tells the leader the new last epoch;
+* OFFSET_OUT_OF_RANGE below the leader's log start: the local log is emptied and restarts
+  at the leader's log start;
+* the follower's high watermark becomes min(the leader's, the local log end).
+
+Other partition errors (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH:
+the controller has yet to tell one side) and a lost link back off (BACKOFF_S, doubling up to
+MAX_BACKOFF_S) and retry; a link failure reconnects. Failures are logged once per kind until
+the fetcher succeeds again. `close()` (StopReplica of the last partition, shutdown) ends the
+task; a fetcher with no partitions waits idle for `add`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from ...errors import LogshipError, OffsetOutOfRangeError
+from ...protocol import ApiKey
+from ..peer_link import PeerLink
+
+if TYPE_CHECKING:
+    from .manager import ReplicaManager
+
+log = logging.getLogger("logship.replication")
+
+FETCH_VERSION = 12
+MAX_WAIT_MS = 500
+MAX_BYTES = 32 << 20
+PARTITION_MAX_BYTES = 8 << 20
+BACKOFF_S = 0.05
+MAX_BACKOFF_S = 1.0
+_BACKOFF_ERRORS = {6, 74, 75, 3}  # NOT_LEADER_OR_FOLLOWER, FENCED/UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC
+
+
+class ReplicaFetcher:
+    def __init__(self, manager: ReplicaManager, leader: int, host: str, port: int):
+        self.manager = manager
+        self.leader = leader
+        self.host, self.port = host, port
+        self.partitions: dict[tuple[str, int], int] = {}  # (topic, partition) -> current leader epoch
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._link: PeerLink | None = None
+        self._complaint: str | None = None
+
+    def add(self, key: tuple[str, int], leader_epoch: int) -> None:
+        self.partitions[key] = leader_epoch
+        self._changed.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def remove(self, key: tuple[str, int]) -> None:
+        if self.partitions.pop(key, None) is not None:
+            self._changed.set()
+
+    async def close(self) -> None:
+        self.partitions.clear()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - it logged what it had to
+                pass
+        if self._link is not None:
+            await self._link.close()
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_S
+        while True:
+            if not self.partitions:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            try:
+                if self._link is None or self._link.closed:
+                    config = self.manager.broker.config
+                    self._link = PeerLink(self.host, self.port, principal=f"broker-{config.node_id}",
+                                          secret=config.secret, client_id=f"logship-replica-{config.node_id}")
+                    await self._link.connect()
+                retry = await self._round()
+            except LogshipError as exc:
+                self._complain(f"cannot fetch from leader broker {self.leader}: {exc}")
+                retry = True
+            if retry:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+            else:
+                backoff = BACKOFF_S
+
+    def _complain(self, message: str) -> None:
+        if message != self._complaint:
+            log.warning("%s", message)
+            self._complaint = message
+
+    async def _round(self) -> bool:
+        """One fetch and what follows it; True when the fetcher should back off."""
+        asked = dict(self.partitions)
+        topics: dict[str, list[dict]] = {}
+        for (topic, index), epoch in asked.items():
+            partition = self.manager.store.partition(topic, index)
+            topics.setdefault(topic, []).append({
+                "partition": index, "current_leader_epoch": epoch, "fetch_offset": partition.log_end_offset,
+                "last_fetched_epoch": partition.last_epoch, "log_start_offset": partition.log_start_offset,
+                "partition_max_bytes": PARTITION_MAX_BYTES})
+        body = {"replica_id": self.manager.node_id, "max_wait_ms": MAX_WAIT_MS, "min_bytes": 1,
+                "max_bytes": MAX_BYTES, "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+                "topics": [{"topic": t, "partitions": p} for t, p in topics.items()],
+                "forgotten_topics_data": [], "rack_id": ""}
+        response = await self._link.request(ApiKey.FETCH, FETCH_VERSION, body, timeout=MAX_WAIT_MS / 1000 + 30)
+        if response.get("error_code"):
+            self._complain(f"leader broker {self.leader} refused replica fetches (error {response['error_code']})")
+            return True
+        backoff, appended = False, []
+        for topic in response["responses"]:
+            for entry in topic["partitions"]:
+                key = (topic["topic"], entry["partition_index"])
+                if self.partitions.get(key) != asked.get(key):
+                    continue  # removed or moved to another epoch while the fetch was out
+                try:
+                    if self._take(key, entry):
+                        appended.append(key)
+                except LogshipError as exc:
+                    self._complain(f"{key[0]}-{key[1]}: replica fetch from broker {self.leader}: {exc}")
+                    backoff = True
+                if entry["error_code"] in _BACKOFF_ERRORS:
+                    backoff = True
+        if appended:
+            await self._make_durable(appended)
+        for topic in response["responses"]:
+            for entry in topic["partitions"]:
+                key = (topic["topic"], entry["partition_index"])
+                if key in self.partitions and entry["high_watermark"] >= 0:
+                    partition = self.manager.store.partition(*key)
+                    partition.set_high_watermark(min(entry["high_watermark"], partition.recovery_point))
+        if not backoff:
+            self._complaint = None
+        return backoff
+
+    def _take(self, key: tuple[str, int], entry: dict) -> bool:
+        """Apply one partition's answer; True when records were appended."""
+        partition = self.manager.store.partition(*key)
+        code = entry["error_code"]
+        diverging = entry.get("diverging_epoch") or {}
+        if code == OffsetOutOfRangeError.code:
+            leader_start = entry["log_start_offset"]
+            if leader_start >= 0 and partition.log_end_offset < leader_start:
+                log.info("%s-%d: behind the leader's log start %d; restarting the log there", *key, leader_start)
+                partition.truncate_fully_and_start_at(leader_start)
+                return False
+            raise OffsetOutOfRangeError(f"fetch offset {partition.log_end_offset} is outside the leader's log")
+        if code:
+            self._complain(f"{key[0]}-{key[1]}: leader broker {self.leader} answered error {code}")
+            return False
+        if diverging.get("epoch", -1) >= 0 or diverging.get("end_offset", -1) >= 0:
+            self._truncate(key, partition, diverging["epoch"], diverging["end_offset"])
+            return False
+        data = entry.get("records")
+        if not data:
+            return False
+        whole = _whole_batches(data)
+        if not whole:
+            return False
+        partition.append_replica_batch(whole)
+        return True
+
+    def _truncate(self, key: tuple[str, int], partition, epoch: int, end_offset: int) -> None:
+        local_epoch, local_end = partition.epoch_end_offset(epoch) if epoch >= 0 else (-1, -1)
+        if local_epoch >= 0:
+            target = min(end_offset, local_end)
+            log.info("%s-%d: diverged from leader broker %d at epoch %d; truncating to %d", *key, self.leader,
+                     epoch, target)
+            partition.truncate_to(target)
+        else:
+            target = max(end_offset, 0)
+            log.info("%s-%d: no epoch in common with leader broker %d; emptying the log at %d", *key,
+                     self.leader, target)
+            partition.truncate_fully_and_start_at(target)
+
+    async def _make_durable(self, keys: list[tuple[str, int]]) -> None:
+        partitions = [self.manager.store.partition(*key) for key in keys]
+
+        def sync() -> None:
+            for partition in partitions:
+                partition.flush()
+
+        await asyncio.get_running_loop().run_in_executor(None, sync)
+
+
+def _whole_batches(data) -> memoryview:
+    """The whole record batches at the front of `data` (a fetch may cut the last one short)."""
+    view = memoryview(data)
+    position = 0
+    while position + 12 <= len(view):
+        size = 12 + int.from_bytes(view[position + 8:position + 12], "big")
+        if position + size > len(view):
+            break
+        position += size
+    return view[:position]
