@@ -17,7 +17,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors import (InvalidPartitionsError, InvalidReplicaAssignmentError, LogshipError, OffsetOutOfRangeError,
-                      PolicyViolationError, UnknownTopicError)
+                      PolicyViolationError, RequestTimedOutError, UnknownTopicError)
+from ..protocol import ApiKey
 from .partition_limits import PartitionBudget
 from .reply import Reply, error_code
 from .topics import refuse_internal
@@ -55,6 +56,12 @@ def _grow(broker: Broker, topic: dict, validate_only: bool, budget: PartitionBud
 
 
 def create_partitions(broker: Broker, version: int, body: dict) -> Reply:
+    if broker.controller is not None:  # cluster mode: the controller decides (controller.py)
+        if broker.cluster_metadata.is_controller:
+            return broker.controller.create_partitions(version, body)
+        return broker.controller.forward(ApiKey.CREATE_PARTITIONS, version, body, lambda message: {
+            "throttle_time_ms": 0, "results": [{"name": t["name"], "error_code": RequestTimedOutError.code,
+                                                "error_message": message} for t in body["topics"]]})
     results, seen, budget = [], set(), PartitionBudget(broker)
     for topic in body["topics"]:
         result = {"name": topic["name"], "error_code": 0, "error_message": None}

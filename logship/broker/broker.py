@@ -15,6 +15,8 @@ from ..errors import UnsupportedVersionError
 from ..protocol import ADVERTISED, ApiKey
 from ..storage import Store
 from . import admin, admin_ops, configs, fetch, offsets, peer_auth, produce, replica_handlers, topics
+from .cluster_metadata import ClusterMetadata, update_metadata
+from .controller import controller_for
 from .config import BrokerConfig
 from .groups import GroupCoordinator, OffsetStore, handlers as group_handlers
 from .replication import ReplicaManager
@@ -65,6 +67,12 @@ class Broker:
             self._client_handlers.update(peer_auth.CLIENT_HANDLERS)
             self._client_handlers.update(replica_handlers.CLIENT_HANDLERS)
         self.replicas = ReplicaManager(self)
+        # cluster mode: this broker's copy of the cluster metadata; the controller, or the way to it
+        self.cluster_metadata = ClusterMetadata(store.data_dir, config.cluster, config.node_id) \
+            if config.cluster is not None else None
+        self.controller = controller_for(self) if config.cluster is not None else None
+        if config.cluster is not None:
+            self._client_handlers[ApiKey.UPDATE_METADATA] = update_metadata
 
     @functools.cached_property
     def advertised(self) -> dict[int, tuple[int, int]]:

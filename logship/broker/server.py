@@ -470,8 +470,11 @@ async def run(broker: Broker, on_listening, stop: asyncio.Event | None = None,
         broker.config.advertised_host = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
     on_listening(host, port)
     maintenance = asyncio.create_task(maintain(broker.store, broker.config))
+    controller = asyncio.create_task(broker.controller.run()) if broker.controller is not None else None
     try:
         await (stop or asyncio.Event()).wait()
     finally:
         maintenance.cancel()
+        if controller is not None:
+            controller.cancel()
         await server.close(shutdown_timeout)

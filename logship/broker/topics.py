@@ -1,5 +1,12 @@
 """Metadata, CreateTopics, DeleteTopics and DescribeLogDirs: what topics exist, who leads them
-(this node) and how many bytes they hold."""
+(this node) and how many bytes they hold.
+
+In cluster mode Metadata answers from this broker's copy of the cluster metadata
+(cluster_metadata.py): every broker of the cluster file, each partition's leader, replicas
+and in-sync replicas (removed replicas as offline); a topic it does not know yet is asked of
+the controller when auto-creation is allowed and answered LEADER_NOT_AVAILABLE meanwhile
+(clients retry). CreateTopics and DeleteTopics go to the controller (controller.py): decided
+there, forwarded there from the other brokers."""
 
 from __future__ import annotations
 
@@ -7,8 +14,10 @@ from typing import TYPE_CHECKING
 
 import logging
 
-from ..errors import (InvalidPartitionsError, InvalidReplicationFactorError, InvalidTopicError, LogshipError,
-                      TopicAlreadyExistsError, UnknownTopicError)
+from ..errors import (InvalidPartitionsError, InvalidReplicationFactorError, InvalidTopicError,
+                      LeaderNotAvailableError, LogshipError, RequestTimedOutError, TopicAlreadyExistsError,
+                      UnknownTopicError)
+from ..protocol import ApiKey
 from ..storage import Partition, topic_config, validate_topic_name
 from .configs import create_topic_configs, topic_entries
 from .groups.offsets import OFFSETS_TOPIC
@@ -69,7 +78,39 @@ def _topic_entry(broker: Broker, name: str, partitions: int) -> dict:
                             "offline_replicas": []} for p in range(partitions)]}
 
 
+def _cluster_topic(broker: Broker, name: str, allow_create: bool) -> dict:
+    parts = broker.cluster_metadata.partitions(name)
+    if parts is None:
+        try:
+            validate_topic_name(name)
+            code = UnknownTopicError.code
+            if allow_create and broker.config.auto_create_topics and not name.startswith("__"):
+                broker.controller.auto_create(name)
+                code = LeaderNotAvailableError.code
+        except LogshipError as exc:
+            code = error_code(exc)
+        return {"error_code": code, "name": name, "is_internal": False, "partitions": []}
+    return {"error_code": 0, "name": name, "is_internal": name.startswith("__"),
+            "partitions": [{"error_code": 0 if s.leader != -1 else LeaderNotAvailableError.code,
+                            "partition_index": p, "leader_id": s.leader, "leader_epoch": s.leader_epoch,
+                            "replica_nodes": list(s.replicas), "isr_nodes": list(s.isr),
+                            "offline_replicas": list(s.removed)} for p, s in sorted(parts.items())]}
+
+
+def _cluster_metadata(broker: Broker, body: dict) -> Reply:
+    image = broker.cluster_metadata
+    requested = body.get("topics")
+    names = sorted(image.topics) if requested is None else [entry["name"] for entry in requested]
+    topics = [_cluster_topic(broker, name, body.get("allow_auto_topic_creation", True)) for name in names]
+    brokers = [{"node_id": spec.id, "host": spec.advertise[0], "port": spec.advertise[1], "rack": None}
+               for spec in image.cluster.brokers]
+    return Reply({"throttle_time_ms": 0, "brokers": brokers, "cluster_id": broker.config.cluster_id,
+                  "controller_id": image.controller_id, "topics": topics})
+
+
 def metadata(broker: Broker, version: int, body: dict) -> Reply:
+    if broker.cluster_metadata is not None:
+        return _cluster_metadata(broker, body)
     requested = body.get("topics")
     allow_create = body.get("allow_auto_topic_creation", True)
     if requested is None:
@@ -117,8 +158,21 @@ def _create_one(broker: Broker, topic: dict, validate_only: bool, budget: Partit
     return partitions
 
 
+def _unreachable(entries: list[dict], key: str):
+    """The answer to a forwarded request when the controller cannot be reached."""
+    def failed(message: str) -> dict:
+        return {"throttle_time_ms": 0, key: [{**entry, "error_code": RequestTimedOutError.code,
+                                              "error_message": message} for entry in entries]}
+    return failed
+
+
 def create_topics(broker: Broker, version: int, body: dict) -> Reply:
     """Creates each topic with its configs; from v5 the reply carries the topic's configs."""
+    if broker.controller is not None:
+        if broker.cluster_metadata.is_controller:
+            return broker.controller.create_topics(version, body)
+        return broker.controller.forward(ApiKey.CREATE_TOPICS, version, body, _unreachable(
+            [{"name": t["name"]} for t in body["topics"]], "topics"))
     results, budget = [], PartitionBudget(broker)
     for topic in body["topics"]:
         try:
@@ -135,6 +189,12 @@ def create_topics(broker: Broker, version: int, body: dict) -> Reply:
 
 
 def delete_topics(broker: Broker, version: int, body: dict) -> Reply:
+    if broker.controller is not None:
+        if broker.cluster_metadata.is_controller:
+            return broker.controller.delete_topics(version, body)
+        return broker.controller.forward(ApiKey.DELETE_TOPICS, version, body, lambda message: {
+            "throttle_time_ms": 0, "responses": [{"name": name, "error_code": RequestTimedOutError.code}
+                                                 for name in body["topic_names"]]})
     results = []
     for name in body["topic_names"]:
         try:

@@ -24,7 +24,10 @@ MEMBER_ID_REQUIRED_SINCE = 4  # JoinGroup version from which a new member gets i
 
 def find_coordinator(broker: Broker, version: int, body: dict) -> Reply:
     response = {"throttle_time_ms": 0, "error_code": 0, "error_message": None, "node_id": -1, "host": "", "port": -1}
-    if body.get("key_type", GROUP_KEY) == GROUP_KEY:
+    if body.get("key_type", GROUP_KEY) == GROUP_KEY and broker.cluster_metadata is not None:
+        spec = broker.cluster_metadata.cluster.broker(broker.cluster_metadata.controller_id)  # groups live there
+        response.update(node_id=spec.id, host=spec.advertise[0], port=spec.advertise[1])
+    elif body.get("key_type", GROUP_KEY) == GROUP_KEY:
         host, port = broker.address()
         response.update(node_id=broker.config.node_id, host=host, port=port)
     elif body["key_type"] == TRANSACTION_KEY:

@@ -1,0 +1,210 @@
+"""The cluster's metadata image: which topics exist and, per partition, its `PartitionState`
+(leader, leader epoch, replicas, in-sync replicas, version); the controller's copy and every
+broker's, saved in DATA/cluster-metadata so a restarted broker answers Metadata at once.
+
+The controller is the broker with the lowest id in the cluster file (static mode: it never
+moves, so the controller epoch is always CONTROLLER_EPOCH). It alone decides topic creation,
+growth and deletion; `logship promote` and `cluster remove` change partition states directly
+on the replicas and tell every broker (an UpdateMetadata "delta").
+
+File format (JSON, replaced atomically and durably):
+
+    {"version": 12, "topics": {"logs": {"0": {"leader": 1, "leader_epoch": 0, "replicas": [1, 2, 3],
+                                             "isr": [1, 2, 3], "version": 4, "removed": []}}}}
+
+Invariants: `version` is the controller's sequence number of the image and only grows; every
+new partition state the controller decides takes a version above every version the image has
+seen (`next_version`), so a topic deleted and created again never looks older than its
+predecessor. A partition's state is only ever replaced by one with a higher `version`
+(`merge`), except by a whole image from the controller, which also drops deleted topics
+(`install`) but still keeps a local state that is newer than the controller's (a promote that
+reached this broker first).
+
+UpdateMetadata v5 carries the image: `broker_epoch` holds the image version; `offline_replicas`
+the removed replicas; `live_brokers` the brokers of the cluster file. Sent by the controller
+(session broker-C, C the controller) it is a whole image; sent by `logship promote` or
+`cluster remove` (session admin) it is a delta merged partition by partition; sent with no
+topics by another peer broker it asks the controller to send that broker everything again
+(a broker that starts up).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..cluster_file import ClusterFile
+from ..errors import ConfigError, LogshipError, error_for_code
+from ..storage.checkpoint import write_atomic
+from ..storage.partition_state import PartitionState
+from .reply import ClientInfo, Reply, error_code
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+__all__ = ["ClusterMetadata", "FILE_NAME", "CONTROLLER_EPOCH", "update_metadata", "states_of_update",
+           "update_body", "require_peer"]
+
+log = logging.getLogger("logship.broker")
+
+FILE_NAME = "cluster-metadata"
+CONTROLLER_EPOCH = 1
+CLUSTER_AUTHORIZATION_FAILED = 31
+INVALID_REQUEST = 42
+_PLAINTEXT = 0
+
+Topics = dict[str, dict[int, PartitionState]]
+
+
+class ClusterMetadata:
+    """One broker's copy of the image (the controller's is the reference)."""
+
+    def __init__(self, data_dir: str | os.PathLike, cluster: ClusterFile, node_id: int):
+        self.path = Path(data_dir) / FILE_NAME
+        self.cluster = cluster
+        self.node_id = node_id
+        self.controller_id = min(cluster.ids)
+        self.version = 0
+        self.topics: Topics = {}
+        self._highest = 0  # the highest partition-state version seen
+        self._load()
+
+    @property
+    def is_controller(self) -> bool:
+        return self.node_id == self.controller_id
+
+    def _load(self) -> None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        try:
+            doc = json.loads(text)
+            self.version = int(doc["version"])
+            self.topics = {name: {int(p): PartitionState.from_dict(s) for p, s in parts.items()}
+                           for name, parts in doc["topics"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"{self.path} is damaged ({exc}); remove it: the controller sends it again") from None
+        self._highest = max([self.version, *self._versions()])
+
+    def _versions(self):
+        return (s.version for parts in self.topics.values() for s in parts.values())
+
+    def save(self) -> None:
+        doc = {"version": self.version,
+               "topics": {name: {str(p): json.loads(s.to_json()) for p, s in sorted(parts.items())}
+                          for name, parts in sorted(self.topics.items())}}
+        write_atomic(self.path, json.dumps(doc, separators=(",", ":")) + "\n")
+
+    def partitions(self, topic: str) -> dict[int, PartitionState] | None:
+        return self.topics.get(topic)
+
+    def fenced(self) -> set[int]:
+        """Brokers `cluster remove` took out: removed from some partition and not added back."""
+        return {r for parts in self.topics.values() for s in parts.values() for r in s.removed}
+
+    def next_version(self) -> int:
+        """A partition-state version above every one this image has seen."""
+        self._highest += 1
+        return self._highest
+
+    def merge(self, topics: Topics) -> bool:
+        """Take each state that is newer than the one held (topics unknown here are added);
+        True if anything changed (then saved)."""
+        changed = False
+        for name, parts in topics.items():
+            held = self.topics.setdefault(name, {})
+            for index, state in parts.items():
+                if index not in held or state.version > held[index].version:
+                    held[index] = state
+                    self._highest = max(self._highest, state.version)
+                    changed = True
+        if changed:
+            self.save()
+        return changed
+
+    def install(self, version: int, topics: Topics) -> bool:
+        """Take the controller's whole image unless it is older than the one held."""
+        if version < self.version:
+            return False
+        for name, parts in topics.items():
+            for index, state in parts.items():
+                mine = self.topics.get(name, {}).get(index)
+                if mine is not None and mine.version > state.version:
+                    parts[index] = mine
+        self.version, self.topics = version, topics
+        self._highest = max([self._highest, version, *self._versions()])
+        self.save()
+        return True
+
+    def publish(self, topics: Topics | None = None, deleted: tuple[str, ...] = ()) -> int:
+        """The controller's change: merge `topics`, drop `deleted`, bump the image version; saved."""
+        for name in deleted:
+            self.topics.pop(name, None)
+        for name, parts in (topics or {}).items():
+            self.topics.setdefault(name, {}).update(parts)
+        self.version = self.next_version()
+        self.save()
+        return self.version
+
+    def live_brokers(self) -> list[dict]:
+        return [{"id": spec.id, "rack": None,
+                 "endpoints": [{"host": spec.advertise[0], "port": spec.advertise[1], "listener": "PLAINTEXT",
+                                "security_protocol": _PLAINTEXT}]}
+                for spec in self.cluster.brokers]
+
+
+def update_body(sender_id: int, version: int, topics: Topics, live_brokers: list[dict]) -> dict:
+    """An UpdateMetadata v5 request carrying `topics` (whole or delta) at image `version`."""
+    return {"controller_id": sender_id, "controller_epoch": CONTROLLER_EPOCH, "broker_epoch": version,
+            "topic_states": [{"topic_name": name, "partition_states": [
+                {"partition_index": index, "controller_epoch": CONTROLLER_EPOCH, "leader": s.leader,
+                 "leader_epoch": s.leader_epoch, "isr": list(s.isr), "zk_version": s.version,
+                 "replicas": list(s.replicas), "offline_replicas": list(s.removed)}
+                for index, s in sorted(parts.items())]} for name, parts in sorted(topics.items())],
+            "live_brokers": live_brokers}
+
+
+def states_of_update(body: dict) -> Topics:
+    """The partition states an UpdateMetadata request carries (ConfigError if one is invalid)."""
+    return {t["topic_name"]: {p["partition_index"]: PartitionState(
+                leader=p["leader"], leader_epoch=p["leader_epoch"], replicas=tuple(p["replicas"]),
+                isr=tuple(p["isr"]), version=p["zk_version"], removed=tuple(p["offline_replicas"]))
+            for p in t["partition_states"]} for t in body["topic_states"]}
+
+
+def require_peer(client: ClientInfo) -> str:
+    """The principal of an authenticated peer session; CLUSTER_AUTHORIZATION_FAILED otherwise."""
+    principal = client.principal
+    if principal is None:
+        raise error_for_code(CLUSTER_AUTHORIZATION_FAILED,
+                             "inter-broker requests need a connection authenticated with the cluster secret")
+    return principal
+
+
+def update_metadata(broker: Broker, version: int, body: dict, client: ClientInfo) -> Reply:
+    """UpdateMetadata v5 (see the module docstring for who sends what)."""
+    try:
+        principal = require_peer(client)
+        metadata = broker.cluster_metadata
+        topics = states_of_update(body)
+        from_controller = principal == f"broker-{metadata.controller_id}" and not metadata.is_controller
+        if from_controller:
+            if metadata.install(body["broker_epoch"], topics):
+                log.debug("installed the controller's metadata image %d", metadata.version)
+        elif topics:
+            if metadata.merge(topics) and metadata.is_controller:
+                broker.controller.changed(topics)
+        elif metadata.is_controller and client.session.peer_broker is not None:
+            broker.controller.resync(client.session.peer_broker)
+    except ConfigError as exc:  # an invalid partition state
+        log.warning("refused an UpdateMetadata: %s", exc)
+        return Reply({"error_code": INVALID_REQUEST})
+    except LogshipError as exc:
+        return Reply({"error_code": error_code(exc)})
+    return Reply({"error_code": 0})

@@ -1,0 +1,369 @@
+"""The controller (the broker with the lowest id in the cluster file) and every other broker's
+way to it.
+
+`Controller` decides: CreateTopics (replication factor from the request, -1 = the cluster
+file's default; more than the brokers is INVALID_REPLICATION_FACTOR), CreatePartitions and
+DeleteTopics, and auto-creation asked through Metadata. A new partition's state starts at
+leader epoch 0 (as Kafka's) with a version from `ClusterMetadata.next_version` (above every
+version seen); its leader is the first replica of the assignment (assignment.py) that is not
+fenced, fenced replicas (`cluster remove`) being out of the in-sync replicas (`removed`).
+Each decision is saved in the image first, then applied here (`Broker.replicas.apply`) and
+sent to the other brokers by their PeerSender (LeaderAndIsr to the replicas, UpdateMetadata to
+all, retried until delivered). The request is answered once every broker that is not fenced
+has it, or with REQUEST_TIMED_OUT (the topic exists; late brokers still get it) after the
+request's timeout.
+
+`ControllerClient` (every other broker) forwards CreateTopics, CreatePartitions and
+DeleteTopics to the controller over an authenticated PeerLink and relays the answer; at start
+it asks the controller for everything again (an UpdateMetadata without topics), retrying
+until the controller answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import (BrokerUnavailableError, InvalidPartitionsError, InvalidReplicaAssignmentError,
+                      InvalidReplicationFactorError, LogshipError, TopicAlreadyExistsError, UnknownTopicError)
+from ..protocol import ApiKey
+from ..storage import validate_topic_name
+from ..storage.partition_state import PartitionState
+from .assignment import assign_replicas
+from .cluster_metadata import ClusterMetadata, update_body
+from .configs import create_topic_configs
+from .peer_link import PeerLink
+from .peer_sender import BACKOFF_S, MAX_BACKOFF_S, PeerSender
+from .reply import Deferred, Reply, error_code
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+__all__ = ["Controller", "ControllerClient", "controller_for"]
+
+log = logging.getLogger("logship.broker")
+
+REQUEST_TIMED_OUT = 7
+DEFAULT_TIMEOUT_MS = 30_000
+Key = tuple[str, int]
+
+
+def controller_for(broker: Broker) -> "Controller | ControllerClient":
+    metadata = broker.cluster_metadata
+    return Controller(broker) if metadata.is_controller else ControllerClient(broker)
+
+
+def initial_state(replicas: tuple[int, ...], fenced: set[int], version: int) -> PartitionState:
+    """A new partition's state: the first replica not fenced leads; fenced ones are out of the ISR."""
+    isr = tuple(r for r in replicas if r not in fenced)
+    return PartitionState(leader=isr[0] if isr else -1, leader_epoch=0, replicas=replicas, isr=isr,
+                          version=version, removed=tuple(r for r in replicas if r in fenced))
+
+
+class Controller:
+    def __init__(self, broker: Broker):
+        self.broker = broker
+        self.metadata: ClusterMetadata = broker.cluster_metadata
+        cluster = self.metadata.cluster
+        self.senders = {spec.id: PeerSender(spec, self.metadata.node_id, broker.config.secret, cluster.brokers,
+                                            self._image)
+                        for spec in cluster.brokers if spec.id != self.metadata.node_id}
+        self._tasks: set[asyncio.Task] = set()
+
+    def _image(self) -> tuple[int, dict]:
+        m = self.metadata
+        return m.version, update_body(m.node_id, m.version, m.topics, m.live_brokers())
+
+    async def run(self) -> None:
+        """Deliver what every broker is owed, for ever (cancel to stop)."""
+        for broker_id in self.senders:
+            self.resync(broker_id)
+        self._apply_local({(t, p): s for t, parts in self.metadata.topics.items() for p, s in parts.items()})
+        try:
+            await asyncio.gather(*(sender.run() for sender in self.senders.values()))
+        finally:
+            for sender in self.senders.values():
+                await sender.close()
+
+    def resync(self, broker_id: int) -> None:
+        """Send `broker_id` its partition states and the image again (it restarted)."""
+        sender = self.senders.get(broker_id)
+        if sender is not None:
+            sender.resend_all({(t, p): s for t, parts in self.metadata.topics.items() for p, s in parts.items()
+                               if broker_id in s.replicas})
+
+    def changed(self, topics: dict[str, dict[int, PartitionState]]) -> None:
+        """States changed by promote / cluster remove (already merged): tell everyone."""
+        self.metadata.publish()
+        self._distribute({(t, p): s for t, parts in topics.items() for p, s in parts.items()})
+
+    def _apply_local(self, states: dict[Key, PartitionState]) -> None:
+        node = self.metadata.node_id
+        for (topic, index), state in sorted(states.items()):
+            if node in state.replicas:
+                code = self.broker.replicas.apply(topic, index, state)
+                if code:
+                    log.warning("applying the state of %s-%d here failed (error %d)", topic, index, code)
+
+    def _distribute(self, states: dict[Key, PartitionState], stops: dict[Key, tuple[int, ...]] | None = None) -> None:
+        """Apply here, hand each sender its share and the new image. `stops` are partitions to
+        delete, with their replicas."""
+        stops = stops or {}
+        self._apply_local(states)
+        for (topic, index), replicas in sorted(stops.items()):
+            if self.metadata.node_id in replicas:
+                self.broker.replicas.stop(topic, index, True)
+        for broker_id, sender in self.senders.items():
+            share = {k: s for k, s in states.items() if broker_id in s.replicas}
+            if share:
+                sender.apply_states(share)
+            stop_share = {k: True for k, replicas in stops.items() if broker_id in replicas}
+            if stop_share:
+                sender.stop_replicas(stop_share)
+            sender.image_changed()
+
+    def _spawn(self, coroutine) -> None:
+        self._tasks = {t for t in self._tasks if not t.done()}
+        self._tasks.add(asyncio.get_running_loop().create_task(coroutine))
+
+    def _answer_when_synced(self, body: dict, results: list[dict], keys: set[Key], timeout_ms: int) -> Reply:
+        """A deferred reply, resolved when every unfenced broker has the image (and its states)."""
+        deferred = Deferred()
+        version, fenced = self.metadata.version, self.metadata.fenced()
+
+        async def wait() -> None:
+            timeout = (timeout_ms if timeout_ms > 0 else DEFAULT_TIMEOUT_MS) / 1000
+            waiting = {broker_id: sender.synced(version, keys, timeout) for broker_id, sender in self.senders.items()
+                       if broker_id not in fenced}
+            outcomes = await asyncio.gather(*waiting.values())
+            late = sorted(b for b, ok in zip(waiting, outcomes) if not ok)
+            if late:
+                for result in results:
+                    if not result["error_code"]:
+                        result["error_code"] = REQUEST_TIMED_OUT
+                        result["error_message"] = (f"done, but broker{'s' if len(late) > 1 else ''} "
+                                                   f"{', '.join(map(str, late))} did not confirm it in time "
+                                                   f"(they get it when they are reachable)")
+            deferred.resolve(body)
+
+        self._spawn(wait())
+        return Reply(None, deferred=deferred)
+
+    # CreateTopics ----------------------------------------------------------------------------
+
+    def _new_topic(self, topic: dict) -> dict[int, PartitionState]:
+        name = topic["name"]
+        validate_topic_name(name)
+        create_topic_configs(self.broker, topic)  # checked; each replica applies the store's defaults
+        if self.metadata.partitions(name) is not None:
+            raise TopicAlreadyExistsError(f"topic {name!r} already exists")
+        cluster, fenced = self.metadata.cluster, self.metadata.fenced()
+        if topic.get("assignments"):
+            layout = {}
+            for a in topic["assignments"]:
+                replicas = tuple(a["broker_ids"])
+                if not replicas or len(set(replicas)) != len(replicas) or not set(replicas) <= set(cluster.ids):
+                    raise InvalidReplicaAssignmentError(f"assignment {list(replicas)} must name distinct brokers "
+                                                        f"of the cluster ({', '.join(map(str, cluster.ids))})")
+                layout[a["partition_index"]] = replicas
+            if sorted(layout) != list(range(len(layout))):
+                raise InvalidReplicaAssignmentError("assignments must cover partitions 0 .. N-1")
+        else:
+            partitions = topic.get("num_partitions", -1)
+            partitions = self.broker.config.default_partitions if partitions == -1 else partitions
+            if partitions < 1:
+                raise InvalidPartitionsError(f"a topic needs at least one partition, not {partitions}")
+            rf = topic.get("replication_factor", -1)
+            rf = cluster.replication_factor if rf == -1 else rf
+            if rf > len(cluster.ids):
+                raise InvalidReplicationFactorError(
+                    f"replication factor {rf} is larger than the {len(cluster.ids)} brokers of the cluster")
+            layout = assign_replicas(cluster.ids, partitions, rf)
+        return {p: initial_state(replicas, fenced, self.metadata.next_version()) for p, replicas in layout.items()}
+
+    def create_topics(self, version: int, body: dict) -> Reply:
+        results, created = [], {}
+        for topic in body["topics"]:
+            result = {"name": topic["name"], "error_code": 0, "error_message": None, "num_partitions": -1,
+                      "replication_factor": -1, "configs": None}
+            try:
+                if topic["name"] in created:
+                    raise TopicAlreadyExistsError(f"topic {topic['name']!r} appears twice in the request")
+                states = self._new_topic(topic)
+                result.update(num_partitions=len(states), replication_factor=len(states[0].replicas))
+                if not body.get("validate_only", False):
+                    created[topic["name"]] = states
+            except LogshipError as exc:
+                result.update(error_code=error_code(exc), error_message=str(exc))
+            results.append(result)
+        if not created:
+            return Reply({"throttle_time_ms": 0, "topics": results})
+        return self._publish(created, (), {"throttle_time_ms": 0, "topics": results}, results,
+                             body.get("timeout_ms", DEFAULT_TIMEOUT_MS))
+
+    def _publish(self, topics: dict, deleted: tuple[str, ...], body: dict, results: list[dict],
+                 timeout_ms: int, stops: dict[Key, tuple[int, ...]] | None = None) -> Reply:
+        self.metadata.publish(topics, deleted)
+        for name, parts in topics.items():
+            log.info("topic %s: %s", name, ", ".join(f"{p} on {list(s.replicas)} led by {s.leader}"
+                                                     for p, s in sorted(parts.items())))
+        states = {(t, p): s for t, parts in topics.items() for p, s in parts.items()}
+        self._distribute(states, stops)
+        return self._answer_when_synced(body, results, set(states) | set(stops or {}), timeout_ms)
+
+    def auto_create(self, name: str) -> None:
+        """A topic a Metadata request asked for (auto-creation allowed): created with the defaults."""
+        try:
+            states = self._new_topic({"name": name, "num_partitions": -1, "replication_factor": -1})
+        except LogshipError as exc:
+            log.info("cannot create topic %s on first use: %s", name, exc)
+            return
+        self.metadata.publish({name: states})
+        self._distribute({(name, p): s for p, s in states.items()})
+
+    # CreatePartitions ------------------------------------------------------------------------
+
+    def create_partitions(self, version: int, body: dict) -> Reply:
+        results, grown = [], {}
+        for topic in body["topics"]:
+            result = {"name": topic["name"], "error_code": 0, "error_message": None}
+            try:
+                states = self._grow(topic)
+                if not body.get("validate_only", False):
+                    grown[topic["name"]] = states
+            except LogshipError as exc:
+                result.update(error_code=error_code(exc), error_message=str(exc))
+            results.append(result)
+        if not grown:
+            return Reply({"throttle_time_ms": 0, "results": results})
+        return self._publish(grown, (), {"throttle_time_ms": 0, "results": results}, results,
+                             body.get("timeout_ms", DEFAULT_TIMEOUT_MS))
+
+    def _grow(self, topic: dict) -> dict[int, PartitionState]:
+        name, total = topic["name"], topic["count"]
+        parts = self.metadata.partitions(name)
+        if parts is None:
+            raise UnknownTopicError("the topic does not exist")
+        current = len(parts)
+        if total <= current:
+            raise InvalidPartitionsError(f"the topic has {current} partition{'s' if current != 1 else ''} and the "
+                                         f"count can only grow (asked for {total})")
+        ids, fenced = sorted(self.metadata.cluster.ids), self.metadata.fenced()
+        rf = len(parts[0].replicas)
+        if topic.get("assignments") is not None:
+            if len(topic["assignments"]) != total - current:
+                raise InvalidReplicaAssignmentError(f"{len(topic['assignments'])} assignments given for "
+                                                    f"{total - current} new partitions")
+            layout = {current + i: tuple(a["broker_ids"]) for i, a in enumerate(topic["assignments"])}
+            for replicas in layout.values():
+                if len(replicas) != rf or len(set(replicas)) != rf or not set(replicas) <= set(ids):
+                    raise InvalidReplicaAssignmentError(f"assignment {list(replicas)} must name {rf} distinct "
+                                                        f"brokers of the cluster")
+        else:
+            layout = assign_replicas(ids, total - current, rf, first_partition=current,
+                                     start=ids.index(parts[0].replicas[0]))
+        return {p: initial_state(replicas, fenced, self.metadata.next_version()) for p, replicas in layout.items()}
+
+    # DeleteTopics ----------------------------------------------------------------------------
+
+    def delete_topics(self, version: int, body: dict) -> Reply:
+        results, deleted, stops = [], [], {}
+        for name in body["topic_names"]:
+            parts = self.metadata.partitions(name)
+            if parts is None:
+                results.append({"name": name, "error_code": UnknownTopicError.code})
+                continue
+            deleted.append(name)
+            stops.update({(name, index): state.replicas for index, state in parts.items()})
+            results.append({"name": name, "error_code": 0})
+        body_out = {"throttle_time_ms": 0, "responses": results}
+        if not deleted:
+            return Reply(body_out)
+        for name in deleted:
+            log.info("deleting topic %s", name)
+        return self._publish({}, tuple(deleted), body_out, results, body.get("timeout_ms", DEFAULT_TIMEOUT_MS), stops)
+
+
+class ControllerClient:
+    """A broker that is not the controller: forwards topic changes to it and relays answers."""
+
+    FORWARDED = (ApiKey.CREATE_TOPICS, ApiKey.CREATE_PARTITIONS, ApiKey.DELETE_TOPICS)
+
+    def __init__(self, broker: Broker):
+        self.broker = broker
+        self.metadata: ClusterMetadata = broker.cluster_metadata
+        self.spec = self.metadata.cluster.broker(self.metadata.controller_id)
+        self._link: PeerLink | None = None
+        self._connecting: asyncio.Lock | None = None
+        self._asked: set[str] = set()
+        self._tasks: set[asyncio.Task] = set()
+
+    async def _controller(self) -> PeerLink:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._link is None or self._link.closed:
+                host, port = self.spec.advertise
+                self._link = await PeerLink(host, port, principal=f"broker-{self.metadata.node_id}",
+                                            secret=self.broker.config.secret,
+                                            client_id=f"logship-broker-{self.metadata.node_id}").connect()
+            return self._link
+
+    async def run(self) -> None:
+        """Ask the controller for everything (retrying until it answers), then hold the link."""
+        backoff = BACKOFF_S
+        hello = update_body(self.metadata.node_id, self.metadata.version, {}, [])
+        while True:
+            try:
+                link = await self._controller()
+                await link.request(ApiKey.UPDATE_METADATA, 5, hello)
+                break
+            except BrokerUnavailableError as exc:
+                log.debug("the controller is not reachable yet: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            if self._link is not None:
+                await self._link.close()
+
+    def forward(self, api_key: int, version: int, body: dict, failed: Callable[[str], dict]) -> Reply:
+        """Send the request to the controller; the reply is its answer, or `failed(message)`."""
+        deferred = Deferred()
+
+        async def relay() -> None:
+            timeout = max(body.get("timeout_ms", DEFAULT_TIMEOUT_MS), 1000) / 1000 + 5
+            try:
+                link = await self._controller()
+                deferred.resolve(await link.request(api_key, version, body, timeout=timeout))
+            except BrokerUnavailableError as exc:
+                deferred.resolve(failed(f"the controller (broker {self.spec.id}) is not reachable: {exc}"))
+
+        self._spawn(relay())
+        return Reply(None, deferred=deferred)
+
+    def auto_create(self, name: str) -> None:
+        """Ask the controller to create `name` with the defaults (once at a time per name)."""
+        if name in self._asked:
+            return
+        self._asked.add(name)
+        request = {"topics": [{"name": name, "num_partitions": -1, "replication_factor": -1, "assignments": [],
+                               "configs": []}], "timeout_ms": DEFAULT_TIMEOUT_MS, "validate_only": False}
+
+        async def ask() -> None:
+            try:
+                link = await self._controller()
+                await link.request(ApiKey.CREATE_TOPICS, 5, request, timeout=DEFAULT_TIMEOUT_MS / 1000 + 5)
+            except BrokerUnavailableError as exc:
+                log.info("cannot ask the controller to create %s: %s", name, exc)
+            finally:
+                self._asked.discard(name)
+
+        self._spawn(ask())
+
+    def _spawn(self, coroutine) -> None:
+        self._tasks = {t for t in self._tasks if not t.done()}
+        self._tasks.add(asyncio.get_running_loop().create_task(coroutine))

@@ -1,0 +1,176 @@
+"""`PeerSender`: the controller's channel to one other broker, which keeps trying until that
+broker has what the controller decided.
+
+What is owed to the broker is state, not a queue of messages: the partitions to stop
+(StopReplica v1, with or without deleting them), the partition states it must apply
+(LeaderAndIsr v2, the newest per partition) and the metadata image (UpdateMetadata v5, the
+newest only). One task per broker sends them in that order over a PeerLink (peer_link.py),
+reconnecting with backoff (0.1 s doubling to 5 s) when the broker is down or the link fails,
+so a broker that is down now gets everything when it is back. A stop for a partition cancels
+a state owed for it; a state owed after a stop is sent after it (a topic deleted and created
+again). Partition errors in an answer are logged and not retried (the broker refused that
+state for good, e.g. an older version). `synced(version, keys)` waits until the image
+`version` and the states of `keys` are delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from ..cluster_file import BrokerSpec
+from ..errors import BrokerUnavailableError
+from ..protocol import ApiKey
+from ..storage.partition_state import PartitionState
+from .cluster_metadata import CONTROLLER_EPOCH
+from .peer_link import PeerLink
+
+__all__ = ["PeerSender", "leader_and_isr_body", "BACKOFF_S", "MAX_BACKOFF_S"]
+
+log = logging.getLogger("logship.broker")
+
+BACKOFF_S = 0.1
+MAX_BACKOFF_S = 5.0
+REQUEST_TIMEOUT_S = 30.0
+Key = tuple[str, int]
+
+
+def leader_and_isr_body(sender_id: int, states: dict[Key, PartitionState], live: list[BrokerSpec],
+                        is_new: bool = False) -> dict:
+    """A LeaderAndIsr v2 request carrying `states` (zk_version = the state's version)."""
+    topics: dict[str, list[dict]] = {}
+    for (topic, index), s in sorted(states.items()):
+        topics.setdefault(topic, []).append(
+            {"partition_index": index, "controller_epoch": CONTROLLER_EPOCH, "leader": s.leader,
+             "leader_epoch": s.leader_epoch, "isr": list(s.isr), "zk_version": s.version,
+             "replicas": list(s.replicas), "is_new": is_new})
+    leaders = {s.leader for s in states.values()}
+    return {"controller_id": sender_id, "controller_epoch": CONTROLLER_EPOCH, "broker_epoch": -1,
+            "topic_states": [{"topic_name": name, "partition_states": parts} for name, parts in topics.items()],
+            "live_leaders": [{"broker_id": b.id, "host_name": b.advertise[0], "port": b.advertise[1]}
+                             for b in live if b.id in leaders]}
+
+
+class PeerSender:
+    """Delivers to broker `spec` what the controller (`sender_id`) owes it. `image()` returns
+    (version, UpdateMetadata body) of the current image."""
+
+    def __init__(self, spec: BrokerSpec, sender_id: int, secret: bytes, brokers: tuple[BrokerSpec, ...],
+                 image: Callable[[], tuple[int, dict]]):
+        self.spec = spec
+        self.sender_id = sender_id
+        self._secret = secret
+        self._brokers = brokers
+        self._image = image
+        self._stops: dict[Key, bool] = {}
+        self._states: dict[Key, PartitionState] = {}
+        self.image_sent = -1
+        self._changed = asyncio.Condition()
+        self._wake = asyncio.Event()
+        self._link: PeerLink | None = None
+        self.last_error: str | None = None
+
+    def stop_replicas(self, keys: dict[Key, bool]) -> None:
+        for key, delete in keys.items():
+            self._states.pop(key, None)
+            self._stops[key] = self._stops.get(key, False) or delete
+        self._wake.set()
+
+    def apply_states(self, states: dict[Key, PartitionState]) -> None:
+        for key, state in states.items():
+            held = self._states.get(key)
+            if held is None or state.version >= held.version:
+                self._states[key] = state
+        self._wake.set()
+
+    def image_changed(self) -> None:
+        self._wake.set()
+
+    def resend_all(self, states: dict[Key, PartitionState]) -> None:
+        """The broker restarted: send it its states and the image again."""
+        self.image_sent = -1
+        self.apply_states(states)
+
+    async def synced(self, version: int, keys: set[Key], timeout: float) -> bool:
+        """True once the image `version` and the states of `keys` are delivered, within `timeout` s."""
+        def done() -> bool:
+            return self.image_sent >= version and not (keys & (self._states.keys() | self._stops.keys()))
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(done), timeout)
+                return True
+            except asyncio.TimeoutError:
+                return False
+
+    async def run(self) -> None:
+        backoff = BACKOFF_S
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._deliver()
+                backoff = BACKOFF_S
+                self.last_error = None
+            except BrokerUnavailableError as exc:
+                if self.last_error != str(exc):
+                    log.warning("broker %d: %s (retrying)", self.spec.id, exc)
+                self.last_error = str(exc)
+                if self._link is not None:
+                    await self._link.close()
+                    self._link = None
+                self._wake.set()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def close(self) -> None:
+        if self._link is not None:
+            await self._link.close()
+
+    async def _deliver(self) -> None:
+        if self._link is None:
+            host, port = self.spec.advertise
+            self._link = await PeerLink(host, port, principal=f"broker-{self.sender_id}", secret=self._secret,
+                                        client_id=f"logship-controller-{self.sender_id}").connect()
+        if self._stops:
+            stops = dict(self._stops)
+            for delete in (True, False):
+                chosen = sorted(k for k, d in stops.items() if d is delete)
+                if chosen:
+                    await self._send(ApiKey.STOP_REPLICA, 1, _stop_body(self.sender_id, chosen, delete))
+            for key in stops:
+                if self._stops.get(key) == stops[key]:
+                    del self._stops[key]
+        if self._states:
+            states = dict(self._states)
+            answer = await self._send(ApiKey.LEADER_AND_ISR, 2, leader_and_isr_body(self.sender_id, states,
+                                                                                      list(self._brokers)))
+            for error in answer.get("partition_errors", []):
+                if error["error_code"]:
+                    log.warning("broker %d refused the state of %s-%d (error %d)", self.spec.id,
+                                error["topic_name"], error["partition_index"], error["error_code"])
+            for key, state in states.items():
+                if self._states.get(key) is state:
+                    del self._states[key]
+        version, body = self._image()
+        if version > self.image_sent:
+            await self._send(ApiKey.UPDATE_METADATA, 5, body)
+            self.image_sent = version
+
+    async def _send(self, api_key: int, version: int, body: dict) -> dict:
+        answer = await self._link.request(api_key, version, body, timeout=REQUEST_TIMEOUT_S)
+        if answer.get("error_code"):
+            raise BrokerUnavailableError(f"broker {self.spec.id} answered {ApiKey(api_key).name} with error "
+                                         f"{answer['error_code']}")
+        return answer
+
+
+def _stop_body(sender_id: int, keys: list[Key], delete: bool) -> dict:
+    topics: dict[str, list[int]] = {}
+    for topic, index in keys:
+        topics.setdefault(topic, []).append(index)
+    return {"controller_id": sender_id, "controller_epoch": CONTROLLER_EPOCH, "broker_epoch": -1,
+            "delete_partitions": delete,
+            "topics": [{"name": name, "partition_indexes": indexes} for name, indexes in topics.items()]}
