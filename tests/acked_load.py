@@ -10,7 +10,8 @@ produced (the producer's prefix and its sequence number), PADDING makes the valu
   (topic, partition, offset, payload) to its acknowledgement log; failed ones are counted by
   error name. It sends at most `rate` records a second (None: as fast as it can), stops
   after `count` records or at `stop()`, whichever comes first, then waits (bounded) for
-  what is in flight.
+  what is in flight. `with running(*producers):` starts them and, on leaving, stops and
+  joins them (giving up on what is in flight at once when the block failed).
 * `kcat_produce`: kcat -P with acks=all; kcat reports neither partitions nor offsets, so an
   exit status of 0 with no "Delivery failed" acknowledges every payload (partition and
   offset unknown).
@@ -27,6 +28,7 @@ from __future__ import annotations
 import collections
 import subprocess
 import threading
+from contextlib import contextmanager
 import time
 from pathlib import Path
 
@@ -71,7 +73,11 @@ class AckedProducer(threading.Thread):
     def acked(self) -> int:
         return self.log.count
 
-    def stop(self) -> None:
+    def stop(self, flush_s: float | None = None) -> None:
+        """Send nothing more; wait up to `flush_s` (default: the message timeout and 10 s) for
+        what is in flight (a failed test gives up on it sooner)."""
+        if flush_s is not None:
+            self.flush_s = flush_s
         self._stopping.set()
 
     def wait_acked(self, at_least: int, timeout: float) -> bool:
@@ -110,6 +116,23 @@ class AckedProducer(threading.Thread):
             self.unflushed = producer.flush(self.flush_s)
         finally:
             self.log.close()
+
+
+@contextmanager
+def running(*producers: AckedProducer):
+    for producer in producers:
+        producer.start()
+    try:
+        yield producers
+    except BaseException:
+        for producer in producers:
+            producer.stop(flush_s=1)
+        raise
+    finally:
+        for producer in producers:
+            producer.stop()
+        for producer in producers:
+            producer.join(producer.flush_s + 30)
 
 
 def kcat_produce(bootstrap: str, topic: str, prefix: str, count: int, timeout: float = 120,
