@@ -59,10 +59,11 @@ class ClusterControl:
         return self.request(broker_id, ApiKey.LEADER_AND_ISR, 2, body)
 
     def lead(self, topic: str, partition: int, *, leader: int, epoch: int, replicas: list[int],
-             isr: list[int] | None = None) -> None:
-        """Tell every replica (the leader first) the same state; AssertionError on any error."""
+             isr: list[int] | None = None, to: list[int] | None = None) -> None:
+        """Tell every replica (or those in `to`; the leader first) the same state;
+        AssertionError on any error."""
         version = next(_versions)
-        for broker_id in sorted(replicas, key=lambda b: b != leader):
+        for broker_id in sorted(replicas if to is None else to, key=lambda b: b != leader):
             body = self.leader_and_isr(broker_id, topic, partition, leader=leader, epoch=epoch, replicas=replicas,
                                        isr=isr, version=version)
             codes = [body["error_code"]] + [e["error_code"] for e in body["partition_errors"]]

@@ -15,7 +15,8 @@ partition of the answer:
   watermark alone); the next fetch tells the leader the new last epoch;
 * OFFSET_OUT_OF_RANGE below the leader's log start: the local log is emptied and restarts
   at the leader's log start;
-* the follower's high watermark becomes min(the leader's, the local log end).
+* the follower's high watermark becomes min(the leader's, the local durable log end), and
+  its log start follows the leader's (up to that high watermark).
 
 Other partition errors (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH:
 the controller has yet to tell one side) and a lost link back off (BACKOFF_S, doubling up to
@@ -150,6 +151,8 @@ class ReplicaFetcher:
                 if key in self.partitions and entry["high_watermark"] >= 0:
                     partition = self.manager.store.partition(*key)
                     partition.set_high_watermark(min(entry["high_watermark"], partition.recovery_point))
+                    if partition.log_start_offset < entry["log_start_offset"]:  # DeleteRecords, retention
+                        partition.delete_before(min(entry["log_start_offset"], partition.high_watermark))
         if not backoff:
             self._complaint = None
         return backoff

@@ -1,0 +1,96 @@
+"""Replication cost, side by side in one run on a 3-broker cluster on loopback (tests/local_cluster.py;
+roles set with LeaderAndIsr as tests/cluster_control.py sends them):
+
+    python bench/replication.py [--records 200000] [--size 200] [--rounds 2]
+
+* acks=all produce throughput with kcat (a file of lines, linger 5 ms) into a topic of
+  replication factor 1 and one of replication factor 3, both led by the same broker,
+  alternating for --rounds rounds; prints records/s and MB/s of each and the RF3 / RF1 ratio
+  of the medians;
+* follower catch-up: --records records produced to a leader whose follower does not know the
+  partition yet, then the follower is told (LeaderAndIsr) and timed until its log end equals
+  the leader's; prints MB/s of log bytes copied (and fsynced) by the follower.
+
+Brokers, data and files are throw-away (a temporary directory). Never part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from logship.cli.bench import log_lines  # noqa: E402
+
+from cluster_control import ClusterControl  # noqa: E402
+from local_cluster import LocalCluster  # noqa: E402
+
+
+def produce(address: str, topic: str, lines: Path, acks: str = "all") -> float:
+    start = time.perf_counter()
+    subprocess.run(["kcat", "-P", "-b", address, "-t", topic, "-p", "0", "-l", str(lines), "-X", f"acks={acks}",
+                    "-X", "linger.ms=5", "-X", "queue.buffering.max.messages=1000000"], check=True, timeout=600)
+    return time.perf_counter() - start
+
+
+def log_bytes(cluster: LocalCluster, broker_id: int, topic: str) -> int:
+    return sum(p.stat().st_size for p in (cluster.data_dir(broker_id) / f"{topic}-0").glob("*.log"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--size", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    n, size = args.records, args.size
+    with tempfile.TemporaryDirectory(prefix="logship-bench-repl-") as tmp:
+        lines = Path(tmp) / "lines"
+        lines.write_bytes(log_lines(n, size))
+        cluster = LocalCluster(Path(tmp) / "cluster", 3)
+        cluster.start_all()
+        try:
+            control = ClusterControl(cluster)
+            leader = cluster.address(1)
+            rates: dict[int, list[float]] = {1: [], 3: []}
+            for round_ in range(args.rounds):
+                for rf in (1, 3):
+                    topic = f"rf{rf}-{round_}"
+                    control.lead(topic, 0, leader=1, epoch=1, replicas=[1, 2, 3][:rf])
+                    seconds = produce(leader, topic, lines)
+                    assert control.log_end(topic, 0, 1)[0] == n, "not every record arrived"
+                    rates[rf].append(n / seconds)
+                    print(f"round {round_ + 1}  RF{rf} acks=all (kcat)   {n / seconds:>10,.0f} records/s "
+                          f"{n * size / seconds / 1e6:>7.1f} MB/s  {seconds:6.2f} s", flush=True)
+            rf1, rf3 = statistics.median(rates[1]), statistics.median(rates[3])
+            print(f"median RF1 {rf1:,.0f} records/s, RF3 {rf3:,.0f} records/s: RF3/RF1 = {rf3 / rf1:.2f}")
+
+            topic = "catchup"
+            version = 10_000
+            control.leader_and_isr(1, topic, 0, leader=1, epoch=1, replicas=[1, 2], isr=[1], version=version)
+            produce(leader, topic, lines, acks="1")
+            end = control.log_end(topic, 0, 1)[0]
+            assert end == n, f"the leader holds {end} records, not {n}"
+            start = time.perf_counter()
+            control.leader_and_isr(2, topic, 0, leader=1, epoch=1, replicas=[1, 2], isr=[1], version=version)
+            while control.log_end(topic, 0, 2)[0] < end:
+                time.sleep(0.02)
+            seconds = time.perf_counter() - start
+            copied = log_bytes(cluster, 2, topic)
+            assert copied == log_bytes(cluster, 1, topic)
+            print(f"follower catch-up: {n:,} records, {copied / 1e6:.1f} MB of batches in {seconds:.2f} s: "
+                  f"{copied / seconds / 1e6:.1f} MB/s, {n / seconds:,.0f} records/s")
+        finally:
+            cluster.stop_all()
+
+
+if __name__ == "__main__":
+    main()
