@@ -24,8 +24,9 @@ from .reply import ClientInfo, Reply
 
 
 #: What a connection authenticated with the cluster secret may also use: Fetch v12 (last
-#: fetched epoch, diverging epoch) for replica fetches. Clients are offered ADVERTISED only.
-PEER_VERSIONS = {**ADVERTISED, ApiKey.FETCH: (4, 12)}
+#: fetched epoch, diverging epoch) for replica fetches; Metadata v7 (leader epochs) for
+#: `logship promote`. Clients are offered ADVERTISED only.
+PEER_VERSIONS = {**ADVERTISED, ApiKey.FETCH: (4, 12), ApiKey.METADATA: (1, 7)}
 
 Handler = Callable[["Broker", int, dict], Reply]
 ClientHandler = Callable[["Broker", int, dict, ClientInfo], Reply]

@@ -3,8 +3,8 @@
 broker's, saved in DATA/cluster-metadata so a restarted broker answers Metadata at once.
 
 The controller is the broker with the lowest id in the cluster file (static mode: it never
-moves, so the controller epoch is always CONTROLLER_EPOCH). It alone decides topic creation,
-growth and deletion; `logship promote` and `cluster remove` change partition states directly
+moves, so the controller epoch is always interbroker.CONTROLLER_EPOCH). It alone decides topic
+creation, growth and deletion; `logship promote` and `cluster remove` change partition states directly
 on the replicas and tell every broker (an UpdateMetadata "delta").
 
 File format (JSON, replaced atomically and durably):
@@ -12,13 +12,13 @@ File format (JSON, replaced atomically and durably):
     {"version": 12, "topics": {"logs": {"0": {"leader": 1, "leader_epoch": 0, "replicas": [1, 2, 3],
                                              "isr": [1, 2, 3], "version": 4, "removed": []}}}}
 
-Invariants: `version` is the controller's sequence number of the image and only grows; every
-new partition state the controller decides takes a version above every version the image has
-seen (`next_version`), so a topic deleted and created again never looks older than its
-predecessor. A partition's state is only ever replaced by one with a higher `version`
-(`merge`), except by a whole image from the controller, which also drops deleted topics
-(`install`) but still keeps a local state that is newer than the controller's (a promote that
-reached this broker first).
+Invariants: `version` is the controller's sequence number of the image and only grows. A
+partition state's version equals its leader epoch: a new partition starts at 0/0 and every
+change (leader, in-sync replicas) raises both by one, so `logship promote`, which reads the
+current epochs from Metadata, knows the versions too. A partition's state is only ever
+replaced by one with a higher `version` (`merge`), except by a whole image from the
+controller, which also drops deleted topics (`install`) but still keeps a local state that
+is newer than the controller's (a promote that reached this broker first).
 
 UpdateMetadata v5 carries the image: `broker_epoch` holds the image version; `offline_replicas`
 the removed replicas; `live_brokers` the brokers of the cluster file. Sent by the controller
@@ -45,13 +45,11 @@ from .reply import ClientInfo, Reply, error_code
 if TYPE_CHECKING:
     from .broker import Broker
 
-__all__ = ["ClusterMetadata", "FILE_NAME", "CONTROLLER_EPOCH", "update_metadata", "states_of_update",
-           "update_body", "require_peer"]
+__all__ = ["ClusterMetadata", "FILE_NAME", "update_metadata", "states_of_update", "require_peer"]
 
 log = logging.getLogger("logship.broker")
 
 FILE_NAME = "cluster-metadata"
-CONTROLLER_EPOCH = 1
 CLUSTER_AUTHORIZATION_FAILED = 31
 INVALID_REQUEST = 42
 _PLAINTEXT = 0
@@ -69,7 +67,6 @@ class ClusterMetadata:
         self.controller_id = min(cluster.ids)
         self.version = 0
         self.topics: Topics = {}
-        self._highest = 0  # the highest partition-state version seen
         self._load()
 
     @property
@@ -90,10 +87,6 @@ class ClusterMetadata:
                            for name, parts in doc["topics"].items()}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{self.path} is damaged ({exc}); remove it: the controller sends it again") from None
-        self._highest = max([self.version, *self._versions()])
-
-    def _versions(self):
-        return (s.version for parts in self.topics.values() for s in parts.values())
 
     def save(self) -> None:
         doc = {"version": self.version,
@@ -108,11 +101,6 @@ class ClusterMetadata:
         """Brokers `cluster remove` took out: removed from some partition and not added back."""
         return {r for parts in self.topics.values() for s in parts.values() for r in s.removed}
 
-    def next_version(self) -> int:
-        """A partition-state version above every one this image has seen."""
-        self._highest += 1
-        return self._highest
-
     def merge(self, topics: Topics) -> bool:
         """Take each state that is newer than the one held (topics unknown here are added);
         True if anything changed (then saved)."""
@@ -122,7 +110,6 @@ class ClusterMetadata:
             for index, state in parts.items():
                 if index not in held or state.version > held[index].version:
                     held[index] = state
-                    self._highest = max(self._highest, state.version)
                     changed = True
         if changed:
             self.save()
@@ -138,7 +125,6 @@ class ClusterMetadata:
                 if mine is not None and mine.version > state.version:
                     parts[index] = mine
         self.version, self.topics = version, topics
-        self._highest = max([self._highest, version, *self._versions()])
         self.save()
         return True
 
@@ -148,26 +134,13 @@ class ClusterMetadata:
             self.topics.pop(name, None)
         for name, parts in (topics or {}).items():
             self.topics.setdefault(name, {}).update(parts)
-        self.version = self.next_version()
+        self.version += 1
         self.save()
         return self.version
 
-    def live_brokers(self) -> list[dict]:
-        return [{"id": spec.id, "rack": None,
-                 "endpoints": [{"host": spec.advertise[0], "port": spec.advertise[1], "listener": "PLAINTEXT",
-                                "security_protocol": _PLAINTEXT}]}
-                for spec in self.cluster.brokers]
-
-
-def update_body(sender_id: int, version: int, topics: Topics, live_brokers: list[dict]) -> dict:
-    """An UpdateMetadata v5 request carrying `topics` (whole or delta) at image `version`."""
-    return {"controller_id": sender_id, "controller_epoch": CONTROLLER_EPOCH, "broker_epoch": version,
-            "topic_states": [{"topic_name": name, "partition_states": [
-                {"partition_index": index, "controller_epoch": CONTROLLER_EPOCH, "leader": s.leader,
-                 "leader_epoch": s.leader_epoch, "isr": list(s.isr), "zk_version": s.version,
-                 "replicas": list(s.replicas), "offline_replicas": list(s.removed)}
-                for index, s in sorted(parts.items())]} for name, parts in sorted(topics.items())],
-            "live_brokers": live_brokers}
+    def live_brokers(self) -> list[tuple[int, str, int]]:
+        """(id, host, port) of every broker of the cluster file."""
+        return [(spec.id, *spec.advertise) for spec in self.cluster.brokers]
 
 
 def states_of_update(body: dict) -> Topics:

@@ -4,8 +4,7 @@ way to it.
 `Controller` decides: CreateTopics (replication factor from the request, -1 = the cluster
 file's default; more than the brokers is INVALID_REPLICATION_FACTOR), CreatePartitions and
 DeleteTopics, and auto-creation asked through Metadata. A new partition's state starts at
-leader epoch 0 (as Kafka's) with a version from `ClusterMetadata.next_version` (above every
-version seen); its leader is the first replica of the assignment (assignment.py) that is not
+leader epoch 0 and version 0 (as Kafka's; cluster_metadata.py: version = leader epoch); its leader is the first replica of the assignment (assignment.py) that is not
 fenced, fenced replicas (`cluster remove`) being out of the in-sync replicas (`removed`).
 Each decision is saved in the image first, then applied here (`Broker.replicas.apply`) and
 sent to the other brokers by their PeerSender (LeaderAndIsr to the replicas, UpdateMetadata to
@@ -32,7 +31,8 @@ from ..protocol import ApiKey
 from ..storage import validate_topic_name
 from ..storage.partition_state import PartitionState
 from .assignment import assign_replicas
-from .cluster_metadata import ClusterMetadata, update_body
+from ..protocol.apis.interbroker import update_metadata_body
+from .cluster_metadata import ClusterMetadata
 from .configs import create_topic_configs
 from .peer_link import PeerLink
 from .peer_sender import BACKOFF_S, MAX_BACKOFF_S, PeerSender
@@ -55,11 +55,11 @@ def controller_for(broker: Broker) -> "Controller | ControllerClient":
     return Controller(broker) if metadata.is_controller else ControllerClient(broker)
 
 
-def initial_state(replicas: tuple[int, ...], fenced: set[int], version: int) -> PartitionState:
+def initial_state(replicas: tuple[int, ...], fenced: set[int]) -> PartitionState:
     """A new partition's state: the first replica not fenced leads; fenced ones are out of the ISR."""
     isr = tuple(r for r in replicas if r not in fenced)
     return PartitionState(leader=isr[0] if isr else -1, leader_epoch=0, replicas=replicas, isr=isr,
-                          version=version, removed=tuple(r for r in replicas if r in fenced))
+                          version=0, removed=tuple(r for r in replicas if r in fenced))
 
 
 class Controller:
@@ -74,7 +74,7 @@ class Controller:
 
     def _image(self) -> tuple[int, dict]:
         m = self.metadata
-        return m.version, update_body(m.node_id, m.version, m.topics, m.live_brokers())
+        return m.version, update_metadata_body(m.node_id, m.version, m.topics, m.live_brokers())
 
     async def run(self) -> None:
         """Deliver what every broker is owed, for ever (cancel to stop)."""
@@ -181,7 +181,7 @@ class Controller:
                 raise InvalidReplicationFactorError(
                     f"replication factor {rf} is larger than the {len(cluster.ids)} brokers of the cluster")
             layout = assign_replicas(cluster.ids, partitions, rf)
-        return {p: initial_state(replicas, fenced, self.metadata.next_version()) for p, replicas in layout.items()}
+        return {p: initial_state(replicas, fenced) for p, replicas in layout.items()}
 
     def create_topics(self, version: int, body: dict) -> Reply:
         results, created = [], {}
@@ -264,7 +264,7 @@ class Controller:
         else:
             layout = assign_replicas(ids, total - current, rf, first_partition=current,
                                      start=ids.index(parts[0].replicas[0]))
-        return {p: initial_state(replicas, fenced, self.metadata.next_version()) for p, replicas in layout.items()}
+        return {p: initial_state(replicas, fenced) for p, replicas in layout.items()}
 
     # DeleteTopics ----------------------------------------------------------------------------
 
@@ -314,7 +314,7 @@ class ControllerClient:
     async def run(self) -> None:
         """Ask the controller for everything (retrying until it answers), then hold the link."""
         backoff = BACKOFF_S
-        hello = update_body(self.metadata.node_id, self.metadata.version, {}, [])
+        hello = update_metadata_body(self.metadata.node_id, self.metadata.version, {}, [])
         while True:
             try:
                 link = await self._controller()

@@ -23,10 +23,10 @@ from ..cluster_file import BrokerSpec
 from ..errors import BrokerUnavailableError
 from ..protocol import ApiKey
 from ..storage.partition_state import PartitionState
-from .cluster_metadata import CONTROLLER_EPOCH
+from ..protocol.apis.interbroker import CONTROLLER_EPOCH, leader_and_isr_body
 from .peer_link import PeerLink
 
-__all__ = ["PeerSender", "leader_and_isr_body", "BACKOFF_S", "MAX_BACKOFF_S"]
+__all__ = ["PeerSender", "BACKOFF_S", "MAX_BACKOFF_S"]
 
 log = logging.getLogger("logship.broker")
 
@@ -34,22 +34,6 @@ BACKOFF_S = 0.1
 MAX_BACKOFF_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
 Key = tuple[str, int]
-
-
-def leader_and_isr_body(sender_id: int, states: dict[Key, PartitionState], live: list[BrokerSpec],
-                        is_new: bool = False) -> dict:
-    """A LeaderAndIsr v2 request carrying `states` (zk_version = the state's version)."""
-    topics: dict[str, list[dict]] = {}
-    for (topic, index), s in sorted(states.items()):
-        topics.setdefault(topic, []).append(
-            {"partition_index": index, "controller_epoch": CONTROLLER_EPOCH, "leader": s.leader,
-             "leader_epoch": s.leader_epoch, "isr": list(s.isr), "zk_version": s.version,
-             "replicas": list(s.replicas), "is_new": is_new})
-    leaders = {s.leader for s in states.values()}
-    return {"controller_id": sender_id, "controller_epoch": CONTROLLER_EPOCH, "broker_epoch": -1,
-            "topic_states": [{"topic_name": name, "partition_states": parts} for name, parts in topics.items()],
-            "live_leaders": [{"broker_id": b.id, "host_name": b.advertise[0], "port": b.advertise[1]}
-                             for b in live if b.id in leaders]}
 
 
 class PeerSender:
@@ -145,8 +129,8 @@ class PeerSender:
                     del self._stops[key]
         if self._states:
             states = dict(self._states)
-            answer = await self._send(ApiKey.LEADER_AND_ISR, 2, leader_and_isr_body(self.sender_id, states,
-                                                                                      list(self._brokers)))
+            live = [(b.id, *b.advertise) for b in self._brokers]
+            answer = await self._send(ApiKey.LEADER_AND_ISR, 2, leader_and_isr_body(self.sender_id, states, live))
             for error in answer.get("partition_errors", []):
                 if error["error_code"]:
                     log.warning("broker %d refused the state of %s-%d (error %d)", self.spec.id,

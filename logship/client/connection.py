@@ -34,7 +34,8 @@ import socket
 import struct
 from collections import deque
 
-from ..errors import BrokerUnavailableError, LogshipError, ProtocolError, UnsupportedVersionError, explain
+from ..errors import (BrokerUnavailableError, LogshipError, ProtocolError, UnsupportedVersionError, error_for_code,
+                      explain)
 from ..protocol import CODEC_VERSIONS, ApiKey, decode_response, encode_request, read_frame_length
 
 __all__ = ["Connection", "CLIENT_MAX_VERSIONS", "DEFAULT_MAX_FRAME_BYTES"]
@@ -190,6 +191,21 @@ class Connection:
             raise ProtocolError("request() needs a connection with nothing in flight")
         self.send(api_key, body, version)
         return self.receive(timeout)[1]
+
+    def authenticate(self, principal: str, secret: bytes) -> None:
+        """SASL PLAIN with a logship cluster's shared secret (SaslHandshake v1, then one
+        SaslAuthenticate v1 carrying `NUL principal NUL secret`, RFC 4616): the connection
+        becomes a peer session (`admin` for operators' tools such as `logship promote`).
+        Raises the broker's error (SASL_AUTHENTICATION_FAILED, ...) as a one-line LogshipError."""
+        handshake = self.request(ApiKey.SASL_HANDSHAKE, {"mechanism": "PLAIN"}, version=1)
+        if handshake["error_code"]:
+            raise error_for_code(handshake["error_code"], f"broker {self.address} does not take PLAIN "
+                                                          f"authentication (is it a broker of this cluster?)")
+        token = b"\0" + principal.encode("ascii") + b"\0" + secret
+        answer = self.request(ApiKey.SASL_AUTHENTICATE, {"auth_bytes": token}, version=1)
+        if answer["error_code"]:
+            raise error_for_code(answer["error_code"], f"broker {self.address} refused the cluster secret: "
+                                                       f"{answer.get('error_message') or 'authentication failed'}")
 
     def close(self) -> None:
         sock, self._sock = self._sock, None

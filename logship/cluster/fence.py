@@ -6,7 +6,8 @@ keeps it from coming back as a leader with a stale log. It is DATA_DIR/fenced, J
     {"removed_at_epoch": E, "by": "who removed it", "at": "2026-12-04T21:00:00+00:00"}
 
 `write_fence` writes it atomically (a temporary file beside it, then mv), so a reader sees
-the whole marker or none; `read_fence` returns it as a dict, or None when there is none.
+the whole marker or none; `read_fence` returns it as a dict, or None when there is none;
+`clear_fence` removes it (`logship cluster add`).
 Both take a connected SshHost (connect.host_of).
 """
 
@@ -20,7 +21,7 @@ from ..errors import SshError
 from . import remote
 from .ssh import SshHost
 
-__all__ = ["FENCE_FILE_NAME", "write_fence", "read_fence"]
+__all__ = ["FENCE_FILE_NAME", "write_fence", "read_fence", "clear_fence"]
 
 FENCE_FILE_NAME = "fenced"
 
@@ -53,3 +54,13 @@ def read_fence(host: SshHost, data_dir: str, timeout: float = 20.0) -> dict | No
     if not isinstance(marker, dict):
         raise SshError(f"{host.where}: the fence {path} is not a JSON object")
     return marker
+
+
+def clear_fence(host: SshHost, data_dir: str, timeout: float = 20.0) -> bool:
+    """Remove DATA_DIR/fenced on `host`; True if there was one."""
+    path = os.path.join(data_dir, FENCE_FILE_NAME)
+    result = host.run(remote.sh('if [ -e "$1" ]; then rm -f -- "$1" && echo removed; else echo absent; fi', path),
+                      timeout=timeout)
+    if result.status != 0 or result.stdout.strip() not in ("removed", "absent"):
+        raise SshError(f"{host.where}: cannot remove the fence {path}: {result.output or result.status}")
+    return result.stdout.strip() == "removed"

@@ -92,3 +92,37 @@ UPDATE_METADATA = Api(ApiKey.UPDATE_METADATA, "UpdateMetadata", (5, 5), None, re
 ))
 
 APIS = (LEADER_AND_ISR, STOP_REPLICA, UPDATE_METADATA)
+
+#: The controller never moves in the static mode, so its epoch is always this one.
+CONTROLLER_EPOCH = 1
+
+
+def leader_and_isr_body(sender_id: int, states: dict, live_leaders: list[tuple[int, str, int]]) -> dict:
+    """A LeaderAndIsr v2 request: `states` maps (topic, partition) to a partition state (any
+    object with leader, leader_epoch, isr, replicas, version); `live_leaders` lists the
+    (id, host, port) of the leaders named. zk_version carries the state's version."""
+    topics: dict[str, list[dict]] = {}
+    for (topic, index), s in sorted(states.items()):
+        topics.setdefault(topic, []).append(
+            {"partition_index": index, "controller_epoch": CONTROLLER_EPOCH, "leader": s.leader,
+             "leader_epoch": s.leader_epoch, "isr": list(s.isr), "zk_version": s.version,
+             "replicas": list(s.replicas), "is_new": False})
+    leaders = {s.leader for s in states.values()}
+    return {"controller_id": sender_id, "controller_epoch": CONTROLLER_EPOCH, "broker_epoch": -1,
+            "topic_states": [{"topic_name": name, "partition_states": parts} for name, parts in topics.items()],
+            "live_leaders": [{"broker_id": b, "host_name": host, "port": port}
+                             for b, host, port in live_leaders if b in leaders]}
+
+
+def update_metadata_body(sender_id: int, version: int, topics: dict, live_brokers: list[tuple[int, str, int]]) -> dict:
+    """An UpdateMetadata v5 request: `topics` maps topic -> partition -> state (as above, plus
+    `removed`, sent as offline_replicas); `version` (the image's) travels in broker_epoch."""
+    return {"controller_id": sender_id, "controller_epoch": CONTROLLER_EPOCH, "broker_epoch": version,
+            "topic_states": [{"topic_name": name, "partition_states": [
+                {"partition_index": index, "controller_epoch": CONTROLLER_EPOCH, "leader": s.leader,
+                 "leader_epoch": s.leader_epoch, "isr": list(s.isr), "zk_version": s.version,
+                 "replicas": list(s.replicas), "offline_replicas": list(s.removed)}
+                for index, s in sorted(parts.items())]} for name, parts in sorted(topics.items())],
+            "live_brokers": [{"id": b, "rack": None, "endpoints": [{"host": host, "port": port,
+                                                                    "listener": "PLAINTEXT", "security_protocol": 0}]}
+                             for b, host, port in live_brokers]}
