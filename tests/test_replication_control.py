@@ -43,13 +43,14 @@ def _read(sock: socket.socket, count: int) -> bytes:
     return data
 
 
-def produce_once(address: str, topic: str, partition: int = 0, acks: int = -1, timeout_ms: int = 5000) -> dict:
+def produce_once(address: str, topic: str, partition: int = 0, acks: int = -1, timeout_ms: int = 5000,
+                 version: int = 7) -> dict:
     from logship import records
 
     batch = records.build_batch([(int(time.time() * 1000), None, b"hello", ())])
     body = {"transactional_id": None, "acks": acks, "timeout_ms": timeout_ms,
             "topic_data": [{"name": topic, "partition_data": [{"index": partition, "records": batch}]}]}
-    return raw_request(address, ApiKey.PRODUCE, 7, body)["responses"][0]["partition_responses"][0]
+    return raw_request(address, ApiKey.PRODUCE, version, body)["responses"][0]["partition_responses"][0]
 
 
 @pytest.fixture
@@ -58,6 +59,8 @@ def cluster(tmp_path):
     cluster.start_all()
     yield cluster
     cluster.stop_all()
+    for broker_id, process in cluster.brokers.items():
+        assert "Traceback" not in process.log(), f"broker {broker_id}:\n{process.log()}"
 
 
 def test_leader_and_isr_needs_an_authenticated_peer(cluster):

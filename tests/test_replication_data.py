@@ -67,6 +67,8 @@ def cluster(tmp_path):
         if process.proc is not None and process.proc.poll() is None:
             os.kill(process.proc.pid, signal.SIGCONT)
     cluster.stop_all()
+    for broker_id, process in cluster.brokers.items():
+        assert "Traceback" not in process.log(), f"broker {broker_id}:\n{process.log()}"
 
 
 @pytest.fixture
@@ -108,8 +110,10 @@ def test_stopped_follower_times_out_acks_all_and_holds_the_high_watermark(cluste
     os.kill(follower.pid, signal.SIGSTOP)
     try:
         started = time.monotonic()
-        answer = produce_once(cluster.address(1), TOPIC, timeout_ms=800)
+        answer = produce_once(cluster.address(1), TOPIC, timeout_ms=800, version=8)
         assert answer["error_code"] == REQUEST_TIMED_OUT
+        assert answer["error_message"] == ("logs-0: not replicated to every in-sync replica within 800 ms "
+                                           "(lagging: broker 3)")
         assert 0.7 < time.monotonic() - started < 10
         assert "Traceback" not in cluster.brokers[1].log()
         # acks=1 is taken, but consumers see nothing above the high watermark
@@ -214,3 +218,23 @@ def test_replica_fetch_needs_the_secret(cluster, control):
     # authenticated, but not as the broker it claims to be
     admin = control.request(1, ApiKey.FETCH, 12, dict(body, replica_id=2))
     assert admin["error_code"] == CLUSTER_AUTHORIZATION_FAILED
+
+
+def test_shrinking_the_isr_releases_a_waiting_acks_all(cluster, control):
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert produce_once(cluster.address(1), TOPIC)["error_code"] == 0
+    follower = cluster.brokers[3].proc
+    os.kill(follower.pid, signal.SIGSTOP)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(produce_once, cluster.address(1), TOPIC, timeout_ms=20000)
+            time.sleep(0.5)
+            assert not waiting.done()  # held: broker 3 is in the ISR and cannot fetch
+            started = time.monotonic()
+            control.lead(TOPIC, 0, leader=1, epoch=1, replicas=[1, 2, 3], isr=[1, 2], to=[1, 2])
+            assert waiting.result(timeout=10)["error_code"] == 0
+            assert time.monotonic() - started < 5
+    finally:
+        os.kill(follower.pid, signal.SIGCONT)
+    assert latest_offset(cluster.address(1)) == 2

@@ -25,6 +25,8 @@ def cluster(tmp_path):
     cluster.start_all()
     yield cluster
     cluster.stop_all()
+    for broker_id, process in cluster.brokers.items():
+        assert "Traceback" not in process.log(), f"broker {broker_id}:\n{process.log()}"
 
 
 def _delete_records(address: str, offset: int) -> dict:

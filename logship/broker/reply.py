@@ -31,9 +31,11 @@ class DurableWrite:
     response: dict | list[dict]
     replicated_within_ms: int | None = None
 
-    def fail(self, code: int) -> None:
+    def fail(self, code: int, message: str | None = None) -> None:
         for entry in self.response if isinstance(self.response, list) else (self.response,):
             entry["error_code"] = code
+            if message is not None:
+                entry["error_message"] = message  # where the response has one (Produce v8+)
 
 
 class Deferred:

@@ -294,7 +294,7 @@ class Server:
             if isinstance(outcome, LogshipError):
                 if isinstance(outcome, KafkaStorageError):  # not a replication timeout: that is the client's
                     log.error("sync of %s-%d failed: %s", write.partition.topic, write.partition.index, outcome)
-                write.fail(outcome.code if outcome.code is not None else -1)
+                write.fail(outcome.code if outcome.code is not None else -1, str(outcome))
             elif isinstance(outcome, BaseException):
                 raise outcome
         return None if reply.body is None else respond.parts(reply.body)

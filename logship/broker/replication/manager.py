@@ -95,6 +95,8 @@ class ReplicaManager:
             log.error("%s-%d: cannot take partition state version %d: %s", topic, partition, state.version, exc)
             return KafkaStorageError.code
         self._states[key] = state
+        if held is None or held.leader_epoch != state.leader_epoch:
+            self._follower_offsets.pop(key, None)  # a new epoch: followers report afresh
         try:
             self._act(key, log_partition, state)
         except (LogshipError, ValueError) as exc:
@@ -152,7 +154,7 @@ class ReplicaManager:
         if state.leader == self.node_id:
             self._unfollow(key)
             log_partition.set_leader_epoch(state.leader_epoch)
-            self._follower_offsets[key] = {}
+            self._follower_offsets.setdefault(key, {})  # kept when only the ISR changed
             self._update_hw(key, log_partition)
         else:
             self._follower_offsets.pop(key, None)
