@@ -38,9 +38,10 @@ from .addresses import format_hostport, parse_hostport
 from .errors import ConfigError
 
 __all__ = ["BrokerSpec", "ClusterFile", "load", "parse", "secret_path", "SECRET_FILE_NAME",
-           "CLUSTER_FILE_NAME", "DEFAULT_KNOWN_HOSTS"]
+           "CLUSTER_FILE_NAME", "FENCE_FILE_NAME", "DEFAULT_KNOWN_HOSTS"]
 
 SECRET_FILE_NAME = "cluster.secret"
+FENCE_FILE_NAME = "fenced"  # in a removed broker's data directory (cluster/fence.py)
 CLUSTER_FILE_NAME = "cluster.toml"
 DEFAULT_KNOWN_HOSTS = "~/.config/logship/known_hosts"
 INT32_MAX = 2**31 - 1

@@ -49,3 +49,18 @@ def test_records_cross_between_logship_and_confluent_kafka_through_the_mock(mock
     produce("confluent", mock_cluster, "from-confluent", messages, "zstd")
     out = [json.loads(line) for line in logship("consume", "from-confluent", "-b", mock_cluster, "-e", "--json").stdout.splitlines()]
     assert sorted(o["value"] for o in out) == sorted(m.value.decode() for m in messages)
+
+
+def test_topics_describe_shows_replicas_and_isr_of_a_three_broker_mock_cluster():
+    with kafka_clients.mock_cluster(3) as address:
+        assert logship("produce", "replicated", "-b", address, input=b"one\ntwo\n").returncode == 0  # auto-created
+        done = logship("topics", "describe", "replicated", "-b", address, "--json")
+        assert done.returncode == 0, done.stderr
+        rows = [json.loads(line) for line in done.stdout.splitlines()]
+        assert len(rows) > 1 and sum(r["records"] for r in rows) == 2
+        for row in rows:
+            assert sorted(row["replicas"]) == sorted(row["isr"]) and len(row["replicas"]) == 3
+            assert row["leader"] in row["replicas"] and row["under_replicated"] is False
+        assert len({r["leader"] for r in rows}) > 1  # leaders spread over the mock's brokers
+        table = logship("topics", "describe", "replicated", "-b", address).stdout.decode()
+        assert "isr" in table and "under-replicated" not in table

@@ -36,7 +36,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..cluster_file import ClusterFile
+from ..cluster_file import FENCE_FILE_NAME, ClusterFile
 from ..errors import ConfigError, LogshipError, error_for_code
 from ..storage.checkpoint import write_atomic
 from ..storage.partition_state import PartitionState
@@ -45,7 +45,7 @@ from .reply import ClientInfo, Reply, error_code
 if TYPE_CHECKING:
     from .broker import Broker
 
-__all__ = ["ClusterMetadata", "FILE_NAME", "update_metadata", "states_of_update", "require_peer"]
+__all__ = ["ClusterMetadata", "FILE_NAME", "update_metadata", "states_of_update", "require_peer", "fence_marker"]
 
 log = logging.getLogger("logship.broker")
 
@@ -68,6 +68,11 @@ class ClusterMetadata:
         self.version = 0
         self.topics: Topics = {}
         self._load()
+        marker = fence_marker(data_dir)
+        if marker is not None:
+            log.warning("this broker is fenced (%s%s): it will not lead any partition until "
+                        "`logship cluster add %d`", FENCE_FILE_NAME, "".join(f", {k} {v}" for k, v in marker.items()),
+                        node_id)
 
     @property
     def is_controller(self) -> bool:
@@ -141,6 +146,20 @@ class ClusterMetadata:
     def live_brokers(self) -> list[tuple[int, str, int]]:
         """(id, host, port) of every broker of the cluster file."""
         return [(spec.id, *spec.advertise) for spec in self.cluster.brokers]
+
+
+def fence_marker(data_dir: str | os.PathLike) -> dict | None:
+    """The fence marker `cluster remove` wrote in DATA/fenced (cluster/fence.py), None if there
+    is none. A fenced broker refuses to lead until `cluster add` removes it; a marker that
+    cannot be read counts as a fence."""
+    path = Path(data_dir) / FENCE_FILE_NAME
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return {"unreadable": str(exc)}
+    return marker if isinstance(marker, dict) else {"unreadable": "not a JSON object"}
 
 
 def states_of_update(body: dict) -> Topics:

@@ -1,4 +1,5 @@
-"""`logship cluster up|status|down|trust`: brokers launched over SSH from a cluster file.
+"""`logship cluster up|status|down|trust|remove|add`: brokers launched over SSH from a cluster
+file, and taken out of (and back into) the in-sync replicas.
 
 Thin: parse, call logship.cluster, render. Per-broker progress goes to stderr prefixed
 `broker ID HOST:`; a failed broker is one line there (and, for a broker that did not
@@ -67,6 +68,7 @@ def cluster() -> None:
       logship cluster up cluster.toml
       logship cluster status cluster.toml
       logship cluster down cluster.toml
+      logship cluster remove 3 --cluster cluster.toml
     """
 
 
@@ -275,3 +277,81 @@ def trust(target, known_hosts, cluster_path, replace, timeout_ms) -> None:
             click.echo(f"logship: {done.name}: replaced the old key {done.replaced.fingerprint} in {path}", err=True)
         else:
             click.echo(f"logship: {done.name}: {done.action} in {path}", err=True)
+
+
+@cluster.command()
+@click.argument("broker", type=click.IntRange(0, 2**31 - 1))
+@click.option("--cluster", "cluster_path", type=_CLUSTER_FILE, required=True,
+              help="The cluster file; the secret is read from FILE.secret beside it.")
+@json_option
+@click.option("--timeout", "timeout_ms", type=DURATION.within(100, 600_000), default="10s", show_default=True,
+              help="How long to wait for each broker and host to answer.")
+def remove(broker, cluster_path, as_json, timeout_ms) -> None:
+    """Take BROKER out of the in-sync replicas of every partition, and fence it.
+
+    Writes resume without it (acks=all waits for the in-sync replicas only); partitions it
+    led move to the most complete other in-sync replica, as `logship promote` does. Its
+    replicas stay assigned. The fence (DATA_DIR/fenced, written over SSH) keeps it from
+    leading when it comes back; if its host cannot be reached, that is said and the broker
+    is removed all the same (then do not start it before `logship cluster add BROKER`).
+    Exit status: 0 when done, 1 when a partition could not be changed, 3 when the host
+    could not be fenced or no broker answered.
+
+    \b
+    Example:
+      logship cluster remove 3 --cluster cluster.toml
+    """
+    from ..cluster.leadership import fence_broker, remove_broker
+    from ..errors import SshError
+    from .promote import open_peers, render_moves
+
+    cluster_file, peers = open_peers(cluster_path, timeout_ms)
+    cluster_file.broker(broker)  # ConfigError for a broker not in the file
+    with peers:
+        moves = remove_broker(peers, broker)
+    status = render_moves(moves, as_json, f"broker {broker} was in no in-sync replica set")
+    spec = cluster_file.broker(broker)
+    try:
+        fence_broker(cluster_file, broker, max((m.leader_epoch for m in moves), default=0), timeout_ms / 1000)
+        _say(spec, f"fenced ({spec.data_dir}/fenced): it will not lead until `logship cluster add {broker}`")
+    except SshError as exc:
+        _say(spec, f"removed but NOT fenced: {_describe(exc)}; do not start it before `logship cluster add {broker}`")
+        status = max(status, ExitStatus.UNAVAILABLE)
+    raise click.exceptions.Exit(status)
+
+
+@cluster.command()
+@click.argument("broker", type=click.IntRange(0, 2**31 - 1))
+@click.option("--cluster", "cluster_path", type=_CLUSTER_FILE, required=True,
+              help="The cluster file; the secret is read from FILE.secret beside it.")
+@json_option
+@click.option("--timeout", "timeout_ms", type=DURATION.within(100, 600_000), default="10s", show_default=True,
+              help="How long to wait for each broker and host to answer.")
+def add(broker, cluster_path, as_json, timeout_ms) -> None:
+    """Bring a removed BROKER back: clear its fence, put it back into the in-sync replicas.
+
+    Its replicas catch up from where they were; acks=all waits for it again from now on.
+    Partitions left without a leader are led by it. Exit status: 0 when done, 1 when a
+    partition could not be changed, 3 when its host could not be reached to clear the fence.
+
+    \b
+    Example:
+      logship cluster add 3 --cluster cluster.toml
+    """
+    from ..cluster.leadership import add_broker, unfence_broker
+    from ..errors import SshError
+    from .promote import open_peers, render_moves
+
+    cluster_file, peers = open_peers(cluster_path, timeout_ms)
+    spec = cluster_file.broker(broker)
+    status = ExitStatus.OK
+    try:
+        if unfence_broker(cluster_file, broker, timeout_ms / 1000):
+            _say(spec, "fence removed")
+    except SshError as exc:
+        _say(spec, f"cannot clear its fence: {_describe(exc)} (it will not lead until the fence is gone)")
+        status = ExitStatus.UNAVAILABLE
+    with peers:
+        moves = add_broker(peers, broker)
+    raise click.exceptions.Exit(max(status, render_moves(moves, as_json, f"broker {broker} was in every in-sync "
+                                                                          f"replica set already")))

@@ -92,25 +92,39 @@ def _partition_count(admin, name: str) -> int | None:
 @click.argument("name")
 @brokers_option
 @json_option
-def describe(name, brokers, as_json) -> None:
-    """Show the partitions of NAME: leader, log start and end offsets, records and size.
+@click.option("--under-replicated", "under_replicated_only", is_flag=True,
+              help="Show only partitions with fewer in-sync replicas than replicas.")
+def describe(name, brokers, as_json, under_replicated_only) -> None:
+    """Show the partitions of NAME: leader, replicas, in-sync replicas, log start and end
+    offsets, records and size. A partition with fewer in-sync replicas than replicas is
+    marked under-replicated.
 
     \b
-    Example:
+    Examples:
       logship topics describe web-logs
+      logship topics describe web-logs --under-replicated --json
     """
     with _admin(brokers) as admin:
         partitions = admin.describe_topic(name)
-    rows = [{"topic": name, "partition": p.partition, "leader": p.leader, "log_start_offset": p.log_start_offset,
+    if under_replicated_only:
+        partitions = [p for p in partitions if p.under_replicated]
+    rows = [{"topic": name, "partition": p.partition, "leader": p.leader, "replicas": list(p.replicas),
+             "isr": list(p.isr), "under_replicated": p.under_replicated, "log_start_offset": p.log_start_offset,
              "log_end_offset": p.log_end_offset, "records": p.records, "size_bytes": p.size_bytes}
             for p in partitions]
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))
         return
-    click.echo(tabulate([[r["partition"], r["leader"], r["log_start_offset"], r["log_end_offset"], r["records"],
-                          _size(r["size_bytes"])] for r in rows],
-                        headers=["partition", "leader", "log start", "log end", "records", "size"]))
+    click.echo(tabulate([[r["partition"], r["leader"], _ids(r["replicas"]), _ids(r["isr"]),
+                          "under-replicated" if r["under_replicated"] else "", r["log_start_offset"],
+                          r["log_end_offset"], r["records"], _size(r["size_bytes"])] for r in rows],
+                        headers=["partition", "leader", "replicas", "isr", "", "log start", "log end", "records",
+                                 "size"]))
+
+
+def _ids(ids: list[int]) -> str:
+    return ",".join(map(str, ids))
 
 
 def _assignments(pairs, param_hint: str) -> dict[str, str]:

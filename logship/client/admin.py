@@ -43,6 +43,13 @@ class PartitionInfo:
     log_start_offset: int
     log_end_offset: int
     size_bytes: int | None = None  # None when the broker does not answer DescribeLogDirs
+    replicas: tuple[int, ...] = ()  # broker ids, the preferred leader first
+    isr: tuple[int, ...] = ()  # the in-sync replicas
+
+    @property
+    def under_replicated(self) -> bool:
+        """Fewer in-sync replicas than replicas (kafka-topics --under-replicated-partitions)."""
+        return len(self.isr) < len(self.replicas)
 
     @property
     def records(self) -> int:
@@ -180,14 +187,15 @@ class Admin:
         self.cluster.invalidate(name)
 
     def describe_topic(self, name: str) -> list[PartitionInfo]:
-        """Each partition's leader and log start and end offsets (UnknownTopicError if none)."""
+        """Each partition's leader, replicas, in-sync replicas, log start and end offsets and
+        size (UnknownTopicError if none)."""
         meta = self.cluster.topic(name, refresh=True)
         partitions = sorted(meta.partitions)
         starts = list_offsets(self.cluster, name, {p: EARLIEST for p in partitions})
         ends = list_offsets(self.cluster, name, {p: LATEST for p in partitions})
         sizes = self._sizes(name, {p: meta.partitions[p].leader for p in partitions})
-        return [PartitionInfo(p, meta.partitions[p].leader, starts[p][0], ends[p][0], sizes.get(p))
-                for p in partitions]
+        return [PartitionInfo(p, meta.partitions[p].leader, starts[p][0], ends[p][0], sizes.get(p),
+                              meta.partitions[p].replicas, meta.partitions[p].isr) for p in partitions]
 
     def _sizes(self, topic: str, leaders: dict[int, int]) -> dict[int, int]:
         """partition -> bytes on disk, asked of each leader with DescribeLogDirs; partitions

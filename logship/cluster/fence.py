@@ -17,13 +17,12 @@ import json
 import os
 from datetime import datetime, timezone
 
+from ..cluster_file import FENCE_FILE_NAME
 from ..errors import SshError
 from . import remote
 from .ssh import SshHost
 
 __all__ = ["FENCE_FILE_NAME", "write_fence", "read_fence", "clear_fence"]
-
-FENCE_FILE_NAME = "fenced"
 
 
 def write_fence(host: SshHost, data_dir: str, removed_at_epoch: int, by: str,

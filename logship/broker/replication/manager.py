@@ -31,6 +31,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ...errors import (KafkaStorageError, LogshipError, NotLeaderError, RequestTimedOutError,
@@ -38,6 +39,7 @@ from ...errors import (KafkaStorageError, LogshipError, NotLeaderError, RequestT
 from ...storage import Partition
 from ...storage.checkpoint import MalformedCheckpoint, read_offsets, write_offsets
 from ...storage.partition_state import FILE_NAME as STATE_FILE, PartitionState, read_state, write_state
+from ..cluster_metadata import fence_marker
 from .fetcher import ReplicaFetcher
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ log = logging.getLogger("logship.replication")
 
 HW_CHECKPOINT = "replication-offset-checkpoint"
 CHECKPOINT_INTERVAL_S = 5.0
+INELIGIBLE_REPLICA = 107  # a fenced broker asked to lead
 Key = tuple[str, int]
 
 
@@ -88,6 +91,10 @@ class ReplicaManager:
         if self.node_id not in state.replicas:
             self.stop(topic, partition, delete=False)
             return 0
+        if state.leader == self.node_id and fence_marker(self.store.data_dir) is not None:
+            log.warning("%s-%d: refusing to lead: this broker is fenced (`logship cluster add %d` first)",
+                        topic, partition, self.node_id)
+            return INELIGIBLE_REPLICA
         try:
             log_partition = self.store.ensure_partition(topic, partition)
             write_state(log_partition.directory, state)
@@ -278,6 +285,8 @@ class ReplicaManager:
             for index in range(count):
                 state = read_state(self.store.partition_directory(topic, index))
                 if state is not None and self.node_id in state.replicas:
+                    if state.leader == self.node_id and fence_marker(self.store.data_dir) is not None:
+                        state = replace(state, leader=-1)  # fenced: leads nothing (in memory only)
                     self._states[(topic, index)] = state
 
     def start(self) -> None:

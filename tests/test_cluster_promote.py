@@ -1,0 +1,118 @@
+"""`logship promote` on a real three-broker cluster on loopback: leadership moves to the most
+complete other in-sync replica with a higher epoch, every broker's Metadata follows, real
+clients (kcat, confluent-kafka) carry on through the new leaders, and the old leader can no
+longer acknowledge acks=all writes."""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+
+import pytest
+
+from logship.broker_process import child_env
+from logship.client.connection import Connection
+from logship.protocol import ApiKey
+from local_cluster import LocalCluster
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    made = LocalCluster(tmp_path, 3)
+    try:
+        made.start_all()
+        yield made
+    finally:
+        made.stop_all()
+
+
+def logship(*args, timeout=60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "logship", *args], capture_output=True, text=True, timeout=timeout,
+                          env=child_env())
+
+
+def create(cluster, name, partitions=6, rf=3):
+    done = logship("topics", "create", name, "-p", str(partitions), "-r", str(rf), "--brokers", cluster.address(2))
+    assert done.returncode == 0, done.stderr
+
+
+def leaders(cluster, broker_id, name) -> dict[int, tuple[int, tuple, tuple]]:
+    host, port = cluster.address(broker_id).split(":")
+    with Connection(host, int(port)) as conn:
+        meta = conn.request(ApiKey.METADATA, {"topics": [{"name": name}], "allow_auto_topic_creation": False})
+    return {p["partition_index"]: (p["leader_id"], tuple(p["replica_nodes"]), tuple(p["isr_nodes"]))
+            for p in meta["topics"][0]["partitions"]}
+
+
+def promote(cluster, *args) -> tuple[int, list[dict], str]:
+    done = logship("promote", *args, "--cluster", str(cluster.path), "--json")
+    return done.returncode, [json.loads(line) for line in done.stdout.splitlines()], done.stderr
+
+
+def test_promote_away_from_a_broker_moves_every_partition_it_led(cluster):
+    create(cluster, "moving")
+    before = leaders(cluster, 1, "moving")
+    led_by_2 = sorted(p for p, (leader, _, _) in before.items() if leader == 2)
+    assert len(led_by_2) == 2
+    status, moves, err = promote(cluster, "--away-from", "2")
+    assert status == 0, err
+    assert sorted(m["partition"] for m in moves) == led_by_2
+    assert all(m["old_leader"] == 2 and m["new_leader"] in (1, 3) and m["error"] is None for m in moves)
+    assert all(m["leader_epoch"] == 1 for m in moves)
+    for broker_id in cluster.ids:
+        after = leaders(cluster, broker_id, "moving")
+        for p, (leader, replicas, isr) in after.items():
+            assert leader != 2
+            assert (replicas, isr) == before[p][1:]
+            if p not in led_by_2:
+                assert leader == before[p][0]
+    counts = collections.Counter(leader for leader, _, _ in leaders(cluster, 3, "moving").values())
+    assert counts[2] == 0 and counts[1] + counts[3] == 6
+
+
+def test_promote_named_partitions_and_the_errors(cluster):
+    create(cluster, "named", partitions=2)
+    old = leaders(cluster, 1, "named")[1][0]
+    status, moves, err = promote(cluster, "named:1")
+    assert status == 0, err
+    assert [(m["partition"], m["old_leader"]) for m in moves] == [(1, old)] and moves[0]["new_leader"] != old
+    assert leaders(cluster, 2, "named")[1][0] == moves[0]["new_leader"]
+
+    status, _, err = promote(cluster, "named:7")
+    assert status == 4 and "named:7" in err and "Traceback" not in err
+    done = logship("promote", "--cluster", str(cluster.path))
+    assert done.returncode == 2 and "--away-from" in done.stderr
+    done = logship("promote", "named:x", "--cluster", str(cluster.path))
+    assert done.returncode == 2
+
+
+def test_promote_with_a_wrong_secret_is_refused_in_one_line(cluster, tmp_path):
+    create(cluster, "secret", partitions=1)
+    other = tmp_path / "other.toml"
+    other.write_text(cluster.path.read_text())
+    (tmp_path / "other.toml.secret").write_bytes(b"not-the-secret-at-all-0123456789")
+    done = logship("promote", "secret:0", "--cluster", str(other))
+    assert done.returncode == 3, done.stderr
+    assert "secret" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_kcat_and_confluent_kafka_carry_on_through_the_cluster_after_a_leader_change(cluster):
+    from kafka_clients import consume, dataset, produce
+
+    create(cluster, "clients")
+    first, second = dataset("before", 600), dataset("after", 600)
+    produce("kcat", cluster.bootstrap, "clients", first)
+    status, moves, err = promote(cluster, "--away-from", "1")
+    assert status == 0 and len(moves) == 2, err
+    produce("confluent", cluster.bootstrap, "clients", second)
+    for client in ("kcat", "confluent"):
+        got = consume(client, cluster.bootstrap, "clients", len(first) + len(second))
+        assert sorted(r.value for r in got) == sorted(m.value for m in first + second), client
+        by_partition = collections.defaultdict(list)
+        for r in got:
+            by_partition[r.partition].append(r.offset)
+        assert all(offsets == list(range(len(offsets))) for offsets in map(sorted, by_partition.values()))

@@ -1,0 +1,131 @@
+"""`logship cluster remove` and `cluster add` on a real three-broker cluster on loopback: a
+dead follower blocks acks=all until it is removed; removed, it is out of every in-sync replica
+set and leads nothing; a fenced broker refuses to lead; added back, it catches up and acks=all
+waits for it again. The loopback brokers have no sshd, so the fence cannot be written over SSH
+here: the command says so (exit 3) and still removes the broker; the marker itself is written
+by hand where the test needs one (tests/test_cluster_ssh.py has real hosts)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from logship.broker_process import child_env
+from logship.client.connection import Connection
+from logship.protocol import ApiKey
+from cluster_control import ClusterControl
+from local_cluster import LocalCluster
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    made = LocalCluster(tmp_path, 3)
+    try:
+        made.start_all()
+        yield made
+    finally:
+        made.stop_all()
+
+
+def logship(*args, timeout=60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "logship", *args], capture_output=True, text=True, timeout=timeout,
+                          env=child_env())
+
+
+def layout(cluster, broker_id, name) -> dict[int, tuple[int, tuple, tuple]]:
+    host, port = cluster.address(broker_id).split(":")
+    with Connection(host, int(port)) as conn:
+        meta = conn.request(ApiKey.METADATA, {"topics": [{"name": name}], "allow_auto_topic_creation": False})
+    return {p["partition_index"]: (p["leader_id"], tuple(p["replica_nodes"]), tuple(p["isr_nodes"]))
+            for p in meta["topics"][0]["partitions"]}
+
+
+def produce(cluster, topic, count, tag, timeout_ms=20000) -> int:
+    """Produce `count` records with acks=all through the cluster; how many were acknowledged."""
+    from confluent_kafka import Producer
+
+    acked = []
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 5,
+                         "request.timeout.ms": min(timeout_ms, 30000), "message.timeout.ms": timeout_ms})
+    for i in range(count):
+        producer.produce(topic, b"%s-%d" % (tag.encode(), i), on_delivery=lambda err, msg: err or acked.append(1))
+    producer.flush(timeout_ms / 1000 + 10)
+    return len(acked)
+
+
+def remove(cluster, broker_id) -> tuple[int, list[dict], str]:
+    done = logship("cluster", "remove", str(broker_id), "--cluster", str(cluster.path), "--json", "--timeout", "3s")
+    return done.returncode, [json.loads(line) for line in done.stdout.splitlines()], done.stderr
+
+
+def test_remove_a_dead_follower_lets_writes_resume_and_add_brings_it_back(cluster):
+    assert logship("topics", "create", "logs", "-p", "3", "-r", "3", "--brokers", cluster.bootstrap).returncode == 0
+    assert produce(cluster, "logs", 300, "first") == 300
+    before = layout(cluster, 1, "logs")
+    cluster.brokers[3].kill()
+    assert produce(cluster, "logs", 30, "blocked", timeout_ms=3000) == 0  # acks=all waits for broker 3
+
+    status, moves, err = remove(cluster, 3)
+    assert status == 3, err  # removed, but its host could not be fenced over SSH
+    assert "NOT fenced" in err and "cluster add 3" in err and "Traceback" not in err
+    assert len(moves) == 3 and all(m["error"] is None and 3 not in m["isr"] for m in moves)
+    for broker_id in (1, 2):
+        after = layout(cluster, broker_id, "logs")
+        for p, (leader, replicas, isr) in after.items():
+            assert leader in (1, 2) and replicas == before[p][1] and 3 not in isr and len(isr) == 2
+    assert produce(cluster, "logs", 300, "second") == 300
+    described = logship("topics", "describe", "logs", "--brokers", cluster.address(1), "--json")
+    rows = [json.loads(line) for line in described.stdout.splitlines()]
+    assert [(r["under_replicated"], 3 in r["replicas"], 3 in r["isr"]) for r in rows] == [(True, True, False)] * 3
+    table = logship("topics", "describe", "logs", "--brokers", cluster.address(2), "--under-replicated").stdout
+    assert table.count("under-replicated") == 3
+
+    cluster.start(3)
+    done = logship("cluster", "add", "3", "--cluster", str(cluster.path), "--json", "--timeout", "3s")
+    assert done.returncode == 3, done.stderr  # the fence could not be cleared over SSH; the ISR is back
+    assert all(3 in json.loads(line)["isr"] for line in done.stdout.splitlines())
+
+    def back() -> bool:
+        return all(len(isr) == 3 for _, _, isr in layout(cluster, 3, "logs").values())
+    deadline = time.monotonic() + 20
+    while not back():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert produce(cluster, "logs", 300, "third") == 300  # acks=all includes broker 3 again, caught up
+    described = logship("topics", "describe", "logs", "--brokers", cluster.address(3), "--under-replicated")
+    assert described.returncode == 0 and "under-replicated" not in described.stdout
+    control = ClusterControl(cluster)
+    for p in range(3):
+        leader = layout(cluster, 1, "logs")[p][0]
+        assert control.log_end("logs", p, broker_id=3)[0] == control.log_end("logs", p, broker_id=leader)[0]
+
+
+def test_a_fenced_broker_refuses_to_lead_and_is_never_promoted(cluster):
+    assert logship("topics", "create", "fence", "-p", "1", "-r", "3", "--brokers", cluster.bootstrap).returncode == 0
+    leader, replicas, _ = layout(cluster, 1, "fence")[0]
+    status, moves, err = remove(cluster, 2)
+    assert status == 3 and all(2 not in m["isr"] for m in moves), err
+    (cluster.data_dir(2) / "fenced").write_text('{"removed_at_epoch": 1, "by": "test"}\n')
+    cluster.brokers[2].stop()
+    cluster.start(2)
+    assert "fenced" in cluster.brokers[2].log()
+    answer = ClusterControl(cluster).leader_and_isr(2, "fence", 0, leader=2, epoch=50, version=50,
+                                                    replicas=list(replicas))
+    assert [e["error_code"] for e in answer["partition_errors"]] == [107]  # INELIGIBLE_REPLICA
+
+    current = layout(cluster, 1, "fence")[0][0]
+    done = logship("promote", "fence:0", "--cluster", str(cluster.path), "--json")
+    assert done.returncode == 0, done.stderr
+    move = json.loads(done.stdout)
+    assert move["new_leader"] not in (2, current)
+
+
+def test_remove_of_an_unknown_broker_is_a_one_line_error(cluster):
+    done = logship("cluster", "remove", "9", "--cluster", str(cluster.path))
+    assert done.returncode != 0 and "no broker 9" in done.stderr and len(done.stderr.strip().splitlines()) == 1
