@@ -64,6 +64,7 @@ class AckedProducer(threading.Thread):
                        "queue.buffering.max.messages": 200_000, **(config or {})}
         self.flush_s = message_timeout_s + 10
         self.sent = 0
+        self.acked_in: collections.Counter[int] = collections.Counter()  # partition -> acknowledged
         self.errors: collections.Counter[str] = collections.Counter()
         self.unflushed = 0
         self._stopping = threading.Event()
@@ -80,15 +81,20 @@ class AckedProducer(threading.Thread):
             self.flush_s = flush_s
         self._stopping.set()
 
-    def wait_acked(self, at_least: int, timeout: float) -> bool:
-        """Wait until `at_least` records are acknowledged in all (False after `timeout`)."""
+    def wait_acked(self, at_least: int, timeout: float, partition: int | None = None) -> bool:
+        """Wait until `at_least` records are acknowledged in all (or in `partition`); False
+        after `timeout`."""
+        def reached():
+            return (self.log.count if partition is None else self.acked_in[partition]) >= at_least
+
         with self._acked:
-            return self._acked.wait_for(lambda: self.log.count >= at_least, timeout)
+            return self._acked.wait_for(reached, timeout)
 
     def _delivered(self, err, msg) -> None:
         if err is None:
             with self._acked:
                 self.log.ack(msg.topic(), msg.partition(), msg.offset(), payload_of(msg.value()))
+                self.acked_in[msg.partition()] += 1
                 self._acked.notify_all()
         else:
             self.errors[err.name()] += 1
