@@ -381,7 +381,8 @@ def test_follower_cut_off_times_out_then_removed_then_added_back(hosts, tmp_path
                 stalled = producer.acked
 
                 removed = logship("cluster", "remove", str(follower.number), "--cluster", str(file), timeout=120)
-                assert removed.returncode in (0, 1), removed.stderr
+                # its host is cut off too: removed, said not fenced, exit status 3 (unreachable)
+                assert removed.returncode == 3 and "removed but NOT fenced" in removed.stderr, removed.stderr
                 assert producer.wait_acked(stalled + 2000, 60), f"writes did not resume after cluster remove: " \
                                                                 f"{removed.stderr} {producer.errors}"
 
