@@ -7,9 +7,9 @@ roles set with LeaderAndIsr as tests/cluster_control.py sends them):
   replication factor 1 and one of replication factor 3, both led by the same broker,
   alternating for --rounds rounds; prints records/s and MB/s of each and the RF3 / RF1 ratio
   of the medians;
-* follower catch-up: --records records produced to a leader whose follower does not know the
-  partition yet, then the follower is told (LeaderAndIsr) and timed until its log end equals
-  the leader's; prints MB/s of log bytes copied (and fsynced) by the follower.
+* follower catch-up: --records records produced to a leader (in-sync replicas: itself) while
+  its follower is stopped (SIGSTOP), then the follower is resumed and timed until its log end
+  equals the leader's; prints MB/s of log bytes copied (and fsynced) by the follower.
 
 Brokers, data and files are throw-away (a temporary directory). Never part of the test run.
 """
@@ -17,6 +17,8 @@ Brokers, data and files are throw-away (a temporary directory). Never part of th
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -74,13 +76,16 @@ def main() -> None:
             print(f"median RF1 {rf1:,.0f} records/s, RF3 {rf3:,.0f} records/s: RF3/RF1 = {rf3 / rf1:.2f}")
 
             topic = "catchup"
-            version = 10_000
-            control.leader_and_isr(1, topic, 0, leader=1, epoch=1, replicas=[1, 2], isr=[1], version=version)
-            produce(leader, topic, lines, acks="1")
-            end = control.log_end(topic, 0, 1)[0]
-            assert end == n, f"the leader holds {end} records, not {n}"
+            follower = cluster.brokers[2].proc
+            control.lead(topic, 0, leader=1, epoch=1, replicas=[1, 2], isr=[1])
+            os.kill(follower.pid, signal.SIGSTOP)  # the follower misses everything produced now
+            try:
+                produce(leader, topic, lines)
+                end = control.log_end(topic, 0, 1)[0]
+                assert end == n, f"the leader holds {end} records, not {n}"
+            finally:
+                os.kill(follower.pid, signal.SIGCONT)
             start = time.perf_counter()
-            control.leader_and_isr(2, topic, 0, leader=1, epoch=1, replicas=[1, 2], isr=[1], version=version)
             while control.log_end(topic, 0, 2)[0] < end:
                 time.sleep(0.02)
             seconds = time.perf_counter() - start

@@ -1,6 +1,8 @@
 """Playing the controller in tests: LeaderAndIsr, StopReplica and replica-view ListOffsets
 sent to a LocalCluster's brokers over a PeerLink authenticated as `admin` with the cluster
-secret, so the replication tests do not depend on the controller.
+secret, so the replication tests do not depend on the controller. Each LeaderAndIsr is
+followed, on brokers that answer UpdateMetadata, by the same state as an UpdateMetadata delta
+(as `logship promote` sends), so that clients' Metadata names the leader set here.
 
     control = ClusterControl(cluster)
     control.lead("logs", 0, leader=1, epoch=1, replicas=[1, 2, 3])   # every broker told
@@ -32,12 +34,22 @@ class ClusterControl:
         return PeerLink(host, int(port), principal=principal, secret=secret or self.cluster.secret,
                         connect_timeout=5)
 
-    def request(self, broker_id: int, api_key: int, version: int, body: dict, timeout: float = 10) -> dict:
+    def request(self, broker_id: int, api_key: int, version: int, body: dict, timeout: float = 10,
+                then: tuple[int, int, dict] | None = None) -> dict:
+        """One request on a fresh admin link; with `then` (api_key, version, body), a second
+        one on the same link when the first succeeded and the broker answers that API (its
+        answer is not returned)."""
         async def ask() -> dict:
             link = self.link(broker_id)
             await link.connect()
             try:
-                return await link.request(api_key, version, body, timeout=timeout)
+                answer = await link.request(api_key, version, body, timeout=timeout)
+                refused = answer.get("error_code") or any(e["error_code"] for e in answer.get("partition_errors", ()))
+                if then is not None and not refused:
+                    offered = await link.request(ApiKey.API_VERSIONS, 0, {}, timeout=timeout)
+                    if any(entry["api_key"] == then[0] for entry in offered["api_keys"]):
+                        await link.request(*then, timeout=timeout)
+                return answer
             finally:
                 await link.close()
 
@@ -56,7 +68,21 @@ class ClusterControl:
                 "broker_epoch": -1, "topic_states": [{"topic_name": topic, "partition_states": [state]}],
                 "live_leaders": [{"broker_id": leader, "host_name": "127.0.0.1",
                                   "port": self.cluster.ports.get(leader, 0)}]}
-        return self.request(broker_id, ApiKey.LEADER_AND_ISR, 2, body)
+        return self.request(broker_id, ApiKey.LEADER_AND_ISR, 2, body,
+                            then=(ApiKey.UPDATE_METADATA, 5, self._metadata_delta(topic, state)))
+
+    def _metadata_delta(self, topic: str, state: dict) -> dict:
+        """The same state as an UpdateMetadata delta, so that Metadata (where the broker keeps a
+        cluster image) names the leader set here; a broker without the API is not sent it."""
+        entry = {key: state[key] for key in ("partition_index", "controller_epoch", "leader", "leader_epoch", "isr",
+                                             "zk_version", "replicas")}
+        entry["offline_replicas"] = [r for r in state["replicas"] if r not in state["isr"]]
+        brokers = [{"id": b, "rack": None, "endpoints": [{"host": "127.0.0.1", "port": self.cluster.ports[b],
+                                                         "listener": "PLAINTEXT", "security_protocol": 0}]}
+                   for b in self.cluster.ids]
+        return {"controller_id": min(self.cluster.ids), "controller_epoch": state["controller_epoch"],
+                "broker_epoch": -1, "topic_states": [{"topic_name": topic, "partition_states": [entry]}],
+                "live_brokers": brokers}
 
     def lead(self, topic: str, partition: int, *, leader: int, epoch: int, replicas: list[int],
              isr: list[int] | None = None, to: list[int] | None = None) -> None:

@@ -126,3 +126,22 @@ def test_stop_replica_with_delete(cluster):
     assert answer["error_code"] == 0
     assert produce_once(cluster.address(1), "logs")["error_code"] == NOT_LEADER
     assert not (cluster.data_dir(1) / "logs-0").exists()
+
+
+def test_stop_replica_stops_following(cluster):
+    control = ClusterControl(cluster)
+    control.lead("logs", 0, leader=1, epoch=1, replicas=[1, 2])
+    assert produce_once(cluster.address(1), "logs")["error_code"] == 0
+    assert control.log_end("logs", 0, broker_id=2) == (1, 1)  # acks=all: broker 2 had it
+    assert control.stop_replica(2, "logs", 0)["error_code"] == 0
+    control.lead("logs", 0, leader=1, epoch=1, replicas=[1, 2], isr=[1], to=[1])
+    for _ in range(3):
+        assert produce_once(cluster.address(1), "logs")["error_code"] == 0
+    assert control.log_end("logs", 0, broker_id=1) == (4, 1)
+    # broker 2 hosts it no more: it neither fetched nor answers for it (its log stays as it was)
+    answer = control.request(2, ApiKey.LIST_OFFSETS, 4, {"replica_id": -2, "isolation_level": 0, "topics": [
+        {"name": "logs", "partitions": [{"partition_index": 0, "current_leader_epoch": -1, "timestamp": -1}]}]})
+    assert answer["topics"][0]["partitions"][0]["error_code"] == NOT_LEADER
+    assert (cluster.data_dir(2) / "logs-0" / "00000000000000000000.log").stat().st_size == \
+        (cluster.data_dir(1) / "logs-0" / "00000000000000000000.log").stat().st_size // 4
+    assert not (cluster.data_dir(2) / "logs-0" / "partition-state").exists()  # a restart does not resume it

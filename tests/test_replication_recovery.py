@@ -81,3 +81,23 @@ def test_restarted_leader_keeps_its_high_watermark(cluster):
     cluster.start(2)
     cluster.start(3)
     assert wait_until(lambda: latest_offset(cluster.address(1)) == 14, timeout=20)
+
+
+def test_emptied_follower_beyond_the_leaders_log_restarts_at_its_high_watermark(cluster):
+    control = ClusterControl(cluster)
+    control.lead(TOPIC, 0, leader=1, epoch=1, replicas=[1, 2, 3])
+    for _ in range(10):
+        assert produce_once(cluster.address(1), TOPIC)["error_code"] == 0
+    cluster.brokers[3].stop()
+    data = cluster.data_dir(3)
+    for path in (data / f"{TOPIC}-0").iterdir():
+        if path.name != "partition-state":
+            path.unlink()
+    (data / "log-start-offset-checkpoint").write_text(f"0\n1\n{TOPIC} 0 100\n")  # an empty log at 100
+    (data / "recovery-point-offset-checkpoint").unlink(missing_ok=True)
+    control.lead(TOPIC, 0, leader=1, epoch=1, replicas=[1, 2, 3], isr=[1, 2], to=[1, 2])
+    cluster.start(3)
+    assert wait_until(lambda: "restarting at its high watermark 10" in cluster.brokers[3].log(), timeout=20)
+    assert produce_once(cluster.address(1), TOPIC, acks=1)["error_code"] == 0
+    assert wait_until(lambda: control.log_end(TOPIC, 0, 3)[0] == 11, timeout=20)
+    assert (data / f"{TOPIC}-0" / "00000000000000000010.log").exists()

@@ -300,10 +300,11 @@ class Server:
         return None if reply.body is None else respond.parts(reply.body)
 
     async def _settle(self, write: DurableWrite) -> None:
-        """Durable here, then (acks=all in a cluster) below the high watermark (replication/)."""
-        await self._durable.wait(write.partition, write.offset)
-        if write.replicated_within_ms is not None:
-            await self.broker.replicas.wait_replicated(write.partition, write.offset, write.replicated_within_ms)
+        """Durable here or, for acks=all on a replicated partition, below the high watermark
+        (which implies durable here: replication/)."""
+        replicated = None if write.replicated_within_ms is None else self.broker.replicas.until_replicated(
+            write.partition, write.offset, write.replicated_within_ms)
+        await (self._durable.wait(write.partition, write.offset) if replicated is None else replicated)
 
     async def _await_deferred(self, deferred: Deferred, respond: "_Responder") -> list:
         """Wait for a body the group coordinator decides later (it resolves every one by a deadline)."""

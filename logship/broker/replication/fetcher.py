@@ -14,7 +14,8 @@ partition of the answer:
   local largest epoch <= E), or emptied at O when there is none (KIP-101, never by high
   watermark alone); the next fetch tells the leader the new last epoch;
 * OFFSET_OUT_OF_RANGE below the leader's log start: the local log is emptied and restarts
-  at the leader's log start;
+  at the leader's log start; above the leader's log with no epoch to compare (an emptied
+  log, so diverging_epoch cannot say): it restarts at the leader's high watermark;
 * the follower's high watermark becomes min(the leader's, the local durable log end), and
   its log start follows the leader's (up to that high watermark).
 
@@ -167,6 +168,13 @@ class ReplicaFetcher:
             if leader_start >= 0 and partition.log_end_offset < leader_start:
                 log.info("%s-%d: behind the leader's log start %d; restarting the log there", *key, leader_start)
                 partition.truncate_fully_and_start_at(leader_start)
+                return False
+            if partition.last_epoch < 0 and 0 <= entry["high_watermark"] < partition.log_end_offset:
+                # beyond the leader's log with no epoch to compare (an emptied log): what is
+                # below the leader's high watermark is committed everywhere, nothing above it is
+                log.info("%s-%d: beyond the leader's log; restarting at its high watermark %d", *key,
+                         entry["high_watermark"])
+                partition.truncate_to(entry["high_watermark"])
                 return False
             raise OffsetOutOfRangeError(f"fetch offset {partition.log_end_offset} is outside the leader's log")
         if code:

@@ -16,7 +16,7 @@ in-sync follower); it never goes back while this broker leads. Each append start
 background fdatasync (one in flight per partition) so that the durable offset keeps up even
 with acks=1. A follower's fetch offset is its durable log end (it syncs before it fetches
 again). When the high watermark moves, long-polling fetches are woken (`broker.on_append`)
-and acks=all produces waiting for it (`wait_replicated`) are answered; those not reached
+and acks=all produces waiting for it (`until_replicated`) are answered; those not reached
 within the request's timeout_ms answer REQUEST_TIMED_OUT.
 
 High watermarks are checkpointed in `<data_dir>/replication-offset-checkpoint` (Kafka's
@@ -35,7 +35,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ...errors import (KafkaStorageError, LogshipError, NotLeaderError, RequestTimedOutError,
-                       StaleControllerEpochError)
+                       StaleControllerEpochError, UnknownTopicError)
 from ...storage import Partition
 from ...storage.checkpoint import MalformedCheckpoint, read_offsets, write_offsets
 from ...storage.partition_state import FILE_NAME as STATE_FILE, PartitionState, read_state, write_state
@@ -115,23 +115,30 @@ class ReplicaManager:
         return 0
 
     def stop(self, topic: str, partition: int, delete: bool) -> None:
-        """Stop hosting this partition: no more fetching or leading; with `delete` its log is
-        emptied and its state file removed (the topic's directories go once none is hosted)."""
+        """Stop hosting this partition: no more fetching or leading, its state file removed (a
+        restart does not resume it); with `delete` its log is emptied too (the topic's
+        directories go once none of its partitions is hosted)."""
         key = (topic, partition)
         self._unfollow(key)
-        self._states.pop(key, None)
+        held = self._states.pop(key, None)
         self._follower_offsets.pop(key, None)
         self._fail_waiters(key, NotLeaderError(f"{topic}-{partition} is no longer led by broker {self.node_id}"))
-        if not delete:
-            return
         directory = self.store.partition_directory(topic, partition)
         try:
-            (directory / STATE_FILE).unlink(missing_ok=True)
+            if held is not None or delete:
+                (directory / STATE_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            log.error("%s-%d: cannot remove %s: %s", topic, partition, directory / STATE_FILE, exc)
+        if not delete:
+            return
+        try:
             if not any(t == topic for t, _ in self._states):
                 self.store.delete_topic(topic)
             else:
                 log_partition = self.store.partition(topic, partition)
                 log_partition.truncate_fully_and_start_at(log_partition.log_end_offset)
+        except UnknownTopicError:
+            pass  # deleted already (DeleteTopics)
         except (LogshipError, OSError) as exc:
             log.error("%s-%d: cannot delete the stopped replica: %s", topic, partition, exc)
 
@@ -248,24 +255,34 @@ class ReplicaManager:
             if not future.done():
                 future.set_exception(exc)
 
-    async def wait_replicated(self, partition: Partition, offset: int, timeout_ms: int) -> None:
-        """acks=all: return once the high watermark reaches `offset`; RequestTimedOutError after
-        `timeout_ms`, NotLeaderError if leadership moves meanwhile. No wait in single-broker
-        mode or for a partition not hosted."""
+    def until_replicated(self, partition: Partition, offset: int, timeout_ms: int) -> asyncio.Future | None:
+        """acks=all in a cluster: a future done once the high watermark reaches `offset` (which
+        implies durable here: the high watermark never passes this broker's durable offset);
+        it fails with RequestTimedOutError after `timeout_ms`, NotLeaderError if leadership
+        moves meanwhile, KafkaStorageError if the local sync fails. None where replication
+        has no say (single-broker mode, a partition not hosted): wait for durability alone."""
         key = (partition.topic, partition.index)
-        if not self.clustered or key not in self._states or partition.high_watermark >= offset:
-            return
-        future = asyncio.get_running_loop().create_future()
+        if not self.clustered or key not in self._states:
+            return None
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if partition.high_watermark >= offset:
+            future.set_result(None)
+            return future
         self._waiters.setdefault(key, []).append((offset, future))
-        try:
-            await asyncio.wait_for(future, max(timeout_ms, 0) / 1000)
-        except asyncio.TimeoutError:
-            state = self._states.get(key)
-            lagging = sorted(r for r in (state.isr if state else ()) if r != self.node_id
-                             and self._follower_offsets.get(key, {}).get(r, -1) < offset)
-            raise RequestTimedOutError(
-                f"{key[0]}-{key[1]}: not replicated to every in-sync replica within {timeout_ms} ms "
-                f"(lagging: {', '.join(f'broker {r}' for r in lagging) or 'this broker'})") from None
+        timer = loop.call_later(max(timeout_ms, 0) / 1000, self._time_out, key, offset, timeout_ms, future)
+        future.add_done_callback(lambda _: timer.cancel())
+        return future
+
+    def _time_out(self, key: Key, offset: int, timeout_ms: int, future: asyncio.Future) -> None:
+        if future.done():
+            return
+        state = self._states.get(key)
+        offsets = self._follower_offsets.get(key, {})
+        lagging = sorted(r for r in (state.isr if state else ()) if r != self.node_id and offsets.get(r, -1) < offset)
+        future.set_exception(RequestTimedOutError(
+            f"{key[0]}-{key[1]}: not replicated to every in-sync replica within {timeout_ms} ms "
+            f"(lagging: {', '.join(f'broker {r}' for r in lagging) or 'this broker'})"))
 
     # ------------------------------------------------------------------ follower side
 
