@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -32,15 +33,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import logship
-
 SSHD = "/usr/sbin/sshd"
 PREFIX = "lsssh-"
 #: The test virtualenv's `logship` (hosts share the file system).
 LOCAL_LOGSHIP = str(Path(sys.executable).parent / "logship")
-#: The logship this process imports (a worktree on PYTHONPATH wins over the virtualenv's
-#: install), as a cluster file's remote_logship: SSH sessions do not inherit PYTHONPATH.
-SOURCE_LOGSHIP = f"env PYTHONPATH={Path(logship.__file__).resolve().parent.parent} {sys.executable} -m logship"
+#: What the hosts run: the same logship, with this run's PYTHONPATH (a worktree's code wins over
+#: the installed one there too, as it does here).
+REMOTE_LOGSHIP = (f"env PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {sys.executable} -m logship"
+                  if os.environ.get("PYTHONPATH") else LOCAL_LOGSHIP)
 
 
 def ensure_sshd() -> None:
@@ -280,7 +280,7 @@ class SshHosts:
         return path
 
     def cluster_file(self, path: Path, data_dirs: list[Path], known_hosts: Path,
-                     remote_logship: str = LOCAL_LOGSHIP, broker_port: int = 9092,
+                     remote_logship: str = REMOTE_LOGSHIP, broker_port: int = 9092,
                      hosts: list[Host] | None = None) -> Path:
         """Write a cluster file with one broker per host (ids 1..N) and return its path."""
         lines = ["[cluster]", 'name = "test"', f'ssh_key = "{self.user_key}"',

@@ -144,3 +144,44 @@ def test_the_image_survives_a_restart(cluster):
     cluster.brokers[3].stop()
     cluster.start(3)
     assert layout(cluster, 3, "kept") == before
+
+
+def test_a_consumer_group_commits_through_the_cluster_and_any_broker_describes_it(cluster):
+    import subprocess
+    import sys
+
+    from confluent_kafka import Consumer
+
+    from kafka_clients import dataset, produce
+    from logship.broker_process import child_env
+
+    assert create(cluster, 2, "grouped", partitions=3)["error_code"] == 0
+    produce("confluent", cluster.bootstrap, "grouped", dataset("g", 90))
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "readers",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        consumer.subscribe(["grouped"])
+        got, deadline = 0, time.monotonic() + 30
+        while got < 90 and time.monotonic() < deadline:
+            for message in consumer.consume(100, 0.5):
+                assert message.error() is None, message.error()
+                got += 1
+        assert got == 90
+        assert all(tp.error is None for tp in consumer.commit(asynchronous=False))
+    finally:
+        consumer.close()
+    done = subprocess.run([sys.executable, "-m", "logship", "groups", "describe", "readers", "--brokers",
+                           cluster.address(3), "--json"], capture_output=True, text=True, timeout=60, env=child_env())
+    assert done.returncode == 0, done.stderr
+    described = json.loads(done.stdout)
+    assert sum(p["committed_offset"] for p in described["partitions"]) == 90
+    assert described["total_lag"] == 0
+
+
+def test_topic_configs_at_creation_are_refused_rather_than_silently_dropped(cluster):
+    with connect(cluster, 3) as conn:
+        answer = conn.request(ApiKey.CREATE_TOPICS, {
+            "topics": [{"name": "configured", "num_partitions": 1, "replication_factor": 3, "assignments": [],
+                        "configs": [{"name": "retention.ms", "value": "1000"}]}],
+            "timeout_ms": 20000, "validate_only": False})["topics"][0]
+    assert answer["error_code"] == 40 and "configs" in answer["error_message"]

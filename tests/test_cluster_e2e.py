@@ -20,7 +20,7 @@ from acked_load import (AckedProducer, fully_replicated, kcat_produce, read_back
                         topic_metadata)
 from conftest import wait_until
 from replica_compare import compare, partition_dirs
-from sshhosts import LOCAL_LOGSHIP, SOURCE_LOGSHIP, SshHosts, kill_brokers, serve_processes
+from sshhosts import LOCAL_LOGSHIP, SshHosts, kill_brokers, serve_processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(280)]
 
@@ -66,8 +66,7 @@ def host_processes(hosts: SshHosts) -> dict[int, list[str]]:
 def test_a_million_records_replicated_three_times(hosts, tmp_path):
     data_dirs = {h.number: tmp_path / f"data{h.number}" for h in hosts.hosts}
     known_hosts = hosts.write_known_hosts(tmp_path / "known_hosts")
-    file = hosts.cluster_file(tmp_path / "cluster.toml", list(data_dirs.values()), known_hosts,
-                              remote_logship=SOURCE_LOGSHIP)
+    file = hosts.cluster_file(tmp_path / "cluster.toml", list(data_dirs.values()), known_hosts)
     bootstrap = ",".join(f"{h.address}:9092" for h in hosts.hosts)
     try:
         up = logship("cluster", "up", str(file))

@@ -37,7 +37,7 @@ from logship import records
 from logship.broker_process import child_env
 from logship.protocol import ApiKey, framing
 from replica_compare import compare, log_bounds, partition_dirs
-from sshhosts import SOURCE_LOGSHIP, SshHosts, kill_brokers
+from sshhosts import SshHosts, kill_brokers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -354,7 +354,7 @@ def test_follower_cut_off_times_out_then_removed_then_added_back(hosts, tmp_path
     topic = "cut"
     data_dirs = {h.number: tmp_path / f"data{h.number}" for h in hosts.hosts}
     file = hosts.cluster_file(tmp_path / "cluster.toml", list(data_dirs.values()),
-                              hosts.write_known_hosts(tmp_path / "known_hosts"), remote_logship=SOURCE_LOGSHIP)
+                              hosts.write_known_hosts(tmp_path / "known_hosts"))
     bootstrap = ",".join(f"{h.address}:9092" for h in hosts.hosts)
     switch = hosts.namespaces[0]
     try:

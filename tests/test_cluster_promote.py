@@ -116,3 +116,84 @@ def test_kcat_and_confluent_kafka_carry_on_through_the_cluster_after_a_leader_ch
         for r in got:
             by_partition[r.partition].append(r.offset)
         assert all(offsets == list(range(len(offsets))) for offsets in map(sorted, by_partition.values()))
+
+
+def test_the_controller_killed_promote_and_remove_let_acks_all_writes_resume(cluster):
+    from kafka_clients import consume, dataset, produce
+
+    create(cluster, "failover")
+    first, second = dataset("one", 400), dataset("two", 400)
+    produce("confluent", cluster.bootstrap, "failover", first)
+    cluster.brokers[1].kill()  # the controller, leading two partitions
+    status, moves, err = promote(cluster, "--away-from", "1")
+    assert status == 0 and len(moves) == 2, err
+    assert all(m["new_leader"] in (2, 3) for m in moves)
+    for broker_id in (2, 3):  # every surviving broker's Metadata has the new leaders, without the controller
+        assert all(leader != 1 for leader, _, _ in leaders(cluster, broker_id, "failover").values())
+    done = logship("cluster", "remove", "1", str(cluster.path), "--timeout", "3s")
+    assert done.returncode == 3, done.stderr  # removed; its host has no sshd here to be fenced
+    produce("confluent", cluster.address(2), "failover", second)
+    got = consume("confluent", cluster.address(3), "failover", len(first) + len(second))
+    assert sorted(r.value for r in got) == sorted(m.value for m in first + second)
+
+
+def test_topic_changes_need_the_controller_and_say_so_in_one_line(cluster):
+    cluster.brokers[1].stop()
+    done = logship("topics", "create", "later", "-p", "1", "--brokers", cluster.address(2))
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr  # the client asks the controller
+    assert len(done.stderr.strip().splitlines()) == 1
+    host, port = cluster.address(2).split(":")
+    with Connection(host, int(port)) as conn:  # a broker forwarding to the controller says why it failed
+        answer = conn.request(ApiKey.CREATE_TOPICS, {
+            "topics": [{"name": "later", "num_partitions": 1, "replication_factor": 1, "assignments": [],
+                        "configs": []}], "timeout_ms": 2000, "validate_only": False})["topics"][0]
+    assert answer["error_code"] == 7 and "controller (broker 1) is not reachable" in answer["error_message"]
+    cluster.start(1)  # back: it resends its image, and topic changes work again
+    create(cluster, "later", partitions=2)
+    assert sorted(leaders(cluster, 3, "later")) == [0, 1]
+
+
+def test_a_broker_down_during_a_creation_gets_the_topic_when_it_is_back(cluster):
+    cluster.brokers[3].stop()
+    host, port = cluster.address(2).split(":")
+    with Connection(host, int(port)) as conn:
+        answer = conn.request(ApiKey.CREATE_TOPICS, {
+            "topics": [{"name": "meanwhile", "num_partitions": 3, "replication_factor": 3, "assignments": [],
+                        "configs": []}], "timeout_ms": 1500, "validate_only": False})["topics"][0]
+    assert answer["error_code"] == 7 and "broker 3" in answer["error_message"]  # created; 3 not told yet
+    assert sorted(leaders(cluster, 2, "meanwhile")) == [0, 1, 2]
+    cluster.start(3)
+    import time
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if leaders(cluster, 3, "meanwhile") == leaders(cluster, 1, "meanwhile"):
+                break
+        except KeyError:
+            pass
+        assert time.monotonic() < deadline, "broker 3 never got the topic"
+        time.sleep(0.1)
+    assert (cluster.data_dir(3) / "meanwhile-0" / "partition-state").exists()
+
+
+def test_the_controller_killed_and_back_takes_the_newer_states_and_follows(cluster):
+    from cluster_control import ClusterControl
+    from kafka_clients import dataset, produce
+
+    create(cluster, "comeback")
+    produce("confluent", cluster.bootstrap, "comeback", dataset("a", 300))
+    cluster.brokers[1].kill()
+    status, moves, err = promote(cluster, "--away-from", "1")
+    assert status == 0 and len(moves) == 2, err
+    cluster.start(1)  # its image and its replicas still say it leads: it learns otherwise from the others
+    import time
+    deadline = time.monotonic() + 20
+    while any(leader == 1 for leader, _, _ in leaders(cluster, 1, "comeback").values()):
+        assert time.monotonic() < deadline, "the controller never took the promoted states"
+        time.sleep(0.1)
+    assert leaders(cluster, 1, "comeback") == leaders(cluster, 2, "comeback")
+    produce("confluent", cluster.bootstrap, "comeback", dataset("b", 300))  # acks=all: broker 1 follows again
+    control = ClusterControl(cluster)
+    for move in moves:
+        ends = {b: control.log_end("comeback", move["partition"], b) for b in cluster.ids}
+        assert len(set(ends.values())) == 1, ends

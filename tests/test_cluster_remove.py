@@ -85,6 +85,10 @@ def test_remove_a_dead_follower_lets_writes_resume_and_add_brings_it_back(cluste
     assert [(r["under_replicated"], 3 in r["replicas"], 3 in r["isr"]) for r in rows] == [(True, True, False)] * 3
     table = logship("topics", "describe", "logs", "--brokers", cluster.address(2), "--under-replicated").stdout
     assert table.count("under-replicated") == 3
+    created = logship("topics", "create", "while-removed", "-p", "3", "-r", "3", "--brokers", cluster.bootstrap)
+    assert created.returncode == 0, created.stderr  # the controller keeps the removed broker out of it
+    assert all(leader != 3 and 3 not in isr and 3 in replicas
+               for leader, replicas, isr in layout(cluster, 2, "while-removed").values())
 
     cluster.start(3)
     done = logship("cluster", "add", "3", "--cluster", str(cluster.path), "--json", "--timeout", "3s")
@@ -129,3 +133,41 @@ def test_a_fenced_broker_refuses_to_lead_and_is_never_promoted(cluster):
 def test_remove_of_an_unknown_broker_is_a_one_line_error(cluster):
     done = logship("cluster", "remove", "9", "--cluster", str(cluster.path))
     assert done.returncode != 0 and "no broker 9" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    done = logship("cluster", "remove", "1")
+    assert done.returncode == 2 and "cluster file" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory):
+    from sshhosts import SshHosts
+
+    made = SshHosts.start(tmp_path_factory.mktemp("sshhosts"))
+    yield made
+    made.close()
+
+
+def test_remove_writes_the_fence_over_ssh_and_add_clears_it(hosts, tmp_path):
+    from logship.cluster_file import load
+    from sshhosts import kill_brokers
+
+    data_dirs = [tmp_path / f"data{n}" for n in range(1, len(hosts.hosts) + 1)]
+    path = hosts.cluster_file(tmp_path / "cluster.toml", data_dirs, hosts.write_known_hosts(tmp_path / "known_hosts"))
+    bootstrap = load(path).bootstrap
+    try:
+        up = logship("cluster", "up", str(path), timeout=120)
+        assert up.returncode == 0, up.stderr
+        assert logship("topics", "create", "fenced", "-p", "3", "-r", "3", "--brokers", bootstrap).returncode == 0
+        done = logship("cluster", "remove", "3", "--cluster", str(path), "--json")
+        assert done.returncode == 0, done.stderr
+        epochs = [json.loads(line)["leader_epoch"] for line in done.stdout.splitlines()]
+        marker = json.loads((data_dirs[2] / "fenced").read_text())
+        assert marker["removed_at_epoch"] == max(epochs) and marker["by"]
+        assert "fenced" in done.stderr
+
+        done = logship("cluster", "add", "3", str(path), "--json")
+        assert done.returncode == 0, done.stderr
+        assert not (data_dirs[2] / "fenced").exists() and "fence removed" in done.stderr
+        assert all(3 in json.loads(line)["isr"] for line in done.stdout.splitlines())
+    finally:
+        logship("cluster", "down", str(path), timeout=120)
+        kill_brokers(data_dirs)

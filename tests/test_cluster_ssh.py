@@ -85,10 +85,11 @@ def test_up_status_answers_down(cluster):
     secret = (cluster.file.parent / "cluster.toml.secret").read_text().strip()
     assert all((d / "cluster.secret").read_text().strip() == secret for d in cluster.data_dirs)
     assert stat.S_IMODE((cluster.file.parent / "cluster.toml.secret").stat().st_mode) == 0o600
-    for host in cluster.hosts.hosts:  # each broker answers on its advertised address
+    everyone = sorted((h.address, 9092) for h in cluster.hosts.hosts)
+    for host in cluster.hosts.hosts:  # each broker answers on its advertised address, naming every broker
         with Connection(host.address, 9092, timeout=10) as conn:
             meta = conn.request(ApiKey.METADATA, {"topics": None, "allow_auto_topic_creation": False})
-        assert (meta["brokers"][0]["host"], meta["brokers"][0]["port"]) == (host.address, 9092)
+        assert sorted((b["host"], b["port"]) for b in meta["brokers"]) == everyone
         kcat = subprocess.run(["kcat", "-L", "-b", f"{host.address}:9092", "-m", "10"], capture_output=True,
                               text=True, timeout=30)
         assert kcat.returncode == 0 and "broker" in kcat.stdout, kcat.stderr

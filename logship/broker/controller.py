@@ -4,11 +4,13 @@ way to it.
 `Controller` decides: CreateTopics (replication factor from the request, -1 = the cluster
 file's default; more than the brokers is INVALID_REPLICATION_FACTOR), CreatePartitions and
 DeleteTopics, and auto-creation asked through Metadata. A new partition's state starts at
-leader epoch 0 and version 0 (as Kafka's; cluster_metadata.py: version = leader epoch); its leader is the first replica of the assignment (assignment.py) that is not
-fenced, fenced replicas (`cluster remove`) being out of the in-sync replicas (`removed`).
-Each decision is saved in the image first, then applied here (`Broker.replicas.apply`) and
-sent to the other brokers by their PeerSender (LeaderAndIsr to the replicas, UpdateMetadata to
-all, retried until delivered). The request is answered once every broker that is not fenced
+leader epoch 0 and version 0 (as Kafka's; cluster_metadata.py: version = leader epoch); its
+leader is the first replica of the assignment (assignment.py) that is not fenced, fenced
+replicas (`cluster remove`) being out of the in-sync replicas (`removed`). Topic configs in
+CreateTopics are refused (INVALID_CONFIG): LeaderAndIsr does not carry them, so the replicas
+would silently use their defaults. Each decision is saved in the image first, then applied
+here (`Broker.replicas.apply`) and sent to the other brokers by their PeerSender
+(LeaderAndIsr to the replicas, UpdateMetadata to all, retried until delivered). The request is answered once every broker that is not fenced
 has it, or with REQUEST_TIMED_OUT (the topic exists; late brokers still get it) after the
 request's timeout.
 
@@ -25,8 +27,9 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import (BrokerUnavailableError, InvalidPartitionsError, InvalidReplicaAssignmentError,
-                      InvalidReplicationFactorError, LogshipError, TopicAlreadyExistsError, UnknownTopicError)
+from ..errors import (BrokerUnavailableError, InvalidConfigError, InvalidPartitionsError,
+                      InvalidReplicaAssignmentError, InvalidReplicationFactorError, LogshipError,
+                      TopicAlreadyExistsError, UnknownTopicError)
 from ..protocol import ApiKey
 from ..storage import validate_topic_name
 from ..storage.partition_state import PartitionState
@@ -46,6 +49,7 @@ __all__ = ["Controller", "ControllerClient", "controller_for"]
 log = logging.getLogger("logship.broker")
 
 REQUEST_TIMED_OUT = 7
+PULL_TIMEOUT_S = 5.0
 DEFAULT_TIMEOUT_MS = 30_000
 Key = tuple[str, int]
 
@@ -78,9 +82,9 @@ class Controller:
 
     async def run(self) -> None:
         """Deliver what every broker is owed, for ever (cancel to stop)."""
+        self._apply_local({(t, p): s for t, parts in self.metadata.topics.items() for p, s in parts.items()})
         for broker_id in self.senders:
             self.resync(broker_id)
-        self._apply_local({(t, p): s for t, parts in self.metadata.topics.items() for p, s in parts.items()})
         try:
             await asyncio.gather(*(sender.run() for sender in self.senders.values()))
         finally:
@@ -88,11 +92,48 @@ class Controller:
                 await sender.close()
 
     def resync(self, broker_id: int) -> None:
-        """Send `broker_id` its partition states and the image again (it restarted)."""
+        """`broker_id` (re)started, or this controller did: take the newer states it knows
+        (`_pull`), then send it its partition states and the image again."""
         sender = self.senders.get(broker_id)
-        if sender is not None:
+        if sender is None:
+            return
+
+        async def pull_then_resend() -> None:
+            await self._pull(broker_id)
             sender.resend_all({(t, p): s for t, parts in self.metadata.topics.items() for p, s in parts.items()
                                if broker_id in s.replicas})
+
+        self._spawn(pull_then_resend())
+
+    async def _pull(self, broker_id: int) -> None:
+        """Merge the partition states `broker_id` knows that are newer than this image's: a
+        promote or cluster remove that happened while this controller was down or asleep.
+        Read from its Metadata v7 (leader epochs; version = epoch); only topics this image
+        has (a broker that missed a deletion does not bring the topic back)."""
+        spec = self.metadata.cluster.broker(broker_id)
+        link = PeerLink(*spec.advertise, principal=f"broker-{self.metadata.node_id}", secret=self.broker.config.secret,
+                        client_id=f"logship-controller-{self.metadata.node_id}", connect_timeout=PULL_TIMEOUT_S)
+        try:
+            await link.connect()
+            answer = await link.request(ApiKey.METADATA, 7, {"topics": None, "allow_auto_topic_creation": False},
+                                        timeout=PULL_TIMEOUT_S)
+        except BrokerUnavailableError:
+            return  # down: its hello brings it here again when it is back
+        finally:
+            await link.close()
+        found: dict[str, dict[int, PartitionState]] = {}
+        for topic in answer["topics"]:
+            held = self.metadata.partitions(topic["name"])
+            for p in topic["partitions"] if topic["error_code"] == 0 and held is not None else ():
+                mine = held.get(p["partition_index"])
+                if mine is not None and p["leader_epoch"] > mine.version:
+                    replicas, isr = tuple(p["replica_nodes"]), tuple(p["isr_nodes"])
+                    found.setdefault(topic["name"], {})[p["partition_index"]] = PartitionState(
+                        leader=p["leader_id"], leader_epoch=p["leader_epoch"], replicas=replicas, isr=isr,
+                        version=p["leader_epoch"], removed=tuple(r for r in replicas if r not in isr))
+        if found and self.metadata.merge(found):
+            log.info("took %d newer partition state(s) from broker %d", sum(map(len, found.values())), broker_id)
+            self.changed(found)
 
     def changed(self, topics: dict[str, dict[int, PartitionState]]) -> None:
         """States changed by promote / cluster remove (already merged): tell everyone."""
@@ -156,7 +197,9 @@ class Controller:
     def _new_topic(self, topic: dict) -> dict[int, PartitionState]:
         name = topic["name"]
         validate_topic_name(name)
-        create_topic_configs(self.broker, topic)  # checked; each replica applies the store's defaults
+        if create_topic_configs(self.broker, topic):
+            raise InvalidConfigError("topic configs at creation are not carried to the replicas of a cluster yet: "
+                                     "create the topic without them (each broker's defaults apply)")
         if self.metadata.partitions(name) is not None:
             raise TopicAlreadyExistsError(f"topic {name!r} already exists")
         cluster, fenced = self.metadata.cluster, self.metadata.fenced()

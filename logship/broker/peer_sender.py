@@ -5,8 +5,9 @@ What is owed to the broker is state, not a queue of messages: the partitions to 
 (StopReplica v1, with or without deleting them), the partition states it must apply
 (LeaderAndIsr v2, the newest per partition) and the metadata image (UpdateMetadata v5, the
 newest only). One task per broker sends them in that order over a PeerLink (peer_link.py),
-reconnecting with backoff (0.1 s doubling to 5 s) when the broker is down or the link fails,
-so a broker that is down now gets everything when it is back. A stop for a partition cancels
+reconnecting with backoff (0.1 s doubling to 5 s, cut short when the broker announces that it
+is back) when the broker is down or the link fails, so a broker that is down now gets
+everything when it is back. A stop for a partition cancels
 a state owed for it; a state owed after a stop is sent after it (a topic deleted and created
 again). Partition errors in an answer are logged and not retried (the broker refused that
 state for good, e.g. an older version). `synced(version, keys)` waits until the image
@@ -52,6 +53,7 @@ class PeerSender:
         self.image_sent = -1
         self._changed = asyncio.Condition()
         self._wake = asyncio.Event()
+        self._back = asyncio.Event()
         self._link: PeerLink | None = None
         self.last_error: str | None = None
 
@@ -72,9 +74,10 @@ class PeerSender:
         self._wake.set()
 
     def resend_all(self, states: dict[Key, PartitionState]) -> None:
-        """The broker restarted: send it its states and the image again."""
+        """The broker restarted: send it its states and the image again, now."""
         self.image_sent = -1
         self.apply_states(states)
+        self._back.set()
 
     async def synced(self, version: int, keys: set[Key], timeout: float) -> bool:
         """True once the image `version` and the states of `keys` are delivered, within `timeout` s."""
@@ -103,9 +106,13 @@ class PeerSender:
                 if self._link is not None:
                     await self._link.close()
                     self._link = None
+                self._back.clear()
+                try:  # the backoff ends early when the broker says it is back (resend_all)
+                    await asyncio.wait_for(self._back.wait(), backoff)
+                    backoff = BACKOFF_S
+                except asyncio.TimeoutError:
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
                 self._wake.set()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
             async with self._changed:
                 self._changed.notify_all()
 

@@ -279,14 +279,21 @@ def trust(target, known_hosts, cluster_path, replace, timeout_ms) -> None:
             click.echo(f"logship: {done.name}: {done.action} in {path}", err=True)
 
 
+def _one_file(file: str | None, cluster_path: str | None) -> str:
+    if (file is None) == (cluster_path is None):
+        raise click.UsageError("give the cluster file once: as FILE or as --cluster FILE")
+    return file or cluster_path
+
+
 @cluster.command()
 @click.argument("broker", type=click.IntRange(0, 2**31 - 1))
-@click.option("--cluster", "cluster_path", type=_CLUSTER_FILE, required=True,
-              help="The cluster file; the secret is read from FILE.secret beside it.")
+@click.argument("file", type=_CLUSTER_FILE, required=False)
+@click.option("--cluster", "cluster_path", type=_CLUSTER_FILE, default=None,
+              help="The cluster file (or give it as FILE); the secret is read from FILE.secret beside it.")
 @json_option
 @click.option("--timeout", "timeout_ms", type=DURATION.within(100, 600_000), default="10s", show_default=True,
               help="How long to wait for each broker and host to answer.")
-def remove(broker, cluster_path, as_json, timeout_ms) -> None:
+def remove(broker, file, cluster_path, as_json, timeout_ms) -> None:
     """Take BROKER out of the in-sync replicas of every partition, and fence it.
 
     Writes resume without it (acks=all waits for the in-sync replicas only); partitions it
@@ -299,13 +306,14 @@ def remove(broker, cluster_path, as_json, timeout_ms) -> None:
 
     \b
     Example:
-      logship cluster remove 3 --cluster cluster.toml
+      logship cluster remove 3 cluster.toml
+      logship cluster remove 3 --cluster cluster.toml --json
     """
     from ..cluster.leadership import fence_broker, remove_broker
     from ..errors import SshError
     from .promote import open_peers, render_moves
 
-    cluster_file, peers = open_peers(cluster_path, timeout_ms)
+    cluster_file, peers = open_peers(_one_file(file, cluster_path), timeout_ms)
     cluster_file.broker(broker)  # ConfigError for a broker not in the file
     with peers:
         moves = remove_broker(peers, broker)
@@ -322,12 +330,13 @@ def remove(broker, cluster_path, as_json, timeout_ms) -> None:
 
 @cluster.command()
 @click.argument("broker", type=click.IntRange(0, 2**31 - 1))
-@click.option("--cluster", "cluster_path", type=_CLUSTER_FILE, required=True,
-              help="The cluster file; the secret is read from FILE.secret beside it.")
+@click.argument("file", type=_CLUSTER_FILE, required=False)
+@click.option("--cluster", "cluster_path", type=_CLUSTER_FILE, default=None,
+              help="The cluster file (or give it as FILE); the secret is read from FILE.secret beside it.")
 @json_option
 @click.option("--timeout", "timeout_ms", type=DURATION.within(100, 600_000), default="10s", show_default=True,
               help="How long to wait for each broker and host to answer.")
-def add(broker, cluster_path, as_json, timeout_ms) -> None:
+def add(broker, file, cluster_path, as_json, timeout_ms) -> None:
     """Bring a removed BROKER back: clear its fence, put it back into the in-sync replicas.
 
     Its replicas catch up from where they were; acks=all waits for it again from now on.
@@ -336,13 +345,13 @@ def add(broker, cluster_path, as_json, timeout_ms) -> None:
 
     \b
     Example:
-      logship cluster add 3 --cluster cluster.toml
+      logship cluster add 3 cluster.toml
     """
     from ..cluster.leadership import add_broker, unfence_broker
     from ..errors import SshError
     from .promote import open_peers, render_moves
 
-    cluster_file, peers = open_peers(cluster_path, timeout_ms)
+    cluster_file, peers = open_peers(_one_file(file, cluster_path), timeout_ms)
     spec = cluster_file.broker(broker)
     status = ExitStatus.OK
     try:
