@@ -253,6 +253,55 @@ def test_zombie_leader_acknowledges_nothing_and_is_truncated(cluster, tmp_path):
     print(f"\nzombie broker {zombie} answered {probe_code} and {after}")
 
 
+def controller_led_partition(cluster: LocalCluster, topic: str) -> int:
+    """A partition of `topic` the controller (the lowest id) leads, moving one to it with a
+    plain `promote TOPIC:PARTITION` while everything runs if it leads none."""
+    controller = min(cluster.ids)
+    for _ in range(len(cluster.ids)):
+        now = current_leaders(cluster, topic)
+        led = [p for p, b in now.items() if b == controller]
+        if led:
+            return led[0]
+        done = logship("promote", f"{topic}:0", "--cluster", str(cluster.path))
+        assert done.returncode == 0, done.stderr
+    raise AssertionError(f"the controller leads no partition of {topic}: {current_leaders(cluster, topic)}")
+
+
+@pytest.mark.parametrize("failure", ["kill"])
+def test_controller_deposed_as_leader_follows_when_back(cluster, tmp_path, failure):
+    """The controller (lowest id) leads a partition; it is killed -9 (restarted later) or
+    SIGSTOPped (SIGCONT later) and promoted away from: once back it follows the new leader,
+    acks=all flows in every partition again, and the replicas end equal."""
+    topic, partitions = "controlled", 3
+    create_topic(cluster.bootstrap, topic, partitions)
+    controller = min(cluster.ids)
+    partition = controller_led_partition(cluster, topic)
+    producer = AckedProducer(cluster.bootstrap, topic, tmp_path / "acks", "k", 200_000, rate=3000,
+                             message_timeout_s=60, config={"request.timeout.ms": 5000})
+    with running(producer):
+        assert acks_flow([producer], partitions, 300, 30)
+        process = cluster.brokers[controller].proc
+        if failure == "kill":
+            process.kill()
+            process.wait(10)
+        else:
+            process.send_signal(signal.SIGSTOP)
+        try:
+            promote_away(cluster.path, controller, "--timeout", "3s")
+        finally:
+            if failure == "kill":
+                cluster.start(controller)
+            else:
+                process.send_signal(signal.SIGCONT)
+        moved = wait_until(lambda: current_leaders(cluster, topic)[partition] != controller, timeout=20)
+        assert moved, f"partition {partition} still led by the controller: {states(cluster, topic, partitions)}"
+        assert acks_flow([producer], partitions, 300, 30), \
+            f"acks=all stalled once the controller was back: {states(cluster, topic, partitions)}"
+    assert not producer.errors and producer.unflushed == 0, producer.errors
+    wait_equal_logs(_data_dirs(cluster), topic, partitions, current_leaders(cluster, topic))
+    assert_nothing_lost([tmp_path / "acks"], read_back(cluster.bootstrap, topic))
+
+
 def test_follower_restarted_after_missing_records_catches_up_below_the_watermark(cluster, tmp_path):
     topic, missed = "catchup", 200_000
     create_topic(cluster.bootstrap, topic, 1)
