@@ -104,9 +104,9 @@ class RawProduce:
     connection can be made before a broker is SIGSTOPped and the request written while it
     sleeps (it lies in the socket until the broker runs again)."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str, timeout_s: float = 30):
         host, port = address.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout_s)
 
     def send(self, topic: str, partition: int, values: list[bytes], acks: int = -1,
              timeout_ms: int = 3000) -> "RawProduce":
@@ -117,7 +117,7 @@ class RawProduce:
         return self
 
     def error_code(self) -> int:
-        """The partition's error code in the answer (the socket's 30 s timeout bounds the wait)."""
+        """The partition's error code in the answer (the socket's timeout bounds the wait)."""
         try:
             size = struct.unpack(">i", self._exactly(4))[0]
             _, response = framing.decode_response(ApiKey.PRODUCE, 7, self._exactly(size))
@@ -300,6 +300,35 @@ def test_controller_deposed_as_leader_follows_when_back(cluster, tmp_path, failu
     assert not producer.errors and producer.unflushed == 0, producer.errors
     wait_equal_logs(_data_dirs(cluster), topic, partitions, current_leaders(cluster, topic))
     assert_nothing_lost([tmp_path / "acks"], read_back(cluster.bootstrap, topic))
+
+
+def test_deposed_leader_answers_its_waiting_produce_at_once(cluster):
+    """A produce waiting on a leader for acks=all (a follower is stopped, so the high
+    watermark cannot pass it) when the leader is deposed is answered as soon as it learns it
+    follows, NOT_LEADER_OR_FOLLOWER, as Kafka completes its delayed produces when a leader
+    becomes a follower, not at the request's timeout."""
+    topic = "held"
+    create_topic(cluster.bootstrap, topic, 1)
+    leader = non_controller_leader(cluster, topic, 0)
+    controller = min(cluster.ids)
+    stopped = next(b for b in cluster.ids if b not in (leader, controller))
+    cluster.brokers[stopped].proc.send_signal(signal.SIGSTOP)
+    try:
+        probe = RawProduce(cluster.address(leader), timeout_s=60).send(topic, 0, [value("held", 0)], timeout_ms=45_000)
+        assert wait_until(lambda: log_bounds(cluster.data_dir(controller) / f"{topic}-0")[1] == 1, timeout=10)
+        cluster.brokers[leader].proc.send_signal(signal.SIGSTOP)
+        cluster.brokers[stopped].proc.send_signal(signal.SIGCONT)
+        promote_away(cluster.path, leader, "--timeout", "3s")
+    finally:
+        for broker in (stopped, leader):
+            cluster.brokers[broker].proc.send_signal(signal.SIGCONT)
+    resumed = time.monotonic()
+    code = probe.error_code()
+    waited = time.monotonic() - resumed
+    assert code == NOT_LEADER_OR_FOLLOWER and waited < 5, \
+        f"the deposed leader answered {code} {waited:.1f} s after it resumed: {states(cluster, topic, 1)}"
+    assert wait_until(lambda: {log_bounds(cluster.data_dir(b) / f"{topic}-0")[1] for b in cluster.ids} == {1},
+                      timeout=10), states(cluster, topic, 1)
 
 
 def test_follower_restarted_after_missing_records_catches_up_below_the_watermark(cluster, tmp_path):
