@@ -65,7 +65,8 @@ class AckedProducer(threading.Thread):
         self.flush_s = message_timeout_s + 10
         self.sent = 0
         self.acked_in: collections.Counter[int] = collections.Counter()  # partition -> acknowledged
-        self.errors: collections.Counter[str] = collections.Counter()
+        self.errors: collections.Counter[str] = collections.Counter()  # error name -> failed deliveries
+        self.failed_in: collections.Counter[int] = collections.Counter()  # partition -> failed deliveries
         self.unflushed = 0
         self._stopping = threading.Event()
         self._acked = threading.Condition()
@@ -98,6 +99,7 @@ class AckedProducer(threading.Thread):
                 self._acked.notify_all()
         else:
             self.errors[err.name()] += 1
+            self.failed_in[msg.partition()] += 1
 
     def run(self) -> None:
         from confluent_kafka import Producer

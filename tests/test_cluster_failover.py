@@ -245,7 +245,9 @@ def test_zombie_leader_acknowledges_nothing_and_is_truncated(cluster, tmp_path):
         assert moved, f"still led by {zombie}: {leaders(cluster.bootstrap, topic)}"
         assert acks_flow([producer], partitions, 500, 60), \
             f"acks stopped after promotion: {states(cluster, topic, partitions)}"
-    assert not producer.errors and producer.unflushed == 0, producer.errors
+    assert not producer.errors and producer.unflushed == 0, \
+        f"{producer.errors} in partitions {producer.failed_in} (zombie {zombie} led {partition}): " \
+        f"{states(cluster, topic, partitions)}"
     wait_equal_logs(_data_dirs(cluster), topic, partitions, current_leaders(cluster, topic))
     consumed = read_back(cluster.bootstrap, topic)
     assert not [c for c in consumed if c.payload.startswith(("probe-", "late-"))], "the zombie's writes survived"
