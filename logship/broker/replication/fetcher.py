@@ -19,11 +19,11 @@ partition of the answer:
 * the follower's high watermark becomes min(the leader's, the local durable log end), and
   its log start follows the leader's (up to that high watermark).
 
-Other partition errors (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH:
+Any other partition error (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH:
 the controller has yet to tell one side) and a lost link back off (BACKOFF_S, doubling up to
 MAX_BACKOFF_S) and retry; a link failure reconnects. Failures are logged once per kind until
-the fetcher succeeds again. `close()` (StopReplica of the last partition, shutdown) ends the
-task; a fetcher with no partitions waits idle for `add`.
+the fetcher succeeds again. A fetcher whose partitions are all removed (StopReplica, another
+leader) idles until `add`; `close()` (shutdown) ends its task and its link.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ MAX_BYTES = 32 << 20
 PARTITION_MAX_BYTES = 8 << 20
 BACKOFF_S = 0.05
 MAX_BACKOFF_S = 1.0
-_BACKOFF_ERRORS = {6, 74, 75, 3}  # NOT_LEADER_OR_FOLLOWER, FENCED/UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC
 
 
 class ReplicaFetcher:
@@ -142,7 +141,7 @@ class ReplicaFetcher:
                 except LogshipError as exc:
                     self._complain(f"{key[0]}-{key[1]}: replica fetch from broker {self.leader}: {exc}")
                     backoff = True
-                if entry["error_code"] in _BACKOFF_ERRORS:
+                if entry["error_code"] not in (0, OffsetOutOfRangeError.code):
                     backoff = True
         if appended:
             await self._make_durable(appended)
