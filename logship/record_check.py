@@ -33,22 +33,29 @@ MIN_RECORD_BODY = 6
 offsetDelta, keyLength, valueLength, headerCount, one byte each."""
 
 
-def check_section(data: bytes, count: int) -> None:
+def check_section(data: bytes, count: int, one_time: bool = False) -> None:
+    """See above; `one_time` (the batch's maximum timestamp is its first) says which common-shape
+    walk to try first, never what is accepted."""
     if count * (MIN_RECORD_BODY + 1) > len(data):
         raise InvalidRecordError(f"{count} records cannot fit in {len(data)} bytes")
     shape = _first_shape(data)
-    if shape == 1 and is_simple(data, count) or shape == 2 and is_simple_keyed(data, count):
+    if shape == 1 and is_simple(data, count, one_time) or shape == 2 and is_simple_keyed(data, count):
         return
     _walk(data, count)
 
 
 def _first_shape(data: bytes) -> int:
     """1 if the first record has a one- or two-byte length, a one-byte timestamp delta, offset
-    delta 0 and a null key, as in the common shape; 2 if it has the same with a key of up to 63
-    bytes; else 0. A fast-path walk is tried only when the first record suggests it: otherwise
-    it might walk the whole section to say no."""
-    at = 1 if data[0] < 0x80 else 2
-    if len(data) < at + 4 or data[at] or data[at + 1] >= 0x80 or data[at + 2]:
+    delta 0, a null key and no headers, as in the common shape; 2 if it has the same with a key of
+    up to 63 bytes; else 0. A fast-path walk is tried only when the first record suggests it:
+    otherwise it might walk the whole section to say no (records with headers, say, which differ
+    from the common shape only in their last bytes)."""
+    byte = data[0]
+    if byte < 0x80:
+        at, end = 1, 1 + (byte >> 1)
+    else:
+        at, end = 2, 2 + (((byte & 0x7F) | (data[1] << 7)) >> 1)
+    if len(data) < max(at + 4, end) or data[end - 1] or data[at] or data[at + 1] >= 0x80 or data[at + 2]:
         return 0
     key = data[at + 3]
     return 1 if key == 1 else 2 if key < 0x80 and not key & 1 else 0
@@ -132,19 +139,30 @@ def _skip(data: bytes, p: int, stop: int) -> int:
 
 
 def _skip_headers(data: bytes, p: int, stop: int) -> int:
-    count, p = read_varint(data, p)
+    """Past the header count at `p` and its headers, which must end by `stop`; one-byte varints
+    are read with tables inline, as in _walk."""
+    zigzag, field = _ZIGZAG, _FIELD
+    byte = data[p]
+    count, p = (zigzag[byte], p + 1) if byte < 0x80 else read_varint(data, p)
     if count < 0 or count * 2 > stop - p:
         raise InvalidRecordError(f"header count {count} does not fit its record")
     for _ in range(count):
-        size, p = read_varint(data, p)
+        byte = data[p]
+        size, p = (zigzag[byte], p + 1) if byte < 0x80 else read_varint(data, p)
         if size < 0:
             raise InvalidRecordError("a header key is null" if size == -1 else f"negative length {size}")
-        if p + size > stop:
+        end = p + size
+        if end > stop:
             raise InvalidRecordError(f"a header key of {size} bytes runs past its record")
         try:
-            data[p:p + size].decode("utf-8")
+            data[p:end].decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidRecordError("a header key is not UTF-8") from None
-        p += size
-        p = _skip(data, p, stop)
+        size = field[data[end]]  # the value's length and the value
+        if size is None:
+            p = _skip(data, end, stop)
+        else:
+            p = end + size
+            if p > stop:
+                raise InvalidRecordError(f"a field of {size - 1} bytes runs past its record")
     return p

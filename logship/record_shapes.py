@@ -12,6 +12,7 @@ to decode) and the broker (storage/validate.py, to check a produced batch) use i
 
 from __future__ import annotations
 
+import struct
 from functools import cache
 
 from .varint import SMALL
@@ -136,93 +137,187 @@ def _walk_one_time(data: bytes, pos: int, offsets_keys: list, layout: list, part
     return pos
 
 
+# is_simple() and is_simple_keyed(), the broker's checks: whether a section has the common shape,
+# answered without slicing values or making the section again. A record is looked up in tables by
+# the byte or two of its record length varint, which give the bytes of the gap before its value as
+# the common shape has them (the previous record's header count, varint(L), attributes, timestamp
+# delta, offset delta, null key or key length, varint(value length)) and a struct format piece that
+# reads the same gap from the section and skips the value ("9s120x"). After the walk of a chunk of
+# records (see _chunks_agree), one struct format reads all their gaps at once (one C call, where a
+# slice per record cost more than the rest of the walk), and the section has the shape only if the
+# gaps read, joined, are the gaps made, joined. Every gap made is as long as the gap read for it
+# (both come from one table entry), so the joined gaps are equal only if each gap is; the values
+# are then exactly where the record lengths put them. A record length written in more bytes than
+# it needs, or negative, has no table entry, and the walk stops with TypeError or IndexError, as
+# reading past the section does.
+_TWO_BYTES = 0x80 + (0x80 << 7)  # long tables are indexed by byte + (next byte << 7), byte >= 0x80
+_CHUNK = 512  # records checked at a time after the first 64 (see _chunks_agree)
+
+
+def _by_varint(entries: dict) -> tuple[list, list]:
+    """(short, long): `entries` {record length: entry} indexed by the bytes of varint(length),
+    short[byte] for one-byte varints, long[byte + (next << 7)] for two-byte ones; None elsewhere."""
+    short: list = [None] * 0x80
+    long: list = [None] * _TWO_BYTES
+    for length, entry in entries.items():
+        varint = SMALL[length]
+        if len(varint) == 1:
+            short[varint[0]] = entry
+        else:
+            long[varint[0] + (varint[1] << 7)] = entry
+    return short, long
+
+
 @cache
-def _check_tables() -> dict:
-    """{prefix: (layout for one-byte record lengths, layout for two-byte ones)} for is_simple():
-    _layout's entries with the separators as heads, split by the width of varint(L), so that a
-    record length written in more bytes than it needs finds no entry."""
-    separators = [b"\x00" + varint + b"\x00" for varint in SMALL[:_SIMPLE_MAX]]
+def _check_tables() -> tuple[list, dict]:
+    """(offset deltas and null keys, {(one_time, prefix): (short, long)}) for is_simple(): per
+    record length L of the common shape (see _layout) whose fields before the value length take
+    `prefix` bytes, the entry (gap head, varint(value length), format piece, bytes of the record
+    with its length varint).
+    The head is the previous record's header count, varint(L) and the attributes, and for batches of
+    one timestamp the delta 0 too. Made on first use (tens of milliseconds, a few megabytes)."""
     tables = {}
     for prefix in (4, 5):
-        layout = _layout(prefix, separators)
-        tables[prefix] = (layout[:0x40], [None] * 0x40 + layout[0x40:])
-    return tables
+        shapes = {}
+        for length in range(prefix + 2, _SIMPLE_MAX):
+            if length == prefix + 66:
+                continue  # only a 63-byte value with a non-minimal two-byte varint fits
+            value_varint = SMALL[length - prefix - (2 if length < prefix + 66 else 3)]
+            width = len(SMALL[length])
+            value_length = length - prefix - len(value_varint) - 1
+            shapes[length] = (value_varint, f"{1 + width + prefix + len(value_varint)}s{value_length}x",
+                              width + length)
+        for one_time in (False, True):
+            tail = b"\x00\x00" if one_time else b"\x00"
+            tables[(one_time, prefix)] = _by_varint({length: (b"\x00" + SMALL[length] + tail, *shape)
+                                                     for length, shape in shapes.items()})
+    return [varint + b"\x01" for varint in SMALL[:_SIMPLE_MAX]], tables
 
 
-def is_simple(data: bytes, count: int) -> bool:
+def is_simple(data: bytes, count: int, one_time: bool = False) -> bool:
     """Whether the `count` records filling `data` all have the common shape: what simple() says,
     for a caller that wants only the answer (the broker, checking a produced batch), and cheaper.
-
-    It walks the records as simple() does but neither slices values nor joins them: it compares
-    only the bytes between one value and the next (previous header count, varint(L), attributes,
-    timestamp delta, offset delta, null key, varint(value length)), as made from tables, with
-    those of `data`. Each such gap made has the length of the gap read (a varint(L) of a width
-    other than its minimal one finds no layout entry), so the joined gaps are equal only if every
-    gap is; the values between them are then exactly where the record lengths put them.
-    """
+    `one_time` (the batch's maximum timestamp is its first) only says which walk to try first:
+    the one for timestamp deltas all 0, which makes each record's delta as part of its head."""
     if not 0 < count <= _SIMPLE_MAX:
         return False
-    offsets_keys, _ = _simple_tables()
-    tables = _check_tables()
-    made: list = []
-    read: list = []
-    try:
-        pos, last = _gaps(data, 0, 0, offsets_keys[:min(count, 64)], *tables[4], made, read)
-        if count > 64:
-            pos, last = _gaps(data, pos, last, offsets_keys[64:count], *tables[5], made, read)
-    except (IndexError, TypeError):
-        return False
-    if pos != len(data):
-        return False
-    made[0] = made[0][1:]  # no header count before the first record
-    made.append(b"\x00")  # the last record's
-    read.append(data[last:pos])
-    return b"".join(made) == b"".join(read)
+    if one_time and _gaps_agree(data, count, _gaps_one_time, True):
+        return True
+    return _gaps_agree(data, count, _gaps, False)
 
 
-def _gaps(data: bytes, pos: int, last: int, offsets_keys: list, short: list, long: list, made: list,
-          read: list) -> tuple[int, int]:
-    """Add to `made` the pieces of the gaps before the values of the records from `pos` on (one per
-    item of `offsets_keys`) and to `read` the same gaps as `data` has them; return where the last
-    record ends and where its header count is."""
-    length_1, length_2_low, length_2_high, stamps = _LENGTH_1, _LENGTH_2_LOW, _LENGTH_2_HIGH, _STAMPS
+def _gaps_agree(data: bytes, count: int, walk, one_time: bool) -> bool:
+    """Whether the gaps `walk` makes for the records of `data` are those the section has."""
+    offsets_keys, tables = _check_tables()
+    return _chunks_agree(data, count, lambda pos, first, end, made, formats: walk(
+        data, pos, offsets_keys[first:end], *tables[(one_time, 4 if first < 64 else 5)], made, formats))
+
+
+def _chunks_agree(data: bytes, count: int, walk) -> bool:
+    """Whether every chunk of records (the 64 whose offset deltas take one byte, then _CHUNK at a
+    time) has the gaps that `walk(pos, first, end, made, formats)` makes for records first..end-1
+    from `pos` on, returning where they end. Chunks keep the lists and the struct of a check small
+    (a struct for thousands of records would take hundreds of kilobytes, which malloc maps and
+    unmaps for every batch) and let a section that differs early stop early."""
+    pos = 0
+    for first in (0, *range(64, count, _CHUNK)):
+        end = min(count, 64 if first == 0 else first + _CHUNK)
+        made: list = []
+        formats: list = []
+        start = pos
+        try:
+            pos = walk(pos, first, end, made, formats)
+        except (IndexError, TypeError):
+            return False
+        if pos != len(data) if end == count else pos >= len(data):
+            return False
+        if not _joined_gaps_equal(data, made, formats, start, end == count):
+            return False
+    return True
+
+
+def _joined_gaps_equal(data: bytes, made: list, formats: list, start: int, last: bool) -> bool:
+    """Whether the gaps made for the records from `start` on are those that the format pieces read
+    from `data` (in struct's standard mode: no padding), from the header count of the record
+    before. The first record has no header count before it; the last one's ends the section."""
+    if start:
+        start -= 1
+    else:
+        made[0] = made[0][1:]
+        count, rest = formats[0].split("s", 1)
+        formats[0] = f"{int(count) - 1}s{rest}"
+    if last:
+        made.append(b"\x00")
+        formats.append("s")
+    return b"".join(made) == b"".join(struct.Struct("<" + "".join(formats)).unpack_from(data, start))
+
+
+def _gaps(data: bytes, pos: int, offsets_keys: list, short: list, long: list, made: list, formats: list) -> int:
+    """Add to `made` the gaps before the values of the records from `pos` on (one per item of
+    `offsets_keys`) as the common shape has them, and to `formats` the pieces that read them;
+    return where the last record ends."""
+    stamps = _STAMPS
     for offset_key in offsets_keys:
         byte = data[pos]
         if byte < 0x80:
-            start = pos + 1
-            length = length_1[byte]
-            head, varint, value_start = short[length]
+            head, varint, piece, size = short[byte]
+            stamp = stamps[data[pos + 2]]
         else:
-            start = pos + 2
-            length = length_2_low[byte] + length_2_high[data[pos + 1]]
-            head, varint, value_start = long[length]
-        made += (head, stamps[data[start + 1]], offset_key, varint)
-        read.append(data[last:start + value_start])
-        pos = start + length
-        last = pos - 1
-    return pos, last
+            head, varint, piece, size = long[byte + (data[pos + 1] << 7)]
+            stamp = stamps[data[pos + 3]]
+        made += (head, stamp, offset_key, varint)
+        formats.append(piece)
+        pos += size
+    return pos
+
+
+def _gaps_one_time(data: bytes, pos: int, offsets_keys: list, short: list, long: list, made: list,
+                   formats: list) -> int:
+    """_gaps for records whose timestamp deltas are all 0, made as part of each head."""
+    for offset_key in offsets_keys:
+        byte = data[pos]
+        if byte < 0x80:
+            head, varint, piece, size = short[byte]
+        else:
+            head, varint, piece, size = long[byte + (data[pos + 1] << 7)]
+        made += (head, offset_key, varint)
+        formats.append(piece)
+        pos += size
+    return pos
 
 
 # is_simple_keyed(), for the common shape with a key of 0 to 63 bytes:
 #     varint(L) 0x00 varint(t) varint(i) varint(len(k)) k varint(len(v)) v 0x00
-# with the same bounds as above. The gaps compared are the bytes from the previous record's header
-# count to the key length (whose one byte is checked by table), and varint(len(v)).
-_KEY_LENGTHS = [b >> 1 if b < 0x80 and not b & 1 else None for b in range(0x100)]
+# with the same bounds as above. A record's gaps are the bytes from the previous record's header
+# count to the offset delta, and varint(len(v)); the key length's byte is checked by table (a key
+# length piece skips it and the key) and the value is skipped.
 _REST_BASE = 128  # rests are looked up at r + this, so that r < 0 (a key longer than its record) finds None
 
 
 @cache
-def _keyed_tables() -> tuple[list, list, list]:
-    """(heads of records with a one-byte varint(L), heads of those with a two-byte one, and for
-    each number r of bytes after the key, at r + _REST_BASE: varint(value length) of the record whose value length
-    varint, value and header count take r bytes; None where none does minimally)."""
-    heads = [b"\x00" + varint + b"\x00" for varint in SMALL[:_SIMPLE_MAX]]
-    rests: list = [None] * (_SIMPLE_MAX + 3)
+def _keyed_tables() -> tuple[list, list, dict, list]:
+    """(short, long, keys, rests) for is_simple_keyed():
+    short and long (by the bytes of varint(L), see _by_varint): (head, bytes of the record with
+    varint(L)), the head being the previous record's header count, varint(L) and the attributes;
+    keys {(width of varint(L), width of the offset delta): by the key length's byte,
+    (_REST_BASE - bytes before the key - key length, so that the record's size plus this is where
+    its rest is in rests; format piece reading the gap before the key and skipping it and the key)};
+    rests, for each number r of bytes after the key, at r + _REST_BASE: (varint(value length),
+    format piece reading it and skipping the value) of the record whose value length varint,
+    value and header count take r bytes; None where none does minimally."""
+    short, long = _by_varint({length: (b"\x00" + SMALL[length] + b"\x00", len(SMALL[length]) + length)
+                              for length in range(_SIMPLE_MAX)})
+    keys = {}
+    for width in (1, 2):
+        for offset_width in (1, 2):
+            gap = 1 + width + 2 + offset_width  # header count, varint(L), attributes, timestamp and offset deltas
+            keys[(width, offset_width)] = [(_REST_BASE - gap - (byte >> 1), f"{gap}s{1 + (byte >> 1)}x")
+                                           if not byte & 1 else None for byte in range(0x80)]
+    rests: list = [None] * (_REST_BASE + _SIMPLE_MAX + 3)
     for size in range(0, _SIMPLE_MAX):
         varint = SMALL[size]
-        rests[len(varint) + size + 1] = varint
-    rests[66] = None  # a 63-byte value with a two-byte varint: not minimal
-    return heads[:0x40], [None] * 0x40 + heads[0x40:], [None] * _REST_BASE + rests
+        rests[_REST_BASE + len(varint) + size + 1] = (varint, f"{len(varint)}s{size}x")
+    return short, long, keys, rests
 
 
 def is_simple_keyed(data: bytes, count: int) -> bool:
@@ -230,47 +325,31 @@ def is_simple_keyed(data: bytes, count: int) -> bool:
     (above), compared as is_simple() compares: only the bytes between the variable fields."""
     if not 0 < count <= _SIMPLE_MAX:
         return False
-    short, long, rests = _keyed_tables()
-    offsets = SMALL
-    made: list = []
-    read: list = []
-    try:
-        pos, last = _keyed_gaps(data, 0, 0, offsets[:min(count, 64)], 1, short, long, rests, made, read)
-        if count > 64:
-            pos, last = _keyed_gaps(data, pos, last, offsets[64:count], 2, short, long, rests, made, read)
-    except (IndexError, TypeError):
-        return False
-    if pos != len(data):
-        return False
-    made[0] = made[0][1:]
-    made.append(b"\x00")
-    read.append(data[last:pos])
-    return b"".join(made) == b"".join(read)
+    short, long, keys, rests = _keyed_tables()
+    return _chunks_agree(data, count, lambda pos, first, end, made, formats: _keyed_gaps(
+        data, pos, SMALL[first:end], 1 if first < 64 else 2, short, long, keys, rests, made, formats))
 
 
-def _keyed_gaps(data: bytes, pos: int, last: int, offsets, width: int, short: list, long: list, rests: list,
-                made: list, read: list) -> tuple[int, int]:
+def _keyed_gaps(data: bytes, pos: int, offsets, width: int, short: list, long: list, keys: dict, rests: list,
+                made: list, formats: list) -> int:
     """_gaps for keyed records whose offset delta varints are `width` bytes long."""
-    length_1, length_2_low, length_2_high, stamps, key_lengths = (
-        _LENGTH_1, _LENGTH_2_LOW, _LENGTH_2_HIGH, _STAMPS, _KEY_LENGTHS)
-    fixed = 3 + width  # attributes, timestamp delta, offset delta, key length
-    rest_base = _REST_BASE - fixed
+    stamps = _STAMPS
+    keys_1, keys_2 = keys[(1, width)], keys[(2, width)]
+    key_at_1 = 3 + width  # the key length's byte: after varint(L), attributes, timestamp and offset deltas
+    key_at_2 = key_at_1 + 1
     for offset in offsets:
         byte = data[pos]
         if byte < 0x80:
-            start = pos + 1
-            length = length_1[byte]
-            head = short[length]
+            head, size = short[byte]
+            rest_at, key_piece = keys_1[data[pos + key_at_1]]
+            varint, rest_piece = rests[size + rest_at]
+            stamp = stamps[data[pos + 2]]
         else:
-            start = pos + 2
-            length = length_2_low[byte] + length_2_high[data[pos + 1]]
-            head = long[length]
-        key_at = start + fixed
-        key_length = key_lengths[data[key_at - 1]]
-        varint = rests[length + rest_base - key_length]
-        made += (head, stamps[data[start + 1]], offset, varint)
-        key_end = key_at + key_length
-        read += (data[last:key_at - 1], data[key_end:key_end + len(varint)])
-        pos = start + length
-        last = pos - 1
-    return pos, last
+            head, size = long[byte + (data[pos + 1] << 7)]
+            rest_at, key_piece = keys_2[data[pos + key_at_2]]
+            varint, rest_piece = rests[size + rest_at]
+            stamp = stamps[data[pos + 3]]
+        made += (head, stamp, offset, varint)
+        formats += (key_piece, rest_piece)
+        pos += size
+    return pos

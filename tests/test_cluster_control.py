@@ -185,3 +185,19 @@ def test_topic_configs_at_creation_are_refused_rather_than_silently_dropped(clus
                         "configs": [{"name": "retention.ms", "value": "1000"}]}],
             "timeout_ms": 20000, "validate_only": False})["topics"][0]
     assert answer["error_code"] == 40 and "configs" in answer["error_message"]
+
+
+def test_the_partition_caps_hold_in_a_cluster(tmp_path):
+    capped = LocalCluster(tmp_path, 3)
+    try:
+        capped.start_all("--max-partitions-per-topic", "4")
+        result = create(capped, 2, "too-wide", partitions=5)
+        assert result["error_code"] == 44 and "--max-partitions-per-topic" in result["error_message"]
+        assert create(capped, 3, "fits", partitions=4)["error_code"] == 0
+        with connect(capped, 2) as conn:
+            answer = conn.request(ApiKey.CREATE_PARTITIONS, {"topics": [{"name": "fits", "count": 5,
+                                                                         "assignments": None}],
+                                                             "timeout_ms": 20000, "validate_only": False})
+        assert answer["results"][0]["error_code"] == 44
+    finally:
+        capped.stop_all()

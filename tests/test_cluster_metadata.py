@@ -1,10 +1,11 @@
-"""The cluster metadata image (broker/cluster_metadata.py): saved, merged, installed, encoded."""
+"""The cluster metadata image (broker/cluster_metadata.py): saved, merged, installed, encoded;
+and promote's choice of a new leader (cluster/leadership.py)."""
 
 import pytest
 
-
 from logship.broker.cluster_metadata import ClusterMetadata, states_of_update
 from logship.protocol.apis.interbroker import update_metadata_body
+from logship.cluster.leadership import PartitionView, _choose
 from logship.cluster_file import parse
 from logship.errors import ConfigError
 from logship.storage.partition_state import PartitionState
@@ -57,3 +58,13 @@ def test_a_damaged_image_file_is_one_line(tmp_path):
     (tmp_path / "cluster-metadata").write_text("{not json")
     with pytest.raises(ConfigError, match="damaged"):
         ClusterMetadata(tmp_path, CLUSTER, 1)
+
+
+def test_promote_picks_the_highest_epoch_then_the_longest_log_never_the_old_leader_nor_a_removed_one():
+    view = PartitionView(leader=1, leader_epoch=4, replicas=(1, 2, 3, 4), isr=(1, 2, 3))
+    assert view.removed == (4,) and view.version == 4
+    positions = {1: (4, 900), 2: (3, 950), 3: (4, 800), 4: (9, 5000)}
+    assert _choose(view, positions, away=1) == 3  # epoch 4 beats a longer log in epoch 3; 4 is removed
+    assert _choose(view, {**positions, 3: (4, 700), 2: (4, 700)}, away=1) == 2  # a tie: the earlier replica
+    assert _choose(view, {1: (4, 900)}, away=1) is None  # nobody else answered
+    assert _choose(view, positions, away=3) == 1

@@ -197,3 +197,32 @@ def test_the_controller_killed_and_back_takes_the_newer_states_and_follows(clust
     for move in moves:
         ends = {b: control.log_end("comeback", move["partition"], b) for b in cluster.ids}
         assert len(set(ends.values())) == 1, ends
+
+
+def test_a_zombie_controller_learns_of_the_promote_when_it_wakes(cluster):
+    import os
+    import signal
+    import time
+
+    create(cluster, "asleep", partitions=3)
+    led_by_1 = [p for p, (leader, _, _) in leaders(cluster, 2, "asleep").items() if leader == 1]
+    assert led_by_1
+    os.kill(cluster.brokers[1].proc.pid, signal.SIGSTOP)
+    try:
+        done = logship("promote", "--away-from", "1", "--cluster", str(cluster.path), "--json", "--timeout", "2s")
+        assert done.returncode == 0, done.stderr
+        assert sorted(json.loads(line)["partition"] for line in done.stdout.splitlines()) == led_by_1
+    finally:
+        os.kill(cluster.brokers[1].proc.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 20
+    while leaders(cluster, 1, "asleep") != leaders(cluster, 3, "asleep"):
+        assert time.monotonic() < deadline, "the controller never learnt of the promote"
+        time.sleep(0.1)
+    assert all(leaders(cluster, 1, "asleep")[p][0] != 1 for p in led_by_1)
+    from cluster_control import ClusterControl
+    from kafka_clients import dataset, produce
+
+    produce("confluent", cluster.bootstrap, "asleep", dataset("awake", 90))  # acks=all: broker 1 follows
+    control = ClusterControl(cluster)
+    for p in led_by_1:
+        assert len({control.log_end("asleep", p, b) for b in cluster.ids}) == 1

@@ -171,3 +171,27 @@ def test_remove_writes_the_fence_over_ssh_and_add_clears_it(hosts, tmp_path):
     finally:
         logship("cluster", "down", str(path), timeout=120)
         kill_brokers(data_dirs)
+
+
+def test_add_makes_no_leader_and_promote_then_picks_the_most_complete_replica(cluster):
+    assert logship("topics", "create", "last", "-p", "1", "-r", "2", "--brokers", cluster.bootstrap).returncode == 0
+    leader, replicas, _ = layout(cluster, 1, "last")[0]
+    stale = next(r for r in replicas if r != leader)
+    cluster.brokers[stale].kill()
+    assert remove(cluster, stale)[0] == 3
+    assert produce(cluster, "last", 50, "alone") == 50  # acknowledged by the leader alone
+    status, moves, err = remove(cluster, leader)  # the last in-sync replica: the partition has no leader
+    assert status == 3 and moves[0]["new_leader"] == -1 and moves[0]["isr"] == [], err
+    described = logship("topics", "describe", "last", "--brokers", cluster.address(leader), "--json")
+    assert described.returncode == 0, described.stderr
+    row = json.loads(described.stdout)
+    assert (row["leader"], row["isr"], row["under_replicated"]) == (-1, [], True)
+    cluster.start(stale)
+    for broker_id in (stale, leader):
+        done = logship("cluster", "add", str(broker_id), str(cluster.path), "--json", "--timeout", "3s")
+        assert done.returncode == 3, done.stderr  # no sshd to clear a fence: the ISR is back all the same
+        assert json.loads(done.stdout)["new_leader"] == -1  # adding back never makes a leader
+    done = logship("promote", "last:0", "--cluster", str(cluster.path), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["new_leader"] == leader  # the longer log, not the stale one added first
+    assert produce(cluster, "last", 10, "after") == 10

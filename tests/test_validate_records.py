@@ -214,7 +214,7 @@ def test_is_simple_agrees_with_simple(values, deltas, edits, cut):
     for position, byte in edits:
         section[position % len(section)] = byte
     section = bytes(section[:cut] if cut < 0 else section + bytes(cut))
-    assert is_simple(section, count) == (simple(section, count) is not None)
+    assert is_simple(section, count) == is_simple(section, count, True) == (simple(section, count) is not None)
 
 
 def test_is_simple_refuses_a_record_length_written_in_two_bytes_for_one():
@@ -255,3 +255,156 @@ def test_is_simple_keyed_accepts_only_what_the_field_by_field_walk_accepts(items
     section = bytes(section[:cut] if cut < 0 else section + bytes(cut))
     if is_simple_keyed(section, count):
         _walk(section, count)  # raises InvalidRecordError if it does not agree
+
+
+def _walk_verdict(section: bytes, count: int) -> bool:
+    from logship.record_check import _walk
+
+    try:
+        _walk(section, count)
+    except InvalidRecordError:
+        return False
+    return True
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(items=st.lists(st.tuples(st.none() | st.binary(max_size=70), st.binary(max_size=130)), min_size=1,
+                      max_size=90),
+       deltas=st.none() | st.lists(st.integers(-70, 70), min_size=1, max_size=90),
+       edits=st.lists(st.tuples(st.integers(0, 24) | st.integers(0, 100_000),
+                                st.sampled_from([0x00, 0x01, 0x02, 0x7E, 0x7F, 0x80, 0x81, 0xFF])
+                                | st.integers(0, 255)),
+                      max_size=2),
+       cut=st.integers(-3, 3), keyed=st.booleans())
+def test_the_fast_paths_give_the_verdict_of_the_field_by_field_walk(items, deltas, edits, cut, keyed):
+    """record_check's common-shape walks (is_simple, with and without the one-timestamp walk first,
+    and is_simple_keyed) accept a section only if the field-by-field walk does, and accept the
+    common shape itself; so check_section's verdict is the field-by-field walk's, on valid batches
+    (one timestamp or spread, keyed or not, past 64 records and 64-byte lengths) and on their
+    mutations."""
+    from logship.record_check import check_section
+    from logship.record_shapes import is_simple, is_simple_keyed
+
+    keys = [key if keyed else None for key, _ in items]
+    batch = records.build_batch([(NOW + (deltas[i % len(deltas)] if deltas else 0), key, value, ())
+                                 for i, (key, (_, value)) in enumerate(zip(keys, items))], base_timestamp=NOW)
+    section, count = _section(batch)
+    if not edits and not cut:
+        short_deltas = deltas is None or all(-64 <= deltas[i % len(deltas)] < 64 for i in range(count))
+        assert is_simple(section, count, True) == is_simple(section, count) == (
+            short_deltas and keys == [None] * count)
+        if all(key is not None and len(key) < 64 for key in keys):
+            assert is_simple_keyed(section, count) == short_deltas
+    section = bytearray(section)
+    for position, byte in edits:
+        section[position % len(section)] = byte
+    section = bytes(section[:cut] if cut < 0 else section + bytes(cut))
+    verdict = _walk_verdict(section, count)
+    simple = is_simple(section, count)
+    assert is_simple(section, count, True) == simple
+    assert not simple or verdict
+    assert not is_simple_keyed(section, count) or verdict
+    for one_time in (False, True):
+        try:
+            check_section(section, count, one_time)
+        except InvalidRecordError:
+            assert not verdict
+        else:
+            assert verdict
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+@pytest.mark.parametrize("at", [0, 1])
+def test_a_record_length_in_two_bytes_for_one_is_left_to_the_field_by_field_walk(keyed, at):
+    """A non-minimal two-byte record length (which Kafka reads) finds no entry in the fast paths'
+    tables: they say no, never raise, and the batch is checked field by field and accepted."""
+    from logship.record_shapes import is_simple, is_simple_keyed
+
+    section, count = _section(records.build_batch([(NOW, b"k" if keyed else None, b"abc", ())] * 2))
+    start = 0 if at == 0 else 1 + section[0] // 2
+    padded = section[:start] + bytes([section[start] | 0x80, 0x00]) + section[start + 1:]
+    assert not is_simple(padded, count) and not is_simple(padded, count, True)
+    assert not is_simple_keyed(padded, count)
+    batch = records.seal_batch(padded, count, NOW, NOW, base_offset=0, compression=0, producer_id=-1,
+                               producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1, attributes=0)
+    check(batch)
+    _decoded_cleanly(batch)
+
+
+def _record_starts(section: bytes, count: int) -> list[int]:
+    from logship.varint import read_varint
+
+    starts, pos = [], 0
+    for _ in range(count):
+        starts.append(pos)
+        length, pos = read_varint(section, pos)
+        pos += length
+    return starts
+
+
+EDGE_SECTIONS = {
+    "one timestamp": lambda: records.build_batch_values([b"v" * (i % 7) for i in range(66)] + [b"w" * 70], NOW),
+    "spread timestamps": lambda: records.build_batch([(NOW + i % 5 - 2, None, b"v" * (i % 3), ())
+                                                      for i in range(66)] + [(NOW, None, b"w" * 70, ())],
+                                                     base_timestamp=NOW),
+    "keyed": lambda: records.build_batch([(NOW + i % 3, b"k" * (i % 4), b"v" * (i % 3), ())
+                                          for i in range(66)] + [(NOW, b"k" * 63, b"w" * 70, ())]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_SECTIONS))
+def test_every_one_byte_edit_near_the_edges_gets_the_field_by_field_verdict(name):
+    """Exhaustively, every value of every byte of the first two records, of records 63 to 65 (where
+    offset deltas take two bytes) and of the last one (a two-byte length): the common-shape walks
+    accept the edited section only if the field-by-field walk does, and check_section agrees."""
+    from logship.record_check import check_section
+    from logship.record_shapes import is_simple, is_simple_keyed
+
+    section, count = _section(EDGE_SECTIONS[name]())
+    assert is_simple(section, count) or is_simple_keyed(section, count)
+    starts = _record_starts(section, count) + [len(section)]
+    positions = [p for first, last in ((0, 2), (63, 66), (count - 1, count))
+                 for p in range(starts[first], starts[last])]
+    for position in positions:
+        for byte in range(256):
+            edited = section[:position] + bytes((byte,)) + section[position + 1:]
+            verdict = _walk_verdict(edited, count)
+            assert not is_simple(edited, count) or verdict, (position, byte)
+            assert not is_simple(edited, count, True) or verdict, (position, byte)
+            assert not is_simple_keyed(edited, count) or verdict, (position, byte)
+            try:
+                check_section(edited, count, True)
+            except InvalidRecordError:
+                assert not verdict, (position, byte)
+            else:
+                assert verdict, (position, byte)
+
+
+@pytest.mark.parametrize("keyed, count, around", [(False, 1100, 575), (True, 700, 575), (False, 1100, 1087)])
+def test_edits_where_the_checks_are_split_get_the_field_by_field_verdict(keyed, count, around):
+    """A long section is checked in chunks of record_shapes._CHUNK records after the first 64: the
+    section is accepted whole, and edits to the bytes around the end of a chunk (all but values)
+    get the field-by-field walk's verdict."""
+    from logship.record_check import check_section
+    from logship.record_shapes import _CHUNK, is_simple, is_simple_keyed
+
+    assert (around - 63) % _CHUNK == 0
+    batch = records.build_batch([(NOW + i % 5, b"k" * (i % 4) if keyed else None, b"v" * (i % 80), ())
+                                 for i in range(count)], base_timestamp=NOW)
+    section, count = _section(batch)
+    fast = is_simple_keyed if keyed else is_simple
+    assert fast(section, count)
+    starts = _record_starts(section, count)
+    for record in range(around - 1, around + 3):
+        value_at = starts[record + 1] - 1 - record % 80  # the value ends before the header count
+        for position in [*range(starts[record] - 1, starts[record] + 9), value_at - 1]:
+            for byte in (0x00, 0x01, 0x02, 0x7F, 0x80, 0xFF, section[position] ^ 1, section[position] ^ 2):
+                edited = section[:position] + bytes((byte,)) + section[position + 1:]
+                verdict = _walk_verdict(edited, count)
+                assert not fast(edited, count) or verdict, (position, byte)
+                try:
+                    check_section(edited, count)
+                except InvalidRecordError:
+                    assert not verdict, (position, byte)
+                else:
+                    assert verdict, (position, byte)

@@ -23,7 +23,8 @@ is newer than the controller's (a promote that reached this broker first).
 UpdateMetadata v5 carries the image: `broker_epoch` holds the image version; `offline_replicas`
 the removed replicas; `live_brokers` the brokers of the cluster file. Sent by the controller
 (session broker-C, C the controller) it is a whole image; sent by `logship promote` or
-`cluster remove` (session admin) it is a delta merged partition by partition; sent with no
+`cluster remove` (session admin) it is a delta merged partition by partition (and passed on to
+the controller: controller.py); sent with no
 topics by another peer broker it asks the controller to send that broker everything again
 (a broker that starts up).
 """
@@ -40,6 +41,7 @@ from ..cluster_file import FENCE_FILE_NAME, ClusterFile
 from ..errors import ConfigError, LogshipError, error_for_code
 from ..storage.checkpoint import write_atomic
 from ..storage.partition_state import PartitionState
+from .peer_auth import ADMIN
 from .reply import ClientInfo, Reply, error_code
 
 if TYPE_CHECKING:
@@ -190,8 +192,11 @@ def update_metadata(broker: Broker, version: int, body: dict, client: ClientInfo
             if metadata.install(body["broker_epoch"], topics):
                 log.debug("installed the controller's metadata image %d", metadata.version)
         elif topics:
-            if metadata.merge(topics) and metadata.is_controller:
-                broker.controller.changed(topics)
+            if metadata.merge(topics):
+                if metadata.is_controller:
+                    broker.controller.changed(topics)
+                elif principal == ADMIN:
+                    broker.controller.relay(topics)
         elif metadata.is_controller and client.session.peer_broker is not None:
             broker.controller.resync(client.session.peer_broker)
     except ConfigError as exc:  # an invalid partition state

@@ -8,7 +8,8 @@ leader epoch 0 and version 0 (as Kafka's; cluster_metadata.py: version = leader 
 leader is the first replica of the assignment (assignment.py) that is not fenced, fenced
 replicas (`cluster remove`) being out of the in-sync replicas (`removed`). Topic configs in
 CreateTopics are refused (INVALID_CONFIG): LeaderAndIsr does not carry them, so the replicas
-would silently use their defaults. Each decision is saved in the image first, then applied
+would silently use their defaults. The partition caps (partition_limits.py) hold as on a single
+broker, the per-broker one counted on the controller's own store. Each decision is saved in the image first, then applied
 here (`Broker.replicas.apply`) and sent to the other brokers by their PeerSender
 (LeaderAndIsr to the replicas, UpdateMetadata to all, retried until delivered). The request is answered once every broker that is not fenced
 has it, or with REQUEST_TIMED_OUT (the topic exists; late brokers still get it) after the
@@ -17,7 +18,11 @@ request's timeout.
 `ControllerClient` (every other broker) forwards CreateTopics, CreatePartitions and
 DeleteTopics to the controller over an authenticated PeerLink and relays the answer; at start
 it asks the controller for everything again (an UpdateMetadata without topics), retrying
-until the controller answers.
+until the controller answers; partition states an operator's tool gave it (promote, cluster
+remove) it passes on to the controller, retrying until delivered, so a controller that was
+asleep (SIGSTOP) or cut off during a promote learns of it when it is back. The controller
+also reads the newer states of the others (their Metadata v7) when it starts and when one
+says it is back (`_pull`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from .assignment import assign_replicas
 from ..protocol.apis.interbroker import update_metadata_body
 from .cluster_metadata import ClusterMetadata
 from .configs import create_topic_configs
+from .partition_limits import PartitionBudget
 from .peer_link import PeerLink
 from .peer_sender import BACKOFF_S, MAX_BACKOFF_S, PeerSender
 from .reply import Deferred, Reply, error_code
@@ -194,7 +200,7 @@ class Controller:
 
     # CreateTopics ----------------------------------------------------------------------------
 
-    def _new_topic(self, topic: dict) -> dict[int, PartitionState]:
+    def _new_topic(self, topic: dict, budget: PartitionBudget) -> dict[int, PartitionState]:
         name = topic["name"]
         validate_topic_name(name)
         if create_topic_configs(self.broker, topic):
@@ -224,17 +230,18 @@ class Controller:
                 raise InvalidReplicationFactorError(
                     f"replication factor {rf} is larger than the {len(cluster.ids)} brokers of the cluster")
             layout = assign_replicas(cluster.ids, partitions, rf)
+        budget.take(name, 0, len(layout))
         return {p: initial_state(replicas, fenced) for p, replicas in layout.items()}
 
     def create_topics(self, version: int, body: dict) -> Reply:
-        results, created = [], {}
+        results, created, budget = [], {}, PartitionBudget(self.broker)
         for topic in body["topics"]:
             result = {"name": topic["name"], "error_code": 0, "error_message": None, "num_partitions": -1,
                       "replication_factor": -1, "configs": None}
             try:
                 if topic["name"] in created:
                     raise TopicAlreadyExistsError(f"topic {topic['name']!r} appears twice in the request")
-                states = self._new_topic(topic)
+                states = self._new_topic(topic, budget)
                 result.update(num_partitions=len(states), replication_factor=len(states[0].replicas))
                 if not body.get("validate_only", False):
                     created[topic["name"]] = states
@@ -259,7 +266,8 @@ class Controller:
     def auto_create(self, name: str) -> None:
         """A topic a Metadata request asked for (auto-creation allowed): created with the defaults."""
         try:
-            states = self._new_topic({"name": name, "num_partitions": -1, "replication_factor": -1})
+            states = self._new_topic({"name": name, "num_partitions": -1, "replication_factor": -1},
+                                     PartitionBudget(self.broker))
         except LogshipError as exc:
             log.info("cannot create topic %s on first use: %s", name, exc)
             return
@@ -269,11 +277,11 @@ class Controller:
     # CreatePartitions ------------------------------------------------------------------------
 
     def create_partitions(self, version: int, body: dict) -> Reply:
-        results, grown = [], {}
+        results, grown, budget = [], {}, PartitionBudget(self.broker)
         for topic in body["topics"]:
             result = {"name": topic["name"], "error_code": 0, "error_message": None}
             try:
-                states = self._grow(topic)
+                states = self._grow(topic, budget)
                 if not body.get("validate_only", False):
                     grown[topic["name"]] = states
             except LogshipError as exc:
@@ -284,7 +292,7 @@ class Controller:
         return self._publish(grown, (), {"throttle_time_ms": 0, "results": results}, results,
                              body.get("timeout_ms", DEFAULT_TIMEOUT_MS))
 
-    def _grow(self, topic: dict) -> dict[int, PartitionState]:
+    def _grow(self, topic: dict, budget: PartitionBudget) -> dict[int, PartitionState]:
         name, total = topic["name"], topic["count"]
         parts = self.metadata.partitions(name)
         if parts is None:
@@ -307,6 +315,7 @@ class Controller:
         else:
             layout = assign_replicas(ids, total - current, rf, first_partition=current,
                                      start=ids.index(parts[0].replicas[0]))
+        budget.take(name, current, total)
         return {p: initial_state(replicas, fenced) for p, replicas in layout.items()}
 
     # DeleteTopics ----------------------------------------------------------------------------
@@ -342,6 +351,8 @@ class ControllerClient:
         self._connecting: asyncio.Lock | None = None
         self._asked: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
+        self._relaying: dict[str, dict[int, PartitionState]] = {}
+        self._relayer: asyncio.Task | None = None
 
     async def _controller(self) -> PeerLink:
         if self._connecting is None:
@@ -388,6 +399,28 @@ class ControllerClient:
         self._spawn(relay())
         return Reply(None, deferred=deferred)
 
+    def relay(self, topics: dict[str, dict[int, PartitionState]]) -> None:
+        """States an operator's tool gave this broker (promote, cluster remove): passed on to
+        the controller, retrying until it has them (it may be down or asleep right now)."""
+        _keep_newer(self._relaying, topics)
+        if self._relayer is None or self._relayer.done():
+            self._relayer = asyncio.get_running_loop().create_task(self._relay())
+
+    async def _relay(self) -> None:
+        backoff = BACKOFF_S
+        while self._relaying:
+            topics, self._relaying = self._relaying, {}
+            try:
+                link = await self._controller()
+                await link.request(ApiKey.UPDATE_METADATA, 5, update_metadata_body(self.metadata.node_id, -1, topics,
+                                                                                   []), timeout=PULL_TIMEOUT_S)
+                backoff = BACKOFF_S
+            except BrokerUnavailableError as exc:
+                log.debug("the controller is not reachable to take new partition states: %s", exc)
+                _keep_newer(self._relaying, topics)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
     def auto_create(self, name: str) -> None:
         """Ask the controller to create `name` with the defaults (once at a time per name)."""
         if name in self._asked:
@@ -410,3 +443,11 @@ class ControllerClient:
     def _spawn(self, coroutine) -> None:
         self._tasks = {t for t in self._tasks if not t.done()}
         self._tasks.add(asyncio.get_running_loop().create_task(coroutine))
+
+
+def _keep_newer(held: dict[str, dict[int, PartitionState]], topics: dict[str, dict[int, PartitionState]]) -> None:
+    for name, parts in topics.items():
+        mine = held.setdefault(name, {})
+        for index, state in parts.items():
+            if index not in mine or state.version > mine[index].version:
+                mine[index] = state

@@ -340,7 +340,8 @@ def add(broker, file, cluster_path, as_json, timeout_ms) -> None:
     """Bring a removed BROKER back: clear its fence, put it back into the in-sync replicas.
 
     Its replicas catch up from where they were; acks=all waits for it again from now on.
-    Partitions left without a leader are led by it. Exit status: 0 when done, 1 when a
+    It leads nothing by this: a partition left without a leader gets one from `logship
+    promote TOPIC:PARTITION` (the most complete in-sync replica). Exit status: 0 when done, 1 when a
     partition could not be changed, 3 when its host could not be reached to clear the fence.
 
     \b

@@ -116,8 +116,8 @@ def describe(name, brokers, as_json, under_replicated_only) -> None:
         for row in rows:
             click.echo(json.dumps(row))
         return
-    click.echo(tabulate([[r["partition"], r["leader"], _ids(r["replicas"]), _ids(r["isr"]),
-                          "under-replicated" if r["under_replicated"] else "", r["log_start_offset"],
+    click.echo(tabulate([[r["partition"], r["leader"] if r["leader"] >= 0 else "none", _ids(r["replicas"]),
+                          _ids(r["isr"]), "under-replicated" if r["under_replicated"] else "", r["log_start_offset"],
                           r["log_end_offset"], r["records"], _size(r["size_bytes"])] for r in rows],
                         headers=["partition", "leader", "replicas", "isr", "", "log start", "log end", "records",
                                  "size"]))

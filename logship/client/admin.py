@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import KafkaError, UnknownTopicError, UnsupportedVersionError, error_for_code
+from ..errors import KafkaError, LeaderNotAvailableError, UnknownTopicError, UnsupportedVersionError, error_for_code
 from ..protocol import ApiKey
 from .cluster import Cluster
 from .offsets import OffsetSpec, parse_offset
@@ -189,13 +189,18 @@ class Admin:
     def describe_topic(self, name: str) -> list[PartitionInfo]:
         """Each partition's leader, replicas, in-sync replicas, log start and end offsets and
         size (UnknownTopicError if none)."""
-        meta = self.cluster.topic(name, refresh=True)
+        meta = self.cluster.refresh([name]).get(name)
+        if meta is None or meta.error_code == UnknownTopicError.code:
+            raise UnknownTopicError(f"topic {name!r} does not exist (brokers {self.cluster.brokers})")
+        if meta.error_code not in (0, LeaderNotAvailableError.code):
+            raise error_for_code(meta.error_code, f"metadata for topic {name!r}: Kafka error code {meta.error_code}")
         partitions = sorted(meta.partitions)
-        starts = list_offsets(self.cluster, name, {p: EARLIEST for p in partitions})
-        ends = list_offsets(self.cluster, name, {p: LATEST for p in partitions})
-        sizes = self._sizes(name, {p: meta.partitions[p].leader for p in partitions})
-        return [PartitionInfo(p, meta.partitions[p].leader, starts[p][0], ends[p][0], sizes.get(p),
-                              meta.partitions[p].replicas, meta.partitions[p].isr) for p in partitions]
+        led = [p for p in partitions if meta.partitions[p].leader >= 0]  # a leaderless one is shown, offsets -1
+        starts = list_offsets(self.cluster, name, {p: EARLIEST for p in led}) if led else {}
+        ends = list_offsets(self.cluster, name, {p: LATEST for p in led}) if led else {}
+        sizes = self._sizes(name, {p: meta.partitions[p].leader for p in led})
+        return [PartitionInfo(p, meta.partitions[p].leader, starts.get(p, (-1,))[0], ends.get(p, (-1,))[0],
+                              sizes.get(p), meta.partitions[p].replicas, meta.partitions[p].isr) for p in partitions]
 
     def _sizes(self, topic: str, leaders: dict[int, int]) -> dict[int, int]:
         """partition -> bytes on disk, asked of each leader with DescribeLogDirs; partitions

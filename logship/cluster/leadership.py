@@ -23,7 +23,10 @@ Removal takes a broker out of the in-sync replicas of every partition it replica
 (a partition with no in-sync replica left has no leader), then writes the fence marker in its
 data directory over SSH (fence.py). Adding back (`cluster add`) clears the fence and puts the
 broker back into the in-sync replicas (its replica catches up from where it was; acks=all
-waits for it once it is in), leading the partitions that had no leader.
+waits for it once it is in). It never makes it a leader: a partition left without one (all
+its in-sync replicas removed) stays so until `logship promote TOPIC:PARTITION` picks the most
+complete in-sync replica, so adding back a stale replica first cannot lose what another
+one acknowledged alone (no unclean election).
 """
 
 from __future__ import annotations
@@ -295,11 +298,10 @@ def add_broker(peers: Peers, broker_id: int) -> list[Move]:
     for key in targets:
         view = states[key]
         isr = tuple(r for r in view.replicas if r in view.isr or r == broker_id)
-        leader = view.leader if view.leader != NO_LEADER else broker_id
-        new = PartitionView(leader, view.leader_epoch + 1, view.replicas, isr)
-        moves[key] = Move(key[0], key[1], view.leader, leader, new.leader_epoch, isr=isr)
+        new = PartitionView(view.leader, view.leader_epoch + 1, view.replicas, isr)
+        moves[key] = Move(key[0], key[1], view.leader, view.leader, new.leader_epoch, isr=isr)
         changes[key] = new
-        first[key] = leader
+        first[key] = view.leader if view.leader != NO_LEADER else broker_id
     _send(peers, changes, moves, first)
     return [moves[k] for k in targets]
 

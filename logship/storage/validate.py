@@ -64,7 +64,7 @@ def validate_batches(buf, max_batch_bytes: int, *, client: bool = False,
         if end - pos < records.HEADER_SIZE:
             raise CorruptRecordError(f"batch header at byte {pos} needs {records.HEADER_SIZE} bytes, "
                                      f"{end - pos} present")
-        (base, length, epoch, magic, crc, attributes, delta, _, max_ts, producer_id, _, sequence,
+        (base, length, epoch, magic, crc, attributes, delta, first_ts, max_ts, producer_id, _, sequence,
          count) = _HEADER.unpack_from(buf, pos)
         size = length + records.LOG_OVERHEAD
         if magic != records.MAGIC:
@@ -83,15 +83,17 @@ def validate_batches(buf, max_batch_bytes: int, *, client: bool = False,
         if delta != count - 1:
             raise InvalidRecordError(f"batch at byte {pos}: lastOffsetDelta {delta} with {count} records")
         if client:
-            _check_claims(view, pos, size, attributes, producer_id, sequence, count, max_uncompressed)
+            _check_claims(view, pos, size, attributes, producer_id, sequence, count, max_uncompressed,
+                          max_ts == first_ts)
         found.append((pos, size, delta, max_ts, epoch, base))
         pos += size
     return found
 
 
 def _check_claims(view: memoryview, pos: int, size: int, attributes: int, producer_id: int, sequence: int,
-                  count: int, max_uncompressed: int) -> None:
-    """A producer's batch at `pos`: its attributes, then its records against its header."""
+                  count: int, max_uncompressed: int, one_time: bool) -> None:
+    """A producer's batch at `pos`: its attributes, then its records against its header (`one_time`:
+    its maximum timestamp is its first, a hint for record_check)."""
     attributes &= 0xFFFF
     codec = attributes & _CODEC
     if codec not in CODEC_NAMES:
@@ -115,6 +117,6 @@ def _check_claims(view: memoryview, pos: int, size: int, attributes: int, produc
     except CorruptRecordError as exc:
         raise type(exc)(f"batch at byte {pos}: {exc}") from None
     try:
-        check_section(data, count)
+        check_section(data, count, one_time)
     except InvalidRecordError as exc:
         raise InvalidRecordError(f"batch at byte {pos}: {exc}") from None
