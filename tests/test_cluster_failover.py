@@ -35,6 +35,7 @@ from conftest import wait_until
 from local_cluster import LocalCluster
 from logship import records
 from logship.broker_process import child_env
+from logship.client.connection import Connection
 from logship.protocol import ApiKey, framing
 from replica_compare import compare, log_bounds, partition_dirs
 from sshhosts import SshHosts, kill_brokers
@@ -64,10 +65,22 @@ def leaders(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 def states(cluster: LocalCluster, topic: str, partitions: int) -> str:
-    """Every replica's partition-state file, for failure messages."""
-    return "; ".join(f"{topic}-{p} on {b}: " + (cluster.data_dir(b) / f"{topic}-{p}" / "partition-state").read_text().strip()
-                     for p in range(partitions) for b in cluster.ids
-                     if (cluster.data_dir(b) / f"{topic}-{p}" / "partition-state").exists())
+    """For failure messages: every replica's partition-state file and log end, and the
+    leaders each broker's own Metadata answer names."""
+    files = "; ".join(f"{topic}-{p} on {b}: " + (cluster.data_dir(b) / f"{topic}-{p}" / "partition-state").read_text().strip()
+                      + f" log end {log_bounds(cluster.data_dir(b) / f'{topic}-{p}')[1]}"
+                      for p in range(partitions) for b in cluster.ids
+                      if (cluster.data_dir(b) / f"{topic}-{p}" / "partition-state").exists())
+    views = []
+    for broker in cluster.ids:
+        try:
+            with Connection(*cluster.address(broker).rsplit(":", 1), timeout=5) as conn:
+                meta = conn.request(ApiKey.METADATA, {"topics": [{"name": topic}], "allow_auto_topic_creation": False})
+            views.append(f"broker {broker} says leaders " + str({p["partition_index"]: p["leader_id"]
+                                                                 for t in meta["topics"] for p in t["partitions"]}))
+        except Exception as exc:  # noqa: BLE001 - a diagnostic: say what failed
+            views.append(f"broker {broker}: {exc}")
+    return files + "; " + "; ".join(views)
 
 
 def promote_away(file: Path, broker: int, *args: str) -> None:
