@@ -5,6 +5,8 @@ afterwards (tests/ack_log.py), replicas compared byte for byte (tests/replica_co
 * a leader killed -9, `logship promote --away-from` it, the broker restarted: ten times;
 * a zombie leader (SIGSTOP, promote, SIGCONT) acknowledges nothing more and, once it
   follows, has its divergent tail truncated;
+* the controller itself deposed as a leader (killed, or a zombie) follows when it is back;
+* a deposed leader answers a produce waiting for acks=all at once (NOT_LEADER_OR_FOLLOWER);
 * a follower cut off (its veth down, network namespaces only): acks=all times out with a
   clear error (what was written stays in the leader's log, unacknowledged, as in Kafka),
   `cluster remove` lets writes resume, `cluster add` and it catches up;
