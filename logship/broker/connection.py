@@ -10,11 +10,16 @@ what a client really sent, and those bytes are charged to the request memory poo
 pool says this connection must wait (`MemoryPool.must_wait`: it is used up for connections
 that are not `_active`, or for all), or MAX_QUEUED frames wait in `next_frame()`'s queue,
 reading is paused; a read in a round where others filled the pool takes one byte.
+At a frame boundary (and while the pool has room) up to READ_AHEAD_BYTES are read at once
+into the shared scratch buffer and split: each whole frame there is copied into its own
+bytearray and queued, so a client pipelining small requests costs one read, not two per
+request; a frame left partial goes on as above.
 A frame must arrive whole within request.timeout.ms of its first byte, not counting time
 paused by the broker (`frame_started` is what `Admission.sweep` checks).
 
 Writes go to `transport`; `drain()` waits while the transport's buffer is over its high-water
 mark, and gives up (closing the connection) when the client takes nothing for write_timeout_ms.
+`Outgoing` gathers the responses that are ready one after another into one transport write.
 `pending` counts requests received and not yet answered; `Admission` is told when it leaves
 or reaches zero (a connection with nothing pending may be evicted at the connection caps).
 """
@@ -33,6 +38,9 @@ from ..errors import ProtocolError
 from ..protocol import framing
 
 DIRECT_MAX_BYTES = 16 << 10
+READ_AHEAD_BYTES = 64 << 10  # read at a frame boundary: the small frames already there come in one read
+SENDFILE_MIN_BYTES = 256 << 10  # smaller slices of segment files are cheaper as pread + write
+COALESCE_MAX_BYTES = 256 << 10  # responses gathered for one transport write, at most (about)
 MAX_QUEUED = 64
 ACTIVE_S = 2.0  # see Connection._active
 _SCRATCH_BYTES = 256 << 10
@@ -55,6 +63,7 @@ class Connection(asyncio.BufferedProtocol):
         self._queue: collections.deque = collections.deque()  # frames, a ProtocolError, or None (EOF)
         self._waiter: asyncio.Future | None = None
         self._prefix = bytearray(4)
+        self._ahead = False  # get_buffer gave the read-ahead buffer
         self._frame: bytearray | None = None
         self._size = 0  # of the frame being received
         self._filled = 0
@@ -90,8 +99,12 @@ class Connection(asyncio.BufferedProtocol):
             self._on_connected(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        self._ahead = False
         if self._frame is None:
-            return memoryview(self._prefix)[self._filled:]
+            if self._filled or self._pool.must_wait(self.held_bytes, self._active()):
+                return memoryview(self._prefix)[self._filled:]
+            self._ahead = True
+            return memoryview(_scratch)[:READ_AHEAD_BYTES]
         if self._size <= DIRECT_MAX_BYTES:
             return memoryview(self._frame)[self._filled:]
         if self._pool.must_wait(self.held_bytes, self._active()):
@@ -109,32 +122,66 @@ class Connection(asyncio.BufferedProtocol):
             self.frame_began = self.last_io
         if self.frame_started is None and not self._paused_for:
             self.frame_started = self.last_io
-        if self._frame is None:
+        if self._ahead:
+            self._split(memoryview(_scratch)[:nbytes])
+            if (self._frame is not None or self._filled) and self.frame_started is None and not self._paused_for:
+                self.frame_started = self.last_io  # the frame left partial
+        elif self._frame is None:
             self._filled += nbytes
-            if self._filled < 4:
-                return
-            try:
-                self._size = framing.read_frame_length(self._prefix, self.max_frame_bytes)
-            except ProtocolError as exc:
-                self._push(exc)
-                return
-            if self._size <= DIRECT_MAX_BYTES:
-                self._frame = bytearray(self._size)
-                self._charge(self._size)
-            else:
-                self._frame = bytearray()
-            self._filled = 0
+            if self._filled == 4:
+                self._begin(self._prefix)
         elif self._size <= DIRECT_MAX_BYTES:
             self._filled += nbytes
         else:
             self._frame += memoryview(_scratch)[:nbytes]
             self._filled += nbytes
             self._charge(nbytes)
-        if self._filled == self._size:
-            frame, self._frame, self._filled, self._charged = self._frame, None, 0, 0
-            self.frame_started = None
-            self.last_completed = self.last_io
-            self._push(frame)
+        if self._frame is not None and self._filled == self._size:
+            self._complete()
+
+    def _split(self, data: memoryview) -> None:
+        """Bytes read ahead from a frame boundary: every whole frame in them is queued; a frame
+        they begin is started (the rest comes through get_buffer); a short prefix is kept."""
+        pos, end = 0, len(data)
+        while not self._ended and end - pos >= 4:
+            self.frame_began = self.last_io
+            if not self._begin(data[pos:pos + 4]):
+                return
+            pos += 4
+            take = min(self._size, end - pos)
+            if self._size <= DIRECT_MAX_BYTES:
+                self._frame[:take] = data[pos:pos + take]
+            else:
+                self._frame += data[pos:pos + take]
+                self._charge(take)
+            self._filled, pos = take, pos + take
+            if take < self._size:
+                return
+            self._complete()
+        if not self._ended:
+            self._prefix[:end - pos] = data[pos:]
+            self._filled = end - pos
+
+    def _begin(self, prefix) -> bool:
+        """Start the frame whose length prefix this is; False (the stream ended) if it is refused."""
+        try:
+            self._size = framing.read_frame_length(prefix, self.max_frame_bytes)
+        except ProtocolError as exc:
+            self._push(exc)
+            return False
+        if self._size <= DIRECT_MAX_BYTES:
+            self._frame = bytearray(self._size)
+            self._charge(self._size)
+        else:
+            self._frame = bytearray()
+        self._filled = 0
+        return True
+
+    def _complete(self) -> None:
+        frame, self._frame, self._filled, self._charged = self._frame, None, 0, 0
+        self.frame_started = None
+        self.last_completed = self.last_io
+        self._push(frame)
 
     def eof_received(self) -> bool:
         self._push(None)
@@ -311,3 +358,46 @@ class Connection(asyncio.BufferedProtocol):
             self._pause("queue")
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+class Outgoing:
+    """Responses gathered for one transport write, and what to tell the connection once it is
+    done: their queued bytes (for the bounds) and how many requests they answer."""
+
+    __slots__ = ("conn", "parts", "size", "queued", "answers")
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.parts: list = []
+        self.size = self.queued = self.answers = 0
+
+    def add(self, parts: list) -> bool:
+        """Gather a response, unless it needs sendfile (then False, and nothing is gathered)."""
+        if any(not isinstance(part, (bytes, bytearray, memoryview))
+               and not part.in_memory and part.length >= SENDFILE_MIN_BYTES for part in parts):
+            return False
+        for part in parts:
+            part = part if isinstance(part, (bytes, bytearray, memoryview)) else part.read_bytes()
+            self.parts.append(part)
+            self.size += len(part)
+        if self.size >= COALESCE_MAX_BYTES:
+            self.flush()
+        return True
+
+    def sent(self, queued: int) -> None:
+        """One more response is gathered or written."""
+        self.queued += queued
+        self.answers += 1
+        if not self.parts:
+            self.flush()
+
+    def flush(self) -> None:
+        conn = self.conn
+        if self.parts:
+            conn.transport.write(self.parts[0] if len(self.parts) == 1 else b"".join(self.parts))
+            self.parts, self.size = [], 0
+        if self.queued:
+            conn.sent_response_bytes(self.queued)
+        for _ in range(self.answers):
+            conn.answered()
+        self.queued = self.answers = 0

@@ -3,11 +3,13 @@
 Each connection has a reader loop and a writer task joined by a bounded queue, so requests
 are pipelined (a produce waiting for its fdatasync does not stop the next one from being
 read and appended) while responses leave in the order their requests came. A queue entry
-is either the parts of a ready response or a task that will produce them (a long-polling
-fetch, a produce or offset commit waiting for durability, a JoinGroup or SyncGroup held by
-the group coordinator until its phase ends). Parts are bytes or `FileSlice`s of segment files;
-large slices go out with sendfile. Frames are received by connection.py, each into its own
-bytearray. A malformed frame closes its own connection, never the broker; a frame larger than
+is the parts of a ready response, a `_FetchTurn` (a long-polling fetch), a `DurableTurn`
+(a produce or offset commit waiting for durability: futures, no task; durability.py), or a
+task that will produce them (a JoinGroup or SyncGroup held by the group coordinator until
+its phase ends). Responses ready one after another leave in one transport write. Parts are
+bytes or `FileSlice`s of segment files; large slices go out with sendfile. Frames are
+received by connection.py, each into its own bytearray (several in one read when they are
+there). A malformed frame closes its own connection, never the broker; a frame larger than
 the limit is refused on its length prefix, before allocation. What a client may make the
 broker spend is bounded as limits.py describes: `Admission` books connections (caps, idle,
 late frames, the request memory pool); a connection stops being read while its unsent
@@ -34,13 +36,13 @@ import logging
 import socket
 import time
 
-from ..errors import KafkaStorageError, LogshipError, NotCoordinatorError, ProtocolError
+from ..errors import NotCoordinatorError, ProtocolError
 from ..protocol import ApiKey, framing
 from .broker import Broker
-from .reply import ClientInfo, Deferred, DurableWrite, Reply, Session
+from .reply import ClientInfo, Deferred, Session
 from .admission import Admission
-from .connection import Connection, WriteStalledError
-from .durability import DurableWaits
+from .connection import SENDFILE_MIN_BYTES, Connection, Outgoing, WriteStalledError
+from .durability import DurableTurn, DurableWaits
 from .fetch import FetchPlan, FetchWait
 from .lingering_close import close_gently
 from .maintenance import FailureLog, maintain
@@ -48,7 +50,6 @@ from .maintenance import FailureLog, maintain
 log = logging.getLogger("logship.broker")
 
 MAX_IN_FLIGHT = 64  # per connection: decoded requests waiting for their response to be written
-SENDFILE_MIN_BYTES = 256 << 10  # smaller slices are cheaper as pread + write
 SENDFILE_CHUNK_BYTES = 4 << 20  # each must leave within write.timeout.ms
 SWEEP_INTERVAL_S = 0.25
 FETCH_ENTRY_WEIGHT = 1024  # bytes a partition of a decoded fetch and its response entry take, about
@@ -283,28 +284,10 @@ class Server:
                 return respond.parts(reply.deferred.body)
             return asyncio.create_task(self._await_deferred(reply.deferred, respond))
         if reply.sync:
-            return asyncio.create_task(self._make_durable(reply, respond))
+            return self._durable.turn(reply, respond, self.broker.replicas.until_replicated)
         if reply.body is None:
             return None
         return respond.parts(reply.body)
-
-    async def _make_durable(self, reply: Reply, respond: "_Responder") -> list | None:
-        outcomes = await asyncio.gather(*(self._settle(w) for w in reply.sync), return_exceptions=True)
-        for write, outcome in zip(reply.sync, outcomes):
-            if isinstance(outcome, LogshipError):
-                if isinstance(outcome, KafkaStorageError):  # not a replication timeout: that is the client's
-                    log.error("sync of %s-%d failed: %s", write.partition.topic, write.partition.index, outcome)
-                write.fail(outcome.code if outcome.code is not None else -1, str(outcome))
-            elif isinstance(outcome, BaseException):
-                raise outcome
-        return None if reply.body is None else respond.parts(reply.body)
-
-    async def _settle(self, write: DurableWrite) -> None:
-        """Durable here or, for acks=all on a replicated partition, below the high watermark
-        (which implies durable here: replication/)."""
-        replicated = None if write.replicated_within_ms is None else self.broker.replicas.until_replicated(
-            write.partition, write.offset, write.replicated_within_ms)
-        await (self._durable.wait(write.partition, write.offset) if replicated is None else replicated)
 
     async def _await_deferred(self, deferred: Deferred, respond: "_Responder") -> list:
         """Wait for a body the group coordinator decides later (it resolves every one by a deadline)."""
@@ -346,27 +329,39 @@ class Server:
                             del self._waiters[key]
 
     async def _send_responses(self, queue: asyncio.Queue, conn: Connection) -> None:
-        loop = asyncio.get_running_loop()
+        """Write the queued responses in order. Those ready one after another leave in one
+        transport write (`Outgoing`); what is gathered is written before any wait."""
+        loop, out = asyncio.get_running_loop(), Outgoing(conn)
         while True:
-            entry = await queue.get()
+            if queue.empty():
+                out.flush()
+                await conn.drain()
+                entry = await queue.get()
+            else:
+                entry = queue.get_nowait()
             if entry is None:
+                out.flush()
                 return
             (item, queued), plan = entry, None
-            if isinstance(item, _FetchTurn):
-                item, plan = await self._long_poll(item)
-            elif isinstance(item, asyncio.Task):
-                item = await item
             try:
-                if item is not None:
+                if isinstance(item, _FetchTurn):
+                    out.flush()
+                    item, plan = await self._long_poll(item)
+                elif isinstance(item, DurableTurn):
+                    if not item.ready:
+                        out.flush()
+                    item = await item.parts()
+                elif isinstance(item, asyncio.Task):
+                    if not item.done():
+                        out.flush()
+                    item = await item
+                if item is not None and not out.add(item):
+                    out.flush()
                     await _write_parts(loop, conn, item)
             finally:
                 if plan is not None:
                     plan.close()
-                if queued:
-                    conn.sent_response_bytes(queued)
-            conn.answered()
-            if queue.empty():
-                await conn.drain()
+            out.sent(queued)
 
 
 class _FetchTurn:
@@ -416,11 +411,13 @@ def _drop_unsent(queue: asyncio.Queue, conn: Connection) -> None:
 
 
 def _drop(response) -> None:
-    """Forget a queued response that will not be sent: a task giving it (_make_durable,
-    _await_deferred) is cancelled, or its outcome retrieved if it already has one. Response
-    parts and a `_FetchTurn` hold no descriptor (a fetch is planned, and its plan closed,
-    by the sender only)."""
-    if isinstance(response, asyncio.Task):
+    """Forget a queued response that will not be sent: a task giving it (_await_deferred) is
+    cancelled, or its outcome retrieved if it already has one, and so are a `DurableTurn`'s
+    futures. Response parts and a `_FetchTurn` hold no descriptor (a fetch is planned, and
+    its plan closed, by the sender only)."""
+    if isinstance(response, DurableTurn):
+        response.drop()
+    elif isinstance(response, asyncio.Task):
         if not response.done():
             response.cancel()
         elif not response.cancelled():
