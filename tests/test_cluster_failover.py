@@ -82,7 +82,24 @@ def states(cluster: LocalCluster, topic: str, partitions: int) -> str:
                                                                  for t in meta["topics"] for p in t["partitions"]}))
         except Exception as exc:  # noqa: BLE001 - a diagnostic: say what failed
             views.append(f"broker {broker}: {exc}")
-    return files + "; " + "; ".join(views)
+    return files + "; " + "; ".join(views) + "; " + probe_leaders(cluster, topic, partitions)
+
+
+def probe_leaders(cluster: LocalCluster, topic: str, partitions: int) -> str:
+    """For failure messages: one acks=all produce straight to each partition's leader (as
+    broker 1's Metadata names it), its answer and how long it took; tells a broker that
+    does not acknowledge from a client that does not send."""
+    found = []
+    for partition, leader in leaders(cluster.bootstrap, topic).items():
+        started = time.monotonic()
+        try:
+            code = RawProduce(cluster.address(leader), timeout_s=10).send(
+                topic, partition, [value("diagnostic", partition)], timeout_ms=3000).error_code()
+            found.append(f"produce to {topic}-{partition} on its leader {leader}: error {code} "
+                         f"in {time.monotonic() - started:.1f} s")
+        except Exception as exc:  # noqa: BLE001 - a diagnostic: say what failed
+            found.append(f"produce to {topic}-{partition} on its leader {leader}: {exc}")
+    return "; ".join(found)
 
 
 def promote_away(file: Path, broker: int, *args: str) -> None:
