@@ -8,7 +8,8 @@ produced (the producer's prefix and its sequence number), PADDING makes the valu
 * `AckedProducer`: a confluent-kafka (librdkafka) producer in a thread, acks=all, retries
   for as long as `message_timeout_s`; each successful delivery report appends
   (topic, partition, offset, payload) to its acknowledgement log; failed ones are counted by
-  error name. It sends at most `rate` records a second (None: as fast as it can), stops
+  error name (and partition); with `client_log`, librdkafka's own debug log of metadata,
+  topics, brokers and requests goes to that file. It sends at most `rate` records a second (None: as fast as it can), stops
   after `count` records or at `stop()`, whichever comes first, then waits (bounded) for
   what is in flight. `with running(*producers):` starts them and, on leaving, stops and
   joins them (giving up on what is in flight at once when the block failed).
@@ -26,6 +27,7 @@ produced (the producer's prefix and its sequence number), PADDING makes the valu
 from __future__ import annotations
 
 import collections
+import logging
 import subprocess
 import threading
 from contextlib import contextmanager
@@ -54,7 +56,7 @@ class AckedProducer(threading.Thread):
 
     def __init__(self, bootstrap: str, topic: str, ack_path: Path, prefix: str, count: int,
                  message_timeout_s: float = 60, config: dict | None = None, size: int = 40,
-                 rate: float | None = None):
+                 rate: float | None = None, client_log: Path | None = None):
         super().__init__(name=f"producer-{prefix}", daemon=True)
         self.topic, self.prefix, self.count, self.size, self.rate = topic, prefix, count, size, rate
         self.log = AckWriter(ack_path)
@@ -62,6 +64,9 @@ class AckedProducer(threading.Thread):
                        "message.timeout.ms": int(message_timeout_s * 1000), "retry.backoff.ms": 100,
                        "retry.backoff.max.ms": 500, "topic.metadata.refresh.interval.ms": 1000,
                        "queue.buffering.max.messages": 200_000, **(config or {})}
+        self.client_log = client_log
+        if client_log is not None:
+            self.config.update({"debug": "metadata,topic,broker,protocol", "log_level": 7})
         self.flush_s = message_timeout_s + 10
         self.sent = 0
         self.acked_in: collections.Counter[int] = collections.Counter()  # partition -> acknowledged
@@ -101,10 +106,24 @@ class AckedProducer(threading.Thread):
             self.errors[err.name()] += 1
             self.failed_in[msg.partition()] += 1
 
+    def _logger(self) -> logging.Logger:
+        logger = logging.getLogger(f"librdkafka.{self.name}.{id(self)}")
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        logger.addHandler(logging.FileHandler(self.client_log))
+        return logger
+
+    def client_log_tail(self, words: str, lines: int = 15) -> str:
+        """The last `lines` lines of the client log holding `words` (for failure messages)."""
+        if self.client_log is None or not self.client_log.exists():
+            return ""
+        found = [line for line in self.client_log.read_text(errors="replace").splitlines() if words in line]
+        return f"librdkafka ({self.client_log}), last lines with {words!r}:\n" + "\n".join(found[-lines:])
+
     def run(self) -> None:
         from confluent_kafka import Producer
 
-        producer = Producer(self.config)
+        producer = Producer(self.config, **({"logger": self._logger()} if self.client_log else {}))
         started = time.monotonic()
         try:
             for number in range(self.count):

@@ -223,7 +223,7 @@ def test_leader_killed_promoted_away_restarted_ten_times(cluster, tmp_path):
     topic, partitions = "failover", 3
     create_topic(cluster.bootstrap, topic, partitions)
     producers = [AckedProducer(cluster.bootstrap, topic, tmp_path / f"acks-{n}", f"f{n}", 400_000, rate=2000,
-                               message_timeout_s=90) for n in range(2)]
+                               message_timeout_s=90, client_log=tmp_path / f"librdkafka-{n}.log") for n in range(2)]
     victims = []
     started = time.monotonic()
     with running(*producers):
@@ -240,7 +240,8 @@ def test_leader_killed_promoted_away_restarted_ten_times(cluster, tmp_path):
             cluster.start(victim)
             # producers carry on: acks flow again in every partition once the restarted broker follows
             assert acks_flow(producers, partitions, 100, 60), \
-                f"round {round_}: acks stopped after broker {victim} came back: {states(cluster, topic, partitions)}"
+                f"round {round_}: acks stopped after broker {victim} came back: {states(cluster, topic, partitions)}" \
+                f"\n{producers[0].client_log_tail(topic + ' [')}"
     loop_s = time.monotonic() - started
     assert all(not p.errors and p.unflushed == 0 for p in producers), [p.errors for p in producers]
     wait_equal_logs(_data_dirs(cluster), topic, partitions, current_leaders(cluster, topic))
@@ -255,7 +256,8 @@ def test_zombie_leader_acknowledges_nothing_and_is_truncated(cluster, tmp_path):
     topic, partitions = "zombie", 3
     create_topic(cluster.bootstrap, topic, partitions)
     producer = AckedProducer(cluster.bootstrap, topic, tmp_path / "acks", "z", 200_000, rate=3000,
-                             message_timeout_s=90, config={"request.timeout.ms": 5000})
+                             message_timeout_s=90, config={"request.timeout.ms": 5000},
+                             client_log=tmp_path / "librdkafka.log")
     with running(producer):
         assert producer.wait_acked(2000, 30)
         zombie = non_controller_leader(cluster, topic, 0)
@@ -275,11 +277,11 @@ def test_zombie_leader_acknowledges_nothing_and_is_truncated(cluster, tmp_path):
         assert after != 0, "the deposed leader acknowledged an acks=all produce after it resumed"
         moved = wait_until(lambda: zombie not in current_leaders(cluster, topic).values(), timeout=20)
         assert moved, f"still led by {zombie}: {leaders(cluster.bootstrap, topic)}"
-        assert acks_flow([producer], partitions, 500, 60), \
-            f"acks stopped after promotion: {states(cluster, topic, partitions)}"
+        assert acks_flow([producer], partitions, 500, 60), f"acks stopped after promotion: " \
+            f"{states(cluster, topic, partitions)}\n{producer.client_log_tail(f'{topic} [{partition}]')}"
     assert not producer.errors and producer.unflushed == 0, \
         f"{producer.errors} in partitions {producer.failed_in} (zombie {zombie} led {partition}): " \
-        f"{states(cluster, topic, partitions)}"
+        f"{states(cluster, topic, partitions)}\n{producer.client_log_tail(f'{topic} [{partition}]')}"
     wait_equal_logs(_data_dirs(cluster), topic, partitions, current_leaders(cluster, topic))
     consumed = read_back(cluster.bootstrap, topic)
     assert not [c for c in consumed if c.payload.startswith(("probe-", "late-"))], "the zombie's writes survived"
@@ -311,7 +313,8 @@ def test_controller_deposed_as_leader_follows_when_back(cluster, tmp_path, failu
     controller = min(cluster.ids)
     partition = controller_led_partition(cluster, topic)
     producer = AckedProducer(cluster.bootstrap, topic, tmp_path / "acks", "k", 200_000, rate=3000,
-                             message_timeout_s=60, config={"request.timeout.ms": 5000})
+                             message_timeout_s=60, config={"request.timeout.ms": 5000},
+                             client_log=tmp_path / "librdkafka.log")
     with running(producer):
         assert acks_flow([producer], partitions, 300, 30)
         process = cluster.brokers[controller].proc
@@ -329,8 +332,8 @@ def test_controller_deposed_as_leader_follows_when_back(cluster, tmp_path, failu
                 process.send_signal(signal.SIGCONT)
         moved = wait_until(lambda: current_leaders(cluster, topic)[partition] != controller, timeout=20)
         assert moved, f"partition {partition} still led by the controller: {states(cluster, topic, partitions)}"
-        assert acks_flow([producer], partitions, 300, 30), \
-            f"acks=all stalled once the controller was back: {states(cluster, topic, partitions)}"
+        assert acks_flow([producer], partitions, 300, 30), f"acks=all stalled once the controller was back: " \
+            f"{states(cluster, topic, partitions)}\n{producer.client_log_tail(f'{topic} [{partition}]')}"
     assert not producer.errors and producer.unflushed == 0, producer.errors
     wait_equal_logs(_data_dirs(cluster), topic, partitions, current_leaders(cluster, topic))
     assert_nothing_lost([tmp_path / "acks"], read_back(cluster.bootstrap, topic))
