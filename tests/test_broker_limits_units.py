@@ -13,6 +13,7 @@ from logship.broker.config import BrokerConfig
 from logship.broker.fetch import FetchWait
 from logship.broker.limits import EVICTABLE_AFTER_S, Budget, Limits, MemoryPool
 from logship.broker.ratelog import RateLimitedLog
+from logship.broker.replication import ReplicaManager
 from logship.records import build_batch_values
 from logship.storage import Store
 from logship.storage.fileslice import INLINE_BYTES
@@ -214,6 +215,7 @@ def _fetch_plan(tmp_path, partitions: int, value: bytes, files: Budget, fetch_ma
     config = BrokerConfig()
     config.limits.fetch_max_files = fetch_max_files
     broker = types.SimpleNamespace(store=store, config=config)
+    broker.replicas = ReplicaManager(broker)  # single-broker mode: every partition led here
     body = {"max_bytes": 50 << 20, "min_bytes": 1, "max_wait_ms": 0,
             "topics": [{"topic": "t", "partitions": [
                 {"partition": p, "fetch_offset": 0, "partition_max_bytes": 1 << 20, "current_leader_epoch": -1}

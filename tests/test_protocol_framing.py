@@ -80,6 +80,31 @@ def test_frame_reader_reassembles_and_refuses_huge_prefixes():
         reader.feed(struct.pack(">i", 0x7FFFFFFF))
 
 
+@pytest.mark.parametrize("size", [0, 2, 7])
+def test_a_frame_shorter_than_a_request_header_is_refused_in_words(size):
+    frame = encode_request(ApiKey.METADATA, 4, 1, "c", {"topics": None})[4:4 + size]
+    for decode in (decode_request, decode_request_header):
+        with pytest.raises(errors.ProtocolError) as info:
+            decode(frame)
+        message = str(info.value)
+        assert message == (f"a {size}-byte frame is shorter than a request header (8 bytes: "
+                           "api key, api version, correlation id)")
+
+
+def test_a_truncated_frame_says_so_without_struct_offsets():
+    frame = encode_request(ApiKey.METADATA, 4, 1, "client", {"topics": [{"name": "abc"}]})[4:]
+    for size in (8, 9, len(frame) - 1):
+        with pytest.raises(errors.ProtocolError) as info:
+            decode_request(frame[:size])
+        assert str(info.value) == f"malformed request: the {size}-byte frame ends before its last field"
+    for size in range(len(frame)):  # every cut: one line in words, never struct's text
+        with pytest.raises(errors.ProtocolError) as info:
+            decode_request(frame[:size])
+        assert "unpack" not in str(info.value) and "\n" not in str(info.value), size
+    with pytest.raises(errors.ProtocolError, match="^malformed response: the 2-byte frame ends"):
+        decode_response(ApiKey.METADATA, 4, b"ab")
+
+
 # --- requests: headers and unsupported versions ---------------------------------------------------
 
 def test_unknown_api_key_is_answerable():

@@ -18,6 +18,7 @@ from local_cluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 
+UNKNOWN_TOPIC = 3
 NOT_LEADER = 6
 STALE_CONTROLLER_EPOCH = 11
 CLUSTER_AUTHORIZATION_FAILED = 31
@@ -83,11 +84,47 @@ def test_state_is_persisted_and_only_the_leader_takes_produces(cluster):
         saved = json.loads((cluster.data_dir(broker_id) / "logs-0" / "partition-state").read_text())
         assert saved["leader"] == 1 and saved["leader_epoch"] == 3 and saved["replicas"] == [1, 2, 3]
     assert produce_once(cluster.address(2), "logs")["error_code"] == NOT_LEADER
-    assert produce_once(cluster.address(1), "other")["error_code"] == NOT_LEADER  # not hosted: not created
+    assert produce_once(cluster.address(1), "other")["error_code"] == UNKNOWN_TOPIC  # nowhere: not created
     assert not (cluster.data_dir(1) / "other-0").exists()
     assert produce_once(cluster.address(1), "logs")["error_code"] == 0
     offset, epoch = control.log_end("logs", 0, broker_id=1)
     assert (offset, epoch) == (1, 3)
+
+
+def _fetch_and_list_offsets(address: str, topic: str) -> tuple[int, int]:
+    """The error codes of a consumer's Fetch and of a ListOffsets (latest) for partition 0."""
+    fetch = {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 1, "max_bytes": 1 << 20, "isolation_level": 0,
+             "session_id": 0, "session_epoch": -1, "forgotten_topics_data": [], "rack_id": "",
+             "topics": [{"topic": topic, "partitions": [{"partition": 0, "current_leader_epoch": -1,
+                                                         "fetch_offset": 0, "log_start_offset": -1,
+                                                         "partition_max_bytes": 1 << 20}]}]}
+    offsets = {"replica_id": -1, "isolation_level": 0, "topics": [
+        {"name": topic, "partitions": [{"partition_index": 0, "current_leader_epoch": -1, "timestamp": -1}]}]}
+    fetched = raw_request(address, ApiKey.FETCH, 10, fetch)["responses"][0]["partitions"][0]
+    listed = raw_request(address, ApiKey.LIST_OFFSETS, 4, offsets)["topics"][0]["partitions"][0]
+    return fetched["error_code"], listed["error_code"]
+
+
+def test_unknown_topic_is_told_apart_from_another_leader(cluster):
+    """A topic the cluster does not have: UNKNOWN_TOPIC_OR_PARTITION; one it has but another
+    broker leads: NOT_LEADER_OR_FOLLOWER, on a follower and on a broker that only knows it
+    from the cluster metadata; Produce, Fetch and ListOffsets alike."""
+    control = ClusterControl(cluster)
+    control.lead("logs", 0, leader=1, epoch=1, replicas=[1, 2])
+    state = {"partition_index": 0, "controller_epoch": 1, "leader": 1, "leader_epoch": 1, "isr": [1, 2],
+             "zk_version": 1, "replicas": [1, 2]}
+    assert control.request(3, ApiKey.UPDATE_METADATA, 5, control._metadata_delta("logs", state))["error_code"] == 0
+    for broker_id in cluster.ids:
+        address = cluster.address(broker_id)
+        assert produce_once(address, "nowhere")["error_code"] == UNKNOWN_TOPIC
+        assert _fetch_and_list_offsets(address, "nowhere") == (UNKNOWN_TOPIC, UNKNOWN_TOPIC)
+        assert produce_once(address, "logs", partition=1)["error_code"] == UNKNOWN_TOPIC
+    for broker_id in (2, 3):
+        address = cluster.address(broker_id)
+        assert produce_once(address, "logs")["error_code"] == NOT_LEADER
+        assert _fetch_and_list_offsets(address, "logs") == (NOT_LEADER, NOT_LEADER)
+    assert _fetch_and_list_offsets(cluster.address(1), "logs") == (0, 0)
+    assert not (cluster.data_dir(3) / "logs-0").exists() and not (cluster.data_dir(1) / "nowhere-0").exists()
 
 
 def test_stale_controller_epoch_is_refused(cluster):

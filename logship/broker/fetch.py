@@ -7,7 +7,8 @@ batch at the byte budget is allowed, as in Kafka. Fetch sessions (KIP-227) are d
 with session_id 0, so every request is a full fetch. A partition whose request names
 another leader epoch than the current one answers FENCED_LEADER_EPOCH (older) or
 UNKNOWN_LEADER_EPOCH (newer) with the current leader and epoch, as Kafka does (KIP-320).
-In a cluster only the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere); consumers read below
+In a cluster only the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere, UNKNOWN_TOPIC_OR_PARTITION
+for a partition the cluster does not have: require_leader); consumers read below
 the high watermark, followers (replica fetches, Fetch v12 on peer connections) up to the log
 end, and are told where their log diverged (diverging_epoch) instead of records when it did.
 
@@ -99,7 +100,7 @@ class FetchWait:
         return plan
 
     def _read_into(self, plan: FetchPlan, entry: dict, topic: str, request: dict, remaining: int) -> int:
-        self.broker.replicas.check_leader(topic, request["partition"])
+        require_leader(self.broker, topic, request["partition"])
         partition = self.broker.store.partition(topic, request["partition"])
         check_leader_epoch(partition, request.get("current_leader_epoch", -1))
         bound = high_watermark = partition.high_watermark
@@ -139,6 +140,17 @@ class FetchWait:
             plan.slices.append(piece)
         plan.size += piece.length
         return piece.length
+
+
+def require_leader(broker: Broker, topic: str, index: int) -> None:
+    """For a client's Produce, Fetch or ListOffsets in cluster mode: UnknownTopicError when the
+    partition is neither in this broker's copy of the cluster metadata nor hosted here, else
+    NotLeaderError unless this broker leads it. Nothing in single-broker mode (the caller's
+    own lookup answers for a missing topic; Produce may create it)."""
+    if broker.replicas.clustered:
+        if index not in (broker.cluster_metadata.partitions(topic) or {}):
+            broker.store.partition(topic, index)  # UnknownTopicError when not hosted here either
+        broker.replicas.check_leader(topic, index)
 
 
 def check_leader_epoch(partition: Partition, requested: int) -> None:

@@ -10,7 +10,8 @@ Other negative timestamps (-5 latest tiered, v9+, is not served) answer INVALID_
 Each answer carries a leader epoch as Kafka's does: the current one for latest, otherwise
 the epoch the found offset was written in (from the leader-epoch checkpoint). A request
 naming another current leader epoch is fenced (fetch.check_leader_epoch). In a cluster only
-the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere), except a request with replica_id -2 on
+the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere, UNKNOWN_TOPIC_OR_PARTITION for a partition
+the cluster does not have: fetch.require_leader), except a request with replica_id -2 on
 a connection authenticated with the cluster secret (`logship promote` choosing a new leader):
 any replica hosting the partition answers it, whatever the timestamp, with its log end
 offset and the leader epoch of its last batch (-1 when its log is empty).
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 from .. import records
 from ..errors import InvalidRequestError, LogshipError
 from ..storage import Partition
-from .fetch import check_leader_epoch
+from .fetch import check_leader_epoch, require_leader
 from .reply import ClientInfo, Reply, error_code
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def list_offsets(broker: Broker, version: int, body: dict, client: ClientInfo = 
                     entry["offset"], entry["leader_epoch"] = partition.log_end_offset, partition.last_epoch
                     entries.append(entry)
                     continue
-                broker.replicas.check_leader(topic["name"], request["partition_index"])
+                require_leader(broker, topic["name"], request["partition_index"])
                 partition = broker.store.partition(topic["name"], request["partition_index"])
                 check_leader_epoch(partition, request.get("current_leader_epoch", -1))
                 entry["offset"], entry["timestamp"], entry["leader_epoch"] = _lookup(partition, request["timestamp"])

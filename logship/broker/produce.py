@@ -9,7 +9,8 @@ validates every batch of a partition before writing any. With acks=all (-1) the 
 waits for the server to make the appended bytes durable and, in a cluster, for the high
 watermark to pass them (every in-sync replica has them durably) within the request's
 timeout_ms, else REQUEST_TIMED_OUT; with acks=0 nothing is sent. In a cluster only the
-partition's leader takes produces (NOT_LEADER_OR_FOLLOWER elsewhere).
+partition's leader takes produces (NOT_LEADER_OR_FOLLOWER elsewhere, UNKNOWN_TOPIC_OR_PARTITION
+for a partition the cluster does not have: fetch.require_leader).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .. import records
 from ..compression import ZSTD
 from ..errors import (InvalidRecordError, KafkaStorageError, LogshipError,
                       UnsupportedCompression)
+from .fetch import require_leader
 from .reply import DurableWrite, Reply, error_code
 from .topics import produce_partition, refuse_internal
 
@@ -56,7 +58,7 @@ def produce(broker: Broker, version: int, body: dict) -> Reply:
             partitions.append(entry)
             try:
                 refuse_internal(name)
-                broker.replicas.check_leader(name, index)
+                require_leader(broker, name, index)
                 partition = produce_partition(broker, name, index)
                 if data["records"] is None:
                     raise InvalidRecordError("a produce request carried no records")

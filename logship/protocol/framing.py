@@ -159,6 +159,14 @@ def _view(frame) -> memoryview:
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
+def _malformed(what: str, exc: Exception, size: int) -> errors.ProtocolError:
+    """The one-line error for a frame that fails to decode: struct's text (offsets into a
+    buffer) becomes "ends early", which is what a short read means."""
+    if isinstance(exc, struct.error):
+        return errors.ProtocolError(f"malformed {what}: the {size}-byte frame ends before its last field")
+    return errors.ProtocolError(f"malformed {what}: {exc}")
+
+
 def _check_end(buf, pos: int, what: str) -> None:
     if pos != len(buf):
         raise errors.ProtocolError(f"{len(buf) - pos} trailing bytes after the {what}")
@@ -167,6 +175,9 @@ def _check_end(buf, pos: int, what: str) -> None:
 # --- requests ------------------------------------------------------------------------------------
 
 def _parse_request_header(buf):
+    if len(buf) < _REQUEST_HEADER.size:
+        raise errors.ProtocolError(f"a {len(buf)}-byte frame is shorter than a request header (8 bytes: "
+                                   "api key, api version, correlation id)")
     api_key, api_version, correlation_id = _REQUEST_HEADER.unpack_from(buf, 0)
     client_id, pos = read_nullable_string(buf, 8)
     return _KEYS.get(api_key, api_key), api_version, correlation_id, client_id, pos
@@ -180,7 +191,7 @@ def decode_request_header(frame) -> RequestHeader:
     except errors.ProtocolError:
         raise
     except DECODE_ERRORS as exc:
-        raise errors.ProtocolError(f"malformed request header: {exc}") from None
+        raise _malformed("request header", exc, len(frame)) from None
     return RequestHeader(api_key, api_version, correlation_id, client_id)
 
 
@@ -209,7 +220,7 @@ def decode_request(frame, supported: Mapping[int, tuple[int, int]] | None = None
     except errors.ProtocolError:
         raise
     except DECODE_ERRORS as exc:
-        raise errors.ProtocolError(f"malformed request: {exc}") from None
+        raise _malformed("request", exc, len(buf)) from None
     return Request(api_key, api_version, correlation_id, client_id, body)
 
 
@@ -349,5 +360,5 @@ def decode_response(api_key: int, version: int, frame) -> tuple[int, dict]:
     except errors.ProtocolError:
         raise
     except DECODE_ERRORS as exc:
-        raise errors.ProtocolError(f"malformed response: {exc}") from None
+        raise _malformed("response", exc, len(buf)) from None
     return correlation_id, body

@@ -9,10 +9,17 @@ partition of the answer:
 * records: appended unchanged (`append_replica_batch`: offsets, epochs, timestamps as the
   leader wrote them); every partition that got records is fdatasynced BEFORE the next fetch,
   whose fetch_offset tells the leader they are durable here (the leader's high watermark
-  counts on it);
+  counts on it). So fetch_offset is min(log end, recovery point), never an offset the
+  follower does not hold durably: a partition whose sync could not start (SyncNotStarted)
+  is synced again before the next fetch and left out of it until that succeeds; one whose
+  fdatasync failed is offline for good (groupcommit.py): it is dropped from the fetcher and
+  logged, never reported again;
 * diverging_epoch (epoch E, end offset O): the local log is cut at min(O, the end of the
-  local largest epoch <= E), or emptied at O when there is none (KIP-101, never by high
-  watermark alone); the next fetch tells the leader the new last epoch;
+  local largest epoch <= E); when there is no such local epoch, every local batch is of an
+  epoch above E, none matching the leader's below O, so it is cut at min(O, the local log
+  start) (KIP-101, never by high watermark alone; never moved ahead of what it holds, as an
+  emptied log restarting at O would report offsets it does not have); the next fetch tells
+  the leader the new last epoch;
 * OFFSET_OUT_OF_RANGE below the leader's log start: the local log is emptied and restarts
   at the leader's log start; above the leader's log with no epoch to compare (an emptied
   log, so diverging_epoch cannot say): it restarts at the leader's high watermark;
@@ -32,7 +39,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ...errors import LogshipError, OffsetOutOfRangeError
+from ...errors import KafkaStorageError, LogshipError, OffsetOutOfRangeError
 from ...protocol import ApiKey
 from ..peer_link import PeerLink
 
@@ -113,12 +120,17 @@ class ReplicaFetcher:
 
     async def _round(self) -> bool:
         """One fetch and what follows it; True when the fetcher should back off."""
-        asked = dict(self.partitions)
+        store = self.manager.store
+        backoff = await self._make_durable([key for key in self.partitions if _not_durable(store.partition(*key))])
+        asked = {key: epoch for key, epoch in self.partitions.items() if not _not_durable(store.partition(*key))}
+        if not asked:
+            return True
         topics: dict[str, list[dict]] = {}
         for (topic, index), epoch in asked.items():
-            partition = self.manager.store.partition(topic, index)
+            partition = store.partition(topic, index)
+            durable_end = min(partition.log_end_offset, partition.recovery_point)
             topics.setdefault(topic, []).append({
-                "partition": index, "current_leader_epoch": epoch, "fetch_offset": partition.log_end_offset,
+                "partition": index, "current_leader_epoch": epoch, "fetch_offset": durable_end,
                 "last_fetched_epoch": partition.last_epoch, "log_start_offset": partition.log_start_offset,
                 "partition_max_bytes": PARTITION_MAX_BYTES})
         body = {"replica_id": self.manager.node_id, "max_wait_ms": MAX_WAIT_MS, "min_bytes": 1,
@@ -129,7 +141,7 @@ class ReplicaFetcher:
         if response.get("error_code"):
             self._complain(f"leader broker {self.leader} refused replica fetches (error {response['error_code']})")
             return True
-        backoff, appended = False, []
+        appended = []
         for topic in response["responses"]:
             for entry in topic["partitions"]:
                 key = (topic["topic"], entry["partition_index"])
@@ -143,8 +155,8 @@ class ReplicaFetcher:
                     backoff = True
                 if entry["error_code"] not in (0, OffsetOutOfRangeError.code):
                     backoff = True
-        if appended:
-            await self._make_durable(appended)
+        if appended and await self._make_durable(appended):
+            backoff = True
         for topic in response["responses"]:
             for entry in topic["partitions"]:
                 key = (topic["topic"], entry["partition_index"])
@@ -199,19 +211,40 @@ class ReplicaFetcher:
                      epoch, target)
             partition.truncate_to(target)
         else:
-            target = max(end_offset, 0)
-            log.info("%s-%d: no epoch in common with leader broker %d; emptying the log at %d", *key,
-                     self.leader, target)
-            partition.truncate_fully_and_start_at(target)
+            # every local batch is of an epoch above E, so none matches the leader's below O
+            target = min(max(end_offset, 0), partition.log_start_offset)
+            log.info("%s-%d: no epoch in common with leader broker %d; truncating to %d", *key, self.leader, target)
+            partition.truncate_to(target)
 
-    async def _make_durable(self, keys: list[tuple[str, int]]) -> None:
-        partitions = [self.manager.store.partition(*key) for key in keys]
+    async def _make_durable(self, keys: list[tuple[str, int]]) -> bool:
+        """fdatasync these partitions; True when one failed. One whose fdatasync failed is
+        offline (groupcommit.py: never retried): it leaves the fetcher, logged once."""
+        if not keys:
+            return False
+        partitions = {key: self.manager.store.partition(*key) for key in keys}
 
-        def sync() -> None:
-            for partition in partitions:
-                partition.flush()
+        def sync() -> dict[tuple[str, int], KafkaStorageError]:
+            failed = {}
+            for key, partition in partitions.items():
+                try:
+                    partition.flush()
+                except KafkaStorageError as exc:
+                    failed[key] = exc
+            return failed
 
-        await asyncio.get_running_loop().run_in_executor(None, sync)
+        failed = await asyncio.get_running_loop().run_in_executor(None, sync)
+        for key, exc in failed.items():
+            if partitions[key].offline:
+                if self.partitions.pop(key, None) is not None:
+                    log.error("%s-%d: offline, no longer replicated from leader broker %d: %s", *key, self.leader, exc)
+            else:
+                self._complain(f"{key[0]}-{key[1]}: cannot sync the replicated records: {exc}")
+        return bool(failed)
+
+
+def _not_durable(partition) -> bool:
+    """Holds records that are not durable yet (a sync that failed), or is offline."""
+    return partition.offline or partition.recovery_point < partition.log_end_offset
 
 
 def _whole_batches(data) -> memoryview:
