@@ -265,11 +265,11 @@ def controller_led_partition(cluster: LocalCluster, topic: str) -> int:
     raise AssertionError(f"the controller leads no partition of {topic}: {current_leaders(cluster, topic)}")
 
 
-@pytest.mark.parametrize("failure", ["kill"])
+@pytest.mark.parametrize("failure", ["kill", "stop"])
 def test_controller_deposed_as_leader_follows_when_back(cluster, tmp_path, failure):
-    """The controller (lowest id) leads a partition; it is killed -9 (restarted later) and
-    promoted away from: once back it follows the new leader, acks=all flows in every partition
-    again, and the replicas end equal."""
+    """The controller (lowest id) leads a partition; it is killed -9 (restarted later) or
+    SIGSTOPped (SIGCONT later, a zombie) and promoted away from: once back it follows the new
+    leader, acks=all flows in every partition again, and the replicas end equal."""
     topic, partitions = "controlled", 3
     create_topic(cluster.bootstrap, topic, partitions)
     controller = min(cluster.ids)
