@@ -181,6 +181,18 @@ def require_peer(client: ClientInfo) -> str:
     return principal
 
 
+def take_states(broker: Broker, topics: Topics, principal: str) -> None:
+    """Merge partition states that did not come from the controller: the controller then tells
+    every broker; another broker passes what an operator's tool (promote, cluster remove) gave it
+    on to the controller, which may have been down or asleep when the tool ran."""
+    metadata = broker.cluster_metadata
+    if metadata.merge(topics):
+        if metadata.is_controller:
+            broker.controller.changed(topics)
+        elif principal == ADMIN:
+            broker.controller.relay(topics)
+
+
 def update_metadata(broker: Broker, version: int, body: dict, client: ClientInfo) -> Reply:
     """UpdateMetadata v5 (see the module docstring for who sends what)."""
     try:
@@ -192,11 +204,7 @@ def update_metadata(broker: Broker, version: int, body: dict, client: ClientInfo
             if metadata.install(body["broker_epoch"], topics):
                 log.debug("installed the controller's metadata image %d", metadata.version)
         elif topics:
-            if metadata.merge(topics):
-                if metadata.is_controller:
-                    broker.controller.changed(topics)
-                elif principal == ADMIN:
-                    broker.controller.relay(topics)
+            take_states(broker, topics, principal)
         elif metadata.is_controller and client.session.peer_broker is not None:
             broker.controller.resync(client.session.peer_broker)
     except ConfigError as exc:  # an invalid partition state

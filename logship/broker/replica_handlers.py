@@ -5,7 +5,11 @@ Both are answered only on a connection authenticated with the cluster secret (pe
 else CLUSTER_AUTHORIZATION_FAILED; a request from a controller epoch older than one already
 heard from answers STALE_CONTROLLER_EPOCH. Each partition of LeaderAndIsr becomes a
 `PartitionState` (zk_version is its version; in static mode the replicas not in the ISR are
-the removed ones) given to `ReplicaManager.apply`, whose error code is the partition's;
+the removed ones) given to `ReplicaManager.apply`, whose error code is the partition's. A state
+taken is also merged into this broker's metadata image (cluster_metadata.take_states) for the
+partitions the image knows, so its Metadata answers never name a leader older than the one it
+follows: a deposed leader woken from SIGSTOP learns of the promote by the LeaderAndIsr, and must
+not send clients back to itself until an UpdateMetadata arrives.
 StopReplica calls `ReplicaManager.stop`. Registered in cluster mode only.
 """
 
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING
 from ..errors import ClusterAuthorizationError, ConfigError, InvalidRequestError, LogshipError
 from ..protocol import ApiKey
 from ..storage.partition_state import PartitionState
+from .cluster_metadata import take_states
 from .reply import ClientInfo, Reply, error_code
 
 if TYPE_CHECKING:
@@ -35,7 +40,7 @@ def _refusal(broker: Broker, body: dict, client: ClientInfo) -> int:
 
 def leader_and_isr(broker: Broker, version: int, body: dict, client: ClientInfo) -> Reply:
     refused = _refusal(broker, body, client)
-    errors = []
+    errors, taken = [], {}
     for topic in body["topic_states"]:
         name = topic["topic_name"]
         for entry in topic["partition_states"]:
@@ -49,7 +54,14 @@ def leader_and_isr(broker: Broker, version: int, body: dict, client: ClientInfo)
                     code = broker.replicas.apply(name, entry["partition_index"], state)
                 except ConfigError:  # a leader outside the replicas, an ISR outside them
                     code = InvalidRequestError.code
+                if code == 0:
+                    taken.setdefault(name, {})[entry["partition_index"]] = state
             errors.append({"topic_name": name, "partition_index": entry["partition_index"], "error_code": code})
+    image = broker.cluster_metadata
+    known = {name: {index: state for index, state in parts.items() if index in (image.partitions(name) or {})}
+             for name, parts in taken.items()} if image is not None else {}
+    if any(known.values()):
+        take_states(broker, {name: parts for name, parts in known.items() if parts}, client.principal)
     return Reply({"error_code": refused, "partition_errors": errors})
 
 
