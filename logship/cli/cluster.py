@@ -285,14 +285,23 @@ def _one_file(file: str | None, cluster_path: str | None) -> str:
     return file or cluster_path
 
 
-@cluster.command()
-@click.argument("broker", type=click.IntRange(0, 2**31 - 1))
-@click.argument("file", type=_CLUSTER_FILE, required=False)
-@click.option("--cluster", "cluster_path", type=_CLUSTER_FILE, default=None,
-              help="The cluster file (or give it as FILE); the secret is read from FILE.secret beside it.")
-@json_option
-@click.option("--timeout", "timeout_ms", type=DURATION.within(100, 600_000), default="10s", show_default=True,
-              help="How long to wait for each broker and host to answer.")
+def _broker_change(command):
+    """The arguments and options of `cluster remove` and `cluster add`."""
+    for decorate in reversed((
+            cluster.command(),
+            click.argument("broker", type=click.IntRange(0, 2**31 - 1)),
+            click.argument("file", type=_CLUSTER_FILE, required=False),
+            click.option("--cluster", "cluster_path", type=_CLUSTER_FILE, default=None,
+                         help="The cluster file (or give it as FILE); the secret is read from FILE.secret "
+                              "beside it."),
+            json_option,
+            click.option("--timeout", "timeout_ms", type=DURATION.within(100, 600_000), default="10s",
+                         show_default=True, help="How long to wait for each broker and host to answer."))):
+        command = decorate(command)
+    return command
+
+
+@_broker_change
 def remove(broker, file, cluster_path, as_json, timeout_ms) -> None:
     """Take BROKER out of the in-sync replicas of every partition, and fence it.
 
@@ -328,14 +337,7 @@ def remove(broker, file, cluster_path, as_json, timeout_ms) -> None:
     raise click.exceptions.Exit(status)
 
 
-@cluster.command()
-@click.argument("broker", type=click.IntRange(0, 2**31 - 1))
-@click.argument("file", type=_CLUSTER_FILE, required=False)
-@click.option("--cluster", "cluster_path", type=_CLUSTER_FILE, default=None,
-              help="The cluster file (or give it as FILE); the secret is read from FILE.secret beside it.")
-@json_option
-@click.option("--timeout", "timeout_ms", type=DURATION.within(100, 600_000), default="10s", show_default=True,
-              help="How long to wait for each broker and host to answer.")
+@_broker_change
 @click.option("--wait", "wait_ms", type=DURATION.within(0, 3_600_000), default="30s", show_default=True,
               help="How long to wait for its replicas to catch up with the leaders.")
 def add(broker, file, cluster_path, as_json, timeout_ms, wait_ms) -> None:
