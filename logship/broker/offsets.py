@@ -13,8 +13,8 @@ naming another current leader epoch is fenced (fetch.check_leader_epoch). In a c
 the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere, UNKNOWN_TOPIC_OR_PARTITION for a partition
 the cluster does not have: fetch.require_leader), except a request with replica_id -2 on
 a connection authenticated with the cluster secret (`logship promote` choosing a new leader):
-any replica hosting the partition answers it, whatever the timestamp, with its durable log end
-(the lower of its log end and its recovery point) and the leader epoch of its last batch (-1 when its log is empty).
+any replica hosting the partition answers it, whatever the timestamp, with its log end
+offset and the leader epoch of its last batch (-1 when its log is empty).
 """
 
 from __future__ import annotations
@@ -106,9 +106,7 @@ def list_offsets(broker: Broker, version: int, body: dict, client: ClientInfo = 
                 if replica_view:
                     broker.replicas.check_hosted(topic["name"], request["partition_index"])
                     partition = broker.store.partition(topic["name"], request["partition_index"])
-                    # its durable log end: what `cluster add` and `promote` may count on
-                    entry["offset"] = min(partition.log_end_offset, partition.recovery_point)
-                    entry["leader_epoch"] = partition.last_epoch
+                    entry["offset"], entry["leader_epoch"] = partition.log_end_offset, partition.last_epoch
                     entries.append(entry)
                     continue
                 require_leader(broker, topic["name"], request["partition_index"])
