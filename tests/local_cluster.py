@@ -6,16 +6,47 @@ each with its own data directory and a fixed free port, and the shared secret be
     cluster.stop_all()
 
 No SSH here: the brokers are started directly (`serve --cluster FILE --broker-id N`), as
-`logship cluster up` starts them on real hosts.
+`logship cluster up` starts them on real hosts. `started(root)` is the same as a context
+manager (what the cluster tests' fixtures use); `run_logship(...)` runs the CLI under test.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import signal
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from logship.broker_process import BrokerProcess
+from logship.broker_process import BrokerProcess, child_env
+
+
+def run_logship(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`logship ARGS` as a user runs it, with the logship under test."""
+    return subprocess.run([sys.executable, "-m", "logship", *args], capture_output=True, text=True,
+                          timeout=timeout, env=child_env())
+
+
+@contextlib.contextmanager
+def started(root: Path, size: int = 3, no_tracebacks: bool = False) -> Iterator["LocalCluster"]:
+    """A LocalCluster of `size` brokers, all listening; afterwards every broker is stopped (one a
+    test left SIGSTOPped is resumed first, so SIGTERM ends it) and, with `no_tracebacks`, their
+    logs are checked for none."""
+    cluster = LocalCluster(root, size)
+    try:
+        cluster.start_all()
+        yield cluster
+    finally:
+        for process in cluster.brokers.values():
+            if process.proc is not None and process.proc.poll() is None:
+                process.proc.send_signal(signal.SIGCONT)
+        cluster.stop_all()
+    if no_tracebacks:
+        for broker_id, process in cluster.brokers.items():
+            assert "Traceback" not in process.log(), f"broker {broker_id}:\n{process.log()}"
 
 
 def free_port() -> int:

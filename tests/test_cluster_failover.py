@@ -32,7 +32,7 @@ from ack_log import Position, check, read_acks
 from acked_load import AckedProducer, fully_replicated, read_back, running, topic_metadata, value
 from cluster_probes import RacingConsumer, RawProduce
 from conftest import wait_until
-from local_cluster import LocalCluster
+from local_cluster import LocalCluster, run_logship
 from logship.broker_process import child_env
 from logship.client.connection import Connection
 from logship.protocol import ApiKey
@@ -44,10 +44,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT = 6, 7
 
 
-def logship(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """The CLI of the logship under test, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "logship", *args], capture_output=True, text=True,
-                          timeout=timeout, env=child_env())
+logship = run_logship
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int) -> dict:

@@ -8,34 +8,25 @@ by hand where the test needs one (tests/test_cluster_ssh.py has real hosts)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import pytest
 
-from logship.broker_process import child_env
 from logship.client.connection import Connection
 from logship.protocol import ApiKey
 from cluster_control import ClusterControl
-from local_cluster import LocalCluster
+from local_cluster import run_logship, started
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    made = LocalCluster(tmp_path, 3)
-    try:
-        made.start_all()
+    with started(tmp_path) as made:
         yield made
-    finally:
-        made.stop_all()
 
 
-def logship(*args, timeout=60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "logship", *args], capture_output=True, text=True, timeout=timeout,
-                          env=child_env())
+logship = run_logship
 
 
 def layout(cluster, broker_id, name) -> dict[int, tuple[int, tuple, tuple]]:

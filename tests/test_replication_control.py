@@ -14,7 +14,7 @@ import pytest
 from logship.protocol import ApiKey, decode_response, encode_request
 
 from cluster_control import ClusterControl
-from local_cluster import LocalCluster
+from local_cluster import started
 
 pytestmark = pytest.mark.integration
 
@@ -56,12 +56,8 @@ def produce_once(address: str, topic: str, partition: int = 0, acks: int = -1, t
 
 @pytest.fixture
 def cluster(tmp_path):
-    cluster = LocalCluster(tmp_path, 3)
-    cluster.start_all()
-    yield cluster
-    cluster.stop_all()
-    for broker_id, process in cluster.brokers.items():
-        assert "Traceback" not in process.log(), f"broker {broker_id}:\n{process.log()}"
+    with started(tmp_path, no_tracebacks=True) as made:
+        yield made
 
 
 def test_leader_and_isr_needs_an_authenticated_peer(cluster):

@@ -18,7 +18,7 @@ from logship.protocol import ApiKey
 from cluster_control import ClusterControl
 from conftest import wait_until
 from kafka_clients import consume, dataset, produce
-from local_cluster import LocalCluster
+from local_cluster import LocalCluster, started
 from test_replication_control import produce_once, raw_request
 
 pytestmark = pytest.mark.integration
@@ -59,15 +59,8 @@ def kcat_count(address: str, topic: str = TOPIC) -> int:
 
 @pytest.fixture
 def cluster(tmp_path):
-    cluster = LocalCluster(tmp_path, 3)
-    cluster.start_all()
-    yield cluster
-    for process in cluster.brokers.values():
-        if process.proc is not None and process.proc.poll() is None:
-            os.kill(process.proc.pid, signal.SIGCONT)
-    cluster.stop_all()
-    for broker_id, process in cluster.brokers.items():
-        assert "Traceback" not in process.log(), f"broker {broker_id}:\n{process.log()}"
+    with started(tmp_path, no_tracebacks=True) as made:
+        yield made
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from logship.protocol import ApiKey
 
 from cluster_control import ClusterControl
 from conftest import wait_until
-from local_cluster import LocalCluster
+from local_cluster import LocalCluster, started
 from test_replication_control import produce_once, raw_request
 from test_replication_data import latest_offset
 
@@ -21,12 +21,8 @@ TOPIC = "logs"
 
 @pytest.fixture
 def cluster(tmp_path):
-    cluster = LocalCluster(tmp_path, 3)
-    cluster.start_all()
-    yield cluster
-    cluster.stop_all()
-    for broker_id, process in cluster.brokers.items():
-        assert "Traceback" not in process.log(), f"broker {broker_id}:\n{process.log()}"
+    with started(tmp_path, no_tracebacks=True) as made:
+        yield made
 
 
 def _delete_records(address: str, offset: int) -> dict:
