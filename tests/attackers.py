@@ -12,6 +12,8 @@ KIND is one of:
              for the broker to close them
   tiny       COUNT connections each pipeline up to 1 MiB of tiny frames and never read: half of
              them 0-byte frames, half 10-byte ApiVersions v0 requests (a header and nothing more)
+  pipeline   COUNT connections pipeline 10-byte ApiVersions v0 requests as fast as the broker takes
+             them for SECONDS (up to 4 MiB each): half never read a byte, half read and drop the answers
   bigfetch   one Fetch with max_bytes 2^31-1 naming `bait` 4,000 times at 2^31-1 each; read the answer
 
 It prints ready once its sockets are open (a line on stdout), then after SECONDS one JSON line:
@@ -194,6 +196,40 @@ def tiny(host, port, seconds, count):
     ready()
     time.sleep(seconds)
     return {"opened": len(socks), "closed": count_closed(socks)}
+
+
+def pipeline(host, port, seconds, count, per_connection: int = 4 << 20):
+    chunk = framing.encode_request(ApiKey.API_VERSIONS, 0, 1, None, {}) * ((64 << 10) // 14)
+    socks = [s for s in (connect(host, port) for _ in range(count)) if s is not None]
+    sent = {sock: 0 for sock in socks}
+    reading = set(socks[::2])
+    closed: set = set()
+    ready()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        poller = select.poll()
+        by_fd = {}
+        for sock in socks:
+            if sock in closed:
+                continue
+            events = (select.POLLOUT if sent[sock] < per_connection else 0) | (select.POLLIN if sock in reading else 0)
+            if events:
+                poller.register(sock.fileno(), events)
+                by_fd[sock.fileno()] = sock
+        for fd, event in poller.poll(100):
+            sock = by_fd[fd]
+            try:
+                if event & select.POLLIN and not sock.recv(1 << 20):
+                    closed.add(sock)
+                    continue
+                if event & select.POLLOUT:
+                    sent[sock] += sock.send(chunk)
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed.add(sock)
+    return {"opened": len(socks), "closed": len(closed | {s for s in socks if s not in closed and closed_by_peer(s)}),
+            "sent_mb": round(sum(sent.values()) / 2**20)}
 
 
 def bigfetch(host, port, seconds, count):

@@ -123,7 +123,7 @@ def test_a_frame_left_partial_by_the_kept_bytes_goes_on_through_get_buffer():
 
 def test_kept_bytes_are_given_back_when_the_connection_is_lost():
     conn, _ = connection()
-    receive(conn, frame(b"x" * 8) * 2000)
+    receive(conn, frame(b"x" * 8) * (c.READ_AHEAD_BYTES // 12))
     assert conn._rest is not None
     conn.abort(None)
     conn.connection_lost(None)

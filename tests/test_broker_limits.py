@@ -141,8 +141,8 @@ def finish(proc: subprocess.Popen) -> dict:
 
 FDS_BOUND = 2000
 CASES = {
-    # kind: (attacker count, attack seconds, serve args, log line that shows the attacker was closed,
-    #        bound on the broker's descriptors)
+    # kind: (attacker count, attack seconds, serve args, log line that shows the attacker was closed
+    #        (None: served, not closed), bound on the broker's descriptors)
     "prefix": (500, 12, ["--request-timeout", "4s"], "closed", FDS_BOUND),
     "slowloris": (300, 10, ["--request-timeout", "3s"], "request.timeout.ms 3000", FDS_BOUND),
     # max.connections is 4000 by default (with a descriptor limit of 20,000 or more): one each,
@@ -151,7 +151,14 @@ CASES = {
     "flood": (4500, 12, [], "max.connections", 4000 + 1024 + 100),
     "fetch": (20, 12, ["--write-timeout", "5s"], "write.timeout.ms 5000", FDS_BOUND),
     "garbage": (100, 8, [], "closed", FDS_BOUND),
+    "pipeline": (1000, 10, [], None, FDS_BOUND),  # served, not closed: see MIN_SHARE
 }
+# The good clients' rate under attack, at least, as a share of the undisturbed one. A thousand
+# connections pipelining valid requests as fast as the broker answers are real work, not a
+# resource held: the broker shares its time between client ids (request_turns.py), so the good
+# clients get half of it, and the attacking process takes one of this machine's CPUs (before the
+# scheduler: 600 of 360,000 records/s).
+MIN_SHARE = {"pipeline": 0.25}
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))
@@ -176,11 +183,12 @@ def test_attack_is_bounded_and_good_clients_keep_working(start_broker, kind):
               f"peak {peak.fds}; attacker {result}; {log.count(chr(10))} log lines")
         assert peak.rss < RSS_BOUND_MB
         assert peak.fds < fds_bound
-        assert disturbed >= undisturbed / 2
+        assert disturbed >= undisturbed * MIN_SHARE.get(kind, 0.5)
         assert "Traceback" not in log
-        assert closed_line in log, log[-3000:]
         assert log.count("\n") < 100  # one line per kind, address and interval
-        assert result["closed"] > 0
+        if closed_line is not None:
+            assert closed_line in log, log[-3000:]
+            assert result["closed"] > 0
         assert good.round(300)  # and still working afterwards
         # what the attackers held is given back once they are gone
         assert wait_until(lambda: open_fds(pid) <= fds_before + 50, timeout=15), open_fds(pid)

@@ -11,9 +11,8 @@ if TYPE_CHECKING:
 
 
 def api_versions(broker: Broker, version: int, body: dict) -> Reply:
-    keys = [{"api_key": key, "min_version": low, "max_version": high}
-            for key, (low, high) in sorted(broker.advertised.items())]
-    return Reply({"error_code": 0, "api_keys": keys, "throttle_time_ms": 0})
+    """The same answer every time (the server encodes it once: framing.encode_fixed_response)."""
+    return Reply({"error_code": 0, "api_keys": broker.api_versions_entries, "throttle_time_ms": 0})
 
 
 def init_producer_id(broker: Broker, version: int, body: dict) -> Reply:

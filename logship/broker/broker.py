@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from ..errors import UnsupportedVersionError
-from ..protocol import ADVERTISED, ApiKey
+from ..protocol import ADVERTISED, ApiKey, api_versions_entries
 from ..storage import Store
 from . import admin, admin_ops, configs, fetch, offsets, peer_auth, produce, replica_handlers, topics
 from .cluster_metadata import ClusterMetadata, update_metadata
@@ -79,6 +79,11 @@ class Broker:
     def advertised(self) -> dict[int, tuple[int, int]]:
         """API key -> (min, max) version of every API this broker answers (fixed once built)."""
         return {key: ADVERTISED[key] for key in (*self._handlers, *self._client_handlers)}
+
+    @functools.cached_property
+    def api_versions_entries(self) -> list[dict]:
+        """ApiVersions' api_keys entries for `advertised`, in key order."""
+        return api_versions_entries(self.advertised)
 
     @functools.cached_property
     def peer_versions(self) -> dict[int, tuple[int, int]]:

@@ -42,7 +42,8 @@ from ..errors import ProtocolError
 from ..protocol import framing
 
 DIRECT_MAX_BYTES = 16 << 10
-READ_AHEAD_BYTES = 64 << 10  # read at a frame boundary: the small frames already there come in one read
+READ_AHEAD_BYTES = 8 << 10  # read at a frame boundary: the small frames already there come in one read
+# (small: what is read ahead beyond MAX_QUEUED frames stays held while they wait for their turns)
 SENDFILE_MIN_BYTES = 256 << 10  # smaller slices of segment files are cheaper as pread + write
 COALESCE_MAX_BYTES = 256 << 10  # responses gathered for one transport write, at most (about)
 MAX_QUEUED = 64
@@ -88,6 +89,8 @@ class Connection(asyncio.BufferedProtocol):
         self._aborted = False
         self.pending = 0
         self.queued_response_bytes = 0
+        self.client_key = ("", b"")  # whose requests these are, for request_turns.py (set by the server)
+        self._read_began = self._read_seconds = 0.0
         self._sent: asyncio.Future | None = None
 
     # --- asyncio callbacks ------------------------------------------------------------------------
@@ -106,6 +109,7 @@ class Connection(asyncio.BufferedProtocol):
             self._on_connected(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        self._read_began = time.perf_counter()
         self._ahead = False
         if self._frame is None:
             if self._filled or self._pool.must_wait(self.held_bytes, self._active()):
@@ -149,6 +153,12 @@ class Connection(asyncio.BufferedProtocol):
             self._charge(nbytes)
         if self._frame is not None and self._filled == self._size:
             self._complete()
+        self._read_seconds += time.perf_counter() - self._read_began
+
+    def take_read_seconds(self) -> float:
+        """Seconds spent receiving since the last call (request_turns.py counts them)."""
+        seconds, self._read_seconds = self._read_seconds, 0.0
+        return seconds
 
     def _split(self, data: memoryview) -> int:
         """Bytes read ahead from a frame boundary: every whole frame in them is queued; a frame
@@ -316,13 +326,21 @@ class Connection(asyncio.BufferedProtocol):
         self.admission.queued_response_bytes -= nbytes
         self._notify_sent()
 
-    async def room_for_responses(self) -> None:
-        """Wait while this connection's unsent responses are over its bound, or over the
-        broker's bound for all connections (then only connections that have some wait)."""
+    def frame_ready(self) -> bool:
+        """Whether `next_frame()` would return at once."""
+        return bool(self._queue)
+
+    def over_response_bound(self) -> bool:
+        """Whether this connection's unsent responses are over its bound, or over the broker's
+        bound for all connections (then only connections that have some count)."""
         limits = self.admission.limits
-        while not self.closed and self.queued_response_bytes > 0 and (
-                self.queued_response_bytes > limits.max_queued_response_bytes
-                or self.admission.queued_response_bytes > limits.max_total_queued_response_bytes):
+        return not self.closed and self.queued_response_bytes > 0 and (
+            self.queued_response_bytes > limits.max_queued_response_bytes
+            or self.admission.queued_response_bytes > limits.max_total_queued_response_bytes)
+
+    async def room_for_responses(self) -> None:
+        """Wait while `over_response_bound()`."""
+        while self.over_response_bound():
             self._sent = asyncio.get_running_loop().create_future()
             await self._sent
 
@@ -345,8 +363,8 @@ class Connection(asyncio.BufferedProtocol):
         self._pool.charge(nbytes)
         self.held_bytes += nbytes
         active = self._active()
-        if self._pool.must_wait(self.held_bytes, active):
-            self._pause("pool")
+        if self._pool.must_wait(self.held_bytes, active) and "pool" not in self._paused_for:
+            self._pause("pool")  # one callback per connection waits in the pool, however many frames
             self._pool.when_available(self._pool_available, active)
 
     def _release(self, nbytes: int) -> None:
@@ -397,12 +415,13 @@ class Connection(asyncio.BufferedProtocol):
 
 class Outgoing:
     """Responses gathered for one transport write, and what to tell the connection once it is
-    done: their queued bytes (for the bounds) and how many requests they answer."""
+    done: their queued bytes (for the bounds) and how many requests they answer. `charge`, if
+    given, is told the seconds each write took (request_turns.py counts them)."""
 
-    __slots__ = ("conn", "parts", "size", "queued", "answers")
+    __slots__ = ("conn", "parts", "size", "queued", "answers", "charge")
 
-    def __init__(self, conn: Connection):
-        self.conn = conn
+    def __init__(self, conn: Connection, charge=None):
+        self.conn, self.charge = conn, charge
         self.parts: list = []
         self.size = self.queued = self.answers = 0
 
@@ -429,8 +448,11 @@ class Outgoing:
     def flush(self) -> None:
         conn = self.conn
         if self.parts:
+            start = time.perf_counter() if self.charge is not None else 0.0
             conn.transport.write(self.parts[0] if len(self.parts) == 1 else b"".join(self.parts))
             self.parts, self.size = [], 0
+            if self.charge is not None:
+                self.charge(time.perf_counter() - start)
         if self.queued:
             conn.sent_response_bytes(self.queued)
         for _ in range(self.answers):

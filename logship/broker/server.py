@@ -45,6 +45,7 @@ from .connection import SENDFILE_MIN_BYTES, Connection, Outgoing, WriteStalledEr
 from .durability import DurableTurn, DurableWaits
 from .fetch import FetchPlan, FetchWait
 from .lingering_close import close_gently
+from .request_turns import TURN_S, RequestTurns
 from .maintenance import FailureLog, maintain
 
 log = logging.getLogger("logship.broker")
@@ -80,6 +81,8 @@ class Server:
     def __init__(self, broker: Broker):
         self.broker = broker
         self.admission = Admission(broker.config.limits)
+        self.turns = RequestTurns()
+        self._fixed_responses: dict = {}  # framing.encode_fixed_response's cache
         self._server: asyncio.AbstractServer | None = None
         self._waiters: dict[tuple[str, int], set[asyncio.Future]] = {}
         self._connections: set[asyncio.Task] = set()
@@ -201,12 +204,33 @@ class Server:
         queue: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
         sender = asyncio.create_task(self._send_responses(queue, conn))
         sender.add_done_callback(lambda task: task.cancelled() or task.exception() is None or conn.abort(None))
+        turns, clock, held, began = self.turns, self.turns.clock, False, 0.0
+
+        def end_turn() -> None:  # what the turn cost: handling, splitting, the reads since the last
+            nonlocal held
+            turns.done(conn.client_key, clock() - began + conn.take_read_seconds())
+            turns.release()
+            held = False
+
         try:
             while not sender.done():
+                if held and not (conn.frame_ready() and clock() - began < TURN_S
+                                 and not conn.over_response_bound()):
+                    end_turn()  # before anything that may wait
                 await conn.room_for_responses()
                 frame = await conn.next_frame()
                 if frame is None:
                     break
+                conn.client_key = (host, framing.request_client_key(frame))
+                if not held:
+                    granted = turns.take(conn.client_key)
+                    if granted is not None:
+                        try:
+                            await granted
+                        except asyncio.CancelledError:
+                            turns.abandon(granted)
+                            raise
+                    held, began = True, clock()
                 size = len(frame)
                 try:
                     response = self._respond(frame, host, session)
@@ -218,6 +242,8 @@ class Server:
                     continue
                 weight = _weight(response)
                 conn.queue_response_bytes(weight)
+                if queue.full() and held:
+                    end_turn()
                 if not await _put(queue, (response, weight), sender):
                     _drop(response)  # its bytes are given back below
                     break
@@ -228,6 +254,8 @@ class Server:
             self._closing(conn, exc)
             conn.abort(None)
         finally:
+            if held:
+                end_turn()
             if conn.closed:
                 sender.cancel()  # nobody is there to answer
             elif not sender.done():
@@ -287,6 +315,9 @@ class Server:
             return self._durable.turn(reply, respond, self.broker.replicas.until_replicated)
         if reply.body is None:
             return None
+        if request.api_key == ApiKey.API_VERSIONS and reply.body["error_code"] == 0:
+            return [framing.encode_fixed_response(ApiKey.API_VERSIONS, request.api_version, request.correlation_id,
+                                                  reply.body, self._fixed_responses)]
         return respond.parts(reply.body)
 
     async def _await_deferred(self, deferred: Deferred, respond: "_Responder") -> list:
@@ -331,7 +362,7 @@ class Server:
     async def _send_responses(self, queue: asyncio.Queue, conn: Connection) -> None:
         """Write the queued responses in order. Those ready one after another leave in one
         transport write (`Outgoing`); what is gathered is written before any wait."""
-        loop, out = asyncio.get_running_loop(), Outgoing(conn)
+        loop, out = asyncio.get_running_loop(), Outgoing(conn, lambda seconds: self.turns.done(conn.client_key, seconds))
         while True:
             if queue.empty():
                 out.flush()

@@ -199,6 +199,15 @@ def decode_request_header(frame) -> RequestHeader:
     return RequestHeader(api_key, api_version, correlation_id, client_id)
 
 
+def request_client_key(frame) -> bytes:
+    """The client id field of a request frame as raw bytes (b"" when null, empty or cut short),
+    without decoding anything else: what a scheduler groups requests by."""
+    if len(frame) < 10:
+        return b""
+    size = int.from_bytes(frame[8:10], "big", signed=True)
+    return bytes(frame[10:10 + size]) if size > 0 else b""
+
+
 def decode_request(frame, supported: Mapping[int, tuple[int, int]] | None = None) -> Request:
     """Decode one request frame (without its size prefix).
 
@@ -326,6 +335,22 @@ def encode_response_parts(api_key: int, version: int, correlation_id: int,
     (anything with an int `length`, e.g. a storage FileSlice) exactly as they were given.
     The size prefix (in the first part) counts the spliced lengths; no part is empty bytes."""
     return _response_parts(api_key, version, correlation_id, body, [])
+
+
+def encode_fixed_response(api_key: int, version: int, correlation_id: int, body: Mapping[str, Any],
+                          cache: dict) -> bytearray:
+    """encode_response for a body that is the same in every answer (ApiVersions without error):
+    encoded once per (api key, version) into `cache`; each answer is a copy with its
+    correlation id (bytes 4-8 of the frame) set."""
+    frame = cache.get((api_key, version))
+    if frame is None:
+        frame = cache[(api_key, version)] = encode_response(api_key, version, 0, body)
+    out = bytearray(frame)
+    try:
+        out[4:8] = _SIZE.pack(correlation_id)
+    except struct.error as exc:
+        raise EncodeError(f"bad correlation id: {exc}") from None
+    return out
 
 
 def encode_unsupported_api_versions(correlation_id: int,
