@@ -9,7 +9,8 @@ task that will produce them (a JoinGroup or SyncGroup held by the group coordina
 its phase ends). Responses ready one after another leave in one transport write. Parts are
 bytes or `FileSlice`s of segment files; large slices go out with sendfile. Frames are
 received by connection.py, each into its own bytearray (several in one read when they are
-there). A malformed frame closes its own connection, never the broker; a frame larger than
+there). A request is handled in its connection's turn (request_turns.py: clients share the
+loop's time fairly, however many connections each has). A malformed frame closes its own connection, never the broker; a frame larger than
 the limit is refused on its length prefix, before allocation. What a client may make the
 broker spend is bounded as limits.py describes: `Admission` books connections (caps, idle,
 late frames, the request memory pool); a connection stops being read while its unsent
@@ -34,45 +35,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 
 from ..errors import NotCoordinatorError, ProtocolError
 from ..protocol import ApiKey, framing
 from .broker import Broker
 from .reply import ClientInfo, Deferred, Session
 from .admission import Admission
-from .connection import SENDFILE_MIN_BYTES, Connection, Outgoing, WriteStalledError
+from .connection import Connection, Outgoing, WriteStalledError
 from .durability import DurableTurn, DurableWaits
 from .fetch import FetchPlan, FetchWait
 from .lingering_close import close_gently
+from .write_parts import write_parts
 from .request_turns import TURN_S, RequestTurns
 from .maintenance import FailureLog, maintain
 
 log = logging.getLogger("logship.broker")
 
 MAX_IN_FLIGHT = 64  # per connection: decoded requests waiting for their response to be written
-SENDFILE_CHUNK_BYTES = 4 << 20  # each must leave within write.timeout.ms
 SWEEP_INTERVAL_S = 0.25
 FETCH_ENTRY_WEIGHT = 1024  # bytes a partition of a decoded fetch and its response entry take, about
 LINGER_S = 2.0  # while stopping: longest wait for a client to close its side (lingering_close.py)
-
-
-class _SpliceFile:
-    """The file object `loop.sendfile` wants, for a descriptor whose offset must not move.
-
-    asyncio seeks the file after sending; segment descriptors are shared, so seeking is a no-op.
-    """
-
-    mode = "rb"
-
-    def __init__(self, fd: int):
-        self._fd = fd
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def seek(self, *args) -> int:
-        return 0
 
 
 class Server:
@@ -388,7 +370,7 @@ class Server:
                     item = await item
                 if item is not None and not out.add(item):
                     out.flush()
-                    await _write_parts(loop, conn, item)
+                    await write_parts(loop, conn, item)
             finally:
                 if plan is not None:
                     plan.close()
@@ -463,29 +445,6 @@ def _weight(response) -> int:
     if isinstance(response, _FetchTurn):
         return FETCH_ENTRY_WEIGHT * len(response.wait.partitions)
     return 0
-
-
-async def _write_parts(loop: asyncio.AbstractEventLoop, conn: Connection, parts: list) -> None:
-    """Write one response; waits whenever the transport's buffer is full, so that what a
-    client does not read stays in its socket, not in the broker's memory."""
-    for part in parts:
-        if isinstance(part, (bytes, bytearray, memoryview)):
-            conn.transport.write(part)
-        elif part.in_memory or part.length < SENDFILE_MIN_BYTES:
-            conn.transport.write(part.read_bytes())
-        else:
-            await conn.drain()
-            timeout = conn.admission.limits.write_timeout_ms / 1000
-            for position in range(part.position, part.position + part.length, SENDFILE_CHUNK_BYTES):
-                count = min(SENDFILE_CHUNK_BYTES, part.position + part.length - position)
-                try:
-                    await asyncio.wait_for(loop.sendfile(conn.transport, _SpliceFile(part.fd), position, count),
-                                           timeout)
-                except TimeoutError:
-                    raise WriteStalledError(f"the client read nothing for {timeout:g} s "
-                                            f"(write.timeout.ms {conn.admission.limits.write_timeout_ms})") from None
-                conn.last_io = time.monotonic()
-        await conn.drain()
 
 
 async def run(broker: Broker, on_listening, stop: asyncio.Event | None = None,
