@@ -10,8 +10,9 @@ its phase ends). Responses ready one after another leave in one transport write.
 bytes or `FileSlice`s of segment files; large slices go out with sendfile. Frames are
 received by connection.py, each into its own bytearray (several in one read when they are
 there). A request is handled in its connection's turn (request_turns.py: clients share the
-loop's time fairly, however many connections each has). A malformed frame closes its own connection, never the broker; a frame larger than
-the limit is refused on its length prefix, before allocation. What a client may make the
+loop's time fairly, however many connections each has). A malformed frame closes its own
+connection, never the broker; a frame larger than the limit is refused on its length
+prefix, before allocation. What a client may make the
 broker spend is bounded as limits.py describes: `Admission` books connections (caps, idle,
 late frames, the request memory pool); a connection stops being read while its unsent
 responses are over their bound, writes wait for the client (and give up after
