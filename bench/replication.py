@@ -11,7 +11,10 @@ roles set with LeaderAndIsr as tests/cluster_control.py sends them):
   its follower is stopped (SIGSTOP), then the follower is resumed and timed until its log end
   equals the leader's; prints MB/s of log bytes copied (and fsynced) by the follower, beside
   `cat` of the same segment files into a plain loopback socket (read by a sink that discards
-  them), the issue's reference: `--catchup-records` sets the backlog (5,000,000 x 200 B ~ 1 GB).
+  them), the issue's reference: `--catchup-records` sets the backlog (5,000,000 x 200 B ~ 1 GB);
+  and beside the copy every follower must make at least: the same bytes written (pwrite,
+  8 MiB at a time, each fdatasynced: one fetch's worth) into a new file of the same file
+  system, the floor of what storage can take here.
 
 Brokers, data and files are throw-away (a temporary directory). Never part of the test run.
 """
@@ -75,6 +78,28 @@ def cat_over_socket(files: list[Path]) -> float:
     return seconds
 
 
+def write_and_sync(files: list[Path], directory: Path, chunk: int = 8 << 20) -> float:
+    """Seconds to copy FILES into one new file in `directory`, `chunk` bytes per pwrite, each
+    fdatasynced (what a follower's storage does at least), the file removed afterwards."""
+    target = directory / "write-and-sync"
+    buffer = bytearray(chunk)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        start, position = time.perf_counter(), 0
+        for path in files:
+            with open(path, "rb", buffering=0) as source:
+                while (got := source.readinto(buffer)) > 0:
+                    view = memoryview(buffer)[:got]
+                    while view:
+                        written = os.pwrite(fd, view, position)
+                        view, position = view[written:], position + written
+                    os.fdatasync(fd)
+        return time.perf_counter() - start
+    finally:
+        os.close(fd)
+        target.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=200_000)
@@ -129,6 +154,9 @@ def main() -> None:
             cat_seconds = cat_over_socket(files)
             print(f"cat of the leader's segment files into a loopback socket: {copied / cat_seconds / 1e6:.1f} MB/s; "
                   f"catch-up / cat = {cat_seconds / seconds:.2f}")
+            floor_seconds = write_and_sync(files, Path(tmp))
+            print(f"the same bytes written and fdatasynced 8 MiB at a time into a new file: "
+                  f"{copied / floor_seconds / 1e6:.1f} MB/s; catch-up / that = {floor_seconds / seconds:.2f}", flush=True)
         finally:
             cluster.stop_all()
 

@@ -11,6 +11,9 @@ In a cluster only the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere, UNKNOWN_
 for a partition the cluster does not have: require_leader); consumers read below
 the high watermark, followers (replica fetches, Fetch v12 on peer connections) up to the log
 end, and are told where their log diverged (diverging_epoch) instead of records when it did.
+What a replica fetch reports as held durably (the high watermark counts on it) is its
+fetch_offset, or less when a partition carries logship's tagged field DURABLE_OFFSET_TAG (an
+int64; not in Kafka's schema, which ignores unknown tags): `durable_offset`.
 
 A response carries at most the broker's fetch.max.bytes of records (`Limits.fetch_max_bytes`,
 below the client's max_bytes if that is smaller; the first batch may exceed it, KIP-74) and
@@ -28,12 +31,15 @@ from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 
 from ..errors import ClusterAuthorizationError, FencedLeaderEpochError, LogshipError, UnknownLeaderEpochError
+from ..protocol.codec import TAGGED_FIELDS_KEY
 from ..storage import Partition
 from .limits import Budget
 from .reply import ClientInfo, Reply, error_code
 
 if TYPE_CHECKING:
     from .broker import Broker
+
+DURABLE_OFFSET_TAG = 1000  # FetchPartition: what a follower holds durably, when below fetch_offset
 
 
 @dataclass
@@ -111,7 +117,7 @@ class FetchWait:
                 plan.failed = True  # answered at once: the follower must truncate first
                 return 0
             self.broker.replicas.follower_fetched((topic, partition.index), partition, self.replica,
-                                                  request["fetch_offset"])
+                                                  durable_offset(request))
             bound, high_watermark = partition.log_end_offset, partition.high_watermark
         entry.update(high_watermark=high_watermark, last_stable_offset=high_watermark,
                      log_start_offset=partition.log_start_offset)
@@ -182,6 +188,23 @@ def _diverging_epoch(partition: Partition, request: dict) -> dict | None:
     if epoch < last or end < request["fetch_offset"]:
         return {"epoch": epoch, "end_offset": end}
     return None
+
+
+def durable_offset(request: dict) -> int:
+    """What a follower's replica fetch says it holds durably (what the high watermark may count
+    on): its fetch_offset, or the offset in its DURABLE_OFFSET_TAG tagged field when smaller
+    (a follower catching up reads on from its log end while its last append still syncs,
+    replication/fetcher.py)."""
+    tagged = (request.get(TAGGED_FIELDS_KEY) or {}).get(DURABLE_OFFSET_TAG)
+    if tagged is None or len(tagged) != 8:
+        return request["fetch_offset"]
+    return max(0, min(int.from_bytes(tagged, "big", signed=True), request["fetch_offset"]))
+
+
+def durable_offset_field(offset: int) -> dict:
+    """The FetchPartition entries that tell the leader `offset` is what is durable (the
+    tagged field `durable_offset` reads)."""
+    return {TAGGED_FIELDS_KEY: {DURABLE_OFFSET_TAG: offset.to_bytes(8, "big", signed=True)}}
 
 
 def _partition_entry(index: int) -> dict:

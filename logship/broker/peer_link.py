@@ -9,6 +9,10 @@ in call order and answered in that order (Kafka's per-connection guarantee), eac
 with its own timeout, which covers sending it too (the writer is drained: what a slow peer
 has not read stays bounded by the transport's buffer limits plus the requests in flight). Versions are the caller's choice: peers run the same logship version.
 
+Each response frame is received straight into a bytearray of its size (asyncio's
+BufferedProtocol: recv_into, no intermediate buffer, no copy after), so the records of a
+Fetch response are writable memoryviews into it that storage appends without copying them.
+
 Invariants: any failure (refused, reset, EOF, a timeout, a malformed or oversized frame)
 closes the link and fails every request in flight with BrokerUnavailableError naming the
 peer; a closed link stays closed (make a new one). A response frame above
@@ -44,11 +48,10 @@ class PeerLink:
         self.client_id = client_id
         self.connect_timeout = connect_timeout
         self.max_frame_bytes = max_frame_bytes
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._transport: asyncio.Transport | None = None
+        self._protocol: _FrameProtocol | None = None
         self._pending: collections.deque[tuple[int, int, int, asyncio.Future]] = collections.deque()
         self._ids = itertools.count(1)
-        self._receiver: asyncio.Task | None = None
         self.closed = False
         self._failure: BaseException | None = None
 
@@ -74,11 +77,11 @@ class PeerLink:
         return self
 
     async def _open(self) -> None:
-        self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        sock = self._writer.get_extra_info("socket")
+        self._transport, self._protocol = await asyncio.get_running_loop().create_connection(
+            lambda: _FrameProtocol(self), self.host, self.port)
+        sock = self._transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._receiver = asyncio.get_running_loop().create_task(self._receive())
         handshake = await self.request(ApiKey.SASL_HANDSHAKE, 1, {"mechanism": MECHANISM})
         if handshake["error_code"]:
             raise PeerAuthenticationError(f"peer {self.address} does not take PLAIN authentication "
@@ -99,12 +102,12 @@ class PeerLink:
         future = asyncio.get_running_loop().create_future()
         self._pending.append((correlation_id, api_key, version, future))
         try:
-            self._writer.write(encode_request(api_key, version, correlation_id, self.client_id, body))
+            self._transport.write(encode_request(api_key, version, correlation_id, self.client_id, body))
         except (OSError, RuntimeError) as exc:
             self._fail(BrokerUnavailableError(f"lost the connection to peer {self.address}: {exc}"))
 
         async def sent_then_answered() -> dict:
-            await self._writer.drain()  # a peer that does not read holds the caller, not this process's memory
+            await self._protocol.drain()  # a peer that does not read holds the caller, not this process's memory
             return await asyncio.shield(future)
 
         try:
@@ -116,26 +119,20 @@ class PeerLink:
             self._fail(BrokerUnavailableError(f"lost the connection to peer {self.address}: {exc}"))
             raise self._failure from None
 
-    async def _receive(self) -> None:
+    def _frame_received(self, frame: bytearray) -> None:
+        """One whole response frame (without its size prefix), from `_FrameProtocol`."""
         try:
-            while True:
-                prefix = await self._reader.readexactly(4)
-                frame = await self._reader.readexactly(read_frame_length(prefix, self.max_frame_bytes))
-                if not self._pending:
-                    raise ProtocolError(f"peer {self.address} sent a response nobody asked for")
-                correlation_id, api_key, version, future = self._pending.popleft()
-                got, body = decode_response(api_key, version, frame)
-                if got != correlation_id:
-                    raise ProtocolError(f"peer {self.address} answered out of turn")
-                if not future.done():
-                    future.set_result(body)
-        except asyncio.CancelledError:
-            raise
-        except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
-            self._fail(BrokerUnavailableError(f"lost the connection to peer {self.address}: "
-                                              f"{'closed' if isinstance(exc, asyncio.IncompleteReadError) else exc}"))
+            if not self._pending:
+                raise ProtocolError(f"peer {self.address} sent a response nobody asked for")
+            correlation_id, api_key, version, future = self._pending.popleft()
+            got, body = decode_response(api_key, version, frame)
+            if got != correlation_id:
+                raise ProtocolError(f"peer {self.address} answered out of turn")
         except LogshipError as exc:
             self._fail(BrokerUnavailableError(f"peer {self.address}: {exc}"))
+            return
+        if not future.done():
+            future.set_result(body)
 
     def _fail(self, exc: BaseException) -> None:
         if self._failure is None:
@@ -146,16 +143,82 @@ class PeerLink:
             if not future.done():
                 future.set_exception(self._failure)
                 future.exception()  # marked retrieved: a caller that timed out is gone
-        if self._writer is not None:
-            self._writer.close()
-        if self._receiver is not None and self._receiver is not asyncio.current_task():
-            self._receiver.cancel()
+        if self._transport is not None:
+            self._transport.close()
 
     async def close(self) -> None:
         if not self.closed:
             self._fail(BrokerUnavailableError(f"link to peer {self.address} is closed"))
-        if self._writer is not None:
+        if self._protocol is not None:
+            await self._protocol.closed
+
+
+class _FrameProtocol(asyncio.BufferedProtocol):
+    """A PeerLink's connection: reads each frame's 4-byte size, then receives the frame into a
+    bytearray of that size (refused on the size first: FrameTooLargeError above the link's
+    max_frame_bytes) and hands it to `PeerLink._frame_received`; end of stream, a reset or a
+    bad size fail the link. `drain()` waits while the transport's write buffer is above its
+    high-water mark (asyncio's pause_writing / resume_writing)."""
+
+    def __init__(self, link: PeerLink):
+        self._link = link
+        self._prefix = bytearray(4)
+        self._frame: bytearray | None = None  # None while reading a size prefix
+        self._got = 0
+        self._paused = False
+        self._drainers: list[asyncio.Future] = []
+        self._lost = False
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self._prefix if self._frame is None else self._frame)[self._got:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._got += nbytes
+        if self._frame is None:
+            if self._got < 4:
+                return
             try:
-                await self._writer.wait_closed()
-            except (OSError, ConnectionError):
-                pass
+                size = read_frame_length(self._prefix, self._link.max_frame_bytes)
+            except LogshipError as exc:
+                self._got = 0  # nothing more is read: the link is closed
+                self._link._fail(BrokerUnavailableError(f"peer {self._link.address}: {exc}"))
+                return
+            self._frame, self._got = bytearray(size), 0
+        if self._got == len(self._frame):
+            frame, self._frame, self._got = self._frame, None, 0
+            self._link._frame_received(frame)
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._link._fail(BrokerUnavailableError(f"lost the connection to peer {self._link.address}: "
+                                                f"{exc or 'closed'}"))
+        self._wake()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake()
+
+    def _wake(self) -> None:
+        for waiter in self._drainers:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drainers.clear()
+
+    async def drain(self) -> None:
+        if self._lost:
+            raise ConnectionResetError("connection lost")
+        if self._paused:
+            waiter = asyncio.get_running_loop().create_future()
+            self._drainers.append(waiter)
+            await waiter
+            if self._lost:
+                raise ConnectionResetError("connection lost")

@@ -7,13 +7,22 @@ batch, current_leader_epoch = the epoch the follower was told (LeaderAndIsr). Th
 partition of the answer:
 
 * records: appended unchanged (`append_replica_batch`: offsets, epochs, timestamps as the
-  leader wrote them); every partition that got records is fdatasynced BEFORE the next fetch,
-  whose fetch_offset tells the leader they are durable here (the leader's high watermark
-  counts on it). So fetch_offset is min(log end, recovery point), never an offset the
-  follower does not hold durably: a partition whose sync could not start (SyncNotStarted)
-  is synced again before the next fetch and left out of it until that succeeds; one whose
-  fdatasync failed is offline for good (groupcommit.py): it is dropped from the fetcher and
-  logged, never reported again;
+  leader wrote them; the batches' CRCs checked by storage, a corrupt one is not appended),
+  then every partition that got records is fdatasynced (one sync per partition per fetch).
+  What a fetch tells the leader is durable here (the leader's high watermark counts on it) is
+  min(log end, recovery point), never an offset the follower does not hold durably: that is
+  its fetch_offset, except while catching up (below). A partition whose sync could not start
+  (SyncNotStarted) is synced again before the next fetch and left out of it until that
+  succeeds; one whose fdatasync failed is offline for good (groupcommit.py): it is dropped
+  from the fetcher and logged, never reported again;
+* catching up (pipelined): when an answer shows the leader holds more (the follower is still
+  below the leader's high watermark, or the answer filled half of PARTITION_MAX_BYTES or
+  cut a batch short), the sync runs in a thread while the next fetch is already out, with
+  fetch_offset = the log end (where to read from) and a durable offset = min(log end,
+  recovery point) as of sending (a logship tagged field: the leader counts the smaller of the
+  two, fetch.py `durable_offset`) and max_wait_ms 0 (so the answer, and the fetch after it that reports the
+  synced offset, come at once). That answer is applied only once the sync is done (its
+  failures handled as above: a partition whose sync failed takes nothing from it);
 * diverging_epoch (epoch E, end offset O): the local log is cut at min(O, the end of the
   local largest epoch <= E); when there is no such local epoch, every local batch is of an
   epoch above E, none matching the leader's below O, so it is cut at min(O, the local log
@@ -41,6 +50,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import KafkaStorageError, LogshipError, OffsetOutOfRangeError
 from ...protocol import ApiKey
+from ..fetch import durable_offset_field
 from ..peer_link import PeerLink
 
 if TYPE_CHECKING:
@@ -66,6 +76,8 @@ class ReplicaFetcher:
         self._task: asyncio.Task | None = None
         self._link: PeerLink | None = None
         self._complaint: str | None = None
+        self._sync: asyncio.Future | None = None  # a pipelined sync in flight (catching up)
+        self._sync_partitions: dict[tuple[str, int], object] = {}  # what it syncs
 
     def add(self, key: tuple[str, int], leader_epoch: int) -> None:
         self.partitions[key] = leader_epoch
@@ -121,41 +133,58 @@ class ReplicaFetcher:
     async def _round(self) -> bool:
         """One fetch and what follows it; True when the fetcher should back off."""
         store = self.manager.store
-        backoff = await self._make_durable([key for key in self.partitions if _not_durable(store.partition(*key))])
-        asked = {key: epoch for key, epoch in self.partitions.items() if not _not_durable(store.partition(*key))}
+        backoff = False
+        if self._sync is not None and self._sync.done():
+            backoff = await self._settle()
+        syncing = set(self._sync_partitions)
+        if await self._make_durable([key for key in self.partitions
+                                     if key not in syncing and _not_durable(store.partition(*key))]):
+            backoff = True
+        asked = {key: epoch for key, epoch in self.partitions.items()
+                 if key in syncing or not _not_durable(store.partition(*key))}
         if not asked:
             return True
         topics: dict[str, list[dict]] = {}
         for (topic, index), epoch in asked.items():
             partition = store.partition(topic, index)
             durable_end = min(partition.log_end_offset, partition.recovery_point)
-            topics.setdefault(topic, []).append({
-                "partition": index, "current_leader_epoch": epoch, "fetch_offset": durable_end,
-                "last_fetched_epoch": partition.last_epoch, "log_start_offset": partition.log_start_offset,
-                "partition_max_bytes": PARTITION_MAX_BYTES})
-        body = {"replica_id": self.manager.node_id, "max_wait_ms": MAX_WAIT_MS, "min_bytes": 1,
+            request = {"partition": index, "current_leader_epoch": epoch, "fetch_offset": durable_end,
+                       "last_fetched_epoch": partition.last_epoch, "log_start_offset": partition.log_start_offset,
+                       "partition_max_bytes": PARTITION_MAX_BYTES}
+            if (topic, index) in syncing:  # its last append still syncs: read on, report what is durable
+                request.update(durable_offset_field(durable_end), fetch_offset=partition.log_end_offset)
+            topics.setdefault(topic, []).append(request)
+        body = {"replica_id": self.manager.node_id, "max_wait_ms": 0 if syncing else MAX_WAIT_MS, "min_bytes": 1,
                 "max_bytes": MAX_BYTES, "isolation_level": 0, "session_id": 0, "session_epoch": -1,
                 "topics": [{"topic": t, "partitions": p} for t, p in topics.items()],
                 "forgotten_topics_data": [], "rack_id": ""}
         response = await self._link.request(ApiKey.FETCH, FETCH_VERSION, body, timeout=MAX_WAIT_MS / 1000 + 30)
+        if self._sync is not None and await self._settle():
+            backoff = True
         if response.get("error_code"):
             self._complain(f"leader broker {self.leader} refused replica fetches (error {response['error_code']})")
             return True
-        appended = []
+        appended, more = [], False
         for topic in response["responses"]:
             for entry in topic["partitions"]:
                 key = (topic["topic"], entry["partition_index"])
                 if self.partitions.get(key) != asked.get(key):
                     continue  # removed or moved to another epoch while the fetch was out
+                if key in syncing and _not_durable(store.partition(*key)):
+                    continue  # its sync failed: synced again before it fetches anything more
                 try:
-                    if self._take(key, entry):
+                    got = self._take(key, entry)
+                    if got:
                         appended.append(key)
+                        more = more or got > 1
                 except LogshipError as exc:
                     self._complain(f"{key[0]}-{key[1]}: replica fetch from broker {self.leader}: {exc}")
                     backoff = True
                 if entry["error_code"] not in (0, OffsetOutOfRangeError.code):
                     backoff = True
-        if appended and await self._make_durable(appended):
+        if appended and more and not backoff:
+            self._start_sync(appended)  # catching up: the next fetch goes out while this syncs
+        elif appended and await self._make_durable(appended):
             backoff = True
         for topic in response["responses"]:
             for entry in topic["partitions"]:
@@ -169,8 +198,9 @@ class ReplicaFetcher:
             self._complaint = None
         return backoff
 
-    def _take(self, key: tuple[str, int], entry: dict) -> bool:
-        """Apply one partition's answer; True when records were appended."""
+    def _take(self, key: tuple[str, int], entry: dict) -> int:
+        """Apply one partition's answer: 0 when no records were appended, 1 when some were,
+        2 when some were and the leader holds more (catching up, see the module docstring)."""
         partition = self.manager.store.partition(*key)
         code = entry["error_code"]
         diverging = entry.get("diverging_epoch") or {}
@@ -179,29 +209,30 @@ class ReplicaFetcher:
             if leader_start >= 0 and partition.log_end_offset < leader_start:
                 log.info("%s-%d: behind the leader's log start %d; restarting the log there", *key, leader_start)
                 partition.truncate_fully_and_start_at(leader_start)
-                return False
+                return 0
             if partition.last_epoch < 0 and 0 <= entry["high_watermark"] < partition.log_end_offset:
                 # beyond the leader's log with no epoch to compare (an emptied log): what is
                 # below the leader's high watermark is committed everywhere, nothing above it is
                 log.info("%s-%d: beyond the leader's log; restarting at its high watermark %d", *key,
                          entry["high_watermark"])
                 partition.truncate_to(entry["high_watermark"])
-                return False
+                return 0
             raise OffsetOutOfRangeError(f"fetch offset {partition.log_end_offset} is outside the leader's log")
         if code:
             self._complain(f"{key[0]}-{key[1]}: leader broker {self.leader} answered error {code}")
-            return False
+            return 0
         if diverging.get("epoch", -1) >= 0 or diverging.get("end_offset", -1) >= 0:
             self._truncate(key, partition, diverging["epoch"], diverging["end_offset"])
-            return False
+            return 0
         data = entry.get("records")
         if not data:
-            return False
+            return 0
         whole = _whole_batches(data)
         if not whole:
-            return False
+            return 0
         partition.append_replica_batch(whole)
-        return True
+        cut = len(whole) < len(data) or len(data) >= PARTITION_MAX_BYTES // 2
+        return 2 if cut or partition.log_end_offset < entry["high_watermark"] else 1
 
     def _truncate(self, key: tuple[str, int], partition, epoch: int, end_offset: int) -> None:
         local_epoch, local_end = partition.epoch_end_offset(epoch) if epoch >= 0 else (-1, -1)
@@ -217,22 +248,31 @@ class ReplicaFetcher:
             partition.truncate_to(target)
 
     async def _make_durable(self, keys: list[tuple[str, int]]) -> bool:
-        """fdatasync these partitions; True when one failed. One whose fdatasync failed is
-        offline (groupcommit.py: never retried): it leaves the fetcher, logged once."""
+        """fdatasync these partitions; True when one failed (see `_synced`)."""
         if not keys:
             return False
         partitions = {key: self.manager.store.partition(*key) for key in keys}
+        failed = await asyncio.get_running_loop().run_in_executor(None, _sync_all, partitions)
+        return self._synced(partitions, failed)
 
-        def sync() -> dict[tuple[str, int], KafkaStorageError]:
-            failed = {}
-            for key, partition in partitions.items():
-                try:
-                    partition.flush()
-                except KafkaStorageError as exc:
-                    failed[key] = exc
-            return failed
+    def _start_sync(self, keys: list[tuple[str, int]]) -> None:
+        """fdatasync these partitions in a thread, settled by `_settle` (catching up)."""
+        self._sync_partitions = {key: self.manager.store.partition(*key) for key in keys}
+        self._sync = asyncio.get_running_loop().run_in_executor(None, _sync_all, self._sync_partitions)
 
-        failed = await asyncio.get_running_loop().run_in_executor(None, sync)
+    async def _settle(self) -> bool:
+        """Wait for the sync `_start_sync` started; True when one failed (see `_synced`)."""
+        job, partitions = self._sync, self._sync_partitions
+        try:
+            failed = await job
+        finally:
+            if job.done():
+                self._sync, self._sync_partitions = None, {}
+        return self._synced(partitions, failed)
+
+    def _synced(self, partitions: dict, failed: dict) -> bool:
+        """After a sync: one whose fdatasync failed is offline (groupcommit.py: never retried):
+        it leaves the fetcher, logged once; True when any failed."""
         for key, exc in failed.items():
             if partitions[key].offline:
                 if self.partitions.pop(key, None) is not None:
@@ -240,6 +280,17 @@ class ReplicaFetcher:
             else:
                 self._complain(f"{key[0]}-{key[1]}: cannot sync the replicated records: {exc}")
         return bool(failed)
+
+
+def _sync_all(partitions: dict) -> dict:
+    """fdatasync each partition (in a thread); the KafkaStorageError of each that failed."""
+    failed = {}
+    for key, partition in partitions.items():
+        try:
+            partition.flush()
+        except KafkaStorageError as exc:
+            failed[key] = exc
+    return failed
 
 
 def _not_durable(partition) -> bool:

@@ -15,8 +15,8 @@ truncates by leader epoch, KIP-101).
 On a leader the high watermark is min(the leader's durable offset, the fetch offset of every
 in-sync follower); it never goes back while this broker leads. Each append starts a
 background fdatasync (one in flight per partition) so that the durable offset keeps up even
-with acks=1. A follower's fetch offset is its durable log end (it syncs before it fetches
-again). When the high watermark moves, long-polling fetches are woken (`broker.on_append`)
+with acks=1. A follower's fetch reports its durable log end (its fetch offset, or the
+smaller durable_offset of a fetch sent while its last append still syncs: fetch.py). When the high watermark moves, long-polling fetches are woken (`broker.on_append`)
 and acks=all produces waiting for it (`until_replicated`) are answered; those not reached
 within the request's timeout_ms answer REQUEST_TIMED_OUT.
 
