@@ -124,6 +124,7 @@ def cluster(tmp_path):
         text = made.path.read_text().replace('ssh = "127.0.0.1"', f'ssh = "127.0.0.1:{free_port()}"')
         (tmp_path / "status.toml").write_text(text)
         made.status_file = tmp_path / "status.toml"
+        (tmp_path / "status.toml.secret").write_bytes(made.secret)  # for `cluster remove`
         yield made
 
 
@@ -188,3 +189,29 @@ def test_lag_and_last_heard_of_a_stopped_follower(cluster):
         broker3.send_signal(signal.SIGCONT)
 
     assert wait_until(lambda: caught_up(status(cluster)), timeout=60, interval=0.2), status(cluster)
+
+
+@pytest.mark.integration
+def test_leaders_answer_describe_quorum_and_a_removed_broker_is_an_observer(cluster):
+    done = run_logship("topics", "create", "watched", "-p", "3", "-r", "3", "--brokers", cluster.address(1))
+    assert done.returncode == 0, done.stderr
+    led = leaders(cluster, "watched")
+    produce(cluster, "watched", 0, 20, "all", via=1)
+    found = describe(cluster.address(1), *(("watched", p) for p in led))
+    for index, leader in led.items():
+        entry = found[("watched", index)]
+        assert entry["leader_id"] == leader
+        if leader != 1:
+            assert (entry["error_code"], entry["current_voters"]) == (6, [])  # NOT_LEADER_OR_FOLLOWER
+            continue
+        assert entry["error_code"] == 0 and entry["observers"] == []
+        assert [v["replica_id"] for v in entry["current_voters"]] == [1, 2, 3]  # the ISR, the leader first
+
+    removed = run_logship("cluster", "remove", "3", "--cluster", str(cluster.status_file), "--timeout", "5s")
+    assert removed.returncode == 3 and "NOT fenced" in removed.stderr, removed.stderr  # its host is "unreachable"
+    index = next(index for index, leader in led.items() if leader != 3)
+    after = describe(cluster.address(led[index]), ("watched", index))[("watched", index)]
+    assert [v["replica_id"] for v in after["current_voters"]] == [led[index], ({1, 2} - {led[index]}).pop()]
+    assert [o["replica_id"] for o in after["observers"]] == [3]
+    produce(cluster, "watched", index, 30, "all", via=led[index])  # acks=all no longer waits for broker 3
+    assert wait_until(lambda: status(cluster)[3]["replication_lag"] == 0, timeout=30, interval=0.2)  # still reported
