@@ -9,7 +9,8 @@ nothing is signalled.
 
 The replication columns (lag, last heard) come from the leaders' DescribeQuorum answers:
 once every broker answered, each broker's view is filled from what its leaders said of it
-(replication_view.with_replication). All brokers are asked in parallel, one connection each.
+(replication_view.with_replication), also for a broker that is not running (its lag and
+"last heard" keep growing there). All brokers are asked in parallel, one connection each.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def status(cluster: ClusterFile, timeout_s: float = 10.0) -> list[BrokerStatus]:
         return BrokerStatus(spec, process.state, process.pid, view=view)
 
     rows = [outcome.value for outcome in for_each_broker(cluster.brokers, one)]
-    views = with_replication({row.spec.id: row.view for row in rows if row.view is not None})
-    return [replace(row, view=views.get(row.spec.id)) for row in rows]
+    # a broker not asked (dead, stopped) still gets what its leaders say of it: how far behind
+    views = with_replication({row.spec.id: row.view or BrokerView() for row in rows})
+    return [replace(row, view=views[row.spec.id]) for row in rows]
 
 
 @dataclass(frozen=True)
