@@ -160,6 +160,11 @@ def _heard_cell(view) -> str:
     return "never" if view.unheard else f"{view.last_heard_s:.1f}s"
 
 
+def _reason(row) -> str | None:
+    """Why the host, or the broker, did not answer fully (both when both failed)."""
+    return "; ".join(why for why in (row.reason, row.view.error if row.view else None) if why) or None
+
+
 def _status_json(row) -> dict:
     view = row.view
     worst = view.worst if view else None
@@ -173,7 +178,7 @@ def _status_json(row) -> dict:
         "worst_partition": None if worst is None else {
             "topic": worst.topic, "partition": worst.partition, "leader": worst.leader, "lag": worst.lag,
             "last_heard_s": None if worst.last_heard_s is None else round(worst.last_heard_s, 3)},
-        "reason": row.reason or (view.error if view else None)}
+        "reason": _reason(row)}
 
 
 @cluster.command()
@@ -218,7 +223,7 @@ def status(file, as_json, timeout_ms) -> None:
         click.echo(tabulate(table, headers=["broker", "host", "address", "pid", "state", "partitions led",
                                             "followed", "replication lag", "last heard"]))
         for row in rows:
-            reason = row.reason or (row.view.error if row.view else None)
+            reason = _reason(row)
             if reason:
                 click.echo(f"broker {row.spec.id}: {reason}", err=True)
     if any(row.state == "unreachable" for row in rows):
