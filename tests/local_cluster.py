@@ -24,10 +24,10 @@ from pathlib import Path
 from logship.broker_process import BrokerProcess, child_env
 
 
-def run_logship(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """`logship ARGS` as a user runs it, with the logship under test."""
+def run_logship(*args: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess:
+    """`logship ARGS` as a user runs it, with the logship under test (`input` on its stdin)."""
     return subprocess.run([sys.executable, "-m", "logship", *args], capture_output=True, text=True,
-                          timeout=timeout, env=child_env())
+                          timeout=timeout, env=child_env(), input=input)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_until
 from logship.client.connection import Connection
 from logship.protocol import ApiKey
 from sshhosts import LOCAL_LOGSHIP, SshHosts, kill_brokers, serve_processes
@@ -229,6 +230,32 @@ def test_a_broker_that_cannot_listen_fails_up_with_its_log(cluster):
     finally:
         blocker.kill()
         blocker.wait()
+
+
+def test_status_reports_how_far_behind_a_dead_broker_is(cluster):
+    """Its leaders keep saying how far behind it is and since when they have not heard from it."""
+    assert cluster.run("up", str(cluster.file)).returncode == 0
+    bootstrap = ",".join(f"{h.address}:9092" for h in cluster.hosts.hosts)
+    done = subprocess.run([LOCAL_LOGSHIP, "topics", "create", "behind", "-p", "3", "-r", "3", "-b", bootstrap],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    heard = wait_until(lambda: (lambda rows: rows[2]["replication_lag"] == 0 and not rows[2]["partitions_unheard"])(
+        cluster.status()[1]), timeout=30, interval=0.2)
+    assert heard, cluster.status()  # its leaders heard from it: it fetched, and is caught up
+    (pid,) = serve_processes(cluster.data_dirs[2])
+    os.kill(pid, signal.SIGKILL)
+    with Connection(cluster.hosts.hosts[0].address, 9092, timeout=10) as conn:
+        meta = conn.request(ApiKey.METADATA, {"topics": [{"name": "behind"}], "allow_auto_topic_creation": False})
+    led_by_1 = next(p["partition_index"] for p in meta["topics"][0]["partitions"] if p["leader_id"] == 1)
+    done = subprocess.run([LOCAL_LOGSHIP, "produce", "behind", "-p", str(led_by_1), "--acks", "1", "-b", bootstrap],
+                          input="".join(f"{n}\n" for n in range(200)), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    code, rows = cluster.status("--timeout", "3s")
+    assert code == 1 and [row["state"] for row in rows] == ["up", "up", "dead"]
+    dead = rows[2]
+    assert dead["replication_lag"] >= 200 and dead["last_heard_s"] is not None, dead
+    assert dead["worst_partition"]["partition"] == led_by_1 and dead["worst_partition"]["leader"] == 1
+    assert cluster.run("down", str(cluster.file)).returncode == 0
 
 
 @pytest.mark.parametrize("fault", ["sshd stopped", "link down"])

@@ -30,6 +30,7 @@ SET_N = {0: (0, 8), 1: (4, 10), 2: (1, 8), 3: (1, 4), 8: (2, 3), 9: (1, 3), 10: 
          35: (1, 1),  # DescribeLogDirs, beyond set N: sizes for `logship topics describe`
          32: (0, 4), 33: (0, 2), 44: (0, 1),  # the config APIs, beyond set N
          21: (0, 2), 37: (0, 3), 42: (0, 2), 47: (0, 0),  # the admin APIs (flexible from v2)
+         55: (0, 1),  # DescribeQuorum: the leaders' view of their followers, for `cluster status`
          # between a cluster's brokers (a single broker leaves them out): SASL, the inter-broker APIs
          17: (1, 1), 36: (0, 2), 4: (2, 2), 5: (1, 1), 6: (5, 5)}
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ..errors import UnsupportedVersionError
 from ..protocol import ADVERTISED, ApiKey, api_versions_entries
 from ..storage import Store
-from . import admin, admin_ops, configs, fetch, offsets, peer_auth, produce, replica_handlers, topics
+from . import admin, admin_ops, configs, describe_quorum, fetch, offsets, peer_auth, produce, replica_handlers, topics
 from .cluster_metadata import ClusterMetadata, update_metadata
 from .controller import controller_for
 from .config import BrokerConfig
@@ -53,6 +53,7 @@ class Broker:
             ApiKey.CREATE_TOPICS: topics.create_topics,
             ApiKey.DELETE_TOPICS: topics.delete_topics,
             ApiKey.DESCRIBE_LOG_DIRS: topics.describe_log_dirs,
+            ApiKey.DESCRIBE_QUORUM: describe_quorum.describe_quorum,
             ApiKey.INIT_PRODUCER_ID: admin.init_producer_id,
             ApiKey.PRODUCE: produce.produce,
             ApiKey.DESCRIBE_CONFIGS: configs.describe_configs,

@@ -145,47 +145,85 @@ def _dash(value) -> str:
     return "-" if value is None else str(value)
 
 
+def _lag_cell(view) -> str:
+    """Records behind, summed; "+?" when some leaders have not heard from it in their epoch."""
+    if view is None or (view.lag is None and not view.unheard):
+        return "-"
+    if not view.unheard:
+        return str(view.lag)
+    return "?" if view.lag is None else f"{view.lag}+?"
+
+
+def _heard_cell(view) -> str:
+    if view is None or (view.last_heard_s is None and not view.unheard):
+        return "-"
+    return "never" if view.unheard else f"{view.last_heard_s:.1f}s"
+
+
+def _reason(row) -> str | None:
+    """Why the host, or the broker, did not answer fully (both when both failed)."""
+    return "; ".join(why for why in (row.reason, row.view.error if row.view else None) if why) or None
+
+
+def _status_json(row) -> dict:
+    view = row.view
+    worst = view.worst if view else None
+    return {
+        "broker": row.spec.id, "host": row.spec.ssh_host, "address": row.spec.address, "state": row.state,
+        "pid": row.pid, "partitions_led": view.led if view else None,
+        "partitions_followed": view.followed if view else None,
+        "replication_lag": view.lag if view else None,
+        "last_heard_s": round(view.last_heard_s, 3) if view and view.last_heard_s is not None else None,
+        "partitions_unheard": view.unheard if view else 0,
+        "worst_partition": None if worst is None else {
+            "topic": worst.topic, "partition": worst.partition, "leader": worst.leader, "lag": worst.lag,
+            "last_heard_s": None if worst.last_heard_s is None else round(worst.last_heard_s, 3)},
+        "reason": _reason(row)}
+
+
 @cluster.command()
 @click.argument("file", type=_CLUSTER_FILE)
 @json_option
 @click.option("--timeout", "timeout_ms", type=DURATION.within(100, 600_000), default="10s", show_default=True,
               help="How long to wait for each host and broker to answer.")
 def status(file, as_json, timeout_ms) -> None:
-    """Show each broker of cluster FILE: its process and its share of the partitions.
+    """Show each broker of cluster FILE: its process, its share of the partitions and how far
+    behind its leaders it is.
 
     STATE is up (running), dead (a pid file but no such process), stopped (no pid file)
     or unreachable (SSH failed). LED and FOLLOWED count partitions from the broker's own
-    Metadata answer. Exit status: 0 when every broker is up, 3 when a host cannot be
+    Metadata answer. REPLICATION LAG is how many records the partitions it follows are
+    behind their leaders' log ends (summed), LAST HEARD how long ago its leaders last heard
+    a fetch from it (the worst partition), both as its leaders say (Kafka's DescribeQuorum,
+    one request per broker); '-' when it follows nothing or its leaders do not answer;
+    "never" (and "+?" on the lag) when a leader has heard no fetch from it since it became
+    leader. --json gives one object per broker, with the partition it is furthest behind in
+    (worst_partition). Exit status: 0 when every broker is up, 3 when a host cannot be
     reached, else 1.
 
     \b
     Examples:
       logship cluster status cluster.toml
       logship cluster status cluster.toml --json | jq -r 'select(.state != "up") | .broker'
+      logship cluster status cluster.toml --json | jq -c '{broker, replication_lag, worst_partition}'
     """
     from ..cluster.peers import status as broker_status
 
     rows = broker_status(_load(file), timeout_s=timeout_ms / 1000)
     if as_json:
         for row in rows:
-            view = row.view
-            click.echo(json.dumps({
-                "broker": row.spec.id, "host": row.spec.ssh_host, "address": row.spec.address, "state": row.state,
-                "pid": row.pid, "partitions_led": view.led if view else None,
-                "partitions_followed": view.followed if view else None,
-                "replication_lag": view.lag if view else None, "last_heard_s": view.last_heard_s if view else None,
-                "reason": row.reason or (view.error if view else None)}))
+            click.echo(json.dumps(_status_json(row)))
     else:
         from tabulate import tabulate
 
         table = [[row.spec.id, row.spec.ssh_host, row.spec.address, _dash(row.pid), row.state,
                   _dash(row.view.led if row.view else None), _dash(row.view.followed if row.view else None),
-                  _dash(row.view.lag if row.view else None), _dash(row.view.last_heard_s if row.view else None)]
+                  _lag_cell(row.view), _heard_cell(row.view)]
                  for row in rows]
         click.echo(tabulate(table, headers=["broker", "host", "address", "pid", "state", "partitions led",
                                             "followed", "replication lag", "last heard"]))
         for row in rows:
-            reason = row.reason or (row.view.error if row.view else None)
+            reason = _reason(row)
             if reason:
                 click.echo(f"broker {row.spec.id}: {reason}", err=True)
     if any(row.state == "unreachable" for row in rows):

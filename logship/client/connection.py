@@ -51,6 +51,7 @@ CLIENT_MAX_VERSIONS = {
     # admin and config APIs at the versions current Kafka prefers
     ApiKey.DESCRIBE_CONFIGS: 4, ApiKey.ALTER_CONFIGS: 2, ApiKey.INCREMENTAL_ALTER_CONFIGS: 1,
     ApiKey.CREATE_PARTITIONS: 3, ApiKey.DELETE_RECORDS: 2, ApiKey.DELETE_GROUPS: 2, ApiKey.OFFSET_DELETE: 0,
+    ApiKey.DESCRIBE_QUORUM: 1,
 }
 
 #: Largest response frame accepted; a bigger length prefix is refused before allocation.

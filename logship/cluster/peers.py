@@ -7,20 +7,22 @@ for a broker that is up, what its own Metadata answer says about it (replication
 file whose process is not this broker's `logship serve` is reported stale and removed, and
 nothing is signalled.
 
-The replication columns a Metadata answer cannot fill (replication lag, last heard) stay
-None until the brokers expose them.
+The replication columns (lag, last heard) come from the leaders' DescribeQuorum answers:
+once every broker answered, each broker's view is filled from what its leaders said of it
+(replication_view.with_replication), also for a broker that is not running (its lag and
+"last heard" keep growing there). All brokers are asked in parallel, one connection each.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..cluster_file import BrokerSpec, ClusterFile
 from ..errors import HostUnreachableError, SshError
 from . import remote
 from .connect import host_of
 from .parallel import Outcome, for_each_broker
-from .replication_view import BrokerView, view_of
+from .replication_view import BrokerView, view_of, with_replication
 
 __all__ = ["BrokerStatus", "Stopped", "status", "down"]
 
@@ -53,7 +55,10 @@ def status(cluster: ClusterFile, timeout_s: float = 10.0) -> list[BrokerStatus]:
         view = view_of(spec, timeout_s) if process.state == "up" else None
         return BrokerStatus(spec, process.state, process.pid, view=view)
 
-    return [outcome.value for outcome in for_each_broker(cluster.brokers, one)]
+    rows = [outcome.value for outcome in for_each_broker(cluster.brokers, one)]
+    # a broker not asked (dead, stopped) still gets what its leaders say of it: how far behind
+    views = with_replication({row.spec.id: row.view or BrokerView() for row in rows})
+    return [replace(row, view=views[row.spec.id]) for row in rows]
 
 
 @dataclass(frozen=True)

@@ -39,13 +39,15 @@ class ApiKey(IntEnum):
     DELETE_GROUPS = 42
     INCREMENTAL_ALTER_CONFIGS = 44
     OFFSET_DELETE = 47
+    DESCRIBE_QUORUM = 55
 
 
 #: Set "N" of reference/kafka-protocol.md §2.4 plus the optional tooling keys: what the broker
 #: puts in its ApiVersions response. Set N is non-flexible; the admin APIs (DeleteRecords,
 #: CreatePartitions, DeleteGroups from v2), the config APIs (DescribeConfigs from v4, AlterConfigs
 #: from v2, IncrementalAlterConfigs from v1), CreateTopics 5, ListOffsets 6-8 and ApiVersions 3-4
-#: are flexible, the versions current clients prefer. Produce 0-2 are advertised (librdkafka
+#: are flexible, the versions current clients prefer. DescribeQuorum 0-1 (flexible) carries the
+#: leaders' view of their followers (`logship cluster status`). Produce 0-2 are advertised (librdkafka
 #: < 2.11.1 needs them to enable compression) but not implemented: decoding them raises
 #: UnsupportedRequestError, which the broker answers like Kafka 4.x does.
 ADVERTISED = MappingProxyType({
@@ -74,6 +76,7 @@ ADVERTISED = MappingProxyType({
     ApiKey.CREATE_PARTITIONS: (0, 3),
     ApiKey.DELETE_GROUPS: (0, 2),
     ApiKey.OFFSET_DELETE: (0, 0),
+    ApiKey.DESCRIBE_QUORUM: (0, 1),
     # cluster mode only (broker.py registers their handlers only with a cluster file)
     ApiKey.SASL_HANDSHAKE: (1, 1),
     ApiKey.SASL_AUTHENTICATE: (0, 2),

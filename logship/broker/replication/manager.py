@@ -16,9 +16,12 @@ On a leader the high watermark is min(the leader's durable offset, the fetch off
 in-sync follower); it never goes back while this broker leads. Each append starts a
 background fdatasync (one in flight per partition) so that the durable offset keeps up even
 with acks=1. A follower's fetch reports its durable log end (its fetch offset, or the
-smaller durable_offset of a fetch sent while its last append still syncs: fetch.py). When the high watermark moves, long-polling fetches are woken (`broker.on_append`)
-and acks=all produces waiting for it (`until_replicated`) are answered; those not reached
-within the request's timeout_ms answer REQUEST_TIMED_OUT.
+smaller durable_offset of a fetch sent while its last append still syncs: fetch.py). It also
+notes when each follower last fetched, and last fetched at its log end (`followers(key)`,
+answered in DescribeQuorum for `logship cluster status`). When the high watermark moves,
+long-polling fetches are woken (`broker.on_append`) and acks=all produces waiting for it
+(`until_replicated`) are answered; those not reached within the request's timeout_ms answer
+REQUEST_TIMED_OUT.
 
 High watermarks are checkpointed in `<data_dir>/replication-offset-checkpoint` (Kafka's
 name and layout: version, count, "topic partition offset" lines) every
@@ -31,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -62,6 +66,7 @@ class ReplicaManager:
         self.clustered = broker.config.cluster is not None
         self._states: dict[Key, PartitionState] = {}
         self._follower_offsets: dict[Key, dict[int, int]] = {}  # leader side: follower -> fetch offset
+        self._follower_heard: dict[Key, dict[int, tuple[float, float | None]]] = {}  # -> (fetched, caught up)
         self._waiters: dict[Key, list[tuple[int, asyncio.Future]]] = {}
         self._syncing: set[Key] = set()
         self._fetchers: dict[int, ReplicaFetcher] = {}
@@ -124,6 +129,7 @@ class ReplicaManager:
         self._unfollow(key)
         held = self._states.pop(key, None)
         self._follower_offsets.pop(key, None)
+        self._follower_heard.pop(key, None)
         self._fail_waiters(key, NotLeaderError(f"{topic}-{partition} is no longer led by broker {self.node_id}"))
         directory = self.store.partition_directory(topic, partition)
         try:
@@ -222,7 +228,20 @@ class ReplicaManager:
         if fetch_offset > partition.log_end_offset:
             return  # beyond this log: the fetch is answered OFFSET_OUT_OF_RANGE
         offsets[follower] = fetch_offset
+        heard, now = self._follower_heard.setdefault(key, {}), time.monotonic()
+        heard[follower] = (now, now if fetch_offset >= partition.log_end_offset else heard.get(follower, (0, None))[1])
         self._update_hw(key, partition)
+
+    def followers(self, key: Key) -> dict[int, tuple[int, float | None, float | None]] | None:
+        """For a partition led here, each other replica -> (its last fetch offset in this leader
+        epoch, -1 if none yet; time.monotonic() of that fetch; of the last fetch that reached
+        this log's end then, None if none did); None when this broker does not lead it."""
+        state = self._states.get(key)
+        if state is None or state.leader != self.node_id:
+            return None
+        offsets, heard = self._follower_offsets.get(key, {}), self._follower_heard.get(key, {})
+        return {replica: (offsets[replica], *heard[replica]) if replica in offsets else (-1, None, None)
+                for replica in state.replicas if replica != self.node_id}
 
     def _update_hw(self, key: Key, partition: Partition) -> None:
         state = self._states.get(key)

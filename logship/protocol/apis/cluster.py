@@ -1,5 +1,10 @@
 """Metadata (3), FindCoordinator (10), ApiVersions (18), CreateTopics (19), DeleteTopics (20),
-InitProducerId (22), DescribeLogDirs (35): from Kafka's message JSON schemas of the same names.
+InitProducerId (22), DescribeLogDirs (35), DescribeQuorum (55): from Kafka's message JSON schemas
+of the same names.
+
+DescribeQuorum is KRaft's (v0-1 here: v1 adds LastFetchTimestamp and LastCaughtUpTimestamp,
+KIP-836; v2's directory ids and nodes are left out); logship's leaders answer it for any
+partition they lead (broker/describe_quorum.py says how).
 
 Only fields that exist in the implemented versions are listed; version strings are Kafka's.
 """
@@ -161,5 +166,35 @@ DESCRIBE_LOG_DIRS = Api(ApiKey.DESCRIBE_LOG_DIRS, "DescribeLogDirs", (1, 2), 2, 
     )),
 ))
 
+_REPLICA_STATE = (
+    F("replica_id", "int32"),
+    F("log_end_offset", "int64"),
+    F("last_fetch_timestamp", "int64", "1+", default=-1),
+    F("last_caught_up_timestamp", "int64", "1+", default=-1),
+)
+
+DESCRIBE_QUORUM = Api(ApiKey.DESCRIBE_QUORUM, "DescribeQuorum", (0, 1), 0, request=(
+    F("topics", "[]TopicData", fields=(
+        F("topic_name", "string"),
+        F("partitions", "[]PartitionData", fields=(
+            F("partition_index", "int32"),
+        )),
+    )),
+), response=(
+    F("error_code", "int16"),
+    F("topics", "[]TopicData", fields=(
+        F("topic_name", "string"),
+        F("partitions", "[]PartitionData", fields=(
+            F("partition_index", "int32"),
+            F("error_code", "int16"),
+            F("leader_id", "int32"),
+            F("leader_epoch", "int32"),
+            F("high_watermark", "int64"),
+            F("current_voters", "[]ReplicaState", fields=_REPLICA_STATE),
+            F("observers", "[]ReplicaState", fields=_REPLICA_STATE),
+        )),
+    )),
+))
+
 APIS = (METADATA, FIND_COORDINATOR, API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS, INIT_PRODUCER_ID,
-        DESCRIBE_LOG_DIRS)
+        DESCRIBE_LOG_DIRS, DESCRIBE_QUORUM)
