@@ -195,3 +195,20 @@ def test_a_broker_down_during_a_change_catches_up_when_it_restarts(cluster):
                       timeout=30)
     assert wait_until(lambda: stored(cluster, 3, "while-away") == {"retention.ms": "2000000"}, timeout=30)
     everywhere(cluster, "while-away")
+
+
+def test_a_restarted_controller_sends_a_broker_that_was_down_what_it_missed(cluster):
+    """What the controller owed broker 3 is lost with the controller's memory: broker 3 gets the
+    change from the controller's saved image when it says it is back (resync)."""
+    assert create(cluster, 1, "missed", {})["error_code"] == 0
+    everywhere(cluster, "missed")
+    cluster.brokers[3].stop()
+    try:
+        responses = incremental(cluster, 2, [topic_set("missed", retention_bytes="7777777")])
+        assert [r["error_code"] for r in responses] == [0], responses
+        cluster.brokers[1].stop()
+    finally:
+        cluster.start(3, "--retention-check-interval", "200ms")
+        cluster.start(1, "--retention-check-interval", "200ms")
+    assert wait_until(lambda: stored(cluster, 3, "missed") == {"retention.bytes": "7777777"}, timeout=30)
+    assert everywhere(cluster, "missed")["retention.bytes"] == ("7777777", TOPIC_CONFIG)
