@@ -99,6 +99,8 @@ def test_configs_given_at_creation_through_any_broker_reach_every_broker(cluster
 def test_a_broker_that_hosts_no_replica_describes_the_topic_alike(cluster):
     result = create(cluster, 2, "single", {"retention.bytes": "1048576"}, rf=1)
     assert result["error_code"] == 0, result
+    answered = {c["name"]: (c["value"], c["config_source"]) for c in result["configs"]}  # CreateTopics v5
+    assert answered["retention.bytes"] == ("1048576", TOPIC_CONFIG) and answered["retention.ms"][1] == DEFAULT_CONFIG
     assert everywhere(cluster, "single")["retention.bytes"] == ("1048576", TOPIC_CONFIG)
     hosts = [b for b in cluster.ids if stored(cluster, b, "single")]
     assert len(hosts) == 1

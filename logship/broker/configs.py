@@ -73,6 +73,12 @@ def topic_entries(broker: Broker, topic: str, keys: list[str] | None = None,
     return out
 
 
+def created_topic_configs(broker: Broker, topic: str) -> list[dict]:
+    """The configs of a topic just created, as CreateTopics v5+ answers them."""
+    return [{k: c[k] for k in ("name", "value", "read_only", "config_source", "is_sensitive")}
+            for c in topic_entries(broker, topic)]
+
+
 def _broker_settings(broker: Broker) -> list[tuple[str, object, object, str, str]]:
     """(Kafka broker config name, value, Kafka-default value, type, doc) of this broker."""
     c, log = broker.config, broker.config.log
@@ -323,4 +329,5 @@ def create_topic_configs(broker: Broker, topic: dict) -> dict[str, str]:
 
 
 __all__ = ["describe_configs", "alter_configs", "incremental_alter_configs", "topic_entries", "broker_entries",
-           "create_topic_configs", "incremental_overrides", "alter_all"]
+           "create_topic_configs", "incremental_overrides", "alter_all",
+           "created_topic_configs"]

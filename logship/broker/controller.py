@@ -265,7 +265,7 @@ class Controller:
             results.append(result)
         if not created:
             return Reply({"throttle_time_ms": 0, "topics": results})
-        topic_configs_sync.created(self, configs)
+        topic_configs_sync.created(self, configs, results if version >= 5 else ())
         return self._publish(created, (), {"throttle_time_ms": 0, "topics": results}, results,
                              body.get("timeout_ms", DEFAULT_TIMEOUT_MS))
 

@@ -167,14 +167,17 @@ def _owe(controller: Controller, changes: dict[str, Overrides], broker_ids=None)
             sender.owe_configs(changes)
 
 
-def created(controller: Controller, topics: dict[str, Overrides]) -> None:
+def created(controller: Controller, topics: dict[str, Overrides], results=()) -> None:
     """Topics the controller is creating (before it publishes them): their configs saved here
-    and owed to every broker, {} included."""
+    and owed to every broker, {} included; CreateTopics v5+ `results` of them get their configs."""
     try:
         controller.broker.topic_configs.update(topics)
     except LogshipError as exc:  # the brokers still get them; a restarted controller would not know them
         log.error("cannot save the configs of new topics %s on the controller: %s", ", ".join(sorted(topics)), exc)
     _owe(controller, topics)
+    for result in results:
+        if result["name"] in topics and not result["error_code"]:
+            result["configs"] = configs.created_topic_configs(controller.broker, result["name"])
 
 
 def deleted(controller: Controller, names: list[str]) -> None:
