@@ -214,3 +214,20 @@ def test_a_restarted_controller_sends_a_broker_that_was_down_what_it_missed(clus
         cluster.start(1, "--retention-check-interval", "200ms")
     assert wait_until(lambda: stored(cluster, 3, "missed") == {"retention.bytes": "7777777"}, timeout=30)
     assert everywhere(cluster, "missed")["retention.bytes"] == ("7777777", TOPIC_CONFIG)
+
+
+def test_confluent_kafka_admin_creates_and_alters_for_the_whole_cluster(cluster):
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": cluster.address(3)})
+    admin.create_topics([NewTopic("confluent", 3, 3, config={"segment.bytes": "1048576"})])["confluent"].result(
+        timeout=30)
+    assert everywhere(cluster, "confluent")["segment.bytes"] == ("1048576", TOPIC_CONFIG)
+    ops = [ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND),
+           ConfigEntry("segment.bytes", None, incremental_operation=AlterConfigOpType.DELETE)]
+    (future,) = admin.incremental_alter_configs([ConfigResource("topic", "confluent",
+                                                                incremental_configs=ops)]).values()
+    future.result(timeout=30)
+    configs = everywhere(cluster, "confluent")
+    assert configs["cleanup.policy"] == ("compact,delete", TOPIC_CONFIG)
+    assert configs["segment.bytes"][1] == DEFAULT_CONFIG
