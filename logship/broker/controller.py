@@ -19,8 +19,8 @@ A request's timeout_ms is capped at MAX_TIMEOUT_MS (a waiting request holds its 
 later answers, which Kafka keeps in order).
 
 `ControllerClient` (every other broker) forwards CreateTopics, CreatePartitions, DeleteTopics
-and the topic resources of (Incremental)AlterConfigs to the controller over an authenticated PeerLink and relays the answer, at most
-MAX_FORWARDED_BYTES of them unanswered at a time (beyond: REQUEST_TIMED_OUT at once); at start
+and the topic resources of (Incremental)AlterConfigs to the controller over an authenticated
+PeerLink and relays the answer, at most MAX_FORWARDED_BYTES of them unanswered at a time (beyond: REQUEST_TIMED_OUT at once); at start
 it asks the controller for everything again (an UpdateMetadata without topics), retrying
 until the controller answers; partition states an operator's tool gave it (promote, cluster
 remove) it passes on to the controller on a link of their own (not queued behind a forward),

@@ -5,15 +5,15 @@ What is owed to the broker is state, not a queue of messages: the partitions to 
 (StopReplica v1, with or without deleting them), topic configs (AlterConfigs v1 carrying each
 topic's whole overrides, the newest per topic, at most MAX_CONFIG_RESOURCES topics a request:
 topic_configs_sync.py), the partition states it must apply (LeaderAndIsr v2, the newest per
-partition) and the metadata image (UpdateMetadata v5, the newest only). The image sent is the
-one taken when the round began, so an image version delivered means that everything owed
-before it was delivered too. One task per broker sends them in that order over a PeerLink (peer_link.py),
-reconnecting with backoff (0.1 s doubling to 5 s, cut short when the broker announces that it
-is back) when the broker is down or the link fails, so a broker that is down now gets
-everything when it is back. A stop for a partition cancels
+partition) and the metadata image (UpdateMetadata v5, the newest only). One task per broker
+sends them in that order over a PeerLink (peer_link.py); the image sent is the one taken when
+the round began, so an image version delivered means that everything owed before it was
+delivered too. It reconnects with backoff (0.1 s doubling to 5 s, cut short when the broker
+announces that it is back) when the broker is down or the link fails, so a broker that is
+down now gets everything when it is back. A stop for a partition cancels
 a state owed for it; a state owed after a stop is sent after it (a topic deleted and created
-again). Partition (or topic config) errors in an answer are logged and not retried (the broker refused that
-state for good: FENCED_LEADER_EPOCH when it holds a newer one, e.g. from a
+again). Partition (and topic config) errors in an answer are logged and not retried (the
+broker refused that state for good: FENCED_LEADER_EPOCH when it holds a newer one, e.g. from a
 promote). `synced(version, keys)` waits until the image
 `version` and the states of `keys` are delivered.
 """
