@@ -125,3 +125,18 @@ def test_synced_gives_up_on_a_broker_that_cannot_be_reached():
         return gave_up, timed_out, delivered
 
     assert asyncio.run(run()) == (False, False, True)
+
+
+def test_a_controller_without_an_image_takes_its_stores_configs_and_applies_the_image(store, tmp_path):
+    store.create_topic("old", 1, {"retention.ms": "1000"})
+    store.create_topic("plain", 1)
+    broker = broker_on(store, tmp_path, topics=("old", "plain"))
+    controller = SimpleNamespace(broker=broker, metadata=SimpleNamespace(topics={"old": {}, "plain": {}}))
+    sync.controller_started(controller)
+    assert sync.TopicConfigImage(tmp_path).topics == {"old": {"retention.ms": "1000"}}
+
+    again = broker_on(store, tmp_path, topics=("old", "plain"))  # the image exists now: it wins
+    again.topic_configs.update({"plain": {"segment.ms": "5000"}})
+    sync.controller_started(SimpleNamespace(broker=again, metadata=controller.metadata))
+    assert store.topic_overrides("plain") == {"segment.ms": "5000"}
+    assert store.topic_overrides("old") == {"retention.ms": "1000"}

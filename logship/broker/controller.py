@@ -101,7 +101,7 @@ class Controller:
 
     async def run(self) -> None:
         """Deliver what every broker is owed, for ever (cancel to stop)."""
-        topic_configs_sync.seed_from_store(self)
+        topic_configs_sync.controller_started(self)
         self._apply_local({(t, p): s for t, parts in self.metadata.topics.items() for p, s in parts.items()})
         for broker_id in self.senders:
             self.resync(broker_id)

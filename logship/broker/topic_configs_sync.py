@@ -21,11 +21,13 @@ get it when they are reachable), as the controller answers CreateTopics.
 What is owed is state, not messages: the newest overrides per topic. A created topic's
 configs ({} included) are owed to every broker, so a stale copy left by a deletion a broker
 missed never applies; a deleted topic's are owed as {}; a broker that (re)starts is owed
-those of every topic (`resend`), with its partition states. A broker that receives them
-saves them in its image (`take`) and, for topics its store holds, replaces the store's
-overrides (storage/topics.py) when they differ, so retention, rolling and compaction follow
-them on followers as on leaders; a replica created later (LeaderAndIsr) is created with them
-(ReplicaManager.apply). DescribeConfigs answers from the image on every broker (configs.py),
+those of every topic (`resend`), with its partition states. A controller that starts gives
+its own store the image's configs (`controller_started`); one without an image yet (a cluster
+made before configs were carried) first takes its store's overrides as the cluster's. A
+broker that receives them saves them in its image (`take`) and, for topics its store holds,
+replaces the store's overrides (storage/topics.py) when they differ, so retention, rolling and
+compaction follow them on followers as on leaders; a replica created later (LeaderAndIsr) is
+created with them (ReplicaManager.apply). DescribeConfigs answers from the image on every broker (configs.py),
 the same everywhere apart from each broker's own `serve` defaults, as in Kafka.
 
 File DATA/cluster-topic-configs (JSON, replaced atomically and durably; topics without
@@ -196,17 +198,22 @@ def resend(controller: Controller, broker_id: int) -> None:
     _owe(controller, {name: image.overrides(name) for name in controller.metadata.topics}, {broker_id})
 
 
-def seed_from_store(controller: Controller) -> None:
-    """A controller without a config image yet (a cluster made before topic configs were
-    carried): its own store's overrides of the topics it knows become the cluster's."""
+def controller_started(controller: Controller) -> None:
+    """The controller starts: without a config image yet (a cluster made before topic configs
+    were carried) its own store's overrides of the topics it knows become the cluster's; then
+    its store is given the image's configs where they differ (a change it could not apply)."""
     image, store = controller.broker.topic_configs, controller.broker.store
-    if image.existed:
-        return
-    found = {name: store.topic_overrides(name) for name in controller.metadata.topics}
-    try:
-        image.update({name: overrides for name, overrides in found.items() if overrides})
-    except LogshipError as exc:
-        log.warning("cannot save the topic configs found in the store: %s", exc)
+    if not image.existed:
+        found = {name: store.topic_overrides(name) for name in controller.metadata.topics}
+        try:
+            image.update({name: overrides for name, overrides in found.items() if overrides})
+        except LogshipError as exc:
+            log.warning("cannot save the topic configs found in the store: %s", exc)
+    for name in controller.metadata.topics:
+        try:
+            sync_store(controller.broker, name, image.overrides(name))
+        except LogshipError as exc:
+            log.error("topic %s: cannot apply its configs on the controller's log: %s", name, exc)
 
 
 def _decide(broker: Broker, body: dict, incremental: bool) -> Reply:
@@ -227,7 +234,7 @@ def _decide(broker: Broker, body: dict, incremental: bool) -> Reply:
                  " ".join(f"{k}={v}" for k, v in sorted(overrides.items())) or "the defaults")
         try:
             sync_store(broker, topic, overrides)
-        except LogshipError as exc:  # the image has them; a restart applies them (resend, then take)
+        except LogshipError as exc:  # the image has them; the next start applies them (controller_started)
             log.error("topic %s: cannot apply its configs on the controller's log: %s", topic, exc)
     _owe(controller, decided)
     version = controller.metadata.publish()  # the senders, woken by what they owe, send the new image after it
