@@ -178,15 +178,6 @@ def test_a_consumer_group_commits_through_the_cluster_and_any_broker_describes_i
     assert described["total_lag"] == 0
 
 
-def test_topic_configs_at_creation_are_refused_rather_than_silently_dropped(cluster):
-    with connect(cluster, 3) as conn:
-        answer = conn.request(ApiKey.CREATE_TOPICS, {
-            "topics": [{"name": "configured", "num_partitions": 1, "replication_factor": 3, "assignments": [],
-                        "configs": [{"name": "retention.ms", "value": "1000"}]}],
-            "timeout_ms": 20000, "validate_only": False})["topics"][0]
-    assert answer["error_code"] == 40 and "configs" in answer["error_message"]
-
-
 def test_the_partition_caps_hold_in_a_cluster(tmp_path):
     capped = LocalCluster(tmp_path, 3)
     try:

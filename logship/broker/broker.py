@@ -14,7 +14,8 @@ from collections.abc import Callable
 from ..errors import UnsupportedVersionError
 from ..protocol import ADVERTISED, ApiKey, api_versions_entries
 from ..storage import Store
-from . import admin, admin_ops, configs, describe_quorum, fetch, offsets, peer_auth, produce, replica_handlers, topics
+from . import (admin, admin_ops, configs, describe_quorum, fetch, offsets, peer_auth, produce, replica_handlers,
+               topic_configs_sync, topics)
 from .cluster_metadata import ClusterMetadata, update_metadata
 from .controller import controller_for
 from .config import BrokerConfig
@@ -68,6 +69,12 @@ class Broker:
         if config.cluster is not None:
             self._client_handlers.update(peer_auth.CLIENT_HANDLERS)
             self._client_handlers.update(replica_handlers.CLIENT_HANDLERS)
+            for key in topic_configs_sync.CLIENT_HANDLERS:  # the controller decides topic configs
+                del self._handlers[key]
+            self._client_handlers.update(topic_configs_sync.CLIENT_HANDLERS)
+        # cluster mode: this broker's copy of the topic configs the controller decided
+        self.topic_configs = topic_configs_sync.TopicConfigImage(store.data_dir) \
+            if config.cluster is not None else None
         self.replicas = ReplicaManager(self)
         # cluster mode: this broker's copy of the cluster metadata; the controller, or the way to it
         self.cluster_metadata = ClusterMetadata(store.data_dir, config.cluster, config.node_id) \

@@ -10,10 +10,16 @@ as a whole, and those that succeed are written with one write of the overrides f
 `validate_only` checks without changing anything. A request handles at most MAX_RESOURCES
 resources, each once (a repeated one is INVALID_REQUEST, the excess too). `__consumer_offsets` belongs to
 the broker: it can be described, not altered.
+
+In cluster mode a topic's overrides are the controller's (topic_configs_sync.py): they are read
+from this broker's copy of them (`Broker.topic_configs`) and a topic exists when the cluster
+metadata has it, so every broker answers alike, replica of the topic or not; `alter_all` is
+then the controller's check, its `commit` saving the changes for the whole cluster.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidConfigError, InvalidRequestError, LogshipError, UnknownTopicError
@@ -48,8 +54,8 @@ def _entry(name: str, value: str | None, source: int, read_only: bool, kind: str
 def topic_entries(broker: Broker, topic: str, keys: list[str] | None = None,
                   synonyms: bool = False, documentation: bool = False) -> list[dict]:
     """DescribeConfigs entries of every config of `topic` (or of `keys`, unknown ones left out)."""
-    overrides = broker.store.topic_overrides(topic)
-    effective = broker.store.topic_config(topic)
+    overrides = _overrides(broker, topic)
+    effective = _effective(broker, topic, overrides)
     default = broker.store.config
     out = []
     for name, d in sorted(tc.TOPIC_CONFIGS.items()):
@@ -65,6 +71,12 @@ def topic_entries(broker: Broker, topic: str, keys: list[str] | None = None,
         out.append(_entry(name, tc.value_of(effective, name), chain[0]["source"], topic == OFFSETS_TOPIC,
                           d.type, d.doc, chain if synonyms else [], documentation))
     return out
+
+
+def created_topic_configs(broker: Broker, topic: str) -> list[dict]:
+    """The configs of a topic just created, as CreateTopics v5+ answers them."""
+    return [{k: c[k] for k in ("name", "value", "read_only", "config_source", "is_sensitive")}
+            for c in topic_entries(broker, topic)]
 
 
 def _broker_settings(broker: Broker) -> list[tuple[str, object, object, str, str]]:
@@ -123,9 +135,28 @@ def _check_broker_name(broker: Broker, name: str) -> None:
         raise InvalidRequestError(f"this broker is node {broker.config.node_id}, not {name!r}")
 
 
+def _clustered(broker: Broker, topic: str) -> bool:
+    """Whether `topic`'s configs are the controller's (cluster mode; not the broker's own offsets topic)."""
+    return getattr(broker, "topic_configs", None) is not None and topic != OFFSETS_TOPIC
+
+
+def _overrides(broker: Broker, topic: str) -> dict[str, str]:
+    return broker.topic_configs.overrides(topic) if _clustered(broker, topic) else broker.store.topic_overrides(topic)
+
+
+def _effective(broker: Broker, topic: str, overrides: dict[str, str]) -> LogConfig:
+    if not _clustered(broker, topic):
+        return broker.store.topic_config(topic)
+    return tc.apply(broker.store.config, overrides) if overrides else broker.store.config
+
+
 def _check_topic(broker: Broker, name: str) -> None:
     validate_topic_name(name)
-    if not broker.store.partition_count(name):
+    if _clustered(broker, name):
+        exists = broker.cluster_metadata.partitions(name) is not None
+    else:
+        exists = bool(broker.store.partition_count(name))
+    if not exists:
         raise UnknownTopicError(f"unknown topic {name!r}")
 
 
@@ -238,8 +269,8 @@ def _alter(broker: Broker, resource: dict, incremental: bool) -> dict[str, str]:
     if nulls:  # as Kafka's ConfigAdminManager, for AlterConfigs and IncrementalAlterConfigs alike
         raise InvalidRequestError(f"Null value not supported for : {', '.join(nulls)}")
     if incremental:
-        overrides = incremental_overrides(broker.store.topic_overrides(name), broker.store.topic_config(name),
-                                          resource["configs"])
+        current = _overrides(broker, name)
+        overrides = incremental_overrides(current, _effective(broker, name, current), resource["configs"])
     else:
         overrides = {}
         for config in resource["configs"]:
@@ -247,13 +278,15 @@ def _alter(broker: Broker, resource: dict, incremental: bool) -> dict[str, str]:
                 raise InvalidRequestError(f"config {config['name']} appears more than once in one request")
             tc.config_def(config["name"])
             overrides[config["name"]] = config["value"]
-    broker.store.alter_topic_config(name, overrides, validate_only=True)
+    tc.apply(broker.store.config, tc.normalize(overrides))
     return overrides
 
 
-def _alter_all(broker: Broker, body: dict, incremental: bool) -> Reply:
-    """Each resource is checked on its own; those that pass are written together, with one
-    write of the overrides file (its failure fails them all, KAFKA_STORAGE_ERROR)."""
+def alter_all(broker: Broker, body: dict, incremental: bool,
+              commit: Callable[[dict[str, dict[str, str]]], None] | None = None) -> Reply:
+    """Each resource is checked on its own; those that pass are written together by `commit`
+    ({topic: overrides}), by default with one write of the store's overrides file (its failure
+    fails them all, KAFKA_STORAGE_ERROR)."""
     responses, changes = [], {}
     refused = _refusals(body["resources"], refuse_first_duplicate=True)
     for i, resource in enumerate(body["resources"]):
@@ -268,7 +301,7 @@ def _alter_all(broker: Broker, body: dict, incremental: bool) -> Reply:
         responses.append(entry)
     if changes and not body.get("validate_only", False):
         try:
-            broker.store.alter_topic_configs({name: overrides for name, (_, overrides) in changes.items()})
+            (commit or broker.store.alter_topic_configs)({name: overrides for name, (_, overrides) in changes.items()})
         except LogshipError as exc:
             for entry, _ in changes.values():
                 entry.update(error_code=error_code(exc), error_message=str(exc))
@@ -276,11 +309,11 @@ def _alter_all(broker: Broker, body: dict, incremental: bool) -> Reply:
 
 
 def alter_configs(broker: Broker, version: int, body: dict) -> Reply:
-    return _alter_all(broker, body, incremental=False)
+    return alter_all(broker, body, incremental=False)
 
 
 def incremental_alter_configs(broker: Broker, version: int, body: dict) -> Reply:
-    return _alter_all(broker, body, incremental=True)
+    return alter_all(broker, body, incremental=True)
 
 
 def create_topic_configs(broker: Broker, topic: dict) -> dict[str, str]:
@@ -296,4 +329,5 @@ def create_topic_configs(broker: Broker, topic: dict) -> dict[str, str]:
 
 
 __all__ = ["describe_configs", "alter_configs", "incremental_alter_configs", "topic_entries", "broker_entries",
-           "create_topic_configs", "incremental_overrides"]
+           "create_topic_configs", "incremental_overrides", "alter_all",
+           "created_topic_configs"]

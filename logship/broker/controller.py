@@ -6,9 +6,9 @@ file's default; more than the brokers is INVALID_REPLICATION_FACTOR), CreatePart
 DeleteTopics, and auto-creation asked through Metadata. A new partition's state starts at
 leader epoch 0 and version 0 (as Kafka's; cluster_metadata.py: version = leader epoch); its
 leader is the first replica of the assignment (assignment.py) that is not fenced, fenced
-replicas (`cluster remove`) being out of the in-sync replicas (`removed`). Topic configs in
-CreateTopics are refused (INVALID_CONFIG): LeaderAndIsr does not carry them, so the replicas
-would silently use their defaults. The partition caps (partition_limits.py) hold as on a single
+replicas (`cluster remove`) being out of the in-sync replicas (`removed`). Topic configs (of
+CreateTopics, AlterConfigs, IncrementalAlterConfigs) are decided here too and carried to every
+broker: topic_configs_sync.py. The partition caps (partition_limits.py) hold as on a single
 broker, the per-broker one counted on the controller's own store. Each decision is saved in the image first, then applied
 here (`Broker.replicas.apply`) and sent to the other brokers by their PeerSender
 (LeaderAndIsr to the replicas, UpdateMetadata to all, retried until delivered). The request is answered once every broker that is not fenced
@@ -18,9 +18,9 @@ request's timeout.
 A request's timeout_ms is capped at MAX_TIMEOUT_MS (a waiting request holds its connection's
 later answers, which Kafka keeps in order).
 
-`ControllerClient` (every other broker) forwards CreateTopics, CreatePartitions and
-DeleteTopics to the controller over an authenticated PeerLink and relays the answer, at most
-MAX_FORWARDED_BYTES of them unanswered at a time (beyond: REQUEST_TIMED_OUT at once); at start
+`ControllerClient` (every other broker) forwards CreateTopics, CreatePartitions, DeleteTopics
+and the topic resources of (Incremental)AlterConfigs to the controller over an authenticated
+PeerLink and relays the answer, at most MAX_FORWARDED_BYTES of them unanswered at a time (beyond: REQUEST_TIMED_OUT at once); at start
 it asks the controller for everything again (an UpdateMetadata without topics), retrying
 until the controller answers; partition states an operator's tool gave it (promote, cluster
 remove) it passes on to the controller on a link of their own (not queued behind a forward),
@@ -37,11 +37,11 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import (BrokerUnavailableError, FencedLeaderEpochError, InvalidConfigError, InvalidPartitionsError,
+from ..errors import (BrokerUnavailableError, FencedLeaderEpochError, InvalidPartitionsError,
                       InvalidReplicaAssignmentError, InvalidReplicationFactorError, LogshipError,
                       TopicAlreadyExistsError, UnknownTopicError)
 from ..protocol import ApiKey, encode_request
-from ..storage import validate_topic_name
+from ..storage import topic_config, validate_topic_name
 from ..storage.partition_state import PartitionState
 from .assignment import assign_replicas
 from ..protocol.apis.interbroker import update_metadata_body
@@ -50,6 +50,7 @@ from .configs import create_topic_configs
 from .partition_limits import PartitionBudget
 from .peer_link import PeerLink
 from .peer_sender import BACKOFF_S, MAX_BACKOFF_S, PeerSender
+from . import topic_configs_sync
 from .reply import Deferred, Reply, error_code
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class Controller:
 
     async def run(self) -> None:
         """Deliver what every broker is owed, for ever (cancel to stop)."""
+        topic_configs_sync.controller_started(self)
         self._apply_local({(t, p): s for t, parts in self.metadata.topics.items() for p, s in parts.items()})
         for broker_id in self.senders:
             self.resync(broker_id)
@@ -118,6 +120,7 @@ class Controller:
 
         async def pull_then_resend() -> None:
             await self._pull(broker_id)
+            topic_configs_sync.resend(self, broker_id)
             sender.resend_all({(t, p): s for t, parts in self.metadata.topics.items() for p, s in parts.items()
                                if broker_id in s.replicas})
 
@@ -216,9 +219,7 @@ class Controller:
     def _new_topic(self, topic: dict, budget: PartitionBudget) -> dict[int, PartitionState]:
         name = topic["name"]
         validate_topic_name(name)
-        if create_topic_configs(self.broker, topic):
-            raise InvalidConfigError("topic configs at creation are not carried to the replicas of a cluster yet: "
-                                     "create the topic without them (each broker's defaults apply)")
+        topic_config.apply(self.broker.store.config, create_topic_configs(self.broker, topic))  # INVALID_CONFIG
         if self.metadata.partitions(name) is not None:
             raise TopicAlreadyExistsError(f"topic {name!r} already exists")
         cluster, fenced = self.metadata.cluster, self.metadata.fenced()
@@ -247,7 +248,7 @@ class Controller:
         return {p: initial_state(replicas, fenced) for p, replicas in layout.items()}
 
     def create_topics(self, version: int, body: dict) -> Reply:
-        results, created, budget = [], {}, PartitionBudget(self.broker)
+        results, created, configs, budget = [], {}, {}, PartitionBudget(self.broker)
         for topic in body["topics"]:
             result = {"name": topic["name"], "error_code": 0, "error_message": None, "num_partitions": -1,
                       "replication_factor": -1, "configs": None}
@@ -258,11 +259,13 @@ class Controller:
                 result.update(num_partitions=len(states), replication_factor=len(states[0].replicas))
                 if not body.get("validate_only", False):
                     created[topic["name"]] = states
+                    configs[topic["name"]] = create_topic_configs(self.broker, topic)
             except LogshipError as exc:
                 result.update(error_code=error_code(exc), error_message=str(exc))
             results.append(result)
         if not created:
             return Reply({"throttle_time_ms": 0, "topics": results})
+        topic_configs_sync.created(self, configs, results if version >= 5 else ())
         return self._publish(created, (), {"throttle_time_ms": 0, "topics": results}, results,
                              body.get("timeout_ms", DEFAULT_TIMEOUT_MS))
 
@@ -284,6 +287,7 @@ class Controller:
         except LogshipError as exc:
             log.info("cannot create topic %s on first use: %s", name, exc)
             return
+        topic_configs_sync.created(self, {name: {}})
         self.metadata.publish({name: states})
         self._distribute({(name, p): s for p, s in states.items()})
 
@@ -348,13 +352,15 @@ class Controller:
             return Reply(body_out)
         for name in deleted:
             log.info("deleting topic %s", name)
+        topic_configs_sync.deleted(self, deleted)
         return self._publish({}, tuple(deleted), body_out, results, body.get("timeout_ms", DEFAULT_TIMEOUT_MS), stops)
 
 
 class ControllerClient:
     """A broker that is not the controller: forwards topic changes to it and relays answers."""
 
-    FORWARDED = (ApiKey.CREATE_TOPICS, ApiKey.CREATE_PARTITIONS, ApiKey.DELETE_TOPICS)
+    FORWARDED = (ApiKey.CREATE_TOPICS, ApiKey.CREATE_PARTITIONS, ApiKey.DELETE_TOPICS, ApiKey.ALTER_CONFIGS,
+                 ApiKey.INCREMENTAL_ALTER_CONFIGS)
 
     def __init__(self, broker: Broker):
         self.broker = broker

@@ -2,15 +2,18 @@
 broker has what the controller decided.
 
 What is owed to the broker is state, not a queue of messages: the partitions to stop
-(StopReplica v1, with or without deleting them), the partition states it must apply
-(LeaderAndIsr v2, the newest per partition) and the metadata image (UpdateMetadata v5, the
-newest only). One task per broker sends them in that order over a PeerLink (peer_link.py),
-reconnecting with backoff (0.1 s doubling to 5 s, cut short when the broker announces that it
-is back) when the broker is down or the link fails, so a broker that is down now gets
-everything when it is back. A stop for a partition cancels
+(StopReplica v1, with or without deleting them), topic configs (AlterConfigs v1 carrying each
+topic's whole overrides, the newest per topic, at most MAX_CONFIG_RESOURCES topics a request:
+topic_configs_sync.py), the partition states it must apply (LeaderAndIsr v2, the newest per
+partition) and the metadata image (UpdateMetadata v5, the newest only). One task per broker
+sends them in that order over a PeerLink (peer_link.py); the image sent is the one taken when
+the round began, so an image version delivered means that everything owed before it was
+delivered too. It reconnects with backoff (0.1 s doubling to 5 s, cut short when the broker
+announces that it is back) when the broker is down or the link fails, so a broker that is
+down now gets everything when it is back. A stop for a partition cancels
 a state owed for it; a state owed after a stop is sent after it (a topic deleted and created
-again). Partition errors in an answer are logged and not retried (the broker refused that
-state for good: FENCED_LEADER_EPOCH when it holds a newer one, e.g. from a
+again). Partition (and topic config) errors in an answer are logged and not retried (the
+broker refused that state for good: FENCED_LEADER_EPOCH when it holds a newer one, e.g. from a
 promote). `synced(version, keys)` waits until the image
 `version` and the states of `keys` are delivered.
 """
@@ -27,6 +30,7 @@ from ..protocol import ApiKey
 from ..storage.partition_state import PartitionState
 from ..protocol.apis.interbroker import CONTROLLER_EPOCH, leader_and_isr_body
 from .peer_link import PeerLink
+from .topic_configs_sync import push_body
 
 __all__ = ["PeerSender", "BACKOFF_S", "MAX_BACKOFF_S"]
 
@@ -35,6 +39,7 @@ log = logging.getLogger("logship.broker")
 BACKOFF_S = 0.1
 MAX_BACKOFF_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
+MAX_CONFIG_RESOURCES = 1000  # configs.MAX_RESOURCES: what one AlterConfigs may carry
 Key = tuple[str, int]
 
 
@@ -51,6 +56,7 @@ class PeerSender:
         self._image = image
         self._stops: dict[Key, bool] = {}
         self._states: dict[Key, PartitionState] = {}
+        self._configs: dict[str, dict[str, str]] = {}
         self.image_sent = -1
         self._changed = asyncio.Condition()
         self._wake = asyncio.Event()
@@ -71,6 +77,11 @@ class PeerSender:
                 self._states[key] = state
         self._wake.set()
 
+    def owe_configs(self, changes: dict[str, dict[str, str]]) -> None:
+        """The whole overrides of each topic of `changes` ({} = the defaults), to be sent."""
+        self._configs.update({topic: dict(overrides) for topic, overrides in changes.items()})
+        self._wake.set()
+
     def image_changed(self) -> None:
         self._wake.set()
 
@@ -80,14 +91,19 @@ class PeerSender:
         self.apply_states(states)
         self._back.set()
 
-    async def synced(self, version: int, keys: set[Key], timeout: float) -> bool:
-        """True once the image `version` and the states of `keys` are delivered, within `timeout` s."""
-        def done() -> bool:
+    async def synced(self, version: int, keys: set[Key], timeout: float, unless_unreachable: bool = False) -> bool:
+        """True once the image `version` and the states of `keys` are delivered, within `timeout` s.
+        With `unless_unreachable` the wait also ends (False) when a delivery fails (the broker
+        is down or cut off: it gets them when it is back)."""
+        def delivered() -> bool:
             return self.image_sent >= version and not (keys & (self._states.keys() | self._stops.keys()))
+
+        def done() -> bool:
+            return delivered() or (unless_unreachable and self.last_error is not None)
         async with self._changed:
             try:
                 await asyncio.wait_for(self._changed.wait_for(done), timeout)
-                return True
+                return delivered()
             except asyncio.TimeoutError:
                 return False
 
@@ -126,6 +142,7 @@ class PeerSender:
             host, port = self.spec.advertise
             self._link = await PeerLink(host, port, principal=f"broker-{self.sender_id}", secret=self._secret,
                                         client_id=f"logship-controller-{self.sender_id}").connect()
+        version, body = self._image()  # the image of now: what is owed now goes before it
         if self._stops:
             stops = dict(self._stops)
             for delete in (True, False):
@@ -135,6 +152,8 @@ class PeerSender:
             for key in stops:
                 if self._stops.get(key) == stops[key]:
                     del self._stops[key]
+        if self._configs:
+            await self._send_configs(dict(self._configs))
         if self._states:
             states = dict(self._states)
             live = [(b.id, *b.advertise) for b in self._brokers]
@@ -147,10 +166,22 @@ class PeerSender:
             for key, state in states.items():
                 if self._states.get(key) is state:
                     del self._states[key]
-        version, body = self._image()
         if version > self.image_sent:
             await self._send(ApiKey.UPDATE_METADATA, 5, body)
             self.image_sent = version
+
+    async def _send_configs(self, configs: dict[str, dict[str, str]]) -> None:
+        topics = sorted(configs)
+        for start in range(0, len(topics), MAX_CONFIG_RESOURCES):
+            chunk = {topic: configs[topic] for topic in topics[start:start + MAX_CONFIG_RESOURCES]}
+            answer = await self._send(ApiKey.ALTER_CONFIGS, 1, push_body(chunk))
+            for response in answer.get("responses", []):
+                if response["error_code"]:
+                    log.warning("broker %d refused the configs of topic %s (error %d: %s)", self.spec.id,
+                                response["resource_name"], response["error_code"], response["error_message"])
+            for topic, overrides in chunk.items():
+                if self._configs.get(topic) is configs[topic]:
+                    del self._configs[topic]
 
     async def _send(self, api_key: int, version: int, body: dict) -> dict:
         answer = await self._link.request(api_key, version, body, timeout=REQUEST_TIMEOUT_S)

@@ -19,7 +19,7 @@ from ..errors import (InvalidPartitionsError, InvalidReplicationFactorError, Inv
                       UnknownTopicError)
 from ..protocol import ApiKey
 from ..storage import Partition, topic_config, validate_topic_name
-from .configs import create_topic_configs, topic_entries
+from .configs import create_topic_configs, created_topic_configs
 from .groups.offsets import OFFSETS_TOPIC
 from .partition_limits import PartitionBudget
 from .reply import Reply, error_code
@@ -180,8 +180,7 @@ def create_topics(broker: Broker, version: int, body: dict) -> Reply:
             result = {"name": topic["name"], "error_code": 0, "error_message": None,
                       "num_partitions": partitions, "replication_factor": 1, "configs": None}
             if version >= 5 and not body.get("validate_only", False):
-                result["configs"] = [{k: c[k] for k in ("name", "value", "read_only", "config_source", "is_sensitive")}
-                                     for c in topic_entries(broker, topic["name"])]
+                result["configs"] = created_topic_configs(broker, topic["name"])
             results.append(result)
         except LogshipError as exc:
             results.append({"name": topic["name"], "error_code": error_code(exc), "error_message": str(exc)})

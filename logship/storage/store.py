@@ -236,13 +236,13 @@ class Store(TopicLifecycle):
         """Where partition `index` of `topic` lives (or would), whether it exists or not."""
         return self.data_dir / partition_dir_name(topic, index)
 
-    def ensure_partition(self, topic: str, index: int) -> Partition:
-        """The partition, its topic created (with the default config) or grown to hold it
-        when it is missing: a replica assigned to this broker."""
+    def ensure_partition(self, topic: str, index: int, configs: dict[str, str] | None = None) -> Partition:
+        """The partition, its topic created (with `configs`, Kafka's names -> values, else the
+        default config) or grown to hold it when it is missing: a replica assigned to this broker."""
         with self._lock:
             count = self._counts.get(topic, 0)
             if count == 0:
-                self.create_topic(topic, index + 1)
+                self.create_topic(topic, index + 1, configs)
             elif count <= index:
                 self.add_partitions(topic, index + 1)
         return self.partition(topic, index)

@@ -103,7 +103,8 @@ class ReplicaManager:
                         topic, partition, self.node_id)
             return INELIGIBLE_REPLICA
         try:
-            log_partition = self.store.ensure_partition(topic, partition)
+            image = getattr(self.broker, "topic_configs", None)  # a new replica's topic gets the cluster's configs
+            log_partition = self.store.ensure_partition(topic, partition, image.overrides(topic) if image else None)
             write_state(log_partition.directory, state)
         except (LogshipError, OSError) as exc:
             log.error("%s-%d: cannot take partition state version %d: %s", topic, partition, state.version, exc)
