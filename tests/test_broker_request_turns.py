@@ -23,6 +23,16 @@ async def connection(turns: RequestTurns, key, requests: int, cost: float, log: 
         await asyncio.sleep(0)  # the next request arrives later, as from a socket
 
 
+def run(connections: list) -> list:
+    """Run connections given as (client, requests, cost) to the end; the order of their turns."""
+    async def main():
+        turns, log = RequestTurns(), []
+        await asyncio.gather(*(connection(turns, key, requests, cost, log) for key, requests, cost in connections))
+        return log
+
+    return asyncio.run(main())
+
+
 def test_alone_a_connection_takes_the_turn_at_once():
     async def main():
         turns = RequestTurns()
@@ -39,14 +49,7 @@ def test_alone_a_connection_takes_the_turn_at_once():
 
 
 def test_a_client_with_one_connection_is_served_next_to_one_with_a_hundred():
-    async def main():
-        turns, log = RequestTurns(), []
-        many = [asyncio.create_task(connection(turns, "many", 40, 0.001, log)) for _ in range(100)]
-        one = asyncio.create_task(connection(turns, "one", 200, 0.001, log))
-        await asyncio.gather(*many, one)
-        return log
-
-    log = asyncio.run(main())
+    log = run([("many", 40, 0.001)] * 100 + [("one", 200, 0.001)])
     first = log[:400]  # while both are busy
     # its next request comes only after its turn: it is served after at most two others (the
     # turn granted while it was away, and one that took its place), not after 100
@@ -56,14 +59,7 @@ def test_a_client_with_one_connection_is_served_next_to_one_with_a_hundred():
 
 
 def test_handling_time_is_what_is_shared_not_turns():
-    async def main():
-        turns, log = RequestTurns(), []
-        cheap = [asyncio.create_task(connection(turns, "cheap", 100, 0.001, log)) for _ in range(10)]
-        dear = asyncio.create_task(connection(turns, "dear", 100, 0.010, log))
-        await asyncio.gather(*cheap, dear)
-        return log
-
-    log = asyncio.run(main())
+    log = run([("cheap", 100, 0.001)] * 10 + [("dear", 100, 0.010)])
     first = collections.Counter(log[:330])
     assert 25 <= first["dear"] <= 35, first  # 30 turns of 10 ms for 300 of 1 ms
 

@@ -68,7 +68,8 @@ async def _rounds(fetcher: ReplicaFetcher, count: int) -> None:
             pass
 
 
-def test_failed_fdatasync_is_never_reported_as_durable(tmp_path, caplog):
+def _failing_after_ten(tmp_path) -> Partition:
+    """A follower's partition holding offsets 0-9 durably, whose every later fdatasync fails."""
     failing = {"on": False}
 
     def fdatasync(fd):
@@ -80,6 +81,11 @@ def test_failed_fdatasync_is_never_reported_as_durable(tmp_path, caplog):
     partition.append_replica_batch(_batches(0, 10, epoch=7))
     partition.flush()
     failing["on"] = True
+    return partition
+
+
+def test_failed_fdatasync_is_never_reported_as_durable(tmp_path, caplog):
+    partition = _failing_after_ten(tmp_path)
     leader = ScriptedLeader({"records": _batches(10, 10, epoch=7), "high_watermark": 10})
     fetcher = _fetcher(partition, leader)
     asyncio.run(_rounds(fetcher, 3))
@@ -167,17 +173,7 @@ def test_caught_up_follower_syncs_before_it_fetches(tmp_path):
 
 
 def test_failed_pipelined_sync_is_never_reported(tmp_path, caplog):
-    failing = {"on": False}
-
-    def fdatasync(fd):
-        if failing["on"]:
-            raise OSError(5, "Input/output error")
-
-    partition = Partition("t", 0, tmp_path / "t-0", fdatasync=fdatasync)
-    partition.hw_follows_log_end = False
-    partition.append_replica_batch(_batches(0, 10, epoch=7))
-    partition.flush()
-    failing["on"] = True
+    partition = _failing_after_ten(tmp_path)
     leader = ScriptedLeader({"records": _batches(10, 10, epoch=7), "high_watermark": 40},
                             {"records": _batches(20, 10, epoch=7), "high_watermark": 40})
     fetcher = _fetcher(partition, leader)
