@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from logship.broker.request_turns import RequestTurns
+from logship.broker.request_turns import PRUNE_MIN, RequestTurns
 
 
 async def connection(turns: RequestTurns, key, requests: int, cost: float, log: list) -> None:
@@ -102,4 +102,31 @@ def test_a_cancelled_waiter_is_skipped_and_a_cancelled_holder_passes_the_turn():
         turns.abandon(b)  # abandoning what was never granted changes nothing
         assert turns.take("f") is not None
 
+    asyncio.run(main())
+
+
+def test_a_client_that_was_alone_is_not_starved_when_others_come():
+    """Turns taken while nobody waited move the floor too: a newcomer starts where the lone
+    client is, not at zero (else the lone client would wait until the newcomer had used as
+    much time as it had)."""
+    async def main():
+        turns, log = RequestTurns(), []
+        await connection(turns, "old", 2000, 0.001, log)
+        log.clear()
+        await asyncio.gather(*(connection(turns, "many", 10, 0.001, log) for _ in range(100)),
+                             connection(turns, "old", 200, 0.001, log))
+        return log
+
+    first = collections.Counter(asyncio.run(main())[:400])
+    assert first["old"] >= 130, first
+
+
+def test_clients_that_wait_for_nothing_are_forgotten_in_amortized_passes():
+    async def main():
+        turns = RequestTurns()
+        for i in range(20 * PRUNE_MIN):
+            assert turns.take(("127.0.0.1", b"id-%d" % i)) is None
+            turns.done(("127.0.0.1", b"id-%d" % i), 0.001)
+            await asyncio.sleep(0)  # the free turn ends
+            assert len(turns._clients) <= 2 * PRUNE_MIN
     asyncio.run(main())

@@ -121,16 +121,18 @@ class PeerLink:
 
     def _frame_received(self, frame: bytearray) -> None:
         """One whole response frame (without its size prefix), from `_FrameProtocol`."""
+        if not self._pending:
+            self._fail(BrokerUnavailableError(f"peer {self.address} sent a response nobody asked for"))
+            return
+        correlation_id, api_key, version, future = self._pending[0]
         try:
-            if not self._pending:
-                raise ProtocolError(f"peer {self.address} sent a response nobody asked for")
-            correlation_id, api_key, version, future = self._pending.popleft()
             got, body = decode_response(api_key, version, frame)
             if got != correlation_id:
                 raise ProtocolError(f"peer {self.address} answered out of turn")
         except LogshipError as exc:
-            self._fail(BrokerUnavailableError(f"peer {self.address}: {exc}"))
+            self._fail(BrokerUnavailableError(f"peer {self.address}: {exc}"))  # its caller's future too
             return
+        self._pending.popleft()
         if not future.done():
             future.set_result(body)
 
@@ -144,7 +146,7 @@ class PeerLink:
                 future.set_exception(self._failure)
                 future.exception()  # marked retrieved: a caller that timed out is gone
         if self._transport is not None:
-            self._transport.close()
+            self._transport.abort()  # what is unsent is dropped: a peer that reads nothing cannot hold close()
 
     async def close(self) -> None:
         if not self.closed:

@@ -37,8 +37,10 @@ import collections
 import time
 
 TURN_S = 0.0005  # a connection may go on handling requests within one turn up to this long
+PRUNE_MIN = 1024  # clients remembered before idle ones are forgotten
+KEY_MAX_BYTES = 256  # of a client id, in a client's key: longer ones are cut
 
-__all__ = ["RequestTurns", "TURN_S"]
+__all__ = ["KEY_MAX_BYTES", "RequestTurns", "TURN_S"]
 
 _FREE = object()  # the holder of a turn taken while nobody waited
 
@@ -67,13 +69,15 @@ class RequestTurns:
         self._clients: dict = {}  # key -> _Client, for clients with history (pruned when idle)
         self._waiting: dict = {}  # key -> _Client with waiting connections, in no order
         self._holder = None  # None, _FREE, or the future granted the turn, until released
-        self._floor = 0.0  # lowest virtual time among busy clients, as of the latest turn
+        self._floor = 0.0  # the virtual time of the latest turn served: where a client that comes starts
+        self._prune_at = PRUNE_MIN
 
     def take(self, key) -> asyncio.Future | None:
         """Hold the turn now (None), or a future done once this connection holds it."""
         client = self._client(key)
         if self._holder is None and not self._waiting:
             self._holder = _FREE
+            self._floor = max(self._floor, client.vtime)  # the floor is the start of the turn served
             asyncio.get_running_loop().call_soon(self._free_over)
             return None
         future = asyncio.get_running_loop().create_future()
@@ -114,8 +118,9 @@ class RequestTurns:
     def _client(self, key) -> _Client:
         client = self._clients.get(key)
         if client is None:
-            if len(self._clients) > 4 * len(self._waiting) + 1024:
+            if len(self._clients) >= self._prune_at:
                 self._prune()
+                self._prune_at = max(PRUNE_MIN, 2 * len(self._clients))  # pruning costs O(1) a client
             client = self._clients[key] = _Client(key, self._floor)
         elif not client.waiting and client.vtime < self._floor:
             client.vtime = self._floor  # idle time is not saved up
@@ -124,7 +129,7 @@ class RequestTurns:
     def _grant(self) -> None:
         while self._waiting:
             client = min(self._waiting.values(), key=_vtime)
-            self._floor = client.vtime
+            self._floor = max(self._floor, client.vtime)
             future = client.waiting.popleft()
             if not client.waiting:
                 del self._waiting[client.key]
@@ -134,10 +139,8 @@ class RequestTurns:
                 return
 
     def _prune(self) -> None:
-        """Forget clients that wait for nothing and are not ahead of the floor."""
-        for key in [key for key, client in self._clients.items()
-                    if not client.waiting and client.vtime <= self._floor]:
-            del self._clients[key]
+        """Forget the clients that wait for nothing (one that comes back starts at the floor)."""
+        self._clients = {key: client for key, client in self._clients.items() if client.waiting}
 
 
 def _vtime(client: _Client) -> float:

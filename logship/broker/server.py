@@ -47,7 +47,7 @@ from .durability import DurableTurn, DurableWaits
 from .fetch import FetchPlan, FetchWait
 from .lingering_close import close_gently
 from .write_parts import write_parts
-from .request_turns import TURN_S, RequestTurns
+from .request_turns import KEY_MAX_BYTES, TURN_S, RequestTurns
 from .maintenance import FailureLog, maintain
 
 log = logging.getLogger("logship.broker")
@@ -204,7 +204,7 @@ class Server:
                 frame = await conn.next_frame()
                 if frame is None:
                     break
-                conn.client_key = (host, framing.request_client_key(frame))
+                conn.client_key = (host, framing.request_client_key(frame)[:KEY_MAX_BYTES])
                 if not held:
                     granted = turns.take(conn.client_key)
                     if granted is not None:

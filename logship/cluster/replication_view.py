@@ -80,7 +80,7 @@ def view_of(spec: BrokerSpec, timeout_s: float = 5.0) -> BrokerView:
             try:
                 answer = client.request(ApiKey.DESCRIBE_QUORUM, {"topics": [
                     {"topic_name": name, "partitions": [{"partition_index": p} for p in sorted(parts)]}
-                    for name, parts in sorted(led.items())]})
+                    for name, parts in sorted(led.items())]}, node_id=spec.id)
             except LogshipError as exc:
                 return replace(counts, error=f"no replication figures from it: {exc}")
     except LogshipError as exc:

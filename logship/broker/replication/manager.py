@@ -112,6 +112,7 @@ class ReplicaManager:
         self._states[key] = state
         if held is None or held.leader_epoch != state.leader_epoch:
             self._follower_offsets.pop(key, None)  # a new epoch: followers report afresh
+            self._follower_heard.pop(key, None)
         try:
             self._act(key, log_partition, state)
         except (LogshipError, ValueError) as exc:
@@ -181,6 +182,7 @@ class ReplicaManager:
             self._update_hw(key, log_partition)
         else:
             self._follower_offsets.pop(key, None)
+            self._follower_heard.pop(key, None)
             self._fail_waiters(key, NotLeaderError(f"{key[0]}-{key[1]} is now led by broker {state.leader}"))
             self._unfollow(key)
             if state.leader >= 0:
