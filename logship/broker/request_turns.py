@@ -12,8 +12,8 @@ configuration, as weighted fair queueing of handler time (start-time fair queuei
 
 - A *client* is the pair (address, client id) of a request, Kafka's quota entity within one
   address. Each client has a virtual time: the handler seconds it has used, counted from the
-  moment it last became busy (it starts at the lowest virtual time of the busy clients, so
-  time spent idle is not saved up).
+  moment it last became busy (it starts at the floor, the virtual time of the latest turn
+  served, so time spent idle is not saved up).
 - While nobody waits, a connection handles its request at once (no scheduling cost).
 - Otherwise a connection waits for its turn. When a turn ends, the next goes to the waiting
   client with the lowest virtual time, and within a client to its connections in turn (round
@@ -24,10 +24,10 @@ configuration, as weighted fair queueing of handler time (start-time fair queuei
 
 The broker is work-conserving: a client alone gets the whole loop. What it does not stop is
 a client that uses many client ids (each is a client, as for Kafka's client-id quotas); that
-needs authenticated principals. Handler time is measured around handling (decoding, the
-broker's work, encoding); reading and writing the bytes are not counted, but a connection
-that waits for its turn stops being read once its queue is full (connection.py), so they
-follow.
+needs authenticated principals. A turn is charged from its grant to its release (splitting
+frames, decoding, the broker's work, encoding), plus the connection's socket reads since its
+last turn and the writes of its responses (server.py). The controller's requests take no
+turn at all (server.CONTROL_PLANE).
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ class RequestTurns:
     waits, it holds it at once (a *free* turn, which ends with the batch of callbacks the event
     loop is running, so that every connection that becomes ready in that batch waits and is
     then chosen fairly); otherwise `take` returns a future to await, done once the turn is
-    granted. It then handles requests, `done(key, seconds)` after each, and calls `release()`
-    before it waits for anything else (no await in between), or once its turn is long enough.
+    granted. It then handles requests and calls `release()` before it waits for anything else
+    (no await in between), or once its turn is long enough; `done(key, seconds)` counts what
+    the turn, or a response's write, cost.
     """
 
     def __init__(self, clock=time.perf_counter):
@@ -90,10 +91,7 @@ class RequestTurns:
 
     def done(self, key, seconds: float) -> None:
         """Count `seconds` of handling against client `key`."""
-        client = self._clients.get(key)
-        if client is None:
-            client = self._client(key)
-        client.vtime += seconds
+        (self._clients.get(key) or self._client(key)).vtime += seconds
 
     def release(self) -> None:
         """The turn ends: grant it to the next waiting connection, if any. A free turn ends

@@ -10,9 +10,9 @@ its phase ends). Responses ready one after another leave in one transport write.
 bytes or `FileSlice`s of segment files; large slices go out with sendfile. Frames are
 received by connection.py, each into its own bytearray (several in one read when they are
 there). A request is handled in its connection's turn (request_turns.py: clients share the
-loop's time fairly, however many connections each has). A malformed frame closes its own
-connection, never the broker; a frame larger than the limit is refused on its length
-prefix, before allocation. What a client may make the
+loop's time fairly, however many connections each has; the controller's requests take no
+turn). A malformed frame closes its own connection, never the broker; a frame larger than
+the limit is refused on its length prefix, before allocation. What a client may make the
 broker spend is bounded as limits.py describes: `Admission` books connections (caps, idle,
 late frames, the request memory pool); a connection stops being read while its unsent
 responses are over their bound, writes wait for the client (and give up after
@@ -52,6 +52,9 @@ from .maintenance import FailureLog, maintain
 
 log = logging.getLogger("logship.broker")
 
+#: The controller's requests are handled at once, never after other clients' turns (Kafka's
+#: control plane, KIP-291): a deposed leader learns it follows before it counts any more fetches.
+CONTROL_PLANE = frozenset((ApiKey.LEADER_AND_ISR, ApiKey.STOP_REPLICA, ApiKey.UPDATE_METADATA))
 MAX_IN_FLIGHT = 64  # per connection: decoded requests waiting for their response to be written
 SWEEP_INTERVAL_S = 0.25
 FETCH_ENTRY_WEIGHT = 1024  # bytes a partition of a decoded fetch and its response entry take, about
@@ -205,7 +208,7 @@ class Server:
                 if frame is None:
                     break
                 conn.client_key = (host, framing.request_client_key(frame)[:KEY_MAX_BYTES])
-                if not held:
+                if not held and int.from_bytes(frame[:2], "big") not in CONTROL_PLANE:
                     granted = turns.take(conn.client_key)
                     if granted is not None:
                         try:
