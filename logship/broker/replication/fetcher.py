@@ -20,9 +20,9 @@ partition of the answer:
   cut a batch short), the sync runs in a thread while the next fetch is already out, with
   fetch_offset = the log end (where to read from) and a durable offset = min(log end,
   recovery point) as of sending (a logship tagged field: the leader counts the smaller of the
-  two, fetch.py `durable_offset`) and max_wait_ms 0 (so the answer, and the fetch after it that reports the
-  synced offset, come at once). That answer is applied only once the sync is done (its
-  failures handled as above: a partition whose sync failed takes nothing from it);
+  two, fetch.py `durable_offset`) and max_wait_ms 0 (so the answer, and the fetch after it
+  that reports the synced offset, come at once). That answer is applied only once the sync
+  is done (its failures handled as above: a partition whose sync failed takes nothing from it);
 * diverging_epoch (epoch E, end offset O): the local log is cut at min(O, the end of the
   local largest epoch <= E); when there is no such local epoch, every local batch is of an
   epoch above E, none matching the leader's below O, so it is cut at min(O, the local log
