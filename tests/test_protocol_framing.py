@@ -27,7 +27,7 @@ with warnings.catch_warnings():
 SET_N = {0: (0, 8), 1: (4, 10), 2: (1, 8), 3: (1, 4), 8: (2, 3), 9: (1, 3), 10: (0, 1), 11: (0, 2),
          12: (0, 1), 13: (0, 1), 14: (0, 1), 18: (0, 4), 19: (2, 5), 22: (0, 0),
          15: (0, 4), 16: (0, 2), 20: (1, 3),
-         35: (1, 1),  # DescribeLogDirs, beyond set N: sizes for `logship topics describe`
+         35: (1, 4),  # DescribeLogDirs, beyond set N: sizes (`topics describe`), disk (`status`, v4)
          32: (0, 4), 33: (0, 2), 44: (0, 1),  # the config APIs, beyond set N
          21: (0, 2), 37: (0, 3), 42: (0, 2), 47: (0, 0),  # the admin APIs (flexible from v2)
          55: (0, 1),  # DescribeQuorum: the leaders' view of their followers, for `cluster status`

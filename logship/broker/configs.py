@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .. import __version__
 from ..errors import InvalidConfigError, InvalidRequestError, LogshipError, UnknownTopicError
 from ..storage import LogConfig, validate_topic_name
 from ..storage import topic_config as tc
@@ -85,6 +86,7 @@ def _broker_settings(broker: Broker) -> list[tuple[str, object, object, str, str
     host, port = broker.address()
     rows = [("broker.id", c.node_id, 0, "int", "This broker's node id."),
             ("node.id", c.node_id, 0, "int", "This broker's node id."),
+            ("logship.version", __version__, None, "string", "The logship release this broker runs."),
             ("listeners", f"PLAINTEXT://{c.listen_host}:{c.listen_port}", None, "list", "The address bound."),
             ("advertised.listeners", f"PLAINTEXT://{host}:{port}", None, "list", "The address clients are told."),
             ("log.dirs", str(broker.store.data_dir), None, "string", "The data directory."),

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import logging
+import os
 
 from ..errors import (InvalidPartitionsError, InvalidReplicationFactorError, InvalidTopicError,
                       LeaderNotAvailableError, LogshipError, RequestTimedOutError, TopicAlreadyExistsError,
@@ -69,16 +70,22 @@ def _leader_epoch(broker: Broker, name: str, index: int) -> int:
         return -1
 
 
-def _topic_entry(broker: Broker, name: str, partitions: int) -> dict:
+def _topic_entry(broker: Broker, name: str, partitions: int, offline: set) -> dict:
+    """One topic of a single broker's Metadata. A partition gone offline has no leader (as
+    Kafka's partition whose only replica's log dir failed: LEADER_NOT_AVAILABLE, this node
+    among its offline replicas)."""
     node = broker.config.node_id
-    return {"error_code": 0, "name": name, "is_internal": name.startswith("__"),
-            "partitions": [{"error_code": 0, "partition_index": p, "leader_id": node,
-                            "leader_epoch": _leader_epoch(broker, name, p),
-                            "replica_nodes": [node], "isr_nodes": [node],
-                            "offline_replicas": []} for p in range(partitions)]}
+    entries = []
+    for p in range(partitions):
+        down = (name, p) in offline
+        entries.append({"error_code": LeaderNotAvailableError.code if down else 0, "partition_index": p,
+                        "leader_id": -1 if down else node, "leader_epoch": _leader_epoch(broker, name, p),
+                        "replica_nodes": [node], "isr_nodes": [] if down else [node],
+                        "offline_replicas": [node] if down else []})
+    return {"error_code": 0, "name": name, "is_internal": name.startswith("__"), "partitions": entries}
 
 
-def _cluster_topic(broker: Broker, name: str, allow_create: bool) -> dict:
+def _cluster_topic(broker: Broker, name: str, allow_create: bool, offline: set) -> dict:
     parts = broker.cluster_metadata.partitions(name)
     if parts is None:
         try:
@@ -93,15 +100,27 @@ def _cluster_topic(broker: Broker, name: str, allow_create: bool) -> dict:
     return {"error_code": 0, "name": name, "is_internal": name.startswith("__"),
             "partitions": [{"error_code": 0 if s.leader != -1 else LeaderNotAvailableError.code,
                             "partition_index": p, "leader_id": s.leader, "leader_epoch": s.leader_epoch,
-                            "replica_nodes": list(s.replicas), "isr_nodes": list(s.isr),
-                            "offline_replicas": list(s.removed)} for p, s in sorted(parts.items())]}
+                            "replica_nodes": list(s.replicas),
+                            "isr_nodes": [b for b in s.isr if (name, p) not in offline or b != broker.config.node_id],
+                            "offline_replicas": _offline_replicas(broker, name, p, s.removed, offline)}
+                           for p, s in sorted(parts.items())]}
+
+
+def _offline_replicas(broker: Broker, name: str, index: int, removed, offline: set) -> list[int]:
+    """The replicas the controller removed, and this node when its own copy went offline (which
+    this node also leaves out of the in-sync replicas it reports)."""
+    node = broker.config.node_id
+    if (name, index) in offline and node not in removed:
+        return [*removed, node]
+    return list(removed)
 
 
 def _cluster_metadata(broker: Broker, body: dict) -> Reply:
     image = broker.cluster_metadata
     requested = body.get("topics")
     names = sorted(image.topics) if requested is None else [entry["name"] for entry in requested]
-    topics = [_cluster_topic(broker, name, body.get("allow_auto_topic_creation", True)) for name in names]
+    offline = broker.store.offline()
+    topics = [_cluster_topic(broker, name, body.get("allow_auto_topic_creation", True), offline) for name in names]
     brokers = [{"node_id": spec.id, "host": spec.advertise[0], "port": spec.advertise[1], "rack": None}
                for spec in image.cluster.brokers]
     return Reply({"throttle_time_ms": 0, "brokers": brokers, "cluster_id": broker.config.cluster_id,
@@ -113,14 +132,15 @@ def metadata(broker: Broker, version: int, body: dict) -> Reply:
         return _cluster_metadata(broker, body)
     requested = body.get("topics")
     allow_create = body.get("allow_auto_topic_creation", True)
+    offline = broker.store.offline()
     if requested is None:
-        topics = [_topic_entry(broker, name, count) for name, count in sorted(broker.store.topics().items())]
+        topics = [_topic_entry(broker, name, count, offline) for name, count in sorted(broker.store.topics().items())]
     else:
         topics, budget = [], PartitionBudget(broker)
         for entry in requested:
             name = entry["name"]
             try:
-                topics.append(_topic_entry(broker, name, _ensure_topic(broker, name, allow_create, budget)))
+                topics.append(_topic_entry(broker, name, _ensure_topic(broker, name, allow_create, budget), offline))
             except LogshipError as exc:
                 topics.append({"error_code": error_code(exc), "name": name, "is_internal": False,
                                "partitions": []})
@@ -211,7 +231,9 @@ def delete_topics(broker: Broker, version: int, body: dict) -> Reply:
 
 
 def describe_log_dirs(broker: Broker, version: int, body: dict) -> Reply:
-    """The size on disk of each requested partition (all when `topics` is null), in one log dir."""
+    """The size on disk of each requested partition (all when `topics` is null), in one log dir,
+    and from v4 the bytes of the volume that holds it and those still free for it (KIP-827:
+    statvfs's f_blocks and f_bavail, -1 when statvfs fails)."""
     present = broker.store.topics()
     if body.get("topics") is None:
         wanted = {name: range(count) for name, count in present.items()}
@@ -226,5 +248,15 @@ def describe_log_dirs(broker: Broker, version: int, body: dict) -> Reply:
                                "is_future_key": False})
         if partitions:
             topics.append({"name": name, "partitions": partitions})
-    return Reply({"throttle_time_ms": 0, "results": [{"error_code": 0, "log_dir": str(broker.store.data_dir),
-                                                      "topics": topics}]})
+    total, usable = _volume_bytes(broker.store.data_dir)
+    return Reply({"throttle_time_ms": 0, "error_code": 0,
+                  "results": [{"error_code": 0, "log_dir": str(broker.store.data_dir), "topics": topics,
+                               "total_bytes": total, "usable_bytes": usable}]})
+
+
+def _volume_bytes(directory) -> tuple[int, int]:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return -1, -1
+    return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize

@@ -68,7 +68,7 @@ ADVERTISED = MappingProxyType({
     ApiKey.CREATE_TOPICS: (2, 5),
     ApiKey.DELETE_TOPICS: (1, 3),
     ApiKey.INIT_PRODUCER_ID: (0, 0),
-    ApiKey.DESCRIBE_LOG_DIRS: (1, 1),
+    ApiKey.DESCRIBE_LOG_DIRS: (1, 4),
     ApiKey.DESCRIBE_CONFIGS: (0, 4),
     ApiKey.ALTER_CONFIGS: (0, 2),
     ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),

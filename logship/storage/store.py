@@ -267,6 +267,13 @@ class Store(TopicLifecycle):
             slots = list(self._slots.values())
         return [self._load(slot) for slot in slots]
 
+    def offline(self) -> set[tuple[str, int]]:
+        """(topic, index) of the partitions gone offline (a failed fdatasync: no reads or writes
+        until a restart). Partitions not loaded yet are not offline."""
+        with self._lock:
+            loaded = self._loaded()
+        return {(p.topic, p.index) for p in loaded if p.offline}
+
     def _loaded(self) -> list[Partition]:
         """The partitions loaded so far (maintenance leaves the others alone: unchanged since open)."""
         return [slot.partition for slot in self._slots.values() if slot.partition is not None]

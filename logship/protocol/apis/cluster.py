@@ -144,13 +144,14 @@ INIT_PRODUCER_ID = Api(ApiKey.INIT_PRODUCER_ID, "InitProducerId", (0, 2), 2, req
     F("producer_epoch", "int16"),
 ))
 
-DESCRIBE_LOG_DIRS = Api(ApiKey.DESCRIBE_LOG_DIRS, "DescribeLogDirs", (1, 2), 2, request=(
+DESCRIBE_LOG_DIRS = Api(ApiKey.DESCRIBE_LOG_DIRS, "DescribeLogDirs", (1, 4), 2, request=(
     F("topics", "[]DescribableLogDirTopic", nullable="0+", fields=(
         F("topic", "string"),
         F("partitions", "[]int32"),
     )),
 ), response=(
     F("throttle_time_ms", "int32"),
+    F("error_code", "int16", "3+"),
     F("results", "[]DescribeLogDirsResult", fields=(
         F("error_code", "int16"),
         F("log_dir", "string"),
@@ -163,6 +164,8 @@ DESCRIBE_LOG_DIRS = Api(ApiKey.DESCRIBE_LOG_DIRS, "DescribeLogDirs", (1, 2), 2, 
                 F("is_future_key", "bool"),
             )),
         )),
+        F("total_bytes", "int64", "4+", default=-1),   # KIP-827: the log dir's volume
+        F("usable_bytes", "int64", "4+", default=-1),
     )),
 ))
 
