@@ -10,6 +10,7 @@ from tabulate import tabulate
 from ..errors import ConfigError
 from . import CommandGroup
 from .options import TOPIC, brokers_option, cluster_for, json_option
+from .units import size_text
 
 
 def _admin(brokers):
@@ -118,7 +119,7 @@ def describe(name, brokers, as_json, under_replicated_only) -> None:
         return
     click.echo(tabulate([[r["partition"], r["leader"] if r["leader"] >= 0 else "none", _ids(r["replicas"]),
                           _ids(r["isr"]), "under-replicated" if r["under_replicated"] else "", r["log_start_offset"],
-                          r["log_end_offset"], r["records"], _size(r["size_bytes"])] for r in rows],
+                          r["log_end_offset"], r["records"], size_text(r["size_bytes"])] for r in rows],
                         headers=["partition", "leader", "replicas", "isr", "", "log start", "log end", "records",
                                  "size"]))
 

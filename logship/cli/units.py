@@ -75,3 +75,14 @@ class _Parsed(click.ParamType):
 SIZE = _Parsed("size", parse_size)
 DURATION = _Parsed("duration", parse_duration_ms)
 HOSTPORT = _Parsed("host:port", parse_hostport)
+
+
+def size_text(nbytes: int | None) -> str:
+    """Bytes for people, in powers of 1024: 512 B, 3.2 MiB; "?" when unknown."""
+    if nbytes is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return str(nbytes)

@@ -137,6 +137,11 @@ class Cluster:
             raise BrokerUnavailableError(f"broker node {node_id} is not in the metadata of {self.brokers}")
         return address
 
+    def nodes(self) -> dict[int, tuple[str, int]]:
+        """node id -> (host, port) of each broker the last metadata named."""
+        with self._lock:
+            return dict(self._nodes)
+
     def open_connection(self, node_id: int | None = None, timeout: float | None = None) -> Connection:
         """A new private connection to `node_id` (any reachable broker if None)."""
         if node_id is None:
