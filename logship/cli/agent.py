@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from . import ExitStatus
+from .log_setup import configure_logging, log_options
 from .options import broker_list_option
 from .signals import handle_on_thread
 from .units import INT32_MAX, SIZE
@@ -40,10 +41,9 @@ from .units import INT32_MAX, SIZE
               help="auto: a \\r before \\n is stripped; lf: kept [default: auto].")
 @click.option("--status", is_flag=True, help="Show, per checkpointed file, shipped offset vs size, and exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --status: JSON lines.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True, help="Least severe event to log on stderr.")
+@log_options
 def agent(paths, config_path, topic, brokers, state_dir, key, fields, exclude, start_position,
-          multiline_start, max_line_bytes, encoding, line_terminator, status, as_json, log_level) -> int:
+          multiline_start, max_line_bytes, encoding, line_terminator, status, as_json, log_level, log_format) -> int:
     """Tail log files and ship every line to a topic, without losing one.
 
     Lines become records (value: the line; headers: host, path, offset; zstd-compressed,
@@ -95,7 +95,7 @@ def agent(paths, config_path, topic, brokers, state_dir, key, fields, exclude, s
         config = AgentConfig(inputs=(make_input(table, "command line"),),
                              **{k: v for k, v in overrides.items() if v is not None})
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, log_format)
     runner = Agent(config)
     interrupted = []
 

@@ -15,6 +15,7 @@ import time
 
 import click
 
+from .log_setup import configure_logging, log_options
 from .units import DURATION, HOSTPORT, INT32_MAX, SIZE
 
 DEFAULT_DATA_DIR = "./logship-data"
@@ -113,8 +114,7 @@ _BIND_ADVICE = {
 @click.option("--max-response-files", type=click.IntRange(min=1), default=None,
               help="Segment file descriptors held by all fetch responses being sent (default 4000, at most "
                    "a fifth of the descriptor limit); a fetch beyond it gets fewer partitions' records.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True, help="Least severe event to log on stderr.")
+@log_options
 @click.option("--cluster", "cluster_path", type=click.Path(dir_okay=False), default=None,
               help="Run as one broker of the cluster this file describes (`logship cluster up` starts "
                    "brokers this way); --listen, --advertise and --data-dir default to its entry.")
@@ -125,7 +125,7 @@ def serve(ctx, cluster_path, broker_id, data_dir, listen, advertise, partitions,
           max_message_bytes, no_auto_create, rebalance_delay, min_session_timeout, retention_check,
           per_request, per_topic, per_broker, max_open_files, max_request_bytes, queued_max_request_bytes,
           max_connections, max_connections_per_ip, connections_max_idle, request_timeout, write_timeout,
-          fetch_max_bytes, max_response_files, checkpoint_interval, shutdown_timeout, log_level) -> None:
+          fetch_max_bytes, max_response_files, checkpoint_interval, shutdown_timeout, log_level, log_format) -> None:
     """Run the broker: Kafka clients (kcat, librdkafka, kafka-python) produce and consume here.
 
     Prints one line, `logship: listening on HOST:PORT`, to stderr once it accepts
@@ -168,7 +168,7 @@ def serve(ctx, cluster_path, broker_id, data_dir, listen, advertise, partitions,
     if cluster_path is not None or broker_id is not None:
         cluster, secret, listen, advertise, data_dir = _cluster_identity(ctx, cluster_path, broker_id, listen,
                                                                           advertise, data_dir)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, log_format)
     with _options_named():
         log_config = LogConfig(segment_bytes=segment_bytes, retention_ms=retention, retention_bytes=retention_bytes,
                                max_batch_bytes=max_message_bytes)
