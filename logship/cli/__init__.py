@@ -67,7 +67,7 @@ class LazyGroup(CommandGroup):
 
 COMMANDS = {name: name for name in
             ("agent", "bench", "cluster", "consume", "dump", "groups", "produce", "promote", "replay", "seek", "serve",
-             "status", "tail", "topics")}
+             "status", "tail", "top", "topics")}
 
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
