@@ -44,6 +44,7 @@ class Broker:
         self.store = store
         self.config = config
         self.on_append: Callable[[str, int], None] = lambda topic, partition: None
+        self.metrics = None  # a metrics.BrokerMetrics while /metrics is served (server.run)
         self._producer_ids = itertools.count((int(time.time() * 1000) & 0xFFFF_FFFF_FFFF) << 8)
         self.group_offsets = OffsetStore(store, config.offsets_log_config())
         self.groups = GroupCoordinator(self.group_offsets, config, clock)

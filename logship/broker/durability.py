@@ -31,9 +31,12 @@ log = logging.getLogger("logship.broker")
 
 
 class DurableWaits:
-    def __init__(self) -> None:
+    """`on_sync(seconds)`, if given, is told how long each sync round took."""
+
+    def __init__(self, on_sync=None) -> None:
         self._waiters: dict[Partition, list[tuple[int, asyncio.Future]]] = {}
         self._syncing: set[Partition] = set()
+        self._on_sync = on_sync
 
     def until_durable(self, partition: Partition, offset: int) -> asyncio.Future | None:
         """A future done once every offset below `offset` is on stable storage; None if it is
@@ -49,11 +52,15 @@ class DurableWaits:
         return future
 
     def _start(self, partition: Partition) -> None:
-        job = asyncio.get_running_loop().run_in_executor(None, partition.sync_to, partition.log_end_offset)
-        job.add_done_callback(lambda done: self._finished(partition, done))
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(None, partition.sync_to, partition.log_end_offset)
+        started = loop.time()
+        job.add_done_callback(lambda done: self._finished(partition, done, loop.time() - started))
 
-    def _finished(self, partition: Partition, job: asyncio.Future) -> None:
+    def _finished(self, partition: Partition, job: asyncio.Future, seconds: float = 0.0) -> None:
         self._syncing.discard(partition)
+        if self._on_sync is not None:
+            self._on_sync(seconds)
         failure = job.exception() if not job.cancelled() else asyncio.CancelledError()
         durable, end, waiting = partition.recovery_point, partition.log_end_offset, []
         for offset, future in self._waiters.pop(partition, []):

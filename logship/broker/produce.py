@@ -75,6 +75,8 @@ def produce(broker: Broker, version: int, body: dict) -> Reply:
             if partition.config.message_timestamp_type == "LogAppendTime":
                 entry["log_append_time_ms"] = result.max_timestamp  # the stamp the store put on the batches
             broker.on_append(name, index)
+            if broker.metrics is not None:
+                broker.metrics.produced(name, result.record_count, result.size)
             broker.replicas.appended(name, partition)
             if acks == ACKS_ALL:
                 durable.append(DurableWrite(partition, result.last_offset + 1, entry, body["timeout_ms"]))

@@ -34,6 +34,7 @@ when the deadline passes is cut (its connection closed), never left hanging.
 from __future__ import annotations
 
 import asyncio
+import time
 import logging
 import socket
 
@@ -72,7 +73,7 @@ class Server:
         self._server: asyncio.AbstractServer | None = None
         self._waiters: dict[tuple[str, int], set[asyncio.Future]] = {}
         self._connections: set[asyncio.Task] = set()
-        self._durable = DurableWaits()
+        self._durable = DurableWaits(broker.metrics.synced if broker.metrics is not None else None)
         self._group_timer: asyncio.TimerHandle | None = None
         self._group_timer_at = 0.0
         self._open: set[Connection] = set()  # for close(): what to stop reading
@@ -290,7 +291,8 @@ class Server:
         request = framing.decode_request(frame, self.broker.versions(session.principal))
         reply = self.broker.handle(request.api_key, request.api_version, request.body,
                                    ClientInfo(request.client_id or "", host, session))
-        respond = _Responder(request.api_key, request.api_version, request.correlation_id)
+        respond = _Responder(request.api_key, request.api_version, request.correlation_id,
+                             None if self.broker.metrics is None else self.broker.metrics.answered)
         if reply.fetch is not None:
             return _FetchTurn(reply.fetch, respond, asyncio.get_running_loop().time())
         if reply.deferred is not None:
@@ -302,6 +304,7 @@ class Server:
         if reply.body is None:
             return None
         if request.api_key == ApiKey.API_VERSIONS and reply.body["error_code"] == 0:
+            respond.answered()
             return [framing.encode_fixed_response(ApiKey.API_VERSIONS, request.api_version, request.correlation_id,
                                                   reply.body, self._fixed_responses)]
         return respond.parts(reply.body)
@@ -324,6 +327,8 @@ class Server:
             plan = wait.plan(files)
             remaining = deadline - loop.time()
             if wait.ready(plan) or remaining <= 0 or self._stopping:
+                if self.broker.metrics is not None and wait.replica < 0:
+                    self.broker.metrics.fetched(plan.body)
                 try:
                     return turn.respond.parts(plan.body), plan
                 except BaseException:
@@ -391,12 +396,22 @@ class _FetchTurn:
 
 
 class _Responder:
-    """Encodes the response to one request, once its body is known."""
+    """Encodes the response to one request, once its body is known; tells `on_answer(api_key,
+    seconds since it was made)` (the metrics) when it does."""
 
-    def __init__(self, api_key: int, api_version: int, correlation_id: int):
+    __slots__ = ("api_key", "api_version", "correlation_id", "on_answer", "made")
+
+    def __init__(self, api_key: int, api_version: int, correlation_id: int, on_answer=None):
         self.api_key, self.api_version, self.correlation_id = api_key, api_version, correlation_id
+        self.on_answer = on_answer
+        self.made = time.perf_counter() if on_answer is not None else 0.0
+
+    def answered(self) -> None:
+        if self.on_answer is not None:
+            self.on_answer(self.api_key, time.perf_counter() - self.made)
 
     def parts(self, body: dict) -> list:
+        self.answered()
         return framing.encode_response_parts(self.api_key, self.api_version, self.correlation_id, body)
 
 
@@ -456,7 +471,17 @@ async def run(broker: Broker, on_listening, stop: asyncio.Event | None = None,
     """Serve until `stop` is set (or until cancelled), then close the server, answering the
     requests already read within `shutdown_timeout` seconds (Server.close).
     `on_listening(host, port)` is called once the socket listens."""
+    endpoint = None
+    if broker.config.metrics_address is not None:
+        from .metrics import BrokerMetrics
+        from ..metrics_endpoint import MetricsEndpoint
+
+        broker.metrics = BrokerMetrics(broker, asyncio.get_running_loop())
     server = Server(broker)
+    if broker.metrics is not None:
+        broker.metrics.connections = lambda: len(server._open)
+        endpoint = MetricsEndpoint(broker.metrics.registry, *broker.config.metrics_address)
+        log.info("metrics for Prometheus at %s", endpoint.url)
     host, port = await server.start()
     if broker.config.advertised_host is None:
         broker.config.advertised_host = socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
@@ -470,3 +495,5 @@ async def run(broker: Broker, on_listening, stop: asyncio.Event | None = None,
         if controller is not None:
             controller.cancel()
         await server.close(shutdown_timeout)
+        if endpoint is not None:
+            endpoint.close()

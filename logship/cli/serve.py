@@ -16,7 +16,7 @@ import time
 import click
 
 from .log_setup import configure_logging, log_options
-from .units import DURATION, HOSTPORT, INT32_MAX, SIZE
+from .units import DURATION, HOSTPORT, INT32_MAX, METRICS_ADDRESS, SIZE
 
 DEFAULT_DATA_DIR = "./logship-data"
 #: --max-message-bytes tops out here: a response carrying such a batch must still fit the
@@ -115,6 +115,8 @@ _BIND_ADVICE = {
               help="Segment file descriptors held by all fetch responses being sent (default 4000, at most "
                    "a fifth of the descriptor limit); a fetch beyond it gets fewer partitions' records.")
 @log_options
+@click.option("--metrics", type=METRICS_ADDRESS, default=None, metavar="[HOST:]PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (a PORT alone: on 127.0.0.1).")
 @click.option("--cluster", "cluster_path", type=click.Path(dir_okay=False), default=None,
               help="Run as one broker of the cluster this file describes (`logship cluster up` starts "
                    "brokers this way); --listen, --advertise and --data-dir default to its entry.")
@@ -125,7 +127,8 @@ def serve(ctx, cluster_path, broker_id, data_dir, listen, advertise, partitions,
           max_message_bytes, no_auto_create, rebalance_delay, min_session_timeout, retention_check,
           per_request, per_topic, per_broker, max_open_files, max_request_bytes, queued_max_request_bytes,
           max_connections, max_connections_per_ip, connections_max_idle, request_timeout, write_timeout,
-          fetch_max_bytes, max_response_files, checkpoint_interval, shutdown_timeout, log_level, log_format) -> None:
+          fetch_max_bytes, max_response_files, checkpoint_interval, shutdown_timeout, log_level, log_format,
+          metrics) -> None:
     """Run the broker: Kafka clients (kcat, librdkafka, kafka-python) produce and consume here.
 
     Prints one line, `logship: listening on HOST:PORT`, to stderr once it accepts
@@ -172,7 +175,7 @@ def serve(ctx, cluster_path, broker_id, data_dir, listen, advertise, partitions,
     with _options_named():
         log_config = LogConfig(segment_bytes=segment_bytes, retention_ms=retention, retention_bytes=retention_bytes,
                                max_batch_bytes=max_message_bytes)
-        config = BrokerConfig(node_id=broker_id or 0, cluster=cluster, secret=secret,
+        config = BrokerConfig(node_id=broker_id or 0, cluster=cluster, secret=secret, metrics_address=metrics,
                               listen_host=listen[0], listen_port=listen[1],
                               advertised_host=advertise[0] if advertise else None,
                               advertised_port=advertise[1] if advertise else None,

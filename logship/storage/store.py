@@ -267,12 +267,20 @@ class Store(TopicLifecycle):
             slots = list(self._slots.values())
         return [self._load(slot) for slot in slots]
 
+    def loaded(self) -> list[Partition]:
+        """The partitions opened so far (the others have not changed since the store opened)."""
+        with self._lock:
+            return self._loaded()
+
+    def loaded_partition(self, topic: str, index: int) -> Partition | None:
+        """The partition if it is open, else None; never opens it."""
+        slot = self._slots.get((topic, index))
+        return None if slot is None or slot.gone else slot.partition
+
     def offline(self) -> set[tuple[str, int]]:
         """(topic, index) of the partitions gone offline (a failed fdatasync: no reads or writes
         until a restart). Partitions not loaded yet are not offline."""
-        with self._lock:
-            loaded = self._loaded()
-        return {(p.topic, p.index) for p in loaded if p.offline}
+        return {(p.topic, p.index) for p in self.loaded() if p.offline}
 
     def _loaded(self) -> list[Partition]:
         """The partitions loaded so far (maintenance leaves the others alone: unchanged since open)."""
