@@ -4,6 +4,7 @@ with prometheus_client's own parser, against what real clients produced and cons
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import urllib.request
@@ -11,7 +12,8 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from local_cluster import run_logship
+from conftest import wait_until
+from local_cluster import LocalCluster, run_logship
 
 pytestmark = pytest.mark.integration
 
@@ -77,3 +79,39 @@ def test_a_busy_metrics_address_is_one_line(tmp_path):
                            "--metrics", f"127.0.0.1:{port}", timeout=30)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert f"cannot serve metrics on 127.0.0.1:{port}: address already in use" in done.stderr, done.stderr
+
+
+def _follower_lags(url: str) -> dict[int, float]:
+    """replica -> logship_replica_lag of partition rep-0, as this broker reports it (only its leader does)."""
+    return {int(dict(labels)["replica"]): v for (name, labels), v in scrape(url).items()
+            if name == "logship_replica_lag" and dict(labels).get("topic") == "rep"}
+
+
+def test_replication_figures_of_a_cluster(tmp_path):
+    """Three brokers: the leader counts its in-sync replicas and reports each follower's lag, which
+    grows while a SIGSTOPped follower misses records and is 0 again once it is let go."""
+    cluster = LocalCluster(tmp_path, 3)
+    try:
+        cluster.start_all("--metrics", "127.0.0.1:0")
+        made = run_logship("topics", "create", "rep", "-p", "1", "--replication-factor", "3", "-b", cluster.bootstrap)
+        assert made.returncode == 0, made.stderr
+        assert run_logship("produce", "rep", "-b", cluster.bootstrap, input="a\nb\n").returncode == 0
+        urls = [metrics_url(process) for process in cluster.brokers.values()]
+        leader_url = wait_until(lambda: next((u for u in urls if len(_follower_lags(u)) == 2), None), timeout=30)
+        assert value(scrape(leader_url), "logship_partition_in_sync_replicas", topic="rep", partition="0") == 3
+        wait_until(lambda: set(_follower_lags(leader_url).values()) == {0}, timeout=30)
+
+        lagging = min(_follower_lags(leader_url))
+        follower = cluster.brokers[lagging]
+        follower.proc.send_signal(signal.SIGSTOP)
+        try:
+            subprocess.run(["kcat", "-P", "-b", cluster.address(next(b for b in cluster.brokers if b != lagging)),
+                            "-t", "rep", "-p", "0", "-X", "acks=1"],
+                           input=b"".join(b"%d\n" % i for i in range(1000)), check=True, timeout=60)
+            wait_until(lambda: _follower_lags(leader_url)[lagging] >= 1000, timeout=30)
+        finally:
+            follower.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: _follower_lags(leader_url)[lagging] == 0, timeout=30)
+        assert value(scrape(leader_url), "logship_under_replicated_partitions") == 0
+    finally:
+        cluster.stop_all()
