@@ -345,6 +345,19 @@ class DeliveryError(LogshipError):
         self.first_error = first_error
 
 
+class OutOfOrderSequenceError(LogshipError):
+    """An idempotent producer's batch does not continue its sequence (OUT_OF_ORDER_SEQUENCE_NUMBER)."""
+
+    code = 45
+
+
+class InvalidProducerEpochError(LogshipError):
+    """An idempotent producer's batch carries an epoch older than its current one
+    (INVALID_PRODUCER_EPOCH)."""
+
+    code = 47
+
+
 class StaleControllerEpochError(LogshipError):
     """An inter-broker request came from a controller older than one already heard from."""
 

@@ -45,6 +45,7 @@ from .config import INT32_MAX, LogConfig
 from .epochs import open_epoch_cache, read_current_epoch, write_current_epoch
 from .filecache import SHARED_FILES, FileCache
 from .fileslice import INLINE_BYTES, FileSlice
+from . import producer_log
 from .groupcommit import GroupCommit, SyncNotStarted
 from .recovery import load_segments
 from .removal import LogRemoval
@@ -70,6 +71,7 @@ class AppendResult(NamedTuple):
     position: int             # byte position of the first batch in that segment
     size: int                 # bytes appended
     record_count: int
+    duplicate: bool = False   # an idempotent producer's retry of batches already here: nothing appended
 
 
 class Partition(LogRemoval):
@@ -131,6 +133,7 @@ class Partition(LogRemoval):
         self._dir_dirty, self._log_start_moved = created, False
         self._unflushed_records, self._last_flush_ms = 0, now_ms
         self._commit = GroupCommit(self._sync_once, durable_offset=self._leo)  # loading left it all durable
+        self._producers = producer_log.load(self.directory, segments, self._leo, now_ms)
 
     # ------------------------------------------------------------------ state
 
@@ -210,11 +213,17 @@ class Partition(LogRemoval):
         if assign_offsets and self.config.message_timestamp_type == "LogAppendTime":
             checked = stamp_log_append_time(buf, checked, self._now_ms())
         record_count = len(checked) + sum(batch[2] for batch in checked)
+        producers = producer_log.producer_fields(buf, checked)
         with self._lock:
             if self._commit.failure is not None:
                 self._commit.sync_to(0)  # raises KafkaStorageError naming the failure
             if not assign_offsets:
                 self._check_replica_offsets(checked)
+            elif client and producers is not None:
+                duplicate = self._producers.check(field for field in producers if field is not None)
+                if duplicate is not None:
+                    return AppendResult(duplicate.first_offset, duplicate.last_offset, -1, self._leo, -1, -1, 0, 0,
+                                        duplicate=True)
             now_ms = self._now_ms()
             segment = self._maybe_roll(len(buf), record_count, len(checked), now_ms)
             offset, batches = self._leo, []
@@ -229,6 +238,8 @@ class Partition(LogRemoval):
             if not assign_offsets or stamp > self._epochs.latest_epoch:
                 self._note_epochs(batches)
             position = segment.append(buf, batches, now_ms)
+            if producers is not None:
+                producer_log.apply_batches(self._producers, producers, [b.base_offset for b in batches], now_ms)
             if not self._unsynced or self._unsynced[-1] is not segment:
                 self._unsynced.append(segment)
             self._leo = offset
@@ -263,6 +274,11 @@ class Partition(LogRemoval):
                 except OSError as exc:
                     raise KafkaStorageError(f"cannot write {self._epochs.path}: {exc.strerror or exc}") from exc
                 latest = batch.leader_epoch
+
+    def expire_producers(self, expiration_ms: int) -> int:
+        """Forget idempotent producers silent for `expiration_ms` (producer.id.expiration.ms)."""
+        with self._lock:
+            return self._producers.expire(self._now_ms(), expiration_ms)
 
     # ------------------------------------------------------------------ leader epochs
 
@@ -336,6 +352,7 @@ class Partition(LogRemoval):
         self._segments.append(segment)
         self._bases.append(segment.base_offset)
         self._dir_dirty = True
+        producer_log.snapshot(self._producers, self.directory, self._leo, self._fdatasync)
         return segment
 
     # ------------------------------------------------------------------ durability
@@ -444,8 +461,11 @@ class Partition(LogRemoval):
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Seal the active segment and close every file (flush first to make it durable)."""
+        """Seal the active segment and close every file (flush first to make it durable); the
+        producer state is snapshotted at the log end, so the next load reads no batch."""
         with self._lock:
+            if self._commit.failure is None and not self._segments[-1].closed:
+                producer_log.snapshot(self._producers, self.directory, self._leo, self._fdatasync)
             try:
                 self._segments[-1].seal()
             finally:

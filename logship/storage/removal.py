@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from ..errors import CorruptRecordError, KafkaStorageError, OffsetOutOfRangeError
-from . import reader, retention
+from . import producer_log, reader, retention
 from .checkpoint import fsync_dir
 from .segment import LOG_SUFFIX, Segment, segment_name
 
@@ -31,7 +31,7 @@ class LogRemoval:
     """The removal half of Partition. All the state it changes is Partition's (its __init__
     makes it), under Partition's `_lock`: `_segments`, `_bases`, `_log_start`,
     `_log_start_moved`, `_leo`, `_hw`, `_hw_position`, `_epochs`, `_commit`, `_unsynced`,
-    `_dir_dirty`; it also uses `directory`, `config`, `files`, `_fdatasync`, `_roll()`,
+    `_dir_dirty`, `_producers`; it also uses `directory`, `config`, `files`, `_fdatasync`, `_roll()`,
     `_now_ms()` and `_on_log_start_change`.
     """
 
@@ -63,6 +63,7 @@ class LogRemoval:
             self._hw_position = reader.position_of(self._segments, self._bases, self._hw)
             self._epochs.truncate_from_end(self._leo)
             self._commit.lower_to(self._leo)
+            self._producers = producer_log.load(self.directory, self._segments, self._leo, self._now_ms())
             # make the cut durable now (and whatever earlier segments still wait for a sync)
             pending = [s for s in self._unsynced if s in self._segments]
             if self._segments[-1] not in pending:
@@ -104,6 +105,8 @@ class LogRemoval:
         self._log_start = self._leo = offset
         self._log_start_moved = True
         self._epochs.clear()
+        self._producers.clear()  # as Kafka's truncateFullyAndStartAt: nothing of the old log is known
+        producer_log.trim_snapshots(self.directory, offset + 1, keep_newest=False)
 
     def delete_before(self, offset: int) -> int:
         """Advance log_start_offset to `offset`; delete segments entirely below it.
@@ -172,6 +175,7 @@ class LogRemoval:
         if self._segments[0].base_offset > self._log_start:
             self._log_start, self._log_start_moved = self._segments[0].base_offset, True
             self._trim_epochs()
+        producer_log.trim_snapshots(self.directory, self._segments[0].base_offset)
         return count
 
     def replace_segments(self, old: list[Segment], cleaned: Path) -> Segment | None:

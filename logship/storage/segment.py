@@ -32,6 +32,7 @@ LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIMEINDEX_SUFFIX = ".timeindex"
 _SCAN = struct.Struct(">qiibIhiqq")  # header bytes 0..42: up to and including maxTimestamp
+_PRODUCER_SCAN = struct.Struct(">qiibIhiqqqhii")  # the whole 61-byte header: producer id, epoch, sequence
 _SCAN_CHUNK = 16 << 10
 _MIN_BATCH = 61
 
@@ -130,20 +131,31 @@ class Segment:
         Reads 16 KiB chunks with os.pread and looks only at the first 43 bytes of each batch.
         Raises CorruptRecordError on a header that cannot be a batch or runs past `end`.
         """
+        for pos, (base, length, epoch, _magic, _crc, _attrs, delta, _base_ts, max_ts) in \
+                self._headers(_SCAN, start, end):
+            yield BatchInfo(pos, base, base + delta, max_ts, length + 12, epoch)
+
+    def producer_batches(self, start: int = 0) -> Iterator[tuple[int, int, int, int, int, int]]:
+        """(base offset, last offset, attributes, producer id, producer epoch, base sequence)
+        of each batch from byte `start` to the end (whole 61-byte headers; see scan)."""
+        for _, fields in self._headers(_PRODUCER_SCAN, start, None):
+            yield fields[0], fields[0] + fields[6], fields[5], fields[9], fields[10], fields[11]
+
+    def _headers(self, shape: struct.Struct, start: int, end: int | None) -> Iterator[tuple[int, tuple]]:
         end = self.size if end is None else end
         pos, buf, buf_start = start, b"", start
         while pos < end:
             off = pos - buf_start
-            if off + _SCAN.size > len(buf):
+            if off + shape.size > len(buf):
                 with self.log_file.acquire() as fd:
                     buf, buf_start, off = os.pread(fd, _SCAN_CHUNK, pos), pos, 0
-                if len(buf) < _SCAN.size:
+                if len(buf) < shape.size:
                     raise CorruptRecordError(f"{self.path.name}: batch header cut short at byte {pos}")
-            base, length, epoch, magic, _crc, _attrs, delta, _base_ts, max_ts = _SCAN.unpack_from(buf, off)
-            size = length + 12
+            fields = shape.unpack_from(buf, off)
+            size, magic, delta = fields[1] + 12, fields[3], fields[6]
             if magic != 2 or size < _MIN_BATCH or delta < 0 or pos + size > end:
                 raise CorruptRecordError(f"{self.path.name}: no valid batch at byte {pos}")
-            yield BatchInfo(pos, base, base + delta, max_ts, size, epoch)
+            yield pos, fields
             pos += size
 
     def find_batch(self, offset: int, end: int | None = None) -> BatchInfo | None:

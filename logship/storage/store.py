@@ -277,6 +277,10 @@ class Store(TopicLifecycle):
         slot = self._slots.get((topic, index))
         return None if slot is None or slot.gone else slot.partition
 
+    def expire_producers(self, expiration_ms: int) -> int:
+        """Forget idempotent producers silent for `expiration_ms` in every open partition."""
+        return sum(partition.expire_producers(expiration_ms) for partition in self.loaded())
+
     def offline(self) -> set[tuple[str, int]]:
         """(topic, index) of the partitions gone offline (a failed fdatasync: no reads or writes
         until a restart). Partitions not loaded yet are not offline."""
