@@ -7,7 +7,6 @@ imports point one way.
 from __future__ import annotations
 
 import functools
-import itertools
 import time
 from collections.abc import Callable
 
@@ -19,6 +18,7 @@ from . import (admin, admin_ops, configs, describe_quorum, fetch, offsets, peer_
 from .cluster_metadata import ClusterMetadata, update_metadata
 from .controller import controller_for
 from .config import BrokerConfig
+from .producer_ids import ProducerIds
 from .groups import GroupCoordinator, OffsetStore, handlers as group_handlers
 from .replication import ReplicaManager
 from .reply import ClientInfo, Reply
@@ -45,7 +45,7 @@ class Broker:
         self.config = config
         self.on_append: Callable[[str, int], None] = lambda topic, partition: None
         self.metrics = None  # a metrics.BrokerMetrics while /metrics is served (server.run)
-        self._producer_ids = itertools.count((int(time.time() * 1000) & 0xFFFF_FFFF_FFFF) << 8)
+        self._producer_ids = ProducerIds(store.data_dir, config.node_id)
         self.group_offsets = OffsetStore(store, config.offsets_log_config())
         self.groups = GroupCoordinator(self.group_offsets, config, clock)
 
@@ -119,7 +119,7 @@ class Broker:
         raise UnsupportedVersionError(f"API {api_key} v{api_version} is not supported")
 
     def next_producer_id(self) -> int:
-        return next(self._producer_ids)
+        return self._producer_ids.next()
 
     def address(self) -> tuple[str, int]:
         """The host and port that clients are told to connect to."""

@@ -64,6 +64,7 @@ class BrokerConfig:
     limits: Limits = field(default_factory=Limits.defaults_for)  # what one client may make it spend
     cluster: ClusterFile | None = None
     secret: bytes | None = field(default=None, repr=False)
+    producer_id_expiration_ms: int = 86_400_000  # Kafka's producer.id.expiration.ms: idle producers forgotten
     metrics_address: tuple[str, int] | None = None  # serve /metrics for Prometheus there (metrics.py)
 
     def offsets_log_config(self) -> LogConfig:

@@ -113,7 +113,9 @@ def _broker_settings(broker: Broker) -> list[tuple[str, object, object, str, str
             ("group.max.session.timeout.ms", c.group_max_session_timeout_ms, 1800000, "int",
              "Longest session timeout a member may ask for."),
             ("offset.metadata.max.bytes", c.offset_metadata_max_bytes, 4096, "int",
-             "Longest metadata of a committed offset.")]
+             "Longest metadata of a committed offset."),
+            ("producer.id.expiration.ms", c.producer_id_expiration_ms, 86400000, "int",
+             "Forget an idempotent producer silent this long.")]
     for name, d in sorted(tc.TOPIC_CONFIGS.items()):
         rows.append((d.broker_name, tc.value_of(log, name), tc.value_of(_KAFKA_DEFAULTS, name), d.type, d.doc))
     return rows

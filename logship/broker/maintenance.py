@@ -90,7 +90,9 @@ def jobs(store: Store, config: BrokerConfig, now: float) -> list[Job]:
     return [Job("retention", config.retention_check_interval_s, lambda: _retention(store), now),
             Job("checkpoint", config.checkpoint_interval_s, store.checkpoint, now + config.checkpoint_interval_s),
             Job("log compaction", config.compaction_check_interval_s, lambda: _compaction(store),
-                now + config.compaction_check_interval_s)]
+                now + config.compaction_check_interval_s),
+            Job("producer expiry", config.retention_check_interval_s,
+                lambda: _expire_producers(store, config.producer_id_expiration_ms), now)]
 
 
 async def maintain(store: Store, config: BrokerConfig) -> None:
@@ -108,6 +110,13 @@ def _retention(store: Store) -> None:
     deleted = store.enforce_retention()
     if deleted:
         log.info("retention deleted %d segment(s)", deleted)
+
+
+def _expire_producers(store: Store, expiration_ms: int) -> None:
+    forgotten = store.expire_producers(expiration_ms)
+    if forgotten:
+        log.info("forgot %d idempotent producer(s) silent for %d ms (producer.id.expiration.ms)",
+                 forgotten, expiration_ms)
 
 
 def _compaction(store: Store) -> None:

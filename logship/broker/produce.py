@@ -10,7 +10,11 @@ waits for the server to make the appended bytes durable and, in a cluster, for t
 watermark to pass them (every in-sync replica has them durably) within the request's
 timeout_ms, else REQUEST_TIMED_OUT; with acks=0 nothing is sent. In a cluster only the
 partition's leader takes produces (NOT_LEADER_OR_FOLLOWER elsewhere, UNKNOWN_TOPIC_OR_PARTITION
-for a partition the cluster does not have: fetch.require_leader).
+for a partition the cluster does not have: fetch.require_leader). Batches of idempotent
+producers are checked against the partition's producer state (storage/producer_state.py):
+OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH; a retry of batches already appended is
+answered with their original offsets, once they are as durable (acks=all) as a first
+append would have to be, and appends nothing.
 """
 
 from __future__ import annotations
@@ -72,12 +76,13 @@ def produce(broker: Broker, version: int, body: dict) -> Reply:
                 continue
             entry["base_offset"] = result.base_offset
             entry["log_start_offset"] = partition.log_start_offset
-            if partition.config.message_timestamp_type == "LogAppendTime":
-                entry["log_append_time_ms"] = result.max_timestamp  # the stamp the store put on the batches
-            broker.on_append(name, index)
-            if broker.metrics is not None:
-                broker.metrics.produced(name, result.record_count, result.size)
-            broker.replicas.appended(name, partition)
+            if not result.duplicate:  # a retry of batches already here is answered as they were, waited for alike
+                if partition.config.message_timestamp_type == "LogAppendTime":
+                    entry["log_append_time_ms"] = result.max_timestamp  # the stamp the store put on the batches
+                broker.on_append(name, index)
+                if broker.metrics is not None:
+                    broker.metrics.produced(name, result.record_count, result.size)
+                broker.replicas.appended(name, partition)
             if acks == ACKS_ALL:
                 durable.append(DurableWrite(partition, result.last_offset + 1, entry, body["timeout_ms"]))
         responses.append({"name": name, "partition_responses": partitions})

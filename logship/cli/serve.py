@@ -66,6 +66,10 @@ _BIND_ADVICE = {
               envvar="LOGSHIP_GROUP_MIN_SESSION_TIMEOUT",
               help="Shortest session timeout a group member may ask for (Kafka's group.min.session.timeout.ms; "
                    "$LOGSHIP_GROUP_MIN_SESSION_TIMEOUT).")
+@click.option("--producer-id-expiration", "producer_id_expiration", type=DURATION.within(1000, 2**63 - 1),
+              default="1d", show_default=True,
+              help="Forget an idempotent producer that wrote nothing for this long (Kafka's "
+                   "producer.id.expiration.ms); its retries after that may be stored twice.")
 @click.option("--checkpoint-interval", "checkpoint_interval", type=DURATION.within(1, INT32_MAX), default="30s",
               show_default=True, envvar="LOGSHIP_CHECKPOINT_INTERVAL",
               help="How often recovery points and log start offsets are written (Kafka's "
@@ -128,7 +132,7 @@ def serve(ctx, cluster_path, broker_id, data_dir, listen, advertise, partitions,
           per_request, per_topic, per_broker, max_open_files, max_request_bytes, queued_max_request_bytes,
           max_connections, max_connections_per_ip, connections_max_idle, request_timeout, write_timeout,
           fetch_max_bytes, max_response_files, checkpoint_interval, shutdown_timeout, log_level, log_format,
-          metrics) -> None:
+          metrics, producer_id_expiration) -> None:
     """Run the broker: Kafka clients (kcat, librdkafka, kafka-python) produce and consume here.
 
     Prints one line, `logship: listening on HOST:PORT`, to stderr once it accepts
@@ -184,6 +188,7 @@ def serve(ctx, cluster_path, broker_id, data_dir, listen, advertise, partitions,
                               group_min_session_timeout_ms=max(min_session_timeout, 0),
                               retention_check_interval_s=max(retention_check, 10) / 1000,
                               checkpoint_interval_s=max(checkpoint_interval, 10) / 1000,
+                              producer_id_expiration_ms=producer_id_expiration,
                               max_frame_bytes=max_request_bytes,
                               max_partitions_per_request=per_request, max_partitions_per_topic=per_topic,
                               max_broker_partitions=per_broker,
