@@ -161,6 +161,18 @@ def set_leader_epoch(buf: bytearray, pos: int, epoch: int) -> None:
     _INT32.pack_into(buf, pos + 12, epoch)
 
 
+_PRODUCER_FIELDS = struct.Struct(">qhi")  # producerId, producerEpoch, baseSequence: bytes 43-56
+
+
+def with_producer(batch: bytes | bytearray, producer_id: int, producer_epoch: int, base_sequence: int) -> bytearray:
+    """A copy of one whole batch carrying an idempotent producer's id, epoch and base sequence
+    (bytes 43-56, inside the CRC, which is computed again)."""
+    buf = bytearray(batch)
+    _PRODUCER_FIELDS.pack_into(buf, 43, producer_id, producer_epoch, base_sequence)
+    struct.pack_into(">I", buf, CRC_START - 4, crc32c(memoryview(buf)[CRC_START:]))
+    return buf
+
+
 ATTR_CODEC_MASK = 0x07
 ATTR_LOG_APPEND_TIME = 0x08
 ATTR_TRANSACTIONAL = 0x10

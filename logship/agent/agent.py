@@ -98,7 +98,8 @@ class Agent:
                                                timeout=cfg.request_timeout),
                                        compression=codec_by_name(cfg.compression), max_in_flight=cfg.max_in_flight,
                                        queue_bytes=cfg.queue_bytes, request_timeout=cfg.request_timeout,
-                                       backoff_max=cfg.retry_backoff_max, wake=self.wake)
+                                       backoff_max=cfg.retry_backoff_max, wake=self.wake,
+                                       idempotence=cfg.idempotence)
                 self.shipper.start()
             for inp in cfg.inputs:
                 self.shipper.partitions(inp.topic)

@@ -34,7 +34,8 @@ Top-level options and their defaults (every one optional):
     read_bytes = "256K"          read at most this much of one file per turn
     batch_bytes = 1047552        records section of a batch (under Kafka's 1 MiB default)
     linger = "100ms"             send a batch that is not full after this long
-    max_in_flight = 4            Produce requests awaiting an answer per connection
+    max_in_flight = 4            Produce requests awaiting an answer per connection (at most 5)
+    idempotence = true           a producer id and sequences: the broker stores a retry once
     queue_bytes = "16M"          stop reading while this much awaits acknowledgement
     request_timeout = "30s"      a Produce not answered by then: the connection is dropped
     retry_backoff_max = "2s"     retry backoff doubles from 100 ms up to this
@@ -185,6 +186,7 @@ class AgentConfig:
     batch_bytes: int = MAX_BATCH_BYTES
     linger: float = 0.1
     max_in_flight: int = 4
+    idempotence: bool = True
     queue_bytes: int = 16 << 20
     request_timeout: float = 30.0
     retry_backoff_max: float = 2.0
@@ -360,8 +362,9 @@ def config_from_dict(data: dict, where: str = "config", **overrides) -> AgentCon
     for key in ("max_in_flight",):
         if key in kwargs and (not isinstance(kwargs[key], int) or isinstance(kwargs[key], bool)):
             raise ConfigError(f"{where}.{key}: expected an integer")
-    if "watch" in kwargs and not isinstance(kwargs["watch"], bool):
-        raise ConfigError(f"{where}.watch: expected true or false")
+    for key in ("watch", "idempotence"):
+        if key in kwargs and not isinstance(kwargs[key], bool):
+            raise ConfigError(f"{where}.{key}: expected true or false")
     built = tuple(make_input(table, f"inputs[{i}]") if isinstance(table, dict) else
                   _not_a_table(i) for i, table in enumerate(inputs))
     try:

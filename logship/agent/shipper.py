@@ -19,12 +19,12 @@ The producer is set up for a shipper whose files are the buffer, and never gives
   stay in memory until acknowledged, which is what bounds memory: the agent stops
   reading files once `queue_bytes` wait (`room()` is False), so while the broker is down
   the log files themselves are the buffer;
-- strict_order=False: a batch that failed while later ones of its partition were being
-  written goes again all the same, so it may land after them (ordering within a partition
-  holds except across such a retry, as with any Kafka producer that pipelines without
-  idempotence). A resend after a lost connection may duplicate a batch the broker had
-  written but not acknowledged: delivery is at-least-once, duplicates bounded by the
-  batches in flight;
+- idempotent (unless the config says `idempotence = false`): batches carry a producer id
+  and sequences, so a resend after a lost connection is stored once and retries keep the
+  order within a partition. Without it (strict_order=False) a batch that failed while later
+  ones were being written goes again all the same and may land after them, and a resend may
+  duplicate a batch the broker had written but not acknowledged. A restart of the agent
+  itself still re-reads the lines of batches in flight then (at-least-once across restarts);
 - errors that retrying cannot fix: a batch refused as too large is split in halves and
   sent again (down to a single record, split_too_large); a single record still too large,
   or a batch refused as corrupt or invalid three times (refused_attempts=3), is dropped:
@@ -65,13 +65,14 @@ class Shipper:
 
     def __init__(self, cluster: Cluster, *, compression: int, max_in_flight: int = 4,
                  queue_bytes: int = 16 << 20, request_timeout: float = 30.0, backoff_max: float = 2.0,
-                 wake: threading.Event | None = None):
+                 wake: threading.Event | None = None, idempotence: bool = True):
         self.cluster = cluster
         self.compression = compression
         self.max_in_flight = max_in_flight
         self.queue_bytes = queue_bytes
         self.request_timeout = request_timeout
         self.backoff_max = backoff_max
+        self.idempotence = idempotence
         self.agent_wake = wake or threading.Event()
         self.producer: Producer | None = None
         self._lock = threading.Lock()
@@ -87,7 +88,7 @@ class Shipper:
             self.cluster, acks=-1, compression=self.compression, max_in_flight=self.max_in_flight,
             request_timeout_ms=self.request_timeout * 1000, retry_backoff_max_ms=self.backoff_max * 1000,
             delivery_timeout_ms=None, strict_order=False, refused_attempts=3, split_too_large=True,
-            wait_for_topics=True, on_retry=self._retrying, build_threads=1)
+            wait_for_topics=True, on_retry=self._retrying, build_threads=1, idempotence=self.idempotence)
 
     # --- the agent's side ----------------------------------------------------------------------
 

@@ -24,6 +24,8 @@ def _batch_fields(report: BatchReport) -> dict:
         "crc_valid": report.crc_valid,
         "leader_epoch": h.partition_leader_epoch,
         "producer_id": h.producer_id,
+        "producer_epoch": h.producer_epoch,
+        "base_sequence": h.base_sequence,
         "control": h.is_control,
         "transactional": h.is_transactional,
     }

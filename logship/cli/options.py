@@ -65,6 +65,10 @@ class TopicName(click.ParamType):
 TOPIC = TopicName()
 
 json_option = click.option("--json", "as_json", is_flag=True, help="JSON lines, for scripts.")
+no_idempotence_option = click.option(
+    "--no-idempotence", is_flag=True,
+    help="Do not ask the broker for a producer id: a retry after a lost answer may then store records twice "
+         "(idempotence needs --acks all, and is on with it by default).")
 
 
 def producer_limits(linger_ms: float) -> dict:

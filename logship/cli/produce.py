@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import click
 
 from ..errors import DeliveryError, LogshipError, MessageTooLargeError
-from .options import TOPIC, brokers_option, cluster_for, producer_limits
+from .options import TOPIC, brokers_option, cluster_for, no_idempotence_option, producer_limits
 from .progress import Progress
 from .render import record_from_json
 from .units import INT32_MAX, SIZE
@@ -74,10 +74,11 @@ def _open_inputs(files: tuple[str, ...]):
 @click.option("--linger-ms", type=click.FloatRange(min=0, max=3_600_000), default=5, show_default=True,
               help="Wait this long for more records before sending a batch.")
 @click.option("--batch-size", type=SIZE.within(1, INT32_MAX), default="1M", show_default=True, help="Largest batch, in bytes.")
+@no_idempotence_option
 @click.option("--json", "as_json", is_flag=True,
               help="Each line is a JSON record as `logship consume --json` writes it (key, headers, timestamp, partition kept).")
 def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks, compression, linger_ms,
-            batch_size, as_json) -> None:
+            batch_size, as_json, no_idempotence) -> None:
     """Send lines of standard input (or FILEs) to TOPIC, one record each.
 
     Exits 0 only when every record was acknowledged; otherwise it says how many were not
@@ -110,7 +111,8 @@ def produce(topic, files, brokers, key_delimiter, nul, headers, partition, acks,
     sent = 0
     try:
         producer = Producer(cluster_for(brokers), acks=acks, compression=compression, linger_ms=linger_ms,
-                            batch_size=batch_size, **producer_limits(linger_ms))
+                            batch_size=batch_size, idempotence=False if no_idempotence else None,
+                            **producer_limits(linger_ms))
         for index, stream in enumerate(_open_inputs(files)):
             kind = workers and ("range" if workers.begun(index) else parallel_kind(stream.fileno()))
             if kind == "range":

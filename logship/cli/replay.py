@@ -9,7 +9,7 @@ import time
 import click
 
 from .consume import offset_spec, output_options
-from .options import TOPIC, brokers_option, cluster_for, producer_limits
+from .options import TOPIC, brokers_option, cluster_for, no_idempotence_option, producer_limits
 from .output import DEFAULT_FORMAT, record_sink
 from .progress import Progress
 from .record_writer import write_all
@@ -58,8 +58,9 @@ class Pacer:
               help="Only this partition (repeatable); default all.")
 @click.option("--format", "fmt", default=DEFAULT_FORMAT, show_default=True,
               help="Output format, as `logship consume -f` (%v %k %t %p %o %T %h).")
+@no_idempotence_option
 @output_options
-def replay(topic, brokers, start, end, into, speed, partitions, fmt, as_json, grep) -> None:
+def replay(topic, brokers, start, end, into, speed, partitions, fmt, as_json, grep, no_idempotence) -> None:
     """Re-read the records of TOPIC in a range of offsets or times.
 
     Prints them like `logship consume`, or with --into re-produces them into another
@@ -81,7 +82,7 @@ def replay(topic, brokers, start, end, into, speed, partitions, fmt, as_json, gr
                   offset_reset="error" if partitions else "clamp", start=first, end=last,
                   stop_at_end=True) as consumer:
         if into:
-            _replay_into(consumer, cluster, into, sink.keep, pacer)
+            _replay_into(consumer, cluster, into, sink.keep, pacer, idempotence=False if no_idempotence else None)
             return
         if pacer.speed is None:
             write_all(consumer, sink)
@@ -92,11 +93,11 @@ def replay(topic, brokers, start, end, into, speed, partitions, fmt, as_json, gr
                 sink.write([record])
 
 
-def _replay_into(consumer, cluster, topic: str, keep, pacer: Pacer) -> None:
+def _replay_into(consumer, cluster, topic: str, keep, pacer: Pacer, idempotence: bool | None = None) -> None:
     from ..client.producer import Producer
 
     progress = Progress("replayed")
-    with Producer(cluster, acks="all", **producer_limits(0)) as producer:
+    with Producer(cluster, acks="all", idempotence=idempotence, **producer_limits(0)) as producer:
         while not consumer.finished:
             for record in keep(consumer.poll()):
                 pacer.wait_for(record.timestamp)

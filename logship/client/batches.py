@@ -68,7 +68,7 @@ class ProducerBatch:
 
     __slots__ = ("topic", "partition", "seq", "fast", "values", "parts", "size", "count",
                  "created", "timestamp_ms", "max_timestamp", "deadline", "data", "attempts", "last_error",
-                 "claimed", "on_delivery")
+                 "claimed", "on_delivery", "stamp")
 
     def __init__(self, topic: str, partition: int, seq: int, fast: bool, delivery_timeout: float):
         self.topic = topic
@@ -87,6 +87,7 @@ class ProducerBatch:
         self.last_error: BaseException | None = None
         self.claimed = False  # a builder thread or the sender builds it (set under the producer's lock)
         self.on_delivery = None
+        self.stamp: tuple[int, int, int] | None = None  # (producer id, epoch, base sequence) in `data`
 
     def add_record(self, timestamp: int, key, value, headers) -> None:
         """Encode one record into a general batch (the caller counts it)."""
@@ -138,7 +139,7 @@ class PartitionQueue:
     """Batches of one partition, oldest first; see the module docstring."""
 
     __slots__ = ("topic", "partition", "open", "ready", "in_flight", "held", "retrying",
-                 "not_before", "backoff", "next_seq", "acked_seq")
+                 "not_before", "backoff", "next_seq", "acked_seq", "seq_base")
 
     def __init__(self, topic: str, partition: int):
         self.topic = topic
@@ -152,6 +153,7 @@ class PartitionQueue:
         self.backoff = 0.0
         self.next_seq = 0  # records given for the partition before the open batch
         self.acked_seq = -1  # highest seq written to the log: nothing older may be retried
+        self.seq_base = 0  # idempotence: the seq sent as Kafka sequence 0 under the current producer id
 
     def open_batch(self, fast: bool, delivery_timeout: float) -> ProducerBatch:
         """The batch to append to, closing the open one if it is of the other kind."""
@@ -202,6 +204,10 @@ class PartitionQueue:
         self.held = []
         self.ready.extendleft(reversed(held))
         return held
+
+    def first_unsent_seq(self) -> int:
+        """The lowest seq of the batches not acknowledged and not in flight (next_seq if none)."""
+        return min((batch.seq for batch in self.batches()), default=self.next_seq)
 
     def has_work(self) -> bool:
         return bool(self.ready or self.in_flight or self.held or (self.open is not None and self.open.count))

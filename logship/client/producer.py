@@ -29,8 +29,14 @@ within `delivery_timeout_ms` (None: no limit), after `retries` retries, or becau
 broker refused it for good (`refused_attempts` times), counts as `failed`, and the next
 `flush()` raises DeliveryError(failed, first_error). Records are never dropped silently and,
 with `strict_order` (the default), never reordered within a partition: see sender.py for
-the retry rules (at-least-once: a retry after a lost connection may write a batch twice;
-no idempotence yet). `resent` counts batches sent again.
+the retry rules. `resent` counts batches sent again.
+
+Idempotence (`idempotence`; by default on with acks=all, as Kafka's Java producer; True with
+other acks is a ValueError): the sender gets a producer id (InitProducerId) before it sends,
+and every batch carries it with its epoch and the Kafka sequence of its first record, so a
+broker that de-duplicates (logship, Kafka) stores a retried batch once and keeps the order
+across retries; at most 5 requests are in flight per connection. Against a broker without
+InitProducerId the producer goes on without it, after one warning.
 
 Callbacks run on the sender thread, outside the producer's lock, and must not block:
 `on_delivery(error)` of a send_encoded batch once, with None or the error that failed
@@ -92,10 +98,14 @@ class Producer:
                  request_timeout_ms: float = 30_000, buffer_memory: int = 64 << 20,
                  partitioner: Callable[[bytes, int], int] | None = None, build_threads: int = 2,
                  strict_order: bool = True, refused_attempts: int = 1, split_too_large: bool = False,
-                 wait_for_topics: bool = False, on_retry: Callable[[BaseException], None] | None = None):
+                 wait_for_topics: bool = False, on_retry: Callable[[BaseException], None] | None = None,
+                 idempotence: bool | None = None):
         self.cluster = cluster if isinstance(cluster, Cluster) else Cluster(cluster)
         self._own_cluster = not isinstance(cluster, Cluster)
         self.acks = parse_acks(acks)
+        if idempotence and self.acks != -1:
+            raise ValueError("an idempotent producer needs acks=all")
+        self.idempotent = self.acks == -1 if idempotence is None else idempotence
         self.compression = compression if isinstance(compression, int) else codec_by_name(compression)
         if self.compression not in CODEC_NAMES:
             raise ValueError(f"unknown compression codec {compression!r}")
@@ -105,7 +115,7 @@ class Producer:
         self.linger = linger_ms / 1000
         self.batch_size = batch_size
         self._batch_limit = batch_limit(batch_size)
-        self.max_in_flight = max_in_flight
+        self.max_in_flight = min(max_in_flight, 5) if self.idempotent else max_in_flight
         self.retries = retries
         self.retry_backoff = retry_backoff_ms / 1000
         self.retry_backoff_max = retry_backoff_max_ms / 1000
@@ -118,6 +128,8 @@ class Producer:
         self.split_too_large = split_too_large
         self.wait_for_topics = wait_for_topics
         self.on_retry = on_retry
+        self.producer_id, self.producer_epoch = -1, -1  # idempotence: set by the sender (InitProducerId)
+        self._new_id_needed = self.idempotent
         self.acknowledged = 0
         self.failed = 0
         self.resent = 0

@@ -29,9 +29,21 @@ the thread (one topic being created must not stall every other topic's batches):
 that does not exist is asked for again on later turns for the cluster's `topic_wait`, then
 fails its batches, or with
 `wait_for_topics` holds them and is asked for again every `retry_backoff_max_ms`; a
-partition it lacks likewise. A retry after a lost connection may duplicate a batch that had
-in fact been written (at-least-once); idempotent producing (InitProducerId + sequence
-numbers) would remove those duplicates on brokers that de-duplicate, and is left for later.
+partition it lacks likewise. Without idempotence a retry after a lost connection may
+duplicate a batch that had in fact been written (at-least-once).
+
+Idempotence (the producer's `idempotent`). Before sending anything the thread gets a
+producer id and epoch (InitProducerId); each batch is stamped with them and with its Kafka
+base sequence, `(seq - seq_base) mod 2^31` of its partition, when it is first sent, and a
+retry resends those very bytes. The broker answers a batch it already holds with its first
+offsets, so retries never duplicate, and may go back past later acknowledged batches
+(strict_order then fails nothing). OUT_OF_ORDER_SEQUENCE_NUMBER for a batch with an earlier
+one of its partition waiting to be retried is retried after it; with none (an earlier batch
+failed for good, so the broker will never see the sequence it waits for),
+INVALID_PRODUCER_EPOCH and UNKNOWN_PRODUCER_ID, the producer needs a new id: nothing more is
+sent until every request in flight is answered, then a new id is fetched, each partition's
+sequences restart at 0 from its oldest unacknowledged batch (`seq_base`), and the batch is
+sent again under it (as the Java producer resets its sequences).
 """
 
 from __future__ import annotations
@@ -41,8 +53,9 @@ import threading
 import time
 from collections import deque
 
+from .. import records
 from ..errors import BrokerUnavailableError, InvalidRecordError, LogshipError, ProtocolError, RequestTimedOutError, \
-    UnknownTopicError, error_for_code
+    UnknownTopicError, UnsupportedVersionError, error_for_code
 from ..protocol import ApiKey
 from .cluster import METADATA_CODES, RETRIABLE_CODES
 
@@ -51,6 +64,8 @@ __all__ = ["Sender"]
 log = logging.getLogger(__name__)
 
 TOO_LARGE_CODES = frozenset({10, 18})  # MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE
+OUT_OF_ORDER, NEW_ID_CODES = 45, frozenset({47, 59})  # INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID
+SEQUENCES = 2**31
 
 
 class _Request:
@@ -71,6 +86,8 @@ class Sender(threading.Thread):
         self.requests: dict[int, deque[_Request]] = {}
         self.stale: dict[str, float] = {}  # topics whose metadata must be refreshed -> not before
         self.unborn: dict[str, float] = {}  # topics asked for but not there yet -> since when
+        self.id_not_before = 0.0  # idempotence: the next InitProducerId after a failed one
+        self.id_backoff = 0.0
 
     def run(self) -> None:
         try:
@@ -93,9 +110,15 @@ class Sender(threading.Thread):
                     self._abandon()
                     return
                 self._expire(now)
-                plan = self._collect(now)
+                needs_id = p.idempotent and p._new_id_needed
+                plan = {} if needs_id else self._collect(now)
                 timeout = 0.0 if plan else self._next_wakeup(now)
                 p._sender_idle = not plan
+            if needs_id and not any(self.requests.values()):
+                if now >= self.id_not_before:
+                    self._new_producer_id()
+                    continue
+                timeout = min(timeout, self.id_not_before - now)
             if self.stale:
                 self._refresh(time.monotonic())
             for node, batches in plan.items():
@@ -204,6 +227,8 @@ class Sender(threading.Thread):
                 with p._cond:
                     self._outcome(batch, exc, retriable=False)
                 continue
+            if p.idempotent:
+                data = self._stamped(batch, data)
             topics.setdefault(batch.topic, []).append({"index": batch.partition, "records": data})
             built.append(batch)
         if not built:
@@ -224,6 +249,45 @@ class Sender(threading.Thread):
                     self._outcome(batch, None)
         else:
             self.requests.setdefault(node, deque()).append(_Request(built, time.monotonic()))
+
+    def _stamped(self, batch, data: bytes) -> bytes:
+        """The batch's bytes carrying the producer id, epoch and its base sequence."""
+        p = self.p
+        stamp = (p.producer_id, p.producer_epoch, (batch.seq - p._queues[(batch.topic, batch.partition)].seq_base)
+                 % SEQUENCES)
+        if batch.stamp != stamp:
+            batch.data = data = bytes(records.with_producer(data, *stamp))
+            batch.stamp = stamp
+        return data
+
+    def _new_producer_id(self) -> None:
+        """InitProducerId, with nothing in flight: a new id and epoch, and every partition's
+        sequences restarting at 0 from its oldest batch not yet acknowledged."""
+        p = self.p
+        try:
+            answer = p.cluster.request(ApiKey.INIT_PRODUCER_ID, {"transactional_id": None,
+                                                                 "transaction_timeout_ms": 60_000})
+            if answer["error_code"]:
+                raise error_for_code(answer["error_code"], f"the broker gave no producer id (Kafka error code "
+                                                           f"{answer['error_code']})")
+        except UnsupportedVersionError as exc:
+            log.warning("the broker does not hand out producer ids (%s): producing without idempotence, so a "
+                        "retry may store a batch twice", exc)
+            with p._cond:
+                p.idempotent, p._new_id_needed = False, False
+            return
+        except LogshipError as exc:
+            self.id_backoff = min(max(self.id_backoff * 2, p.retry_backoff), p.retry_backoff_max)
+            self.id_not_before = time.monotonic() + self.id_backoff
+            with p._cond:
+                p._retrying(exc)
+            return
+        self.id_backoff = 0.0
+        with p._cond:
+            p.producer_id, p.producer_epoch = answer["producer_id"], answer["producer_epoch"]
+            for queue in p._queues.values():
+                queue.seq_base = queue.first_unsent_seq()
+            p._new_id_needed = False
 
     def _poll(self, timeout: float) -> None:
         """Wait up to `timeout` for a response or a wake-up, and handle what arrived."""
@@ -269,7 +333,12 @@ class Sender(threading.Thread):
                                                  + (f": {reason}" if reason else ""))
                     if code in METADATA_CODES:
                         self._mark_stale(batch.topic)
-                    if code in TOO_LARGE_CODES:  # the same bytes would be refused again
+                    if self.p.idempotent and (code == OUT_OF_ORDER or code in NEW_ID_CODES):
+                        queue = self.p._queues[(batch.topic, batch.partition)]
+                        if code in NEW_ID_CODES or not any(b.seq < batch.seq for b in queue.batches()):
+                            self.p._new_id_needed = True  # no earlier batch will fill the gap: start over
+                        self._outcome(batch, error, retriable=True)
+                    elif code in TOO_LARGE_CODES:  # the same bytes would be refused again
                         split = self.p.split_too_large and batch.count > 1
                         self._outcome(batch, error, split, split)
                     else:
@@ -355,7 +424,7 @@ class Sender(threading.Thread):
             queue.backoff = 0.0
             p._complete(batch, None)
         elif (retriable and batch.attempts <= p.retries and now < batch.deadline
-              and (batch.seq > queue.acked_seq or not p.strict_order)):
+              and (batch.seq > queue.acked_seq or not p.strict_order or p.idempotent)):
             if split:
                 log.warning("broker refused a batch of %d records for %s-%d as too large; sending it in two "
                             "halves", batch.count, batch.topic, batch.partition)
@@ -369,9 +438,9 @@ class Sender(threading.Thread):
             queue.retrying = True
         else:
             self._fail(batch, error)
-        if p.strict_order:
+        if p.strict_order and not p.idempotent:
             # Held batches older than a written one can no longer be retried in order: they
-            # fail with the error that stopped them.
+            # fail with the error that stopped them (an idempotent retry is found in the log).
             for held in [b for b in queue.held if b.seq < queue.acked_seq]:
                 queue.held.remove(held)
                 self._fail(held)
