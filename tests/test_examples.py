@@ -21,7 +21,8 @@ def run_example(name: str, *args: str) -> list[str]:
 
 TESTED = {"with-broker.sh", "kcat-roundtrip.sh", "nginx-access-log.sh", "errors-with-jq.sh", "library.py", "data"}
 TESTED_WITH_THE_AGENT = {"agent-nginx.toml", "agent-java.toml", "logship-agent.service"}  # test_agent_config.py
-TESTED_ELSEWHERE = {"cluster.toml"}  # test_cluster_units.py
+TESTED_ELSEWHERE = {"cluster.toml",  # test_cluster_units.py
+                    "prometheus.yml", "grafana-logship.json"}  # test_metrics_prometheus.py
 
 
 def test_every_example_has_a_test():

@@ -29,6 +29,7 @@ Invariant: a file's checkpoint moves only past lines whose batch the broker ackn
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -69,6 +70,8 @@ class Agent:
         self.shipper = shipper
         self.writer: CheckpointWriter | None = None
         self.watcher: Watcher | None = None
+        self.metrics = None  # metrics.AgentMetrics with its endpoint, when the config asks for them
+        self._endpoint = None
 
     # --- control (any thread, or a signal handler) ---------------------------------------------
 
@@ -89,6 +92,13 @@ class Agent:
         cfg = self.config
         self._lock_fd = acquire(cfg.state_dir)
         try:
+            if cfg.metrics:
+                from ..metrics_endpoint import MetricsEndpoint, parse_metrics_address
+                from .metrics import AgentMetrics
+
+                self.metrics = AgentMetrics()
+                self._endpoint = MetricsEndpoint(self.metrics.registry, *parse_metrics_address(cfg.metrics))
+                log.info("metrics for Prometheus at %s", self._endpoint.url)
             states, existed = load_states(cfg.state_dir)
             self.files.restore(states, existed, time.monotonic())
             self.writer = CheckpointWriter(cfg.state_dir, cfg.checkpoint_interval)
@@ -143,6 +153,8 @@ class Agent:
         self._acks()
         self.files.timers(now)
         self._snapshot(now)
+        if self.metrics is not None and now - self.metrics.published_at >= 1.0:
+            self._publish()
         if self._report:
             self._report = False
             log.info("counters: %s", self.counters_now())
@@ -185,6 +197,8 @@ class Agent:
             if self.writer is not None:
                 self.writer.close(cfg.shutdown_timeout)
             self.files.close_all()
+            if self._endpoint is not None:
+                self._endpoint.close()
             self._release()
             self.counters_now()
             log.info("stopped: %s", self.counters)
@@ -238,6 +252,8 @@ class Agent:
         """Records of `lines` into the open batches, with the checkpoint steps they complete."""
         if lines.truncated:
             self.counters.lines_truncated += len(lines.truncated)
+        if self.metrics is not None and lines.values:
+            self.metrics.read(route.label, route.topic, len(lines.values), sum(map(len, lines.values)))
         self.batches.add_lines(state, route, lines)
 
     def _submit(self) -> None:
@@ -252,6 +268,8 @@ class Agent:
                 self.counters.lines += batch.count
                 self.counters.bytes += batch.value_bytes
                 self.counters.batches += 1
+                if self.metrics is not None:
+                    self.metrics.shipped(batch.origins, batch.topic)
             else:
                 self.counters.records_rejected += batch.count
             for step in batch.steps:
@@ -260,6 +278,19 @@ class Agent:
         for state in touched:
             if state.advance():
                 self.files.dirty = True
+
+    def _publish(self) -> None:
+        """Hand the metrics what a scrape reads: bytes behind per file (one fstat each), batches
+        pending, the counters, the last checkpoint write."""
+        files = []
+        for tailer in self.files.tailers.values():
+            if tailer.fd >= 0:
+                try:
+                    files.append((tailer.path, max(os.fstat(tailer.fd).st_size - tailer.state.offset, 0)))
+                except OSError:
+                    pass
+        self.metrics.publish(files, self.shipper.pending if self.shipper is not None else 0,
+                             self.counters_now().as_dict(), self.writer.written_at if self.writer else time.time())
 
     # --- checkpoints -------------------------------------------------------------------------
 

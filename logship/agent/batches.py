@@ -33,7 +33,7 @@ RECORD_SLACK = 32  # bytes a record may take besides its value and the file's fi
 
 class OutgoingBatch:
     __slots__ = ("topic", "partition", "pieces", "count", "size", "value_bytes", "created", "timestamp_ms",
-                 "steps")
+                 "steps", "origins")
 
     def __init__(self, topic: str, partition: int):
         self.topic = topic
@@ -45,12 +45,19 @@ class OutgoingBatch:
         self.created = time.monotonic()
         self.timestamp_ms = int(time.time() * 1000)
         self.steps: list = []
+        self.origins: dict[str, list[int]] = {}  # input label -> [lines, bytes] (for the metrics)
 
-    def add(self, body: bytes, count: int, value_bytes: int) -> None:
+    def add(self, body: bytes, count: int, value_bytes: int, origin: str = "") -> None:
         self.pieces.append(body)
         self.count += count
         self.size += len(body)
         self.value_bytes += value_bytes
+        counts = self.origins.get(origin)
+        if counts is None:
+            self.origins[origin] = [count, value_bytes]
+        else:
+            counts[0] += count
+            counts[1] += value_bytes
 
     def __repr__(self) -> str:
         return f"<OutgoingBatch {self.topic}-{self.partition} {self.count} records {self.size} bytes>"
@@ -118,7 +125,7 @@ class OpenBatches:
             truncated = [t - index for t in lines.truncated if index <= t < stop] if lines.truncated else []
             part = values if index == 0 and stop == count else values[index:stop]
             body = encode(part, lines.starts[index:stop], truncated, batch.count, template)
-            batch.add(body, stop - index, ends[stop - 1] - base - overhead * (stop - index))
+            batch.add(body, stop - index, ends[stop - 1] - base - overhead * (stop - index), route.label)
             batch.steps.append(state.add(lines.end if stop == count else lines.starts[stop]))
             index = stop
             if batch.size >= limit - overhead:

@@ -199,6 +199,7 @@ class CheckpointWriter(threading.Thread):
         self.state_dir = state_dir
         self.interval = interval
         self.writes = 0
+        self.written_at = time.time()  # when the checkpoints were last written (for the metrics)
         self.error: BaseException | None = None
         self._cond = threading.Condition()
         self._snapshot: list[dict] | None = None
@@ -227,6 +228,7 @@ class CheckpointWriter(threading.Thread):
             try:
                 write_states(self.state_dir, entries)
                 self.writes += 1
+                self.written_at = time.time()
             except OSError as exc:  # keep going: the next snapshot may succeed (disk full...)
                 if self.error is None:
                     log.error("cannot write checkpoints to %s: %s", self.state_dir, exc)

@@ -36,6 +36,7 @@ Top-level options and their defaults (every one optional):
     linger = "100ms"             send a batch that is not full after this long
     max_in_flight = 4            Produce requests awaiting an answer per connection (at most 5)
     idempotence = true           a producer id and sequences: the broker stores a retry once
+    metrics = ""                 [HOST:]PORT to serve Prometheus metrics at /metrics (off when empty)
     queue_bytes = "16M"          stop reading while this much awaits acknowledgement
     request_timeout = "30s"      a Produce not answered by then: the connection is dropped
     retry_backoff_max = "2s"     retry backoff doubles from 100 ms up to this
@@ -70,6 +71,7 @@ from pathlib import Path
 from ..client import default_brokers, parse_brokers
 from ..compression import CODEC_NAMES, codec_by_name
 from ..errors import ConfigError, InvalidTopicError
+from ..metrics_endpoint import parse_metrics_address
 from ..topic_names import validate_topic_name
 from .lines import ENCODINGS, LINE_TERMINATORS
 
@@ -187,6 +189,7 @@ class AgentConfig:
     linger: float = 0.1
     max_in_flight: int = 4
     idempotence: bool = True
+    metrics: str = ""  # [HOST:]PORT of the Prometheus endpoint (agent/metrics.py), "" for none
     queue_bytes: int = 16 << 20
     request_timeout: float = 30.0
     retry_backoff_max: float = 2.0
@@ -211,6 +214,11 @@ class AgentConfig:
             raise ConfigError("read_bytes must be at least 4K")
         if self.max_in_flight < 1:
             raise ConfigError("max_in_flight must be at least 1")
+        if self.metrics:
+            try:
+                parse_metrics_address(self.metrics)
+            except ValueError as exc:
+                raise ConfigError(f"metrics: {exc}") from None
         if self.queue_bytes < self.batch_bytes:
             raise ConfigError("queue_bytes must be at least batch_bytes")
         for inp in self.inputs:

@@ -24,11 +24,12 @@ __all__ = ["Route"]
 class Route:
     """See the module docstring."""
 
-    __slots__ = ("input", "topic", "path", "key", "template", "partition")
+    __slots__ = ("input", "topic", "path", "key", "template", "partition", "label")
 
     def __init__(self, inp: InputConfig, path: str, host: str):
         self.input = inp
         self.topic = inp.topic
+        self.label = inp.paths[0] if inp.paths else ""  # names the input in the metrics
         self.path = path
         self.key = inp.render_key(host, path)
         headers = [("host", host.encode()), ("path", os.fsencode(path))]

@@ -39,11 +39,14 @@ from .units import INT32_MAX, SIZE
                    "decides); other than utf-8, lines are shipped as UTF-8 [default: utf-8].")
 @click.option("--line-terminator", type=click.Choice(["auto", "lf"]), default=None,
               help="auto: a \\r before \\n is stripped; lf: kept [default: auto].")
+@click.option("--metrics", default=None, metavar="[HOST:]PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (a PORT alone: on 127.0.0.1).")
 @click.option("--status", is_flag=True, help="Show, per checkpointed file, shipped offset vs size, and exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --status: JSON lines.")
 @log_options
 def agent(paths, config_path, topic, brokers, state_dir, key, fields, exclude, start_position,
-          multiline_start, max_line_bytes, encoding, line_terminator, status, as_json, log_level, log_format) -> int:
+          multiline_start, max_line_bytes, encoding, line_terminator, metrics, status, as_json, log_level,
+          log_format) -> int:
     """Tail log files and ship every line to a topic, without losing one.
 
     Lines become records (value: the line; headers: host, path, offset; zstd-compressed,
@@ -72,7 +75,7 @@ def agent(paths, config_path, topic, brokers, state_dir, key, fields, exclude, s
         _show_status(directory, file_status(directory), agent_pid(directory), as_json)
         return ExitStatus.OK
 
-    overrides = {"brokers": brokers, "state_dir": Path(state_dir) if state_dir else None}
+    overrides = {"brokers": brokers, "state_dir": Path(state_dir) if state_dir else None, "metrics": metrics}
     if config_path:
         if paths or topic:
             raise click.UsageError("give either --config or PATH_GLOB... --topic, not both")
