@@ -34,6 +34,7 @@ class ScriptedServer:
         self.port = self.sock.getsockname()[1]
         self.address = f"127.0.0.1:{self.port}"
         self.metadata_requests = 0
+        self.producer_ids = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -79,6 +80,10 @@ class ScriptedServer:
                     {"error_code": 0, "partition_index": p, "leader_id": 1, "replica_nodes": [1], "isr_nodes": [1],
                      "offline_replicas": []} for p in range(self.topics[name])]}
                     for name in names if name in self.topics]})
+        if key == ApiKey.INIT_PRODUCER_ID:  # an idempotent producer's first request
+            self.producer_ids += 1
+            return encode_response(key, version, cid, {"throttle_time_ms": 0, "error_code": 0,
+                                                       "producer_id": 1000 + self.producer_ids, "producer_epoch": 0})
         return self.answer_other(request)
 
     def answer_other(self, request: Request) -> bytes | None:

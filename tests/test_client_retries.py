@@ -85,9 +85,11 @@ def test_retriable_errors_are_retried_in_order_one_at_a_time():
 
 def test_a_batch_is_not_retried_once_a_later_one_was_written():
     # The first batch fails retriably while the second, already in flight, is written:
-    # retrying the first would put it after the second, so it fails instead.
+    # retrying the first would put it after the second, so it fails instead (without
+    # idempotence: an idempotent producer retries it, and the broker finds it or refuses the
+    # second until it comes: test_idempotence_client.py).
     broker = ScriptedBroker(lambda n: (6, True) if n == 0 else (0, False))
-    producer, error, values = _produce_two_batches(broker)
+    producer, error, values = _produce_two_batches(broker, idempotence=False)
     assert isinstance(error, DeliveryError) and error.failed == 100
     assert isinstance(error.first_error, NotLeaderError)
     assert producer.acknowledged == 100 and producer.failed == 100

@@ -198,16 +198,6 @@ def _print_configs(name: str, entries: dict, as_json: bool) -> None:
     click.echo(tabulate([[e.name, e.value, e.source] for e in entries.values()], headers=["name", "value", "source"]))
 
 
-def _size(nbytes: int | None) -> str:
-    if nbytes is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if nbytes < 1024 or unit == "GiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    return str(nbytes)
-
-
 @topics.command()
 @click.argument("name")
 @brokers_option
