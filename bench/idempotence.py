@@ -1,0 +1,77 @@
+"""The cost of idempotent producing, side by side in one run against one `logship serve`.
+
+    python bench/idempotence.py [--records 1000000] [--size 200] [--rounds 3]
+
+For each round, in alternating order so that a noisy machine hurts both sides alike:
+`logship produce` of a file of lines with idempotence on (its default) and with
+`--no-idempotence`, and kcat with `-X enable.idempotence=true` and `=false`, each into a
+topic of its own. Prints records/s per run and, at the end, the ratio on/off of the medians
+for each client (the issue's goal: at least 0.95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.broker import timed  # noqa: E402
+from logship.broker_process import BrokerProcess, child_env  # noqa: E402
+from logship.cli.bench import log_lines  # noqa: E402
+
+
+def runs(broker: BrokerProcess, lines: Path, round_: int) -> dict[str, float]:
+    """Seconds of each of the four producers for this round, on/off order alternating."""
+    logship = [sys.executable, "-m", "logship", "produce", "--brokers", broker.address]
+    kcat = ["kcat", "-P", "-b", broker.address, "-l", str(lines), "-X", "linger.ms=5",
+            "-X", "queue.buffering.max.messages=1000000", "-X", "acks=all"]
+    cases = {
+        "logship produce, idempotent": lambda t: timed([*logship, t], stdin=lines.open("rb"), env=child_env()),
+        "logship produce, --no-idempotence": lambda t: timed([*logship, "--no-idempotence", t],
+                                                             stdin=lines.open("rb"), env=child_env()),
+        "kcat, enable.idempotence=true": lambda t: timed([*kcat, "-t", t, "-X", "enable.idempotence=true"]),
+        "kcat, enable.idempotence=false": lambda t: timed([*kcat, "-t", t, "-X", "enable.idempotence=false"]),
+    }
+    order = list(cases)
+    if round_ % 2:  # off before on
+        order = [order[1], order[0], order[3], order[2]]
+    return {label: cases[label](f"r{round_}-{i}") for i, label in enumerate(order)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--size", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    n = args.records
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        lines = tmp / "lines.txt"
+        lines.write_bytes(log_lines(n, args.size))
+        broker = BrokerProcess(tmp / "data").start()
+        seconds: dict[str, list[float]] = {}
+        try:
+            print(f"{n:,} records of {args.size} bytes, acks=all, {args.rounds} rounds")
+            for round_ in range(args.rounds):
+                for label, took in runs(broker, lines, round_).items():
+                    seconds.setdefault(label, []).append(took)
+                    print(f"round {round_ + 1}  {label:<36} {n / took:>12,.0f} records/s", flush=True)
+        finally:
+            broker.stop()
+        median = {label: statistics.median(values) for label, values in seconds.items()}
+        for client, on, off in (("logship produce", "logship produce, idempotent", "logship produce, --no-idempotence"),
+                                ("kcat", "kcat, enable.idempotence=true", "kcat, enable.idempotence=false")):
+            print(f"{client}: idempotent / not = {median[off] / median[on]:.2f} (medians)")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
