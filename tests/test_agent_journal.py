@@ -60,6 +60,23 @@ def test_sequences_wrap_and_follow_the_producer(tmp_path):
     assert [e.pid for e in rec.unacked] == [7, 8]
 
 
+def test_a_restamped_batch_replaces_the_old_one_without_applying_its_steps(tmp_path):
+    j = _fresh(tmp_path)
+    steps = [{"dev": 1, "ino": 2, "gen": None, "fp_len": 5, "fp": "ab", "offset": 40, "path": "/nonexistent"}]
+    old = _entry(4, steps=steps)
+    j.append_sent(old)
+    j.set_producer(9, 0)
+    new = _entry(0, pid=9, steps=steps, data=b"restamped")
+    j.append_restamped(old.key, new)
+    j.close()
+    rec = J.load(tmp_path)
+    assert [(e.key, e.data, e.acked) for e in rec.entries] == [(new.key, b"restamped", False)]
+    assert rec.producer == (9, 0) and rec.next_sequences == {("logs", 0): 2}
+    states = []
+    plan = J.restore_steps(states, rec)
+    assert list(plan) == [new.key] and states[0].offset == 0 and len(states[0].pending) == 1
+
+
 def test_torn_tail_at_every_byte_of_the_last_entry(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

@@ -16,6 +16,8 @@ A segment is an 8-byte header, b"LSJOURN" + bytes([VERSION]), then entries:
   completes, one per file generation it holds lines of], "acked": bool}; payload: the batch's bytes
   exactly as sent (compressed, pid/epoch/seq in its header); empty when "acked" (a rewritten copy).
 - ACKED (2): meta {"keys": [[t, p, pid, epoch, seq], ...]}: those SENT batches were acknowledged.
+- SUPERSEDED (4): meta {"keys": [...]}: those SENT batches were stamped again under a new producer
+  id (journaled anew in the same write): dropped, their steps NOT applied (they moved with them).
 - PRODUCER (3): meta {"pid", "epoch", "next": [[t, p, seq], ...]}: the producer id in use and
   the next sequence of each partition; always the first entry of a segment, and written again
   whenever the producer gets a new id or epoch.
@@ -37,8 +39,8 @@ Wiring plan (for the lead; shipper.py and client/ are not changed here):
 1. Producer hooks: `on_stamped(batch_key, data)` called on the sender thread once a batch is
    stamped with pid/epoch/seq and before its first send; it may block (journal fsync) and it is
    called again if the batch is re-stamped (new producer id: sequences restart from seq_base), so
-   the journal gets a PRODUCER entry then new SENT entries under the new key (the old keys are
-   acked as superseded, their steps moving with the new entries); `Producer(..., producer_id=,
+   the journal gets `set_producer` then `append_restamped(old_key, new_entry)` (same steps and
+   records, new pid/epoch/seq and bytes: the old entry is superseded, its steps not applied); `Producer(..., producer_id=,
    producer_epoch=, next_sequences=)` to start with the journal's; `send_stamped(topic, partition,
    data, count, on_delivery)` to queue pre-built bytes that keep their sequence (no re-stamping
    unless the id changes); the in-flight slot freed only after `on_delivery` returns, which
@@ -76,12 +78,12 @@ from ..crc import crc32c
 from .checkpoint import FileState
 from .identity import head_matches
 
-__all__ = ["Journal", "Recovery", "SentEntry", "load", "restore_steps", "VERSION", "SENT", "ACKED", "PRODUCER"]
+__all__ = ["Journal", "Recovery", "SentEntry", "load", "restore_steps", "VERSION", "SENT", "ACKED", "PRODUCER", "SUPERSEDED"]
 
 log = logging.getLogger("logship.agent")
 VERSION = 1
 HEADER = b"LSJOURN" + bytes([VERSION])
-SENT, ACKED, PRODUCER = 1, 2, 3
+SENT, ACKED, PRODUCER, SUPERSEDED = 1, 2, 3, 4
 SEQUENCES = 1 << 31
 _FRAME = struct.Struct(">II")
 _META = struct.Struct(">BI")
@@ -212,6 +214,9 @@ def load(state_dir: Path) -> Recovery:
                     e = by_key.get(tuple(key))
                     if e is not None:
                         e.acked, e.data = True, None
+            elif kind == SUPERSEDED:
+                gone = {id(by_key.pop(tuple(key), None)) for key in meta["keys"]}
+                rec.entries = [e for e in rec.entries if id(e) not in gone]
             else:
                 raise _Corrupt(f"unknown entry kind {kind}")
     except (_Corrupt, KeyError, TypeError, ValueError) as exc:
@@ -273,6 +278,18 @@ class Journal:
             if (entry.pid, entry.epoch) == self.producer:
                 self.next_sequences[(entry.topic, entry.partition)] = (entry.seq + entry.count) % SEQUENCES
             self._write(encode_entry(SENT, _sent_meta(entry), entry.data or b""))
+        self._wait_durable()
+
+    def append_restamped(self, old_key: tuple, entry: SentEntry) -> None:
+        """The batch `old_key` goes again as `entry` (a new producer id or epoch: same records
+        and steps, new stamp and bytes): one write, durable on return."""
+        with self._cond:
+            self.live.pop(tuple(old_key), None)
+            self.live[entry.key] = entry
+            if (entry.pid, entry.epoch) == self.producer:
+                self.next_sequences[(entry.topic, entry.partition)] = (entry.seq + entry.count) % SEQUENCES
+            self._write(encode_entry(SENT, _sent_meta(entry), entry.data or b"")
+                        + encode_entry(SUPERSEDED, {"keys": [list(old_key)]}))
         self._wait_durable()
 
     def append_acked(self, keys: list[tuple]) -> None:
