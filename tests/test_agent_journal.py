@@ -163,6 +163,41 @@ def test_compaction_keeps_the_unacked_and_the_not_yet_checkpointed(tmp_path):
     assert len([p for p in tmp_path.iterdir()]) == 1  # one segment, older ones deleted
 
 
+def test_a_skipped_snapshot_is_covered_by_the_next_durable_one(tmp_path):
+    j = _fresh(tmp_path)
+    a, b = _entry(0), _entry(2)
+    j.append_sent(a)
+    j.append_sent(b)
+    j.append_acked([a.key, b.key])
+    j.mark_applied(a.key)
+    j.checkpoint_taken()  # this snapshot is skipped by the writer...
+    j.mark_applied(b.key)
+    j.checkpoint_durable(j.checkpoint_taken())  # ...as the next one holds it too
+    j.close()
+    assert J.load(tmp_path).entries == []
+
+
+def test_size_stays_bounded(tmp_path):
+    j = _fresh(tmp_path)
+    seq = 0
+    sizes = []
+    for _ in range(40):
+        batch = [_entry(seq + 2 * i, data=os.urandom(2000)) for i in range(3)]
+        seq += 6
+        for e in batch:
+            j.append_sent(e)
+        j.append_acked([e.key for e in batch[:2]])  # one stays in flight
+        for e in batch[:2]:
+            j.mark_applied(e.key)
+        j.checkpoint_durable(j.checkpoint_taken())
+        j.append_acked([batch[2].key])
+        j.mark_applied(batch[2].key)
+        sizes.append(j.size())
+    j.close()
+    assert max(sizes) < 3000  # the one batch in flight, not the 240 KB sent
+    assert [e.seq for e in J.load(tmp_path).entries] == [seq - 2]
+
+
 def test_leftovers_of_an_interrupted_rotation_are_removed(tmp_path):
     j = _fresh(tmp_path)
     j.append_sent(_entry(0))

@@ -253,6 +253,8 @@ class Journal:
         self.next_sequences = dict(rec.next_sequences)
         self.live: dict[tuple, SentEntry] = {e.key: e for e in rec.entries}
         self.applied: set[tuple] = set()
+        self._taken: dict[int, set] = {}  # checkpoint token -> keys its snapshot holds
+        self._tokens = 0
         self.segment = rec.segment
         self.error: BaseException | None = None
         self._cond = threading.Condition()
@@ -340,19 +342,22 @@ class Journal:
         with self._cond:
             self.applied.add(tuple(key))
 
-    def checkpoint_taken(self) -> frozenset:
-        """Call when a checkpoint snapshot is handed to the writer: the token of what it holds."""
+    def checkpoint_taken(self) -> int:
+        """Call when a checkpoint snapshot is handed to the writer: a token for what it holds."""
         with self._cond:
-            token, self.applied = frozenset(self.applied), set()
-            return token
+            self._tokens += 1
+            self._taken[self._tokens], self.applied = self.applied, set()
+            return self._tokens
 
-    def checkpoint_durable(self, token: frozenset) -> None:
-        """That snapshot is durable: drop its entries and rotate into a compacted segment."""
+    def checkpoint_durable(self, token: int) -> None:
+        """Snapshot `token` is durable, and with it every earlier one (the writer skips
+        superseded snapshots): drop their entries and rotate into a compacted segment."""
         with self._cond:
-            for key in token:
-                e = self.live.get(key)
-                if e is not None and e.acked:
-                    del self.live[key]
+            for n in [n for n in self._taken if n <= token]:
+                for key in self._taken.pop(n):
+                    e = self.live.get(key)
+                    if e is not None and e.acked:
+                        del self.live[key]
             while self._syncing:
                 self._cond.wait()
             self._rotate()
