@@ -36,30 +36,33 @@ warning, and the agent starts with a new producer id from checkpoints.json alone
 be shipped twice, never lost.
 
 Wiring plan (for the lead; shipper.py and client/ are not changed here):
-1. Producer hooks: `on_stamped(batch_key, data)` called on the sender thread once a batch is
-   stamped with pid/epoch/seq and before its first send; it may block (journal fsync) and it is
-   called again if the batch is re-stamped (new producer id: sequences restart from seq_base), so
-   the journal gets `set_producer` then `append_restamped(old_key, new_entry)` (same steps and
-   records, new pid/epoch/seq and bytes: the old entry is superseded, its steps not applied); `Producer(..., producer_id=,
-   producer_epoch=, next_sequences=)` to start with the journal's; `send_stamped(topic, partition,
-   data, count, on_delivery)` to queue pre-built bytes that keep their sequence (no re-stamping
-   unless the id changes); the in-flight slot freed only after `on_delivery` returns, which
-   calls `journal.append_acked` (durable). split_too_large must be off with the journal (halves
-   would need new sequences): the agent keeps batch_bytes under the broker's limit.
-2. agent.start(): `rec = journal.load(state_dir)`, `states = load_states()`, `plan =
-   restore_steps(states, rec)` (acked steps applied, unacked ones pending), then
-   `Journal(state_dir, rec)`; the Shipper starts the Producer with rec's pid/epoch/next sequences
-   and `send_stamped`s rec.unacked in order, each batch's on-ack marking plan[key] acked; files
-   are tailed after that. With rec.producer None: a fresh InitProducerId.
-3. agent._acks(): for a batch whose steps are all applied (popped from their pending), call
-   `journal.mark_applied(key)`; _snapshot(): `token = journal.checkpoint_taken()` with the
-   submitted snapshot; CheckpointWriter, once that snapshot is durable: `journal.checkpoint_durable
-   (token)`. A batch refused for good is acked in the journal too (its steps complete, as now).
-What still allows a duplicate: the broker forgot the producer (the agent was down longer than
-producer.id.expiration.ms, or the partition's producer state was lost): the resend gets
+1. Producer hooks: `on_stamped(batch, data)` on the sender thread once a batch is stamped with
+   pid/epoch/seq, before its first send; it may block (append_sent's fsync: one per batch, shared
+   by batches stamped meanwhile). Re-stamped under a new producer id (sequences restart from
+   seq_base): `set_producer`, then `append_restamped(old_key, new_entry)` per batch (same records
+   and steps, new stamp and bytes; the old entry's steps are not applied). `Producer(...,
+   producer_id=, producer_epoch=, next_sequences=)` to start where the journal left off;
+   `send_stamped(topic, partition, data, count, on_delivery)` to queue bytes that keep their
+   stamp; an in-flight slot freed only after `on_delivery` returns, which calls `append_acked`
+   (durable on return). split_too_large off (halves would need new sequences): batch_bytes stays
+   under the broker's limit; a batch refused for good is acked here too (its steps complete).
+2. agent.start(): `rec = journal.load(dir)`, `states = load_states(dir)`, `plan =
+   restore_steps(states, rec)` (acked steps applied, unacked ones pending), `Journal(dir, rec)`;
+   the Producer starts with rec's pid/epoch/next sequences (rec.producer None: InitProducerId)
+   and `send_stamped`s rec.unacked in order, each ack marking plan[key] acked and advancing;
+   only then are files read (new batches must follow the resent ones' sequences).
+3. agent._acks(): `mark_applied(key)` for each batch whose steps are all applied (popped from
+   their states' pending; one blocked behind an unacked step is marked when it is applied);
+   _snapshot(): `token = checkpoint_taken()` with each snapshot submitted; CheckpointWriter,
+   once a snapshot is durable: `checkpoint_durable(token)` (covers the skipped earlier ones).
+Costs: unacked batches' bytes stay in memory (they do in the producer anyway) and are copied
+at each rotation; acked entries keep only their steps.
+What still allows a duplicate: the broker forgot the producer (the agent down longer than
+producer.id.expiration.ms, or the partition's producer state lost): the resend gets
 UNKNOWN_PRODUCER_ID, a new id, and is stored again; the journal lost with its disk, or moved
-aside as corrupt; the broker de-duplicating only its last five batches if a producer bug ever let
-more be in flight; idempotence off (config idempotence = false).
+aside as corrupt (then lines read since the last checkpoint are shipped again); a batch still
+unacked when the journal's fdatasync fails (the agent must stop: nothing more is journaled);
+idempotence off (config idempotence = false).
 """
 
 from __future__ import annotations
