@@ -163,6 +163,20 @@ def test_compaction_keeps_the_unacked_and_the_not_yet_checkpointed(tmp_path):
     assert len([p for p in tmp_path.iterdir()]) == 1  # one segment, older ones deleted
 
 
+def test_next_sequences_survive_compaction_of_the_latest_batch(tmp_path):
+    j = _fresh(tmp_path)
+    a, b, c = _entry(0), _entry(2), _entry(4)
+    for e in (a, b, c):
+        j.append_sent(e)
+    j.append_acked([b.key, c.key])
+    j.mark_applied(c.key)  # b not applied yet: kept, c dropped
+    j.checkpoint_durable(j.checkpoint_taken())
+    j.close()
+    rec = J.load(tmp_path)
+    assert [(e.seq, e.acked) for e in rec.entries] == [(0, False), (2, True)]
+    assert rec.next_sequences == {("logs", 0): 6} and rec.producer == (7, 0)
+
+
 def test_a_skipped_snapshot_is_covered_by_the_next_durable_one(tmp_path):
     j = _fresh(tmp_path)
     a, b = _entry(0), _entry(2)

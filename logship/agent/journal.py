@@ -19,8 +19,8 @@ A segment is an 8-byte header, b"LSJOURN" + bytes([VERSION]), then entries:
 - SUPERSEDED (4): meta {"keys": [...]}: those SENT batches were stamped again under a new producer
   id (journaled anew in the same write): dropped, their steps NOT applied (they moved with them).
 - PRODUCER (3): meta {"pid", "epoch", "next": [[t, p, seq], ...]}: the producer id in use and
-  the next sequence of each partition; always the first entry of a segment, and written again
-  whenever the producer gets a new id or epoch.
+  the next sequence of each partition; it ends a segment's rewritten part (after the copies of
+  the live entries, which leave the sequences alone) and is written again on each new id or epoch.
 
 Invariants. A SENT entry is durable (written, fdatasynced) before its batch is sent; ACKED
 entries share fdatasyncs (group commit: `append_acked` blocks until durable); the producer frees
@@ -376,8 +376,8 @@ class Journal:
         number = self.segment + 1
         path = self.state_dir / f"{_PREFIX}{number:020d}{_SUFFIX}"
         tmp = path.with_name(path.name + ".tmp")
-        parts = [HEADER, self._producer_entry()]
-        parts += [encode_entry(SENT, _sent_meta(e), e.data or b"") for e in self.live.values()]
+        parts = [HEADER] + [encode_entry(SENT, _sent_meta(e), e.data or b"") for e in self.live.values()]
+        parts.append(self._producer_entry())  # last: the copies before it leave the sequences alone
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
             view = memoryview(b"".join(parts))
