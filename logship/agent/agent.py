@@ -281,7 +281,7 @@ class Agent:
 
     def _publish(self) -> None:
         """Hand the metrics what a scrape reads: bytes behind per file (one fstat each), batches
-        pending, the counters, the last checkpoint write."""
+        pending, the counters, the last checkpoint write (now, when nothing waits to be written)."""
         files = []
         for tailer in self.files.tailers.values():
             if tailer.fd >= 0:
@@ -289,8 +289,11 @@ class Agent:
                     files.append((tailer.path, max(os.fstat(tailer.fd).st_size - tailer.state.offset, 0)))
                 except OSError:
                     pass
-        self.metrics.publish(files, self.shipper.pending if self.shipper is not None else 0,
-                             self.counters_now().as_dict(), self.writer.written_at if self.writer else time.time())
+        pending = self.shipper.pending if self.shipper is not None else 0
+        current = not pending and not self.files.dirty and not any(state.dirty for state in self.files.states)
+        # checkpoints with nothing new to record are as fresh as can be: an idle agent is not stale
+        written = time.time() if current or self.writer is None else self.writer.written_at
+        self.metrics.publish(files, pending, self.counters_now().as_dict(), written)
 
     # --- checkpoints -------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ second: the HTTP thread never touches the loop's state):
     logship_agent_pending_batches        batches sent and not acknowledged yet
     logship_agent_retries_total, logship_agent_records_rejected_total,
     logship_agent_lines_truncated_total, logship_agent_bytes_skipped_total   (the Counters)
-    logship_agent_checkpoint_age_seconds  since the checkpoints were last written durably
+    logship_agent_checkpoint_age_seconds  since the checkpoints were last written durably (0 while
+                                         nothing acknowledged waits to be written: an idle agent)
     process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds...
 """
 
