@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["parse_hostport", "format_hostport"]
+__all__ = ["parse_hostport", "format_hostport", "parse_metrics_address", "DEFAULT_METRICS_PORT"]
+
+DEFAULT_METRICS_PORT = 9309
 
 
 def parse_hostport(text: str, default_port: int = 9092) -> tuple[str, int]:
@@ -23,3 +25,12 @@ def parse_hostport(text: str, default_port: int = 9092) -> tuple[str, int]:
 def format_hostport(host: str, port: int) -> str:
     """`host:port`, with brackets around an IPv6 address."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_metrics_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `HOST` (port 9309) or `PORT` alone (on 127.0.0.1), for --metrics; ValueError
+    otherwise."""
+    text = text.strip()
+    if text.isdigit():
+        text = f":{text}"
+    return parse_hostport(text, DEFAULT_METRICS_PORT)

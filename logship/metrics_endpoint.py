@@ -17,7 +17,7 @@ from prometheus_client import make_wsgi_app
 
 from .errors import LogshipError
 
-__all__ = ["MetricsEndpoint", "parse_metrics_address", "DEFAULT_METRICS_PORT"]
+__all__ = ["MetricsEndpoint", "MetricsBindError"]
 
 
 class MetricsBindError(LogshipError):
@@ -25,17 +25,6 @@ class MetricsBindError(LogshipError):
 
 MAX_SCRAPES = 8
 TIMEOUT_S = 10.0
-DEFAULT_METRICS_PORT = 9309
-
-
-def parse_metrics_address(text: str) -> tuple[str, int]:
-    """`HOST:PORT`, `HOST` (port 9309) or `PORT` alone (on 127.0.0.1); ValueError otherwise."""
-    from .addresses import parse_hostport
-
-    text = text.strip()
-    if text.isdigit():
-        text = f":{text}"
-    return parse_hostport(text, DEFAULT_METRICS_PORT)
 
 
 class _Quiet(WSGIRequestHandler):

@@ -163,3 +163,14 @@ def test_a_replica_learns_the_state_from_the_batches_it_copies(tmp_path):
         follower.append_batches(batch(9), client=True)
     leader.close()
     follower.close()
+
+
+def test_a_snapshot_write_interrupted_leaves_nothing_behind(tmp_path):
+    partition = open_partition(tmp_path, segment_bytes=4096)
+    _appended(partition, 10)
+    partition.close()
+    stray = partition.directory / "00000000000000000007.snapshot.tmp"
+    stray.write_bytes(b"half a snapshot")  # as a crash in the middle of a write leaves it
+    reopened = open_partition(tmp_path, segment_bytes=4096)
+    assert not stray.exists()
+    reopened.close()

@@ -93,7 +93,8 @@ class Agent:
         self._lock_fd = acquire(cfg.state_dir)
         try:
             if cfg.metrics:
-                from ..metrics_endpoint import MetricsEndpoint, parse_metrics_address
+                from ..addresses import parse_metrics_address
+                from ..metrics_endpoint import MetricsEndpoint
                 from .metrics import AgentMetrics
 
                 self.metrics = AgentMetrics()

@@ -71,7 +71,7 @@ from pathlib import Path
 from ..client import default_brokers, parse_brokers
 from ..compression import CODEC_NAMES, codec_by_name
 from ..errors import ConfigError, InvalidTopicError
-from ..metrics_endpoint import parse_metrics_address
+from ..addresses import parse_metrics_address
 from ..topic_names import validate_topic_name
 from .lines import ENCODINGS, LINE_TERMINATORS
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,7 @@ __all__ = ["BrokerMetrics"]
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
                     5, 10, 30)
 _SCRAPE_WAIT_S = 5.0
+_SNAPSHOT_TTL_S = 1.0
 _FIRST_TIMESTAMP = struct.Struct(">q")  # a batch's firstTimestamp, bytes 27-34 of its header
 _HEADER_BYTES = 61
 
@@ -140,15 +142,26 @@ def _records_per_byte(store, topic: str, index: int) -> float:
 
 
 class _StateCollector:
-    """Gauges read at scrape time from a snapshot taken on the event loop."""
+    """Gauges read at scrape time from a snapshot taken on the event loop, at most one a second
+    (concurrent and frequent scrapes share it, so scraping costs the loop a bounded time)."""
 
     def __init__(self, metrics: BrokerMetrics):
         self.metrics = metrics
+        self._lock = threading.Lock()
+        self._taken: tuple[float, dict] | None = None
+
+    def _snapshot(self) -> dict:
+        m = self.metrics
+        with self._lock:
+            if self._taken is None or time.monotonic() - self._taken[0] >= _SNAPSHOT_TTL_S:
+                snap = asyncio.run_coroutine_threadsafe(_snapshot(m), m.loop).result(_SCRAPE_WAIT_S)
+                self._taken = (time.monotonic(), snap)
+            return self._taken[1]
 
     def collect(self):
         m = self.metrics
         try:
-            snap = asyncio.run_coroutine_threadsafe(_snapshot(m), m.loop).result(_SCRAPE_WAIT_S)
+            snap = self._snapshot()
         except Exception:  # noqa: BLE001 - a scrape gets the counters at least
             return
         info = GaugeMetricFamily("logship_info", "This broker's version and node id.", labels=["version", "node_id"])

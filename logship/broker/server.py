@@ -288,11 +288,12 @@ class Server:
         header = framing.decode_request_header(frame)
         if header.api_key == ApiKey.API_VERSIONS and header.api_version > self.broker.advertised[ApiKey.API_VERSIONS][1]:
             return [framing.encode_unsupported_api_versions(header.correlation_id, self.broker.advertised)]
+        made = time.perf_counter() if self.broker.metrics is not None else 0.0
         request = framing.decode_request(frame, self.broker.versions(session.principal))
         reply = self.broker.handle(request.api_key, request.api_version, request.body,
                                    ClientInfo(request.client_id or "", host, session))
         respond = _Responder(request.api_key, request.api_version, request.correlation_id,
-                             None if self.broker.metrics is None else self.broker.metrics.answered)
+                             None if self.broker.metrics is None else self.broker.metrics.answered, made)
         if reply.fetch is not None:
             return _FetchTurn(reply.fetch, respond, asyncio.get_running_loop().time())
         if reply.deferred is not None:
@@ -327,9 +328,9 @@ class Server:
             plan = wait.plan(files)
             remaining = deadline - loop.time()
             if wait.ready(plan) or remaining <= 0 or self._stopping:
-                if self.broker.metrics is not None and wait.replica < 0:
-                    self.broker.metrics.fetched(plan.body)
                 try:
+                    if self.broker.metrics is not None and wait.replica < 0:
+                        self.broker.metrics.fetched(plan.body)
                     return turn.respond.parts(plan.body), plan
                 except BaseException:
                     plan.close()
@@ -401,10 +402,10 @@ class _Responder:
 
     __slots__ = ("api_key", "api_version", "correlation_id", "on_answer", "made")
 
-    def __init__(self, api_key: int, api_version: int, correlation_id: int, on_answer=None):
+    def __init__(self, api_key: int, api_version: int, correlation_id: int, on_answer=None, made: float = 0.0):
         self.api_key, self.api_version, self.correlation_id = api_key, api_version, correlation_id
         self.on_answer = on_answer
-        self.made = time.perf_counter() if on_answer is not None else 0.0
+        self.made = made  # time.perf_counter() before the request was decoded
 
     def answered(self) -> None:
         if self.on_answer is not None:

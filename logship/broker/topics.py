@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import logging
 import os
 
-from ..errors import (InvalidPartitionsError, InvalidReplicationFactorError, InvalidTopicError,
+from ..errors import (InvalidPartitionsError, InvalidReplicationFactorError, InvalidTopicError, KafkaStorageError,
                       LeaderNotAvailableError, LogshipError, RequestTimedOutError, TopicAlreadyExistsError,
                       UnknownTopicError)
 from ..protocol import ApiKey
@@ -71,14 +71,14 @@ def _leader_epoch(broker: Broker, name: str, index: int) -> int:
 
 
 def _topic_entry(broker: Broker, name: str, partitions: int, offline: set) -> dict:
-    """One topic of a single broker's Metadata. A partition gone offline has no leader (as
-    Kafka's partition whose only replica's log dir failed: LEADER_NOT_AVAILABLE, this node
-    among its offline replicas)."""
+    """One topic of a single broker's Metadata. A partition gone offline has no leader, as
+    Kafka's partition whose only replica's log dir failed, this node among its offline replicas,
+    and the error KAFKA_STORAGE_ERROR (so clients see why, and do not wait for a leader)."""
     node = broker.config.node_id
     entries = []
     for p in range(partitions):
         down = (name, p) in offline
-        entries.append({"error_code": LeaderNotAvailableError.code if down else 0, "partition_index": p,
+        entries.append({"error_code": KafkaStorageError.code if down else 0, "partition_index": p,
                         "leader_id": -1 if down else node, "leader_epoch": _leader_epoch(broker, name, p),
                         "replica_nodes": [node], "isr_nodes": [] if down else [node],
                         "offline_replicas": [node] if down else []})
@@ -98,12 +98,19 @@ def _cluster_topic(broker: Broker, name: str, allow_create: bool, offline: set) 
             code = error_code(exc)
         return {"error_code": code, "name": name, "is_internal": False, "partitions": []}
     return {"error_code": 0, "name": name, "is_internal": name.startswith("__"),
-            "partitions": [{"error_code": 0 if s.leader != -1 else LeaderNotAvailableError.code,
-                            "partition_index": p, "leader_id": s.leader, "leader_epoch": s.leader_epoch,
-                            "replica_nodes": list(s.replicas),
-                            "isr_nodes": [b for b in s.isr if (name, p) not in offline or b != broker.config.node_id],
-                            "offline_replicas": _offline_replicas(broker, name, p, s.removed, offline)}
-                           for p, s in sorted(parts.items())]}
+            "partitions": [_cluster_partition(broker, name, p, s, offline) for p, s in sorted(parts.items())]}
+
+
+def _cluster_partition(broker: Broker, name: str, index: int, state, offline: set) -> dict:
+    """A partition as the cluster metadata has it, and as this node's own copy stands: an
+    offline copy leaves the in-sync replicas, and an offline leader leaves no leader
+    (KAFKA_STORAGE_ERROR), as Kafka never names an offline replica as leader."""
+    node, down = broker.config.node_id, (name, index) in offline
+    leader = -1 if down and state.leader == node else state.leader
+    code = 0 if leader != -1 else KafkaStorageError.code if down else LeaderNotAvailableError.code
+    return {"error_code": code, "partition_index": index, "leader_id": leader, "leader_epoch": state.leader_epoch,
+            "replica_nodes": list(state.replicas), "isr_nodes": [b for b in state.isr if not down or b != node],
+            "offline_replicas": _offline_replicas(broker, name, index, state.removed, offline)}
 
 
 def _offline_replicas(broker: Broker, name: str, index: int, removed, offline: set) -> list[int]:

@@ -42,7 +42,7 @@ def _loop(screen, traffic, interval: float, view: str, brokers: str, bars: str) 
                 snapshot, error = traffic.sample(), None
             except LogshipError as exc:
                 error = str(exc)
-            next_sample = now + interval
+            next_sample = time.monotonic() + interval  # from the end: a slow sample leaves time for keys
             _draw(screen, snapshot, view, sort, brokers, error, bars)
         key = screen.getch()
         if key == -1:

@@ -12,8 +12,7 @@ import re
 
 import click
 
-from ..addresses import parse_hostport
-from ..metrics_endpoint import parse_metrics_address
+from ..addresses import parse_hostport, parse_metrics_address
 
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}

@@ -270,7 +270,8 @@ class Cluster:
             code = meta.error_code
             if code not in (0, 3, 5):
                 raise error_for_code(code, f"metadata for topic {name!r}: Kafka error code {code}")
-            leaderless = sorted(p.partition for p in meta.partitions.values() if p.leader < 0)
+            # a partition whose storage failed (KAFKA_STORAGE_ERROR) gets no leader by waiting
+            leaderless = sorted(p.partition for p in meta.partitions.values() if p.leader < 0 and p.error_code != 56)
             if code == 0 and meta.partitions and not leaderless:
                 return meta
             if code == 3 and not allow_create:

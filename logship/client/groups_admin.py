@@ -155,10 +155,14 @@ def describe_group(cluster: Cluster, group: str, must_exist: bool = False) -> Gr
     return description
 
 
-def list_groups(cluster: Cluster) -> list[GroupDescription]:
-    """Every group of every broker (ListGroups), described (DescribeGroups), by name."""
-    brokers = cluster.request(ApiKey.METADATA, {"topics": [], "allow_auto_topic_creation": False})["brokers"]
-    nodes = sorted(b["node_id"] for b in brokers) or [None]
+def list_groups(cluster: Cluster, node: int | None = None) -> list[GroupDescription]:
+    """Every group of every broker (or of broker `node`) (ListGroups), described
+    (DescribeGroups), by name."""
+    if node is not None:
+        nodes = [node]
+    else:
+        brokers = cluster.request(ApiKey.METADATA, {"topics": [], "allow_auto_topic_creation": False})["brokers"]
+        nodes = sorted(b["node_id"] for b in brokers) or [None]
     result: list[GroupDescription] = []
     for node in nodes:
         response = cluster.request(ApiKey.LIST_GROUPS, {}, node_id=node)

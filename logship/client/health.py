@@ -9,9 +9,10 @@ its own metadata, its version and its log directory:
   it lost, so asking every broker finds those too);
 * DescribeConfigs of the BROKER resource: `logship.version` on a logship broker; on Apache
   Kafka (which has no version config) `inter.broker.protocol.version` when it has one;
-* DescribeLogDirs: bytes held by its partitions, and from v4 (KIP-827, Kafka 3.3+ and
-  logship) the volume's total and usable bytes; a volume with less than `min_free` of it
-  usable is *nearly full*.
+* DescribeLogDirs: bytes held by its partitions in all its log directories, a directory it
+  reports failed (Kafka's JBOD), and from v4 (KIP-827, Kafka 3.3+ and logship) the total and
+  usable bytes of the fullest volume; one with less than `min_free` usable is *nearly full*.
+  A broker that answers Metadata is up, whatever DescribeLogDirs does.
 
 The verdict (`Health.status`): UNREACHABLE when no broker answers at all; DEGRADED when a
 broker named by the metadata does not answer, a partition is offline or under-replicated, or
@@ -24,7 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 
-from ..errors import LogshipError
+from ..errors import LogshipError, explain
 from ..protocol import ApiKey
 from .cluster import Cluster
 
@@ -54,6 +55,7 @@ class BrokerHealth:
     leaders: int = 0         # partitions led here
     log_dir: str | None = None
     used_bytes: int | None = None    # what the partitions' files take
+    dir_errors: list[str] = field(default_factory=list)  # log directories it reports failed
     total_bytes: int | None = None   # the volume holding the log dir (None: not told)
     usable_bytes: int | None = None
 
@@ -108,6 +110,7 @@ def check(cluster: Cluster, min_free: float = 0.1) -> Health:
         health.problems.append(f"{len(health.under_replicated)} under-replicated partition(s): "
                                f"{_few(health.under_replicated)}")
     for broker in health.brokers:
+        health.problems += [f"broker {broker.node_id}: {error}" for error in broker.dir_errors]
         free = broker.free_fraction
         if free is not None and free < min_free:
             health.problems.append(f"broker {broker.node_id}: {free:.1%} of its volume is free "
@@ -141,12 +144,21 @@ def _ask(cluster: Cluster, broker: BrokerHealth, offline: set, under: set) -> No
                 under.add(key)
     broker.topics = len(topics)
     broker.version = _version(cluster, node)
-    dirs = cluster.request(ApiKey.DESCRIBE_LOG_DIRS, {"topics": None}, node_id=node)
-    for result in dirs["results"][:1]:
-        broker.log_dir = result["log_dir"]
-        broker.used_bytes = sum(p["partition_size"] for t in result["topics"] for p in t["partitions"])
-        if result.get("total_bytes", -1) >= 0:
-            broker.total_bytes, broker.usable_bytes = result["total_bytes"], result["usable_bytes"]
+    try:
+        dirs = cluster.request(ApiKey.DESCRIBE_LOG_DIRS, {"topics": None}, node_id=node)
+    except LogshipError as exc:  # it answered Metadata: up, its disk unknown
+        broker.dir_errors.append(f"cannot describe its log directories: {exc}")
+        return
+    broker.log_dir = ", ".join(result["log_dir"] for result in dirs["results"]) or None
+    broker.used_bytes = sum(p["partition_size"] for result in dirs["results"] for t in result["topics"]
+                            for p in t["partitions"])
+    for result in dirs["results"]:
+        if result["error_code"]:
+            broker.dir_errors.append(f"log directory {result['log_dir']}: {_code_text(result['error_code'])}")
+        elif result.get("total_bytes", -1) >= 0:  # the fullest volume decides
+            fraction = result["usable_bytes"] / result["total_bytes"] if result["total_bytes"] else 1.0
+            if broker.free_fraction is None or fraction < broker.free_fraction:
+                broker.total_bytes, broker.usable_bytes = result["total_bytes"], result["usable_bytes"]
 
 
 def _version(cluster: Cluster, node: int) -> str | None:
@@ -162,6 +174,10 @@ def _version(cluster: Cluster, node: int) -> str | None:
     if values.get("inter.broker.protocol.version"):
         return f"kafka {values['inter.broker.protocol.version']}"
     return None
+
+
+def _code_text(code: int) -> str:
+    return explain(code)
 
 
 def _few(names: list[str], shown: int = 5) -> str:

@@ -40,10 +40,15 @@ offsets, so retries never duplicate, and may go back past later acknowledged bat
 (strict_order then fails nothing). OUT_OF_ORDER_SEQUENCE_NUMBER for a batch with an earlier
 one of its partition waiting to be retried is retried after it; with none (an earlier batch
 failed for good, so the broker will never see the sequence it waits for),
-INVALID_PRODUCER_EPOCH and UNKNOWN_PRODUCER_ID, the producer needs a new id: nothing more is
-sent until every request in flight is answered, then a new id is fetched, each partition's
-sequences restart at 0 from its oldest unacknowledged batch (`seq_base`), and the batch is
-sent again under it (as the Java producer resets its sequences).
+INVALID_PRODUCER_EPOCH and UNKNOWN_PRODUCER_ID, the producer needs a new id. First the fate of
+every batch already sent under the current id is settled under it (retries of those in the
+other partitions still go; nothing new does), since a batch resent under another id cannot be
+recognised; once nothing is in flight or waiting to be resent, a new id is fetched, each
+partition's sequences restart at 0 from its oldest unacknowledged batch (`seq_base`), and the
+batch is sent again under it (as the Java producer resets its sequences). With strict_order a
+batch older than an acknowledged one fails instead (under a new id it would land after it).
+A broker that refuses InitProducerId for good (authorization) is produced to without
+idempotence, after one warning.
 """
 
 from __future__ import annotations
@@ -111,10 +116,11 @@ class Sender(threading.Thread):
                     return
                 self._expire(now)
                 needs_id = p.idempotent and p._new_id_needed
-                plan = {} if needs_id else self._collect(now)
+                plan = self._collect(now, settling=needs_id)
                 timeout = 0.0 if plan else self._next_wakeup(now)
                 p._sender_idle = not plan
-            if needs_id and not any(self.requests.values()):
+                unsettled = needs_id and any(q.unsettled(p.producer_id) for q in p._queues.values() if not q.gapped)
+            if needs_id and not plan and not unsettled and not any(self.requests.values()):
                 if now >= self.id_not_before:
                     self._new_producer_id()
                     continue
@@ -128,7 +134,10 @@ class Sender(threading.Thread):
 
     # --- choosing what to send (under the lock) --------------------------------------------------
 
-    def _collect(self, now: float) -> dict[int, list]:
+    def _collect(self, now: float, settling: bool = False) -> dict[int, list]:
+        """The batches to send now, per leader. While `settling` (a new producer id is needed),
+        only retries of batches sent under the current id go, outside the gapped partitions:
+        their fate must be settled under that id before it is dropped."""
         p = self.p
         plan: dict[int, list] = {}
         linger_over = p._flushing or p._closing
@@ -136,6 +145,9 @@ class Sender(threading.Thread):
             self.stale.setdefault(topic, 0.0)
         p._wanted.clear()
         for queue in p._queues.values():
+            if settling and (queue.gapped or not queue.ready or queue.ready[0].stamp is None
+                             or queue.ready[0].stamp[0] != p.producer_id):
+                continue
             if queue.retrying and queue.in_flight:
                 continue
             if queue.in_flight >= (1 if queue.retrying else p.max_in_flight) or now < queue.not_before:
@@ -277,6 +289,12 @@ class Sender(threading.Thread):
                 p.idempotent, p._new_id_needed = False, False
             return
         except LogshipError as exc:
+            if not isinstance(exc, BrokerUnavailableError) and exc.code not in RETRIABLE_CODES:
+                log.warning("the broker refuses a producer id (%s): producing without idempotence, so a retry "
+                            "may store a batch twice", exc)
+                with p._cond:
+                    p.idempotent, p._new_id_needed = False, False
+                return
             self.id_backoff = min(max(self.id_backoff * 2, p.retry_backoff), p.retry_backoff_max)
             self.id_not_before = time.monotonic() + self.id_backoff
             with p._cond:
@@ -287,6 +305,7 @@ class Sender(threading.Thread):
             p.producer_id, p.producer_epoch = answer["producer_id"], answer["producer_epoch"]
             for queue in p._queues.values():
                 queue.seq_base = queue.first_unsent_seq()
+                queue.gapped = False
             p._new_id_needed = False
 
     def _poll(self, timeout: float) -> None:
@@ -335,9 +354,12 @@ class Sender(threading.Thread):
                         self._mark_stale(batch.topic)
                     if self.p.idempotent and (code == OUT_OF_ORDER or code in NEW_ID_CODES):
                         queue = self.p._queues[(batch.topic, batch.partition)]
-                        if code in NEW_ID_CODES or not any(b.seq < batch.seq for b in queue.batches()):
-                            self.p._new_id_needed = True  # no earlier batch will fill the gap: start over
-                        self._outcome(batch, error, retriable=True)
+                        if self.p.strict_order and batch.seq < queue.acked_seq:
+                            self._outcome(batch, error)  # under a new id it would land after a later one
+                        else:
+                            if code in NEW_ID_CODES or not any(b.seq < batch.seq for b in queue.batches()):
+                                queue.gapped = self.p._new_id_needed = True  # nothing will fill the gap: start over
+                            self._outcome(batch, error, retriable=True)
                     elif code in TOO_LARGE_CODES:  # the same bytes would be refused again
                         split = self.p.split_too_large and batch.count > 1
                         self._outcome(batch, error, split, split)

@@ -117,11 +117,12 @@ class Traffic:
                    for p in t["partitions"]}
         brokers = sorted(b["node_id"] for b in meta["brokers"])
         groups = {}
-        try:
-            for description in list_groups(self.cluster):
-                groups[description.group_id] = description
-        except LogshipError as exc:
-            errors.append(f"groups: {exc}")
+        for node in brokers:  # one broker failing ListGroups leaves out only its groups
+            try:
+                for description in list_groups(self.cluster, node):
+                    groups[description.group_id] = description
+            except LogshipError as exc:
+                errors.append(f"broker {node}: groups: {exc}")
         committed = {}
         for name in groups:
             try:

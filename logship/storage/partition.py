@@ -352,7 +352,7 @@ class Partition(LogRemoval):
         self._segments.append(segment)
         self._bases.append(segment.base_offset)
         self._dir_dirty = True
-        producer_log.snapshot(self._producers, self.directory, self._leo, self._fdatasync)
+        producer_log.snapshot(self._producers, self.directory, self._leo)
         return segment
 
     # ------------------------------------------------------------------ durability
@@ -465,7 +465,7 @@ class Partition(LogRemoval):
         producer state is snapshotted at the log end, so the next load reads no batch."""
         with self._lock:
             if self._commit.failure is None and not self._segments[-1].closed:
-                producer_log.snapshot(self._producers, self.directory, self._leo, self._fdatasync)
+                producer_log.snapshot(self._producers, self.directory, self._leo)
             try:
                 self._segments[-1].seal()
             finally:

@@ -11,10 +11,10 @@ What Partition calls (under its lock), over producer_state.ProducerStates:
   written before snapshots existed): older producers are then unknown, which only means any
   sequence is accepted from them. Snapshots above the log end (a log cut by recovery or
   truncation) are deleted first;
-* `snapshot(states, directory, offset)`: best effort (a failure is logged: the next load scans
-  further back instead);
-* `trim_snapshots(directory, log_start)`: snapshots below the log start go, except the newest
-  (with keep_newest=False that one too: a log emptied and restarted knows no producer).
+* `snapshot(states, directory, offset)`: best effort and without a sync (a failure is logged:
+  the next load scans further back instead);
+* `trim_snapshots(directory, log_start)`: snapshots below the log start go, except the newest;
+  `forget_snapshots(directory)`: all go (a log emptied and restarted knows no producer).
 
 Control batches (transaction markers, never written by producers here) are skipped.
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 from ..errors import CorruptRecordError, KafkaStorageError
 from .producer_state import SNAPSHOT_SUFFIX, ProducerStates, delete_snapshots, snapshot_offsets
 
-__all__ = ["producer_fields", "apply_batches", "load", "snapshot", "trim_snapshots"]
+__all__ = ["producer_fields", "apply_batches", "load", "snapshot", "trim_snapshots", "forget_snapshots"]
 
 log = logging.getLogger("logship.storage")
 
@@ -88,14 +88,21 @@ def load(directory: Path, segments: Sequence, log_end: int, now_ms: int) -> Prod
     return states
 
 
-def snapshot(states: ProducerStates, directory: Path, offset: int, fdatasync) -> None:
+def snapshot(states: ProducerStates, directory: Path, offset: int) -> None:
+    """Snapshot `states` at `offset` (also when empty: then the next load reads no batch before
+    it, whatever the log holds)."""
     try:
-        states.write_snapshot(directory, offset, fdatasync)
+        states.write_snapshot(directory, offset)
     except KafkaStorageError as exc:
         log.warning("%s (the producer state will be rebuilt from the log instead)", exc)
 
 
-def trim_snapshots(directory: Path, log_start: int, keep_newest: bool = True) -> None:
+def forget_snapshots(directory: Path) -> None:
+    """Every snapshot goes (a log emptied and restarted knows no producer)."""
+    delete_snapshots(directory, lambda offset: False)
+
+
+def trim_snapshots(directory: Path, log_start: int) -> None:
     offsets = snapshot_offsets(directory)
-    newest = offsets[-1] if offsets and keep_newest else None
+    newest = offsets[-1] if offsets else None
     delete_snapshots(directory, lambda offset: offset >= log_start or offset == newest)

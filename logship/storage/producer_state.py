@@ -26,8 +26,9 @@ offset (every batch below it applied). Format, big-endian:
         per batch: first seq i32 | last seq i32 | first offset i64 | last offset i64
     | crc32c u32 of everything before it
 
-written to `.snapshot.tmp`, fdatasynced and renamed over; a snapshot that does not parse or
-fails its CRC is ignored (the state is then rebuilt from the log, from an older snapshot).
+written to `.snapshot.tmp` and renamed over, without a sync (a snapshot only saves the next load
+some reading); a snapshot that does not parse or fails its CRC is ignored (the state is then
+rebuilt from an older snapshot and the log after it).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = ["ProducerStates", "BatchEntry", "Duplicate", "SNAPSHOT_SUFFIX", "BATC
 
 BATCHES_KEPT = 5
 SNAPSHOT_SUFFIX = ".snapshot"
+TMP_SUFFIX = ".tmp"
 INT32_MAX = 2**31 - 1
 _MAGIC, _VERSION = b"LSPS", 1
 _HEAD = struct.Struct(">4sHI")
@@ -198,20 +200,22 @@ class ProducerStates:
             raise ValueError("trailing bytes")
         return states
 
-    def write_snapshot(self, directory: Path, offset: int, fdatasync=os.fdatasync) -> Path:
-        """Write the state as of `offset` durably (the directory entry goes with the partition's
-        next directory sync). KafkaStorageError if it cannot be written."""
+    def write_snapshot(self, directory: Path, offset: int) -> Path:
+        """Write the state as of `offset`, not synced: it is only a head start for the next load
+        (a snapshot a crash left torn fails its CRC and an older one is used; one above the log
+        a crash left is deleted by the load). KafkaStorageError if it cannot be written; no
+        partial file is left behind."""
         path = directory / f"{offset:020d}{SNAPSHOT_SUFFIX}"
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(path.name + TMP_SUFFIX)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-            try:
-                os.write(fd, self.encode())
-                fdatasync(fd)
-            finally:
-                os.close(fd)
+            with open(tmp, "wb") as out:
+                out.write(self.encode())
             os.replace(tmp, path)
         except OSError as exc:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
             raise KafkaStorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
         return path
 
@@ -235,8 +239,14 @@ def snapshot_offsets(directory: Path) -> list[int]:
 
 
 def delete_snapshots(directory: Path, keep) -> None:
-    """Delete the snapshots whose offset `keep(offset)` refuses (best effort: a failure leaves
-    a stale snapshot, which is never read past the log it describes)."""
+    """Delete the snapshots whose offset `keep(offset)` refuses, and any temporary file an
+    interrupted write left (best effort: a failure leaves a stale snapshot, which is never
+    read past the log it describes)."""
+    for stray in directory.glob("*" + SNAPSHOT_SUFFIX + TMP_SUFFIX):
+        try:
+            stray.unlink()
+        except OSError:
+            pass
     for offset in snapshot_offsets(directory):
         if not keep(offset):
             try:

@@ -106,7 +106,7 @@ class LogRemoval:
         self._log_start_moved = True
         self._epochs.clear()
         self._producers.clear()  # as Kafka's truncateFullyAndStartAt: nothing of the old log is known
-        producer_log.trim_snapshots(self.directory, offset + 1, keep_newest=False)
+        producer_log.forget_snapshots(self.directory)
 
     def delete_before(self, offset: int) -> int:
         """Advance log_start_offset to `offset`; delete segments entirely below it.
