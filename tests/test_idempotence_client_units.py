@@ -1,0 +1,108 @@
+"""The idempotent producer's rules against a scripted fake broker (issue #14, client side):
+what each batch carries (producer id, epoch, base sequence), that a retry resends the same
+bytes in sequence order, that OUT_OF_ORDER_SEQUENCE_NUMBER behind a retried batch is retried
+under the same id while UNKNOWN_PRODUCER_ID starts the sequences over under a new id, the cap
+of 5 requests in flight, and the sequences of a batch split as too large. The same rules
+against a real broker: test_idempotence_client.py."""
+
+from __future__ import annotations
+
+from test_client_retries import ScriptedBroker, _produce_two_batches
+
+from logship import records
+from logship.client import Cluster, Producer
+
+
+class StampedBroker(ScriptedBroker):
+    """ScriptedBroker that also keeps each Produce request's batch header and bytes."""
+
+    def __init__(self, script):
+        super().__init__(script)
+        self.stamps: list[tuple[int, int, int]] = []  # (producer id, epoch, base sequence) per request
+        self.raw: list[bytes] = []
+
+    def answer_other(self, request):
+        data = bytes(request.body["topic_data"][0]["partition_data"][0]["records"])
+        header = records.parse_header(data)
+        self.stamps.append((header.producer_id, header.producer_epoch, header.base_sequence))
+        self.raw.append(data)
+        return super().answer_other(request)
+
+
+def test_each_batch_carries_the_id_epoch_and_its_partitions_sequence():
+    broker = StampedBroker(lambda n: (0, False))
+    producer, error, values = _produce_two_batches(broker)
+    assert error is None and producer.idempotent and producer.acknowledged == 200
+    assert broker.producer_ids == 1
+    assert broker.stamps == [(1001, 0, 0), (1001, 0, 100)]
+    assert broker.produced == [values[:100], values[100:]]
+    broker.close()
+
+    broker = StampedBroker(lambda n: (0, False))
+    producer, error, _ = _produce_two_batches(broker, idempotence=False)
+    assert error is None and broker.producer_ids == 0
+    assert broker.stamps == [(-1, -1, -1), (-1, -1, -1)]
+    broker.close()
+
+
+def test_a_retry_resends_the_same_bytes_even_after_a_later_batch_was_written():
+    # The first batch fails retriably while the second, in flight, is written: without
+    # idempotence it would fail (test_client_retries.py); here it is resent, byte for byte.
+    broker = StampedBroker(lambda n: (6, True) if n == 0 else (0, False))
+    producer, error, values = _produce_two_batches(broker)
+    assert error is None and producer.acknowledged == 200 and producer.failed == 0
+    assert broker.produced == [values[:100], values[100:], values[:100]]
+    assert broker.raw[2] == broker.raw[0] and broker.stamps[2] == (1001, 0, 0)
+    assert broker.producer_ids == 1
+    broker.close()
+
+
+def test_out_of_order_behind_a_retried_batch_is_retried_in_sequence_order():
+    # First: NOT_LEADER_OR_FOLLOWER (held until the second arrives); second: OUT_OF_ORDER_
+    # SEQUENCE_NUMBER (the broker never saw sequence 0). Both are resent, first then second,
+    # with their sequences, under the same producer id.
+    broker = StampedBroker(lambda n: (6, True) if n == 0 else (45, False) if n == 1 else (0, False))
+    producer, error, values = _produce_two_batches(broker)
+    assert error is None and producer.acknowledged == 200 and producer.failed == 0
+    assert broker.produced == [values[:100], values[100:], values[:100], values[100:]]
+    assert broker.stamps == [(1001, 0, 0), (1001, 0, 100), (1001, 0, 0), (1001, 0, 100)]
+    assert broker.producer_ids == 1
+    broker.close()
+
+
+def test_unknown_producer_id_starts_the_sequences_over_under_a_new_id():
+    broker = StampedBroker(lambda n: (59, False) if n == 0 else (0, False))  # UNKNOWN_PRODUCER_ID
+    cluster = Cluster(broker.address)
+    producer = Producer(cluster, linger_ms=0, retry_backoff_ms=10)
+    producer.send("t", b"one", partition=0)
+    producer.flush(timeout=20)
+    producer.send("t", b"two", partition=0)
+    producer.flush(timeout=20)
+    producer.close(timeout=5)
+    cluster.close()
+    assert broker.producer_ids == 2 and producer.producer_id == 1002
+    assert broker.produced == [[b"one"], [b"one"], [b"two"]]
+    assert broker.stamps == [(1001, 0, 0), (1002, 0, 0), (1002, 0, 1)]
+    broker.close()
+
+
+def test_at_most_five_requests_in_flight_when_idempotent():
+    broker = StampedBroker(lambda n: (0, False))
+    cluster = Cluster(broker.address)
+    assert Producer(cluster, max_in_flight=50).max_in_flight == 5
+    assert Producer(cluster, max_in_flight=3).max_in_flight == 3
+    assert Producer(cluster, max_in_flight=50, idempotence=False).max_in_flight == 50
+    assert Producer(cluster, max_in_flight=50, acks=1).max_in_flight == 50  # idempotence needs acks=all
+    cluster.close()
+    broker.close()
+
+
+def test_a_batch_split_as_too_large_gives_each_half_the_sequences_it_covers():
+    broker = StampedBroker(lambda n: (10, False) if n == 0 else (0, False))  # MESSAGE_TOO_LARGE, once
+    producer, error, values = _produce_two_batches(broker, split_too_large=True)
+    assert error is None and producer.acknowledged == 200
+    assert broker.produced[0] == values[:100]
+    assert sorted(zip([s[2] for s in broker.stamps[1:]], broker.produced[1:])) == [
+        (0, values[:50]), (50, values[50:100]), (100, values[100:])]
+    assert {s[:2] for s in broker.stamps} == {(1001, 0)}
+    broker.close()
