@@ -1,7 +1,8 @@
 """The idempotent producer's rules against a scripted fake broker (issue #14, client side):
 what each batch carries (producer id, epoch, base sequence), that a retry resends the same
 bytes in sequence order, that OUT_OF_ORDER_SEQUENCE_NUMBER behind a retried batch is retried
-under the same id while UNKNOWN_PRODUCER_ID starts the sequences over under a new id, the cap
+under the same id while UNKNOWN_PRODUCER_ID starts the sequences over under a bumped epoch
+and INVALID_PRODUCER_EPOCH under a new id, the cap
 of 5 requests in flight, and the sequences of a batch split as too large. The same rules
 against a real broker: test_idempotence_client.py."""
 
@@ -70,8 +71,8 @@ def test_out_of_order_behind_a_retried_batch_is_retried_in_sequence_order():
     broker.close()
 
 
-def test_unknown_producer_id_starts_the_sequences_over_under_a_new_id():
-    broker = StampedBroker(lambda n: (59, False) if n == 0 else (0, False))  # UNKNOWN_PRODUCER_ID
+def _two_sends(broker):
+    """"one" then "two" to partition 0, each flushed; the producer."""
     cluster = Cluster(broker.address)
     producer = Producer(cluster, linger_ms=0, retry_backoff_ms=10)
     producer.send("t", b"one", partition=0)
@@ -80,8 +81,22 @@ def test_unknown_producer_id_starts_the_sequences_over_under_a_new_id():
     producer.flush(timeout=20)
     producer.close(timeout=5)
     cluster.close()
-    assert broker.producer_ids == 2 and producer.producer_id == 1002
+    return producer
+
+
+def test_unknown_producer_id_bumps_the_epoch_and_starts_the_sequences_over():
+    broker = StampedBroker(lambda n: (59, False) if n == 0 else (0, False))  # UNKNOWN_PRODUCER_ID
+    producer = _two_sends(broker)
+    assert broker.producer_ids == 1 and (producer.producer_id, producer.producer_epoch) == (1001, 1)
     assert broker.produced == [[b"one"], [b"one"], [b"two"]]
+    assert broker.stamps == [(1001, 0, 0), (1001, 1, 0), (1001, 1, 1)]
+    broker.close()
+
+
+def test_invalid_producer_epoch_takes_a_new_id():
+    broker = StampedBroker(lambda n: (47, False) if n == 0 else (0, False))  # INVALID_PRODUCER_EPOCH
+    producer = _two_sends(broker)
+    assert broker.producer_ids == 2 and (producer.producer_id, producer.producer_epoch) == (1002, 0)
     assert broker.stamps == [(1001, 0, 0), (1002, 0, 0), (1002, 0, 1)]
     broker.close()
 

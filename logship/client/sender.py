@@ -38,12 +38,14 @@ base sequence, `(seq - seq_base) mod 2^31` of its partition, when it is first se
 retry resends those very bytes. The broker answers a batch it already holds with its first
 offsets, so retries never duplicate, and may go back past later acknowledged batches
 (strict_order then fails nothing). OUT_OF_ORDER_SEQUENCE_NUMBER for a batch with an earlier
-one of its partition waiting to be retried is retried after it; with none (an earlier batch
-failed for good, so the broker will never see the sequence it waits for),
-INVALID_PRODUCER_EPOCH and UNKNOWN_PRODUCER_ID, the producer needs a new id: nothing more is
-sent until every request in flight is answered, then a new id is fetched, each partition's
-sequences restart at 0 from its oldest unacknowledged batch (`seq_base`), and the batch is
-sent again under it (as the Java producer resets its sequences).
+one of its partition waiting to be retried is retried after it. With none (an earlier batch
+failed for good, so the broker will never see the sequence it waits for) and after
+UNKNOWN_PRODUCER_ID, the producer starts over: nothing more is sent until every request in
+flight is answered, then the epoch is bumped by one on the client, as the Java producer does
+for an idempotent producer (a broker takes a newer epoch that starts at sequence 0), each
+partition's sequences restart at 0 from its oldest unacknowledged batch (`seq_base`), and the
+batch is sent again under it. INVALID_PRODUCER_EPOCH (another holds a newer epoch of this id)
+and an epoch at its maximum (32767) take a new id from InitProducerId instead.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ __all__ = ["Sender"]
 log = logging.getLogger(__name__)
 
 TOO_LARGE_CODES = frozenset({10, 18})  # MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE
-OUT_OF_ORDER, NEW_ID_CODES = 45, frozenset({47, 59})  # INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID
+OUT_OF_ORDER, INVALID_EPOCH, UNKNOWN_PRODUCER = 45, 47, 59  # ..._SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, ..._ID
+MAX_EPOCH = 2**15 - 1
 SEQUENCES = 2**31
 
 
@@ -88,6 +91,7 @@ class Sender(threading.Thread):
         self.unborn: dict[str, float] = {}  # topics asked for but not there yet -> since when
         self.id_not_before = 0.0  # idempotence: the next InitProducerId after a failed one
         self.id_backoff = 0.0
+        self.fresh_id = False  # idempotence: the next reset takes a new id (fenced), not a bumped epoch
 
     def run(self) -> None:
         try:
@@ -261,9 +265,16 @@ class Sender(threading.Thread):
         return data
 
     def _new_producer_id(self) -> None:
-        """InitProducerId, with nothing in flight: a new id and epoch, and every partition's
-        sequences restarting at 0 from its oldest batch not yet acknowledged."""
+        """With nothing in flight: the epoch bumped by one (as the Java producer bumps an
+        idempotent producer's epoch itself), or a new id and epoch from InitProducerId (none
+        yet, fenced, or the epoch at its maximum); every partition's sequences restart at 0
+        from its oldest batch not yet acknowledged."""
         p = self.p
+        if p.producer_id >= 0 and not self.fresh_id and p.producer_epoch < MAX_EPOCH:
+            log.info("producer %d starts its sequences over under epoch %d", p.producer_id, p.producer_epoch + 1)
+            with p._cond:
+                self._restart_sequences(p.producer_id, p.producer_epoch + 1)
+            return
         try:
             answer = p.cluster.request(ApiKey.INIT_PRODUCER_ID, {"transactional_id": None,
                                                                  "transaction_timeout_ms": 60_000})
@@ -282,12 +293,16 @@ class Sender(threading.Thread):
             with p._cond:
                 p._retrying(exc)
             return
-        self.id_backoff = 0.0
+        self.id_backoff, self.fresh_id = 0.0, False
         with p._cond:
-            p.producer_id, p.producer_epoch = answer["producer_id"], answer["producer_epoch"]
-            for queue in p._queues.values():
-                queue.seq_base = queue.first_unsent_seq()
-            p._new_id_needed = False
+            self._restart_sequences(answer["producer_id"], answer["producer_epoch"])
+
+    def _restart_sequences(self, producer_id: int, epoch: int) -> None:
+        p = self.p
+        p.producer_id, p.producer_epoch = producer_id, epoch
+        for queue in p._queues.values():
+            queue.seq_base = queue.first_unsent_seq()
+        p._new_id_needed = False
 
     def _poll(self, timeout: float) -> None:
         """Wait up to `timeout` for a response or a wake-up, and handle what arrived."""
@@ -333,10 +348,11 @@ class Sender(threading.Thread):
                                                  + (f": {reason}" if reason else ""))
                     if code in METADATA_CODES:
                         self._mark_stale(batch.topic)
-                    if self.p.idempotent and (code == OUT_OF_ORDER or code in NEW_ID_CODES):
+                    if self.p.idempotent and code in (OUT_OF_ORDER, INVALID_EPOCH, UNKNOWN_PRODUCER):
                         queue = self.p._queues[(batch.topic, batch.partition)]
-                        if code in NEW_ID_CODES or not any(b.seq < batch.seq for b in queue.batches()):
+                        if code != OUT_OF_ORDER or not any(b.seq < batch.seq for b in queue.batches()):
                             self.p._new_id_needed = True  # no earlier batch will fill the gap: start over
+                            self.fresh_id = self.fresh_id or code == INVALID_EPOCH
                         self._outcome(batch, error, retriable=True)
                     elif code in TOO_LARGE_CODES:  # the same bytes would be refused again
                         split = self.p.split_too_large and batch.count > 1
