@@ -49,6 +49,25 @@ def test_logship_produce_through_lost_responses_stores_each_record_once(start_br
     assert out == [f"{n:07d}" for n in range(COUNT)]
 
 
+def test_producer_api_through_lost_responses_stores_each_record_once_in_order(start_broker):
+    proxy = ResponseDropper(drop=0.05, seed=5)
+    try:
+        broker = start_broker("--advertise", proxy.address)
+        proxy.upstream = ("127.0.0.1", int(broker.address.rsplit(":", 1)[1]))
+        with Producer(proxy.address, batch_size=32768, linger_ms=5, compression="none",
+                      retry_backoff_ms=10) as producer:
+            for n in range(COUNT):
+                producer.send("api", b"%07d" % n, partition=0)
+            producer.flush(timeout=240)
+        assert producer.acknowledged == COUNT and producer.failed == 0
+        assert proxy.dropped > 0
+    finally:
+        proxy.close()
+    out = subprocess.run(["kcat", "-C", "-b", broker.address, "-t", "api", "-p", "0", "-e", "-q"],
+                         capture_output=True, check=True, timeout=120).stdout.decode().split()
+    assert out == [f"{n:07d}" for n in range(COUNT)]
+
+
 def test_batches_carry_one_id_and_consecutive_sequences(start_broker):
     broker = start_broker("--partitions", "2")
     with Producer(broker.address, batch_size=4096, linger_ms=1) as producer:
