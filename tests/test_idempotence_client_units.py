@@ -3,15 +3,19 @@ what each batch carries (producer id, epoch, base sequence), that a retry resend
 bytes in sequence order, that OUT_OF_ORDER_SEQUENCE_NUMBER behind a retried batch is retried
 under the same id while UNKNOWN_PRODUCER_ID starts the sequences over under a bumped epoch
 and INVALID_PRODUCER_EPOCH under a new id, the cap
-of 5 requests in flight, and the sequences of a batch split as too large. The same rules
+of 5 requests in flight, the sequences of a batch split as too large, and the fallback to
+plain batches against a broker without InitProducerId. The same rules
 against a real broker: test_idempotence_client.py."""
 
 from __future__ import annotations
+
+import logging
 
 from test_client_retries import ScriptedBroker, _produce_two_batches
 
 from logship import records
 from logship.client import Cluster, Producer
+from logship.protocol import ADVERTISED, ApiKey, api_versions_entries, encode_response
 
 
 class StampedBroker(ScriptedBroker):
@@ -120,4 +124,26 @@ def test_a_batch_split_as_too_large_gives_each_half_the_sequences_it_covers():
     assert sorted(zip([s[2] for s in broker.stamps[1:]], broker.produced[1:])) == [
         (0, values[:50]), (50, values[50:100]), (100, values[100:])]
     assert {s[:2] for s in broker.stamps} == {(1001, 0)}
+    broker.close()
+
+
+class NoProducerIdsBroker(StampedBroker):
+    """A broker (an old Kafka, say) whose ApiVersions lists no InitProducerId."""
+
+    def answer(self, request):
+        if request.api_key == ApiKey.API_VERSIONS:
+            versions = {key: span for key, span in ADVERTISED.items() if key != ApiKey.INIT_PRODUCER_ID}
+            return encode_response(request.api_key, request.api_version, request.correlation_id, {
+                "error_code": 0, "api_keys": api_versions_entries(versions), "throttle_time_ms": 0})
+        return super().answer(request)
+
+
+def test_a_broker_without_producer_ids_gets_plain_batches_and_one_warning(caplog):
+    broker = NoProducerIdsBroker(lambda n: (0, False))
+    with caplog.at_level(logging.WARNING, logger="logship.client.sender"):
+        producer, error, values = _produce_two_batches(broker)
+    assert error is None and producer.acknowledged == 200 and not producer.idempotent
+    assert broker.producer_ids == 0 and broker.stamps == [(-1, -1, -1), (-1, -1, -1)]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "without idempotence" in warnings[0].getMessage()
     broker.close()
