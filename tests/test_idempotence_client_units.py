@@ -2,10 +2,9 @@
 what each batch carries (producer id, epoch, base sequence), that a retry resends the same
 bytes in sequence order, that OUT_OF_ORDER_SEQUENCE_NUMBER behind a retried batch is retried
 under the same id while UNKNOWN_PRODUCER_ID starts the sequences over under a bumped epoch
-and INVALID_PRODUCER_EPOCH under a new id, the cap
-of 5 requests in flight, the sequences of a batch split as too large, and the fallback to
-plain batches against a broker without InitProducerId. The same rules
-against a real broker: test_idempotence_client.py."""
+and INVALID_PRODUCER_EPOCH under a new id, the cap of 5 requests in flight, the sequences of
+a batch split as too large, and the fallback to plain batches against a broker without
+InitProducerId. The same rules against a real broker: test_idempotence_client.py."""
 
 from __future__ import annotations
 
