@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from fake_broker import ScriptedServer
 from test_client_retries import ScriptedBroker, _produce_two_batches
 
 from logship import records
@@ -145,4 +146,50 @@ def test_a_broker_without_producer_ids_gets_plain_batches_and_one_warning(caplog
     assert broker.producer_ids == 0 and broker.stamps == [(-1, -1, -1), (-1, -1, -1)]
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "without idempotence" in warnings[0].getMessage()
+    broker.close()
+
+
+class TwoPartitionBroker(ScriptedServer):
+    """Topic "t" with two partitions; each partition's n-th batch gets `script(partition, n)`."""
+
+    def __init__(self, script):
+        super().__init__({"t": 2})
+        self.script = script
+        self.stamps: dict[int, list[tuple[int, int, int]]] = {0: [], 1: []}
+        self.values: dict[int, list[bytes]] = {0: [], 1: []}
+
+    def answer_other(self, request):
+        assert request.api_key == ApiKey.PRODUCE
+        answers = []
+        for part in request.body["topic_data"][0]["partition_data"]:
+            data, index = bytes(part["records"]), part["index"]
+            header = records.parse_header(data)
+            code = self.script(index, len(self.stamps[index]))
+            self.stamps[index].append((header.producer_id, header.producer_epoch, header.base_sequence))
+            self.values[index] += [r.value for r in records.iter_records(data)] if code == 0 else []
+            answers.append({"index": index, "error_code": code, "base_offset": -1})
+        return encode_response(ApiKey.PRODUCE, request.api_version, request.correlation_id, {
+            "responses": [{"name": "t", "partition_responses": answers}], "throttle_time_ms": 0})
+
+
+def test_a_bump_restarts_only_the_partition_that_needed_it_and_a_pending_retry_keeps_its_stamp():
+    # Partition 0's first batch: UNKNOWN_PRODUCER_ID (its sequences start over under epoch 1).
+    # Partition 1's first batch: NOT_LEADER_OR_FOLLOWER, retried with the bytes it was sent with
+    # (it may be in the log already: restamping it would store it twice); only its next batch,
+    # with nothing of it pending, starts at sequence 0 under the new epoch.
+    broker = TwoPartitionBroker(lambda partition, n: (59 if partition == 0 else 6) if n == 0 else 0)
+    cluster = Cluster(broker.address)
+    producer = Producer(cluster, linger_ms=50, retry_backoff_ms=10)
+    producer.send("t", b"a0", partition=0)
+    producer.send("t", b"b0", partition=1)
+    producer.flush(timeout=20)
+    producer.send("t", b"a1", partition=0)
+    producer.send("t", b"b1", partition=1)
+    producer.flush(timeout=20)
+    producer.close(timeout=5)
+    cluster.close()
+    assert broker.values == {0: [b"a0", b"a1"], 1: [b"b0", b"b1"]}
+    assert broker.stamps[0] == [(1001, 0, 0), (1001, 1, 0), (1001, 1, 1)]
+    assert broker.stamps[1] == [(1001, 0, 0), (1001, 0, 0), (1001, 1, 0)]
+    assert broker.producer_ids == 1
     broker.close()

@@ -33,19 +33,22 @@ partition it lacks likewise. Without idempotence a retry after a lost connection
 duplicate a batch that had in fact been written (at-least-once).
 
 Idempotence (the producer's `idempotent`). Before sending anything the thread gets a
-producer id and epoch (InitProducerId); each batch is stamped with them and with its Kafka
-base sequence, `(seq - seq_base) mod 2^31` of its partition, when it is first sent, and a
-retry resends those very bytes. The broker answers a batch it already holds with its first
-offsets, so retries never duplicate, and may go back past later acknowledged batches
-(strict_order then fails nothing). OUT_OF_ORDER_SEQUENCE_NUMBER for a batch with an earlier
-one of its partition waiting to be retried is retried after it. With none (an earlier batch
-failed for good, so the broker will never see the sequence it waits for) and after
-UNKNOWN_PRODUCER_ID, the producer starts over: nothing more is sent until every request in
-flight is answered, then the epoch is bumped by one on the client, as the Java producer does
-for an idempotent producer (a broker takes a newer epoch that starts at sequence 0), each
-partition's sequences restart at 0 from its oldest unacknowledged batch (`seq_base`), and the
-batch is sent again under it. INVALID_PRODUCER_EPOCH (another holds a newer epoch of this id)
-and an epoch at its maximum (32767) take a new id from InitProducerId instead.
+producer id and epoch (InitProducerId). Each partition stamps its batches with an id and
+epoch of its own (`stamp_id`) and its Kafka base sequence, `(seq - seq_base) mod 2^31`,
+when they are first sent, and a retry resends those very bytes. The broker answers a batch
+it already holds with its first offsets, so retries never duplicate, and may go back past
+later acknowledged batches (strict_order then fails nothing). OUT_OF_ORDER_SEQUENCE_NUMBER
+for a batch with an earlier one of its partition waiting to be retried is retried after it.
+With none (an earlier batch failed for good, so the broker will never see the sequence it
+waits for) and after UNKNOWN_PRODUCER_ID, the producer starts that partition over: nothing
+more is sent until every request in flight is answered, then the epoch is bumped by one on
+the client, as the Java producer does for an idempotent producer (a broker takes a newer
+epoch that starts at sequence 0), and the partition's sequences restart at 0 from its oldest
+unacknowledged batch (`seq_base`), under the new epoch. INVALID_PRODUCER_EPOCH (another
+holds a newer epoch of this id) and an epoch at its maximum (32767) take a new id from
+InitProducerId instead. Every other partition keeps its id, epoch and sequences while it
+has a batch pending that was sent under them (it may be in the log already: restamped it
+would be stored twice), and moves to the current ones at sequence 0 when it has none.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ class Sender(threading.Thread):
         self.id_not_before = 0.0  # idempotence: the next InitProducerId after a failed one
         self.id_backoff = 0.0
         self.fresh_id = False  # idempotence: the next reset takes a new id (fenced), not a bumped epoch
+        self.rewrite: set[tuple[str, int]] = set()  # idempotence: partitions whose sequences restart
 
     def run(self) -> None:
         try:
@@ -160,6 +164,12 @@ class Sender(threading.Thread):
             if not queue.ready:
                 p._close_batch(queue)
             batch = queue.ready.popleft()
+            if p.idempotent and batch.stamp is None and queue.stamp_id != (p.producer_id, p.producer_epoch) \
+                    and not queue.in_flight and not any(b.stamp is not None for b in queue.batches()):
+                # Nothing of this partition is left under its old id or epoch: its next
+                # batches start at sequence 0 under the current one.
+                queue.stamp_id = (p.producer_id, p.producer_epoch)
+                queue.seq_base = min(batch.seq, queue.first_unsent_seq())
             batch.claimed = True
             batch.attempts += 1
             if batch.attempts > 1:
@@ -256,9 +266,8 @@ class Sender(threading.Thread):
 
     def _stamped(self, batch, data: bytes) -> bytes:
         """The batch's bytes carrying the producer id, epoch and its base sequence."""
-        p = self.p
-        stamp = (p.producer_id, p.producer_epoch, (batch.seq - p._queues[(batch.topic, batch.partition)].seq_base)
-                 % SEQUENCES)
+        queue = self.p._queues[(batch.topic, batch.partition)]
+        stamp = (*queue.stamp_id, (batch.seq - queue.seq_base) % SEQUENCES)
         if batch.stamp != stamp:
             batch.data = data = bytes(records.with_producer(data, *stamp))
             batch.stamp = stamp
@@ -300,8 +309,10 @@ class Sender(threading.Thread):
     def _restart_sequences(self, producer_id: int, epoch: int) -> None:
         p = self.p
         p.producer_id, p.producer_epoch = producer_id, epoch
-        for queue in p._queues.values():
-            queue.seq_base = queue.first_unsent_seq()
+        for key in self.rewrite:
+            queue = p._queues[key]
+            queue.stamp_id, queue.seq_base = (producer_id, epoch), queue.first_unsent_seq()
+        self.rewrite.clear()
         p._new_id_needed = False
 
     def _poll(self, timeout: float) -> None:
@@ -353,6 +364,7 @@ class Sender(threading.Thread):
                         if code != OUT_OF_ORDER or not any(b.seq < batch.seq for b in queue.batches()):
                             self.p._new_id_needed = True  # no earlier batch will fill the gap: start over
                             self.fresh_id = self.fresh_id or code == INVALID_EPOCH
+                            self.rewrite.add((batch.topic, batch.partition))
                         self._outcome(batch, error, retriable=True)
                     elif code in TOO_LARGE_CODES:  # the same bytes would be refused again
                         split = self.p.split_too_large and batch.count > 1
