@@ -1,7 +1,7 @@
 """logship's own producer is idempotent (issue #14): `logship produce` through a proxy that loses
 responses stores every record once, in order; batches carry one producer id and consecutive
 sequences per partition; `--no-idempotence` sends none; a batch refused for good leaves a gap
-the producer recovers from with a new producer id (as the Java producer resets its sequences)."""
+the producer recovers from with a bumped epoch (as the Java producer resets its sequences)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,14 @@ def _batches(data_dir, topic: str, partition: int = 0) -> list[dict]:
     return found
 
 
+def _read_through(proxy: ResponseDropper, topic: str) -> list[str]:
+    """Partition 0 of `topic`, read with kcat through the proxy, which now loses nothing (the
+    broker advertises the proxy's address, so a client that follows Metadata needs it open)."""
+    proxy.drop = 0.0
+    return subprocess.run(["kcat", "-C", "-b", proxy.address, "-t", topic, "-p", "0", "-e", "-q"],
+                          capture_output=True, check=True, timeout=120).stdout.decode().split()
+
+
 def test_logship_produce_through_lost_responses_stores_each_record_once(start_broker):
     proxy = ResponseDropper(drop=0.05, seed=3)
     try:
@@ -42,11 +50,26 @@ def test_logship_produce_through_lost_responses_stores_each_record_once(start_br
                               timeout=240, env=child_env({"LOGSHIP_ENCODE_WORKERS": "0"}))
         assert done.returncode == 0, done.stderr
         assert proxy.dropped > 0
+        assert _read_through(proxy, "lost") == [f"{n:07d}" for n in range(COUNT)]
     finally:
         proxy.close()
-    out = subprocess.run(["kcat", "-C", "-b", broker.address, "-t", "lost", "-p", "0", "-e", "-q"],
-                         capture_output=True, check=True, timeout=120).stdout.decode().split()
-    assert out == [f"{n:07d}" for n in range(COUNT)]
+
+
+def test_producer_api_through_lost_responses_stores_each_record_once_in_order(start_broker):
+    proxy = ResponseDropper(drop=0.05, seed=5)
+    try:
+        broker = start_broker("--advertise", proxy.address)
+        proxy.upstream = ("127.0.0.1", int(broker.address.rsplit(":", 1)[1]))
+        with Producer(proxy.address, batch_size=32768, linger_ms=5, compression="none",
+                      retry_backoff_ms=10) as producer:
+            for n in range(COUNT):
+                producer.send("api", b"%07d" % n, partition=0)
+            producer.flush(timeout=240)
+        assert producer.acknowledged == COUNT and producer.failed == 0
+        assert proxy.dropped > 0
+        assert _read_through(proxy, "api") == [f"{n:07d}" for n in range(COUNT)]
+    finally:
+        proxy.close()
 
 
 def test_batches_carry_one_id_and_consecutive_sequences(start_broker):
@@ -72,20 +95,20 @@ def test_batches_carry_one_id_and_consecutive_sequences(start_broker):
     assert {b["producer_id"] for p in (0, 1) for b in _batches(broker.data_dir, "acks1", p)} == {-1}  # needs acks=all
 
 
-def test_a_batch_refused_for_good_leaves_a_gap_that_a_new_producer_id_closes(start_broker):
+def test_a_batch_refused_for_good_leaves_a_gap_that_a_bumped_epoch_closes(start_broker):
     broker = start_broker()
     assert run_logship("topics", "create", "small", "-b", broker.address, "-c", "max.message.bytes=2000").returncode == 0
     producer = Producer(broker.address, linger_ms=0, compression="none")
     try:
         producer.send("small", b"first", partition=0)
         producer.flush()
-        first_id = producer.producer_id
+        first = (producer.producer_id, producer.producer_epoch)
         producer.send("small", b"x" * 5000, partition=0)  # refused as too large: its sequence never lands
         with pytest.raises(DeliveryError):
             producer.flush()
         producer.send("small", b"after", partition=0)  # the broker waits for the lost sequence: reset
         producer.flush()
-        assert producer.producer_id != first_id
+        assert (producer.producer_id, producer.producer_epoch) == (first[0], first[1] + 1)
     finally:
         producer.close()
     out = subprocess.run(["kcat", "-C", "-b", broker.address, "-t", "small", "-e", "-q"], capture_output=True,

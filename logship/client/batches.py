@@ -139,7 +139,7 @@ class PartitionQueue:
     """Batches of one partition, oldest first; see the module docstring."""
 
     __slots__ = ("topic", "partition", "open", "ready", "in_flight", "held", "retrying",
-                 "not_before", "backoff", "next_seq", "acked_seq", "seq_base", "gapped")
+                 "not_before", "backoff", "next_seq", "acked_seq", "seq_base", "stamp_id")
 
     def __init__(self, topic: str, partition: int):
         self.topic = topic
@@ -153,8 +153,8 @@ class PartitionQueue:
         self.backoff = 0.0
         self.next_seq = 0  # records given for the partition before the open batch
         self.acked_seq = -1  # highest seq written to the log: nothing older may be retried
-        self.seq_base = 0  # idempotence: the seq sent as Kafka sequence 0 under the current producer id
-        self.gapped = False  # idempotence: the broker waits here for a sequence that will never come
+        self.seq_base = 0  # idempotence: the seq sent as Kafka sequence 0 under `stamp_id`
+        self.stamp_id: tuple[int, int] | None = None  # idempotence: (producer id, epoch) of its batches
 
     def open_batch(self, fast: bool, delivery_timeout: float) -> ProducerBatch:
         """The batch to append to, closing the open one if it is of the other kind."""
@@ -205,11 +205,6 @@ class PartitionQueue:
         self.held = []
         self.ready.extendleft(reversed(held))
         return held
-
-    def unsettled(self, producer_id: int) -> bool:
-        """Whether a batch already sent under `producer_id` waits here to be sent again (its
-        fate unknown: only a resend under the same id can be recognised by the broker)."""
-        return any(b.stamp is not None and b.stamp[0] == producer_id for b in (*self.held, *self.ready))
 
     def first_unsent_seq(self) -> int:
         """The lowest seq of the batches not acknowledged and not in flight (next_seq if none)."""

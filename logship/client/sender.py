@@ -33,22 +33,25 @@ partition it lacks likewise. Without idempotence a retry after a lost connection
 duplicate a batch that had in fact been written (at-least-once).
 
 Idempotence (the producer's `idempotent`). Before sending anything the thread gets a
-producer id and epoch (InitProducerId); each batch is stamped with them and with its Kafka
-base sequence, `(seq - seq_base) mod 2^31` of its partition, when it is first sent, and a
-retry resends those very bytes. The broker answers a batch it already holds with its first
-offsets, so retries never duplicate, and may go back past later acknowledged batches
-(strict_order then fails nothing). OUT_OF_ORDER_SEQUENCE_NUMBER for a batch with an earlier
-one of its partition waiting to be retried is retried after it; with none (an earlier batch
-failed for good, so the broker will never see the sequence it waits for),
-INVALID_PRODUCER_EPOCH and UNKNOWN_PRODUCER_ID, the producer needs a new id. First the fate of
-every batch already sent under the current id is settled under it (retries of those in the
-other partitions still go; nothing new does), since a batch resent under another id cannot be
-recognised; once nothing is in flight or waiting to be resent, a new id is fetched, each
-partition's sequences restart at 0 from its oldest unacknowledged batch (`seq_base`), and the
-batch is sent again under it (as the Java producer resets its sequences). With strict_order a
-batch older than an acknowledged one fails instead (under a new id it would land after it).
-A broker that refuses InitProducerId for good (authorization) is produced to without
-idempotence, after one warning.
+producer id and epoch (InitProducerId). Each partition stamps its batches with an id and
+epoch of its own (`stamp_id`) and its Kafka base sequence, `(seq - seq_base) mod 2^31`,
+when they are first sent, and a retry resends those very bytes. The broker answers a batch
+it already holds with its first offsets, so retries never duplicate, and may go back past
+later acknowledged batches (strict_order then fails nothing). OUT_OF_ORDER_SEQUENCE_NUMBER
+for a batch with an earlier one of its partition waiting to be retried is retried after it.
+With none (an earlier batch failed for good, so the broker will never see the sequence it
+waits for) and after UNKNOWN_PRODUCER_ID, the producer starts that partition over: nothing
+more is sent until every request in flight is answered, then the epoch is bumped by one on
+the client, as the Java producer does for an idempotent producer (a broker takes a newer
+epoch that starts at sequence 0), and the partition's sequences restart at 0 from its oldest
+unacknowledged batch (`seq_base`), under the new epoch. INVALID_PRODUCER_EPOCH (another
+holds a newer epoch of this id) and an epoch at its maximum (32767) take a new id from
+InitProducerId instead. Every other partition keeps its id, epoch and sequences while it
+has a batch pending that was sent under them (it may be in the log already: restamped it
+would be stored twice), and moves to the current ones at sequence 0 when it has none. With
+strict_order a batch older than an acknowledged one fails instead of starting over (it would
+land after it). A broker that refuses InitProducerId for good (authorization) is produced to
+without idempotence, after one warning.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ __all__ = ["Sender"]
 log = logging.getLogger(__name__)
 
 TOO_LARGE_CODES = frozenset({10, 18})  # MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE
-OUT_OF_ORDER, NEW_ID_CODES = 45, frozenset({47, 59})  # INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID
+OUT_OF_ORDER, INVALID_EPOCH, UNKNOWN_PRODUCER = 45, 47, 59  # ..._SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, ..._ID
+MAX_EPOCH = 2**15 - 1
 SEQUENCES = 2**31
 
 
@@ -93,6 +97,8 @@ class Sender(threading.Thread):
         self.unborn: dict[str, float] = {}  # topics asked for but not there yet -> since when
         self.id_not_before = 0.0  # idempotence: the next InitProducerId after a failed one
         self.id_backoff = 0.0
+        self.fresh_id = False  # idempotence: the next reset takes a new id (fenced), not a bumped epoch
+        self.rewrite: set[tuple[str, int]] = set()  # idempotence: partitions whose sequences restart
 
     def run(self) -> None:
         try:
@@ -116,11 +122,10 @@ class Sender(threading.Thread):
                     return
                 self._expire(now)
                 needs_id = p.idempotent and p._new_id_needed
-                plan = self._collect(now, settling=needs_id)
+                plan = {} if needs_id else self._collect(now)
                 timeout = 0.0 if plan else self._next_wakeup(now)
                 p._sender_idle = not plan
-                unsettled = needs_id and any(q.unsettled(p.producer_id) for q in p._queues.values() if not q.gapped)
-            if needs_id and not plan and not unsettled and not any(self.requests.values()):
+            if needs_id and not any(self.requests.values()):
                 if now >= self.id_not_before:
                     self._new_producer_id()
                     continue
@@ -134,10 +139,7 @@ class Sender(threading.Thread):
 
     # --- choosing what to send (under the lock) --------------------------------------------------
 
-    def _collect(self, now: float, settling: bool = False) -> dict[int, list]:
-        """The batches to send now, per leader. While `settling` (a new producer id is needed),
-        only retries of batches sent under the current id go, outside the gapped partitions:
-        their fate must be settled under that id before it is dropped."""
+    def _collect(self, now: float) -> dict[int, list]:
         p = self.p
         plan: dict[int, list] = {}
         linger_over = p._flushing or p._closing
@@ -145,9 +147,6 @@ class Sender(threading.Thread):
             self.stale.setdefault(topic, 0.0)
         p._wanted.clear()
         for queue in p._queues.values():
-            if settling and (queue.gapped or not queue.ready or queue.ready[0].stamp is None
-                             or queue.ready[0].stamp[0] != p.producer_id):
-                continue
             if queue.retrying and queue.in_flight:
                 continue
             if queue.in_flight >= (1 if queue.retrying else p.max_in_flight) or now < queue.not_before:
@@ -168,6 +167,12 @@ class Sender(threading.Thread):
             if not queue.ready:
                 p._close_batch(queue)
             batch = queue.ready.popleft()
+            if p.idempotent and batch.stamp is None and queue.stamp_id != (p.producer_id, p.producer_epoch) \
+                    and not queue.in_flight and not any(b.stamp is not None for b in queue.batches()):
+                # Nothing of this partition is left under its old id or epoch: its next
+                # batches start at sequence 0 under the current one.
+                queue.stamp_id = (p.producer_id, p.producer_epoch)
+                queue.seq_base = min(batch.seq, queue.first_unsent_seq())
             batch.claimed = True
             batch.attempts += 1
             if batch.attempts > 1:
@@ -264,18 +269,24 @@ class Sender(threading.Thread):
 
     def _stamped(self, batch, data: bytes) -> bytes:
         """The batch's bytes carrying the producer id, epoch and its base sequence."""
-        p = self.p
-        stamp = (p.producer_id, p.producer_epoch, (batch.seq - p._queues[(batch.topic, batch.partition)].seq_base)
-                 % SEQUENCES)
+        queue = self.p._queues[(batch.topic, batch.partition)]
+        stamp = (*queue.stamp_id, (batch.seq - queue.seq_base) % SEQUENCES)
         if batch.stamp != stamp:
             batch.data = data = bytes(records.with_producer(data, *stamp))
             batch.stamp = stamp
         return data
 
     def _new_producer_id(self) -> None:
-        """InitProducerId, with nothing in flight: a new id and epoch, and every partition's
-        sequences restarting at 0 from its oldest batch not yet acknowledged."""
+        """With nothing in flight: the epoch bumped by one (as the Java producer bumps an
+        idempotent producer's epoch itself), or a new id and epoch from InitProducerId (none
+        yet, fenced, or the epoch at its maximum); every partition's sequences restart at 0
+        from its oldest batch not yet acknowledged."""
         p = self.p
+        if p.producer_id >= 0 and not self.fresh_id and p.producer_epoch < MAX_EPOCH:
+            log.info("producer %d starts its sequences over under epoch %d", p.producer_id, p.producer_epoch + 1)
+            with p._cond:
+                self._restart_sequences(p.producer_id, p.producer_epoch + 1)
+            return
         try:
             answer = p.cluster.request(ApiKey.INIT_PRODUCER_ID, {"transactional_id": None,
                                                                  "transaction_timeout_ms": 60_000})
@@ -300,13 +311,18 @@ class Sender(threading.Thread):
             with p._cond:
                 p._retrying(exc)
             return
-        self.id_backoff = 0.0
+        self.id_backoff, self.fresh_id = 0.0, False
         with p._cond:
-            p.producer_id, p.producer_epoch = answer["producer_id"], answer["producer_epoch"]
-            for queue in p._queues.values():
-                queue.seq_base = queue.first_unsent_seq()
-                queue.gapped = False
-            p._new_id_needed = False
+            self._restart_sequences(answer["producer_id"], answer["producer_epoch"])
+
+    def _restart_sequences(self, producer_id: int, epoch: int) -> None:
+        p = self.p
+        p.producer_id, p.producer_epoch = producer_id, epoch
+        for key in self.rewrite:
+            queue = p._queues[key]
+            queue.stamp_id, queue.seq_base = (producer_id, epoch), queue.first_unsent_seq()
+        self.rewrite.clear()
+        p._new_id_needed = False
 
     def _poll(self, timeout: float) -> None:
         """Wait up to `timeout` for a response or a wake-up, and handle what arrived."""
@@ -352,13 +368,15 @@ class Sender(threading.Thread):
                                                  + (f": {reason}" if reason else ""))
                     if code in METADATA_CODES:
                         self._mark_stale(batch.topic)
-                    if self.p.idempotent and (code == OUT_OF_ORDER or code in NEW_ID_CODES):
+                    if self.p.idempotent and code in (OUT_OF_ORDER, INVALID_EPOCH, UNKNOWN_PRODUCER):
                         queue = self.p._queues[(batch.topic, batch.partition)]
                         if self.p.strict_order and batch.seq < queue.acked_seq:
-                            self._outcome(batch, error)  # under a new id it would land after a later one
+                            self._outcome(batch, error)  # restarted it would land after a later one
                         else:
-                            if code in NEW_ID_CODES or not any(b.seq < batch.seq for b in queue.batches()):
-                                queue.gapped = self.p._new_id_needed = True  # nothing will fill the gap: start over
+                            if code != OUT_OF_ORDER or not any(b.seq < batch.seq for b in queue.batches()):
+                                self.p._new_id_needed = True  # no earlier batch will fill the gap: start over
+                                self.fresh_id = self.fresh_id or code == INVALID_EPOCH
+                                self.rewrite.add((batch.topic, batch.partition))
                             self._outcome(batch, error, retriable=True)
                     elif code in TOO_LARGE_CODES:  # the same bytes would be refused again
                         split = self.p.split_too_large and batch.count > 1
