@@ -31,6 +31,22 @@ def timed(cmd: list[str], **kwargs) -> float:
     return time.perf_counter() - start
 
 
+def bench_args(description: str, records: int) -> argparse.Namespace:
+    """--records, --size and --rounds, the options the side-by-side benches share."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--records", type=int, default=records)
+    parser.add_argument("--size", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    return parser.parse_args()
+
+
+def lines_file(directory: Path, records: int, size: int) -> Path:
+    """A file of `records` log-like lines of `size` bytes in `directory`."""
+    path = directory / "lines.txt"
+    path.write_bytes(log_lines(records, size))
+    return path
+
+
 def rate(label: str, records: int, size: int, seconds: float, ceiling: float | None = None) -> float:
     per_second = records / seconds
     ratio = f"  ratio {per_second / ceiling:.2f}" if ceiling else ""

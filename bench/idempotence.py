@@ -11,7 +11,6 @@ for each client (the issue's goal: at least 0.95).
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -22,9 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.broker import timed  # noqa: E402
+from bench.broker import bench_args, lines_file, timed  # noqa: E402
 from logship.broker_process import BrokerProcess, child_env  # noqa: E402
-from logship.cli.bench import log_lines  # noqa: E402
 
 
 def runs(broker: BrokerProcess, lines: Path, round_: int) -> dict[str, float]:
@@ -46,16 +44,11 @@ def runs(broker: BrokerProcess, lines: Path, round_: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--size", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = bench_args(__doc__.splitlines()[0], 1_000_000)
     n = args.records
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        lines = tmp / "lines.txt"
-        lines.write_bytes(log_lines(n, args.size))
+        lines = lines_file(tmp, n, args.size)
         broker = BrokerProcess(tmp / "data").start()
         seconds: dict[str, list[float]] = {}
         try:

@@ -11,7 +11,6 @@ issue's goal: at least 0.97).
 
 from __future__ import annotations
 
-import argparse
 import re
 import statistics
 import sys
@@ -23,9 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.broker import timed  # noqa: E402
+from bench.broker import bench_args, lines_file, timed  # noqa: E402
 from logship.broker_process import BrokerProcess  # noqa: E402
-from logship.cli.bench import log_lines  # noqa: E402
 
 
 def scrape_every_second(url: str, stop: threading.Event, counts: list[int]) -> None:
@@ -53,16 +51,11 @@ def run(tmp: Path, lines: Path, with_metrics: bool, label: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=3_000_000)  # a run lasts a few scrapes
-    parser.add_argument("--size", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = bench_args(__doc__.splitlines()[0], 3_000_000)  # a run lasts a few scrapes
     n = args.records
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        lines = tmp / "lines.txt"
-        lines.write_bytes(log_lines(n, args.size))
+        lines = lines_file(tmp, n, args.size)
         seconds: dict[bool, list[float]] = {True: [], False: []}
         for round_ in range(args.rounds):
             for with_metrics in ((True, False) if round_ % 2 == 0 else (False, True)):
