@@ -70,14 +70,14 @@ def _leader_epoch(broker: Broker, name: str, index: int) -> int:
         return -1
 
 
-def _topic_entry(broker: Broker, name: str, partitions: int, offline: set) -> dict:
+def _topic_entry(broker: Broker, name: str, partitions: int) -> dict:
     """One topic of a single broker's Metadata. A partition gone offline has no leader, as
     Kafka's partition whose only replica's log dir failed, this node among its offline replicas,
     and the error KAFKA_STORAGE_ERROR (so clients see why, and do not wait for a leader)."""
     node = broker.config.node_id
     entries = []
     for p in range(partitions):
-        down = (name, p) in offline
+        down = broker.store.is_offline(name, p)
         entries.append({"error_code": KafkaStorageError.code if down else 0, "partition_index": p,
                         "leader_id": -1 if down else node, "leader_epoch": _leader_epoch(broker, name, p),
                         "replica_nodes": [node], "isr_nodes": [] if down else [node],
@@ -85,7 +85,7 @@ def _topic_entry(broker: Broker, name: str, partitions: int, offline: set) -> di
     return {"error_code": 0, "name": name, "is_internal": name.startswith("__"), "partitions": entries}
 
 
-def _cluster_topic(broker: Broker, name: str, allow_create: bool, offline: set) -> dict:
+def _cluster_topic(broker: Broker, name: str, allow_create: bool) -> dict:
     parts = broker.cluster_metadata.partitions(name)
     if parts is None:
         try:
@@ -98,36 +98,28 @@ def _cluster_topic(broker: Broker, name: str, allow_create: bool, offline: set) 
             code = error_code(exc)
         return {"error_code": code, "name": name, "is_internal": False, "partitions": []}
     return {"error_code": 0, "name": name, "is_internal": name.startswith("__"),
-            "partitions": [_cluster_partition(broker, name, p, s, offline) for p, s in sorted(parts.items())]}
+            "partitions": [_cluster_partition(broker, name, p, s) for p, s in sorted(parts.items())]}
 
 
-def _cluster_partition(broker: Broker, name: str, index: int, state, offline: set) -> dict:
+def _cluster_partition(broker: Broker, name: str, index: int, state) -> dict:
     """A partition as the cluster metadata has it, and as this node's own copy stands: an
-    offline copy leaves the in-sync replicas, and an offline leader leaves no leader
-    (KAFKA_STORAGE_ERROR), as Kafka never names an offline replica as leader."""
-    node, down = broker.config.node_id, (name, index) in offline
+    offline copy is among the offline replicas and leaves the in-sync ones, and an offline
+    leader leaves no leader (KAFKA_STORAGE_ERROR), as Kafka never names an offline replica as
+    leader."""
+    node, down = broker.config.node_id, broker.store.is_offline(name, index)
     leader = -1 if down and state.leader == node else state.leader
     code = 0 if leader != -1 else KafkaStorageError.code if down else LeaderNotAvailableError.code
     return {"error_code": code, "partition_index": index, "leader_id": leader, "leader_epoch": state.leader_epoch,
             "replica_nodes": list(state.replicas), "isr_nodes": [b for b in state.isr if not down or b != node],
-            "offline_replicas": _offline_replicas(broker, name, index, state.removed, offline)}
-
-
-def _offline_replicas(broker: Broker, name: str, index: int, removed, offline: set) -> list[int]:
-    """The replicas the controller removed, and this node when its own copy went offline (which
-    this node also leaves out of the in-sync replicas it reports)."""
-    node = broker.config.node_id
-    if (name, index) in offline and node not in removed:
-        return [*removed, node]
-    return list(removed)
+            "offline_replicas": [*state.removed, node] if down and node not in state.removed
+            else list(state.removed)}
 
 
 def _cluster_metadata(broker: Broker, body: dict) -> Reply:
     image = broker.cluster_metadata
     requested = body.get("topics")
     names = sorted(image.topics) if requested is None else [entry["name"] for entry in requested]
-    offline = broker.store.offline()
-    topics = [_cluster_topic(broker, name, body.get("allow_auto_topic_creation", True), offline) for name in names]
+    topics = [_cluster_topic(broker, name, body.get("allow_auto_topic_creation", True)) for name in names]
     brokers = [{"node_id": spec.id, "host": spec.advertise[0], "port": spec.advertise[1], "rack": None}
                for spec in image.cluster.brokers]
     return Reply({"throttle_time_ms": 0, "brokers": brokers, "cluster_id": broker.config.cluster_id,
@@ -139,15 +131,14 @@ def metadata(broker: Broker, version: int, body: dict) -> Reply:
         return _cluster_metadata(broker, body)
     requested = body.get("topics")
     allow_create = body.get("allow_auto_topic_creation", True)
-    offline = broker.store.offline()
     if requested is None:
-        topics = [_topic_entry(broker, name, count, offline) for name, count in sorted(broker.store.topics().items())]
+        topics = [_topic_entry(broker, name, count) for name, count in sorted(broker.store.topics().items())]
     else:
         topics, budget = [], PartitionBudget(broker)
         for entry in requested:
             name = entry["name"]
             try:
-                topics.append(_topic_entry(broker, name, _ensure_topic(broker, name, allow_create, budget), offline))
+                topics.append(_topic_entry(broker, name, _ensure_topic(broker, name, allow_create, budget)))
             except LogshipError as exc:
                 topics.append({"error_code": error_code(exc), "name": name, "is_internal": False,
                                "partitions": []})

@@ -279,8 +279,9 @@ class Sender(threading.Thread):
     def _new_producer_id(self) -> None:
         """With nothing in flight: the epoch bumped by one (as the Java producer bumps an
         idempotent producer's epoch itself), or a new id and epoch from InitProducerId (none
-        yet, fenced, or the epoch at its maximum); every partition's sequences restart at 0
-        from its oldest batch not yet acknowledged."""
+        yet, fenced, or the epoch at its maximum); the partitions in `rewrite` restart their
+        sequences at 0 from their oldest batch not yet acknowledged (the others move over in
+        _collect once nothing of theirs is pending under the old stamp)."""
         p = self.p
         if p.producer_id >= 0 and not self.fresh_id and p.producer_epoch < MAX_EPOCH:
             log.info("producer %d starts its sequences over under epoch %d", p.producer_id, p.producer_epoch + 1)

@@ -95,10 +95,6 @@ class ProducerStates:
     def __len__(self) -> int:
         return len(self._producers)
 
-    def epoch_of(self, producer_id: int) -> int | None:
-        entry = self._producers.get(producer_id)
-        return None if entry is None else entry.epoch
-
     # --- the leader's checks ------------------------------------------------------------------
 
     def check(self, batches: Iterable[tuple[int, int, int, int]]) -> Duplicate | None:

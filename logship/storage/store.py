@@ -281,6 +281,11 @@ class Store(TopicLifecycle):
         """Forget idempotent producers silent for `expiration_ms` in every open partition."""
         return sum(partition.expire_producers(expiration_ms) for partition in self.loaded())
 
+    def is_offline(self, topic: str, index: int) -> bool:
+        """Whether that partition went offline (only an open one can have)."""
+        partition = self.loaded_partition(topic, index)
+        return partition is not None and partition.offline
+
     def offline(self) -> set[tuple[str, int]]:
         """(topic, index) of the partitions gone offline (a failed fdatasync: no reads or writes
         until a restart). Partitions not loaded yet are not offline."""
