@@ -105,3 +105,15 @@ def test_a_cluster_with_a_broker_down_is_degraded(tmp_path):
         assert "broker 3 at" in result.stdout and "does not answer" in result.stdout
         down = [b for b in _json(cluster.address(1))["brokers"] if not b["up"]]
         assert [b["node_id"] for b in down] == [3]
+
+
+def test_a_broker_without_describe_log_dirs_is_healthy_with_its_disk_unknown():
+    import kafka_clients
+
+    with kafka_clients.mock_cluster(2) as address:  # librdkafka's mock: no DescribeLogDirs, no groups
+        assert run_logship("produce", "-b", address, "mocked", input="a\n").returncode == 0
+        result = _status(address)
+        assert result.returncode == 0, result.stdout
+        report = _json(address)
+        assert [b["up"] for b in report["brokers"]] == [True, True]
+        assert all(b["total_bytes"] is None for b in report["brokers"]) and report["problems"] == []

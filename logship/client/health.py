@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 
-from ..errors import LogshipError, explain
+from ..errors import LogshipError, UnsupportedVersionError, explain
 from ..protocol import ApiKey
 from .cluster import Cluster
 
@@ -146,6 +146,8 @@ def _ask(cluster: Cluster, broker: BrokerHealth, offline: set, under: set) -> No
     broker.version = _version(cluster, node)
     try:
         dirs = cluster.request(ApiKey.DESCRIBE_LOG_DIRS, {"topics": None}, node_id=node)
+    except UnsupportedVersionError:  # a broker without the API (librdkafka's mock): its disk unknown, not failed
+        return
     except LogshipError as exc:  # it answered Metadata: up, its disk unknown
         broker.dir_errors.append(f"cannot describe its log directories: {exc}")
         return

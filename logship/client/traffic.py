@@ -24,7 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..errors import LogshipError
+from ..errors import LogshipError, UnsupportedVersionError
 from ..protocol import ApiKey
 from .cluster import Cluster
 from .groups_admin import committed_offsets, list_groups
@@ -121,6 +121,8 @@ class Traffic:
             try:
                 for description in list_groups(self.cluster, node):
                     groups[description.group_id] = description
+            except UnsupportedVersionError:  # a broker without groups (librdkafka's mock): none to show
+                pass
             except LogshipError as exc:
                 errors.append(f"broker {node}: groups: {exc}")
         committed = {}
@@ -162,6 +164,8 @@ class Traffic:
         for node in brokers:
             try:
                 response = self.cluster.request(ApiKey.DESCRIBE_LOG_DIRS, {"topics": None}, node_id=node)
+            except UnsupportedVersionError:  # sizes unknown (and bytes in estimated from none): not an error
+                continue
             except LogshipError as exc:
                 errors.append(f"broker {node}: sizes: {exc}")
                 continue
