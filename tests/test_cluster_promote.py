@@ -331,3 +331,38 @@ def test_forwards_beyond_the_byte_budget_are_refused_at_once_while_the_controlle
     refused = [(elapsed, t) for elapsed, t in answers if "waiting for the controller" in (t["error_message"] or "")]
     assert 4 <= len(refused) <= 6, answers[:1]  # 8 MiB admits 6..8 of them
     assert all(t["error_code"] == 7 and elapsed < 5 for elapsed, t in refused)
+
+
+def test_clients_learn_the_leader_epoch_so_a_deposed_leaders_view_is_ignored(cluster, tmp_path):
+    """Metadata carries each partition's leader epoch (v7+), as Kafka's does: librdkafka and
+    kafka-python keep the newest epoch they saw and ignore an answer with an older one, which a
+    deposed leader gives until it hears of its successor (without epochs librdkafka could take
+    the stale leader back and stay on it, refused with NOT_LEADER, for as long as it ran)."""
+    import logging
+    from confluent_kafka import Producer
+    from kafka import KafkaProducer, TopicPartition
+
+    create(cluster, "epochs", partitions=2)
+    status, moves, err = promote(cluster, "epochs:0")
+    assert status == 0 and moves[0]["leader_epoch"] == 1, err
+    new_leader = moves[0]["new_leader"]
+
+    log_path = tmp_path / "librdkafka.log"
+    logger = logging.getLogger("librdkafka.epochs")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(logging.FileHandler(log_path))
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "debug": "metadata", "log_level": 7}, logger=logger)
+    producer.produce("epochs", b"x", partition=0)
+    assert producer.flush(30) == 0
+    seen = log_path.read_text()
+    assert f"Topic epochs [0] Leader {new_leader} Epoch 1" in seen, seen[-3000:]
+    assert "Topic epochs [1] Leader" in seen and "Topic epochs [1] Leader -1" not in seen
+
+    kafka = KafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all")
+    try:
+        kafka.send("epochs", b"y", partition=0).get(timeout=30)
+        assert kafka._metadata.leader_epoch_for_partition(TopicPartition("epochs", 0)) == 1
+        assert kafka._metadata.leader_epoch_for_partition(TopicPartition("epochs", 1)) == 0
+    finally:
+        kafka.close(timeout=5)

@@ -24,7 +24,7 @@ with warnings.catch_warnings():
     from kafka.protocol.metadata import ApiVersionsResponse
 
 
-SET_N = {0: (0, 8), 1: (4, 10), 2: (1, 8), 3: (1, 4), 8: (2, 3), 9: (1, 3), 10: (0, 1), 11: (0, 2),
+SET_N = {0: (0, 8), 1: (4, 10), 2: (1, 8), 3: (1, 9), 8: (2, 3), 9: (1, 3), 10: (0, 1), 11: (0, 2),
          12: (0, 1), 13: (0, 1), 14: (0, 1), 18: (0, 4), 19: (2, 5), 22: (0, 0),
          15: (0, 4), 16: (0, 2), 20: (1, 3),
          35: (1, 4),  # DescribeLogDirs, beyond set N: sizes (`topics describe`), disk (`status`, v4)

@@ -46,7 +46,10 @@ class ApiKey(IntEnum):
 #: puts in its ApiVersions response. Set N is non-flexible; the admin APIs (DeleteRecords,
 #: CreatePartitions, DeleteGroups from v2), the config APIs (DescribeConfigs from v4, AlterConfigs
 #: from v2, IncrementalAlterConfigs from v1), CreateTopics 5, ListOffsets 6-8 and ApiVersions 3-4
-#: are flexible, the versions current clients prefer. DescribeQuorum 0-1 (flexible) carries the
+#: are flexible, the versions current clients prefer. Metadata goes to v9 (beyond set N's v4) for
+the leader epochs of v7: a client keeps the newest epoch it saw and ignores an older answer, such
+as a deposed leader's until it hears of its successor (librdkafka without them can go back to the
+old leader and stay there, refused with NOT_LEADER). DescribeQuorum 0-1 (flexible) carries the
 #: leaders' view of their followers (`logship cluster status`). Produce 0-2 are advertised (librdkafka
 #: < 2.11.1 needs them to enable compression) but not implemented: decoding them raises
 #: UnsupportedRequestError, which the broker answers like Kafka 4.x does.
@@ -54,7 +57,7 @@ ADVERTISED = MappingProxyType({
     ApiKey.PRODUCE: (0, 8),
     ApiKey.FETCH: (4, 10),
     ApiKey.LIST_OFFSETS: (1, 8),
-    ApiKey.METADATA: (1, 4),
+    ApiKey.METADATA: (1, 9),
     ApiKey.OFFSET_COMMIT: (2, 3),
     ApiKey.OFFSET_FETCH: (1, 3),
     ApiKey.FIND_COORDINATOR: (0, 1),
