@@ -32,6 +32,7 @@ import logging
 import os
 import threading
 import time
+from functools import partial
 
 from ..client import Cluster
 from ..compression import codec_by_name
@@ -41,6 +42,8 @@ from .config import AgentConfig
 from .counters import Counters
 from .discovery import Watcher
 from .fileset import FileSet
+from .identity import read_marker
+from . import journal as journals
 from .lines import Lines
 from .lock import acquire, release
 from .route import Route
@@ -72,6 +75,11 @@ class Agent:
         self.watcher: Watcher | None = None
         self.metrics = None  # metrics.AgentMetrics with its endpoint, when the config asks for them
         self._endpoint = None
+        self.journal: journals.Journal | None = None  # batches in flight, kept across a kill (journal.py)
+        self._recovery: journals.Recovery | None = None
+        self._resending = 0  # batches of the journal's last run sent again, before any file is read
+        self._existed = False
+        self._unapplied: list = []  # journaled batches acknowledged, their steps not all applied yet
 
     # --- control (any thread, or a signal handler) ---------------------------------------------
 
@@ -101,8 +109,19 @@ class Agent:
                 self._endpoint = MetricsEndpoint(self.metrics.registry, *parse_metrics_address(cfg.metrics))
                 log.info("metrics for Prometheus at %s", self._endpoint.url)
             states, existed = load_states(cfg.state_dir)
+            plan = {}
+            if self.shipper is None and cfg.idempotence:
+                self._recovery = journals.load(cfg.state_dir)
+                plan = journals.restore_steps(states, self._recovery)
+                existed = existed or bool(self._recovery.entries)
+                self.journal = journals.Journal(cfg.state_dir, self._recovery)
+            elif self.shipper is None and journals.remove(cfg.state_dir):
+                log.info("idempotence is off: removed the journal of batches in flight (lines it held are "
+                         "read again from the checkpoints)")
+            self._existed = existed
             self.files.restore(states, existed, time.monotonic())
-            self.writer = CheckpointWriter(cfg.state_dir, cfg.checkpoint_interval)
+            self.writer = CheckpointWriter(cfg.state_dir, cfg.checkpoint_interval,
+                                           self.journal.checkpoint_durable if self.journal is not None else None)
             self.writer.start()
             if self.shipper is None:
                 self.shipper = Shipper(Cluster(cfg.brokers, client_id="logship-agent",
@@ -110,8 +129,9 @@ class Agent:
                                        compression=codec_by_name(cfg.compression), max_in_flight=cfg.max_in_flight,
                                        queue_bytes=cfg.queue_bytes, request_timeout=cfg.request_timeout,
                                        backoff_max=cfg.retry_backoff_max, wake=self.wake,
-                                       idempotence=cfg.idempotence)
+                                       idempotence=cfg.idempotence, journal=self.journal, recovery=self._recovery)
                 self.shipper.start()
+                self._resending = self.shipper.resend(plan)
             for inp in cfg.inputs:
                 self.shipper.partitions(inp.topic)
             if cfg.watch:
@@ -129,12 +149,38 @@ class Agent:
         if self._lock_fd is None:
             self.start()
         try:
-            self.scan(initial=True)
+            if self._resending:
+                self._finish_resend()
+            if not self._stopping.is_set():
+                self.scan(initial=True)
             while not self._stopping.is_set():
                 self.turn()
         finally:
             self.shutdown()
         return self.counters
+
+    def _finish_resend(self) -> None:
+        """Wait until the batches the journal's last run left unacknowledged are (their
+        lines must not be read again: the files resume after them), then resume the files
+        where those batches ended. Stoppable; the shipper failing stops the agent."""
+        while self.shipper.pending and not self._stopping.is_set():
+            if not self.shipper.is_alive():
+                log.error("the shipper stopped; exiting")
+                self._stopping.set()
+                break
+            self._acks()
+            self.wake.wait(self.config.poll_interval)
+            self.wake.clear()
+        self._acks()
+        if self._stopping.is_set():
+            return
+        for entry in self._recovery.entries:
+            self.journal.mark_applied(entry.key)
+        self._unapplied.clear()
+        now = time.monotonic()
+        self.files.restore(self.files.states, self._existed, now)  # the resume points moved
+        self._snapshot(now, force=True)
+        log.info("the %d batches sent again are acknowledged; reading the files", self._resending)
 
     def scan(self, initial: bool = False) -> None:
         """Rescan the globs now (`initial`: the first scan of this run)."""
@@ -197,6 +243,8 @@ class Agent:
                 self.watcher.stop()
             if self.writer is not None:
                 self.writer.close(cfg.shutdown_timeout)
+            if self.journal is not None:
+                self.journal.close()
             self.files.close_all()
             if self._endpoint is not None:
                 self._endpoint.close()
@@ -255,7 +303,12 @@ class Agent:
             self.counters.lines_truncated += len(lines.truncated)
         if self.metrics is not None and lines.values:
             self.metrics.read(route.label, route.topic, len(lines.values), sum(map(len, lines.values)))
-        self.batches.add_lines(state, route, lines)
+        marker_of = None
+        if self.journal is not None:  # a step's marker goes into the journal with it
+            tailer = self.files.tailers.get(state.id.inode)
+            if tailer is not None and tailer.state is state and tailer.fd >= 0:
+                marker_of = partial(_marker, tailer.fd)
+        self.batches.add_lines(state, route, lines, marker_of)
 
     def _submit(self) -> None:
         closed = self.batches.take_closed()
@@ -276,9 +329,20 @@ class Agent:
             for step in batch.steps:
                 step.acked = True
                 touched.add(step.state)
+            if batch.journal_key is not None:
+                self._unapplied.append(batch)
         for state in touched:
             if state.advance():
                 self.files.dirty = True
+        if self._unapplied and touched:
+            # the journal may forget a batch once its steps are in a durable checkpoint
+            left = []
+            for batch in self._unapplied:
+                if any(step in step.state.pending for step in batch.steps):
+                    left.append(batch)
+                else:
+                    self.journal.mark_applied(batch.journal_key)
+            self._unapplied = left
 
     def _publish(self) -> None:
         """Hand the metrics what a scrape reads: bytes behind per file (one fstat each), batches
@@ -308,4 +372,11 @@ class Agent:
         entries = snapshot(files.states, {id(t.state): t.fd for t in files.tailers.values() if t.fd >= 0})
         files.dirty = False
         self._last_snapshot = now
-        self.writer.submit(entries)
+        self.writer.submit(entries, self.journal.checkpoint_taken() if self.journal is not None else None)
+
+
+def _marker(fd: int, offset: int) -> str | None:
+    try:
+        return read_marker(fd, offset)
+    except OSError:
+        return None

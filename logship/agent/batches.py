@@ -33,7 +33,7 @@ RECORD_SLACK = 32  # bytes a record may take besides its value and the file's fi
 
 class OutgoingBatch:
     __slots__ = ("topic", "partition", "pieces", "count", "size", "value_bytes", "created", "timestamp_ms",
-                 "steps", "origins")
+                 "steps", "origins", "journal_key", "journal_steps")
 
     def __init__(self, topic: str, partition: int):
         self.topic = topic
@@ -46,6 +46,8 @@ class OutgoingBatch:
         self.timestamp_ms = int(time.time() * 1000)
         self.steps: list = []
         self.origins: dict[str, list[int]] = {}  # input label -> [lines, bytes] (for the metrics)
+        self.journal_key: tuple | None = None  # its key in the journal, once stamped (shipper.py)
+        self.journal_steps: list[dict] | None = None  # its steps as the journal keeps them
 
     def add(self, body: bytes, count: int, value_bytes: int, origin: str = "") -> None:
         self.pieces.append(body)
@@ -102,10 +104,10 @@ class OpenBatches:
         times = [b.created for b in self.open.values() if b.count]
         return min(times) + self.linger if times else None
 
-    def add_lines(self, state, route, lines) -> None:
+    def add_lines(self, state, route, lines, marker_of=None) -> None:
         """Records of `lines` (lines.Lines of the file whose checkpoint.FileState is `state`)
         into the open batches of `route` (route.Route, its partition known), with the
-        checkpoint steps they complete."""
+        checkpoint steps they complete (`marker_of(offset)`, if given, their markers)."""
         values = lines.values
         if not values:
             if lines.end > (state.pending[-1].end if state.pending else state.offset):
@@ -126,7 +128,8 @@ class OpenBatches:
             part = values if index == 0 and stop == count else values[index:stop]
             body = encode(part, lines.starts[index:stop], truncated, batch.count, template)
             batch.add(body, stop - index, ends[stop - 1] - base - overhead * (stop - index), route.label)
-            batch.steps.append(state.add(lines.end if stop == count else lines.starts[stop]))
+            end = lines.end if stop == count else lines.starts[stop]
+            batch.steps.append(state.add(end, marker=marker_of(end) if marker_of is not None else None))
             index = stop
             if batch.size >= limit - overhead:
                 self.close(route.topic, route.partition)

@@ -47,14 +47,20 @@ log = logging.getLogger("logship.agent")
 
 class Progress:
     """One step of a file's checkpoint: `end` becomes its offset once `acked` (and every
-    earlier step of the same file is). Steps with no record behind them are acked at once."""
+    earlier step of the same file is). Steps with no record behind them are acked at once.
+    `marker`: the marker of `end` when known (the journal keeps it with the step)."""
 
-    __slots__ = ("state", "end", "acked")
+    __slots__ = ("state", "end", "acked", "marker")
 
-    def __init__(self, state: "FileState", end: int, acked: bool = False):
+    def __init__(self, state: "FileState", end: int, acked: bool = False, marker: str | None = None):
         self.state = state
         self.end = end
         self.acked = acked
+        self.marker = marker
+
+    def to_json(self) -> dict:
+        """The step as a checkpoint entry of its file at offset `end` (for the journal)."""
+        return {**self.state.to_json(), "offset": self.end, "marker": self.marker}
 
 
 @dataclass(eq=False)
@@ -73,9 +79,9 @@ class FileState:
     on_drained: list = field(default_factory=list, repr=False)
     dirty: bool = False
 
-    def add(self, end: int, acked: bool = False) -> Progress:
+    def add(self, end: int, acked: bool = False, marker: str | None = None) -> Progress:
         """A new step; an acked one is applied at once if nothing is in flight before it."""
-        step = Progress(self, end, acked)
+        step = Progress(self, end, acked, marker)
         self.pending.append(step)
         if acked:
             self.advance()
@@ -86,10 +92,12 @@ class FileState:
         moved = False
         pending = self.pending
         while pending and pending[0].acked:
-            end = pending.popleft().end
-            if end != self.offset:
-                self.offset = end
+            step = pending.popleft()
+            if step.end != self.offset:
+                self.offset = step.end
                 moved = True
+            if step.marker is not None:
+                self.marker, self.marker_at = step.marker, step.end
         if moved:
             self.dirty = True
             self.updated = time.time()
@@ -194,8 +202,12 @@ def write_states(state_dir: Path, entries: list[dict]) -> None:
 class CheckpointWriter(threading.Thread):
     """Writes the latest snapshot given to `submit`, at most once per `interval` seconds."""
 
-    def __init__(self, state_dir: Path, interval: float):
+    def __init__(self, state_dir: Path, interval: float, on_written=None):
+        """`on_written(token)` runs on this thread once the snapshot submitted with `token`
+        (and so every earlier one) is durable."""
         super().__init__(name="logship-agent-checkpoint", daemon=True)
+        self.on_written = on_written
+        self._token = None
         self.state_dir = state_dir
         self.interval = interval
         self.writes = 0
@@ -207,9 +219,9 @@ class CheckpointWriter(threading.Thread):
         self._busy = False
         self._last = 0.0
 
-    def submit(self, entries: list[dict]) -> None:
+    def submit(self, entries: list[dict], token=None) -> None:
         with self._cond:
-            self._snapshot = entries
+            self._snapshot, self._token = entries, token
             self._cond.notify()
 
     def run(self) -> None:
@@ -223,12 +235,14 @@ class CheckpointWriter(threading.Thread):
                 if wait > 0 and not self._stopping:
                     self._cond.wait(wait)
                     continue
-                entries, self._snapshot = self._snapshot, None
+                entries, token, self._snapshot = self._snapshot, self._token, None
                 self._busy = True
             try:
                 write_states(self.state_dir, entries)
                 self.writes += 1
                 self.written_at = time.time()
+                if token is not None and self.on_written is not None:
+                    self.on_written(token)
             except OSError as exc:  # keep going: the next snapshot may succeed (disk full...)
                 if self.error is None:
                     log.error("cannot write checkpoints to %s: %s", self.state_dir, exc)

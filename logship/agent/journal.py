@@ -81,7 +81,7 @@ from ..crc import crc32c
 from .checkpoint import FileState
 from .identity import head_matches
 
-__all__ = ["Journal", "Recovery", "SentEntry", "load", "restore_steps", "VERSION", "SENT", "ACKED", "PRODUCER", "SUPERSEDED"]
+__all__ = ["Journal", "Recovery", "SentEntry", "load", "remove", "restore_steps", "VERSION", "SENT", "ACKED", "PRODUCER", "SUPERSEDED"]
 
 log = logging.getLogger("logship.agent")
 VERSION = 1
@@ -236,6 +236,15 @@ def load(state_dir: Path) -> Recovery:
     return rec
 
 
+def remove(state_dir: Path) -> int:
+    """Delete the journal's files (idempotence turned off: the checkpoints alone say where
+    to resume); how many there were."""
+    found = [p for p in state_dir.glob(_PREFIX + "*") if p.is_file()]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return len(found)
+
+
 def _fsync_dir(state_dir: Path) -> None:
     fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -276,13 +285,14 @@ class Journal:
             self._write(self._producer_entry())
         self._wait_durable()
 
-    def append_sent(self, entry: SentEntry) -> None:
-        """Journal a batch before it is sent; durable on return."""
+    def append_sent(self, *entries: SentEntry) -> None:
+        """Journal batches before they are sent: one write, durable on return."""
         with self._cond:
-            self.live[entry.key] = entry
-            if (entry.pid, entry.epoch) == self.producer:
-                self.next_sequences[(entry.topic, entry.partition)] = (entry.seq + entry.count) % SEQUENCES
-            self._write(encode_entry(SENT, _sent_meta(entry), entry.data or b""))
+            for entry in entries:
+                self.live[entry.key] = entry
+                if (entry.pid, entry.epoch) == self.producer:
+                    self.next_sequences[(entry.topic, entry.partition)] = (entry.seq + entry.count) % SEQUENCES
+            self._write(b"".join(encode_entry(SENT, _sent_meta(e), e.data or b"") for e in entries))
         self._wait_durable()
 
     def append_restamped(self, old_key: tuple, entry: SentEntry) -> None:
@@ -450,9 +460,7 @@ def restore_steps(states: list[FileState], recovery: Recovery) -> dict[tuple, li
             end = int(step["offset"])
             if end <= (state.pending[-1].end if state.pending else state.offset):
                 continue
-            p = state.add(end, acked=entry.acked)
+            p = state.add(end, acked=entry.acked, marker=step.get("marker") or None)
             if progress is not None:
                 progress.append(p)
-            elif step.get("marker") and not state.pending:
-                state.marker, state.marker_at = step["marker"], end
     return plan

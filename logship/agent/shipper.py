@@ -22,9 +22,19 @@ The producer is set up for a shipper whose files are the buffer, and never gives
 - idempotent (unless the config says `idempotence = false`): batches carry a producer id
   and sequences, so a resend after a lost connection is stored once and retries keep the
   order within a partition. Without it (strict_order=False) a batch that failed while later
-  ones were being written goes again all the same and may land after them, and a resend may
-  duplicate a batch the broker had written but not acknowledged. A restart of the agent
-  itself still re-reads the lines of batches in flight then (at-least-once across restarts);
+  ones were being written goes again all the same and may land after them, a resend may
+  duplicate a batch the broker had written but not acknowledged, and a restart of the agent
+  re-reads the lines of batches in flight (at-least-once);
+- with a `journal` (journal.py; idempotence on): each batch is journaled, durably, with its
+  producer id, epoch, sequence, bytes and checkpoint steps before it is first sent (the
+  producer's on_stamped hook, one fdatasync for the batches of a request), and its
+  acknowledgement after (on_reported: one fdatasync per run of acknowledgements, before the
+  producer picks the next batch); `resend()` starts the next run with the journaled producer
+  id and sends the batches still unacknowledged again, the same bytes under the same
+  sequences, before anything new: the broker answers those it holds with their offsets, so
+  every line is stored once across the agent's own kill -9. split_too_large is off then (the
+  agent's batch_bytes stays under the broker's limit): a batch refused as too large is
+  dropped like a refused one;
 - errors that retrying cannot fix: a batch refused as too large is split in halves and
   sent again (down to a single record, split_too_large); a single record still too large,
   or a batch refused as corrupt or invalid three times (refused_attempts=3), is dropped:
@@ -51,6 +61,7 @@ from functools import partial
 from ..client import Cluster, Producer
 from ..errors import DeliveryError, UnknownTopicError
 from .batches import OutgoingBatch
+from .journal import Journal, Recovery, SentEntry
 
 __all__ = ["Shipper"]
 
@@ -65,7 +76,8 @@ class Shipper:
 
     def __init__(self, cluster: Cluster, *, compression: int, max_in_flight: int = 4,
                  queue_bytes: int = 16 << 20, request_timeout: float = 30.0, backoff_max: float = 2.0,
-                 wake: threading.Event | None = None, idempotence: bool = True):
+                 wake: threading.Event | None = None, idempotence: bool = True, journal: Journal | None = None,
+                 recovery: Recovery | None = None):
         self.cluster = cluster
         self.compression = compression
         self.max_in_flight = max_in_flight
@@ -73,6 +85,10 @@ class Shipper:
         self.request_timeout = request_timeout
         self.backoff_max = backoff_max
         self.idempotence = idempotence
+        self.journal = journal if idempotence else None
+        self.recovery = recovery
+        self.journal_error: BaseException | None = None
+        self._acked_keys: list[tuple] = []  # acknowledgements for the journal's next write
         self.agent_wake = wake or threading.Event()
         self.producer: Producer | None = None
         self._lock = threading.Lock()
@@ -84,11 +100,51 @@ class Shipper:
         self._topic_errors: dict[str, float] = {}
 
     def start(self) -> None:
+        journal, rec = self.journal, self.recovery
+        pid, epoch = rec.producer if journal is not None and rec is not None and rec.producer \
+            and rec.producer[0] >= 0 else (-1, -1)
         self.producer = Producer(
             self.cluster, acks=-1, compression=self.compression, max_in_flight=self.max_in_flight,
             request_timeout_ms=self.request_timeout * 1000, retry_backoff_max_ms=self.backoff_max * 1000,
-            delivery_timeout_ms=None, strict_order=False, refused_attempts=3, split_too_large=True,
-            wait_for_topics=True, on_retry=self._retrying, build_threads=1, idempotence=self.idempotence)
+            delivery_timeout_ms=None, strict_order=False, refused_attempts=3, split_too_large=journal is None,
+            wait_for_topics=True, on_retry=self._retrying, build_threads=1, idempotence=self.idempotence,
+            producer_id=pid, producer_epoch=epoch, on_stamped=self._journal_sent if journal is not None else None,
+            on_reported=self._journal_acked if journal is not None else None)
+
+    def resend(self, plan: dict) -> int:
+        """Go on where the journal's run stopped: each partition it stamped continues its
+        sequences, after its batches still unacknowledged, sent again as they were (`plan`:
+        journal.restore_steps' steps of each, completed when it is acknowledged). Returns
+        how many batches go again; call before submitting anything."""
+        rec = self.recovery
+        if self.journal is None or rec is None or not self.producer.idempotent:
+            return 0
+        unacked: dict[tuple, list[SentEntry]] = {}
+        for entry in rec.unacked:
+            unacked.setdefault((entry.topic, entry.partition), []).append(entry)
+        nexts = dict(rec.next_sequences) if rec.producer and rec.producer[0] >= 0 else {}
+        for key in sorted(set(unacked) | set(nexts)):
+            entries = unacked.get(key, [])
+            # one stamp per partition: a partition takes a new one only once nothing is pending
+            # under the old (or its batches are journaled again under the new one)
+            stamp = (entries[-1].pid, entries[-1].epoch) if entries else rec.producer
+            after = (entries[-1].seq + entries[-1].count) if entries else 0
+            nxt = nexts.get(key, after) if stamp == rec.producer else after
+            resend = []
+            for e in entries:
+                batch = OutgoingBatch(e.topic, e.partition)
+                batch.count, batch.size, batch.steps = e.count, len(e.data or b""), plan.get(e.key, [])
+                batch.journal_key, batch.journal_steps = e.key, e.steps
+                resend.append((e.seq, e.data, e.count, partial(self._delivered, batch), batch))
+            with self._lock:
+                self._pending += len(resend)
+                self._queued += sum(r[4].size for r in resend)
+            self.producer.resume(key[0], key[1], stamp, nxt, resend)
+        count = sum(len(v) for v in unacked.values())
+        if count:
+            log.info("sending again %d batches the last run had not seen acknowledged (producer id %d)",
+                     count, rec.producer[0] if rec.producer else -1)
+        return count
 
     # --- the agent's side ----------------------------------------------------------------------
 
@@ -102,9 +158,12 @@ class Shipper:
             self._queued += sum(batch.size for batch in batches)
         for batch in batches:
             pieces, batch.pieces = batch.pieces, []
+            if self.journal is not None:
+                batch.journal_steps = [step.to_json() for step in batch.steps]
             try:
                 self.producer.send_encoded(batch.topic, batch.partition, pieces, batch.count,
-                                           timestamp_ms=batch.timestamp_ms, on_delivery=partial(self._delivered, batch))
+                                           timestamp_ms=batch.timestamp_ms, on_delivery=partial(self._delivered, batch),
+                                           context=batch)
             except DeliveryError:  # the producer failed (is_alive() says so): read again at the next start
                 pass
 
@@ -139,7 +198,8 @@ class Shipper:
         return done
 
     def is_alive(self) -> bool:
-        return self.producer is not None and not self._stopping and self.producer.fatal_error is None
+        return self.producer is not None and not self._stopping and self.producer.fatal_error is None \
+            and self.journal_error is None
 
     def close(self, timeout: float) -> bool:
         """Deliver what is queued for up to `timeout` seconds, then stop. True if everything
@@ -159,10 +219,41 @@ class Shipper:
 
     # --- the producer's callbacks --------------------------------------------------------------
 
+    def _journal_sent(self, stamped: list) -> None:
+        """on_stamped: journal the batches about to go under a new stamp (durable on return)."""
+        journal, p = self.journal, self.producer
+        if p.producer_id >= 0 and journal.producer != (p.producer_id, p.producer_epoch):
+            journal.set_producer(p.producer_id, p.producer_epoch)
+        new = []
+        for pbatch, old in stamped:
+            batch: OutgoingBatch = pbatch.context
+            entry = SentEntry(pbatch.topic, pbatch.partition, *pbatch.stamp, pbatch.count, batch.journal_steps,
+                              pbatch.data)
+            if old is None or batch.journal_key is None:
+                new.append(entry)
+            else:
+                journal.append_restamped(batch.journal_key, entry)
+            batch.journal_key = entry.key
+        if new:
+            journal.append_sent(*new)
+
+    def _journal_acked(self) -> None:
+        """on_reported: journal the acknowledgements the callbacks just saw (durable on return)."""
+        keys, self._acked_keys = self._acked_keys, []
+        if keys and self.journal_error is None:
+            try:
+                self.journal.append_acked(keys)
+            except OSError as exc:
+                self.journal_error = exc
+                log.error("cannot journal acknowledgements in %s: %s; stopping", self.journal.state_dir, exc)
+                self.agent_wake.set()
+
     def _delivered(self, batch: OutgoingBatch, error: BaseException | None) -> None:
         if error is not None and (self._stopping or self.producer.fatal_error is not None):
             self.agent_wake.set()  # not delivered because delivery stopped
             return
+        if batch.journal_key is not None:
+            self._acked_keys.append(batch.journal_key)  # refused for good counts too: its steps complete
         with self._lock:
             self._pending -= 1
             self._queued -= batch.size

@@ -68,7 +68,7 @@ class ProducerBatch:
 
     __slots__ = ("topic", "partition", "seq", "fast", "values", "parts", "size", "count",
                  "created", "timestamp_ms", "max_timestamp", "deadline", "data", "attempts", "last_error",
-                 "claimed", "on_delivery", "stamp")
+                 "claimed", "on_delivery", "stamp", "context")
 
     def __init__(self, topic: str, partition: int, seq: int, fast: bool, delivery_timeout: float):
         self.topic = topic
@@ -88,6 +88,7 @@ class ProducerBatch:
         self.claimed = False  # a builder thread or the sender builds it (set under the producer's lock)
         self.on_delivery = None
         self.stamp: tuple[int, int, int] | None = None  # (producer id, epoch, base sequence) in `data`
+        self.context = None  # the caller's, for the producer's on_stamped hook
 
     def add_record(self, timestamp: int, key, value, headers) -> None:
         """Encode one record into a general batch (the caller counts it)."""
@@ -189,6 +190,15 @@ class PartitionQueue:
         batch = self._append_closed(count, len(data), delivery_timeout)
         batch.parts = None
         batch.data = data
+        return batch
+
+    def append_stamped(self, data: bytes, count: int, seq: int, stamp: tuple[int, int, int],
+                       delivery_timeout: float) -> ProducerBatch:
+        """A batch already sealed and stamped (a resend of a previous run's, kept on disk by
+        its caller) at `seq` (>= next_seq: a later seq may skip batches the broker has)."""
+        self.next_seq = seq
+        batch = self.append_built(data, count, delivery_timeout)
+        batch.stamp = stamp
         return batch
 
     def _append_closed(self, count: int, size: int, delivery_timeout: float) -> ProducerBatch:

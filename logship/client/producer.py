@@ -49,6 +49,17 @@ after later ones instead of failing), refused_attempts=3, split_too_large=True (
 refused as too large goes again in two halves, down to one record), wait_for_topics=True
 (records for a missing topic wait for it instead of failing).
 
+A caller that must record what it sends before it is sent (logship agent's journal) gives
+`on_stamped(stamped)`: called on the sender thread, outside the lock, with [(batch, old stamp)]
+for the batches about to be sent under a new stamp (the first, or a new producer id or epoch:
+`batch.stamp`, `batch.data`, `batch.context` as given to send_encoded), before they are sent;
+it may block, and if it raises, nothing more is sent (the producer fails, fatal_error says why).
+Such a caller keeps split_too_large off (halves would need stamps of their own), starts a later
+run with the `producer_id` and `producer_epoch` it recorded and `resume()`s each partition.
+Callbacks of acknowledgements run before the next batch is picked, and after each run of them
+`on_reported()` (to record them together), so a slot in flight is free only once the
+acknowledgement is recorded.
+
 Partitioning: an explicit `partition`, else Kafka's murmur2 of the key, else sticky
 (partitioner.py). `partitioner(key, partitions) -> int` replaces the keyed rule.
 """
@@ -69,7 +80,7 @@ from ..errors import DeliveryError, InvalidRecordError, UnknownTopicError
 from .batches import RECORD_OVERHEAD, PartitionQueue, ProducerBatch, SplitDelivery, batch_limit
 from .cluster import Cluster
 from .partitioner import StickyPartitioner, partition_for_key
-from .sender import Sender
+from .sender import SEQUENCES, Sender
 from .wakeup import Wakeup
 
 __all__ = ["Producer", "parse_acks"]
@@ -99,7 +110,8 @@ class Producer:
                  partitioner: Callable[[bytes, int], int] | None = None, build_threads: int = 2,
                  strict_order: bool = True, refused_attempts: int = 1, split_too_large: bool = False,
                  wait_for_topics: bool = False, on_retry: Callable[[BaseException], None] | None = None,
-                 idempotence: bool | None = None):
+                 idempotence: bool | None = None, producer_id: int = -1, producer_epoch: int = -1,
+                 on_stamped: Callable[[list], None] | None = None, on_reported: Callable[[], None] | None = None):
         self.cluster = cluster if isinstance(cluster, Cluster) else Cluster(cluster)
         self._own_cluster = not isinstance(cluster, Cluster)
         self.acks = parse_acks(acks)
@@ -128,8 +140,10 @@ class Producer:
         self.split_too_large = split_too_large
         self.wait_for_topics = wait_for_topics
         self.on_retry = on_retry
-        self.producer_id, self.producer_epoch = -1, -1  # idempotence: set by the sender (InitProducerId)
-        self._new_id_needed = self.idempotent
+        # idempotence: set by the sender (InitProducerId), or a previous run's to go on with (resume)
+        self.producer_id, self.producer_epoch = (producer_id, producer_epoch) if self.idempotent else (-1, -1)
+        self._new_id_needed = self.idempotent and producer_id < 0
+        self.on_stamped, self.on_reported = on_stamped, on_reported
         self.acknowledged = 0
         self.failed = 0
         self.resent = 0
@@ -240,7 +254,7 @@ class Producer:
 
     def send_encoded(self, topic: str, partition: int, records: bytes | list[bytes], count: int, *,
                      timestamp_ms: int, max_timestamp: int | None = None,
-                     on_delivery: Callable[[BaseException | None], None] | None = None) -> None:
+                     on_delivery: Callable[[BaseException | None], None] | None = None, context=None) -> None:
         """Queue one batch of `count` records that the caller encoded: `records` is its
         records section (uncompressed; offset deltas 0..count-1, timestamp deltas from
         `timestamp_ms`; max_timestamp defaults to it), whole or in pieces to be joined. It
@@ -260,12 +274,36 @@ class Producer:
             batch = queue.append_encoded(parts, count, timestamp_ms,
                                          timestamp_ms if max_timestamp is None else max_timestamp,
                                          self.delivery_timeout)
-            batch.on_delivery = on_delivery
+            batch.on_delivery, batch.context = on_delivery, context
             self._buffered += batch.size
             self._pending += count
             if self._builders:
                 self._build_queue.append(batch)
                 self._builds.notify()
+            self._wake_sender()
+
+    def resume(self, topic: str, partition: int, stamp_id: tuple[int, int], next_sequence: int,
+               resend: Iterable[tuple] = ()) -> None:
+        """Go on with a previous run's idempotent producer on one partition, before anything
+        else is sent to it: its batches carry `stamp_id` (producer id, epoch) and Kafka
+        sequences from `next_sequence`, after `resend`: (sequence, data, count, on_delivery,
+        context) of batches that run stamped and may not have had acknowledged, oldest first,
+        each sent again as the same bytes (the broker answers one it holds with its offsets).
+        Sequences wrap at 2^31 as Kafka's do."""
+        with self._cond:
+            queue = self._queue(topic, partition)
+            if not self.idempotent or queue.has_work() or queue.next_seq:
+                raise ValueError(f"cannot resume {topic}-{partition}: not idempotent, or batches were given before")
+            queue.stamp_id, queue.seq_base = tuple(stamp_id), 0
+            here = last = None  # the unwrapped seq and the Kafka sequence of the previous batch
+            for sequence, data, count, on_delivery, context in resend:
+                here = sequence if here is None else here + (sequence - last) % SEQUENCES
+                batch = queue.append_stamped(data, count, here, (*stamp_id, sequence % SEQUENCES), self.delivery_timeout)
+                batch.on_delivery, batch.context = on_delivery, context
+                self._buffered += batch.size
+                self._pending += count
+                here, last = here + count, (sequence + count) % SEQUENCES
+            queue.next_seq = next_sequence if here is None else here + (next_sequence - last) % SEQUENCES
             self._wake_sender()
 
     def send_batch(self, topic: str, data: bytes, count: int, partition: int | None = None) -> None:
@@ -395,6 +433,8 @@ class Producer:
                     callback(argument)
                 except Exception:  # the caller's bug must not stop delivery
                     log.exception("a producer callback failed")
+            if self.on_reported is not None:
+                self.on_reported()
         finally:
             with self._cond:
                 self._unreported -= len(reports)

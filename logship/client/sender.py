@@ -77,6 +77,10 @@ MAX_EPOCH = 2**15 - 1
 SEQUENCES = 2**31
 
 
+class _HookFailed(Exception):
+    """The producer's on_stamped hook raised (its exception is the cause): stop sending."""
+
+
 class _Request:
     __slots__ = ("batches", "sent")
 
@@ -103,6 +107,10 @@ class Sender(threading.Thread):
     def run(self) -> None:
         try:
             self._loop()
+        except _HookFailed as exc:
+            log.error("the producer stops: recording batches before sending them failed: %s", exc.__cause__)
+            self.p._sender_died(exc.__cause__, [b for requests in self.requests.values() for r in requests
+                                                for b in r.batches])
         except BaseException as exc:  # a bug: never leave flush() waiting for a dead thread
             log.exception("the producer's sender thread failed; what it held fails with the error")
             self.p._sender_died(exc, [b for requests in self.requests.values() for r in requests for b in r.batches])
@@ -234,7 +242,7 @@ class Sender(threading.Thread):
     def _send(self, node: int, batches: list) -> None:
         p = self.p
         topics: dict[str, list] = {}
-        built = []
+        built, stamped = [], []
         for batch in batches:
             try:
                 data = batch.build(p.compression)
@@ -245,11 +253,19 @@ class Sender(threading.Thread):
                     self._outcome(batch, exc, retriable=False)
                 continue
             if p.idempotent:
+                old = batch.stamp
                 data = self._stamped(batch, data)
+                if batch.stamp != old and p.on_stamped is not None:
+                    stamped.append((batch, old))
             topics.setdefault(batch.topic, []).append({"index": batch.partition, "records": data})
             built.append(batch)
         if not built:
             return
+        if stamped:
+            try:
+                p.on_stamped(stamped)
+            except Exception as exc:
+                raise _HookFailed() from exc
         body = {"transactional_id": None, "acks": p.acks, "timeout_ms": int(p.request_timeout * 1000),
                 "topic_data": [{"name": name, "partition_data": parts} for name, parts in topics.items()]}
         try:
