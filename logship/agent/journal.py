@@ -457,6 +457,10 @@ def restore_steps(states: list[FileState], recovery: Recovery) -> dict[tuple, li
                 found.offset, found.marker, found.marker_at = 0, None, -1
                 states.append(found)
                 state = found
+            elif found.fingerprint.length > state.fingerprint.length:
+                # the same generation, fingerprinted further since the checkpoint (progressive):
+                # a short fingerprint with an offset moved on would match the inode's next content
+                state.fingerprint = found.fingerprint
             end = int(step["offset"])
             if end <= (state.pending[-1].end if state.pending else state.offset):
                 continue
