@@ -8,7 +8,9 @@ Every run goes to its own topic of one throw-away broker, with acks=all and zstd
 * `logship produce TOPIC FILE` and `kcat -P -l FILE`: the file read in one go;
 * the agent catching up on files written beforehand (pure agent throughput);
 * the agent tailing files while a writer appends the lines as fast as it can, timed from
-  the first append to the last line acknowledged (what `agent` costs a busy server).
+  the first append to the last line acknowledged (what `agent` costs a busy server);
+* the catch-up again with `idempotence = false` (no journal: at-least-once) and with the
+  default journal (exactly once), side by side: what the journal's writes and fdatasyncs cost.
 
 An agent run is done when the broker holds every line (its end offset; the agent uses acks=all).
 `logship produce` and kcat are timed as commands, their process start included.
@@ -66,12 +68,14 @@ def records_in(admin, topic: str) -> int:
         return 0
 
 
-def run_agent(tmp: Path, broker: str, topic: str, files: list[Path], data: list[bytes], append: bool) -> tuple:
-    """(seconds, agent CPU seconds) for the agent to get `data` into `files` acknowledged."""
+def run_agent(tmp: Path, broker: str, topic: str, files: list[Path], data: list[bytes], append: bool,
+              settings: str = "") -> tuple:
+    """(seconds, agent CPU seconds) for the agent to get `data` into `files` acknowledged
+    (`settings`: more lines of its config)."""
     logs = files[0].parent
     state = tmp / f"state-{topic}"
     config = tmp / f"{topic}.toml"
-    config.write_text(f'brokers = "{broker}"\nstate_dir = "{state}"\n'
+    config.write_text(f'brokers = "{broker}"\nstate_dir = "{state}"\n{settings}'
                       f'[[inputs]]\npaths = ["{logs}/*.log"]\ntopic = "{topic}"\n')
     lines = sum(chunk.count(b"\n") for chunk in data)
     admin = Admin(broker)
@@ -156,6 +160,13 @@ def main() -> None:
             report("logship agent, files written beforehand", n, line_bytes, seconds, cpu)
             seconds, cpu = run_agent(tmp, address, "bench-agent-tail", files, data, append=True)
             report("logship agent, lines appended while tailing", n, line_bytes, seconds, cpu)
+            # what exactly-once costs: the journal (idempotence on, the default) against none
+            plain, plain_cpu = run_agent(tmp, address, "bench-agent-plain", files, data, append=False,
+                                         settings="idempotence = false\n")
+            report("logship agent, idempotence = false (no journal)", n, line_bytes, plain, plain_cpu)
+            journaled, cpu = run_agent(tmp, address, "bench-agent-journal", files, data, append=False)
+            report("logship agent, journal (exactly once), again", n, line_bytes, journaled, cpu)
+            print(f"journal against none: {plain / journaled:.2f} (throughput ratio, >= 1 means no cost)")
         finally:
             broker.stop()
 
