@@ -35,7 +35,8 @@ Top-level options and their defaults (every one optional):
     batch_bytes = 1047552        records section of a batch (under Kafka's 1 MiB default)
     linger = "100ms"             send a batch that is not full after this long
     max_in_flight = 4            Produce requests awaiting an answer per connection (at most 5)
-    idempotence = true           a producer id and sequences: the broker stores a retry once
+    idempotence = true           a producer id and sequences: the broker stores a retry once, and
+                                 a journal of batches in flight: each line once across kill -9
     metrics = ""                 [HOST:]PORT to serve Prometheus metrics at /metrics (off when empty)
     queue_bytes = "16M"          stop reading while this much awaits acknowledgement
     request_timeout = "30s"      a Produce not answered by then: the connection is dropped
