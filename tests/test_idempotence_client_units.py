@@ -193,3 +193,62 @@ def test_a_bump_restarts_only_the_partition_that_needed_it_and_a_pending_retry_k
     assert broker.stamps[1] == [(1001, 0, 0), (1001, 0, 0), (1001, 1, 0)]
     assert broker.producer_ids == 1
     broker.close()
+
+
+def test_resume_resends_the_given_bytes_under_their_stamps_then_goes_on_with_the_next_sequence():
+    """Producer(producer_id=, producer_epoch=) and resume(): what the agent does after a kill
+    -9 with its journal: no InitProducerId, the journaled batches go first as they were (a
+    gap where one was acknowledged), new batches go on from the journaled next sequence."""
+    from logship.records import build_batch_values, with_producer
+
+    broker = StampedBroker(lambda n: (0, False))
+    cluster = Cluster(f"127.0.0.1:{broker.port}")
+    old = [bytes(with_producer(build_batch_values([b"old-%d" % i for i in range(n)], 1000, 0), 77, 3, seq))
+           for n, seq in ((10, 2147483640), (5, 4))]  # wraps: 2147483640 + 10 -> 2, then 2..3 were acked
+    done = []
+    producer = Producer(cluster, producer_id=77, producer_epoch=3, linger_ms=1, retry_backoff_ms=10)
+    producer.resume("t", 0, (77, 3), 9, [(2147483640, old[0], 10, done.append, None), (4, old[1], 5, done.append, None)])
+    producer.send_values("t", [b"new"], partition=0)
+    producer.flush(timeout=20)
+    producer.close(timeout=5)
+    cluster.close()
+    assert broker.producer_ids == 0 and done == [None, None]
+    assert broker.raw[:2] == old
+    assert broker.stamps == [(77, 3, 2147483640), (77, 3, 4), (77, 3, 9)]
+    broker.close()
+
+
+def test_on_stamped_sees_each_new_stamp_before_the_send_and_its_failure_stops_the_producer():
+    broker = StampedBroker(lambda n: (0, False))
+    seen = []
+
+    def record(stamped):
+        assert len(broker.raw) == len(seen)  # called before the batch is sent
+        seen.extend((batch.stamp, old, batch.context, bytes(batch.data)) for batch, old in stamped)
+
+    cluster = Cluster(f"127.0.0.1:{broker.port}")
+    reported = []
+    producer = Producer(cluster, linger_ms=1, on_stamped=record, on_reported=lambda: reported.append(1))
+    done = []
+    producer.send_encoded("t", 0, [records_section(3)], 3, timestamp_ms=1000, context="ctx", on_delivery=done.append)
+    producer.flush(timeout=20)
+    assert seen == [((1001, 0, 0), None, "ctx", broker.raw[0])] and done == [None] and reported
+    producer.close(timeout=5)
+
+    def failing(stamped):
+        raise OSError(28, "No space left on device")
+
+    producer = Producer(cluster, linger_ms=1, on_stamped=failing)
+    producer.send_encoded("t", 0, [records_section(3)], 3, timestamp_ms=1000)
+    try:
+        producer.flush(timeout=20)
+    except Exception as exc:
+        assert "No space left" in str(exc)
+    assert isinstance(producer.fatal_error, OSError) and len(broker.raw) == 1  # nothing more was sent
+    cluster.close()
+    broker.close()
+
+
+def records_section(count: int) -> bytes:
+    from logship.record_codec import encode_values
+    return encode_values([b"v%d" % i for i in range(count)])
