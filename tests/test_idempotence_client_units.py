@@ -207,7 +207,8 @@ def test_resume_resends_the_given_bytes_under_their_stamps_then_goes_on_with_the
            for n, seq in ((10, 2147483640), (5, 4))]  # wraps: 2147483640 + 10 -> 2, then 2..3 were acked
     done = []
     producer = Producer(cluster, producer_id=77, producer_epoch=3, linger_ms=1, retry_backoff_ms=10)
-    producer.resume("t", 0, (77, 3), 9, [(2147483640, old[0], 10, done.append, None), (4, old[1], 5, done.append, None)])
+    producer.resume("t", 0, (77, 3), 9, [((77, 3, 2147483640), old[0], 10, done.append, None),
+                                         ((77, 3, 4), old[1], 5, done.append, None)])
     producer.send_values("t", [b"new"], partition=0)
     producer.flush(timeout=20)
     producer.close(timeout=5)
@@ -252,3 +253,28 @@ def test_on_stamped_sees_each_new_stamp_before_the_send_and_its_failure_stops_th
 def records_section(count: int) -> bytes:
     from logship.record_codec import encode_values
     return encode_values([b"v%d" % i for i in range(count)])
+
+
+def test_resume_stamps_a_batch_of_an_older_epoch_anew_after_the_current_ones():
+    """A journal caught between an epoch bump and the last restamp: the batch under the old
+    epoch goes after those under the new one, with the sequence that follows them, and
+    on_stamped sees its old stamp (so its journal entry is replaced)."""
+    from logship.records import build_batch_values, with_producer
+
+    broker = StampedBroker(lambda n: (0, False))
+    cluster = Cluster(f"127.0.0.1:{broker.port}")
+    new = bytes(with_producer(build_batch_values([b"a", b"b"], 1000, 0), 77, 4, 0))
+    stale = bytes(with_producer(build_batch_values([b"c", b"d", b"e"], 1000, 0), 77, 3, 40))
+    seen = []
+    producer = Producer(cluster, producer_id=77, producer_epoch=4, linger_ms=1,
+                        on_stamped=lambda stamped: seen.extend((b.stamp, old) for b, old in stamped))
+    producer.resume("t", 0, (77, 4), 2, [((77, 4, 0), new, 2, None, None), ((77, 3, 40), stale, 3, None, None)])
+    producer.send_values("t", [b"f"], partition=0)
+    producer.flush(timeout=20)
+    producer.close(timeout=5)
+    cluster.close()
+    assert broker.stamps == [(77, 4, 0), (77, 4, 2), (77, 4, 5)]
+    assert seen == [((77, 4, 2), (77, 3, 40)), ((77, 4, 5), None)]
+    assert broker.produced[1] == [b"c", b"d", b"e"]
+    broker.close()
+

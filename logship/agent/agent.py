@@ -77,8 +77,7 @@ class Agent:
         self._endpoint = None
         self.journal: journals.Journal | None = None  # batches in flight, kept across a kill (journal.py)
         self._recovery: journals.Recovery | None = None
-        self._resending = 0  # batches of the journal's last run sent again, before any file is read
-        self._existed = False
+        self._resent: set[int] = set()  # ids of the journal's batches sent again, not yet done
         self._unapplied: list = []  # journaled batches acknowledged, their steps not all applied yet
 
     # --- control (any thread, or a signal handler) ---------------------------------------------
@@ -118,7 +117,6 @@ class Agent:
             elif self.shipper is None and journals.remove(cfg.state_dir):
                 log.info("idempotence is off: removed the journal of batches in flight (lines it held are "
                          "read again from the checkpoints)")
-            self._existed = existed
             self.files.restore(states, existed, time.monotonic())
             self.writer = CheckpointWriter(cfg.state_dir, cfg.checkpoint_interval,
                                            self.journal.checkpoint_durable if self.journal is not None else None)
@@ -131,7 +129,9 @@ class Agent:
                                        backoff_max=cfg.retry_backoff_max, wake=self.wake,
                                        idempotence=cfg.idempotence, journal=self.journal, recovery=self._recovery)
                 self.shipper.start()
-                self._resending = self.shipper.resend(plan)
+                self._resent = {id(batch) for batch in self.shipper.resend(plan)}
+                if self.journal is not None and not self._resent:
+                    self._recovered()
             for inp in cfg.inputs:
                 self.shipper.partitions(inp.topic)
             if cfg.watch:
@@ -149,38 +149,19 @@ class Agent:
         if self._lock_fd is None:
             self.start()
         try:
-            if self._resending:
-                self._finish_resend()
-            if not self._stopping.is_set():
-                self.scan(initial=True)
+            self.scan(initial=True)
             while not self._stopping.is_set():
                 self.turn()
         finally:
             self.shutdown()
         return self.counters
 
-    def _finish_resend(self) -> None:
-        """Wait until the batches the journal's last run left unacknowledged are (their
-        lines must not be read again: the files resume after them), then resume the files
-        where those batches ended. Stoppable; the shipper failing stops the agent."""
-        while self.shipper.pending and not self._stopping.is_set():
-            if not self.shipper.is_alive():
-                log.error("the shipper stopped; exiting")
-                self._stopping.set()
-                break
-            self._acks()
-            self.wake.wait(self.config.poll_interval)
-            self.wake.clear()
-        self._acks()
-        if self._stopping.is_set():
-            return
+    def _recovered(self) -> None:
+        """The journal's last run is settled (its batches still unacknowledged then are done):
+        the journal may forget its entries once a checkpoint holds their steps."""
         for entry in self._recovery.entries:
             self.journal.mark_applied(entry.key)
-        self._unapplied.clear()
-        now = time.monotonic()
-        self.files.restore(self.files.states, self._existed, now)  # the resume points moved
-        self._snapshot(now, force=True)
-        log.info("the %d batches sent again are acknowledged; reading the files", self._resending)
+        self._recovery = None
 
     def scan(self, initial: bool = False) -> None:
         """Rescan the globs now (`initial`: the first scan of this run)."""
@@ -329,8 +310,12 @@ class Agent:
             for step in batch.steps:
                 step.acked = True
                 touched.add(step.state)
-            if batch.journal_key is not None:
+            if batch.journal_keys:
                 self._unapplied.append(batch)
+            if self._resent:
+                self._resent.discard(id(batch))
+                if not self._resent:
+                    self._recovered()
         for state in touched:
             if state.advance():
                 self.files.dirty = True
@@ -341,7 +326,8 @@ class Agent:
                 if any(step in step.state.pending for step in batch.steps):
                     left.append(batch)
                 else:
-                    self.journal.mark_applied(batch.journal_key)
+                    for key in batch.journal_keys:
+                        self.journal.mark_applied(key)
             self._unapplied = left
 
     def _publish(self) -> None:

@@ -33,7 +33,7 @@ RECORD_SLACK = 32  # bytes a record may take besides its value and the file's fi
 
 class OutgoingBatch:
     __slots__ = ("topic", "partition", "pieces", "count", "size", "value_bytes", "created", "timestamp_ms",
-                 "steps", "origins", "journal_key", "journal_steps")
+                 "steps", "origins", "journal_keys", "journal_steps")
 
     def __init__(self, topic: str, partition: int):
         self.topic = topic
@@ -46,7 +46,7 @@ class OutgoingBatch:
         self.timestamp_ms = int(time.time() * 1000)
         self.steps: list = []
         self.origins: dict[str, list[int]] = {}  # input label -> [lines, bytes] (for the metrics)
-        self.journal_key: tuple | None = None  # its key in the journal, once stamped (shipper.py)
+        self.journal_keys: list[tuple] = []  # its entries in the journal, once stamped (shipper.py)
         self.journal_steps: list[dict] | None = None  # its steps as the journal keeps them
 
     def add(self, body: bytes, count: int, value_bytes: int, origin: str = "") -> None:

@@ -108,6 +108,14 @@ class FileState:
         return moved
 
     @property
+    def resume_point(self) -> tuple[int, str | None]:
+        """(offset, marker or None) where reading goes on: after the steps in flight (the
+        journal's batches sent again at a start), else at the acknowledged offset."""
+        if self.pending:
+            return self.pending[-1].end, self.pending[-1].marker
+        return self.offset, self.current_marker
+
+    @property
     def current_marker(self) -> str | None:
         """The marker of `offset`, if known."""
         return self.marker if self.marker_at == self.offset else None

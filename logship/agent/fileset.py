@@ -77,7 +77,7 @@ class FileSet:
         """Start from the checkpointed `states` (`existed`: whether a state file did)."""
         self.first_start = not existed
         self.states = states
-        self.detached = [Detached(s, s.offset, s.current_marker, now) for s in states]
+        self.detached = [Detached(s, *s.resume_point, now) for s in states]
 
     def close_all(self) -> None:
         for tailer in self.tailers.values():
@@ -152,14 +152,18 @@ class FileSet:
             return None
 
     def _start_tailer(self, fd: int, fid: FileId, where: Found, state: FileState, size: int, now: float,
-                      reader: LineReader | None = None, tail: bytes = b"", route: Route | None = None) -> Tailer:
+                      reader: LineReader | None = None, tail: bytes = b"", route: Route | None = None,
+                      start: int | None = None) -> Tailer:
+        """Tail the open file as `state`'s stream, reading on at `start` (default: its offset)
+        or with the retired stream's `reader`."""
         route = route or Route(self.config.inputs[where.input_index], where.path, self.config.host)
         if reader is None:
+            start = state.offset if start is None else start
             # resuming a UTF-16 file past its byte-order mark: the mark still decides the byte order
-            head = os.pread(fd, 2, 0) if state.offset and route.input.encoding == "utf-16" else b""
-            reader = LineReader(state.offset, route.input, head)
-            if state.offset:
-                tail = read_before(fd, state.offset)
+            head = os.pread(fd, 2, 0) if start and route.input.encoding == "utf-16" else b""
+            reader = LineReader(start, route.input, head)
+            if start:
+                tail = read_before(fd, start)
         tailer = Tailer(fd, fid, where.path, state, route, reader, size, now, tail)
         self.tailers[fid.inode] = tailer
         self.held.pop(fid.inode, None)
@@ -174,8 +178,8 @@ class FileSet:
                 self.detached.remove(d)
                 state.id = fid
                 state.path = where.path
-                self._start_tailer(fd, fid, where, state, st.st_size, now)
-                log.info("%s: resuming at offset %d of %d", where.path, state.offset, st.st_size)
+                self._start_tailer(fd, fid, where, state, st.st_size, now, start=d.resume)
+                log.info("%s: resuming at offset %d of %d", where.path, d.resume, st.st_size)
                 return True
             if d.expires is None:  # the inode now holds something else: this stream is gone
                 d.expires = now + self.config.copytruncate_wait
@@ -202,9 +206,9 @@ class FileSet:
                      d.route.path if d.route else "?", d.resume,
                      f" ({lost} bytes written before the truncate were not copied: skipped)" if lost else "")
         else:
-            self._start_tailer(fd, fid, where, state, st.st_size, now)
+            self._start_tailer(fd, fid, where, state, st.st_size, now, start=d.resume)
             log.info("%s has the content of checkpointed %s: resuming at offset %d", where.path,
-                     d.route.path if d.route else state.path, state.offset)
+                     d.route.path if d.route else state.path, d.resume)
         return True
 
     def _hold(self, fd, fid: FileId, st, fp: Fingerprint, where: Found, now: float, initial: bool) -> bool:

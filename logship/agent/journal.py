@@ -17,7 +17,8 @@ A segment is an 8-byte header, b"LSJOURN" + bytes([VERSION]), then entries:
   exactly as sent (compressed, pid/epoch/seq in its header); empty when "acked" (a rewritten copy).
 - ACKED (2): meta {"keys": [[t, p, pid, epoch, seq], ...]}: those SENT batches were acknowledged.
 - SUPERSEDED (4): meta {"keys": [...]}: those SENT batches were stamped again under a new producer
-  id (journaled anew in the same write): dropped, their steps NOT applied (they moved with them).
+  id or epoch, or split as too large (journaled anew right after it in the same write, possibly
+  under the same key): dropped, their steps NOT applied (they moved with them).
 - PRODUCER (3): meta {"pid", "epoch", "next": [[t, p, seq], ...]}: the producer id in use and
   the next sequence of each partition; it ends a segment's rewritten part (after the copies of
   the live entries, which leave the sequences alone) and is written again on each new id or epoch.
@@ -200,6 +201,7 @@ def load(state_dir: Path) -> Recovery:
     try:
         entries, valid = _parse(data)
         by_key: dict[tuple, SentEntry] = {}
+        slot = None  # where the entry a SUPERSEDED removed stood
         for kind, meta, payload in entries:
             if kind == PRODUCER:
                 rec.producer = (int(meta["pid"]), int(meta["epoch"]))
@@ -209,7 +211,11 @@ def load(state_dir: Path) -> Recovery:
                               int(meta["n"]), list(meta["steps"]), None if meta.get("acked") else payload,
                               bool(meta.get("acked")))
                 by_key[e.key] = e
-                rec.entries.append(e)
+                if slot is not None:  # it replaces the batch superseded just before: in its place
+                    rec.entries.insert(slot, e)
+                else:
+                    rec.entries.append(e)
+                slot = None
                 if (e.pid, e.epoch) == rec.producer:
                     rec.next_sequences[(e.topic, e.partition)] = (e.seq + e.count) % SEQUENCES
             elif kind == ACKED:
@@ -219,7 +225,9 @@ def load(state_dir: Path) -> Recovery:
                         e.acked, e.data = True, None
             elif kind == SUPERSEDED:
                 gone = {id(by_key.pop(tuple(key), None)) for key in meta["keys"]}
+                at = [i for i, e in enumerate(rec.entries) if id(e) in gone]
                 rec.entries = [e for e in rec.entries if id(e) not in gone]
+                slot = at[0] if at else None
             else:
                 raise _Corrupt(f"unknown entry kind {kind}")
     except (_Corrupt, KeyError, TypeError, ValueError) as exc:
@@ -296,15 +304,20 @@ class Journal:
         self._wait_durable()
 
     def append_restamped(self, old_key: tuple, entry: SentEntry) -> None:
-        """The batch `old_key` goes again as `entry` (a new producer id or epoch: same records
-        and steps, new stamp and bytes): one write, durable on return."""
+        """The batch `old_key` goes again as `entry` (a new producer id or epoch, or the first
+        half of it split as too large, which keeps its key: same steps, new stamp or records
+        and bytes) in its place: one write (SUPERSEDED, then SENT), durable on return."""
+        old_key = tuple(old_key)
         with self._cond:
-            self.live.pop(tuple(old_key), None)
-            self.live[entry.key] = entry
+            if old_key in self.live:
+                self.live = {(entry.key if k == old_key else k): (entry if k == old_key else e)
+                             for k, e in self.live.items()}
+            else:
+                self.live[entry.key] = entry
             if (entry.pid, entry.epoch) == self.producer:
                 self.next_sequences[(entry.topic, entry.partition)] = (entry.seq + entry.count) % SEQUENCES
-            self._write(encode_entry(SENT, _sent_meta(entry), entry.data or b"")
-                        + encode_entry(SUPERSEDED, {"keys": [list(old_key)]}))
+            self._write(encode_entry(SUPERSEDED, {"keys": [list(old_key)]})
+                        + encode_entry(SENT, _sent_meta(entry), entry.data or b""))
         self._wait_durable()
 
     def append_acked(self, keys: list[tuple]) -> None:
@@ -322,8 +335,12 @@ class Journal:
         if self.error is not None:
             raise OSError(f"the journal failed earlier: {self.error}")
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:  # what was written may end mid-entry: nothing more may follow it
+            self.error = exc
+            raise
         self._written += 1
 
     def _wait_durable(self) -> None:
@@ -395,8 +412,13 @@ class Journal:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
             os.replace(tmp, path)
-            _fsync_dir(self.state_dir)
         except BaseException:
+            os.close(fd)
+            raise
+        try:
+            _fsync_dir(self.state_dir)
+        except OSError as exc:  # the newer segment is in place, maybe not durably: write no more
+            self.error = exc
             os.close(fd)
             raise
         old, self._fd, old_number, self.segment = self._fd, fd, self.segment, number
@@ -453,6 +475,11 @@ def restore_steps(states: list[FileState], recovery: Recovery) -> dict[tuple, li
         for step in entry.steps:
             found = FileState.from_json(step)
             state = next((s for s in states if _same_generation(s, found)), None)
+            if state is None and found.fingerprint.complete:
+                # a copytruncate moved the stream to the copy's inode between the step and the
+                # checkpoint (or back): a complete fingerprint names it when only one state has it
+                same = [s for s in states if s.fingerprint == found.fingerprint]
+                state = same[0] if len(same) == 1 else None
             if state is None:
                 found.offset, found.marker, found.marker_at = 0, None, -1
                 states.append(found)

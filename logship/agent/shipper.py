@@ -32,9 +32,8 @@ The producer is set up for a shipper whose files are the buffer, and never gives
   producer picks the next batch); `resend()` starts the next run with the journaled producer
   id and sends the batches still unacknowledged again, the same bytes under the same
   sequences, before anything new: the broker answers those it holds with their offsets, so
-  every line is stored once across the agent's own kill -9. split_too_large is off then (the
-  agent's batch_bytes stays under the broker's limit): a batch refused as too large is
-  dropped like a refused one;
+  every line is stored once across the agent's own kill -9. A batch split as too large is
+  journaled as its halves (the first takes its place);
 - errors that retrying cannot fix: a batch refused as too large is split in halves and
   sent again (down to a single record, split_too_large); a single record still too large,
   or a batch refused as corrupt or invalid three times (refused_attempts=3), is dropped:
@@ -61,7 +60,7 @@ from functools import partial
 from ..client import Cluster, Producer
 from ..errors import DeliveryError, UnknownTopicError
 from .batches import OutgoingBatch
-from .journal import Journal, Recovery, SentEntry
+from .journal import SEQUENCES, Journal, Recovery, SentEntry
 
 __all__ = ["Shipper"]
 
@@ -106,45 +105,49 @@ class Shipper:
         self.producer = Producer(
             self.cluster, acks=-1, compression=self.compression, max_in_flight=self.max_in_flight,
             request_timeout_ms=self.request_timeout * 1000, retry_backoff_max_ms=self.backoff_max * 1000,
-            delivery_timeout_ms=None, strict_order=False, refused_attempts=3, split_too_large=journal is None,
+            delivery_timeout_ms=None, strict_order=False, refused_attempts=3, split_too_large=True,
             wait_for_topics=True, on_retry=self._retrying, build_threads=1, idempotence=self.idempotence,
             producer_id=pid, producer_epoch=epoch, on_stamped=self._journal_sent if journal is not None else None,
             on_reported=self._journal_acked if journal is not None else None)
 
-    def resend(self, plan: dict) -> int:
+    def resend(self, plan: dict) -> list[OutgoingBatch]:
         """Go on where the journal's run stopped: each partition it stamped continues its
         sequences, after its batches still unacknowledged, sent again as they were (`plan`:
-        journal.restore_steps' steps of each, completed when it is acknowledged). Returns
-        how many batches go again; call before submitting anything."""
+        journal.restore_steps' steps of each, completed when it is acknowledged). Returns the
+        batches that go again (take_done reports them); call before submitting anything."""
         rec = self.recovery
         if self.journal is None or rec is None or not self.producer.idempotent:
-            return 0
+            return []
+        again = []
         unacked: dict[tuple, list[SentEntry]] = {}
         for entry in rec.unacked:
             unacked.setdefault((entry.topic, entry.partition), []).append(entry)
-        nexts = dict(rec.next_sequences) if rec.producer and rec.producer[0] >= 0 else {}
+        current = rec.producer if rec.producer and rec.producer[0] >= 0 else None
+        nexts = dict(rec.next_sequences) if current else {}
         for key in sorted(set(unacked) | set(nexts)):
             entries = unacked.get(key, [])
-            # one stamp per partition: a partition takes a new one only once nothing is pending
-            # under the old (or its batches are journaled again under the new one)
-            stamp = (entries[-1].pid, entries[-1].epoch) if entries else rec.producer
-            after = (entries[-1].seq + entries[-1].count) if entries else 0
-            nxt = nexts.get(key, after) if stamp == rec.producer else after
+            stamps = [(e.pid, e.epoch) for e in entries]
+            # the partition's stamp: the producer's if it has batches under it (an epoch bump
+            # caught half way leaves older ones, which go after them, stamped anew), else theirs
+            stamp = current if current in stamps or not entries else stamps[-1]
+            ours = [e for e in entries if (e.pid, e.epoch) == stamp]
+            nxt = nexts.get(key) if stamp == current and key in nexts else \
+                (ours[-1].seq + ours[-1].count) % SEQUENCES if ours else 0
             resend = []
-            for e in entries:
+            for e in ours + [e for e in entries if (e.pid, e.epoch) != stamp]:
                 batch = OutgoingBatch(e.topic, e.partition)
                 batch.count, batch.size, batch.steps = e.count, len(e.data or b""), plan.get(e.key, [])
-                batch.journal_key, batch.journal_steps = e.key, e.steps
-                resend.append((e.seq, e.data, e.count, partial(self._delivered, batch), batch))
+                batch.journal_keys, batch.journal_steps = [e.key], e.steps
+                resend.append(((e.pid, e.epoch, e.seq), e.data, e.count, partial(self._delivered, batch), batch))
             with self._lock:
                 self._pending += len(resend)
                 self._queued += sum(r[4].size for r in resend)
             self.producer.resume(key[0], key[1], stamp, nxt, resend)
-        count = sum(len(v) for v in unacked.values())
-        if count:
+            again += [r[4] for r in resend]
+        if again:
             log.info("sending again %d batches the last run had not seen acknowledged (producer id %d)",
-                     count, rec.producer[0] if rec.producer else -1)
-        return count
+                     len(again), current[0] if current else -1)
+        return again
 
     # --- the agent's side ----------------------------------------------------------------------
 
@@ -229,11 +232,16 @@ class Shipper:
             batch: OutgoingBatch = pbatch.context
             entry = SentEntry(pbatch.topic, pbatch.partition, *pbatch.stamp, pbatch.count, batch.journal_steps,
                               pbatch.data)
-            if old is None or batch.journal_key is None:
-                new.append(entry)
+            keys = batch.journal_keys
+            # stamped again (new id or epoch), or the first half of a batch split as too large
+            # (its first sequence, so its key): it takes the place of the entry it replaces
+            replaced = (pbatch.topic, pbatch.partition, *old) if old is not None else entry.key
+            if replaced in keys:
+                journal.append_restamped(replaced, entry)
+                keys[keys.index(replaced)] = entry.key
             else:
-                journal.append_restamped(batch.journal_key, entry)
-            batch.journal_key = entry.key
+                new.append(entry)
+                keys.append(entry.key)
         if new:
             journal.append_sent(*new)
 
@@ -252,8 +260,7 @@ class Shipper:
         if error is not None and (self._stopping or self.producer.fatal_error is not None):
             self.agent_wake.set()  # not delivered because delivery stopped
             return
-        if batch.journal_key is not None:
-            self._acked_keys.append(batch.journal_key)  # refused for good counts too: its steps complete
+        self._acked_keys += batch.journal_keys  # refused for good counts too: its steps complete
         with self._lock:
             self._pending -= 1
             self._queued -= batch.size

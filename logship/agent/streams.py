@@ -6,8 +6,9 @@ or rewritten in place, or let go (closed). A file a scan finds may be one of the
 on; the functions here only look (pread and compare), fileset.py acts on the answer:
 
 * `resumes_in`: the file is the checkpointed stream's very inode (same device, inode and
-  generation), still beginning with its fingerprinted bytes, still as long as the
-  checkpointed offset, and with the marker of that offset: reading resumes there.
+  generation), still beginning with its fingerprinted bytes, still as long as the resume
+  point (the checkpointed offset, or the end of the journal's batches sent again), and with
+  the marker of that point: reading resumes there.
 * `continued_in`: the file is a copy of a detached stream (a copytruncate copy, a file
   moved or copied while the agent was stopped): its *complete* fingerprint and the marker
   of the stream's resume point both match. A short fingerprint never recognises a file by
@@ -62,8 +63,7 @@ def resumes_in(d: Detached, fd: int, fid: FileId, st: os.stat_result, fp: Finger
     if d.reader is not None or not state.id.same_inode(fid) or fp.length < state.fingerprint.length \
             or not head_matches(fd, state.fingerprint):
         return False
-    marker = state.current_marker
-    return state.offset <= st.st_size and (not state.offset or marker is None or read_marker(fd, state.offset) == marker)
+    return d.resume <= st.st_size and (not d.resume or d.marker is None or read_marker(fd, d.resume) == d.marker)
 
 
 def continued_in(detached: list[Detached], fd: int, st: os.stat_result, fp: Fingerprint) -> Detached | None:

@@ -127,7 +127,7 @@ class ProducerBatch:
             piece.size = self.size * len(part) // self.count
             piece.deadline = self.deadline
             piece.claimed = True
-            piece.on_delivery = callback
+            piece.on_delivery, piece.context = callback, self.context
             pieces.append(piece)
         pieces[1].size = self.size - pieces[0].size
         return pieces
@@ -194,8 +194,9 @@ class PartitionQueue:
 
     def append_stamped(self, data: bytes, count: int, seq: int, stamp: tuple[int, int, int],
                        delivery_timeout: float) -> ProducerBatch:
-        """A batch already sealed and stamped (a resend of a previous run's, kept on disk by
-        its caller) at `seq` (>= next_seq: a later seq may skip batches the broker has)."""
+        """A batch already sealed and stamped with `stamp` (a resend of a previous run's, kept
+        on disk by its caller) at `seq` (>= next_seq: a later seq may skip batches the broker
+        has); the sender stamps it again if its queue's stamp says otherwise."""
         self.next_seq = seq
         batch = self.append_built(data, count, delivery_timeout)
         batch.stamp = stamp

@@ -286,24 +286,35 @@ class Producer:
                resend: Iterable[tuple] = ()) -> None:
         """Go on with a previous run's idempotent producer on one partition, before anything
         else is sent to it: its batches carry `stamp_id` (producer id, epoch) and Kafka
-        sequences from `next_sequence`, after `resend`: (sequence, data, count, on_delivery,
-        context) of batches that run stamped and may not have had acknowledged, oldest first,
-        each sent again as the same bytes (the broker answers one it holds with its offsets).
-        Sequences wrap at 2^31 as Kafka's do."""
+        sequences from `next_sequence`, after `resend`: (stamp, data, count, on_delivery,
+        context) of batches that run stamped and may not have had acknowledged. Those under
+        `stamp_id`, oldest first, go again as the same bytes (the broker answers one it holds
+        with its offsets; a gap is one it acknowledged); any under an older stamp come after
+        them, stamped anew (on_stamped sees them) with the sequences that follow. Sequences
+        wrap at 2^31 as Kafka's do."""
+        stamp_id = tuple(stamp_id)
         with self._cond:
             queue = self._queue(topic, partition)
             if not self.idempotent or queue.has_work() or queue.next_seq:
                 raise ValueError(f"cannot resume {topic}-{partition}: not idempotent, or batches were given before")
-            queue.stamp_id, queue.seq_base = tuple(stamp_id), 0
-            here = last = None  # the unwrapped seq and the Kafka sequence of the previous batch
-            for sequence, data, count, on_delivery, context in resend:
-                here = sequence if here is None else here + (sequence - last) % SEQUENCES
-                batch = queue.append_stamped(data, count, here, (*stamp_id, sequence % SEQUENCES), self.delivery_timeout)
+            queue.stamp_id, queue.seq_base = stamp_id, 0
+            here = last = None  # the next unwrapped seq, and the Kafka sequence it stands for
+            for stamp, data, count, on_delivery, context in resend:
+                if tuple(stamp[:2]) == stamp_id:
+                    here = stamp[2] if here is None else here + (stamp[2] - last) % SEQUENCES
+                    last = stamp[2]
+                elif here is None:
+                    here = last = next_sequence
+                batch = queue.append_stamped(data, count, here, tuple(stamp), self.delivery_timeout)
                 batch.on_delivery, batch.context = on_delivery, context
                 self._buffered += batch.size
                 self._pending += count
-                here, last = here + count, (sequence + count) % SEQUENCES
-            queue.next_seq = next_sequence if here is None else here + (next_sequence - last) % SEQUENCES
+                here, last = here + count, (last + count) % SEQUENCES
+            if here is None:
+                queue.next_seq = next_sequence
+            else:  # after what went again (next_sequence may lie beyond: batches it acknowledged)
+                ahead = (next_sequence - last) % SEQUENCES
+                queue.next_seq = here + (ahead if ahead < SEQUENCES // 2 else 0)
             self._wake_sender()
 
     def send_batch(self, topic: str, data: bytes, count: int, partition: int | None = None) -> None:
