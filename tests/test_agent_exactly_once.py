@@ -97,3 +97,42 @@ def test_agent_killed_ten_times_broker_twice_while_files_rotate_ships_each_line_
     assert resent, "no kill caught a batch in flight: the journal's resend went untested"
     print(f"\n{rotator.rotations} rotations, 10 agent kills, 2 broker kills: {2 * total} lines once each; "
           f"{resent} batches sent again after the kills")
+
+
+def test_batches_refused_as_too_large_are_split_journaled_and_shipped_once_across_kills(tmp_path, start_broker):
+    """A topic whose max.message.bytes is below the agent's batch_bytes: each refused batch
+    goes again as its two halves (journaled in its place), and kills with halves in flight
+    still leave every line once, none dropped."""
+    from local_cluster import run_logship
+
+    data_dir = tmp_path / "data"
+    broker = start_broker(data_dir=data_dir)
+    made = run_logship("topics", "create", "small", "-b", broker.address, "-c", "max.message.bytes=20000")
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "logs").mkdir()
+    path = tmp_path / "logs" / "app.log"
+    total = 12_000
+    writer = Writer(path, "s", total, rate=3_000)
+    cfg = write_config(tmp_path, broker, [str(path)], "small", compression="none", batch_bytes=65536,
+                       input={"max_line_bytes": "1K"}, checkpoint_interval="1s")
+    agent = AgentProcess(cfg)
+    assert agent.wait_for("started"), agent.log()
+    writer.start()
+    logs = []
+    for _ in range(3):
+        time.sleep(0.8)
+        broker.proc.send_signal(signal.SIGSTOP)
+        time.sleep(0.15)
+        agent.kill()
+        logs.append(agent.log())
+        broker.proc.send_signal(signal.SIGCONT)
+        agent = AgentProcess(cfg)
+        assert agent.wait_for("started"), agent.log()
+    writer.join(30)
+    records = consume(broker.address, "small", total, timeout=60, idle=2.0)
+    assert agent.stop() == 0
+    logs.append(agent.log())
+    everything = "".join(logs)
+    assert_once_each(records, b"s", total, everything[-20_000:])
+    assert "in two halves" in everything and "refused for good" not in everything
+    assert agent.counters()["records_rejected"] == 0
