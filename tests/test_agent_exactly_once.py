@@ -41,6 +41,23 @@ class Rotator(threading.Thread):
             self.rotations += 1
 
 
+def kill_in_flight(agent: AgentProcess, broker, cfg, logs: list, then=None) -> AgentProcess:
+    """kill -9 the agent with batches in flight: the broker is frozen a moment first, then
+    thawed (it stores what it had received) or, with `then`, that is done instead (a
+    broker.kill: none of it is stored). Keeps the agent's log; returns a restarted agent."""
+    broker.proc.send_signal(signal.SIGSTOP)
+    time.sleep(0.15)
+    agent.kill()
+    logs.append(agent.log())
+    if then is None:
+        broker.proc.send_signal(signal.SIGCONT)
+    else:
+        then()
+    agent = AgentProcess(cfg)
+    assert agent.wait_for("started"), agent.log()
+    return agent
+
+
 def test_agent_killed_ten_times_broker_twice_while_files_rotate_ships_each_line_once(tmp_path, start_broker):
     data_dir = tmp_path / "data"
     broker = start_broker(data_dir=data_dir)
@@ -65,19 +82,11 @@ def test_agent_killed_ten_times_broker_twice_while_files_rotate_ships_each_line_
     try:
         for kill in range(10):
             time.sleep(0.6)
-            # the broker frozen a moment first, so batches are in flight when the agent dies:
-            # the broker then stores what it had received (or, killed, none of it)
-            broker.proc.send_signal(signal.SIGSTOP)
-            time.sleep(0.15)
-            agent.kill()
-            logs.append(agent.log())
             if kill in (3, 7):  # the broker too: the agent comes back to a restarted broker
-                broker.kill()
+                agent = kill_in_flight(agent, broker, cfg, logs, then=broker.kill)
                 broker = start_broker("--listen", f"127.0.0.1:{port}", data_dir=data_dir)
             else:
-                broker.proc.send_signal(signal.SIGCONT)
-            agent = AgentProcess(cfg)
-            assert agent.wait_for("started"), agent.log()
+                agent = kill_in_flight(agent, broker, cfg, logs)
         for writer in writers:
             writer.join(30)
             assert not writer.is_alive()
@@ -121,13 +130,7 @@ def test_batches_refused_as_too_large_are_split_journaled_and_shipped_once_acros
     logs = []
     for _ in range(3):
         time.sleep(0.8)
-        broker.proc.send_signal(signal.SIGSTOP)
-        time.sleep(0.15)
-        agent.kill()
-        logs.append(agent.log())
-        broker.proc.send_signal(signal.SIGCONT)
-        agent = AgentProcess(cfg)
-        assert agent.wait_for("started"), agent.log()
+        agent = kill_in_flight(agent, broker, cfg, logs)
     writer.join(30)
     records = consume(broker.address, "small", total, timeout=60, idle=2.0)
     assert agent.stop() == 0

@@ -171,20 +171,30 @@ class FileSet:
 
     def _resume_by_inode(self, fd, fid: FileId, st, fp: Fingerprint, where: Found, now: float) -> bool:
         """A checkpointed generation of this very inode: resume it (True), or retire it if
-        the content is no longer the same (then False: the file is looked at as new)."""
+        the content is no longer the same (then False: the file is looked at as new). Two
+        that both fit (one fingerprinted further than the other: the journal's steps of a
+        file renamed since could not be matched to its checkpoint) are one stream: the one
+        further on is resumed, the other forgotten."""
+        fits = []
         for d in [d for d in self.detached if d.state.id.inode == fid.inode]:
-            state = d.state
             if resumes_in(d, fd, fid, st, fp):
-                self.detached.remove(d)
-                state.id = fid
-                state.path = where.path
-                self._start_tailer(fd, fid, where, state, st.st_size, now, start=d.resume)
-                log.info("%s: resuming at offset %d of %d", where.path, d.resume, st.st_size)
-                return True
-            if d.expires is None:  # the inode now holds something else: this stream is gone
+                fits.append(d)
+            elif d.expires is None:  # the inode now holds something else: this stream is gone
                 d.expires = now + self.config.copytruncate_wait
-                d.seen_size = max(d.seen_size, state.offset)
-        return False
+                d.seen_size = max(d.seen_size, d.state.offset)
+        if not fits:
+            return False
+        d = max(fits, key=lambda d: (d.resume, d.state.fingerprint.length))
+        for other in fits:
+            self.detached.remove(other)
+            if other is not d:
+                self._forget(other.state)
+        state = d.state
+        state.id = fid
+        state.path = where.path
+        self._start_tailer(fd, fid, where, state, st.st_size, now, start=d.resume)
+        log.info("%s: resuming at offset %d of %d", where.path, d.resume, st.st_size)
+        return True
 
     def _adopt_by_content(self, fd, fid: FileId, st, fp: Fingerprint, where: Found, now: float) -> bool:
         """Take over a detached stream this new file is a copy of."""
