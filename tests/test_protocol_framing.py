@@ -352,3 +352,20 @@ def test_spliced_produce_request_parts():
     assert parts[-1] is records
     request = decode_request(_join(parts)[4:])
     assert request.body["topic_data"][0]["partition_data"][0]["records"] == records.data
+
+
+def test_librdkafkas_metadata_v9_for_all_topics_with_its_left_over_byte_is_read_as_kafka_reads_it():
+    """librdkafka 2.x asks Metadata v9+ for every topic with an array count it never finishes
+    (4 zero bytes where a varint goes): Kafka reads null topics and ignores the byte left over,
+    and so must logship (a strict decoder closed librdkafka's connection: list_topics failed).
+    Any other request with bytes left over is still refused."""
+    from logship.errors import ProtocolError
+    from logship.protocol.framing import decode_request
+
+    captured = bytes.fromhex("0003000900000003000772646b61666b61000000000001000000")  # confluent-kafka 2.16
+    request = decode_request(captured)
+    assert request.api_version == 9 and request.body["topics"] is None
+    named = bytes.fromhex("0003000900000002000772646b61666b6100" "02" "027400" "01000000")
+    assert decode_request(named).body["topics"] == [{"name": "t"}]
+    with pytest.raises(ProtocolError, match="trailing"):
+        decode_request(named + b"\x00")

@@ -47,9 +47,11 @@ class ApiKey(IntEnum):
 #: CreatePartitions, DeleteGroups from v2), the config APIs (DescribeConfigs from v4, AlterConfigs
 #: from v2, IncrementalAlterConfigs from v1), CreateTopics 5, ListOffsets 6-8 and ApiVersions 3-4
 #: are flexible, the versions current clients prefer. Metadata goes to v9 (beyond set N's v4) for
-#: the leader epochs of v7: a client keeps the newest epoch it saw and ignores an older answer,
-#: such as a deposed leader's until it hears of its successor (librdkafka without them can go
-#: back to the old leader and stay there, refused with NOT_LEADER). DescribeQuorum 0-1 (flexible) carries the
+#: leader epochs (v7; librdkafka trusts them from v9): a client keeps the newest epoch it saw and
+#: ignores an older answer, such as a deposed leader's until it hears of its successor (librdkafka
+#: without them can go back to the old leader and stay there, refused with NOT_LEADER).
+#: framing.py accepts the byte librdkafka's v9 request for all topics leaves over, as Kafka does.
+#: DescribeQuorum 0-1 (flexible) carries the
 #: leaders' view of their followers (`logship cluster status`). Produce 0-2 are advertised (librdkafka
 #: < 2.11.1 needs them to enable compression) but not implemented: decoding them raises
 #: UnsupportedRequestError, which the broker answers like Kafka 4.x does.
