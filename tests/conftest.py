@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -11,6 +12,11 @@ from logship.broker_process import BrokerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 __all__ = ["BrokerProcess", "ROOT", "wait_until"]
+
+# A run started in the background by a script (`.ci/run &`) inherits SIGINT ignored, and so would
+# every command a test starts: the Ctrl-C tests need it delivered (exec resets a handler, not SIG_IGN).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
