@@ -23,7 +23,8 @@ from .units import INT32_MAX, SIZE
 @click.option("-t", "--topic", help="Topic for the lines of PATH_GLOB (quick form).")
 @broker_list_option
 @click.option("--state-dir", type=click.Path(file_okay=False),
-              help="Checkpoints and lock (default: $XDG_STATE_HOME/logship/agent).")
+              help="Checkpoints, the journal of batches in flight and the lock "
+                   "(default: $XDG_STATE_HOME/logship/agent).")
 @click.option("--key", default="", help="Record key template: {host}, {path}, {filename}, or a --field name.")
 @click.option("-f", "--field", "fields", multiple=True, metavar="NAME=VALUE",
               help="Extra header on every record; repeatable.")
@@ -52,8 +53,11 @@ def agent(paths, config_path, topic, brokers, state_dir, key, fields, exclude, s
     Lines become records (value: the line; headers: host, path, offset; zstd-compressed,
     acks=all). Files are followed through rename and copytruncate rotation, truncation and
     deletion; a file's checkpoint moves only once the broker acknowledged its lines, so a
-    crash or a broker outage loses nothing (files are the buffer). One agent per state
-    directory. SIGUSR1 logs the counters; SIGTERM, SIGHUP or Ctrl-C stops cleanly (to
+    crash or a broker outage loses nothing (files are the buffer). Each line is stored
+    once, even across a kill -9 of the agent: batches are journaled in the state directory
+    with their producer id and sequences before they are sent, and a restart sends the
+    unacknowledged ones again, so the broker drops those it has (`idempotence = false`
+    turns this off: at least once). One agent per state directory. SIGUSR1 logs the counters; SIGTERM, SIGHUP or Ctrl-C stops cleanly (to
     apply a changed config, restart: nothing is lost or sent twice).
 
     \b
