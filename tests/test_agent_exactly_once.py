@@ -20,7 +20,7 @@ import pytest
 
 from agent_processes import AgentProcess, consume, write_config
 from conftest import wait_until
-from test_agent_integration import Writer, assert_once_each, rotate
+from test_agent_integration import LINE, Writer, assert_once_each, rotate
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -139,3 +139,39 @@ def test_batches_refused_as_too_large_are_split_journaled_and_shipped_once_acros
     assert_once_each(records, b"s", total, everything[-20_000:])
     assert "in two halves" in everything and "refused for good" not in everything
     assert agent.counters()["records_rejected"] == 0
+
+
+def test_a_batch_sent_again_that_cannot_be_delivered_holds_back_no_other_file(tmp_path, start_broker):
+    """After a kill -9, the journal's batch for a topic deleted meanwhile (auto-creation off)
+    waits for it, as any batch does; the other files are read and shipped all the same."""
+    from local_cluster import run_logship
+
+    broker = start_broker("--no-auto-create")
+    for topic in ("gone", "kept"):
+        made = run_logship("topics", "create", topic, "-b", broker.address)
+        assert made.returncode == 0, made.stderr
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "gone.log").touch()
+    (logs / "kept.log").touch()
+    cfg = write_config(tmp_path, broker, [str(logs / "gone.log")], "gone", checkpoint_interval="1s",
+                       shutdown_timeout="2s")
+    with open(cfg, "a") as f:
+        f.write(f'[[inputs]]\npaths = ["{logs / "kept.log"}"]\ntopic = "kept"\n')
+    agent = AgentProcess(cfg)
+    assert agent.wait_for("started"), agent.log()
+    broker.proc.send_signal(signal.SIGSTOP)  # the agent sends these lines and never hears back
+    with open(logs / "gone.log", "ab") as f:
+        f.write(b"".join(LINE % (b"g", i) + b"\n" for i in range(100)))
+    time.sleep(1.0)
+    agent.kill()
+    broker.proc.send_signal(signal.SIGCONT)
+    deleted = run_logship("topics", "delete", "gone", "-b", broker.address)
+    assert deleted.returncode == 0, deleted.stderr
+    agent = AgentProcess(cfg)
+    assert agent.wait_for(r"sending again \d+ batches", timeout=20), agent.log()
+    with open(logs / "kept.log", "ab") as f:
+        f.write(b"".join(LINE % (b"k", i) + b"\n" for i in range(500)))
+    records = consume(broker.address, "kept", 500, timeout=30, idle=1.0)
+    assert agent.stop() == 0
+    assert_once_each(records, b"k", 500, agent.log())
