@@ -204,7 +204,8 @@ def load(state_dir: Path) -> Recovery:
         slot = None  # where the entry a SUPERSEDED removed stood
         for kind, meta, payload in entries:
             if kind == PRODUCER:
-                rec.producer = (int(meta["pid"]), int(meta["epoch"]))
+                pid = int(meta["pid"])
+                rec.producer = (pid, int(meta["epoch"])) if pid >= 0 else None  # -1: no id yet
                 rec.next_sequences = {(t, int(p)): int(s) for t, p, s in meta["next"]}
             elif kind == SENT:
                 e = SentEntry(meta["t"], int(meta["p"]), int(meta["pid"]), int(meta["epoch"]), int(meta["seq"]),
@@ -489,7 +490,7 @@ def restore_steps(states: list[FileState], recovery: Recovery) -> dict[tuple, li
                 # a short fingerprint with an offset moved on would match the inode's next content
                 state.fingerprint = found.fingerprint
             end = int(step["offset"])
-            if end <= (state.pending[-1].end if state.pending else state.offset):
+            if end <= state.resume_point[0]:
                 continue
             p = state.add(end, acked=entry.acked, marker=step.get("marker") or None)
             if progress is not None:

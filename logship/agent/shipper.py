@@ -100,8 +100,7 @@ class Shipper:
 
     def start(self) -> None:
         journal, rec = self.journal, self.recovery
-        pid, epoch = rec.producer if journal is not None and rec is not None and rec.producer \
-            and rec.producer[0] >= 0 else (-1, -1)
+        pid, epoch = rec.producer if journal is not None and rec is not None and rec.producer else (-1, -1)
         self.producer = Producer(
             self.cluster, acks=-1, compression=self.compression, max_in_flight=self.max_in_flight,
             request_timeout_ms=self.request_timeout * 1000, retry_backoff_max_ms=self.backoff_max * 1000,
@@ -122,7 +121,7 @@ class Shipper:
         unacked: dict[tuple, list[SentEntry]] = {}
         for entry in rec.unacked:
             unacked.setdefault((entry.topic, entry.partition), []).append(entry)
-        current = rec.producer if rec.producer and rec.producer[0] >= 0 else None
+        current = rec.producer
         nexts = dict(rec.next_sequences) if current else {}
         for key in sorted(set(unacked) | set(nexts)):
             entries = unacked.get(key, [])

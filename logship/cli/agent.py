@@ -57,8 +57,9 @@ def agent(paths, config_path, topic, brokers, state_dir, key, fields, exclude, s
     once, even across a kill -9 of the agent: batches are journaled in the state directory
     with their producer id and sequences before they are sent, and a restart sends the
     unacknowledged ones again, so the broker drops those it has (`idempotence = false`
-    turns this off: at least once). One agent per state directory. SIGUSR1 logs the counters; SIGTERM, SIGHUP or Ctrl-C stops cleanly (to
-    apply a changed config, restart: nothing is lost or sent twice).
+    turns this off: at least once). One agent per state directory. SIGUSR1 logs the
+    counters; SIGTERM, SIGHUP or Ctrl-C stops cleanly (to apply a changed config, restart:
+    nothing is lost or sent twice).
 
     \b
     Examples:

@@ -54,8 +54,9 @@ A caller that must record what it sends before it is sent (logship agent's journ
 for the batches about to be sent under a new stamp (the first, or a new producer id or epoch:
 `batch.stamp`, `batch.data`, `batch.context` as given to send_encoded), before they are sent;
 it may block, and if it raises, nothing more is sent (the producer fails, fatal_error says why).
-Such a caller keeps split_too_large off (halves would need stamps of their own), starts a later
-run with the `producer_id` and `producer_epoch` it recorded and `resume()`s each partition.
+The halves of a batch split as too large come to it as new stamps (the first under the key
+the whole had). Such a caller starts a later run with the `producer_id` and `producer_epoch`
+it recorded and `resume()`s each partition.
 Callbacks of acknowledgements run before the next batch is picked, and after each run of them
 `on_reported()` (to record them together), so a slot in flight is free only once the
 acknowledgement is recorded.
