@@ -18,7 +18,8 @@ from logship.agent import Agent, file_status
 from logship.agent.checkpoint import FileState, load_states, write_states
 from logship.agent.config import AgentConfig, make_input
 from logship.agent.fileset import FileSet
-from logship.agent.identity import FINGERPRINT_BYTES, FileId, Fingerprint, file_id, generation, read_fingerprint
+from logship.agent.identity import (FINGERPRINT_BYTES, MARKER_BYTES, FileId, Fingerprint, file_id, generation,
+                                    marker_within, read_fingerprint, read_marker)
 from logship.agent.tailer import OK, REWRITTEN, TRUNCATED, LineReader, Tailer
 from logship.errors import StoreLockedError
 from logship.record_codec import decode_records_section
@@ -135,6 +136,25 @@ def test_a_reused_inode_has_a_new_generation_on_ext4_like_filesystems(tmp_path):
     if generation(os.open(tmp_path, os.O_RDONLY)) is None:
         pytest.skip("this filesystem has no inode generations")
     assert not first.same_inode(second) or first.ino != second.ino
+
+
+def test_a_marker_from_the_bytes_just_read_is_the_one_read_from_the_file(tmp_path):
+    path = tmp_path / "f"
+    content = bytes(range(256)) * 3
+    path.write_bytes(content)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for start in (0, 5, 31, 32, 33, 100):
+            before = content[max(0, start - MARKER_BYTES):start]
+            data = content[start:start + 90]
+            for offset in range(start, start + len(data) + 1):
+                assert marker_within(before, start, data, offset) == read_marker(fd, offset), (start, offset)
+            assert marker_within(before, start, data, start - 1) is None
+            assert marker_within(before, start, data, start + len(data) + 1) is None
+        # bytes before the read that are not known: no marker rather than a wrong one
+        assert marker_within(b"", 100, content[100:190], 110) is None
+    finally:
+        os.close(fd)
 
 
 def test_fingerprints_are_progressive_up_to_1_kib(tmp_path):
@@ -436,6 +456,39 @@ def test_copytruncate_ships_unread_lines_from_the_copy_once(tmp_path, logs, seen
     os.truncate(path, 0)
     assert_the_150_and_10_new_lines_shipped_once(run, logs)
     assert run.agent.counters.bytes_skipped == 0
+
+
+def test_a_checkpoint_taken_between_a_copytruncate_and_its_noticing_still_finds_the_copy(tmp_path, logs):
+    """The agent acknowledged lines, then logrotate copied and truncated app.log, then a
+    checkpoint was written before the agent looked at the file again, then it was killed.
+    The checkpoint keeps the marker of the bytes the agent read (not one read from the
+    truncated file: none), so after the restart app.log.1 is recognised as the copy and
+    nothing is shipped twice (it was shipped whole again: CI, stop 21)."""
+    path = logs / "app.log"
+    append(path, *numbered("a", 0, 100))
+    run = Run(config(tmp_path, pattern="logs/app.log*"))
+    run.drive(until=lambda: len(run.shipper.records) == 100)
+    run.agent.turn(wait=False)
+    state = next(iter(run.agent.files.tailers.values())).state
+    shutil.copyfile(path, logs / "app.log.1")
+    os.truncate(path, 0)
+    state.dirty = True  # as if an acknowledgement had just moved it
+    writer = run.agent.writer
+    writes = writer.writes
+    run.agent._snapshot(time.monotonic(), force=True)
+    deadline = time.monotonic() + 10
+    while writer.writes == writes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    taken = (tmp_path / "state" / "checkpoints.json").read_bytes()
+    assert checkpoints(tmp_path)[str(path)]["marker"], "the checkpoint lost the marker"
+    run.stop()
+    (tmp_path / "state" / "checkpoints.json").write_bytes(taken)  # killed: no later checkpoint
+    append(path, *numbered("b", 0, 10))
+    again = Run(config(tmp_path, pattern="logs/app.log*"))
+    again.drive(until=lambda: len(again.shipper.records) >= 10)
+    again.drive(0.6)
+    again.stop()
+    assert again.values() == numbered("b", 0, 10)
 
 
 def test_a_copy_finished_and_truncated_while_the_agent_compares_it_is_held_not_shipped_again(

@@ -101,8 +101,11 @@ def assert_once_each(records, tag: bytes, total: int, log: str = "") -> None:
     missing = sorted(set(range(total)) - set(seen))
     counts = Counter(seen)
     twice = sorted(n for n, k in counts.items() if k > 1)
+    copies = [headers for value, headers in records for n in twice[:1] + twice[-1:]
+              if value.startswith(b"%s %08d " % (tag, n))]
     assert not missing and not twice, (f"{tag!r}: {len(missing)} missing (first {missing[:5]}), "
-                                       f"{len(seen) - len(counts)} duplicated ({twice[:1]}..{twice[-1:]})\n{log}")
+                                       f"{len(seen) - len(counts)} duplicated ({twice[:1]}..{twice[-1:]}, "
+                                       f"shipped as {copies})\n{log}")
 
 
 # --- steady append -------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from .config import AgentConfig
 from .counters import Counters
 from .discovery import Watcher
 from .fileset import FileSet
-from .identity import read_marker
+from .identity import marker_within, read_marker
 from . import journal as journals
 from .lines import Lines
 from .lock import acquire, release
@@ -272,23 +272,26 @@ class Agent:
                 route.assign(count)
             if not shipper.room():
                 continue
+            before, start = tailer.tail, tailer.position
             data = tailer.read(cfg.read_bytes)
             if data:
                 busy = True
-                self._emit(tailer.state, route, tailer.reader.feed(data, now))
+                self._emit(tailer.state, route, tailer.reader.feed(data, now), (before, start, data))
         return busy
 
-    def _emit(self, state: FileState, route: Route, lines: Lines) -> None:
-        """Records of `lines` into the open batches, with the checkpoint steps they complete."""
+    def _emit(self, state: FileState, route: Route, lines: Lines, window: tuple | None = None) -> None:
+        """Records of `lines` into the open batches, with the checkpoint steps they complete
+        and the markers of their ends (into the journal and the checkpoint with them), taken
+        from `window` (the bytes just read: identity.marker_within's before, start, data; by
+        default the bytes before the read position) when it reaches, else read from the file."""
         if lines.truncated:
             self.counters.lines_truncated += len(lines.truncated)
         if self.metrics is not None and lines.values:
             self.metrics.read(route.label, route.topic, len(lines.values), sum(map(len, lines.values)))
         marker_of = None
-        if self.journal is not None:  # a step's marker goes into the journal with it
-            tailer = self.files.tailers.get(state.id.inode)
-            if tailer is not None and tailer.state is state and tailer.fd >= 0:
-                marker_of = partial(_marker, tailer.fd)
+        tailer = self.files.tailers.get(state.id.inode)
+        if tailer is not None and tailer.state is state and tailer.fd >= 0:
+            marker_of = partial(_marker, tailer.fd, window or (tailer.tail, tailer.position, b""))
         self.batches.add_lines(state, route, lines, marker_of)
 
     def _submit(self) -> None:
@@ -361,7 +364,10 @@ class Agent:
         self.writer.submit(entries, self.journal.checkpoint_taken() if self.journal is not None else None)
 
 
-def _marker(fd: int, offset: int) -> str | None:
+def _marker(fd: int, window: tuple, offset: int) -> str | None:
+    marker = marker_within(*window, offset)
+    if marker is not None:
+        return marker
     try:
         return read_marker(fd, offset)
     except OSError:

@@ -111,7 +111,7 @@ class OpenBatches:
         values = lines.values
         if not values:
             if lines.end > (state.pending[-1].end if state.pending else state.offset):
-                state.add(lines.end, acked=True)
+                state.add(lines.end, acked=True, marker=marker_of(lines.end) if marker_of is not None else None)
             return
         template = route.template
         limit = self.batch_bytes

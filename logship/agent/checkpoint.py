@@ -169,13 +169,16 @@ def load_states(state_dir: Path) -> tuple[list[FileState], bool]:
 
 
 def snapshot(states: list[FileState], fds: dict[int, int]) -> list[dict]:
-    """The entries of a state file for `states`. A changed (dirty) state whose file is open
-    (`fds`: id(state) -> descriptor) first has the marker of its offset read from the file,
-    so that a restart can tell whether the file was rewritten; every state is clean after."""
+    """The entries of a state file for `states`. A changed (dirty) state whose offset has no
+    marker yet (its steps had none) and whose file is open (`fds`: id(state) -> descriptor)
+    first has it read from the file, so that a restart can tell whether the file was
+    rewritten. A marker already known is kept: the file may have been truncated since (a
+    copytruncate not noticed yet), and a marker read now would then be lost or wrong, and
+    the copy not recognised at a restart. Every state is clean after."""
     entries = []
     for state in states:
         if state.dirty:
-            fd = fds.get(id(state))
+            fd = fds.get(id(state)) if state.current_marker is None else None
             if fd is not None:
                 try:
                     state.marker = read_marker(fd, state.offset) if state.offset else None

@@ -35,7 +35,8 @@ import struct
 from dataclasses import dataclass
 
 __all__ = ["FileId", "Fingerprint", "FINGERPRINT_BYTES", "MARKER_BYTES", "file_id", "generation",
-           "read_fingerprint", "digest", "head_matches", "read_before", "read_marker", "marker_of"]
+           "read_fingerprint", "digest", "head_matches", "read_before", "read_marker", "marker_of",
+           "marker_within"]
 
 FINGERPRINT_BYTES = 1024
 MARKER_BYTES = 32
@@ -105,6 +106,19 @@ def head_matches(fd: int, fingerprint: Fingerprint) -> bool:
 def marker_of(before: bytes) -> str:
     """The marker of an offset, given (at least) the bytes just before it."""
     return digest(before[-MARKER_BYTES:])
+
+
+def marker_within(before: bytes, start: int, data: bytes, offset: int) -> str | None:
+    """The marker of `offset` from bytes in memory: `data`, read at `start`, and `before`,
+    the (up to MARKER_BYTES) bytes just before `start`; None if they do not reach back far
+    enough. Unlike `read_marker` it cannot see a file changed since those bytes were read."""
+    rel = offset - start
+    need = min(offset, MARKER_BYTES)
+    if rel < 0 or rel > len(data) or need - rel > len(before):
+        return None
+    if rel >= need:
+        return digest(data[rel - need:rel])
+    return digest(before[len(before) - (need - rel):] + data[:rel])
 
 
 def read_before(fd: int, offset: int) -> bytes:
