@@ -110,7 +110,7 @@ class OpenBatches:
         checkpoint steps they complete (`marker_of(offset)`, if given, their markers)."""
         values = lines.values
         if not values:
-            if lines.end > (state.pending[-1].end if state.pending else state.offset):
+            if lines.end > state.resume_point[0]:
                 state.add(lines.end, acked=True, marker=marker_of(lines.end) if marker_of is not None else None)
             return
         template = route.template

@@ -78,6 +78,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..client.sender import SEQUENCES
 from ..crc import crc32c
 from .checkpoint import FileState
 from .identity import head_matches
@@ -88,7 +89,6 @@ log = logging.getLogger("logship.agent")
 VERSION = 1
 HEADER = b"LSJOURN" + bytes([VERSION])
 SENT, ACKED, PRODUCER, SUPERSEDED = 1, 2, 3, 4
-SEQUENCES = 1 << 31
 _FRAME = struct.Struct(">II")
 _META = struct.Struct(">BI")
 _PREFIX, _SUFFIX = "journal-", ".log"

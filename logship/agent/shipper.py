@@ -58,9 +58,10 @@ from collections import deque
 from functools import partial
 
 from ..client import Cluster, Producer
+from ..client.sender import SEQUENCES
 from ..errors import DeliveryError, UnknownTopicError
 from .batches import OutgoingBatch
-from .journal import SEQUENCES, Journal, Recovery, SentEntry
+from .journal import Journal, Recovery, SentEntry
 
 __all__ = ["Shipper"]
 
