@@ -7,7 +7,8 @@ KIND is one of:
   slowloris  COUNT connections each send an ApiVersions request one byte a second
   flood      open connections as fast as allowed (at most COUNT held), reopening what is closed
   fetch      COUNT connections each send 8 Fetches naming partition 0 of topic `bait` 4,000 times
-             (256 KiB - 1 each, max_wait 0) and never read a byte
+             (256 KiB - 1 each, max_wait 0) and never read a byte: slices just below sendfile
+  smallfetch the same at 64 KiB each: slices small enough to be read into memory (fileslice.py)
   garbage    for SECONDS, connections each send a frame of random bytes (COUNT at once), then wait
              for the broker to close them
   tiny       COUNT connections each pipeline up to 1 MiB of tiny frames and never read: half of
@@ -138,8 +139,8 @@ def flood(host, port, seconds, count, per_second: int = 1000):
     return {"opened": opened, "closed": closed, "held": len(held)}
 
 
-def fetch(host, port, seconds, count):
-    frames = b"".join(fetch_request((256 << 10) - 1, 0x7FFFFFFF, i) for i in range(8))
+def fetch(host, port, seconds, count, partition_max_bytes: int = (256 << 10) - 1):
+    frames = b"".join(fetch_request(partition_max_bytes, 0x7FFFFFFF, i) for i in range(8))
     socks = []
     for _ in range(count):
         sock = connect(host, port)
@@ -155,6 +156,10 @@ def fetch(host, port, seconds, count):
     ready()
     time.sleep(seconds)
     return {"opened": len(socks), "closed": count_closed(socks)}
+
+
+def smallfetch(host, port, seconds, count):
+    return fetch(host, port, seconds, count, 64 << 10)
 
 
 def garbage(host, port, seconds, count):

@@ -39,6 +39,7 @@ class Admission:
         self.clock = clock
         self.pool = MemoryPool(limits.queued_max_request_bytes)
         self.response_files = Budget(limits.max_response_files)
+        self.response_memory = Budget(limits.max_response_memory_bytes)
         self.queued_response_bytes = 0
         self.refusals = RateLimitedLog(log, interval_s, clock)
         self._all: set = set()

@@ -23,7 +23,12 @@ paused by the broker (`frame_started` is what `Admission.sweep` checks).
 
 Writes go to `transport`; `drain()` waits while the transport's buffer is over its high-water
 mark, and gives up (closing the connection) when the client takes nothing for write_timeout_ms.
-`Outgoing` gathers the responses that are ready one after another into one transport write.
+`Outgoing` gathers the responses that are ready one after another into one transport write,
+those wholly in memory and at most COALESCE_MAX_BYTES each; any other (one with a slice of a
+file) is written by write_parts.py piece by piece as the client takes them, and the server
+waits for the transport's buffer to drain below its high-water mark between writes, so what
+a client does not read never piles up in the transport (bytes written there no longer count
+toward the bounds on queued responses).
 `pending` counts requests received and not yet answered; `Admission` is told when it leaves
 or reaches zero (a connection with nothing pending may be evicted at the connection caps).
 """
@@ -46,6 +51,7 @@ READ_AHEAD_BYTES = 8 << 10  # read at a frame boundary: the small frames already
 # (small: what is read ahead beyond MAX_QUEUED frames stays held while they wait for their turns)
 SENDFILE_MIN_BYTES = 256 << 10  # smaller slices of segment files are cheaper as pread + write
 COALESCE_MAX_BYTES = 256 << 10  # responses gathered for one transport write, at most (about)
+WRITE_BYTES = 64 << 10  # write_parts.py: a response not gathered is written in pieces of about this
 MAX_QUEUED = 64
 FRAME_OVERHEAD_BYTES = 128  # charged to the pool per frame besides its bytes (a bytearray and a queue slot)
 ACTIVE_S = 2.0  # see Connection._active
@@ -301,6 +307,11 @@ class Connection(asyncio.BufferedProtocol):
         if self.pending == 0:
             self.admission.quiet(self)
 
+    @property
+    def writable(self) -> bool:
+        """Whether the transport's buffer is below its high-water mark (drain() would not wait)."""
+        return self._writable.is_set()
+
     async def drain(self) -> None:
         """Wait until the transport can take more; ConnectionResetError once it is closed,
         WriteStalledError when the client takes nothing for write_timeout_ms."""
@@ -426,14 +437,21 @@ class Outgoing:
         self.size = self.queued = self.answers = 0
 
     def add(self, parts: list) -> bool:
-        """Gather a response, unless it needs sendfile (then False, and nothing is gathered)."""
-        if any(not isinstance(part, (bytes, bytearray, memoryview))
-               and not part.in_memory and part.length >= SENDFILE_MIN_BYTES for part in parts):
+        """Gather a response that is all in memory and at most COALESCE_MAX_BYTES long; else
+        False, nothing is gathered, and the caller writes it with write_parts.py, which
+        reads slices of files only as the client takes what came before (gathering them
+        here would read a whole response into memory, however little the client reads)."""
+        size = 0
+        for part in parts:
+            if not isinstance(part, (bytes, bytearray, memoryview)) and not part.in_memory:
+                return False
+            size += len(part)
+        if size > COALESCE_MAX_BYTES:
             return False
         for part in parts:
             part = part if isinstance(part, (bytes, bytearray, memoryview)) else part.read_bytes()
             self.parts.append(part)
-            self.size += len(part)
+        self.size += size
         if self.size >= COALESCE_MAX_BYTES:
             self.flush()
         return True

@@ -21,6 +21,10 @@ Named after Kafka's broker configs:
 - `fetch_max_files`: segment slices (each a duplicated descriptor) in one Fetch response;
   partitions beyond get no records this time, as beyond the byte budget.
 - `max_response_files`: descriptors held by all Fetch responses at once (a `Budget`).
+- `max_response_memory_bytes`: record bytes read into memory (small slices, fileslice.py) by
+  all Fetch responses at once (a `Budget`); one response reads at most
+  `max_queued_response_bytes` so. Beyond either, a slice holds a descriptor instead (and is
+  read piece by piece as the client takes the response, write_parts.py).
 - `max_queued_response_bytes` (per connection) and `max_total_queued_response_bytes`: encoded
   response bytes waiting to be written. A connection over either stops being read until its
   client takes its responses (backpressure); each connection builds one Fetch response at a
@@ -53,6 +57,7 @@ class Limits:
     fetch_max_bytes: int = 55 << 20
     fetch_max_files: int = 64
     max_response_files: int = 4000
+    max_response_memory_bytes: int = 32 << 20
     max_queued_response_bytes: int = 4 << 20
     max_total_queued_response_bytes: int = 64 << 20
     write_timeout_ms: int = 30_000

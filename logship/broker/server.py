@@ -323,9 +323,9 @@ class Server:
         the descriptors of one response at most; wait (from its arrival) for min_bytes."""
         wait, loop = turn.wait, asyncio.get_running_loop()
         deadline = turn.received + wait.max_wait_ms / 1000
-        files = self.admission.response_files
+        files, memory = self.admission.response_files, self.admission.response_memory
         while True:
-            plan = wait.plan(files)
+            plan = wait.plan(files, memory)
             remaining = deadline - loop.time()
             if wait.ready(plan) or remaining <= 0 or self._stopping:
                 try:
@@ -356,7 +356,7 @@ class Server:
         transport write (`Outgoing`); what is gathered is written before any wait."""
         loop, out = asyncio.get_running_loop(), Outgoing(conn, lambda seconds: self.turns.done(conn.client_key, seconds))
         while True:
-            if queue.empty():
+            if queue.empty() or not conn.writable:  # the client must take what was written first
                 out.flush()
                 await conn.drain()
                 entry = await queue.get()

@@ -72,6 +72,23 @@ class FileSlice:
             left -= len(chunk)
         return b"".join(parts)
 
+    def read_pieces(self, size: int):
+        """The slice's bytes in pieces of at most `size`, each read with os.pread when the
+        caller asks for it (so a writer holds one piece at a time, not the whole slice)."""
+        if self._data is not None:
+            yield self._data
+            return
+        position, left = self.position, self.length
+        while left > 0:
+            if self.fd < 0:
+                raise ValueError("read from a closed FileSlice")
+            chunk = os.pread(self.fd, min(size, left), position)
+            if not chunk:
+                return
+            position += len(chunk)
+            left -= len(chunk)
+            yield chunk
+
     def close(self) -> None:
         self._data = None
         if self.fd >= 0:
