@@ -16,12 +16,15 @@ A segment is an 8-byte header, b"LSJOURN" + bytes([VERSION]), then entries:
   completes, one per file generation it holds lines of], "acked": bool}; payload: the batch's bytes
   exactly as sent (compressed, pid/epoch/seq in its header); empty when "acked" (a rewritten copy).
 - ACKED (2): meta {"keys": [[t, p, pid, epoch, seq], ...]}: those SENT batches were acknowledged.
-- SUPERSEDED (4): meta {"keys": [...]}: those SENT batches were stamped again under a new producer
-  id or epoch, or split as too large (journaled anew right after it in the same write, possibly
-  under the same key): dropped, their steps NOT applied (they moved with them).
+- SUPERSEDED (4): meta {"keys": [key], "by": n (default 1)}: that SENT batch was stamped again
+  under a new producer id or epoch, or split as too large; the n SENT entries right after it, in
+  the same write, take its place in order (the pieces of a split: the first under the same key,
+  the last holding its steps, the others none). It is dropped, its steps NOT applied (they moved).
 - PRODUCER (3): meta {"pid", "epoch", "next": [[t, p, seq], ...]}: the producer id in use and
   the next sequence of each partition; it ends a segment's rewritten part (after the copies of
   the live entries, which leave the sequences alone) and is written again on each new id or epoch.
+  A SENT entry under that id and epoch moves its partition's next sequence forward, never back
+  (a split's pieces are journaled after later batches, and are followed by them).
 
 Invariants. A SENT entry is durable (written, fdatasynced) before its batch is sent; ACKED
 entries share fdatasyncs (group commit: `append_acked` blocks until durable); the producer frees
@@ -36,26 +39,13 @@ to the end) is cut off; any other damage moves the segment aside (`.corrupt-<tim
 warning, and the agent starts with a new producer id from checkpoints.json alone: lines may then
 be shipped twice, never lost.
 
-Wiring plan (for the lead; shipper.py and client/ are not changed here):
-1. Producer hooks: `on_stamped(batch, data)` on the sender thread once a batch is stamped with
-   pid/epoch/seq, before its first send; it may block (append_sent's fsync: one per batch, shared
-   by batches stamped meanwhile). Re-stamped under a new producer id (sequences restart from
-   seq_base): `set_producer`, then `append_restamped(old_key, new_entry)` per batch (same records
-   and steps, new stamp and bytes; the old entry's steps are not applied). `Producer(...,
-   producer_id=, producer_epoch=, next_sequences=)` to start where the journal left off;
-   `send_stamped(topic, partition, data, count, on_delivery)` to queue bytes that keep their
-   stamp; an in-flight slot freed only after `on_delivery` returns, which calls `append_acked`
-   (durable on return). split_too_large off (halves would need new sequences): batch_bytes stays
-   under the broker's limit; a batch refused for good is acked here too (its steps complete).
-2. agent.start(): `rec = journal.load(dir)`, `states = load_states(dir)`, `plan =
-   restore_steps(states, rec)` (acked steps applied, unacked ones pending), `Journal(dir, rec)`;
-   the Producer starts with rec's pid/epoch/next sequences (rec.producer None: InitProducerId)
-   and `send_stamped`s rec.unacked in order, each ack marking plan[key] acked and advancing;
-   only then are files read (new batches must follow the resent ones' sequences).
-3. agent._acks(): `mark_applied(key)` for each batch whose steps are all applied (popped from
-   their states' pending; one blocked behind an unacked step is marked when it is applied);
-   _snapshot(): `token = checkpoint_taken()` with each snapshot submitted; CheckpointWriter,
-   once a snapshot is durable: `checkpoint_durable(token)` (covers the skipped earlier ones).
+Wiring (shipper.py, agent.py): the producer's `on_stamped` journals each batch, with the
+checkpoint steps it completes, before its first send (`append_stamped`: one write and one
+fdatasync for the batches of a request, the pieces of a split batch together); its
+`on_reported` journals the acknowledgements (`append_acked`, pieces' too) before the next batch
+is picked. At a start, `load` and `restore_steps` give the batches to send again and the steps
+they complete; files are read on from where those end. `mark_applied` / `checkpoint_taken` /
+`checkpoint_durable` let the journal forget what a durable checkpoint covers.
 Costs: unacked batches' bytes stay in memory (they do in the producer anyway) and are copied
 at each rotation; acked entries keep only their steps.
 What still allows a duplicate: the broker forgot the producer (the agent down longer than
@@ -201,7 +191,7 @@ def load(state_dir: Path) -> Recovery:
     try:
         entries, valid = _parse(data)
         by_key: dict[tuple, SentEntry] = {}
-        slot = None  # where the entry a SUPERSEDED removed stood
+        slot, by = None, 0  # where the entry a SUPERSEDED removed stood, and how many take it
         for kind, meta, payload in entries:
             if kind == PRODUCER:
                 pid = int(meta["pid"])
@@ -212,13 +202,12 @@ def load(state_dir: Path) -> Recovery:
                               int(meta["n"]), list(meta["steps"]), None if meta.get("acked") else payload,
                               bool(meta.get("acked")))
                 by_key[e.key] = e
-                if slot is not None:  # it replaces the batch superseded just before: in its place
+                if slot is not None and by:  # it replaces the batch superseded just before: in its place
                     rec.entries.insert(slot, e)
+                    slot, by = slot + 1, by - 1
                 else:
                     rec.entries.append(e)
-                slot = None
-                if (e.pid, e.epoch) == rec.producer:
-                    rec.next_sequences[(e.topic, e.partition)] = (e.seq + e.count) % SEQUENCES
+                _move_next(rec.next_sequences, rec.producer, e)
             elif kind == ACKED:
                 for key in meta["keys"]:
                     e = by_key.get(tuple(key))
@@ -228,7 +217,7 @@ def load(state_dir: Path) -> Recovery:
                 gone = {id(by_key.pop(tuple(key), None)) for key in meta["keys"]}
                 at = [i for i, e in enumerate(rec.entries) if id(e) in gone]
                 rec.entries = [e for e in rec.entries if id(e) not in gone]
-                slot = at[0] if at else None
+                slot, by = (at[0] if at else None), int(meta.get("by", 1))
             else:
                 raise _Corrupt(f"unknown entry kind {kind}")
     except (_Corrupt, KeyError, TypeError, ValueError) as exc:
@@ -243,6 +232,16 @@ def load(state_dir: Path) -> Recovery:
             os.fsync(f.fileno())
         log.info("journal %s: cut a torn tail of %d bytes", path.name, len(data) - valid)
     return rec
+
+
+def _move_next(next_sequences: dict, producer: tuple | None, e: SentEntry) -> None:
+    """The partition's next sequence after `e` (if under `producer`), never moved back."""
+    if (e.pid, e.epoch) != producer:
+        return
+    key, after = (e.topic, e.partition), (e.seq + e.count) % SEQUENCES
+    current = next_sequences.get(key)
+    if current is None or (after - current) % SEQUENCES < SEQUENCES // 2:
+        next_sequences[key] = after
 
 
 def remove(state_dir: Path) -> int:
@@ -294,32 +293,40 @@ class Journal:
             self._write(self._producer_entry())
         self._wait_durable()
 
-    def append_sent(self, *entries: SentEntry) -> None:
-        """Journal batches before they are sent: one write, durable on return."""
+    def append_stamped(self, groups: list[tuple[tuple | None, list[SentEntry]]]) -> None:
+        """Journal batches before they are sent, in one write, durable on return. Each group
+        is (None, entries): new batches, after the others; or (old key, entries): the batch
+        `old_key` goes again as `entries` in its place (a new producer id or epoch: one entry;
+        split as too large: its pieces, the first under the same key)."""
+        parts = []
         with self._cond:
-            for entry in entries:
-                self.live[entry.key] = entry
-                if (entry.pid, entry.epoch) == self.producer:
-                    self.next_sequences[(entry.topic, entry.partition)] = (entry.seq + entry.count) % SEQUENCES
-            self._write(b"".join(encode_entry(SENT, _sent_meta(e), e.data or b"") for e in entries))
+            replace = {}
+            for old_key, entries in groups:
+                if old_key is not None and tuple(old_key) in self.live:
+                    replace[tuple(old_key)] = entries
+                    parts.append(encode_entry(SUPERSEDED, {"keys": [list(old_key)], "by": len(entries)}))
+                else:  # new, or the old one is forgotten (then it was acked: nothing to take the place of)
+                    for entry in entries:
+                        self.live[entry.key] = entry
+                parts += [encode_entry(SENT, _sent_meta(e), e.data or b"") for e in entries]
+                for entry in entries:
+                    _move_next(self.next_sequences, self.producer, entry)
+            if replace:
+                live = {}
+                for k, e in self.live.items():
+                    for new in replace.get(k, (e,)):
+                        live[new.key] = new
+                self.live = live
+            self._write(b"".join(parts))
         self._wait_durable()
 
-    def append_restamped(self, old_key: tuple, entry: SentEntry) -> None:
-        """The batch `old_key` goes again as `entry` (a new producer id or epoch, or the first
-        half of it split as too large, which keeps its key: same steps, new stamp or records
-        and bytes) in its place: one write (SUPERSEDED, then SENT), durable on return."""
-        old_key = tuple(old_key)
-        with self._cond:
-            if old_key in self.live:
-                self.live = {(entry.key if k == old_key else k): (entry if k == old_key else e)
-                             for k, e in self.live.items()}
-            else:
-                self.live[entry.key] = entry
-            if (entry.pid, entry.epoch) == self.producer:
-                self.next_sequences[(entry.topic, entry.partition)] = (entry.seq + entry.count) % SEQUENCES
-            self._write(encode_entry(SUPERSEDED, {"keys": [list(old_key)]})
-                        + encode_entry(SENT, _sent_meta(entry), entry.data or b""))
-        self._wait_durable()
+    def append_sent(self, *entries: SentEntry) -> None:
+        """Journal new batches before they are sent: one write, durable on return."""
+        self.append_stamped([(None, list(entries))])
+
+    def append_restamped(self, old_key: tuple, *entries: SentEntry) -> None:
+        """The batch `old_key` goes again as `entries`, in its place (see append_stamped)."""
+        self.append_stamped([(old_key, list(entries))])
 
     def append_acked(self, keys: list[tuple]) -> None:
         """Journal acknowledgements; blocks until durable, sharing one fdatasync with the

@@ -33,7 +33,8 @@ The producer is set up for a shipper whose files are the buffer, and never gives
   id and sends the batches still unacknowledged again, the same bytes under the same
   sequences, before anything new: the broker answers those it holds with their offsets, so
   every line is stored once across the agent's own kill -9. A batch split as too large is
-  journaled as its halves (the first takes its place);
+  journaled as its pieces, all in one write, in its place (the first under its key, the last
+  with its steps), and each piece's acknowledgement is journaled as it comes;
 - errors that retrying cannot fix: a batch refused as too large is split in halves and
   sent again (down to a single record, split_too_large); a single record still too large,
   or a batch refused as corrupt or invalid three times (refused_attempts=3), is dropped:
@@ -108,7 +109,8 @@ class Shipper:
             delivery_timeout_ms=None, strict_order=False, refused_attempts=3, split_too_large=True,
             wait_for_topics=True, on_retry=self._retrying, build_threads=1, idempotence=self.idempotence,
             producer_id=pid, producer_epoch=epoch, on_stamped=self._journal_sent if journal is not None else None,
-            on_reported=self._journal_acked if journal is not None else None)
+            on_reported=self._journal_acked if journal is not None else None,
+            on_piece_acked=self._piece_acked if journal is not None else None)
 
     def resend(self, plan: dict) -> list[OutgoingBatch]:
         """Go on where the journal's run stopped: each partition it stamped continues its
@@ -227,23 +229,32 @@ class Shipper:
         journal, p = self.journal, self.producer
         if p.producer_id >= 0 and journal.producer != (p.producer_id, p.producer_epoch):
             journal.set_producer(p.producer_id, p.producer_epoch)
-        new = []
+        groups = []  # (key replaced or None, entries), for journal.append_stamped
         for pbatch, old in stamped:
             batch: OutgoingBatch = pbatch.context
-            entry = SentEntry(pbatch.topic, pbatch.partition, *pbatch.stamp, pbatch.count, batch.journal_steps,
-                              pbatch.data)
+            # a batch's steps complete with its last record: a split's earlier pieces have none
+            entry = SentEntry(pbatch.topic, pbatch.partition, *pbatch.stamp, pbatch.count,
+                              batch.journal_steps if pbatch.ends_batch else [], pbatch.data)
             keys = batch.journal_keys
-            # stamped again (new id or epoch), or the first half of a batch split as too large
-            # (its first sequence, so its key): it takes the place of the entry it replaces
+            # stamped again (new id or epoch), or the first piece of a batch split as too large
+            # (its first sequence, so its key): it takes the place of the entry it replaces, and
+            # the pieces stamped with it (the rest of the split) follow it there
             replaced = (pbatch.topic, pbatch.partition, *old) if old is not None else entry.key
             if replaced in keys:
-                journal.append_restamped(replaced, entry)
+                groups.append((replaced, [entry]))
                 keys[keys.index(replaced)] = entry.key
+            elif old is None and groups and groups[-1][1][-1].key in keys:
+                groups[-1][1].append(entry)  # a later piece of the batch just journaled
+                keys.insert(keys.index(groups[-1][1][-2].key) + 1, entry.key)
             else:
-                new.append(entry)
+                groups.append((None, [entry]))
                 keys.append(entry.key)
-        if new:
-            journal.append_sent(*new)
+        journal.append_stamped(groups)
+
+    def _piece_acked(self, pbatch) -> None:
+        """on_piece_acked: a piece of a split batch was acknowledged: journaled with the
+        next acknowledgements (the whole batch is reported once all its pieces are)."""
+        self._acked_keys.append((pbatch.topic, pbatch.partition, *pbatch.stamp))
 
     def _journal_acked(self) -> None:
         """on_reported: journal the acknowledgements the callbacks just saw (durable on return)."""

@@ -64,11 +64,13 @@ class ProducerBatch:
     (timestamp deltas from the first record's timestamp, as Kafka's producer does), or as
     the caller of send_encoded gave them. `data` is the sealed batch, built once.
     `on_delivery(error)` is called once the batch is acknowledged (None) or failed.
+    A piece of a batch split as too large links to the piece after it (`next_piece`), and
+    `ends_batch` says whether it holds the last record of the batch as it was given.
     """
 
     __slots__ = ("topic", "partition", "seq", "fast", "values", "parts", "size", "count",
                  "created", "timestamp_ms", "max_timestamp", "deadline", "data", "attempts", "last_error",
-                 "claimed", "on_delivery", "stamp", "context")
+                 "claimed", "on_delivery", "stamp", "context", "next_piece", "ends_batch")
 
     def __init__(self, topic: str, partition: int, seq: int, fast: bool, delivery_timeout: float):
         self.topic = topic
@@ -89,6 +91,8 @@ class ProducerBatch:
         self.on_delivery = None
         self.stamp: tuple[int, int, int] | None = None  # (producer id, epoch, base sequence) in `data`
         self.context = None  # the caller's, for the producer's on_stamped hook
+        self.next_piece: ProducerBatch | None = None
+        self.ends_batch = True
 
     def add_record(self, timestamp: int, key, value, headers) -> None:
         """Encode one record into a general batch (the caller counts it)."""
@@ -110,7 +114,8 @@ class ProducerBatch:
 
     def split(self, compression: int) -> list[ProducerBatch]:
         """The first and second half of this built batch's records as two built batches,
-        in its place (seq), with its deadline, sharing its delivery callback (SplitDelivery)."""
+        in its place (seq), with its deadline, sharing its delivery callback (SplitDelivery),
+        the first linked to the second and the second to what this one linked to."""
         records = decode_records(self.data)
         half = len(records) // 2
         callback = self.on_delivery
@@ -130,6 +135,8 @@ class ProducerBatch:
             piece.on_delivery, piece.context = callback, self.context
             pieces.append(piece)
         pieces[1].size = self.size - pieces[0].size
+        pieces[0].next_piece, pieces[1].next_piece = pieces[1], self.next_piece
+        pieces[0].ends_batch, pieces[1].ends_batch = False, self.ends_batch
         return pieces
 
     def __repr__(self) -> str:

@@ -54,9 +54,12 @@ A caller that must record what it sends before it is sent (logship agent's journ
 for the batches about to be sent under a new stamp (the first, or a new producer id or epoch:
 `batch.stamp`, `batch.data`, `batch.context` as given to send_encoded), before they are sent;
 it may block, and if it raises, nothing more is sent (the producer fails, fatal_error says why).
-The halves of a batch split as too large come to it as new stamps (the first under the key
-the whole had). Such a caller starts a later run with the `producer_id` and `producer_epoch`
-it recorded and `resume()`s each partition.
+The pieces of a batch split as too large come to it as new stamps, all in the same call
+(the first under the key the whole had; `batch.ends_batch` marks the one holding its last
+record), and `on_piece_acked(piece)` is called with each piece acknowledged (the batch's
+on_delivery runs once, when all are done), so that acknowledgements of pieces are recorded
+like those of batches. Such a caller starts a later run with the `producer_id` and
+`producer_epoch` it recorded and `resume()`s each partition.
 Callbacks of acknowledgements run before the next batch is picked, and after each run of them
 `on_reported()` (to record them together), so a slot in flight is free only once the
 acknowledgement is recorded.
@@ -112,7 +115,8 @@ class Producer:
                  strict_order: bool = True, refused_attempts: int = 1, split_too_large: bool = False,
                  wait_for_topics: bool = False, on_retry: Callable[[BaseException], None] | None = None,
                  idempotence: bool | None = None, producer_id: int = -1, producer_epoch: int = -1,
-                 on_stamped: Callable[[list], None] | None = None, on_reported: Callable[[], None] | None = None):
+                 on_stamped: Callable[[list], None] | None = None, on_reported: Callable[[], None] | None = None,
+                 on_piece_acked: Callable[[ProducerBatch], None] | None = None):
         self.cluster = cluster if isinstance(cluster, Cluster) else Cluster(cluster)
         self._own_cluster = not isinstance(cluster, Cluster)
         self.acks = parse_acks(acks)
@@ -144,7 +148,7 @@ class Producer:
         # idempotence: set by the sender (InitProducerId), or a previous run's to go on with (resume)
         self.producer_id, self.producer_epoch = (producer_id, producer_epoch) if self.idempotent else (-1, -1)
         self._new_id_needed = self.idempotent and producer_id < 0
-        self.on_stamped, self.on_reported = on_stamped, on_reported
+        self.on_stamped, self.on_reported, self.on_piece_acked = on_stamped, on_reported, on_piece_acked
         self.acknowledged = 0
         self.failed = 0
         self.resent = 0
@@ -421,6 +425,9 @@ class Producer:
                 self._first_error = error
         callback = batch.on_delivery
         if isinstance(callback, SplitDelivery):
+            if error is None and self.on_piece_acked is not None:
+                self._reports.append((self.on_piece_acked, batch))
+                self._unreported += 1
             callback, error = callback.piece_done(batch.count, error) or (None, None)
         if callback is not None:
             self._reports.append((callback, error))

@@ -257,6 +257,13 @@ class Sender(threading.Thread):
                 data = self._stamped(batch, data)
                 if batch.stamp != old and p.on_stamped is not None:
                     stamped.append((batch, old))
+                    # the later pieces of a split batch are stamped (journaled) with the first
+                    # one: a caller that records batches never holds a part of one alone
+                    piece = batch.next_piece
+                    while piece is not None and piece.stamp is None and piece.data is not None:
+                        self._stamped(piece, piece.data)
+                        stamped.append((piece, None))
+                        piece = piece.next_piece
             topics.setdefault(batch.topic, []).append({"index": batch.partition, "records": data})
             built.append(batch)
         if not built:
