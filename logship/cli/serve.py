@@ -118,6 +118,9 @@ _BIND_ADVICE = {
 @click.option("--max-response-files", type=click.IntRange(min=1), default=None,
               help="Segment file descriptors held by all fetch responses being sent (default 4000, at most "
                    "a fifth of the descriptor limit); a fetch beyond it gets fewer partitions' records.")
+@click.option("--max-response-memory", type=SIZE.within(1 << 20, 1 << 40), default="32M", show_default=True,
+              help="Record bytes all fetch responses being sent hold in memory (small slices of segments); "
+                   "beyond it they are read from the segment file as the client takes them.")
 @log_options
 @click.option("--metrics", type=METRICS_ADDRESS, default=None, metavar="[HOST:]PORT",
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (a PORT alone: on 127.0.0.1).")
@@ -131,8 +134,8 @@ def serve(ctx, cluster_path, broker_id, data_dir, listen, advertise, partitions,
           max_message_bytes, no_auto_create, rebalance_delay, min_session_timeout, retention_check,
           per_request, per_topic, per_broker, max_open_files, max_request_bytes, queued_max_request_bytes,
           max_connections, max_connections_per_ip, connections_max_idle, request_timeout, write_timeout,
-          fetch_max_bytes, max_response_files, checkpoint_interval, shutdown_timeout, log_level, log_format,
-          metrics, producer_id_expiration) -> None:
+          fetch_max_bytes, max_response_files, max_response_memory, checkpoint_interval, shutdown_timeout,
+          log_level, log_format, metrics, producer_id_expiration) -> None:
     """Run the broker: Kafka clients (kcat, librdkafka, kafka-python) produce and consume here.
 
     Prints one line, `logship: listening on HOST:PORT`, to stderr once it accepts
@@ -194,7 +197,8 @@ def serve(ctx, cluster_path, broker_id, data_dir, listen, advertise, partitions,
                               max_broker_partitions=per_broker,
                               limits=_limits(Limits.defaults_for(), queued_max_request_bytes, max_connections,
                                              max_connections_per_ip, connections_max_idle, request_timeout,
-                                             write_timeout, fetch_max_bytes, max_response_files))
+                                             write_timeout, fetch_max_bytes, max_response_files,
+                                             max_response_memory))
     try:
         store = Store(os.path.abspath(data_dir), log_config, max_open_files=max_open_files or _default_open_files())
     except OSError as exc:
@@ -270,7 +274,7 @@ def _default_open_files() -> int:
 
 
 def _limits(limits, queued_max_request_bytes, max_connections, max_connections_per_ip, connections_max_idle,
-            request_timeout, write_timeout, fetch_max_bytes, max_response_files):
+            request_timeout, write_timeout, fetch_max_bytes, max_response_files, max_response_memory):
     """The limits asked for, over the defaults fitted to this process's descriptor limit."""
     limits.queued_max_request_bytes = queued_max_request_bytes
     limits.max_connections = max_connections or limits.max_connections
@@ -281,6 +285,7 @@ def _limits(limits, queued_max_request_bytes, max_connections, max_connections_p
     limits.write_timeout_ms = write_timeout
     limits.fetch_max_bytes = fetch_max_bytes
     limits.max_response_files = max_response_files or limits.max_response_files
+    limits.max_response_memory_bytes = max_response_memory
     return limits
 
 
