@@ -146,8 +146,13 @@ def _commit(address, group, offsets):
 
 
 def _active_member(address, group, topic):
-    consumer = KafkaConsumer(topic, bootstrap_servers=address, group_id=group, enable_auto_commit=False,
+    consumer = KafkaConsumer(bootstrap_servers=address, group_id=group, enable_auto_commit=False,
                              session_timeout_ms=10_000)
+    # kafka-python 3 may join before its first metadata answer: as the group's leader it then
+    # assigns the topic's partitions to nobody ("No partition metadata for topic a") and had not
+    # joined again 20 s later (CI, stop 22); so the topic's metadata comes first
+    assert wait_until(lambda: consumer.partitions_for_topic(topic), timeout=20)
+    consumer.subscribe([topic])
     assert wait_until(lambda: consumer.poll(100) is not None and consumer.assignment(), timeout=20)
     return consumer
 
