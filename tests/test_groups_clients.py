@@ -138,9 +138,13 @@ class KafkaPythonMember(threading.Thread):
     def run(self) -> None:
         from kafka import KafkaConsumer
 
-        consumer = KafkaConsumer(self.topic, bootstrap_servers=self.address, group_id=self.group,
+        consumer = KafkaConsumer(bootstrap_servers=self.address, group_id=self.group,
                                  auto_offset_reset="earliest", enable_auto_commit=False,
                                  session_timeout_ms=SESSION_MS, heartbeat_interval_ms=500)
+        # the topic's metadata before joining: kafka-python 3 joins a plain subscription without
+        # it, and as leader then assigns nothing (test_admin_ops_clients._active_member)
+        wait_until(lambda: consumer.partitions_for_topic(self.topic), timeout=20)
+        consumer.subscribe([self.topic])
         try:
             while not self.stop.is_set():
                 batches = consumer.poll(timeout_ms=100)
