@@ -458,6 +458,56 @@ def test_copytruncate_ships_unread_lines_from_the_copy_once(tmp_path, logs, seen
     assert run.agent.counters.bytes_skipped == 0
 
 
+@pytest.mark.parametrize("seen_before_truncate", [False, True])
+def test_a_copy_shorter_than_what_was_read_of_the_original_is_not_shipped_again(tmp_path, logs,
+                                                                                seen_before_truncate):
+    """logrotate copies app.log, the application writes 3 more lines, the agent reads them
+    from the original, then logrotate truncates it: the copy holds less than was read of
+    the original. Everything in it was shipped: nothing is shipped again (found by a review:
+    the whole copy was)."""
+    path = logs / "app.log"
+    append(path, *numbered("a", 0, 100))
+    run = Run(config(tmp_path, pattern="logs/app.log*"))
+    run.drive(until=lambda: len(run.shipper.records) == 100)
+    shutil.copyfile(path, logs / "app.log.1")
+    append(path, *numbered("c", 0, 3))
+    if seen_before_truncate:
+        run.drive(until=lambda: len(run.shipper.records) == 103)
+        run.agent.scan()
+        assert len(run.agent.files.held) == 1
+    else:
+        tailer = next(iter(run.agent.files.tailers.values()))
+        run.agent._emit(tailer.state, tailer.route, tailer.reader.feed(tailer.read(1 << 20), time.monotonic()))
+    os.truncate(path, 0)
+    append(path, *numbered("b", 0, 10))
+    run.drive(until=lambda: sum(v.startswith(b"b") for v in run.values()) == 10)
+    run.drive(0.8)
+    run.stop()
+    values = run.values()
+    assert sorted(values) == sorted(numbered("a", 0, 100) + numbered("c", 0, 3) + numbered("b", 0, 10))
+    assert run.agent.counters.bytes_skipped == 0
+
+
+def test_a_copy_shorter_than_what_was_read_is_recognised_at_a_restart(tmp_path, logs):
+    """The same copytruncate while the agent is stopped: its checkpoint is past the end of
+    the copy; the copy is recognised, nothing is shipped again."""
+    path = logs / "app.log"
+    append(path, *numbered("a", 0, 100))
+    copied = path.read_bytes()
+    append(path, *numbered("c", 0, 3))
+    run = Run(config(tmp_path, pattern="logs/app.log*"))
+    run.drive(until=lambda: len(run.shipper.records) == 103)
+    run.stop()
+    (logs / "app.log.1").write_bytes(copied)  # logrotate's copy, made before the "c" lines
+    os.truncate(path, 0)
+    append(path, *numbered("b", 0, 10))
+    again = Run(config(tmp_path, pattern="logs/app.log*"))
+    again.drive(until=lambda: len(again.shipper.records) >= 10)
+    again.drive(0.8)
+    again.stop()
+    assert again.values() == numbered("b", 0, 10)
+
+
 def test_a_checkpoint_taken_between_a_copytruncate_and_its_noticing_still_finds_the_copy(tmp_path, logs):
     """The agent acknowledged lines, then logrotate copied and truncated app.log, then a
     checkpoint was written before the agent looked at the file again, then it was killed.
@@ -601,6 +651,25 @@ def test_truncate_and_refill_while_stopped_is_detected_by_the_marker(tmp_path, l
     run.drive(until=lambda: len(run.shipper.records) == 21)
     run.stop()
     assert run.values() == [header] + numbered("b", 0, 20)
+
+
+def test_truncate_and_refill_shorter_with_the_same_first_kib_while_stopped_reads_it_from_zero(tmp_path, logs):
+    """Not a copy (copy_within): the same file, shorter than the checkpoint, under the same
+    1.5 KiB header: it is read again from 0, not skipped."""
+    path = logs / "app.log"
+    header = b"#" * 1500
+    append(path, header, *numbered("a", 0, 20))
+    run = Run(config(tmp_path))
+    run.drive(until=lambda: len(run.shipper.records) == 21)
+    run.stop()
+    with open(path, "r+b") as f:
+        f.truncate(0)
+    append(path, header, *numbered("b", 0, 3))
+    run = Run(config(tmp_path))
+    run.drive(until=lambda: len(run.shipper.records) >= 4)
+    run.drive(0.3)
+    run.stop()
+    assert run.values() == [header] + numbered("b", 0, 3)
 
 
 @pytest.mark.parametrize("with_generation", [True, False])

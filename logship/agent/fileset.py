@@ -16,7 +16,8 @@ A `FileSet` holds, for the agent's loop thread alone:
 `scan()` (every `scan_interval`, or when watchdog saw a file appear or go) looks at what
 the globs match: a known inode only has its path updated; a new one is, in this order,
 the inode of a checkpointed stream (resumed), a copy of a detached stream (which goes on
-in it), a probable copy still to be held back, or a new file (read from 0, or from its
+in it, or, shorter than what was read of it, is tailed from its end), a probable copy still
+to be held back, or a new file (read from 0, or from its
 end on the very first start with `start_position = "end"`). Truncations of tailed files
 are noticed before new files are matched, so that a copy finds the stream it continues.
 
@@ -47,7 +48,7 @@ from .counters import Counters
 from .discovery import Found, scan
 from .identity import FileId, Fingerprint, file_id, read_before, read_fingerprint
 from .route import Route
-from .streams import Detached, continued_in, copy_begun, copy_of, resumes_in
+from .streams import Detached, continued_in, copy_within, copy_begun, copy_of, resumes_in
 from .tailer import OK, TRUNCATED, LineReader, Tailer
 
 __all__ = ["FileSet"]
@@ -200,7 +201,11 @@ class FileSet:
         """Take over a detached stream this new file is a copy of."""
         d = continued_in(self.detached, fd, st, fp)
         if d is None:
-            return False
+            d = copy_within(self.detached, fid, st, fp)
+            if d is None:
+                return False
+            self._read_already(fd, fid, st, fp, where, now, d)
+            return True
         state = d.state
         self.detached.remove(d)
         if state not in self.states:
@@ -220,6 +225,25 @@ class FileSet:
             log.info("%s has the content of checkpointed %s: resuming at offset %d", where.path,
                      d.route.path if d.route else state.path, d.resume)
         return True
+
+    def _read_already(self, fd, fid: FileId, st, fp: Fingerprint, where: Found, now: float, d: Detached) -> None:
+        """The file is a copy of `d`, shorter than what was read of it: tail it from
+        its end as a new stream; `d` ends now, as when its wait for a copy runs out (its state
+        forgotten once its batches in flight are acknowledged)."""
+        self.detached.remove(d)
+        if d.reader is not None and d.route is not None and d.route.partition is not None:
+            self.emit(d.state, d.route, d.reader.flush_all())
+        old = d.state
+        if old.in_flight:
+            old.on_drained.append(lambda: self._forget(old))
+        else:
+            self._forget(old)
+        state = FileState(fid, fp, st.st_size, where.path, updated=time.time(), dirty=True)
+        self.states.append(state)
+        self._start_tailer(fd, fid, where, state, st.st_size, now)
+        log.info("%s is a copy of truncated %s, shorter than what was read of it (%d of %d bytes): "
+                 "nothing in it is read again", where.path, d.route.path if d.route else old.path,
+                 st.st_size, d.resume)
 
     def _hold(self, fd, fid: FileId, st, fp: Fingerprint, where: Found, now: float, initial: bool) -> bool:
         """A file that is probably the copy half of a copytruncate: wait (up to

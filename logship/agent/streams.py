@@ -16,6 +16,12 @@ on; the functions here only look (pread and compare), fileset.py acts on the ans
   copytruncate (copy, then truncate): reading continues in the copy exactly where it
   stopped in the original, so the lines written between the agent's last read and the
   truncate are shipped from the copy and nothing is shipped twice.
+* `copy_within`: the file is a copytruncate copy *shorter* than what was read of the
+  stream (the application wrote on between logrotate's copy and its truncate, and the agent
+  read those lines from the original first): a stream whose file was found truncated or
+  rewritten within `copytruncate_wait` (while the agent ran, or at its start), with the same
+  complete fingerprint and more bytes read than the file holds. Everything in it was read
+  already: it is tailed from its end.
 * `copy_of`, `copy_begun`: the file is probably the copy half of a copytruncate that has
   not happened yet, or is still being written: a copy of a tailed file seen before the
   truncate (its head and content match a file being tailed), or a file too short to
@@ -37,7 +43,7 @@ from .identity import MARKER_BYTES, FileId, Fingerprint, digest, head_matches, r
 from .route import Route
 from .tailer import LineReader
 
-__all__ = ["Detached", "resumes_in", "continued_in", "copy_of", "copy_begun"]
+__all__ = ["Detached", "resumes_in", "continued_in", "copy_within", "copy_of", "copy_begun"]
 
 
 @dataclass(eq=False)
@@ -77,6 +83,21 @@ def continued_in(detached: list[Detached], fd: int, st: os.stat_result, fp: Fing
         if d.marker is None or read_marker(fd, d.resume) != d.marker:
             continue
         return d
+    return None
+
+
+def copy_within(detached: list[Detached], fid: FileId, st: os.stat_result, fp: Fingerprint) -> Detached | None:
+    """The retired stream the open file is a copy of, shorter than what was read of it (see
+    the module docstring), if any. Only a stream whose file was just found truncated or
+    rewritten (waiting for its copy: `expires` set, while the agent ran or at its start) is
+    looked at: another file with the same first KiB is then very unlikely to appear, while
+    every line of a copytruncate's copy would otherwise be shipped again."""
+    if not fp.complete:
+        return None
+    for d in detached:
+        if d.expires is not None and d.state.fingerprint == fp and st.st_size < d.resume \
+                and not d.state.id.same_inode(fid):  # a copy is another file: the same one was refilled
+            return d
     return None
 
 
