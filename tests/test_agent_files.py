@@ -458,6 +458,17 @@ def test_copytruncate_ships_unread_lines_from_the_copy_once(tmp_path, logs, seen
     assert run.agent.counters.bytes_skipped == 0
 
 
+def assert_a_restart_ships_only_10_new_lines(tmp_path, path) -> None:
+    """After a copytruncate of `path` while the agent was stopped: 10 "b" lines in it, and a
+    restarted agent ships those alone (the copy is recognised)."""
+    append(path, *numbered("b", 0, 10))
+    again = Run(config(tmp_path, pattern="logs/app.log*"))
+    again.drive(until=lambda: len(again.shipper.records) >= 10)
+    again.drive(0.8)
+    again.stop()
+    assert again.values() == numbered("b", 0, 10)
+
+
 @pytest.mark.parametrize("seen_before_truncate", [False, True])
 def test_a_copy_shorter_than_what_was_read_of_the_original_is_not_shipped_again(tmp_path, logs,
                                                                                 seen_before_truncate):
@@ -500,12 +511,7 @@ def test_a_copy_shorter_than_what_was_read_is_recognised_at_a_restart(tmp_path, 
     run.stop()
     (logs / "app.log.1").write_bytes(copied)  # logrotate's copy, made before the "c" lines
     os.truncate(path, 0)
-    append(path, *numbered("b", 0, 10))
-    again = Run(config(tmp_path, pattern="logs/app.log*"))
-    again.drive(until=lambda: len(again.shipper.records) >= 10)
-    again.drive(0.8)
-    again.stop()
-    assert again.values() == numbered("b", 0, 10)
+    assert_a_restart_ships_only_10_new_lines(tmp_path, path)
 
 
 def test_a_checkpoint_taken_between_a_copytruncate_and_its_noticing_still_finds_the_copy(tmp_path, logs):
@@ -533,12 +539,7 @@ def test_a_checkpoint_taken_between_a_copytruncate_and_its_noticing_still_finds_
     assert checkpoints(tmp_path)[str(path)]["marker"], "the checkpoint lost the marker"
     run.stop()
     (tmp_path / "state" / "checkpoints.json").write_bytes(taken)  # killed: no later checkpoint
-    append(path, *numbered("b", 0, 10))
-    again = Run(config(tmp_path, pattern="logs/app.log*"))
-    again.drive(until=lambda: len(again.shipper.records) >= 10)
-    again.drive(0.6)
-    again.stop()
-    assert again.values() == numbered("b", 0, 10)
+    assert_a_restart_ships_only_10_new_lines(tmp_path, path)
 
 
 def test_a_copy_finished_and_truncated_while_the_agent_compares_it_is_held_not_shipped_again(
@@ -637,39 +638,25 @@ def test_truncate_and_refill_past_the_old_offset_between_looks_reads_from_zero(t
     assert run.values()[5:] == numbered("b", 0, 20)
 
 
-def test_truncate_and_refill_while_stopped_is_detected_by_the_marker(tmp_path, logs):
-    path = logs / "app.log"
-    header = b"#" * 1500  # same first KiB before and after
-    append(path, header, *numbered("a", 0, 5))
-    run = Run(config(tmp_path))
-    run.drive(until=lambda: len(run.shipper.records) == 6)
-    run.stop()
-    with open(path, "r+b") as f:
-        f.truncate(0)
-    append(path, header, *numbered("b", 0, 20))
-    run = Run(config(tmp_path))
-    run.drive(until=lambda: len(run.shipper.records) == 21)
-    run.stop()
-    assert run.values() == [header] + numbered("b", 0, 20)
-
-
-def test_truncate_and_refill_shorter_with_the_same_first_kib_while_stopped_reads_it_from_zero(tmp_path, logs):
-    """Not a copy (copy_within): the same file, shorter than the checkpoint, under the same
-    1.5 KiB header: it is read again from 0, not skipped."""
+@pytest.mark.parametrize("before, after", [(5, 20), (20, 3)])
+def test_truncate_and_refill_while_stopped_is_read_from_zero(tmp_path, logs, before, after):
+    """The same first KiB before and after. Longer than the checkpoint: the marker tells the
+    content changed. Shorter: it is not taken for a copy (copy_within), the same inode was
+    refilled. Either way it is read again from 0, not resumed nor skipped."""
     path = logs / "app.log"
     header = b"#" * 1500
-    append(path, header, *numbered("a", 0, 20))
+    append(path, header, *numbered("a", 0, before))
     run = Run(config(tmp_path))
-    run.drive(until=lambda: len(run.shipper.records) == 21)
+    run.drive(until=lambda: len(run.shipper.records) == before + 1)
     run.stop()
     with open(path, "r+b") as f:
         f.truncate(0)
-    append(path, header, *numbered("b", 0, 3))
+    append(path, header, *numbered("b", 0, after))
     run = Run(config(tmp_path))
-    run.drive(until=lambda: len(run.shipper.records) >= 4)
+    run.drive(until=lambda: len(run.shipper.records) >= after + 1)
     run.drive(0.3)
     run.stop()
-    assert run.values() == [header] + numbered("b", 0, 3)
+    assert run.values() == [header] + numbered("b", 0, after)
 
 
 @pytest.mark.parametrize("with_generation", [True, False])

@@ -11,6 +11,7 @@ import shutil
 import time
 
 from fake_broker import ScriptedServer
+from test_agent_shipper import wait_done
 
 from logship import records
 from logship.agent import journal as J
@@ -80,14 +81,6 @@ def shipper_for(broker, state_dir) -> tuple[Shipper, J.Journal, J.Recovery]:
     shipper = Shipper(Cluster(broker.address), compression=0, backoff_max=0.05, journal=journal, recovery=rec)
     shipper.start()
     return shipper, journal, rec
-
-
-def wait_done(shipper, count, timeout=10):
-    done, deadline = [], time.monotonic() + timeout
-    while len(done) < count and time.monotonic() < deadline:
-        done += shipper.take_done()
-        time.sleep(0.01)
-    return done
 
 
 def acknowledge(done) -> None:
