@@ -192,3 +192,29 @@ def test_the_pieces_of_a_split_take_its_place_in_the_journal_and_after_a_rotatio
     J.Journal(tmp_path, rec).close()  # rewritten into a new segment
     rec = J.load(tmp_path)
     assert [(e.seq, e.count, e.steps) for e in rec.entries] == order and rec.next_sequences == {("t", 0): 13}
+
+
+def test_pieces_stamped_under_a_new_epoch_replace_the_batch(tmp_path):
+    """The producer's epoch moved on between the refusal and the pieces' first send: the
+    first piece still names the whole batch's stamp (ProducerBatch.replaces), so the whole
+    batch leaves the journal and is not sent again after its pieces at a restart."""
+    from types import SimpleNamespace
+
+    journal = J.Journal(tmp_path, J.load(tmp_path))
+    shipper = Shipper.__new__(Shipper)
+    shipper.journal, shipper.producer = journal, SimpleNamespace(producer_id=7, producer_epoch=0)
+    whole = OutgoingBatch("t", 0)
+    whole.journal_keys, whole.journal_steps = [], [{"offset": 40}]
+
+    def piece(stamp, count, ends):
+        return SimpleNamespace(topic="t", partition=0, stamp=stamp, count=count, ends_batch=ends, data=b"x",
+                               context=whole)
+
+    shipper._journal_sent([(piece((7, 0, 100), 10, True), None)])
+    shipper.producer.producer_epoch = 1
+    shipper._journal_sent([(piece((7, 1, 0), 5, False), (7, 0, 100)), (piece((7, 1, 5), 5, True), None)])
+    expected = [(("t", 0, 7, 1, 0), []), (("t", 0, 7, 1, 5), [{"offset": 40}])]
+    assert [(k, e.steps) for k, e in journal.live.items()] == expected
+    assert whole.journal_keys == [k for k, _ in expected]
+    journal.close()
+    assert [(e.key, e.steps) for e in J.load(tmp_path).unacked] == expected

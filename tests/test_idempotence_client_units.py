@@ -278,3 +278,29 @@ def test_resume_stamps_a_batch_of_an_older_epoch_anew_after_the_current_ones():
     assert broker.produced[1] == [b"c", b"d", b"e"]
     broker.close()
 
+
+
+def test_the_pieces_of_a_split_are_stamped_together_and_the_first_names_the_batch_it_replaces():
+    """Partition 0's batch is refused as too large while partition 1's first batch bumps the
+    epoch (UNKNOWN_PRODUCER_ID): the halves go under the new epoch, both seen by on_stamped at
+    once, the first with the whole batch's stamp as its old one (so a journal replaces it)."""
+    broker = TwoPartitionBroker(lambda partition, n: (10 if partition == 0 else 59) if n == 0 else 0)
+    cluster = Cluster(broker.address)
+    calls = []
+    producer = Producer(cluster, linger_ms=50, retry_backoff_ms=10, split_too_large=True,
+                        on_stamped=lambda stamped: calls.append(
+                            [(b.partition, b.stamp, old, b.count, b.ends_batch) for b, old in stamped]))
+    for value in (b"a0", b"a1", b"a2", b"a3"):
+        producer.send("t", value, partition=0)
+    producer.send("t", b"b0", partition=1)
+    producer.flush(timeout=20)
+    producer.close(timeout=5)
+    cluster.close()
+    broker.close()
+    assert broker.values[0] == [b"a0", b"a1", b"a2", b"a3"]
+    whole = next(stamp for call in calls for p, stamp, old, count, _ in call if p == 0 and count == 4)
+    pieces = next(call for call in calls if [p for p, *_ in call] == [0, 0])
+    assert [(old, count, ends) for _, _, old, count, ends in pieces] == [(whole, 2, False), (None, 2, True)]
+    (_, first, *_), (_, second, *_) = pieces
+    assert second[:2] == first[:2] and second[2] == first[2] + 2
+    print(f"\nwhole {whole}, pieces {first} and {second}")

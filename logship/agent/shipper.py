@@ -237,8 +237,8 @@ class Shipper:
                               batch.journal_steps if pbatch.ends_batch else [], pbatch.data)
             keys = batch.journal_keys
             # stamped again (new id or epoch), or the first piece of a batch split as too large
-            # (its first sequence, so its key): it takes the place of the entry it replaces, and
-            # the pieces stamped with it (the rest of the split) follow it there
+            # (`old`: the whole's stamp): it takes the place of the entry it replaces, and the
+            # pieces stamped with it (the rest of the split) follow it there
             replaced = (pbatch.topic, pbatch.partition, *old) if old is not None else entry.key
             if replaced in keys:
                 groups.append((replaced, [entry]))

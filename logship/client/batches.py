@@ -64,13 +64,14 @@ class ProducerBatch:
     (timestamp deltas from the first record's timestamp, as Kafka's producer does), or as
     the caller of send_encoded gave them. `data` is the sealed batch, built once.
     `on_delivery(error)` is called once the batch is acknowledged (None) or failed.
-    A piece of a batch split as too large links to the piece after it (`next_piece`), and
-    `ends_batch` says whether it holds the last record of the batch as it was given.
+    A piece of a batch split as too large links to the piece after it (`next_piece`),
+    `ends_batch` says whether it holds the last record of the batch as it was given, and the
+    first piece keeps the stamp of the batch it replaces (`replaces`) until it is stamped.
     """
 
     __slots__ = ("topic", "partition", "seq", "fast", "values", "parts", "size", "count",
                  "created", "timestamp_ms", "max_timestamp", "deadline", "data", "attempts", "last_error",
-                 "claimed", "on_delivery", "stamp", "context", "next_piece", "ends_batch")
+                 "claimed", "on_delivery", "stamp", "context", "next_piece", "ends_batch", "replaces")
 
     def __init__(self, topic: str, partition: int, seq: int, fast: bool, delivery_timeout: float):
         self.topic = topic
@@ -93,6 +94,7 @@ class ProducerBatch:
         self.context = None  # the caller's, for the producer's on_stamped hook
         self.next_piece: ProducerBatch | None = None
         self.ends_batch = True
+        self.replaces: tuple[int, int, int] | None = None
 
     def add_record(self, timestamp: int, key, value, headers) -> None:
         """Encode one record into a general batch (the caller counts it)."""
@@ -137,6 +139,7 @@ class ProducerBatch:
         pieces[1].size = self.size - pieces[0].size
         pieces[0].next_piece, pieces[1].next_piece = pieces[1], self.next_piece
         pieces[0].ends_batch, pieces[1].ends_batch = False, self.ends_batch
+        pieces[0].replaces = self.stamp or self.replaces
         return pieces
 
     def __repr__(self) -> str:

@@ -55,7 +55,8 @@ for the batches about to be sent under a new stamp (the first, or a new producer
 `batch.stamp`, `batch.data`, `batch.context` as given to send_encoded), before they are sent;
 it may block, and if it raises, nothing more is sent (the producer fails, fatal_error says why).
 The pieces of a batch split as too large come to it as new stamps, all in the same call
-(the first under the key the whole had; `batch.ends_batch` marks the one holding its last
+(the first with the whole's stamp as its old one, and under the same stamp unless the
+producer id or epoch changed meanwhile; `batch.ends_batch` marks the one holding its last
 record), and `on_piece_acked(piece)` is called with each piece acknowledged (the batch's
 on_delivery runs once, when all are done), so that acknowledgements of pieces are recorded
 like those of batches. Such a caller starts a later run with the `producer_id` and

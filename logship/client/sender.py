@@ -256,7 +256,8 @@ class Sender(threading.Thread):
                 old = batch.stamp
                 data = self._stamped(batch, data)
                 if batch.stamp != old and p.on_stamped is not None:
-                    stamped.append((batch, old))
+                    # a split's first piece stands for the batch it replaces, whatever the stamp
+                    stamped.append((batch, old if old is not None else batch.replaces))
                     # the later pieces of a split batch are stamped (journaled) with the first
                     # one: a caller that records batches never holds a part of one alone
                     piece = batch.next_piece
