@@ -296,5 +296,18 @@ def test_a_fetch_plan_reads_into_memory_within_its_budgets(tmp_path):
                 b"".join(piece.read_bytes() for piece in pieces)
             plan.close()
             assert memory.used == 0 and files.used == 0
+        # a segment that cannot be read (EMFILE...) fails the plan and gives back what it took
+        # (found by a review: the earlier partitions' bytes and descriptors stayed taken)
+        store.partition("t", 5).read = lambda *args, **kwargs: (_ for _ in ()).throw(OSError(24, "EMFILE"))
+        memory, files = Budget(100 * INLINE_BYTES), Budget(100)
+        with pytest.raises(OSError):
+            FetchWait(broker, body).plan(files, memory)
+        assert memory.used == 0 and files.used == 0
+        # a slice cut short since it was planned fails its write rather than end a frame early
+        piece = store.partition("t", 6).read(0, 1 << 20, inline_bytes=0)
+        store.partition("t", 6).truncate_to(0)
+        with pytest.raises(OSError, match="cut short"):
+            b"".join(piece.read_pieces(1000))
+        piece.close()
     finally:
         store.close()

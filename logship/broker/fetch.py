@@ -110,20 +110,24 @@ class FetchWait:
         remaining = min(self.body.get("max_bytes", 0x7FFFFFFF), limits.fetch_max_bytes)
         plan = FetchPlan({"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": []},
                          files=files, memory=memory)
-        for topic in self.body["topics"]:
-            entries = []
-            for request in topic["partitions"]:
-                entry = _partition_entry(request["partition"])
-                entries.append(entry)
-                try:
-                    remaining -= self._read_into(plan, entry, topic["topic"], request, remaining)
-                except LogshipError as exc:
-                    entry["error_code"] = error_code(exc)
-                    plan.failed = True
-                    if isinstance(exc, (FencedLeaderEpochError, UnknownLeaderEpochError)):
-                        entry["current_leader"] = {"leader_id": self.broker.config.node_id,
-                                                   "leader_epoch": exc.leader_epoch}
-            plan.body["responses"].append({"topic": topic["topic"], "partitions": entries})
+        try:
+            for topic in self.body["topics"]:
+                entries = []
+                for request in topic["partitions"]:
+                    entry = _partition_entry(request["partition"])
+                    entries.append(entry)
+                    try:
+                        remaining -= self._read_into(plan, entry, topic["topic"], request, remaining)
+                    except LogshipError as exc:
+                        entry["error_code"] = error_code(exc)
+                        plan.failed = True
+                        if isinstance(exc, (FencedLeaderEpochError, UnknownLeaderEpochError)):
+                            entry["current_leader"] = {"leader_id": self.broker.config.node_id,
+                                                       "leader_epoch": exc.leader_epoch}
+                plan.body["responses"].append({"topic": topic["topic"], "partitions": entries})
+        except BaseException:  # an OSError reading a segment...: what was taken goes back
+            plan.close()
+            raise
         return plan
 
     def _read_into(self, plan: FetchPlan, entry: dict, topic: str, request: dict, remaining: int) -> int:

@@ -89,8 +89,11 @@ async def _sendfile(loop: asyncio.AbstractEventLoop, conn: Connection, part) -> 
     for position in range(part.position, part.position + part.length, SENDFILE_CHUNK_BYTES):
         count = min(SENDFILE_CHUNK_BYTES, part.position + part.length - position)
         try:
-            await asyncio.wait_for(loop.sendfile(conn.transport, _SpliceFile(part.fd), position, count), timeout)
+            sent = await asyncio.wait_for(loop.sendfile(conn.transport, _SpliceFile(part.fd), position, count),
+                                          timeout)
         except TimeoutError:
             raise WriteStalledError(f"the client read nothing for {timeout:g} s "
                                     f"(write.timeout.ms {conn.admission.limits.write_timeout_ms})") from None
+        if sent != count:  # the segment was cut since the response was planned: its frame cannot be whole
+            raise OSError(f"segment slice cut short: {sent} of {count} bytes sent")
         conn.last_io = time.monotonic()

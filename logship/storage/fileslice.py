@@ -84,7 +84,7 @@ class FileSlice:
                 raise ValueError("read from a closed FileSlice")
             chunk = os.pread(self.fd, min(size, left), position)
             if not chunk:
-                return
+                raise _short(self.length, position - self.position)
             position += len(chunk)
             left -= len(chunk)
             yield chunk
@@ -119,3 +119,9 @@ class FileSlice:
         if self._data is not None:
             return f"FileSlice(in memory, length={self.length})"
         return f"FileSlice(fd={self.fd}, position={self.position}, length={self.length})"
+
+
+def _short(length: int, got: int) -> OSError:
+    """The segment ended before the slice did (cut since it was planned): the frame that
+    promised `length` bytes cannot be finished, so the connection must be closed."""
+    return OSError(f"segment slice cut short: {got} of {length} bytes")
