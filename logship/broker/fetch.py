@@ -23,10 +23,10 @@ beyond the byte budget does. A small slice read into memory (`FileSlice.in_memor
 descriptor: its unit of `files` is given back at once and it does not count toward
 fetch_max_files. So one response never nears the 2 GiB a frame allows.
 
-Memory: a slice is read into memory only while its response holds less than
-`Limits.max_queued_response_bytes` so and the broker-wide `memory` budget
-(`Limits.max_response_memory_bytes`) grants INLINE_BYTES for it (the unused part given back
-at once, the rest by `FetchPlan.close`); otherwise it holds a descriptor as a large one does.
+Memory: a slice is read into memory only if it fits in what is left (at most INLINE_BYTES)
+of its response's share (`Limits.max_queued_response_bytes`) and of the broker-wide `memory`
+budget (`Limits.max_response_memory_bytes`; the unused part given back at once, the rest by
+`FetchPlan.close`); otherwise it holds a descriptor as a large one does.
 So what responses hold in memory for clients that do not read them is bounded whatever
 they ask for (before, 20 connections asking 4,000 x 64 KiB each held 1.2 GB).
 """
@@ -179,18 +179,14 @@ class FetchWait:
         return piece.length
 
     def _take_memory(self, plan: FetchPlan) -> int:
-        """INLINE_BYTES (taken from `plan.memory`) when the next slice may be read into memory,
-        else 0: when that could take the plan's bytes in memory past max_queued_response_bytes,
-        or the broker's budget has less than INLINE_BYTES left."""
-        if plan.in_memory + INLINE_BYTES > self.broker.config.limits.max_queued_response_bytes:
+        """How long the next slice may be to be read into memory: up to INLINE_BYTES, within
+        what is left of the plan's share (max_queued_response_bytes) and of the broker's
+        budget (taken from `plan.memory`; what the slice does not use is given back). A budget
+        nearly used up still serves small slices from memory."""
+        wanted = min(INLINE_BYTES, self.broker.config.limits.max_queued_response_bytes - plan.in_memory)
+        if wanted <= 0:
             return 0
-        if plan.memory is None:
-            return INLINE_BYTES
-        granted = plan.memory.take(INLINE_BYTES)
-        if granted < INLINE_BYTES:
-            plan.memory.give_back(granted)
-            return 0
-        return INLINE_BYTES
+        return wanted if plan.memory is None else plan.memory.take(wanted)
 
 
 def require_leader(broker: Broker, topic: str, index: int) -> None:
