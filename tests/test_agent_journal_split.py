@@ -7,6 +7,7 @@ duplicate exactly when Kafka would answer it so."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
@@ -218,3 +219,21 @@ def test_pieces_stamped_under_a_new_epoch_replace_the_batch(tmp_path):
     assert whole.journal_keys == [k for k, _ in expected]
     journal.close()
     assert [(e.key, e.steps) for e in J.load(tmp_path).unacked] == expected
+
+
+def test_a_split_written_half_way_when_killed_loads_as_the_batch_it_replaced(tmp_path):
+    """A kill -9 can cut a large write: the pieces of a split that did not all reach the
+    journal are dropped, and the whole batch (never sent as pieces) goes on as it was."""
+    journal = J.Journal(tmp_path, J.load(tmp_path))
+    journal.set_producer(7, 0)
+    whole, after = _entry(0, 10, [{"offset": 40}]), _entry(10, 3)
+    journal.append_sent(whole, after)
+    first, second = _entry(0, 5), _entry(5, 5, whole.steps)
+    journal.append_restamped(whole.key, first, second)
+    journal.close()
+    (path,) = tmp_path.glob("journal-*.log")
+    cut = len(J.encode_entry(J.SENT, J._sent_meta(second), second.data))
+    os.truncate(path, path.stat().st_size - cut)
+    rec = J.load(tmp_path)
+    assert [(e.seq, e.count, e.steps, e.data) for e in rec.entries] == \
+        [(0, 10, whole.steps, whole.data), (10, 3, [], after.data)]

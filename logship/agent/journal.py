@@ -35,7 +35,7 @@ bytes, acked ones not yet in a durable checkpoints.json without them) to `journa
 fsyncs, renames, fsyncs the directory, then deletes the older segment; so the journal holds the
 batches in flight plus at most one checkpoint interval of acked steps. Loading reads the newest
 segment; a torn tail (an entry running past the end, or the last entry failing its CRC, or zeros
-to the end) is cut off; any other damage moves the segment aside (`.corrupt-<time>`) with one
+to the end) is cut off (and a SUPERSEDED whose n entries did not all survive it is undone); any other damage moves the segment aside (`.corrupt-<time>`) with one
 warning, and the agent starts with a new producer id from checkpoints.json alone: lines may then
 be shipped twice, never lost.
 
@@ -192,6 +192,7 @@ def load(state_dir: Path) -> Recovery:
         entries, valid = _parse(data)
         by_key: dict[tuple, SentEntry] = {}
         slot, by = None, 0  # where the entry a SUPERSEDED removed stood, and how many take it
+        removed, placed = [], []  # that entry, and those that took its place so far
         for kind, meta, payload in entries:
             if kind == PRODUCER:
                 pid = int(meta["pid"])
@@ -204,6 +205,7 @@ def load(state_dir: Path) -> Recovery:
                 by_key[e.key] = e
                 if slot is not None and by:  # it replaces the batch superseded just before: in its place
                     rec.entries.insert(slot, e)
+                    placed.append(e)
                     slot, by = slot + 1, by - 1
                 else:
                     rec.entries.append(e)
@@ -216,10 +218,14 @@ def load(state_dir: Path) -> Recovery:
             elif kind == SUPERSEDED:
                 gone = {id(by_key.pop(tuple(key), None)) for key in meta["keys"]}
                 at = [i for i, e in enumerate(rec.entries) if id(e) in gone]
+                removed = [e for e in rec.entries if id(e) in gone]
                 rec.entries = [e for e in rec.entries if id(e) not in gone]
-                slot, by = (at[0] if at else None), int(meta.get("by", 1))
+                slot, by, placed = (at[0] if at else None), int(meta.get("by", 1)), []
             else:
                 raise _Corrupt(f"unknown entry kind {kind}")
+        if slot is not None and by:  # a write torn by the kill: the batch goes on as it was
+            rec.entries = [e for e in rec.entries if e not in placed]
+            rec.entries[slot - len(placed):slot - len(placed)] = removed
     except (_Corrupt, KeyError, TypeError, ValueError) as exc:
         aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
         os.replace(path, aside)
