@@ -177,13 +177,20 @@ def _entry(seq, count, steps=()):
     return J.SentEntry("t", 0, 7, 0, seq, count, list(steps), b"x%d" % seq)
 
 
-def test_the_pieces_of_a_split_take_its_place_in_the_journal_and_after_a_rotation(tmp_path):
-    journal = J.Journal(tmp_path, J.load(tmp_path))
+def journal_with_a_split(state_dir):
+    """A journal holding batch `whole` (10 records) then `after`, whole split in two pieces:
+    (journal, whole, after, first piece, second piece)."""
+    journal = J.Journal(state_dir, J.load(state_dir))
     journal.set_producer(7, 0)
     whole, after = _entry(0, 10, [{"offset": 40}]), _entry(10, 3)
     journal.append_sent(whole, after)
     first, second = _entry(0, 5), _entry(5, 5, whole.steps)
     journal.append_restamped(whole.key, first, second)
+    return journal, whole, after, first, second
+
+
+def test_the_pieces_of_a_split_take_its_place_in_the_journal_and_after_a_rotation(tmp_path):
+    journal, whole, _, _, _ = journal_with_a_split(tmp_path)
     assert journal.next_sequences == {("t", 0): 13}
     order = [(e.seq, e.count, e.steps) for e in journal.live.values()]
     assert order == [(0, 5, []), (5, 5, whole.steps), (10, 3, [])]
@@ -224,12 +231,7 @@ def test_pieces_stamped_under_a_new_epoch_replace_the_batch(tmp_path):
 def test_a_split_written_half_way_when_killed_loads_as_the_batch_it_replaced(tmp_path):
     """A kill -9 can cut a large write: the pieces of a split that did not all reach the
     journal are dropped, and the whole batch (never sent as pieces) goes on as it was."""
-    journal = J.Journal(tmp_path, J.load(tmp_path))
-    journal.set_producer(7, 0)
-    whole, after = _entry(0, 10, [{"offset": 40}]), _entry(10, 3)
-    journal.append_sent(whole, after)
-    first, second = _entry(0, 5), _entry(5, 5, whole.steps)
-    journal.append_restamped(whole.key, first, second)
+    journal, whole, after, _, second = journal_with_a_split(tmp_path)
     journal.close()
     (path,) = tmp_path.glob("journal-*.log")
     cut = len(J.encode_entry(J.SENT, J._sent_meta(second), second.data))
