@@ -499,6 +499,28 @@ def test_a_copy_shorter_than_what_was_read_of_the_original_is_not_shipped_again(
     assert run.agent.counters.bytes_skipped == 0
 
 
+def test_a_shorter_copy_of_lines_not_acknowledged_yet_is_held_not_skipped(tmp_path, logs):
+    """The same rotation while the broker is down: nothing of app.log is acknowledged, so the
+    copy is held back (not tailed from its end): after a restart its lines are shipped (found
+    by a review: the copy was checkpointed at its end, and its 100 lines never shipped)."""
+    path = logs / "app.log"
+    append(path, *numbered("a", 0, 100))
+    run = Run(config(tmp_path, pattern="logs/app.log*"), hold=True)
+    run.drive(until=lambda: len(run.shipper.records) == 100)
+    shutil.copyfile(path, logs / "app.log.1")
+    append(path, *numbered("c", 0, 3))
+    run.drive(until=lambda: len(run.shipper.records) == 103)
+    os.truncate(path, 0)
+    append(path, *numbered("b", 0, 10))
+    run.drive(until=lambda: sum(v.startswith(b"b") for v in run.values()) == 10)
+    run.drive(0.3)
+    assert len(run.agent.files.held) == 1
+    run.stop()  # nothing was acknowledged
+    again = Run(config(tmp_path, pattern="logs/app.log*"))
+    again.drive(until=lambda: set(numbered("a", 0, 100)) <= set(again.values()))
+    again.stop()
+
+
 def test_a_copy_shorter_than_what_was_read_is_recognised_at_a_restart(tmp_path, logs):
     """The same copytruncate while the agent is stopped: its checkpoint is past the end of
     the copy; the copy is recognised, nothing is shipped again."""

@@ -204,6 +204,9 @@ class FileSet:
             d = copy_within(self.detached, fid, st, fp)
             if d is None:
                 return False
+            if d.state.offset < st.st_size:  # what it holds is not all acknowledged yet: look again later
+                return self._held(fd, fid, now, f"{where.path} is a copy of truncated {d.state.path}: "
+                                  "waiting for its lines to be acknowledged")
             self._read_already(fd, fid, st, fp, where, now, d)
             return True
         state = d.state
@@ -227,22 +230,16 @@ class FileSet:
         return True
 
     def _read_already(self, fd, fid: FileId, st, fp: Fingerprint, where: Found, now: float, d: Detached) -> None:
-        """The file is a copy of `d`, shorter than what was read of it: tail it from
-        its end as a new stream; `d` ends now, as when its wait for a copy runs out (its state
-        forgotten once its batches in flight are acknowledged)."""
-        self.detached.remove(d)
-        if d.reader is not None and d.route is not None and d.route.partition is not None:
-            self.emit(d.state, d.route, d.reader.flush_all())
-        old = d.state
-        if old.in_flight:
-            old.on_drained.append(lambda: self._forget(old))
-        else:
-            self._forget(old)
+        """The file is a copy of `d`, shorter than what was read of it, and all it holds is
+        acknowledged: tail it from its end as a new stream. `d` waits out its time as if no
+        copy had come (its checkpoint kept meanwhile, so that a restart's journal steps find
+        it), but matches no other file."""
+        d.copied = True
         state = FileState(fid, fp, st.st_size, where.path, updated=time.time(), dirty=True)
         self.states.append(state)
         self._start_tailer(fd, fid, where, state, st.st_size, now)
         log.info("%s is a copy of truncated %s, shorter than what was read of it (%d of %d bytes): "
-                 "nothing in it is read again", where.path, d.route.path if d.route else old.path,
+                 "nothing in it is read again", where.path, d.route.path if d.route else d.state.path,
                  st.st_size, d.resume)
 
     def _hold(self, fd, fid: FileId, st, fp: Fingerprint, where: Found, now: float, initial: bool) -> bool:
@@ -253,12 +250,18 @@ class FileSet:
             None if initial else copy_begun(tailers, self.detached, fd, fp)
         if source is None:
             return False
+        return self._held(fd, fid, now, f"{where.path} looks like a copy of {source}: "
+                          "waiting for the original to be truncated")
+
+    def _held(self, fd, fid: FileId, now: float, why: str) -> bool:
+        """Hold the file back (closed, looked at again by the next scans) for up to
+        copytruncate_wait from when it was first held (True), then no longer (False);
+        `why` is logged when it is first held."""
         first = self.held.setdefault(fid.inode, now)
         if now - first >= self.config.copytruncate_wait:
             return False
         if first == now:
-            log.info("%s looks like a copy of %s: waiting up to %g s for the original to be truncated",
-                     where.path, source, self.config.copytruncate_wait)
+            log.info("%s (up to %g s)", why, self.config.copytruncate_wait)
         os.close(fd)
         return True
 

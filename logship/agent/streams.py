@@ -21,7 +21,8 @@ on; the functions here only look (pread and compare), fileset.py acts on the ans
   read those lines from the original first): a stream whose file was found truncated or
   rewritten within `copytruncate_wait` (while the agent ran, or at its start), with the same
   complete fingerprint and more bytes read than the file holds. Everything in it was read
-  already: it is tailed from its end.
+  already: once the stream's acknowledged offset reaches the copy's end (the copy is held
+  back until then), it is tailed from its end.
 * `copy_of`, `copy_begun`: the file is probably the copy half of a copytruncate that has
   not happened yet, or is still being written: a copy of a tailed file seen before the
   truncate (its head and content match a file being tailed), or a file too short to
@@ -60,6 +61,7 @@ class Detached:
     seen_size: int = 0
     tail: bytes = b""
     idle: bool = False              # closed while inactive: reopened when its size changes
+    copied: bool = False            # a shorter copy of it was found (copy_within): it matches no other
 
 
 def resumes_in(d: Detached, fd: int, fid: FileId, st: os.stat_result, fp: Fingerprint) -> bool:
@@ -95,7 +97,7 @@ def copy_within(detached: list[Detached], fid: FileId, st: os.stat_result, fp: F
     if not fp.complete:
         return None
     for d in detached:
-        if d.expires is not None and d.state.fingerprint == fp and st.st_size < d.resume \
+        if d.expires is not None and not d.copied and d.state.fingerprint == fp and st.st_size < d.resume \
                 and not d.state.id.same_inode(fid):  # a copy is another file: the same one was refilled
             return d
     return None
