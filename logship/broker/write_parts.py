@@ -89,8 +89,12 @@ async def _sendfile(loop: asyncio.AbstractEventLoop, conn: Connection, part) -> 
     for position in range(part.position, part.position + part.length, SENDFILE_CHUNK_BYTES):
         count = min(SENDFILE_CHUNK_BYTES, part.position + part.length - position)
         try:
-            sent = await asyncio.wait_for(loop.sendfile(conn.transport, _SpliceFile(part.fd), position, count),
-                                          timeout)
+            # no fallback: asyncio's reads through the file object (which has no readinto);
+            # native sendfile fails before sending a byte only when the client is gone
+            sent = await asyncio.wait_for(loop.sendfile(conn.transport, _SpliceFile(part.fd), position, count,
+                                                        fallback=False), timeout)
+        except asyncio.SendfileNotAvailableError as exc:
+            raise ConnectionError(f"sendfile failed: {exc}") from None
         except TimeoutError:
             raise WriteStalledError(f"the client read nothing for {timeout:g} s "
                                     f"(write.timeout.ms {conn.admission.limits.write_timeout_ms})") from None
