@@ -218,7 +218,7 @@ def load(state_dir: Path) -> Recovery:
             elif kind == SUPERSEDED:
                 gone = {id(by_key.pop(tuple(key), None)) for key in meta["keys"]}
                 at = [i for i, e in enumerate(rec.entries) if id(e) in gone]
-                removed = [e for e in rec.entries if id(e) in gone]
+                removed = [rec.entries[i] for i in at]
                 rec.entries = [e for e in rec.entries if id(e) not in gone]
                 slot, by, placed = (at[0] if at else None), int(meta.get("by", 1)), []
             else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from ..storage.fileslice import SliceCutShortError
 from .connection import SENDFILE_MIN_BYTES, WRITE_BYTES, Connection, WriteStalledError
 
 SENDFILE_CHUNK_BYTES = 4 << 20  # each must leave within write.timeout.ms
@@ -70,10 +71,8 @@ async def write_parts(loop: asyncio.AbstractEventLoop, conn: Connection, parts: 
             await write_pending()
             await _sendfile(loop, conn, part)
             continue
-        if isinstance(part, (bytes, bytearray, memoryview)) or part.in_memory:
-            pieces = (part if isinstance(part, (bytes, bytearray, memoryview)) else part.read_bytes(),)
-        else:
-            pieces = part.read_pieces(WRITE_BYTES)  # each read once the writes before it are taken
+        # a slice's pieces are each read once the writes before it are taken
+        pieces = (part,) if isinstance(part, (bytes, bytearray, memoryview)) else part.read_pieces(WRITE_BYTES)
         for piece in pieces:
             pending.append(piece)
             size += len(piece)
@@ -98,6 +97,6 @@ async def _sendfile(loop: asyncio.AbstractEventLoop, conn: Connection, part) -> 
         except TimeoutError:
             raise WriteStalledError(f"the client read nothing for {timeout:g} s "
                                     f"(write.timeout.ms {conn.admission.limits.write_timeout_ms})") from None
-        if sent != count:  # the segment was cut since the response was planned: its frame cannot be whole
-            raise OSError(f"segment slice cut short: {sent} of {count} bytes sent")
+        if sent != count:  # the segment was cut since the response was planned
+            raise SliceCutShortError(part.length, position - part.position + sent)
         conn.last_io = time.monotonic()

@@ -84,7 +84,7 @@ class FileSlice:
                 raise ValueError("read from a closed FileSlice")
             chunk = os.pread(self.fd, min(size, left), position)
             if not chunk:
-                raise _short(self.length, position - self.position)
+                raise SliceCutShortError(self.length, position - self.position)
             position += len(chunk)
             left -= len(chunk)
             yield chunk
@@ -121,7 +121,9 @@ class FileSlice:
         return f"FileSlice(fd={self.fd}, position={self.position}, length={self.length})"
 
 
-def _short(length: int, got: int) -> OSError:
-    """The segment ended before the slice did (cut since it was planned): the frame that
-    promised `length` bytes cannot be finished, so the connection must be closed."""
-    return OSError(f"segment slice cut short: {got} of {length} bytes")
+class SliceCutShortError(OSError):
+    """The segment ended before the slice did (cut since it was planned): a frame that
+    promised the slice's length cannot be finished, so its connection must be closed."""
+
+    def __init__(self, length: int, got: int):
+        super().__init__(f"segment slice cut short: {got} of {length} bytes")
